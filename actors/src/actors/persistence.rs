@@ -1,0 +1,176 @@
+//! The persistence actor: takes writes from every thread actor and commits them as group
+//! commits, one transaction per flush, answering each write only after its commit.
+//!
+//! A flush starts when the buffer holds `max_batch` writes or `flush_interval` after the first
+//! buffered write, and never while another flush runs (so one thread's writes commit in the
+//! order they were sent). A failed batch is retried write by write, so one bad write (say, an
+//! item for a thread deleted meanwhile) cannot fail the writes of other threads.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::store::{Store, StoreError, WriteOp};
+
+/// Group-commit settings.
+#[derive(Clone, Debug)]
+pub struct BatchSettings {
+    pub max_batch: usize,
+    pub flush_interval: Duration,
+}
+
+/// Commit these writes together (atomically with each other); resolves after the commit.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Persist(pub Vec<WriteOp>);
+
+/// Flush whatever is buffered now and answer when it has committed (used at shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FlushNow;
+
+struct PendingWrite {
+    ops: Vec<WriteOp>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+pub struct PersistenceActor {
+    store: Store,
+    settings: BatchSettings,
+    pending: Vec<PendingWrite>,
+    flushing: bool,
+    timer: Option<SpawnHandle>,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl PersistenceActor {
+    pub fn new(store: Store, settings: BatchSettings) -> Self {
+        PersistenceActor {
+            store,
+            settings,
+            pending: Vec::new(),
+            flushing: false,
+            timer: None,
+            flush_waiters: Vec::new(),
+        }
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.pending.is_empty() {
+            return;
+        }
+        if self.pending.len() >= self.settings.max_batch
+            || self.settings.flush_interval.is_zero()
+            || !self.flush_waiters.is_empty()
+        {
+            self.flush(ctx);
+        } else if self.timer.is_none() {
+            self.timer = Some(ctx.run_later(self.settings.flush_interval, |act, ctx| {
+                act.timer = None;
+                act.flush(ctx);
+            }));
+        }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.pending.is_empty() {
+            return;
+        }
+        if let Some(timer) = self.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.flushing = true;
+        let take = self.pending.len().min(self.settings.max_batch.max(1));
+        let batch: Vec<PendingWrite> = self.pending.drain(..take).collect();
+        let store = self.store.clone();
+        let commit = async move {
+            let all: Vec<WriteOp> = batch.iter().flat_map(|w| w.ops.iter().cloned()).collect();
+            let started = std::time::Instant::now();
+            match store.apply(&all).await {
+                Ok(()) => {
+                    tracing::trace!(writes = batch.len(), ops = all.len(), elapsed = ?started.elapsed(), "group commit");
+                    for write in batch {
+                        let _ = write.reply.send(Ok(()));
+                    }
+                }
+                Err(error) if batch.len() == 1 || error.is_unavailable() => {
+                    tracing::warn!(%error, writes = batch.len(), "group commit failed");
+                    for write in batch {
+                        let _ = write.reply.send(Err(clone_error(&error)));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, writes = batch.len(), "group commit failed; retrying writes one by one");
+                    for write in batch {
+                        let result = store.apply(&write.ops).await;
+                        let _ = write.reply.send(result);
+                    }
+                }
+            }
+        };
+        ctx.spawn(commit.into_actor(self).map(|(), act, ctx| {
+            act.flushing = false;
+            if act.pending.is_empty() {
+                for waiter in act.flush_waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+            }
+            act.schedule(ctx);
+        }));
+    }
+}
+
+fn clone_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Query(m) => StoreError::Query(m.clone()),
+        StoreError::CursorNotFound => StoreError::CursorNotFound,
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+    }
+}
+
+impl Actor for PersistenceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Bounded mailbox: senders wait (backpressure) when writes arrive faster than commits.
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Persist> for PersistenceActor {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: Persist, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        if msg.0.is_empty() {
+            let _ = reply.send(Ok(()));
+        } else {
+            self.pending.push(PendingWrite { ops: msg.0, reply });
+            self.schedule(ctx);
+        }
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("persistence stopped".into())))
+        })
+    }
+}
+
+impl Handler<FlushNow> for PersistenceActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: FlushNow, ctx: &mut Context<Self>) -> Self::Result {
+        let (done, wait) = oneshot::channel();
+        if self.pending.is_empty() && !self.flushing {
+            let _ = done.send(());
+        } else {
+            self.flush_waiters.push(done);
+            self.schedule(ctx);
+        }
+        Box::pin(async move {
+            let _ = wait.await;
+        })
+    }
+}

@@ -1,0 +1,126 @@
+//! The registry actor: knows the live thread actor of each thread on this instance, starts
+//! one on demand (spread over a small pool of arbiters), and forgets it when it retires.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::thread::ThreadActor;
+use crate::engine::EngineEnv;
+use crate::protocol::ThreadMeta;
+
+/// The actor of an existing thread, started (and loading) if it was not live.
+#[derive(Message)]
+#[rtype(result = "Addr<ThreadActor>")]
+pub struct Route {
+    pub thread_id: String,
+}
+
+/// Start the actor of a thread being created now.
+#[derive(Message)]
+#[rtype(result = "Addr<ThreadActor>")]
+pub struct SpawnNew {
+    pub meta: ThreadMeta,
+}
+
+/// A thread actor retired; forget it (if it is still the one registered).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retired {
+    pub thread_id: String,
+    pub actor_id: u64,
+}
+
+/// How many thread actors are live (for health and metrics).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct LiveCount;
+
+struct LiveThread {
+    addr: Addr<ThreadActor>,
+    actor_id: u64,
+}
+
+pub struct Registry {
+    env: Arc<EngineEnv>,
+    arbiters: Vec<ArbiterHandle>,
+    next_arbiter: usize,
+    next_actor_id: u64,
+    live: HashMap<String, LiveThread>,
+}
+
+impl Registry {
+    pub fn new(env: Arc<EngineEnv>, arbiters: Vec<ArbiterHandle>) -> Self {
+        assert!(!arbiters.is_empty(), "the registry needs at least one arbiter");
+        Registry { env, arbiters, next_arbiter: 0, next_actor_id: 0, live: HashMap::new() }
+    }
+
+    fn start_actor(
+        &mut self,
+        ctx: &mut Context<Self>,
+        thread_id: String,
+        make: impl FnOnce(u64, Arc<EngineEnv>, Addr<Registry>) -> ThreadActor + Send + 'static,
+    ) -> Addr<ThreadActor> {
+        self.next_actor_id += 1;
+        let actor_id = self.next_actor_id;
+        let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
+        self.next_arbiter = self.next_arbiter.wrapping_add(1);
+        let env = self.env.clone();
+        let registry = ctx.address();
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| make(actor_id, env, registry));
+        self.live.insert(thread_id, LiveThread { addr: addr.clone(), actor_id });
+        addr
+    }
+}
+
+impl Actor for Registry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<Route> for Registry {
+    type Result = MessageResult<Route>;
+
+    fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(live) = self.live.get(&msg.thread_id) {
+            return MessageResult(live.addr.clone());
+        }
+        let thread_id = msg.thread_id.clone();
+        MessageResult(self.start_actor(ctx, msg.thread_id, move |id, env, registry| {
+            ThreadActor::existing(id, thread_id, env, registry)
+        }))
+    }
+}
+
+impl Handler<SpawnNew> for Registry {
+    type Result = MessageResult<SpawnNew>;
+
+    fn handle(&mut self, msg: SpawnNew, ctx: &mut Context<Self>) -> Self::Result {
+        let thread_id = msg.meta.id.clone();
+        MessageResult(self.start_actor(ctx, thread_id, move |id, env, registry| {
+            ThreadActor::new_thread(id, msg.meta, env, registry)
+        }))
+    }
+}
+
+impl Handler<Retired> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Retired, _ctx: &mut Context<Self>) {
+        if self.live.get(&msg.thread_id).is_some_and(|l| l.actor_id == msg.actor_id) {
+            self.live.remove(&msg.thread_id);
+        }
+    }
+}
+
+impl Handler<LiveCount> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: LiveCount, _ctx: &mut Context<Self>) -> usize {
+        self.live.len()
+    }
+}

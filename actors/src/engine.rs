@@ -1,0 +1,313 @@
+//! The engine's front door: what the HTTP layer calls. Streaming ops and changes go through
+//! the thread's actor (routed by the registry); reads are served from Postgres, which is
+//! authoritative because every announced item was committed before its event left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::value::RawValue;
+
+use crate::actors::persistence::{BatchSettings, FlushNow, Persist, PersistenceActor};
+use crate::actors::registry::{LiveCount, Registry, Route, SpawnNew};
+use crate::actors::thread::{Delete, Rename, StartTurn, ThreadActor, TurnInput};
+use crate::error::EngineError;
+use crate::ids::{new_id, prefix};
+use crate::model::ModelClient;
+use crate::protocol::requests::{
+    page_size, FeedbackParams, ListItemsParams, ListThreadsParams, UserMessageInput,
+};
+use crate::protocol::{Page, Thread, ThreadMeta, Timestamp};
+use crate::store::{Store, WriteOp};
+
+pub use crate::actors::turn::{TurnFrame, TurnStream};
+
+/// Engine tunables (the `actors.*`, `persistence.*` and `model.history_limit` settings).
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Items of history kept in memory and sent to the model.
+    pub history_limit: u32,
+    /// Capacity of each turn's event channel to the HTTP layer.
+    pub stream_buffer: usize,
+    /// A thread actor with no request for this long retires.
+    pub idle_timeout: Duration,
+    /// Arbiters (threads) that host thread actors.
+    pub arbiters: usize,
+    pub batch: BatchSettings,
+    /// `stream_options.allow_cancel` (§4).
+    pub allow_cancel: bool,
+}
+
+/// What every actor shares.
+pub struct EngineEnv {
+    pub store: Store,
+    pub model: ModelClient,
+    pub persistence: Addr<PersistenceActor>,
+    pub settings: EngineSettings,
+}
+
+impl EngineEnv {
+    /// Commits `ops` through the persistence actor (group commit).
+    pub async fn persist(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
+        match self.persistence.send(Persist(ops)).await {
+            Ok(result) => result.map_err(EngineError::from),
+            Err(_) => Err(EngineError::Unavailable("persistence actor stopped".into())),
+        }
+    }
+}
+
+/// A streaming request, as the engine sees it.
+#[derive(Debug)]
+pub enum TurnRequest {
+    Create { input: UserMessageInput },
+    AddUserMessage { thread_id: String, input: UserMessageInput },
+    ClientToolOutput { thread_id: String, result: serde_json::Value },
+    RetryAfterItem { thread_id: String, item_id: String },
+}
+
+/// Handle to the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    env: Arc<EngineEnv>,
+    registry: Addr<Registry>,
+    _arbiters: Arc<Vec<Arbiter>>,
+}
+
+/// How often a request re-routes when it meets an actor that just retired.
+const ROUTE_ATTEMPTS: usize = 4;
+
+impl Engine {
+    /// Starts the persistence actor, the registry and the arbiter pool. Must run inside an
+    /// actix system.
+    pub fn start(store: Store, model: ModelClient, settings: EngineSettings) -> Engine {
+        let persistence_arbiter = Arbiter::new();
+        let batch = settings.batch.clone();
+        let persist_store = store.clone();
+        let persistence = PersistenceActor::start_in_arbiter(&persistence_arbiter.handle(), |_| {
+            PersistenceActor::new(persist_store, batch)
+        });
+        let pool: Vec<Arbiter> = (0..settings.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let handles = pool.iter().map(Arbiter::handle).collect();
+        let env = Arc::new(EngineEnv { store, model, persistence, settings });
+        let registry_env = env.clone();
+        let registry = Registry::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
+            Registry::new(registry_env, handles)
+        });
+        let mut arbiters = pool;
+        arbiters.push(persistence_arbiter);
+        Engine { env, registry, _arbiters: Arc::new(arbiters) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.env.store
+    }
+
+    /// Starts a streamed turn. Errors here happen before anything was written.
+    pub async fn start_turn(
+        &self,
+        user_id: &str,
+        request: TurnRequest,
+    ) -> Result<TurnStream, EngineError> {
+        match request {
+            TurnRequest::Create { input } => {
+                let meta = ThreadMeta::new(new_id(prefix::THREAD), user_id.to_string(), Timestamp::now());
+                let addr = self.registry.send(SpawnNew { meta }).await?;
+                let turn = StartTurn { user_id: user_id.to_string(), input: TurnInput::UserMessage(input) };
+                addr.send(turn).await?
+            }
+            TurnRequest::AddUserMessage { thread_id, input } => {
+                self.turn_on(&thread_id, user_id, TurnInput::UserMessage(input)).await
+            }
+            TurnRequest::ClientToolOutput { thread_id, result } => {
+                self.turn_on(&thread_id, user_id, TurnInput::ClientToolOutput(result)).await
+            }
+            TurnRequest::RetryAfterItem { thread_id, item_id } => {
+                self.turn_on(&thread_id, user_id, TurnInput::RetryAfter(item_id)).await
+            }
+        }
+    }
+
+    async fn turn_on(
+        &self,
+        thread_id: &str,
+        user_id: &str,
+        input: TurnInput,
+    ) -> Result<TurnStream, EngineError> {
+        // The input is moved into the first delivery attempt that reaches a live actor; an
+        // actor that retired in between answers `Retired` before looking at it, so we keep a
+        // copy for the next attempt.
+        let mut input = Some(input);
+        for _ in 0..ROUTE_ATTEMPTS {
+            let addr = self.route(thread_id).await?;
+            let this_try = input.take().ok_or_else(|| EngineError::Internal("lost input".into()))?;
+            let retry_copy = clone_input(&this_try);
+            match addr.send(StartTurn { user_id: user_id.to_string(), input: this_try }).await {
+                Ok(Err(EngineError::Retired)) | Err(MailboxError::Closed) => input = Some(retry_copy),
+                Ok(result) => return result,
+                Err(MailboxError::Timeout) => {
+                    return Err(EngineError::Unavailable("thread actor timed out".into()))
+                }
+            }
+        }
+        Err(EngineError::Unavailable("thread actor kept retiring".into()))
+    }
+
+    async fn route(&self, thread_id: &str) -> Result<Addr<ThreadActor>, EngineError> {
+        Ok(self.registry.send(Route { thread_id: thread_id.to_string() }).await?)
+    }
+
+    /// Sends `make()` to the thread's actor, routing again if it retired meanwhile.
+    async fn ask<M>(&self, thread_id: &str, make: impl Fn() -> M) -> Result<M::Result, EngineError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        ThreadActor: Handler<M>,
+    {
+        for _ in 0..ROUTE_ATTEMPTS {
+            let addr = self.route(thread_id).await?;
+            match addr.send(make()).await {
+                Ok(result) => return Ok(result),
+                Err(MailboxError::Closed) => continue,
+                Err(MailboxError::Timeout) => {
+                    return Err(EngineError::Unavailable("thread actor timed out".into()))
+                }
+            }
+        }
+        Err(EngineError::Unavailable("thread actor kept retiring".into()))
+    }
+
+    /// `threads.update`.
+    pub async fn rename_thread(
+        &self,
+        user_id: &str,
+        thread_id: &str,
+        title: &str,
+    ) -> Result<Thread, EngineError> {
+        for _ in 0..ROUTE_ATTEMPTS {
+            let rename = || Rename { user_id: user_id.to_string(), title: title.to_string() };
+            match self.ask(thread_id, rename).await? {
+                Err(EngineError::Retired) => continue,
+                other => return other.map(|meta| meta.to_wire(Page::empty())),
+            }
+        }
+        Err(EngineError::Unavailable("thread actor kept retiring".into()))
+    }
+
+    /// `threads.delete`.
+    pub async fn delete_thread(&self, user_id: &str, thread_id: &str) -> Result<(), EngineError> {
+        for _ in 0..ROUTE_ATTEMPTS {
+            match self.ask(thread_id, || Delete { user_id: user_id.to_string() }).await? {
+                Err(EngineError::Retired) => continue,
+                other => return other,
+            }
+        }
+        Err(EngineError::Unavailable("thread actor kept retiring".into()))
+    }
+
+    /// Ownership check for reads: the thread's metadata if `user_id` may see it.
+    async fn visible_thread(&self, user_id: &str, thread_id: &str) -> Result<ThreadMeta, EngineError> {
+        self.env
+            .store
+            .load_user_thread(user_id, thread_id)
+            .await?
+            .ok_or(EngineError::ThreadNotFound)
+    }
+
+    /// `threads.get_by_id`: the thread with its oldest 20 visible items (§3.8).
+    pub async fn get_thread(
+        &self,
+        user_id: &str,
+        thread_id: &str,
+    ) -> Result<Thread<Box<RawValue>>, EngineError> {
+        let meta = self.visible_thread(user_id, thread_id).await?;
+        let items = self.visible_items(thread_id, page_size(None).unwrap_or(20), crate::protocol::Order::Asc, None).await?;
+        Ok(meta.to_wire(items))
+    }
+
+    /// `threads.list` (§3.9).
+    pub async fn list_threads(
+        &self,
+        user_id: &str,
+        params: &ListThreadsParams,
+    ) -> Result<Page<Thread>, EngineError> {
+        let limit = params.page_size().map_err(EngineError::InvalidInput)?;
+        let page = self
+            .env
+            .store
+            .list_threads(user_id, limit, params.order, params.after.as_deref())
+            .await?;
+        Ok(Page {
+            data: page.data.iter().map(|t| t.to_wire(Page::empty())).collect(),
+            has_more: page.has_more,
+            after: page.after,
+        })
+    }
+
+    /// `items.list` (§3.10): hidden items filtered after paging.
+    pub async fn list_items(
+        &self,
+        user_id: &str,
+        params: &ListItemsParams,
+    ) -> Result<Page<Box<RawValue>>, EngineError> {
+        self.visible_thread(user_id, &params.thread_id).await?;
+        let limit = page_size(params.limit).map_err(EngineError::InvalidInput)?;
+        self.visible_items(&params.thread_id, limit, params.order, params.after.as_deref()).await
+    }
+
+    async fn visible_items(
+        &self,
+        thread_id: &str,
+        limit: u32,
+        order: crate::protocol::Order,
+        after: Option<&str>,
+    ) -> Result<Page<Box<RawValue>>, EngineError> {
+        let page = self.env.store.list_items(thread_id, limit, order, after).await?;
+        let data = page
+            .data
+            .iter()
+            .filter(|item| !item.is_hidden())
+            .map(|item| item.raw_json())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { data, has_more: page.has_more, after: page.after })
+    }
+
+    /// `items.feedback`: recorded for the thread's owner; item ids are not checked (§13.19).
+    pub async fn feedback(&self, user_id: &str, params: &FeedbackParams) -> Result<(), EngineError> {
+        self.visible_thread(user_id, &params.thread_id).await?;
+        let kind = match params.kind {
+            crate::protocol::requests::FeedbackKind::Positive => "positive",
+            crate::protocol::requests::FeedbackKind::Negative => "negative",
+        };
+        self.env
+            .persist(vec![WriteOp::Feedback {
+                thread_id: params.thread_id.clone(),
+                user_id: user_id.to_string(),
+                item_ids: params.item_ids.clone(),
+                kind: kind.to_string(),
+            }])
+            .await
+    }
+
+    /// Database reachable and migrated.
+    pub async fn is_ready(&self) -> bool {
+        self.env.store.is_ready().await
+    }
+
+    /// Live thread actors on this instance.
+    pub async fn live_threads(&self) -> usize {
+        self.registry.send(LiveCount).await.unwrap_or(0)
+    }
+
+    /// Commits everything buffered (for shutdown).
+    pub async fn flush(&self) {
+        let _ = self.env.persistence.send(FlushNow).await;
+    }
+}
+
+fn clone_input(input: &TurnInput) -> TurnInput {
+    match input {
+        TurnInput::UserMessage(m) => TurnInput::UserMessage(m.clone()),
+        TurnInput::ClientToolOutput(v) => TurnInput::ClientToolOutput(v.clone()),
+        TurnInput::RetryAfter(id) => TurnInput::RetryAfter(id.clone()),
+    }
+}

@@ -1,0 +1,57 @@
+//! The engine's error enum. The edge maps each variant to an HTTP status and error code
+//! (`src/http/error.rs`); messages never carry SQL, paths or other internals.
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// Unknown thread, or a thread of another user: the two look the same (no existence leak).
+    #[error("thread not found")]
+    ThreadNotFound,
+    #[error("item not found")]
+    ItemNotFound,
+    /// An `after` cursor that names nothing visible.
+    #[error("cursor not found")]
+    CursorNotFound,
+    /// A response is already streaming on this thread.
+    #[error("a response is already in progress on this thread")]
+    ThreadBusy,
+    /// The thread's status refuses new input (locked or closed).
+    #[error("thread is {status}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+    ThreadNotActive { status: &'static str, reason: Option<String> },
+    /// The request is well-formed but not acceptable in the thread's current state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("operation {0} is not supported by this server")]
+    Unsupported(&'static str),
+    /// A dependency (database) is down: retry later.
+    #[error("service temporarily unavailable")]
+    Unavailable(String),
+    /// A bug; details are logged, not shown.
+    #[error("internal error")]
+    Internal(String),
+    /// The actor retired between routing and delivery: route again. Never leaves the engine.
+    #[error("thread actor retired")]
+    Retired,
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(m) => EngineError::Unavailable(m),
+            StoreError::CursorNotFound => EngineError::CursorNotFound,
+            StoreError::Query(m) | StoreError::Corrupt(m) => EngineError::Internal(m),
+        }
+    }
+}
+
+impl From<actix::MailboxError> for EngineError {
+    fn from(error: actix::MailboxError) -> Self {
+        match error {
+            actix::MailboxError::Closed => EngineError::Retired,
+            actix::MailboxError::Timeout => EngineError::Unavailable("actor timed out".into()),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Request and chunk shapes of the Chat Completions API, as lenient as providers need.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::ModelEvent;
+
+/// A message sent to the model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub enum ChatMessage {
+    System {
+        content: String,
+    },
+    User {
+        content: String,
+    },
+    Assistant {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCallRequest>,
+    },
+    Tool {
+        tool_call_id: String,
+        content: String,
+    },
+}
+
+/// A tool call the model made, as replayed in history.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolCallRequest {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCall,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+impl ToolCallRequest {
+    pub fn function(id: String, name: String, arguments: String) -> Self {
+        ToolCallRequest { id, kind: "function", function: FunctionCall { name, arguments } }
+    }
+}
+
+/// A function tool offered to the model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolSpec {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FunctionSpec {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub parameters: serde_json::Value,
+}
+
+#[derive(Serialize)]
+pub(super) struct ChatRequest<'a> {
+    pub model: &'a str,
+    pub messages: &'a [ChatMessage],
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<&'a [ToolSpec]>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct Chunk {
+    #[serde(default)]
+    choices: Vec<ChoiceChunk>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceChunk {
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallChunk>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallChunk {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionChunk>,
+}
+
+#[derive(Deserialize)]
+struct FunctionChunk {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+impl Chunk {
+    /// Turns one chunk into events (only the first choice counts: we never ask for `n > 1`).
+    pub(super) fn into_events(self, out: &mut VecDeque<ModelEvent>) {
+        let Some(choice) = self.choices.into_iter().next() else { return };
+        if let Some(delta) = choice.delta {
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                out.push_back(ModelEvent::TextDelta(text));
+            }
+            for call in delta.tool_calls.into_iter().flatten() {
+                let (name, arguments) = match call.function {
+                    Some(f) => (f.name, f.arguments.unwrap_or_default()),
+                    None => (None, String::new()),
+                };
+                out.push_back(ModelEvent::ToolCallDelta {
+                    index: call.index,
+                    id: call.id,
+                    name,
+                    arguments,
+                });
+            }
+        }
+        if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
+            out.push_back(ModelEvent::Finished { reason });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_serialize_as_openai_expects() {
+        let msgs = vec![
+            ChatMessage::System { content: "be brief".into() },
+            ChatMessage::User { content: "hi".into() },
+            ChatMessage::Assistant { content: Some("hello".into()), tool_calls: vec![] },
+        ];
+        assert_eq!(
+            serde_json::to_string(&msgs).unwrap(),
+            r#"[{"role":"system","content":"be brief"},{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]"#
+        );
+    }
+
+    #[test]
+    fn lenient_chunks() {
+        let chunk: Chunk = serde_json::from_str(
+            r#"{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi","refusal":null},"finish_reason":""}]}"#,
+        )
+        .unwrap();
+        let mut out = VecDeque::new();
+        chunk.into_events(&mut out);
+        assert_eq!(out.into_iter().collect::<Vec<_>>(), vec![ModelEvent::TextDelta("Hi".into())]);
+    }
+}

@@ -1,0 +1,142 @@
+//! Thread stream events (§4) and item updates (§5). `type` is always the first key.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::items::{Annotation, AssistantMessageContent, ThreadItem};
+use super::thread::Thread;
+
+/// One event of a streamed response; serialized as `data: <json>\n\n` (§1.3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ThreadStreamEvent {
+    #[serde(rename = "thread.created")]
+    ThreadCreated { thread: Thread },
+    #[serde(rename = "thread.updated")]
+    ThreadUpdated { thread: Thread },
+    #[serde(rename = "thread.item.added")]
+    ItemAdded { item: ThreadItem },
+    #[serde(rename = "thread.item.updated")]
+    ItemUpdated { item_id: String, update: ThreadItemUpdate },
+    #[serde(rename = "thread.item.done")]
+    ItemDone { item: ThreadItem },
+    #[serde(rename = "thread.item.removed")]
+    ItemRemoved { item_id: String },
+    #[serde(rename = "thread.item.replaced")]
+    ItemReplaced { item: ThreadItem },
+    #[serde(rename = "stream_options")]
+    StreamOptions { stream_options: StreamOptions },
+    #[serde(rename = "progress_update")]
+    ProgressUpdate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        icon: Option<String>,
+        text: String,
+    },
+    #[serde(rename = "client_effect")]
+    ClientEffect {
+        name: String,
+        #[serde(default)]
+        data: Map<String, Value>,
+    },
+    #[serde(rename = "error")]
+    Error {
+        #[serde(default)]
+        code: ErrorCode,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        #[serde(default)]
+        allow_retry: bool,
+    },
+    #[serde(rename = "notice")]
+    Notice {
+        level: NoticeLevel,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+}
+
+impl ThreadStreamEvent {
+    /// The generic in-band failure (§1.4): `stream.error`, no message.
+    pub fn stream_error(allow_retry: bool) -> Self {
+        ThreadStreamEvent::Error { code: ErrorCode::StreamError, message: None, allow_retry }
+    }
+
+    /// An in-band failure the UI shows verbatim.
+    pub fn custom_error(message: impl Into<String>, allow_retry: bool) -> Self {
+        ThreadStreamEvent::Error {
+            code: ErrorCode::Custom,
+            message: Some(message.into()),
+            allow_retry,
+        }
+    }
+
+    /// The SSE frame of this event: `data: <compact json>\n\n`.
+    pub fn to_sse(&self) -> bytes::Bytes {
+        let mut buf = Vec::with_capacity(128);
+        buf.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut buf, self).expect("events always serialize");
+        buf.extend_from_slice(b"\n\n");
+        bytes::Bytes::from(buf)
+    }
+}
+
+/// §4 `stream_options`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    pub allow_cancel: bool,
+}
+
+/// §1.4 error codes; the enum is open upstream, we emit these two.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    #[serde(rename = "stream.error")]
+    StreamError,
+    #[default]
+    #[serde(rename = "custom")]
+    Custom,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeLevel {
+    Info,
+    Warning,
+    Danger,
+}
+
+/// §5 `ThreadItemUpdate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ThreadItemUpdate {
+    #[serde(rename = "assistant_message.content_part.added")]
+    ContentPartAdded { content_index: usize, content: AssistantMessageContent },
+    #[serde(rename = "assistant_message.content_part.text_delta")]
+    TextDelta { content_index: usize, delta: String },
+    #[serde(rename = "assistant_message.content_part.annotation_added")]
+    AnnotationAdded { content_index: usize, annotation_index: usize, annotation: Annotation },
+    #[serde(rename = "assistant_message.content_part.done")]
+    ContentPartDone { content_index: usize, content: AssistantMessageContent },
+    #[serde(rename = "widget.streaming_text.value_delta")]
+    WidgetStreamingTextDelta { component_id: String, delta: String, done: bool },
+    #[serde(rename = "widget.component.updated")]
+    WidgetComponentUpdated { component_id: String, component: Value },
+    #[serde(rename = "widget.root.updated")]
+    WidgetRootUpdated { widget: Value },
+    #[serde(rename = "workflow.task.added")]
+    WorkflowTaskAdded { task_index: usize, task: Value },
+    #[serde(rename = "workflow.task.updated")]
+    WorkflowTaskUpdated { task_index: usize, task: Value },
+    #[serde(rename = "generated_image.updated")]
+    GeneratedImageUpdated {
+        image: GeneratedImage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        progress: Option<f64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedImage {
+    pub id: String,
+    pub url: String,
+}

@@ -1,0 +1,22 @@
+//! The ChatKit wire protocol (`../shared/chatkit-protocol.md`): requests, threads, items,
+//! pages and stream events, serialized exactly as the reference SDK does (§1.5).
+
+pub mod events;
+pub mod items;
+pub mod page;
+pub mod requests;
+pub mod tag;
+pub mod thread;
+pub mod time;
+
+pub use events::{ErrorCode, StreamOptions, ThreadItemUpdate, ThreadStreamEvent};
+pub use items::*;
+pub use page::{Order, Page};
+pub use requests::{ChatKitRequest, Operation, RequestError};
+pub use thread::{Thread, ThreadMeta, ThreadStatus};
+pub use time::Timestamp;
+
+/// Compact JSON of a response body or event.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("protocol types always serialize")
+}

@@ -1,0 +1,436 @@
+//! The request envelope (§1.1) and the params of all 16 operations (§3).
+//!
+//! Parsing is two-step so each failure gets its own clear error: first the envelope (`type`,
+//! `params`, `metadata`), then the params of that op. Unknown keys are ignored everywhere;
+//! discriminators are required (§1.6).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::items::{InferenceOptions, UserMessageContent};
+use super::page::{Order, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use crate::ids::is_valid_client_id;
+
+/// A parsed `/chatkit` request: the op with its params, plus the free-form metadata.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChatKitRequest {
+    #[serde(flatten)]
+    pub op: Operation,
+    pub metadata: Map<String, Value>,
+}
+
+/// The 16 op names of §1.2, each with its params.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "params")]
+pub enum Operation {
+    #[serde(rename = "threads.create")]
+    ThreadsCreate(CreateThreadParams),
+    #[serde(rename = "threads.add_user_message")]
+    ThreadsAddUserMessage(AddUserMessageParams),
+    #[serde(rename = "threads.add_client_tool_output")]
+    ThreadsAddClientToolOutput(AddClientToolOutputParams),
+    #[serde(rename = "threads.retry_after_item")]
+    ThreadsRetryAfterItem(RetryAfterItemParams),
+    #[serde(rename = "threads.custom_action")]
+    ThreadsCustomAction(CustomActionParams),
+    #[serde(rename = "threads.add_structured_input")]
+    ThreadsAddStructuredInput(AddStructuredInputParams),
+    #[serde(rename = "threads.get_by_id")]
+    ThreadsGetById(ThreadIdParams),
+    #[serde(rename = "threads.list")]
+    ThreadsList(ListThreadsParams),
+    #[serde(rename = "items.list")]
+    ItemsList(ListItemsParams),
+    #[serde(rename = "items.feedback")]
+    ItemsFeedback(FeedbackParams),
+    #[serde(rename = "attachments.create")]
+    AttachmentsCreate(CreateAttachmentParams),
+    #[serde(rename = "attachments.delete")]
+    AttachmentsDelete(DeleteAttachmentParams),
+    #[serde(rename = "threads.update")]
+    ThreadsUpdate(UpdateThreadParams),
+    #[serde(rename = "threads.delete")]
+    ThreadsDelete(ThreadIdParams),
+    #[serde(rename = "input.transcribe")]
+    InputTranscribe(TranscribeParams),
+    #[serde(rename = "threads.sync_custom_action")]
+    ThreadsSyncCustomAction(CustomActionParams),
+}
+
+/// All op names, in the order of §1.2's validator list.
+pub const OPERATION_NAMES: [&str; 16] = [
+    "threads.create",
+    "threads.add_user_message",
+    "threads.add_client_tool_output",
+    "threads.retry_after_item",
+    "threads.custom_action",
+    "threads.add_structured_input",
+    "threads.get_by_id",
+    "threads.list",
+    "items.list",
+    "items.feedback",
+    "attachments.create",
+    "attachments.delete",
+    "threads.update",
+    "threads.delete",
+    "input.transcribe",
+    "threads.sync_custom_action",
+];
+
+impl Operation {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::ThreadsCreate(_) => "threads.create",
+            Operation::ThreadsAddUserMessage(_) => "threads.add_user_message",
+            Operation::ThreadsAddClientToolOutput(_) => "threads.add_client_tool_output",
+            Operation::ThreadsRetryAfterItem(_) => "threads.retry_after_item",
+            Operation::ThreadsCustomAction(_) => "threads.custom_action",
+            Operation::ThreadsAddStructuredInput(_) => "threads.add_structured_input",
+            Operation::ThreadsGetById(_) => "threads.get_by_id",
+            Operation::ThreadsList(_) => "threads.list",
+            Operation::ItemsList(_) => "items.list",
+            Operation::ItemsFeedback(_) => "items.feedback",
+            Operation::AttachmentsCreate(_) => "attachments.create",
+            Operation::AttachmentsDelete(_) => "attachments.delete",
+            Operation::ThreadsUpdate(_) => "threads.update",
+            Operation::ThreadsDelete(_) => "threads.delete",
+            Operation::InputTranscribe(_) => "input.transcribe",
+            Operation::ThreadsSyncCustomAction(_) => "threads.sync_custom_action",
+        }
+    }
+
+    /// Streaming ops answer with SSE (§1.2).
+    pub fn is_streaming(&self) -> bool {
+        matches!(
+            self,
+            Operation::ThreadsCreate(_)
+                | Operation::ThreadsAddUserMessage(_)
+                | Operation::ThreadsAddClientToolOutput(_)
+                | Operation::ThreadsRetryAfterItem(_)
+                | Operation::ThreadsCustomAction(_)
+                | Operation::ThreadsAddStructuredInput(_)
+        )
+    }
+}
+
+/// Why a request body was refused; each maps to a 400 with its own code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidEnvelope(String),
+    #[error("unknown operation type \"{0}\"")]
+    UnknownOperation(String),
+    #[error("invalid params for {op}: {message}")]
+    InvalidParams { op: String, message: String },
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    op: Option<Value>,
+    params: Option<Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+impl ChatKitRequest {
+    /// Parses and validates a raw request body.
+    pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
+        let envelope: Envelope = match serde_json::from_slice::<Value>(body) {
+            Err(e) => return Err(RequestError::InvalidJson(short_serde_message(&e))),
+            Ok(Value::Object(map)) => serde_json::from_value(Value::Object(map))
+                .map_err(|e| RequestError::InvalidEnvelope(short_serde_message(&e)))?,
+            Ok(_) => {
+                return Err(RequestError::InvalidEnvelope(
+                    "request body must be a JSON object".into(),
+                ))
+            }
+        };
+        let op_name = match envelope.op {
+            Some(Value::String(name)) => name,
+            Some(_) => {
+                return Err(RequestError::InvalidEnvelope("field `type` must be a string".into()))
+            }
+            None => return Err(RequestError::InvalidEnvelope("missing field `type`".into())),
+        };
+        if !OPERATION_NAMES.contains(&op_name.as_str()) {
+            let mut shown = op_name;
+            shown.truncate(64);
+            return Err(RequestError::UnknownOperation(shown));
+        }
+        let metadata = match envelope.metadata {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map,
+            Some(_) => {
+                return Err(RequestError::InvalidEnvelope("field `metadata` must be an object".into()))
+            }
+        };
+        let params = match envelope.params {
+            Some(Value::Object(map)) => Value::Object(map),
+            Some(_) => {
+                return Err(RequestError::InvalidEnvelope("field `params` must be an object".into()))
+            }
+            None => return Err(RequestError::InvalidEnvelope("missing field `params`".into())),
+        };
+        let tagged = serde_json::json!({ "type": op_name, "params": params });
+        let op: Operation = serde_json::from_value(tagged).map_err(|e| {
+            RequestError::InvalidParams { op: op_name.clone(), message: short_serde_message(&e) }
+        })?;
+        op.validate().map_err(|message| RequestError::InvalidParams { op: op_name, message })?;
+        Ok(ChatKitRequest { op, metadata })
+    }
+}
+
+/// serde's message without the line/column suffix, which says nothing useful to a client.
+fn short_serde_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.find(" at line ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+impl Operation {
+    /// Checks beyond types: ids are plausible, limits in range.
+    fn validate(&self) -> Result<(), String> {
+        let check_id = |name: &str, id: &str| {
+            if is_valid_client_id(id) {
+                Ok(())
+            } else {
+                Err(format!("`{name}` is not a valid id"))
+            }
+        };
+        match self {
+            Operation::ThreadsAddUserMessage(p) => check_id("thread_id", &p.thread_id),
+            Operation::ThreadsAddClientToolOutput(p) => check_id("thread_id", &p.thread_id),
+            Operation::ThreadsRetryAfterItem(p) => {
+                check_id("thread_id", &p.thread_id)?;
+                check_id("item_id", &p.item_id)
+            }
+            Operation::ThreadsGetById(p) | Operation::ThreadsDelete(p) => {
+                check_id("thread_id", &p.thread_id)
+            }
+            Operation::ThreadsList(p) => {
+                p.page_size()?;
+                if let Some(after) = &p.after {
+                    check_id("after", after)?;
+                }
+                Ok(())
+            }
+            Operation::ItemsList(p) => {
+                check_id("thread_id", &p.thread_id)?;
+                page_size(p.limit)?;
+                if let Some(after) = &p.after {
+                    check_id("after", after)?;
+                }
+                Ok(())
+            }
+            Operation::ThreadsUpdate(p) => check_id("thread_id", &p.thread_id),
+            Operation::ItemsFeedback(p) => {
+                check_id("thread_id", &p.thread_id)?;
+                p.item_ids.iter().try_for_each(|id| check_id("item_ids", id))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `limit`: null or 0 means 20 (§13.7); negative or over 1000 is refused.
+pub fn page_size(limit: Option<i64>) -> Result<u32, String> {
+    match limit {
+        None | Some(0) => Ok(DEFAULT_PAGE_SIZE),
+        Some(n) if n < 0 => Err("`limit` must not be negative".into()),
+        Some(n) if n > MAX_PAGE_SIZE as i64 => Err(format!("`limit` must be at most {MAX_PAGE_SIZE}")),
+        Some(n) => Ok(n as u32),
+    }
+}
+
+/// `UserMessageInput` (§3.1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserMessageInput {
+    pub content: Vec<UserMessageContent>,
+    pub attachments: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted_text: Option<String>,
+    pub inference_options: InferenceOptions,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateThreadParams {
+    pub input: UserMessageInput,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddUserMessageParams {
+    pub thread_id: String,
+    pub input: UserMessageInput,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddClientToolOutputParams {
+    pub thread_id: String,
+    /// Any JSON, `null` included; a missing key is refused.
+    #[serde(deserialize_with = "present_value")]
+    pub result: Value,
+}
+
+/// Deserializes any value including `null` (serde would otherwise treat null as absent).
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    Value::deserialize(d)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryAfterItemParams {
+    pub thread_id: String,
+    pub item_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomAction {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomActionParams {
+    pub thread_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_id: Option<String>,
+    pub action: CustomAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddStructuredInputParams {
+    pub thread_id: String,
+    pub item_id: String,
+    pub input: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThreadIdParams {
+    pub thread_id: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListThreadsParams {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub order: Order,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+impl ListThreadsParams {
+    pub fn page_size(&self) -> Result<u32, String> {
+        page_size(self.limit)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ListItemsParams {
+    pub thread_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(default)]
+    pub order: Order,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateThreadParams {
+    pub thread_id: String,
+    pub title: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedbackKind {
+    Positive,
+    Negative,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackParams {
+    pub thread_id: String,
+    pub item_ids: Vec<String>,
+    pub kind: FeedbackKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CreateAttachmentParams {
+    pub name: String,
+    pub size: i64,
+    pub mime_type: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeleteAttachmentParams {
+    pub attachment_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranscribeParams {
+    pub audio_base64: String,
+    pub mime_type: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_create() {
+        let body = br#"{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"Hi"}],"attachments":[],"inference_options":{}}},"extra":1}"#;
+        let req = ChatKitRequest::parse(body).unwrap();
+        assert_eq!(req.op.name(), "threads.create");
+        assert!(req.op.is_streaming());
+    }
+
+    #[test]
+    fn classifies_errors() {
+        assert!(matches!(ChatKitRequest::parse(b"nope"), Err(RequestError::InvalidJson(_))));
+        assert!(matches!(ChatKitRequest::parse(b"[1]"), Err(RequestError::InvalidEnvelope(_))));
+        assert!(matches!(
+            ChatKitRequest::parse(br#"{"type":"threads.explode","params":{}}"#),
+            Err(RequestError::UnknownOperation(_))
+        ));
+        assert!(matches!(
+            ChatKitRequest::parse(br#"{"type":"threads.get_by_id","params":{}}"#),
+            Err(RequestError::InvalidParams { .. })
+        ));
+        assert!(matches!(
+            ChatKitRequest::parse(br#"{"type":"threads.list"}"#),
+            Err(RequestError::InvalidEnvelope(_))
+        ));
+        // A content part without its discriminator is refused (§1.1).
+        assert!(matches!(
+            ChatKitRequest::parse(br#"{"type":"threads.create","params":{"input":{"content":[{"text":"Hi"}],"attachments":[],"inference_options":{}}}}"#),
+            Err(RequestError::InvalidParams { .. })
+        ));
+        assert!(matches!(
+            ChatKitRequest::parse(br#"{"type":"threads.list","params":{"limit":-1}}"#),
+            Err(RequestError::InvalidParams { .. })
+        ));
+    }
+
+    #[test]
+    fn client_tool_output_accepts_null_but_not_missing() {
+        let ok = br#"{"type":"threads.add_client_tool_output","params":{"thread_id":"thr_1","result":null}}"#;
+        assert!(ChatKitRequest::parse(ok).is_ok());
+        let missing = br#"{"type":"threads.add_client_tool_output","params":{"thread_id":"thr_1"}}"#;
+        assert!(ChatKitRequest::parse(missing).is_err());
+    }
+
+    #[test]
+    fn limit_zero_means_default() {
+        assert_eq!(page_size(Some(0)).unwrap(), 20);
+        assert_eq!(page_size(None).unwrap(), 20);
+        assert!(page_size(Some(1001)).is_err());
+    }
+}

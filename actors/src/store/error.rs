@@ -1,0 +1,41 @@
+//! Errors of the store layer. Messages here are for logs only; the edge never shows them.
+
+use deadpool_postgres::PoolError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or the connection broke: retryable, 503 at the edge.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A statement failed for another reason (constraint, bug).
+    #[error("database query failed: {0}")]
+    Query(String),
+    /// A paging cursor that names no record visible to the caller.
+    #[error("cursor not found")]
+    CursorNotFound,
+    /// Stored JSON that no longer parses: a bug or a manual edit.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if error.is_closed() || error.code().is_none() {
+            StoreError::Unavailable(error.to_string())
+        } else {
+            StoreError::Query(error.to_string())
+        }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(error: PoolError) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}

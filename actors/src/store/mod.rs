@@ -1,0 +1,303 @@
+//! The Postgres store: threads and items, per-user scoped reads, and batched writes.
+//!
+//! Reads are served straight from Postgres (it is authoritative: every event that announces a
+//! stored item left only after its commit). Writes arrive as [`WriteOp`] batches from the
+//! persistence actor and run in one transaction each.
+
+mod error;
+pub mod migrations;
+mod schema;
+mod writes;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde_json::value::RawValue;
+use tokio_postgres::NoTls;
+
+pub use error::StoreError;
+pub use schema::SchemaName;
+pub use writes::WriteOp;
+
+use crate::protocol::{Order, Page, ThreadItem, ThreadMeta, ThreadStatus, Timestamp};
+
+/// An item as stored: its exact wire JSON plus what we index.
+#[derive(Clone, Debug)]
+pub struct StoredItem {
+    pub id: String,
+    pub kind: String,
+    pub body: String,
+}
+
+impl StoredItem {
+    pub fn is_hidden(&self) -> bool {
+        self.kind == "hidden_context_item" || self.kind == "sdk_hidden_context"
+    }
+
+    pub fn parse(&self) -> Result<ThreadItem, StoreError> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| StoreError::Corrupt(format!("item {}: {e}", self.id)))
+    }
+
+    pub fn raw_json(&self) -> Result<Box<RawValue>, StoreError> {
+        RawValue::from_string(self.body.clone())
+            .map_err(|e| StoreError::Corrupt(format!("item {}: {e}", self.id)))
+    }
+}
+
+/// Pool settings.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub max_size: usize,
+    pub connect_timeout: Duration,
+    pub wait_timeout: Duration,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    schema: SchemaName,
+}
+
+const THREAD_COLUMNS: &str =
+    "id, user_id, created_at, title, status, allowed_image_domains, metadata";
+
+impl Store {
+    /// Builds the pool (connections are opened lazily) with `search_path` set to `schema`.
+    pub fn new(
+        mut pg_config: tokio_postgres::Config,
+        schema: SchemaName,
+        settings: &PoolSettings,
+    ) -> Result<Self, StoreError> {
+        pg_config.options(format!("-c search_path={schema}"));
+        pg_config.connect_timeout(settings.connect_timeout);
+        pg_config.application_name("chatkit-rs");
+        let manager = Manager::from_config(
+            pg_config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(settings.wait_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Store { pool, schema })
+    }
+
+    pub fn schema(&self) -> &SchemaName {
+        &self.schema
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let mut client = self.pool.get().await?;
+        migrations::apply(&mut client, &self.schema).await
+    }
+
+    /// Database reachable and schema current (for `/readyz`).
+    pub async fn is_ready(&self) -> bool {
+        match self.pool.get().await {
+            Ok(client) => migrations::all_applied(&client).await.unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// Runs one batch of writes in one transaction.
+    pub async fn apply(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        writes::apply_batch(&mut client, ops).await
+    }
+
+    /// A thread by id, whoever owns it (the caller checks ownership).
+    pub async fn load_thread(&self, thread_id: &str) -> Result<Option<ThreadMeta>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"))
+            .await?;
+        let row = client.query_opt(&stmt, &[&thread_id]).await?;
+        row.map(|row| thread_from_row(&row)).transpose()
+    }
+
+    /// A thread visible to `user_id`, or `None` (another user's thread looks absent).
+    pub async fn load_user_thread(
+        &self,
+        user_id: &str,
+        thread_id: &str,
+    ) -> Result<Option<ThreadMeta>, StoreError> {
+        Ok(self.load_thread(thread_id).await?.filter(|t| t.user_id == user_id))
+    }
+
+    /// The user's threads by `created_at` (then insertion order), strictly after `after`.
+    pub async fn list_threads(
+        &self,
+        user_id: &str,
+        limit: u32,
+        order: Order,
+        after: Option<&str>,
+    ) -> Result<Page<ThreadMeta>, StoreError> {
+        let client = self.pool.get().await?;
+        let (cmp, dir) = order_sql(order);
+        let rows = match after {
+            None => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {THREAD_COLUMNS} FROM threads WHERE user_id = $1
+                         ORDER BY created_at {dir}, seq {dir} LIMIT $2"
+                    ))
+                    .await?;
+                client.query(&stmt, &[&user_id, &(limit as i64 + 1)]).await?
+            }
+            Some(cursor) => {
+                let cursor_stmt = client
+                    .prepare_cached(
+                        "SELECT created_at, seq FROM threads WHERE id = $1 AND user_id = $2",
+                    )
+                    .await?;
+                let Some(cursor_row) = client.query_opt(&cursor_stmt, &[&cursor, &user_id]).await?
+                else {
+                    return Err(StoreError::CursorNotFound);
+                };
+                let created: chrono::NaiveDateTime = cursor_row.get(0);
+                let seq: i64 = cursor_row.get(1);
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {THREAD_COLUMNS} FROM threads
+                         WHERE user_id = $1 AND (created_at, seq) {cmp} ($2, $3)
+                         ORDER BY created_at {dir}, seq {dir} LIMIT $4"
+                    ))
+                    .await?;
+                client.query(&stmt, &[&user_id, &created, &seq, &(limit as i64 + 1)]).await?
+            }
+        };
+        let mut threads =
+            rows.iter().map(thread_from_row).collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(page_from(&mut threads, limit, |t| t.id.clone()))
+    }
+
+    /// A thread's items (hidden ones included) in `created_at` order, strictly after `after`.
+    pub async fn list_items(
+        &self,
+        thread_id: &str,
+        limit: u32,
+        order: Order,
+        after: Option<&str>,
+    ) -> Result<Page<StoredItem>, StoreError> {
+        let client = self.pool.get().await?;
+        let (cmp, dir) = order_sql(order);
+        let rows = match after {
+            None => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT id, kind, body FROM items WHERE thread_id = $1
+                         ORDER BY created_at {dir}, seq {dir} LIMIT $2"
+                    ))
+                    .await?;
+                client.query(&stmt, &[&thread_id, &(limit as i64 + 1)]).await?
+            }
+            Some(cursor) => {
+                let cursor_stmt = client
+                    .prepare_cached(
+                        "SELECT created_at, seq FROM items WHERE thread_id = $1 AND id = $2",
+                    )
+                    .await?;
+                let Some(cursor_row) =
+                    client.query_opt(&cursor_stmt, &[&thread_id, &cursor]).await?
+                else {
+                    return Err(StoreError::CursorNotFound);
+                };
+                let created: chrono::NaiveDateTime = cursor_row.get(0);
+                let seq: i64 = cursor_row.get(1);
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT id, kind, body FROM items
+                         WHERE thread_id = $1 AND (created_at, seq) {cmp} ($2, $3)
+                         ORDER BY created_at {dir}, seq {dir} LIMIT $4"
+                    ))
+                    .await?;
+                client.query(&stmt, &[&thread_id, &created, &seq, &(limit as i64 + 1)]).await?
+            }
+        };
+        let mut items: Vec<StoredItem> = rows
+            .iter()
+            .map(|row| StoredItem { id: row.get(0), kind: row.get(1), body: row.get(2) })
+            .collect();
+        Ok(page_from(&mut items, limit, |i| i.id.clone()))
+    }
+
+    /// The newest `limit` items of a thread, oldest first, parsed (the actor's history).
+    pub async fn recent_items(
+        &self,
+        thread_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ThreadItem>, StoreError> {
+        let page = self.list_items(thread_id, limit, Order::Desc, None).await?;
+        let mut items =
+            page.data.iter().map(StoredItem::parse).collect::<Result<Vec<_>, _>>()?;
+        items.reverse();
+        Ok(items)
+    }
+
+    /// One item of a thread.
+    pub async fn load_item(
+        &self,
+        thread_id: &str,
+        item_id: &str,
+    ) -> Result<Option<StoredItem>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("SELECT id, kind, body FROM items WHERE thread_id = $1 AND id = $2")
+            .await?;
+        let row = client.query_opt(&stmt, &[&thread_id, &item_id]).await?;
+        Ok(row.map(|row| StoredItem { id: row.get(0), kind: row.get(1), body: row.get(2) }))
+    }
+}
+
+fn order_sql(order: Order) -> (&'static str, &'static str) {
+    match order {
+        Order::Asc => (">", "ASC"),
+        Order::Desc => ("<", "DESC"),
+    }
+}
+
+/// Cuts the `limit + 1` rows fetched into a page: `has_more` when the extra row exists, and
+/// `after` = the id of the last row returned (§2.1).
+fn page_from<T>(rows: &mut Vec<T>, limit: u32, id_of: impl Fn(&T) -> String) -> Page<T> {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let after = if has_more { rows.last().map(&id_of) } else { None };
+    Page { data: std::mem::take(rows), has_more, after }
+}
+
+fn thread_from_row(row: &tokio_postgres::Row) -> Result<ThreadMeta, StoreError> {
+    let id: String = row.get(0);
+    let corrupt = |what: &str, e: serde_json::Error| {
+        StoreError::Corrupt(format!("thread {id}: {what}: {e}"))
+    };
+    let status: serde_json::Value = row.get(4);
+    let status: ThreadStatus = serde_json::from_value(status).map_err(|e| corrupt("status", e))?;
+    let domains: Option<serde_json::Value> = row.get(5);
+    let allowed_image_domains = domains
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| corrupt("allowed_image_domains", e))?;
+    let metadata: serde_json::Value = row.get(6);
+    let metadata = match metadata {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let created: chrono::NaiveDateTime = row.get(2);
+    Ok(ThreadMeta {
+        id: id.clone(),
+        user_id: row.get(1),
+        created_at: Timestamp::from_naive(created),
+        title: row.get(3),
+        status,
+        allowed_image_domains,
+        metadata,
+    })
+}

@@ -1,0 +1,389 @@
+//! The bytes of a reply: the SSE chunk stream (`stream: true`) and the single
+//! `chat.completion` object, byte for byte as the reference writes them.
+//!
+//! Streamed chunks are compact JSON with raw UTF-8 (`separators=(",", ":")`,
+//! `ensure_ascii=False`); the non-streamed object and the error bodies go through aiohttp's
+//! `web.json_response`, i.e. `json.dumps` defaults (`", "`/`": "` and `\uXXXX` escapes).
+//!
+//! The stream writes straight into one `BytesMut`: the per-request prefix of every chunk is
+//! built once, pieces are formatted in place, and with no delay many chunks go out per write.
+
+use std::time::Duration;
+
+use actix_web::error::ErrorInternalServerError;
+use bytes::{Bytes, BytesMut};
+use futures::Stream;
+
+use crate::json::{write_str, write_str_ascii, Sink};
+use crate::script::{ReplyKind, Text, ToolCall, MIDFAIL_PAUSE};
+
+/// With no delay, chunks are batched into writes of about this size.
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// What identifies one completion on the wire.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+/// Token counts reported in `usage`.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    fn write(&self, out: &mut impl Sink, sep: &[u8], colon: &[u8]) {
+        out.put(b"{\"prompt_tokens\"");
+        out.put(colon);
+        out.put_u64(self.prompt_tokens);
+        out.put(sep);
+        out.put(b"\"completion_tokens\"");
+        out.put(colon);
+        out.put_u64(self.completion_tokens);
+        out.put(sep);
+        out.put(b"\"total_tokens\"");
+        out.put(colon);
+        out.put_u64(self.prompt_tokens + self.completion_tokens);
+        out.put(b"}");
+    }
+}
+
+/// `completion_tokens` of a reply: one per text piece or argument piece.
+pub fn completion_tokens(kind: &ReplyKind) -> u64 {
+    match kind {
+        ReplyKind::Text(text) | ReplyKind::Midfail(text) => text.piece_count() as u64,
+        ReplyKind::ToolCalls(calls) => calls.iter().map(|c| c.argument_ranges().len() as u64).sum(),
+        ReplyKind::Fail => 0,
+    }
+}
+
+/// Chunks the reference sends (`send()` calls) before the finish chunk, plus the finish
+/// chunk: the non-streamed reply sleeps `delay` once per chunk of that count.
+pub fn chunk_count(kind: &ReplyKind) -> u32 {
+    let n = match kind {
+        ReplyKind::Text(text) | ReplyKind::Midfail(text) => 1 + text.piece_count(),
+        ReplyKind::ToolCalls(calls) => calls.iter().map(|c| 1 + c.argument_ranges().len()).sum(),
+        ReplyKind::Fail => 0,
+    };
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    Role,
+    Text(usize),
+    ToolHeader(usize),
+    ToolArgs(usize, usize),
+    Finish(&'static str),
+    Usage,
+    Done,
+    /// midfail: pause, then fail the body so actix drops the connection mid-transfer.
+    Abort,
+}
+
+impl Step {
+    /// Steps written by the reference's `send()`, which sleeps before all but the first.
+    fn is_send(self) -> bool {
+        !matches!(self, Step::Usage | Step::Done | Step::Abort)
+    }
+}
+
+enum Body {
+    Text(Text),
+    Midfail(Text),
+    Tools {
+        calls: Vec<ToolCall>,
+        /// Argument pieces of each call as byte ranges into its `arguments`.
+        pieces: Vec<Vec<std::ops::Range<usize>>>,
+        steps: Vec<Step>,
+    },
+}
+
+/// The state of one SSE response.
+pub struct ChunkStream {
+    /// `data: {"id":…,"system_fingerprint":"fp_mock","choices":[`: every chunk starts so.
+    prefix: Vec<u8>,
+    include_usage: bool,
+    usage: Usage,
+    body: Body,
+    delay: Duration,
+    pos: usize,
+    buf: BytesMut,
+    /// Reused to format text pieces.
+    scratch: String,
+    finished: bool,
+}
+
+impl ChunkStream {
+    pub fn new(
+        completion: &Completion,
+        kind: ReplyKind,
+        delay: Duration,
+        include_usage: bool,
+        usage: Usage,
+    ) -> Self {
+        let mut prefix = Vec::with_capacity(160 + completion.model.len());
+        prefix.put(b"data: {\"id\":");
+        write_str(&mut prefix, &completion.id);
+        prefix.put(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        prefix.put_u64(completion.created);
+        prefix.put(b",\"model\":");
+        write_str(&mut prefix, &completion.model);
+        prefix.put(b",\"system_fingerprint\":\"fp_mock\",\"choices\":[");
+        let body = match kind {
+            ReplyKind::Text(text) => Body::Text(text),
+            ReplyKind::Midfail(text) => Body::Midfail(text),
+            ReplyKind::ToolCalls(calls) => {
+                let mut steps = Vec::new();
+                let mut pieces = Vec::with_capacity(calls.len());
+                for (i, call) in calls.iter().enumerate() {
+                    steps.push(Step::ToolHeader(i));
+                    let ranges = call.argument_ranges();
+                    steps.extend((0..ranges.len()).map(|j| Step::ToolArgs(i, j)));
+                    pieces.push(ranges);
+                }
+                steps.push(Step::Finish("tool_calls"));
+                Body::Tools {
+                    calls,
+                    pieces,
+                    steps,
+                }
+            }
+            ReplyKind::Fail => unreachable!("fail is answered with HTTP 500, never streamed"),
+        };
+        ChunkStream {
+            prefix,
+            include_usage,
+            usage,
+            body,
+            delay,
+            pos: 0,
+            buf: BytesMut::with_capacity(BATCH_BYTES + 1024),
+            scratch: String::new(),
+            finished: false,
+        }
+    }
+
+    fn step_at(&self, pos: usize) -> Option<Step> {
+        let (main_len, step) = match &self.body {
+            Body::Midfail(_) => {
+                return match pos {
+                    0 => Some(Step::Role),
+                    p if p <= 3 => Some(Step::Text(p - 1)),
+                    4 => Some(Step::Abort),
+                    _ => None,
+                }
+            }
+            Body::Text(text) => {
+                let n = text.piece_count();
+                let step = match pos {
+                    0 => Some(Step::Role),
+                    p if p <= n => Some(Step::Text(p - 1)),
+                    p if p == n + 1 => Some(Step::Finish("stop")),
+                    _ => None,
+                };
+                (n + 2, step)
+            }
+            Body::Tools { steps, .. } => (steps.len(), steps.get(pos).copied()),
+        };
+        if step.is_some() {
+            return step;
+        }
+        let tail: &[Step] = if self.include_usage {
+            &[Step::Usage, Step::Done]
+        } else {
+            &[Step::Done]
+        };
+        tail.get(pos - main_len).copied()
+    }
+
+    /// `{"index":0,"delta":` … `,"logprobs":null,"finish_reason":…}]` + `,"usage":null` + `}`.
+    fn write_chunk(&mut self, step: Step) {
+        let buf = &mut self.buf;
+        if step == Step::Done {
+            buf.put(b"data: [DONE]\n\n");
+            return;
+        }
+        buf.put(&self.prefix);
+        if step == Step::Usage {
+            buf.put(b"],\"usage\":");
+            self.usage.write(buf, b",", b":");
+            buf.put(b"}\n\n");
+            return;
+        }
+        buf.put(b"{\"index\":0,\"delta\":");
+        let mut reason: &[u8] = b"null";
+        match step {
+            Step::Role => buf.put(b"{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}"),
+            Step::Text(i) => {
+                let text = match &self.body {
+                    Body::Text(t) | Body::Midfail(t) => t,
+                    Body::Tools { .. } => unreachable!("text step in a tool reply"),
+                };
+                self.scratch.clear();
+                text.piece(i, &mut self.scratch);
+                buf.put(b"{\"content\":");
+                write_str(buf, &self.scratch);
+                buf.put(b"}");
+            }
+            Step::ToolHeader(i) => {
+                let Body::Tools { calls, .. } = &self.body else {
+                    unreachable!("tool step in a text reply")
+                };
+                let call = &calls[i];
+                buf.put(if i == 0 {
+                    b"{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":" as &[u8]
+                } else {
+                    b"{\"tool_calls\":[{\"index\":"
+                });
+                buf.put_u64(i as u64);
+                buf.put(b",\"id\":");
+                write_str(buf, &call.call_id);
+                buf.put(b",\"type\":\"function\",\"function\":{\"name\":");
+                write_str(buf, call.name);
+                buf.put(b",\"arguments\":\"\"}}]");
+                buf.put(if i == 0 { b",\"refusal\":null}" as &[u8] } else { b"}" });
+            }
+            Step::ToolArgs(i, j) => {
+                let Body::Tools { calls, pieces, .. } = &self.body else {
+                    unreachable!("tool step in a text reply")
+                };
+                buf.put(b"{\"tool_calls\":[{\"index\":");
+                buf.put_u64(i as u64);
+                buf.put(b",\"function\":{\"arguments\":");
+                write_str(buf, &calls[i].arguments[pieces[i][j].clone()]);
+                buf.put(b"}}]}");
+            }
+            Step::Finish(r) => {
+                buf.put(b"{}");
+                reason = match r {
+                    "stop" => b"\"stop\"",
+                    _ => b"\"tool_calls\"",
+                };
+            }
+            Step::Usage | Step::Done | Step::Abort => unreachable!("handled above"),
+        }
+        buf.put(b",\"logprobs\":null,\"finish_reason\":");
+        buf.put(reason);
+        buf.put(if self.include_usage {
+            b"}],\"usage\":null}\n\n" as &[u8]
+        } else {
+            b"}]}\n\n"
+        });
+    }
+
+    fn flush(&mut self) -> Option<Result<Bytes, actix_web::Error>> {
+        (!self.buf.is_empty()).then(|| Ok(self.buf.split().freeze()))
+    }
+
+    /// The next body item: a batch of chunks, one chunk when there is a delay, or the error
+    /// that makes actix drop the connection (midfail).
+    async fn next_item(&mut self) -> Option<Result<Bytes, actix_web::Error>> {
+        if self.finished {
+            return None;
+        }
+        while let Some(step) = self.step_at(self.pos) {
+            if step == Step::Abort {
+                // Put the partial reply on the wire first, then pause, then abort.
+                if let Some(out) = self.flush() {
+                    return Some(out);
+                }
+                tokio::time::sleep(self.delay.max(MIDFAIL_PAUSE)).await;
+                self.finished = true;
+                return Some(Err(ErrorInternalServerError("midfail: connection aborted")));
+            }
+            if step.is_send() && self.pos > 0 && !self.delay.is_zero() {
+                if let Some(out) = self.flush() {
+                    return Some(out);
+                }
+                tokio::time::sleep(self.delay).await;
+            }
+            self.write_chunk(step);
+            self.pos += 1;
+            if self.buf.len() >= BATCH_BYTES {
+                break;
+            }
+        }
+        self.flush()
+    }
+
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+        futures::stream::unfold(self, |mut state| async move {
+            let item = state.next_item().await?;
+            Some((item, state))
+        })
+    }
+}
+
+/// The `chat.completion` object of a `stream: false` request (`json.dumps` defaults).
+pub fn completion_object(completion: &Completion, kind: &ReplyKind, usage: Usage) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.put(b"{\"id\": ");
+    write_str_ascii(&mut out, &completion.id);
+    out.put(b", \"object\": \"chat.completion\", \"created\": ");
+    out.put_u64(completion.created);
+    out.put(b", \"model\": ");
+    write_str_ascii(&mut out, &completion.model);
+    out.put(b", \"system_fingerprint\": \"fp_mock\", \"choices\": [{\"index\": 0, \"message\": ");
+    let finish: &[u8] = match kind {
+        ReplyKind::Text(text) => {
+            out.put(b"{\"role\": \"assistant\", \"content\": ");
+            write_str_ascii(&mut out, &text.joined());
+            out.put(b", \"refusal\": null}");
+            b"\"stop\""
+        }
+        ReplyKind::ToolCalls(calls) => {
+            out.put(b"{\"role\": \"assistant\", \"content\": null, \"refusal\": null, \"tool_calls\": [");
+            for (i, call) in calls.iter().enumerate() {
+                if i > 0 {
+                    out.put(b", ");
+                }
+                out.put(b"{\"id\": ");
+                write_str_ascii(&mut out, &call.call_id);
+                out.put(b", \"type\": \"function\", \"function\": {\"name\": ");
+                write_str_ascii(&mut out, call.name);
+                out.put(b", \"arguments\": ");
+                write_str_ascii(&mut out, &call.arguments);
+                out.put(b"}}");
+            }
+            out.put(b"]}");
+            b"\"tool_calls\""
+        }
+        ReplyKind::Midfail(_) | ReplyKind::Fail => unreachable!("no completion object for {kind:?}"),
+    };
+    out.put(b", \"logprobs\": null, \"finish_reason\": ");
+    out.put(finish);
+    out.put(b"}], \"usage\": ");
+    usage.write(&mut out, b", ", b": ");
+    out.put(b"}");
+    out
+}
+
+/// `{"error": {"message": …, "type": …, "param": null, "code": …}}` (`json.dumps` defaults).
+pub fn error_object(message: &str, etype: &str, code: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    out.put(b"{\"error\": {\"message\": ");
+    write_str_ascii(&mut out, message);
+    out.put(b", \"type\": ");
+    write_str_ascii(&mut out, etype);
+    out.put(b", \"param\": null, \"code\": ");
+    match code {
+        Some(code) => write_str_ascii(&mut out, code),
+        None => out.put(b"null"),
+    }
+    out.put(b"}}");
+    out
+}
+
+/// `/v1/models` (`json.dumps` defaults).
+pub fn models_object(model: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.put(b"{\"object\": \"list\", \"data\": [{\"id\": ");
+    write_str_ascii(&mut out, model);
+    out.put(b", \"object\": \"model\", \"created\": 1700000000, \"owned_by\": \"mock\"}]}");
+    out
+}

@@ -1,0 +1,48 @@
+//! `mock-llm`: an OpenAI-compatible Chat Completions mock that follows the reply script of the
+//! reference `mock_llm.py` byte for byte (same chunks, bodies, statuses and timing rules), so
+//! the integration tests and the benchmarks can drive chatkit-rs without a real model.
+//!
+//! * [`cli`]: the command line (the reference's options, plus `--workers`).
+//! * [`script`]: which reply a request gets (the reply script).
+//! * [`completion`]: the bytes of a reply: SSE chunks or one `chat.completion` object.
+//! * [`server`]: routes, the request log, and aiohttp's statuses and error pages.
+//! * [`json`], [`pytext`]: Python's `json` and `str`/`re` semantics the script depends on.
+//!
+//! On start it prints exactly one line, `listening on http://ADDR`, so a harness started with
+//! `--port 0` can read the port.
+
+mod cli;
+mod completion;
+mod ids;
+mod json;
+mod pytext;
+mod script;
+mod server;
+mod unicode_tables;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cfg = match cli::parse(std::env::args().skip(1)) {
+        Ok(cli::Command::Run(cfg)) => cfg,
+        Ok(cli::Command::Help(text)) => {
+            println!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    };
+    if !cli::is_loopback_host(&cfg.host) {
+        eprintln!("mock-llm binds to loopback addresses only");
+        return ExitCode::FAILURE;
+    }
+    match actix_web::rt::System::new().block_on(server::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("mock-llm: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
