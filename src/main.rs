@@ -1,1 +1,56 @@
-fn main() {}
+use std::process::ExitCode;
+
+use chatkit_server::cli::{Cli, Command};
+use chatkit_server::settings::Settings;
+use chatkit_server::{auth, startup, telemetry};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Command::DevToken { sub, ttl } => match auth::mint_dev_token(&settings.auth, &sub, ttl) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Migrate => {
+            telemetry::init(&settings.log);
+            run(async move {
+                let database = startup::Database::open(&settings).await?;
+                database.close();
+                Ok(())
+            })
+        }
+        Command::Serve => {
+            telemetry::init(&settings.log);
+            run(startup::serve(settings))
+        }
+    }
+}
+
+fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    match actix_web::rt::System::new().block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

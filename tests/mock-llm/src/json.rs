@@ -92,10 +92,20 @@ pub enum ParseError {
     TooDeep,
 }
 
+/// A parsed request body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub value: Value,
+    /// Python keeps lone surrogates (`"\ud800"`, or unpaired UTF-16 code units) in its `str`s;
+    /// a Rust `String` cannot, so they become U+FFFD here and this flag remembers that they
+    /// were there (writing them to the UTF-8 log is what makes the reference fail).
+    pub has_lone_surrogate: bool,
+}
+
 /// `json.loads(raw)` for a `bytes` body, including its encoding sniffing (UTF-8 with optional
-/// BOM, UTF-16 and UTF-32). Lone surrogates, which Python would keep, become U+FFFD.
-pub fn loads(raw: &[u8]) -> Result<Value, ParseError> {
-    let text = decode(raw).ok_or(ParseError::Invalid)?;
+/// BOM, UTF-16 and UTF-32).
+pub fn loads(raw: &[u8]) -> Result<Document, ParseError> {
+    let (text, mut has_lone_surrogate) = decode(raw).ok_or(ParseError::Invalid)?;
     if text.starts_with('\u{feff}') {
         return Err(ParseError::Invalid); // "Unexpected UTF-8 BOM"
     }
@@ -103,18 +113,25 @@ pub fn loads(raw: &[u8]) -> Result<Value, ParseError> {
         s: text.as_bytes(),
         i: 0,
         depth: 0,
+        lone_surrogate: false,
     };
     p.skip_ws();
-    let v = p.value()?;
+    let value = p.value()?;
     p.skip_ws();
     if p.i != p.s.len() {
         return Err(ParseError::Invalid);
     }
-    Ok(v)
+    has_lone_surrogate |= p.lone_surrogate;
+    Ok(Document {
+        value,
+        has_lone_surrogate,
+    })
 }
 
-/// `json.detect_encoding` + `bytes.decode(encoding, "surrogatepass")`.
-fn decode(b: &[u8]) -> Option<Cow<'_, str>> {
+/// `json.detect_encoding` + `bytes.decode(encoding, "surrogatepass")`; the flag tells whether
+/// lone surrogates were replaced. (UTF-8-encoded surrogates, which `surrogatepass` would also
+/// accept, are rejected as invalid UTF-8.)
+fn decode(b: &[u8]) -> Option<(Cow<'_, str>, bool)> {
     const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
     if b.starts_with(b"\x00\x00\xfe\xff") {
         return decode_utf32(&b[4..], true);
@@ -129,7 +146,7 @@ fn decode(b: &[u8]) -> Option<Cow<'_, str>> {
         return decode_utf16(&b[2..], false);
     }
     if let Some(rest) = b.strip_prefix(UTF8_BOM) {
-        return std::str::from_utf8(rest).ok().map(Cow::Borrowed);
+        return std::str::from_utf8(rest).ok().map(|s| (Cow::Borrowed(s), false));
     }
     if b.len() >= 4 {
         if b[0] == 0 {
@@ -154,10 +171,10 @@ fn decode(b: &[u8]) -> Option<Cow<'_, str>> {
             return decode_utf16(b, false);
         }
     }
-    std::str::from_utf8(b).ok().map(Cow::Borrowed)
+    std::str::from_utf8(b).ok().map(|s| (Cow::Borrowed(s), false))
 }
 
-fn decode_utf16(b: &[u8], big_endian: bool) -> Option<Cow<'_, str>> {
+fn decode_utf16(b: &[u8], big_endian: bool) -> Option<(Cow<'_, str>, bool)> {
     if b.len() % 2 != 0 {
         return None;
     }
@@ -169,17 +186,24 @@ fn decode_utf16(b: &[u8], big_endian: bool) -> Option<Cow<'_, str>> {
             u16::from_le_bytes(pair)
         }
     });
+    let mut lone = false;
     let text = char::decode_utf16(units)
-        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .map(|c| {
+            c.unwrap_or_else(|_| {
+                lone = true;
+                char::REPLACEMENT_CHARACTER
+            })
+        })
         .collect();
-    Some(Cow::Owned(text))
+    Some((Cow::Owned(text), lone))
 }
 
-fn decode_utf32(b: &[u8], big_endian: bool) -> Option<Cow<'_, str>> {
+fn decode_utf32(b: &[u8], big_endian: bool) -> Option<(Cow<'_, str>, bool)> {
     if b.len() % 4 != 0 {
         return None;
     }
     let mut text = String::with_capacity(b.len() / 4);
+    let mut lone = false;
     for c in b.chunks_exact(4) {
         let quad = [c[0], c[1], c[2], c[3]];
         let n = if big_endian {
@@ -188,17 +212,21 @@ fn decode_utf32(b: &[u8], big_endian: bool) -> Option<Cow<'_, str>> {
             u32::from_le_bytes(quad)
         };
         match n {
-            0xd800..=0xdfff => text.push(char::REPLACEMENT_CHARACTER),
+            0xd800..=0xdfff => {
+                lone = true;
+                text.push(char::REPLACEMENT_CHARACTER);
+            }
             _ => text.push(char::from_u32(n)?),
         }
     }
-    Some(Cow::Owned(text))
+    Some((Cow::Owned(text), lone))
 }
 
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
     depth: usize,
+    lone_surrogate: bool,
 }
 
 impl Parser<'_> {
@@ -353,7 +381,10 @@ impl Parser<'_> {
                                     self.i = save; // lone high surrogate; decode the next escape alone
                                 }
                             }
-                            out.push(char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER));
+                            out.push(char::from_u32(code).unwrap_or_else(|| {
+                                self.lone_surrogate = true;
+                                char::REPLACEMENT_CHARACTER
+                            }));
                         }
                         _ => return Err(ParseError::Invalid),
                     }
@@ -625,7 +656,7 @@ mod tests {
     fn roundtrip(raw: &str) -> String {
         let v = loads(raw.as_bytes()).expect("valid JSON");
         let mut out = Vec::new();
-        write_compact(&mut out, &v);
+        write_compact(&mut out, &v.value);
         String::from_utf8(out).unwrap()
     }
 
@@ -660,7 +691,7 @@ mod tests {
 
     #[test]
     fn rejects_what_python_rejects() {
-        for bad in ["", "[1,]", "{\"a\":1,}", "01", "1.", "\"\t\"", "[1] x", "\u{feff}{}", "'a'"] {
+        for bad in ["", "[1,]", "{\"a\":1,}", "01", "1.", "\"\t\"", "[1] x", "\u{feff}\u{feff}{}", "'a'"] {
             assert_eq!(loads(bad.as_bytes()), Err(ParseError::Invalid), "{bad:?}");
         }
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
@@ -674,6 +705,9 @@ mod tests {
         assert!(loads(b"\xef\xbb\xbf{}").is_ok());
         assert!(loads(b"{\x00}\x00").is_ok()); // UTF-16-LE without BOM
         assert!(loads(b"\xff\xfe{\x00}\x00").is_ok());
+        assert!(loads(b"\xff\xfe\"\x00\x00\xd8\"\x00").unwrap().has_lone_surrogate);
+        assert!(loads(br#""\ud800x""#).unwrap().has_lone_surrogate);
+        assert!(!loads(br#""\ud83d\ude00""#).unwrap().has_lone_surrogate);
     }
 
     #[test]

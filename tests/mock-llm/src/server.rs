@@ -119,10 +119,12 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Bytes
         let chunk = chunk.map_err(|_| HttpResponse::BadRequest().finish())?;
         body.extend_from_slice(&chunk);
         if body.len() > MAX_BODY_BYTES {
-            return Err(text_response(
+            let mut res = text_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Maximum request body size 67108864 exceeded.",
-            ));
+            );
+            res.head_mut().reason = Some("Request Entity Too Large"); // aiohttp's phrase
+            return Err(res);
         }
     }
     Ok(body)
@@ -138,7 +140,9 @@ async fn chat_completions(
         Err(res) => return res,
     };
     let parsed = match json::loads(&raw) {
-        Ok(v) => Some(v),
+        // Encoding a lone surrogate for the UTF-8 log raises in the reference.
+        Ok(doc) if doc.has_lone_surrogate && state.log.is_some() => return internal_error(&req),
+        Ok(doc) => Some(doc.value),
         Err(ParseError::Invalid) => None,
         Err(ParseError::TooDeep) => return internal_error(&req), // RecursionError
     };

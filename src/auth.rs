@@ -1,0 +1,110 @@
+//! Bearer JWT verification. The algorithm is pinned by configuration (the token's header is
+//! never trusted to choose it), `exp` and `sub` are required, `aud`/`iss` are checked when
+//! configured. The user id is `sub`; nothing else identifies a caller.
+
+use jsonwebtoken::{decode, Validation};
+use serde::Deserialize;
+
+use crate::settings::AuthSettings;
+
+/// The authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    /// The raw bearer token, kept only to forward to tool servers on the transport; never
+    /// logged (Debug of `Caller` is derived, so do not log a `Caller`).
+    pub token: String,
+}
+
+/// Why a request was not authenticated. The message is safe to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing Authorization header")]
+    Missing,
+    #[error("Authorization header must use the Bearer scheme")]
+    WrongScheme,
+    #[error("bearer token is too large")]
+    TooLarge,
+    #[error("invalid or expired bearer token")]
+    Invalid,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+/// Verifies tokens against the configured key and claims.
+#[derive(Clone)]
+pub struct Authenticator {
+    settings: AuthSettings,
+    validation: Validation,
+}
+
+/// Longest `sub` we accept as a user id.
+const MAX_USER_ID_LEN: usize = 255;
+
+impl Authenticator {
+    pub fn new(settings: AuthSettings) -> Self {
+        let mut validation = Validation::new(settings.algorithm);
+        validation.leeway = settings.leeway_secs;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &settings.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &settings.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        Authenticator { settings, validation }
+    }
+
+    /// Checks an `Authorization` header value.
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Caller, AuthError> {
+        let header = header.ok_or(AuthError::Missing)?;
+        if header.len() > self.settings.max_token_bytes {
+            return Err(AuthError::TooLarge);
+        }
+        let header = std::str::from_utf8(header).map_err(|_| AuthError::Invalid)?;
+        let (scheme, token) = header.split_once(' ').ok_or(AuthError::WrongScheme)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::WrongScheme);
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(AuthError::Invalid);
+        }
+        let data = decode::<Claims>(token, &self.settings.key, &self.validation)
+            .map_err(|_| AuthError::Invalid)?;
+        let sub = data.claims.sub;
+        if sub.is_empty() || sub.len() > MAX_USER_ID_LEN || sub.chars().any(char::is_control) {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Caller { user_id: sub, token: token.to_string() })
+    }
+}
+
+/// Mints an HS token for local development (`chatkit-rs dev-token`).
+pub fn mint_dev_token(
+    settings: &AuthSettings,
+    sub: &str,
+    ttl_secs: u64,
+) -> Result<String, String> {
+    let secret = settings
+        .hs_secret
+        .as_ref()
+        .ok_or("dev-token needs an HS256/HS384/HS512 auth.jwt_secret")?;
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut claims = serde_json::json!({ "sub": sub, "iat": now, "exp": now + ttl_secs });
+    if let Some(aud) = &settings.audience {
+        claims["aud"] = aud.clone().into();
+    }
+    if let Some(iss) = &settings.issuer {
+        claims["iss"] = iss.clone().into();
+    }
+    let header = jsonwebtoken::Header::new(settings.algorithm);
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,123 @@
+//! `POST /chatkit`: authenticate (before reading the body), read the body within its limits,
+//! parse the envelope, dispatch on the op.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::BytesMut;
+use chatkit_actors::protocol::{to_json, ChatKitRequest, Operation};
+use chatkit_actors::{EngineError, TurnRequest};
+use futures::StreamExt;
+use tracing::Instrument;
+
+use super::error::ApiError;
+use super::{sse, AppState};
+use crate::auth::Caller;
+
+pub async fn chatkit(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let caller = state.auth.authenticate(header).map_err(ApiError::Unauthorized)?;
+    if let Some(length) = declared_length(&req) {
+        if length > state.max_body_bytes as u64 {
+            return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
+        }
+    }
+    let body = read_body(payload, state.max_body_bytes, state.body_timeout).await?;
+    let request = ChatKitRequest::parse(&body)?;
+    let op = request.op.name();
+    let span = tracing::info_span!("chatkit", op, user_id = %caller.user_id);
+    dispatch(&state, caller, request.op).instrument(span).await
+}
+
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads the whole body, refusing more than `limit` bytes or a client slower than `timeout`.
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    timeout: Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    let read = async {
+        let mut body = BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| {
+                ApiError::BadRequest(chatkit_actors::protocol::RequestError::InvalidJson(
+                    "request body could not be read".into(),
+                ))
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(timeout, read).await.map_err(|_| ApiError::BodyTimeout)?
+}
+
+fn json(body: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(body)
+}
+
+/// The `{}` body of `threads.delete` and `items.feedback` (exactly two bytes, §3.12).
+fn empty_object() -> HttpResponse {
+    json(b"{}".to_vec())
+}
+
+async fn dispatch(state: &AppState, caller: Caller, op: Operation) -> Result<HttpResponse, ApiError> {
+    let engine = &state.engine;
+    let user = caller.user_id.as_str();
+    match op {
+        Operation::ThreadsCreate(p) => {
+            sse::respond(engine.start_turn(user, TurnRequest::Create { input: p.input }).await?).await
+        }
+        Operation::ThreadsAddUserMessage(p) => {
+            let request = TurnRequest::AddUserMessage { thread_id: p.thread_id, input: p.input };
+            sse::respond(engine.start_turn(user, request).await?).await
+        }
+        Operation::ThreadsAddClientToolOutput(p) => {
+            let request = TurnRequest::ClientToolOutput { thread_id: p.thread_id, result: p.result };
+            sse::respond(engine.start_turn(user, request).await?).await
+        }
+        Operation::ThreadsRetryAfterItem(p) => {
+            let request = TurnRequest::RetryAfterItem { thread_id: p.thread_id, item_id: p.item_id };
+            match engine.start_turn(user, request).await {
+                // §3.4: an id that is never found gives an empty stream.
+                Err(EngineError::ItemNotFound) => Ok(sse::empty()),
+                other => sse::respond(other?).await,
+            }
+        }
+        Operation::ThreadsGetById(p) => Ok(json(to_json(&engine.get_thread(user, &p.thread_id).await?))),
+        Operation::ThreadsList(p) => Ok(json(to_json(&engine.list_threads(user, &p).await?))),
+        Operation::ItemsList(p) => Ok(json(to_json(&engine.list_items(user, &p).await?))),
+        Operation::ThreadsUpdate(p) => {
+            Ok(json(to_json(&engine.rename_thread(user, &p.thread_id, &p.title).await?)))
+        }
+        Operation::ThreadsDelete(p) => {
+            engine.delete_thread(user, &p.thread_id).await?;
+            Ok(empty_object())
+        }
+        Operation::ItemsFeedback(p) => {
+            engine.feedback(user, &p).await?;
+            Ok(empty_object())
+        }
+        unsupported @ (Operation::ThreadsCustomAction(_)
+        | Operation::ThreadsAddStructuredInput(_)
+        | Operation::ThreadsSyncCustomAction(_)
+        | Operation::AttachmentsCreate(_)
+        | Operation::AttachmentsDelete(_)
+        | Operation::InputTranscribe(_)) => {
+            Err(ApiError::Engine(EngineError::Unsupported(unsupported.name())))
+        }
+    }
+}

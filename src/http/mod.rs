@@ -1,0 +1,35 @@
+//! The HTTP edge: routes, shared state, the SSE relay and the error mapping.
+
+mod chatkit;
+pub mod error;
+mod health;
+mod sse;
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use chatkit_actors::Engine;
+
+use crate::auth::Authenticator;
+
+/// What every handler shares.
+pub struct AppState {
+    pub engine: Engine,
+    pub auth: Authenticator,
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/chatkit", web::post().to(chatkit::chatkit))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("application/json")
+        .body(r#"{"error":{"code":"not_found","message":"no such endpoint"}}"#)
+}

@@ -1,0 +1,435 @@
+//! Configuration: `config/default.toml` (compiled in), then an optional `--config FILE`, then
+//! `CHATKIT__SECTION__KEY` environment variables. Everything is validated at start-up and each
+//! problem is reported in one clear line; secrets are never printed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chatkit_actors::store::SchemaName;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// The environment variable holding the model API key (never read from files).
+pub const MODEL_API_KEY_ENV: &str = "OPENAI_API_KEY";
+
+#[derive(Debug, Deserialize)]
+struct RawSettings {
+    server: RawServer,
+    database: RawDatabase,
+    auth: RawAuth,
+    model: RawModel,
+    actors: RawActors,
+    persistence: RawPersistence,
+    stream: RawStream,
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawServer {
+    bind: String,
+    max_body_bytes: u64,
+    body_timeout_secs: u64,
+    workers: usize,
+    mode: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDatabase {
+    url: Option<String>,
+    schema: String,
+    embedded_dir: String,
+    pool_size: usize,
+    connect_timeout_secs: u64,
+}
+
+#[derive(Deserialize)]
+struct RawAuth {
+    algorithm: String,
+    jwt_secret: Option<String>,
+    public_key_pem: Option<String>,
+    audience: Option<String>,
+    issuer: Option<String>,
+    leeway_secs: u64,
+    max_token_bytes: usize,
+}
+
+impl std::fmt::Debug for RawAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawAuth { <redacted> }")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawModel {
+    base_url: String,
+    name: String,
+    history_limit: u32,
+    timeout_secs: u64,
+    instructions: String,
+    /// Present only to refuse it with a clear message.
+    api_key: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawActors {
+    idle_timeout_secs: u64,
+    arbiters: usize,
+    stream_buffer: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawPersistence {
+    max_batch: usize,
+    flush_interval_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawStream {
+    allow_cancel: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+/// Validated settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub model: ModelConfig,
+    pub actors: ActorSettings,
+    pub persistence: PersistenceSettings,
+    pub allow_cancel: bool,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    pub workers: usize,
+    pub development: bool,
+}
+
+#[derive(Clone)]
+pub enum DatabaseTarget {
+    /// A server we connect to.
+    External(tokio_postgres::Config),
+    /// A private cluster in this directory.
+    Embedded(PathBuf),
+}
+
+impl std::fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseTarget::External(_) => f.write_str("External(<redacted>)"),
+            DatabaseTarget::Embedded(dir) => write!(f, "Embedded({})", dir.display()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    pub target: DatabaseTarget,
+    pub schema: SchemaName,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+}
+
+/// Key material and checks for JWT verification.
+#[derive(Clone)]
+pub struct AuthSettings {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+    /// Kept to mint development tokens with `dev-token` (HS only).
+    pub hs_secret: Option<String>,
+    pub audience: Option<String>,
+    pub issuer: Option<String>,
+    pub leeway_secs: u64,
+    pub max_token_bytes: usize,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("algorithm", &self.algorithm)
+            .field("key", &"<redacted>")
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    pub base_url: String,
+    pub name: String,
+    pub history_limit: u32,
+    pub timeout: Duration,
+    pub instructions: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ActorSettings {
+    pub idle_timeout: Duration,
+    pub arbiters: usize,
+    pub stream_buffer: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct PersistenceSettings {
+    pub max_batch: usize,
+    pub flush_interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    pub json: bool,
+    pub level: String,
+}
+
+/// Every problem found, one line each.
+#[derive(Debug)]
+pub struct SettingsError(pub Vec<String>);
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, problem) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "configuration error: {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// Loads defaults, the optional file and the environment, then validates.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Settings, SettingsError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(SettingsError(vec![format!(
+                    "config file {} does not exist",
+                    path.display()
+                )]));
+            }
+            builder = builder
+                .add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("CHATKIT")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let raw: RawSettings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| SettingsError(vec![e.to_string()]))?;
+        validate(raw)
+    }
+}
+
+fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
+    let mut problems = Vec::new();
+
+    let bind = SocketAddr::from_str(&raw.server.bind).unwrap_or_else(|_| {
+        problems.push(format!("server.bind {:?} is not an IP:port address", raw.server.bind));
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    });
+    let development = match raw.server.mode.as_str() {
+        "production" => false,
+        "development" => true,
+        other => {
+            problems.push(format!(
+                "server.mode {other:?} must be \"production\" or \"development\""
+            ));
+            false
+        }
+    };
+    if development && !bind.ip().is_loopback() {
+        problems.push("server.mode = \"development\" only binds to a loopback address".into());
+    }
+    if raw.server.max_body_bytes == 0 {
+        problems.push("server.max_body_bytes must be positive".into());
+    }
+    if raw.server.body_timeout_secs == 0 {
+        problems.push("server.body_timeout_secs must be positive".into());
+    }
+
+    let schema = SchemaName::parse(&raw.database.schema).unwrap_or_else(|p| {
+        problems.push(p);
+        SchemaName::parse("chatkit").expect("valid")
+    });
+    let target = match raw.database.url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => match tokio_postgres::Config::from_str(url) {
+            Ok(config) => DatabaseTarget::External(config),
+            Err(_) => {
+                // The URL may hold a password: never echo it.
+                problems.push("database.url is not a valid PostgreSQL connection string".into());
+                DatabaseTarget::Embedded(PathBuf::new())
+            }
+        },
+        _ => DatabaseTarget::Embedded(PathBuf::from(&raw.database.embedded_dir)),
+    };
+    if raw.database.pool_size == 0 {
+        problems.push("database.pool_size must be positive".into());
+    }
+
+    let auth = validate_auth(&raw.auth, &mut problems);
+
+    match url::Url::parse(&raw.model.base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+        _ => problems.push(format!(
+            "model.base_url {:?} is not an http(s) URL",
+            raw.model.base_url
+        )),
+    }
+    if raw.model.api_key.is_some() {
+        problems.push(format!(
+            "model.api_key is not read from configuration; set {MODEL_API_KEY_ENV} in the environment"
+        ));
+    }
+    if raw.model.name.trim().is_empty() {
+        problems.push("model.name must not be empty".into());
+    }
+    if raw.model.history_limit == 0 {
+        problems.push("model.history_limit must be positive".into());
+    }
+    if raw.model.timeout_secs == 0 {
+        problems.push("model.timeout_secs must be positive".into());
+    }
+    if raw.actors.stream_buffer == 0 {
+        problems.push("actors.stream_buffer must be positive".into());
+    }
+    if raw.actors.idle_timeout_secs == 0 {
+        problems.push("actors.idle_timeout_secs must be positive".into());
+    }
+    if raw.persistence.max_batch == 0 {
+        problems.push("persistence.max_batch must be positive".into());
+    }
+    let json = match raw.log.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            problems.push(format!("log.format {other:?} must be \"text\" or \"json\""));
+            false
+        }
+    };
+
+    if !problems.is_empty() {
+        return Err(SettingsError(problems));
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    Ok(Settings {
+        server: ServerSettings {
+            bind,
+            max_body_bytes: raw.server.max_body_bytes as usize,
+            body_timeout: Duration::from_secs(raw.server.body_timeout_secs),
+            workers: if raw.server.workers == 0 { cores } else { raw.server.workers },
+            development,
+        },
+        database: DatabaseSettings {
+            target,
+            schema,
+            pool_size: raw.database.pool_size,
+            connect_timeout: Duration::from_secs(raw.database.connect_timeout_secs.max(1)),
+        },
+        auth: auth.expect("no problems means auth is valid"),
+        model: ModelConfig {
+            base_url: raw.model.base_url,
+            name: raw.model.name,
+            history_limit: raw.model.history_limit,
+            timeout: Duration::from_secs(raw.model.timeout_secs),
+            instructions: raw.model.instructions,
+        },
+        actors: ActorSettings {
+            idle_timeout: Duration::from_secs(raw.actors.idle_timeout_secs),
+            arbiters: if raw.actors.arbiters == 0 { cores } else { raw.actors.arbiters },
+            stream_buffer: raw.actors.stream_buffer,
+        },
+        persistence: PersistenceSettings {
+            max_batch: raw.persistence.max_batch,
+            flush_interval: Duration::from_millis(raw.persistence.flush_interval_ms),
+        },
+        allow_cancel: raw.stream.allow_cancel,
+        log: LogSettings { json, level: raw.log.level },
+    })
+}
+
+fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettings> {
+    let algorithm = match Algorithm::from_str(&raw.algorithm) {
+        Ok(Algorithm::EdDSA) | Err(_) => {
+            problems.push(format!(
+                "auth.algorithm {:?} must be one of HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384",
+                raw.algorithm
+            ));
+            return None;
+        }
+        Ok(alg) => alg,
+    };
+    let secret = raw.jwt_secret.as_deref().filter(|s| !s.is_empty());
+    let pem = raw.public_key_pem.as_deref().filter(|s| !s.trim().is_empty());
+    let is_hmac = matches!(algorithm, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    let key = if is_hmac {
+        match secret {
+            None => {
+                problems.push(format!(
+                    "auth.jwt_secret is required for {} (set CHATKIT__AUTH__JWT_SECRET)",
+                    raw.algorithm
+                ));
+                return None;
+            }
+            Some(s) if s.len() < 32 => {
+                problems.push("auth.jwt_secret must be at least 32 bytes long".into());
+                return None;
+            }
+            Some(s) => DecodingKey::from_secret(s.as_bytes()),
+        }
+    } else {
+        let Some(pem) = pem else {
+            problems.push(format!(
+                "auth.public_key_pem is required for {} (set CHATKIT__AUTH__PUBLIC_KEY_PEM)",
+                raw.algorithm
+            ));
+            return None;
+        };
+        let parsed = if matches!(algorithm, Algorithm::ES256 | Algorithm::ES384) {
+            DecodingKey::from_ec_pem(pem.as_bytes())
+        } else {
+            DecodingKey::from_rsa_pem(pem.as_bytes())
+        };
+        match parsed {
+            Ok(key) => key,
+            Err(_) => {
+                problems.push(format!("auth.public_key_pem is not a valid {} public key", raw.algorithm));
+                return None;
+            }
+        }
+    };
+    if raw.max_token_bytes < 64 {
+        problems.push("auth.max_token_bytes is too small".into());
+    }
+    Some(AuthSettings {
+        algorithm,
+        key,
+        hs_secret: if is_hmac { secret.map(str::to_string) } else { None },
+        audience: raw.audience.clone().filter(|a| !a.is_empty()),
+        issuer: raw.issuer.clone().filter(|i| !i.is_empty()),
+        leeway_secs: raw.leeway_secs,
+        max_token_bytes: raw.max_token_bytes,
+    })
+}
