@@ -1,1 +1,13 @@
+//! Integration tests: real PostgreSQL, the real `chatkit-rs` binary on port 0, the
+//! `mock-llm` model, and the official SDK checking every body.
 
+mod harness;
+
+mod auth;
+mod bad_input;
+mod conversation;
+mod failures;
+mod fixtures;
+mod isolation;
+mod paging;
+mod restart;

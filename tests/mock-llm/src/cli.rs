@@ -37,7 +37,8 @@ impl Default for Config {
     }
 }
 
-const USAGE: &str = "usage: mock-llm [-h] [--host HOST] [--port PORT] [--model MODEL] [--tokens TOKENS]
+const USAGE: &str =
+    "usage: mock-llm [-h] [--host HOST] [--port PORT] [--model MODEL] [--tokens TOKENS]
                 [--delay-ms DELAY_MS] [--slow-delay-ms SLOW_DELAY_MS] [--log LOG]
                 [--workers WORKERS]";
 
@@ -90,7 +91,11 @@ fn resolve(name: &str) -> Result<&'static str, UsageError> {
     if let Some(exact) = OPTIONS.iter().find(|o| **o == name) {
         return Ok(exact);
     }
-    let matches: Vec<&str> = OPTIONS.iter().copied().filter(|o| o.starts_with(name)).collect();
+    let matches: Vec<&str> = OPTIONS
+        .iter()
+        .copied()
+        .filter(|o| o.starts_with(name))
+        .collect();
     match matches.as_slice() {
         [one] => Ok(one),
         [] => Err(UsageError(format!("unrecognized arguments: {name}"))),
@@ -113,9 +118,15 @@ fn parse_int(option: &str, value: &str) -> Result<i64, UsageError> {
         // int() has no range limit; saturate so "tokens" still clamps like the reference.
         let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(if v.starts_with('-') { i64::MIN } else { i64::MAX })
+            Ok(if v.starts_with('-') {
+                i64::MIN
+            } else {
+                i64::MAX
+            })
         } else {
-            Err(UsageError(format!("argument {option}: invalid int value: '{value}'")))
+            Err(UsageError(format!(
+                "argument {option}: invalid int value: '{value}'"
+            )))
         }
     })
 }
@@ -147,15 +158,20 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             Some(v) => v,
             None => match args.next() {
                 Some(v) if !looks_like_option(&v) => v,
-                _ => return Err(UsageError(format!("argument {option}: expected one argument"))),
+                _ => {
+                    return Err(UsageError(format!(
+                        "argument {option}: expected one argument"
+                    )))
+                }
             },
         };
         match option {
             "--host" => cfg.host = value,
             "--port" => {
                 let port = parse_int(option, &value)?;
-                cfg.port = u16::try_from(port)
-                    .map_err(|_| UsageError(format!("argument --port: port out of range: {port}")))?;
+                cfg.port = u16::try_from(port).map_err(|_| {
+                    UsageError(format!("argument --port: port out of range: {port}"))
+                })?;
             }
             "--model" => cfg.model = value,
             "--tokens" => cfg.tokens = parse_int(option, &value)?,
@@ -164,12 +180,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
             "--log" => cfg.log = Some(PathBuf::from(value)),
             "--workers" => {
                 let n = parse_int(option, &value)?;
-                cfg.workers = Some(
-                    usize::try_from(n)
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| UsageError(format!("argument --workers: must be >= 1: {n}")))?,
-                );
+                cfg.workers =
+                    Some(usize::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+                        UsageError(format!("argument --workers: must be >= 1: {n}"))
+                    })?);
             }
             _ => unreachable!("resolve() returns one of OPTIONS"),
         }
@@ -195,14 +209,27 @@ mod tests {
 
     #[test]
     fn argparse_like() {
-        let cfg = run(&["--port=0", "--tok", "3", "--delay-ms", "-1.5", "--slow", "7", "--mod", "m"]);
+        let cfg = run(&[
+            "--port=0",
+            "--tok",
+            "3",
+            "--delay-ms",
+            "-1.5",
+            "--slow",
+            "7",
+            "--mod",
+            "m",
+        ]);
         assert_eq!((cfg.port, cfg.tokens, cfg.model.as_str()), (0, 3, "m"));
         assert_eq!((cfg.delay_ms, cfg.slow_delay_ms), (-1.5, 7.0));
         assert!(parse(["--port".to_string()]).is_err());
         assert!(parse(["--bogus".to_string(), "1".into()]).is_err());
         assert!(parse(["--model".to_string(), "--port".into()]).is_err());
         assert!(matches!(parse(["--he".to_string()]), Ok(Command::Help(_))));
-        assert_eq!(run(&["--tokens", "99999999999999999999999"]).tokens, i64::MAX);
+        assert_eq!(
+            run(&["--tokens", "99999999999999999999999"]).tokens,
+            i64::MAX
+        );
     }
 
     #[test]

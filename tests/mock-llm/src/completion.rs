@@ -236,7 +236,8 @@ impl ChunkStream {
                 };
                 let call = &calls[i];
                 buf.put(if i == 0 {
-                    b"{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":" as &[u8]
+                    b"{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":"
+                        as &[u8]
                 } else {
                     b"{\"tool_calls\":[{\"index\":"
                 });
@@ -246,7 +247,11 @@ impl ChunkStream {
                 buf.put(b",\"type\":\"function\",\"function\":{\"name\":");
                 write_str(buf, call.name);
                 buf.put(b",\"arguments\":\"\"}}]");
-                buf.put(if i == 0 { b",\"refusal\":null}" as &[u8] } else { b"}" });
+                buf.put(if i == 0 {
+                    b",\"refusal\":null}" as &[u8]
+                } else {
+                    b"}"
+                });
             }
             Step::ToolArgs(i, j) => {
                 let Body::Tools { calls, pieces, .. } = &self.body else {
@@ -353,7 +358,9 @@ pub fn completion_object(completion: &Completion, kind: &ReplyKind, usage: Usage
             out.put(b"]}");
             b"\"tool_calls\""
         }
-        ReplyKind::Midfail(_) | ReplyKind::Fail => unreachable!("no completion object for {kind:?}"),
+        ReplyKind::Midfail(_) | ReplyKind::Fail => {
+            unreachable!("no completion object for {kind:?}")
+        }
     };
     out.put(b", \"logprobs\": null, \"finish_reason\": ");
     out.put(finish);

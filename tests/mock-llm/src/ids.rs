@@ -22,7 +22,9 @@ mod tests {
         for _ in 0..100 {
             let id = super::uuid4_hex24();
             assert_eq!(id.len(), 24);
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(id
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
             assert_eq!(&id[12..13], "4");
             assert!("89ab".contains(&id[16..17]));
         }

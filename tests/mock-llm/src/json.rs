@@ -146,7 +146,9 @@ fn decode(b: &[u8]) -> Option<(Cow<'_, str>, bool)> {
         return decode_utf16(&b[2..], false);
     }
     if let Some(rest) = b.strip_prefix(UTF8_BOM) {
-        return std::str::from_utf8(rest).ok().map(|s| (Cow::Borrowed(s), false));
+        return std::str::from_utf8(rest)
+            .ok()
+            .map(|s| (Cow::Borrowed(s), false));
     }
     if b.len() >= 4 {
         if b[0] == 0 {
@@ -171,7 +173,9 @@ fn decode(b: &[u8]) -> Option<(Cow<'_, str>, bool)> {
             return decode_utf16(b, false);
         }
     }
-    std::str::from_utf8(b).ok().map(|s| (Cow::Borrowed(s), false))
+    std::str::from_utf8(b)
+        .ok()
+        .map(|s| (Cow::Borrowed(s), false))
 }
 
 fn decode_utf16(b: &[u8], big_endian: bool) -> Option<(Cow<'_, str>, bool)> {
@@ -264,7 +268,10 @@ impl Parser<'_> {
         }
     }
 
-    fn nested(&mut self, f: fn(&mut Self) -> Result<Value, ParseError>) -> Result<Value, ParseError> {
+    fn nested(
+        &mut self,
+        f: fn(&mut Self) -> Result<Value, ParseError>,
+    ) -> Result<Value, ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(ParseError::TooDeep);
@@ -295,7 +302,8 @@ impl Parser<'_> {
         }
         let int_digits = self.i - int_start;
         let mut is_float = false;
-        if self.s.get(self.i) == Some(&b'.') && matches!(self.s.get(self.i + 1), Some(b'0'..=b'9')) {
+        if self.s.get(self.i) == Some(&b'.') && matches!(self.s.get(self.i + 1), Some(b'0'..=b'9'))
+        {
             self.i += 1;
             self.digits();
             is_float = true;
@@ -315,7 +323,10 @@ impl Parser<'_> {
         // The literal is ASCII, so this slice is valid UTF-8.
         let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| ParseError::Invalid)?;
         if is_float {
-            return text.parse::<f64>().map(Value::Float).map_err(|_| ParseError::Invalid);
+            return text
+                .parse::<f64>()
+                .map(Value::Float)
+                .map_err(|_| ParseError::Invalid);
         }
         if int_digits > INT_MAX_STR_DIGITS {
             return Err(ParseError::Invalid); // int(): "Exceeds the limit (4300 digits)"
@@ -349,7 +360,9 @@ impl Parser<'_> {
                 self.i += 1;
             }
             // Split only at ASCII bytes, so the run is valid UTF-8.
-            out.push_str(std::str::from_utf8(&self.s[start..self.i]).map_err(|_| ParseError::Invalid)?);
+            out.push_str(
+                std::str::from_utf8(&self.s[start..self.i]).map_err(|_| ParseError::Invalid)?,
+            );
             match self.s.get(self.i) {
                 Some(b'"') => {
                     self.i += 1;
@@ -371,7 +384,9 @@ impl Parser<'_> {
                         b'u' => {
                             let hi = self.hex4()?;
                             let mut code = hi;
-                            if (0xd800..0xdc00).contains(&hi) && self.s[self.i..].starts_with(b"\\u") {
+                            if (0xd800..0xdc00).contains(&hi)
+                                && self.s[self.i..].starts_with(b"\\u")
+                            {
                                 let save = self.i;
                                 self.i += 2;
                                 let lo = self.hex4()?;
@@ -447,7 +462,13 @@ impl Parser<'_> {
                     }
                     entries.push((key, value));
                     if index.is_none() && entries.len() > 16 {
-                        index = Some(entries.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
+                        index = Some(
+                            entries
+                                .iter()
+                                .enumerate()
+                                .map(|(i, (k, _))| (k.clone(), i))
+                                .collect(),
+                        );
                     }
                 }
             }
@@ -691,7 +712,17 @@ mod tests {
 
     #[test]
     fn rejects_what_python_rejects() {
-        for bad in ["", "[1,]", "{\"a\":1,}", "01", "1.", "\"\t\"", "[1] x", "\u{feff}\u{feff}{}", "'a'"] {
+        for bad in [
+            "",
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            "\"\t\"",
+            "[1] x",
+            "\u{feff}\u{feff}{}",
+            "'a'",
+        ] {
             assert_eq!(loads(bad.as_bytes()), Err(ParseError::Invalid), "{bad:?}");
         }
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
@@ -705,7 +736,11 @@ mod tests {
         assert!(loads(b"\xef\xbb\xbf{}").is_ok());
         assert!(loads(b"{\x00}\x00").is_ok()); // UTF-16-LE without BOM
         assert!(loads(b"\xff\xfe{\x00}\x00").is_ok());
-        assert!(loads(b"\xff\xfe\"\x00\x00\xd8\"\x00").unwrap().has_lone_surrogate);
+        assert!(
+            loads(b"\xff\xfe\"\x00\x00\xd8\"\x00")
+                .unwrap()
+                .has_lone_surrogate
+        );
         assert!(loads(br#""\ud800x""#).unwrap().has_lone_surrogate);
         assert!(!loads(br#""\ud83d\ude00""#).unwrap().has_lone_surrogate);
     }
@@ -714,6 +749,9 @@ mod tests {
     fn ascii_writer_escapes_like_json_dumps() {
         let mut out = Vec::new();
         write_str_ascii(&mut out, "é😀\u{7f}\"\u{1}");
-        assert_eq!(String::from_utf8(out).unwrap(), r#""\u00e9\ud83d\ude00\u007f\"\u0001""#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""\u00e9\ud83d\ude00\u007f\"\u0001""#
+        );
     }
 }

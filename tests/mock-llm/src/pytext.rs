@@ -177,8 +177,14 @@ mod tests {
 
     #[test]
     fn add_task_rest() {
-        assert_eq!(match_rest("add task buy milk", "add task"), Some("buy milk"));
-        assert_eq!(match_rest("Add Tas\u{212a}\n\t x\ny", "add task"), Some("x\ny"));
+        assert_eq!(
+            match_rest("add task buy milk", "add task"),
+            Some("buy milk")
+        );
+        assert_eq!(
+            match_rest("Add Tas\u{212a}\n\t x\ny", "add task"),
+            Some("x\ny")
+        );
         assert_eq!(match_rest("add taskx", "add task"), None);
         assert_eq!(match_rest("add task", "add task"), None);
     }
@@ -187,7 +193,10 @@ mod tests {
     fn slow_digits() {
         assert_eq!(match_int("slow 3", "slow"), IntMatch::Value(3));
         assert_eq!(match_int("\u{17f}low  12abc", "slow"), IntMatch::Value(12));
-        assert_eq!(match_int("slow \u{0663}\u{ff11}", "slow"), IntMatch::Value(31));
+        assert_eq!(
+            match_int("slow \u{0663}\u{ff11}", "slow"),
+            IntMatch::Value(31)
+        );
         assert_eq!(match_int("slow", "slow"), IntMatch::NoMatch);
         assert_eq!(match_int("slow x", "slow"), IntMatch::NoMatch);
         assert_eq!(match_int("slow3", "slow"), IntMatch::NoMatch);

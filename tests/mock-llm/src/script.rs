@@ -98,7 +98,8 @@ impl ToolCall {
         let s = self.arguments.as_str();
         let n = s.chars().count();
         if n < 3 {
-            return vec![0..s.len()];
+            let whole = 0..s.len();
+            return vec![whole];
         }
         let a = byte_offset(s, n / 3);
         let b = byte_offset(s, 2 * n / 3);
@@ -108,7 +109,10 @@ impl ToolCall {
     /// The argument pieces themselves.
     #[cfg(test)]
     pub fn argument_pieces(&self) -> Vec<&str> {
-        self.argument_ranges().into_iter().map(|r| &self.arguments[r]).collect()
+        self.argument_ranges()
+            .into_iter()
+            .map(|r| &self.arguments[r])
+            .collect()
     }
 }
 
@@ -178,7 +182,13 @@ fn offered_tools(body: &Object) -> Result<Vec<&str>, Crash> {
         Value::Str(_) | Value::Object(_) => Ok(Vec::new()),
         Value::Array(items) => Ok(items
             .iter()
-            .filter_map(|t| t.as_object()?.get("function")?.as_object()?.get("name")?.as_str())
+            .filter_map(|t| {
+                t.as_object()?
+                    .get("function")?
+                    .as_object()?
+                    .get("name")?
+                    .as_str()
+            })
             .collect()),
         _ => Err(Crash), // a truthy bool or number is not iterable
     }
@@ -213,7 +223,10 @@ pub fn plan_reply(body: &Object, messages: &[Value], cfg: &Config) -> Result<Rep
     if let Some(last) = last {
         if last.get("role").and_then(Value::as_str) == Some("tool") {
             let content = content_text(last.get("content"));
-            let text = format!("Done: {}", pytext::prefix_chars(&content, TOOL_CONTENT_LIMIT));
+            let text = format!(
+                "Done: {}",
+                pytext::prefix_chars(&content, TOOL_CONTENT_LIMIT)
+            );
             return Ok(text_reply(Text::Words(text), delay));
         }
     }

@@ -61,7 +61,12 @@ fn text_response(status: StatusCode, body: &'static str) -> HttpResponse {
     HttpResponse::build(status).content_type(TEXT).body(body)
 }
 
-fn error_response(status: StatusCode, message: &str, etype: &str, code: Option<&str>) -> HttpResponse {
+fn error_response(
+    status: StatusCode,
+    message: &str,
+    etype: &str,
+    code: Option<&str>,
+) -> HttpResponse {
     json_response(status, completion::error_object(message, etype, code))
 }
 
@@ -90,7 +95,9 @@ fn internal_error(req: &HttpRequest) -> HttpResponse {
 /// like the reference's `transport.abort()` before `prepare()`.
 fn abort_connection() -> HttpResponse {
     HttpResponse::Ok().streaming(futures::stream::once(async {
-        Err::<bytes::Bytes, _>(actix_web::error::ErrorInternalServerError("midfail: connection aborted"))
+        Err::<bytes::Bytes, _>(actix_web::error::ErrorInternalServerError(
+            "midfail: connection aborted",
+        ))
     }))
 }
 
@@ -155,7 +162,11 @@ async fn chat_completions(
             None,
         );
     };
-    let Some(messages) = body.get("messages").and_then(Value::as_array).filter(|m| !m.is_empty()) else {
+    let Some(messages) = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty())
+    else {
         return error_response(
             StatusCode::BAD_REQUEST,
             "'messages' must be a non-empty array.",
@@ -199,7 +210,9 @@ async fn chat_completions(
     };
 
     if !stream {
-        let total = reply.delay.saturating_mul(completion::chunk_count(&reply.kind));
+        let total = reply
+            .delay
+            .saturating_mul(completion::chunk_count(&reply.kind));
         if !total.is_zero() {
             tokio::time::sleep(total).await;
         }
@@ -227,7 +240,9 @@ async fn not_found() -> HttpResponse {
 /// `listening on http://ADDR` for the first one, and serves until stopped.
 pub async fn run(cfg: Config) -> std::io::Result<()> {
     let log = match &cfg.log {
-        Some(path) => Some(Mutex::new(OpenOptions::new().create(true).append(true).open(path)?)),
+        Some(path) => Some(Mutex::new(
+            OpenOptions::new().create(true).append(true).open(path)?,
+        )),
         None => None,
     };
     let addrs: Vec<_> = (cfg.host.as_str(), cfg.port).to_socket_addrs()?.collect();

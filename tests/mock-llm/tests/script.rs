@@ -1,0 +1,628 @@
+//! Black-box tests of the `mock-llm` binary: each test starts the real server on `--port 0`,
+//! reads its `listening on http://ADDR` line and talks raw HTTP/1.1 to it. The expected bytes
+//! were captured from the reference `mock_llm.py` for the same requests (ids and `created`
+//! normalized), so these tests pin the reply script byte for byte.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running mock server, killed when dropped.
+struct MockLlm {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl MockLlm {
+    fn start(args: &[&str]) -> MockLlm {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-llm"))
+            .args(["--port", "0", "--workers", "1"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mock-llm");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .strip_prefix("listening on http://")
+            .and_then(|rest| rest.strip_suffix('\n'))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("a socket address");
+        MockLlm { child, addr }
+    }
+
+    fn request(&self, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Response {
+        let mut stream = TcpStream::connect(self.addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut raw = Vec::new();
+        // An aborted connection may end in a reset instead of a clean EOF: keep what arrived.
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+        Response::parse(&raw)
+    }
+
+    fn post(&self, body: &str) -> Response {
+        self.request("POST", "/v1/chat/completions", body.as_bytes(), &[])
+    }
+}
+
+impl Drop for MockLlm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response as received; `complete` is false when the body was cut off.
+#[derive(Debug)]
+struct Response {
+    /// 0 when the server closed the connection without answering.
+    status: u16,
+    reason: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    complete: bool,
+}
+
+impl Response {
+    fn parse(raw: &[u8]) -> Response {
+        let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            assert!(
+                raw.is_empty(),
+                "a partial head: {:?}",
+                String::from_utf8_lossy(raw)
+            );
+            return Response {
+                status: 0,
+                reason: String::new(),
+                headers: Vec::new(),
+                body: Vec::new(),
+                complete: false,
+            };
+        };
+        let head = std::str::from_utf8(&raw[..head_end]).expect("ASCII head");
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        let mut parts = status_line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some("HTTP/1.1"));
+        let status = parts.next().unwrap().parse().unwrap();
+        let reason = parts.next().unwrap_or_default().to_string();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(": ").expect("header line");
+                (k.to_ascii_lowercase(), v.to_string())
+            })
+            .collect();
+        let rest = &raw[head_end + 4..];
+        let mut res = Response {
+            status,
+            reason,
+            headers,
+            body: Vec::new(),
+            complete: false,
+        };
+        if res.header("transfer-encoding") == Some("chunked") {
+            (res.body, res.complete) = dechunk(rest);
+        } else {
+            let len: usize = res
+                .header("content-length")
+                .expect("content-length")
+                .parse()
+                .unwrap();
+            res.complete = rest.len() == len;
+            res.body = rest.to_vec();
+        }
+        res
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("UTF-8 body")
+    }
+
+    /// The payloads of the `data: …\n\n` events, checking the framing on the way.
+    fn events(&self) -> Vec<&str> {
+        let text = self.text();
+        let mut events = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let end = rest
+                .find("\n\n")
+                .expect("every event ends with a blank line");
+            let event = rest[..end].strip_prefix("data: ").expect("data: prefix");
+            assert!(!event.contains('\n'), "one line per event");
+            events.push(event);
+            rest = &rest[end + 2..];
+        }
+        events
+    }
+}
+
+/// Decodes a chunked body; the flag says whether the terminating chunk arrived.
+fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return (body, false);
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return (body, rest == b"\r\n");
+        }
+        if rest.len() < size + 2 {
+            body.extend_from_slice(&rest[..size.min(rest.len())]);
+            return (body, false);
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+fn is_hex24(s: &str) -> bool {
+    s.len() == 24
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Replaces the random parts (`chatcmpl-…`, `call_…` ids and the `created` timestamp) with
+/// `X`/`T`, after checking their shape.
+fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let next = ["chatcmpl-", "call_", "\"created\":"]
+            .iter()
+            .filter_map(|p| rest.find(p).map(|at| (at, *p)))
+            .min();
+        let Some((at, prefix)) = next else { break };
+        out.push_str(&rest[..at + prefix.len()]);
+        rest = &rest[at + prefix.len()..];
+        if prefix == "\"created\":" {
+            if let Some(r) = rest.strip_prefix(' ') {
+                out.push(' ');
+                rest = r;
+            }
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            assert_eq!(digits, 10, "created is a Unix timestamp: {rest:.20}");
+            out.push('T');
+            rest = &rest[digits..];
+        } else {
+            assert!(
+                is_hex24(&rest[..24.min(rest.len())]),
+                "24 hex digits after {prefix}"
+            );
+            let id = &rest[..24];
+            assert_eq!(&id[12..13], "4", "uuid4 version digit in {id}");
+            assert!("89ab".contains(&id[16..17]), "uuid4 variant digit in {id}");
+            out.push('X');
+            rest = &rest[24..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn normalized_events(res: &Response) -> Vec<String> {
+    res.events().into_iter().map(normalize).collect()
+}
+
+/// `data:` payload of a text chunk with the given delta.
+fn chunk(delta: &str, finish: &str, usage: bool) -> String {
+    format!(
+        r#"{{"id":"chatcmpl-X","object":"chat.completion.chunk","created":T,"model":"mock-model","system_fingerprint":"fp_mock","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]{}}}"#,
+        if usage { r#","usage":null"# } else { "" }
+    )
+}
+
+fn text_stream(pieces: &[&str], usage: Option<(u64, u64)>) -> Vec<String> {
+    let with_usage = usage.is_some();
+    let mut out = vec![chunk(
+        r#"{"role":"assistant","content":"","refusal":null}"#,
+        "null",
+        with_usage,
+    )];
+    for p in pieces {
+        out.push(chunk(
+            &format!(r#"{{"content":"{p}"}}"#),
+            "null",
+            with_usage,
+        ));
+    }
+    out.push(chunk("{}", r#""stop""#, with_usage));
+    if let Some((prompt, completion)) = usage {
+        out.push(format!(
+            r#"{{"id":"chatcmpl-X","object":"chat.completion.chunk","created":T,"model":"mock-model","system_fingerprint":"fp_mock","choices":[],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
+            prompt + completion
+        ));
+    }
+    out.push("[DONE]".into());
+    out
+}
+
+const TOOLS: &str = r#""tools":[{"type":"function","function":{"name":"add_task","parameters":{}}},{"type":"function","function":{"name":"list_tasks"}}]"#;
+
+fn user(text: &str) -> String {
+    format!(r#"{{"stream":true,"messages":[{{"role":"user","content":"{text}"}}]}}"#)
+}
+
+fn user_with_tools(text: &str) -> String {
+    format!(r#"{{"stream":true,{TOOLS},"messages":[{{"role":"user","content":"{text}"}}]}}"#)
+}
+
+const EIGHT: [&str; 8] = [
+    "tok0", " tok1", " tok2", " tok3", " tok4", " tok5", " tok6", " tok7",
+];
+
+#[test]
+fn listening_line_models_and_routing() {
+    let mock = MockLlm::start(&["--model", "m\u{e9}"]);
+    assert!(mock.addr.ip().is_loopback());
+    let res = mock.request("GET", "/v1/models", b"", &[]);
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        res.text(),
+        r#"{"object": "list", "data": [{"id": "m\u00e9", "object": "model", "created": 1700000000, "owned_by": "mock"}]}"#
+    );
+    let res = mock.request("DELETE", "/v1/models", b"", &[]);
+    assert_eq!(
+        (res.status, res.header("allow"), res.text()),
+        (405, Some("GET,HEAD"), "405: Method Not Allowed")
+    );
+    let res = mock.request("GET", "/v1/chat/completions", b"", &[]);
+    assert_eq!(
+        (res.status, res.header("allow"), res.text()),
+        (405, Some("POST"), "405: Method Not Allowed")
+    );
+    let res = mock.request("GET", "/nope", b"", &[]);
+    assert_eq!((res.status, res.text()), (404, "404: Not Found"));
+}
+
+#[test]
+fn refuses_non_loopback_hosts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mock-llm"))
+        .args(["--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "mock-llm binds to loopback addresses only\n"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_mock-llm"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn default_reply_streams_eight_word_tokens() {
+    let mock = MockLlm::start(&[]);
+    let res = mock.post(&user("hello"));
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    assert_eq!(res.header("cache-control"), Some("no-cache"));
+    assert!(res.complete);
+    assert_eq!(normalized_events(&res), text_stream(&EIGHT, None));
+    // One id per completion.
+    let ids: Vec<&str> = res.events()[..10].iter().map(|e| &e[7..40]).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+}
+
+#[test]
+fn tokens_option_sets_the_default_reply_length() {
+    let mock = MockLlm::start(&["--tokens", "3"]);
+    assert_eq!(
+        normalized_events(&mock.post(&user("hi"))),
+        text_stream(&["tok0", " tok1", " tok2"], None)
+    );
+    let mock = MockLlm::start(&["--tokens", "0"]);
+    assert_eq!(
+        normalized_events(&mock.post(&user("hi"))),
+        text_stream(&[""], None)
+    );
+}
+
+#[test]
+fn add_task_streams_one_tool_call_in_three_argument_pieces() {
+    let mock = MockLlm::start(&[]);
+    let res = mock.post(&user_with_tools("  ADD TASK   Buy milk \u{e9} "));
+    assert!(res.complete);
+    let head = r#"{"id":"chatcmpl-X","object":"chat.completion.chunk","created":T,"model":"mock-model","system_fingerprint":"fp_mock","choices":[{"index":0,"delta":"#;
+    let expected = [
+        r#"{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_X","type":"function","function":{"name":"add_task","arguments":""}}],"refusal":null},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"title"}}]},"logprobs":null,"finish_reason":null}]}"#,
+        r#"{"tool_calls":[{"index":0,"function":{"arguments":"\":\"Buy "}}]},"logprobs":null,"finish_reason":null}]}"#,
+        "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"milk \u{e9}\\\"}\"}}]},\"logprobs\":null,\"finish_reason\":null}]}",
+        r#"{},"logprobs":null,"finish_reason":"tool_calls"}]}"#,
+    ];
+    let mut want: Vec<String> = expected.iter().map(|e| format!("{head}{e}")).collect();
+    want.push("[DONE]".into());
+    assert_eq!(normalized_events(&res), want);
+}
+
+#[test]
+fn list_tasks_streams_empty_arguments_in_one_piece() {
+    let mock = MockLlm::start(&[]);
+    let events = normalized_events(&mock.post(&user_with_tools("List Tasks, please")));
+    assert_eq!(events.len(), 4);
+    assert!(events[0].contains(r#""function":{"name":"list_tasks","arguments":""}"#));
+    assert!(events[1].contains(r#"{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}"#));
+    assert!(events[2].contains(r#""finish_reason":"tool_calls""#));
+}
+
+#[test]
+fn tool_commands_fall_through_when_the_tool_is_not_offered() {
+    let mock = MockLlm::start(&[]);
+    let only_add = r#""tools":[{"type":"function","function":{"name":"add_task"}}]"#;
+    for body in [
+        user("add task buy milk"),
+        user("two tools"),
+        format!(
+            r#"{{"stream":true,{only_add},"messages":[{{"role":"user","content":"list tasks"}}]}}"#
+        ),
+        // `\b`: "list tasksx" is not the command.
+        user_with_tools("list tasksx"),
+    ] {
+        assert_eq!(
+            normalized_events(&mock.post(&body)),
+            text_stream(&EIGHT, None),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn two_tools_stream_two_parallel_calls_with_usage() {
+    let mock = MockLlm::start(&[]);
+    let body = format!(
+        r#"{{"stream":true,"stream_options":{{"include_usage":true}},{TOOLS},"messages":[{{"role":"user","content":"two tools"}}]}}"#
+    );
+    let res = mock.post(&body);
+    let head = r#"{"id":"chatcmpl-X","object":"chat.completion.chunk","created":T,"model":"mock-model","system_fingerprint":"fp_mock","choices":["#;
+    let tail = r#","logprobs":null,"finish_reason":null}],"usage":null}"#;
+    let mut want = vec![format!(
+        r#"{head}{{"index":0,"delta":{{"role":"assistant","content":null,"tool_calls":[{{"index":0,"id":"call_X","type":"function","function":{{"name":"add_task","arguments":""}}}}],"refusal":null}}{tail}"#
+    )];
+    for (index, title) in [(0, "a"), (1, "b")] {
+        if index == 1 {
+            want.push(format!(
+                r#"{head}{{"index":0,"delta":{{"tool_calls":[{{"index":1,"id":"call_X","type":"function","function":{{"name":"add_task","arguments":""}}}}]}}{tail}"#
+            ));
+        }
+        for piece in [r#"{\"ti"#, r#"tle\""#, &format!(r#":\"{title}\"}}"#)] {
+            want.push(format!(
+                r#"{head}{{"index":0,"delta":{{"tool_calls":[{{"index":{index},"function":{{"arguments":"{piece}"}}}}]}}{tail}"#
+            ));
+        }
+    }
+    want.push(format!(
+        r#"{head}{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"tool_calls"}}],"usage":null}}"#
+    ));
+    want.push(format!(
+        r#"{head}],"usage":{{"prompt_tokens":2,"completion_tokens":6,"total_tokens":8}}}}"#
+    ));
+    want.push("[DONE]".into());
+    assert_eq!(normalized_events(&res), want);
+    // Two distinct call ids.
+    let events = res.events();
+    assert_ne!(
+        &events[0][events[0].find("call_").unwrap()..][..29],
+        &events[4][events[4].find("call_").unwrap()..][..29]
+    );
+}
+
+#[test]
+fn midfail_aborts_the_connection_mid_stream() {
+    let mock = MockLlm::start(&[]);
+    let started = Instant::now();
+    let res = mock.post(&user("midfail please"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "the pause before the abort"
+    );
+    assert_eq!(res.status, 200);
+    assert!(!res.complete, "the chunked body must not be terminated");
+    let mut want = text_stream(&["tok0", " tok1", " tok2"], None);
+    want.truncate(4); // role + 3 text chunks; no finish chunk, no [DONE]
+    assert_eq!(normalized_events(&res), want);
+
+    // stream=false: the connection closes before any response.
+    let res = mock.post(r#"{"messages":[{"role":"user","content":"midfail"}]}"#);
+    assert_eq!((res.status, res.body.len()), (0, 0));
+}
+
+#[test]
+fn fail_is_an_http_500_with_an_openai_error_body() {
+    let mock = MockLlm::start(&[]);
+    let res = mock.post(&user("Fail!"));
+    assert_eq!(
+        (res.status, res.reason.as_str()),
+        (500, "Internal Server Error")
+    );
+    assert_eq!(
+        res.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        res.text(),
+        r#"{"error": {"message": "The server had an error while processing your request. (mock failure)", "type": "server_error", "param": null, "code": "mock_failure"}}"#
+    );
+    // "failure" is not "fail\b".
+    assert_eq!(mock.post(&user("failure")).status, 200);
+}
+
+#[test]
+fn slow_n_streams_n_tokens_with_the_slow_delay() {
+    let mock = MockLlm::start(&["--slow-delay-ms", "40"]);
+    let started = Instant::now();
+    let res = mock.post(&user("slow 3"));
+    let elapsed = started.elapsed();
+    assert_eq!(
+        normalized_events(&res),
+        text_stream(&["tok0", " tok1", " tok2"], None)
+    );
+    // role, 3 tokens, finish: 4 pauses of 40 ms.
+    assert!(elapsed >= Duration::from_millis(160), "{elapsed:?}");
+    // Unicode digits count, like Python's \d and int().
+    let res = mock.post(&user("SLOW \u{0662}"));
+    assert_eq!(
+        normalized_events(&res),
+        text_stream(&["tok0", " tok1"], None)
+    );
+    // No delay configured: the default reply does not sleep.
+    let started = Instant::now();
+    mock.post(&user("hi"));
+    assert!(started.elapsed() < Duration::from_millis(150));
+}
+
+#[test]
+fn tool_result_is_echoed_as_done_truncated_to_200_code_points() {
+    let mock = MockLlm::start(&[]);
+    let long = "\u{e9}".repeat(250);
+    let body = format!(
+        r#"{{"stream":true,"messages":[{{"role":"user","content":"add task x"}},{{"role":"tool","tool_call_id":"c","content":"{long}"}}]}}"#
+    );
+    let want = format!(" {}", "\u{e9}".repeat(200));
+    assert_eq!(
+        normalized_events(&mock.post(&body)),
+        text_stream(&["Done:", &want], None)
+    );
+
+    // Array content: the text parts, concatenated; other parts ignored.
+    let body = r#"{"stream":true,"messages":[{"role":"tool","content":[{"type":"text","text":"ok  a"},{"type":"image_url","text":"no"},{"type":"text","text":"\"b\""}]}]}"#;
+    assert_eq!(
+        normalized_events(&mock.post(body)),
+        text_stream(&["Done:", " ok", " ", r#" a\"b\""#], None)
+    );
+}
+
+#[test]
+fn stream_false_returns_one_chat_completion_object() {
+    let mock = MockLlm::start(&[]);
+    let res = mock.post(r#"{"messages":[{"role":"user","content":"hello there"}]}"#);
+    assert_eq!(
+        res.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        normalize(res.text()),
+        r#"{"id": "chatcmpl-X", "object": "chat.completion", "created": T, "model": "mock-model", "system_fingerprint": "fp_mock", "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7", "refusal": null}, "logprobs": null, "finish_reason": "stop"}], "usage": {"prompt_tokens": 2, "completion_tokens": 8, "total_tokens": 10}}"#
+    );
+    let body = format!(
+        r#"{{{TOOLS},"model":"gpt-é","messages":[{{"role":"user","content":"add task é"}}]}}"#
+    );
+    assert_eq!(
+        normalize(mock.post(&body).text()),
+        r#"{"id": "chatcmpl-X", "object": "chat.completion", "created": T, "model": "gpt-\u00e9", "system_fingerprint": "fp_mock", "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": null, "tool_calls": [{"id": "call_X", "type": "function", "function": {"name": "add_task", "arguments": "{\"title\":\"\u00e9\"}"}}]}, "logprobs": null, "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}"#
+    );
+}
+
+#[test]
+fn include_usage_adds_usage_null_and_a_final_usage_chunk() {
+    let mock = MockLlm::start(&["--model", "ignored"]);
+    let body = r#"{"model":"mock-model","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":"be  brief"},{"role":"user","content":[{"type":"text","text":"hello there you"}]},"junk"]}"#;
+    assert_eq!(
+        normalized_events(&mock.post(body)),
+        text_stream(&EIGHT, Some((5, 8)))
+    );
+    // include_usage must be exactly true.
+    let body = r#"{"stream":true,"stream_options":{"include_usage":1},"messages":[{"role":"user","content":"x"}]}"#;
+    assert_eq!(mock.post(body).events().len(), 11);
+}
+
+#[test]
+fn invalid_requests_get_400() {
+    let mock = MockLlm::start(&[]);
+    let not_object = r#"{"error": {"message": "Request body must be a JSON object.", "type": "invalid_request_error", "param": null, "code": null}}"#;
+    let no_messages = r#"{"error": {"message": "'messages' must be a non-empty array.", "type": "invalid_request_error", "param": null, "code": "invalid_value"}}"#;
+    for (body, want) in [
+        ("not json", not_object),
+        ("[1]", not_object),
+        ("", not_object),
+        (r#"{"messages":[]}"#, no_messages),
+        (r#"{"messages":{"role":"user"}}"#, no_messages),
+    ] {
+        let res = mock.post(body);
+        assert_eq!((res.status, res.text()), (400, want), "{body}");
+    }
+    // A truthy non-iterable `tools` crashes the reference: aiohttp's 500 page.
+    let res = mock.post(r#"{"tools":1,"messages":[{"role":"user","content":"x"}]}"#);
+    assert_eq!(
+        (res.status, res.text()),
+        (
+            500,
+            "500 Internal Server Error\n\nServer got itself in trouble"
+        )
+    );
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::env::temp_dir().join(format!("mock-llm-{}-{nanos}-{name}", std::process::id()))
+}
+
+#[test]
+fn request_log_appends_each_body_as_compact_json() {
+    let path = temp_path("log.jsonl");
+    std::fs::write(&path, "previous\n").unwrap();
+    let mock = MockLlm::start(&["--log", path.to_str().unwrap()]);
+    mock.post("{ \"b\" : 1.50, \"messages\" : [ {\"role\": \"user\", \"content\": \"caf\\u00e9 \\ud83d\\ude00\"} ], \"b\": 1e400, \"z\": -0 }");
+    mock.post("not json \u{e9}");
+    mock.request("POST", "/v1/chat/completions", b"\xff{", &[]);
+    mock.post(r#"{"messages":[{"role":"user","content":"midfail"}]}"#);
+    drop(mock);
+    let log = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        log,
+        "previous\n\
+         {\"b\":Infinity,\"messages\":[{\"role\":\"user\",\"content\":\"caf\u{e9} \u{1f600}\"}],\"z\":0}\n\
+         {\"_raw\":\"not json \u{e9}\"}\n\
+         {\"_raw\":\"\u{fffd}{\"}\n\
+         {\"messages\":[{\"role\":\"user\",\"content\":\"midfail\"}]}\n"
+    );
+}
