@@ -58,7 +58,10 @@ impl Authenticator {
         if let Some(iss) = &settings.issuer {
             validation.set_issuer(&[iss]);
         }
-        Authenticator { settings, validation }
+        Authenticator {
+            settings,
+            validation,
+        }
     }
 
     /// Checks an `Authorization` header value.
@@ -82,16 +85,15 @@ impl Authenticator {
         if sub.is_empty() || sub.len() > MAX_USER_ID_LEN || sub.chars().any(char::is_control) {
             return Err(AuthError::Invalid);
         }
-        Ok(Caller { user_id: sub, token: token.to_string() })
+        Ok(Caller {
+            user_id: sub,
+            token: token.to_string(),
+        })
     }
 }
 
 /// Mints an HS token for local development (`chatkit-rs dev-token`).
-pub fn mint_dev_token(
-    settings: &AuthSettings,
-    sub: &str,
-    ttl_secs: u64,
-) -> Result<String, String> {
+pub fn mint_dev_token(settings: &AuthSettings, sub: &str, ttl_secs: u64) -> Result<String, String> {
     let secret = settings
         .hs_secret
         .as_ref()
@@ -105,6 +107,10 @@ pub fn mint_dev_token(
         claims["iss"] = iss.clone().into();
     }
     let header = jsonwebtoken::Header::new(settings.algorithm);
-    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| e.to_string())
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
 }

@@ -69,8 +69,15 @@ impl EmbeddedPostgres {
         } else {
             std::env::temp_dir().join(format!("chatkit-pg-{}", short_hash(&data_dir)))
         };
-        std::fs::create_dir_all(&socket_dir).map_err(|e| format!("cannot create socket dir: {e}"))?;
-        let pg = EmbeddedPostgres { bin_dir, data_dir, socket_dir, run_as, started_here: false };
+        std::fs::create_dir_all(&socket_dir)
+            .map_err(|e| format!("cannot create socket dir: {e}"))?;
+        let pg = EmbeddedPostgres {
+            bin_dir,
+            data_dir,
+            socket_dir,
+            run_as,
+            started_here: false,
+        };
         if let Some(user) = run_as {
             pg.chown(user)?;
         }
@@ -128,12 +135,21 @@ impl EmbeddedPostgres {
             .command("initdb")
             .arg("-D")
             .arg(&self.data_dir)
-            .args(["-U", ROLE, "--auth=trust", "--encoding=UTF8", "--no-instructions"])
+            .args([
+                "-U",
+                ROLE,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ])
             .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("cannot run initdb: {e}"))?;
         if !out.status.success() {
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         Ok(())
     }
@@ -186,7 +202,11 @@ impl EmbeddedPostgres {
     /// Connection settings for the cluster (unix socket, trust auth).
     pub fn connection(&self) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
-        config.host_path(&self.socket_dir).port(5432).user(ROLE).dbname(DATABASE);
+        config
+            .host_path(&self.socket_dir)
+            .port(5432)
+            .user(ROLE)
+            .dbname(DATABASE);
         config
     }
 

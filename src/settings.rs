@@ -123,7 +123,7 @@ pub struct ServerSettings {
 #[derive(Clone)]
 pub enum DatabaseTarget {
     /// A server we connect to.
-    External(tokio_postgres::Config),
+    External(Box<tokio_postgres::Config>),
     /// A private cluster in this directory.
     Embedded(PathBuf),
 }
@@ -226,8 +226,9 @@ impl Settings {
                     path.display()
                 )]));
             }
-            builder = builder
-                .add_source(config::File::from(path.to_path_buf()).format(config::FileFormat::Toml));
+            builder = builder.add_source(
+                config::File::from(path.to_path_buf()).format(config::FileFormat::Toml),
+            );
         }
         builder = builder.add_source(
             config::Environment::with_prefix("CHATKIT")
@@ -247,7 +248,10 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
     let mut problems = Vec::new();
 
     let bind = SocketAddr::from_str(&raw.server.bind).unwrap_or_else(|_| {
-        problems.push(format!("server.bind {:?} is not an IP:port address", raw.server.bind));
+        problems.push(format!(
+            "server.bind {:?} is not an IP:port address",
+            raw.server.bind
+        ));
         SocketAddr::from(([127, 0, 0, 1], 0))
     });
     let development = match raw.server.mode.as_str() {
@@ -276,7 +280,7 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
     });
     let target = match raw.database.url.as_deref().map(str::trim) {
         Some(url) if !url.is_empty() => match tokio_postgres::Config::from_str(url) {
-            Ok(config) => DatabaseTarget::External(config),
+            Ok(config) => DatabaseTarget::External(Box::new(config)),
             Err(_) => {
                 // The URL may hold a password: never echo it.
                 problems.push("database.url is not a valid PostgreSQL connection string".into());
@@ -333,13 +337,19 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
     if !problems.is_empty() {
         return Err(SettingsError(problems));
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     Ok(Settings {
         server: ServerSettings {
             bind,
             max_body_bytes: raw.server.max_body_bytes as usize,
             body_timeout: Duration::from_secs(raw.server.body_timeout_secs),
-            workers: if raw.server.workers == 0 { cores } else { raw.server.workers },
+            workers: if raw.server.workers == 0 {
+                cores
+            } else {
+                raw.server.workers
+            },
             development,
         },
         database: DatabaseSettings {
@@ -358,7 +368,11 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
         },
         actors: ActorSettings {
             idle_timeout: Duration::from_secs(raw.actors.idle_timeout_secs),
-            arbiters: if raw.actors.arbiters == 0 { cores } else { raw.actors.arbiters },
+            arbiters: if raw.actors.arbiters == 0 {
+                cores
+            } else {
+                raw.actors.arbiters
+            },
             stream_buffer: raw.actors.stream_buffer,
         },
         persistence: PersistenceSettings {
@@ -366,7 +380,10 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
             flush_interval: Duration::from_millis(raw.persistence.flush_interval_ms),
         },
         allow_cancel: raw.stream.allow_cancel,
-        log: LogSettings { json, level: raw.log.level },
+        log: LogSettings {
+            json,
+            level: raw.log.level,
+        },
     })
 }
 
@@ -382,8 +399,14 @@ fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettin
         Ok(alg) => alg,
     };
     let secret = raw.jwt_secret.as_deref().filter(|s| !s.is_empty());
-    let pem = raw.public_key_pem.as_deref().filter(|s| !s.trim().is_empty());
-    let is_hmac = matches!(algorithm, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+    let pem = raw
+        .public_key_pem
+        .as_deref()
+        .filter(|s| !s.trim().is_empty());
+    let is_hmac = matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    );
     let key = if is_hmac {
         match secret {
             None => {
@@ -415,7 +438,10 @@ fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettin
         match parsed {
             Ok(key) => key,
             Err(_) => {
-                problems.push(format!("auth.public_key_pem is not a valid {} public key", raw.algorithm));
+                problems.push(format!(
+                    "auth.public_key_pem is not a valid {} public key",
+                    raw.algorithm
+                ));
                 return None;
             }
         }
@@ -426,7 +452,11 @@ fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettin
     Some(AuthSettings {
         algorithm,
         key,
-        hs_secret: if is_hmac { secret.map(str::to_string) } else { None },
+        hs_secret: if is_hmac {
+            secret.map(str::to_string)
+        } else {
+            None
+        },
         audience: raw.audience.clone().filter(|a| !a.is_empty()),
         issuer: raw.issuer.clone().filter(|i| !i.is_empty()),
         leeway_secs: raw.leeway_secs,

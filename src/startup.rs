@@ -24,7 +24,7 @@ impl Database {
     /// Connects (starting the embedded cluster when no URL is configured) and migrates.
     pub async fn open(settings: &Settings) -> Result<Database, String> {
         let (pg_config, embedded) = match &settings.database.target {
-            DatabaseTarget::External(config) => (config.clone(), None),
+            DatabaseTarget::External(config) => ((**config).clone(), None),
             DatabaseTarget::Embedded(dir) => {
                 let dir = dir.clone();
                 let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir))
@@ -83,7 +83,9 @@ fn model_client(settings: &Settings) -> ModelClient {
     ModelClient::new(ModelSettings {
         base_url: settings.model.base_url.clone(),
         name: settings.model.name.clone(),
-        api_key: std::env::var(MODEL_API_KEY_ENV).ok().filter(|k| !k.is_empty()),
+        api_key: std::env::var(MODEL_API_KEY_ENV)
+            .ok()
+            .filter(|k| !k.is_empty()),
         timeout: settings.model.timeout,
         instructions: settings.model.instructions.clone(),
     })
@@ -92,7 +94,11 @@ fn model_client(settings: &Settings) -> ModelClient {
 /// Runs the server until SIGINT/SIGTERM, then flushes and stops the embedded database.
 pub async fn serve(settings: Settings) -> Result<(), String> {
     let database = Database::open(&settings).await?;
-    let engine = Engine::start(database.store.clone(), model_client(&settings), engine_settings(&settings));
+    let engine = Engine::start(
+        database.store.clone(),
+        model_client(&settings),
+        engine_settings(&settings),
+    );
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         auth: Authenticator::new(settings.auth.clone()),
@@ -100,10 +106,14 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
         body_timeout: settings.server.body_timeout,
     });
     let state_for_app = state.clone();
-    let server = HttpServer::new(move || App::new().app_data(state_for_app.clone()).configure(configure))
-        .workers(settings.server.workers)
-        .shutdown_timeout(30)
-        .bind(settings.server.bind);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state_for_app.clone())
+            .configure(configure)
+    })
+    .workers(settings.server.workers)
+    .shutdown_timeout(30)
+    .bind(settings.server.bind);
     let server = match server {
         Ok(server) => server,
         Err(e) => {

@@ -59,10 +59,21 @@ impl EngineEnv {
 /// A streaming request, as the engine sees it.
 #[derive(Debug)]
 pub enum TurnRequest {
-    Create { input: UserMessageInput },
-    AddUserMessage { thread_id: String, input: UserMessageInput },
-    ClientToolOutput { thread_id: String, result: serde_json::Value },
-    RetryAfterItem { thread_id: String, item_id: String },
+    Create {
+        input: UserMessageInput,
+    },
+    AddUserMessage {
+        thread_id: String,
+        input: UserMessageInput,
+    },
+    ClientToolOutput {
+        thread_id: String,
+        result: serde_json::Value,
+    },
+    RetryAfterItem {
+        thread_id: String,
+        item_id: String,
+    },
 }
 
 /// Handle to the running engine; cheap to clone.
@@ -86,16 +97,27 @@ impl Engine {
         let persistence = PersistenceActor::start_in_arbiter(&persistence_arbiter.handle(), |_| {
             PersistenceActor::new(persist_store, batch)
         });
-        let pool: Vec<Arbiter> = (0..settings.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let pool: Vec<Arbiter> = (0..settings.arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
         let handles = pool.iter().map(Arbiter::handle).collect();
-        let env = Arc::new(EngineEnv { store, model, persistence, settings });
+        let env = Arc::new(EngineEnv {
+            store,
+            model,
+            persistence,
+            settings,
+        });
         let registry_env = env.clone();
         let registry = Registry::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
             Registry::new(registry_env, handles)
         });
         let mut arbiters = pool;
         arbiters.push(persistence_arbiter);
-        Engine { env, registry, _arbiters: Arc::new(arbiters) }
+        Engine {
+            env,
+            registry,
+            _arbiters: Arc::new(arbiters),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -110,19 +132,29 @@ impl Engine {
     ) -> Result<TurnStream, EngineError> {
         match request {
             TurnRequest::Create { input } => {
-                let meta = ThreadMeta::new(new_id(prefix::THREAD), user_id.to_string(), Timestamp::now());
+                let meta = ThreadMeta::new(
+                    new_id(prefix::THREAD),
+                    user_id.to_string(),
+                    Timestamp::now(),
+                );
                 let addr = self.registry.send(SpawnNew { meta }).await?;
-                let turn = StartTurn { user_id: user_id.to_string(), input: TurnInput::UserMessage(input) };
+                let turn = StartTurn {
+                    user_id: user_id.to_string(),
+                    input: TurnInput::UserMessage(input),
+                };
                 addr.send(turn).await?
             }
             TurnRequest::AddUserMessage { thread_id, input } => {
-                self.turn_on(&thread_id, user_id, TurnInput::UserMessage(input)).await
+                self.turn_on(&thread_id, user_id, TurnInput::UserMessage(input))
+                    .await
             }
             TurnRequest::ClientToolOutput { thread_id, result } => {
-                self.turn_on(&thread_id, user_id, TurnInput::ClientToolOutput(result)).await
+                self.turn_on(&thread_id, user_id, TurnInput::ClientToolOutput(result))
+                    .await
             }
             TurnRequest::RetryAfterItem { thread_id, item_id } => {
-                self.turn_on(&thread_id, user_id, TurnInput::RetryAfter(item_id)).await
+                self.turn_on(&thread_id, user_id, TurnInput::RetryAfter(item_id))
+                    .await
             }
         }
     }
@@ -139,21 +171,38 @@ impl Engine {
         let mut input = Some(input);
         for _ in 0..ROUTE_ATTEMPTS {
             let addr = self.route(thread_id).await?;
-            let this_try = input.take().ok_or_else(|| EngineError::Internal("lost input".into()))?;
+            let this_try = input
+                .take()
+                .ok_or_else(|| EngineError::Internal("lost input".into()))?;
             let retry_copy = clone_input(&this_try);
-            match addr.send(StartTurn { user_id: user_id.to_string(), input: this_try }).await {
-                Ok(Err(EngineError::Retired)) | Err(MailboxError::Closed) => input = Some(retry_copy),
+            match addr
+                .send(StartTurn {
+                    user_id: user_id.to_string(),
+                    input: this_try,
+                })
+                .await
+            {
+                Ok(Err(EngineError::Retired)) | Err(MailboxError::Closed) => {
+                    input = Some(retry_copy)
+                }
                 Ok(result) => return result,
                 Err(MailboxError::Timeout) => {
                     return Err(EngineError::Unavailable("thread actor timed out".into()))
                 }
             }
         }
-        Err(EngineError::Unavailable("thread actor kept retiring".into()))
+        Err(EngineError::Unavailable(
+            "thread actor kept retiring".into(),
+        ))
     }
 
     async fn route(&self, thread_id: &str) -> Result<Addr<ThreadActor>, EngineError> {
-        Ok(self.registry.send(Route { thread_id: thread_id.to_string() }).await?)
+        Ok(self
+            .registry
+            .send(Route {
+                thread_id: thread_id.to_string(),
+            })
+            .await?)
     }
 
     /// Sends `make()` to the thread's actor, routing again if it retired meanwhile.
@@ -173,7 +222,9 @@ impl Engine {
                 }
             }
         }
-        Err(EngineError::Unavailable("thread actor kept retiring".into()))
+        Err(EngineError::Unavailable(
+            "thread actor kept retiring".into(),
+        ))
     }
 
     /// `threads.update`.
@@ -184,28 +235,44 @@ impl Engine {
         title: &str,
     ) -> Result<Thread, EngineError> {
         for _ in 0..ROUTE_ATTEMPTS {
-            let rename = || Rename { user_id: user_id.to_string(), title: title.to_string() };
+            let rename = || Rename {
+                user_id: user_id.to_string(),
+                title: title.to_string(),
+            };
             match self.ask(thread_id, rename).await? {
                 Err(EngineError::Retired) => continue,
                 other => return other.map(|meta| meta.to_wire(Page::empty())),
             }
         }
-        Err(EngineError::Unavailable("thread actor kept retiring".into()))
+        Err(EngineError::Unavailable(
+            "thread actor kept retiring".into(),
+        ))
     }
 
     /// `threads.delete`.
     pub async fn delete_thread(&self, user_id: &str, thread_id: &str) -> Result<(), EngineError> {
         for _ in 0..ROUTE_ATTEMPTS {
-            match self.ask(thread_id, || Delete { user_id: user_id.to_string() }).await? {
+            match self
+                .ask(thread_id, || Delete {
+                    user_id: user_id.to_string(),
+                })
+                .await?
+            {
                 Err(EngineError::Retired) => continue,
                 other => return other,
             }
         }
-        Err(EngineError::Unavailable("thread actor kept retiring".into()))
+        Err(EngineError::Unavailable(
+            "thread actor kept retiring".into(),
+        ))
     }
 
     /// Ownership check for reads: the thread's metadata if `user_id` may see it.
-    async fn visible_thread(&self, user_id: &str, thread_id: &str) -> Result<ThreadMeta, EngineError> {
+    async fn visible_thread(
+        &self,
+        user_id: &str,
+        thread_id: &str,
+    ) -> Result<ThreadMeta, EngineError> {
         self.env
             .store
             .load_user_thread(user_id, thread_id)
@@ -220,7 +287,14 @@ impl Engine {
         thread_id: &str,
     ) -> Result<Thread<Box<RawValue>>, EngineError> {
         let meta = self.visible_thread(user_id, thread_id).await?;
-        let items = self.visible_items(thread_id, page_size(None).unwrap_or(20), crate::protocol::Order::Asc, None).await?;
+        let items = self
+            .visible_items(
+                thread_id,
+                page_size(None).unwrap_or(20),
+                crate::protocol::Order::Asc,
+                None,
+            )
+            .await?;
         Ok(meta.to_wire(items))
     }
 
@@ -251,7 +325,13 @@ impl Engine {
     ) -> Result<Page<Box<RawValue>>, EngineError> {
         self.visible_thread(user_id, &params.thread_id).await?;
         let limit = page_size(params.limit).map_err(EngineError::InvalidInput)?;
-        self.visible_items(&params.thread_id, limit, params.order, params.after.as_deref()).await
+        self.visible_items(
+            &params.thread_id,
+            limit,
+            params.order,
+            params.after.as_deref(),
+        )
+        .await
     }
 
     async fn visible_items(
@@ -261,18 +341,30 @@ impl Engine {
         order: crate::protocol::Order,
         after: Option<&str>,
     ) -> Result<Page<Box<RawValue>>, EngineError> {
-        let page = self.env.store.list_items(thread_id, limit, order, after).await?;
+        let page = self
+            .env
+            .store
+            .list_items(thread_id, limit, order, after)
+            .await?;
         let data = page
             .data
             .iter()
             .filter(|item| !item.is_hidden())
             .map(|item| item.raw_json())
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { data, has_more: page.has_more, after: page.after })
+        Ok(Page {
+            data,
+            has_more: page.has_more,
+            after: page.after,
+        })
     }
 
     /// `items.feedback`: recorded for the thread's owner; item ids are not checked (§13.19).
-    pub async fn feedback(&self, user_id: &str, params: &FeedbackParams) -> Result<(), EngineError> {
+    pub async fn feedback(
+        &self,
+        user_id: &str,
+        params: &FeedbackParams,
+    ) -> Result<(), EngineError> {
         self.visible_thread(user_id, &params.thread_id).await?;
         let kind = match params.kind {
             crate::protocol::requests::FeedbackKind::Positive => "positive",

@@ -18,7 +18,10 @@ pub enum EngineError {
     ThreadBusy,
     /// The thread's status refuses new input (locked or closed).
     #[error("thread is {status}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
-    ThreadNotActive { status: &'static str, reason: Option<String> },
+    ThreadNotActive {
+        status: &'static str,
+        reason: Option<String>,
+    },
     /// The request is well-formed but not acceptable in the thread's current state.
     #[error("{0}")]
     Conflict(String),

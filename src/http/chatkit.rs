@@ -20,8 +20,14 @@ pub async fn chatkit(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let header = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let caller = state.auth.authenticate(header).map_err(ApiError::Unauthorized)?;
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let caller = state
+        .auth
+        .authenticate(header)
+        .map_err(ApiError::Unauthorized)?;
     if let Some(length) = declared_length(&req) {
         if length > state.max_body_bytes as u64 {
             return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
@@ -62,11 +68,15 @@ async fn read_body(
         }
         Ok(body.freeze())
     };
-    tokio::time::timeout(timeout, read).await.map_err(|_| ApiError::BodyTimeout)?
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)?
 }
 
 fn json(body: Vec<u8>) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(body)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body)
 }
 
 /// The `{}` body of `threads.delete` and `items.feedback` (exactly two bytes, §3.12).
@@ -74,35 +84,55 @@ fn empty_object() -> HttpResponse {
     json(b"{}".to_vec())
 }
 
-async fn dispatch(state: &AppState, caller: Caller, op: Operation) -> Result<HttpResponse, ApiError> {
+async fn dispatch(
+    state: &AppState,
+    caller: Caller,
+    op: Operation,
+) -> Result<HttpResponse, ApiError> {
     let engine = &state.engine;
     let user = caller.user_id.as_str();
     match op {
         Operation::ThreadsCreate(p) => {
-            sse::respond(engine.start_turn(user, TurnRequest::Create { input: p.input }).await?).await
+            sse::respond(
+                engine
+                    .start_turn(user, TurnRequest::Create { input: p.input })
+                    .await?,
+            )
+            .await
         }
         Operation::ThreadsAddUserMessage(p) => {
-            let request = TurnRequest::AddUserMessage { thread_id: p.thread_id, input: p.input };
+            let request = TurnRequest::AddUserMessage {
+                thread_id: p.thread_id,
+                input: p.input,
+            };
             sse::respond(engine.start_turn(user, request).await?).await
         }
         Operation::ThreadsAddClientToolOutput(p) => {
-            let request = TurnRequest::ClientToolOutput { thread_id: p.thread_id, result: p.result };
+            let request = TurnRequest::ClientToolOutput {
+                thread_id: p.thread_id,
+                result: p.result,
+            };
             sse::respond(engine.start_turn(user, request).await?).await
         }
         Operation::ThreadsRetryAfterItem(p) => {
-            let request = TurnRequest::RetryAfterItem { thread_id: p.thread_id, item_id: p.item_id };
+            let request = TurnRequest::RetryAfterItem {
+                thread_id: p.thread_id,
+                item_id: p.item_id,
+            };
             match engine.start_turn(user, request).await {
                 // §3.4: an id that is never found gives an empty stream.
                 Err(EngineError::ItemNotFound) => Ok(sse::empty()),
                 other => sse::respond(other?).await,
             }
         }
-        Operation::ThreadsGetById(p) => Ok(json(to_json(&engine.get_thread(user, &p.thread_id).await?))),
+        Operation::ThreadsGetById(p) => {
+            Ok(json(to_json(&engine.get_thread(user, &p.thread_id).await?)))
+        }
         Operation::ThreadsList(p) => Ok(json(to_json(&engine.list_threads(user, &p).await?))),
         Operation::ItemsList(p) => Ok(json(to_json(&engine.list_items(user, &p).await?))),
-        Operation::ThreadsUpdate(p) => {
-            Ok(json(to_json(&engine.rename_thread(user, &p.thread_id, &p.title).await?)))
-        }
+        Operation::ThreadsUpdate(p) => Ok(json(to_json(
+            &engine.rename_thread(user, &p.thread_id, &p.title).await?,
+        ))),
         Operation::ThreadsDelete(p) => {
             engine.delete_thread(user, &p.thread_id).await?;
             Ok(empty_object())
@@ -116,8 +146,8 @@ async fn dispatch(state: &AppState, caller: Caller, op: Operation) -> Result<Htt
         | Operation::ThreadsSyncCustomAction(_)
         | Operation::AttachmentsCreate(_)
         | Operation::AttachmentsDelete(_)
-        | Operation::InputTranscribe(_)) => {
-            Err(ApiError::Engine(EngineError::Unsupported(unsupported.name())))
-        }
+        | Operation::InputTranscribe(_)) => Err(ApiError::Engine(EngineError::Unsupported(
+            unsupported.name(),
+        ))),
     }
 }

@@ -39,7 +39,9 @@ impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            ApiError::BadRequest(RequestError::InvalidJson(_)) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ApiError::BadRequest(RequestError::InvalidJson(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_json")
+            }
             ApiError::BadRequest(RequestError::InvalidEnvelope(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_request")
             }
@@ -56,9 +58,9 @@ impl ApiError {
                 EngineError::ItemNotFound => (StatusCode::NOT_FOUND, "item_not_found"),
                 EngineError::CursorNotFound => (StatusCode::NOT_FOUND, "cursor_not_found"),
                 EngineError::ThreadBusy => (StatusCode::CONFLICT, "thread_busy"),
-                EngineError::ThreadNotActive { status: "locked", .. } => {
-                    (StatusCode::CONFLICT, "thread_locked")
-                }
+                EngineError::ThreadNotActive {
+                    status: "locked", ..
+                } => (StatusCode::CONFLICT, "thread_locked"),
                 EngineError::ThreadNotActive { .. } => (StatusCode::CONFLICT, "thread_closed"),
                 EngineError::Conflict(_) => (StatusCode::CONFLICT, "invalid_thread_state"),
                 EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_params"),
@@ -75,7 +77,8 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             ApiError::Engine(EngineError::Internal(_)) => "internal error".into(),
-            ApiError::Engine(EngineError::Unavailable(_)) | ApiError::Engine(EngineError::Retired) => {
+            ApiError::Engine(EngineError::Unavailable(_))
+            | ApiError::Engine(EngineError::Retired) => {
                 "service temporarily unavailable; retry shortly".into()
             }
             other => other.to_string(),
@@ -111,7 +114,12 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        let body = ErrorBody { error: ErrorDetail { code, message: self.public_message() } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.public_message(),
+            },
+        };
         let mut response = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -119,6 +127,8 @@ impl ResponseError for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
-        response.content_type("application/json").body(serde_json::to_vec(&body).unwrap_or_default())
+        response
+            .content_type("application/json")
+            .body(serde_json::to_vec(&body).unwrap_or_default())
     }
 }

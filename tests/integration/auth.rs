@@ -11,12 +11,17 @@ fn list_body() -> String {
 }
 
 async fn assert_refused(server: &TestServer, header: Option<&str>) {
-    let mut req = reqwest::Client::new().post(server.url("/chatkit")).body(list_body());
+    let mut req = reqwest::Client::new()
+        .post(server.url("/chatkit"))
+        .body(list_body());
     if let Some(h) = header {
         req = req.header("authorization", h);
     }
     let response = req.send().await.unwrap();
-    let www = response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+    let www = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     assert_eq!(status, 401, "header {header:?} → {text}");
@@ -39,7 +44,11 @@ mod base64_url {
         let bytes = input.as_bytes();
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
             for i in 0..=chunk.len() {
                 out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -69,10 +78,22 @@ async fn every_bad_credential_is_a_401() {
     assert_refused(&server, Some("Bearer ")).await;
     assert_refused(&server, Some("Bearer not.a.jwt")).await;
     // alg: none, with and without a signature part.
-    assert_refused(&server, Some(&format!("Bearer {}", unsigned(good.clone(), "none")))).await;
-    assert_refused(&server, Some(&format!("Bearer {}", unsigned(good.clone(), "HS256")))).await;
+    assert_refused(
+        &server,
+        Some(&format!("Bearer {}", unsigned(good.clone(), "none"))),
+    )
+    .await;
+    assert_refused(
+        &server,
+        Some(&format!("Bearer {}", unsigned(good.clone(), "HS256"))),
+    )
+    .await;
     // Wrong signature.
-    let forged = sign(Algorithm::HS256, "another-secret-another-secret-0123456789", &good);
+    let forged = sign(
+        Algorithm::HS256,
+        "another-secret-another-secret-0123456789",
+        &good,
+    );
     assert_refused(&server, Some(&format!("Bearer {forged}"))).await;
     // Tampered payload: a valid signature over other claims.
     let mut parts: Vec<String> = valid.split('.').map(str::to_string).collect();

@@ -48,10 +48,18 @@ async fn each_bad_input_class_has_its_status_and_code() {
     // Deeply nested JSON is refused, not a stack overflow.
     let deep = format!("{}{}", "[".repeat(100_000 / 2), "]".repeat(100_000 / 2));
     let reply = server.post_raw(t, deep).await;
-    assert!(reply.status == 400 || reply.status == 413, "{}", reply.status);
+    assert!(
+        reply.status == 400 || reply.status == 413,
+        "{}",
+        reply.status
+    );
     // Unknown keys are ignored (§1.1).
     let reply = server
-        .post_raw(t, json!({ "type": "threads.list", "params": { "whatever": 1 }, "extra": true }).to_string())
+        .post_raw(
+            t,
+            json!({ "type": "threads.list", "params": { "whatever": 1 }, "extra": true })
+                .to_string(),
+        )
         .await;
     assert_eq!(reply.status, 200);
     // The server is still healthy.
@@ -64,15 +72,35 @@ async fn extra_operations_answer_unsupported() {
     let server = TestServer::start();
     let alice = token("alice");
     for (op, params) in [
-        ("threads.custom_action", json!({ "thread_id": "thr_1", "action": { "type": "x" } })),
-        ("threads.sync_custom_action", json!({ "thread_id": "thr_1", "action": { "type": "x" } })),
-        ("threads.add_structured_input", json!({ "thread_id": "thr_1", "item_id": "si_1", "input": {} })),
-        ("attachments.create", json!({ "name": "a.png", "size": 3, "mime_type": "image/png" })),
+        (
+            "threads.custom_action",
+            json!({ "thread_id": "thr_1", "action": { "type": "x" } }),
+        ),
+        (
+            "threads.sync_custom_action",
+            json!({ "thread_id": "thr_1", "action": { "type": "x" } }),
+        ),
+        (
+            "threads.add_structured_input",
+            json!({ "thread_id": "thr_1", "item_id": "si_1", "input": {} }),
+        ),
+        (
+            "attachments.create",
+            json!({ "name": "a.png", "size": 3, "mime_type": "image/png" }),
+        ),
         ("attachments.delete", json!({ "attachment_id": "atc_1" })),
-        ("input.transcribe", json!({ "audio_base64": "AAAA", "mime_type": "audio/webm" })),
+        (
+            "input.transcribe",
+            json!({ "audio_base64": "AAAA", "mime_type": "audio/webm" }),
+        ),
     ] {
-        let reply = server.post(&alice, &json!({ "type": op, "params": params })).await;
+        let reply = server
+            .post(&alice, &json!({ "type": op, "params": params }))
+            .await;
         reply.assert_error(400, "unsupported_operation");
-        assert!(reply.json()["error"]["message"].as_str().unwrap().contains(op));
+        assert!(reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(op));
     }
 }

@@ -10,8 +10,13 @@ fn normalize(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while !rest.is_empty() {
-        let next_id = ["thr_", "msg_", "shcx_"].iter().filter_map(|p| rest.find(p).map(|i| (i, *p))).min();
-        let next_ts = rest.find("\"created_at\":\"").map(|i| i + "\"created_at\":\"".len());
+        let next_id = ["thr_", "msg_", "shcx_"]
+            .iter()
+            .filter_map(|p| rest.find(p).map(|i| (i, *p)))
+            .min();
+        let next_ts = rest
+            .find("\"created_at\":\"")
+            .map(|i| i + "\"created_at\":\"".len());
         match (next_id, next_ts) {
             (Some((i, p)), ts) if ts.is_none_or(|t| i < t) => {
                 out.push_str(&rest[..i]);
@@ -19,7 +24,12 @@ fn normalize(raw: &str) -> String {
                 out.push_str("ID");
                 let tail = &rest[i + p.len()..];
                 let len = tail.bytes().take_while(|b| b.is_ascii_hexdigit()).count();
-                assert_eq!(len, 24, "ids carry 96 random bits: {}", &rest[i..i + p.len() + len]);
+                assert_eq!(
+                    len,
+                    24,
+                    "ids carry 96 random bits: {}",
+                    &rest[i..i + p.len() + len]
+                );
                 rest = &tail[len..];
             }
             (_, Some(t)) => {
@@ -68,7 +78,9 @@ async fn create_streams_the_exact_event_sequence() {
     let mut expected = String::new();
     expected.push_str("data: {\"type\":\"thread.created\",\"thread\":{\"id\":\"thr_ID\",\"created_at\":\"TS\",\"status\":{\"type\":\"active\"},\"metadata\":{},\"items\":{\"data\":[],\"has_more\":false}}}\n\n");
     expected.push_str("data: {\"type\":\"thread.item.done\",\"item\":{\"id\":\"msg_ID\",\"thread_id\":\"thr_ID\",\"created_at\":\"TS\",\"type\":\"user_message\",\"content\":[{\"type\":\"input_text\",\"text\":\"Hello there\"}],\"attachments\":[],\"inference_options\":{}}}\n\n");
-    expected.push_str("data: {\"type\":\"stream_options\",\"stream_options\":{\"allow_cancel\":true}}\n\n");
+    expected.push_str(
+        "data: {\"type\":\"stream_options\",\"stream_options\":{\"allow_cancel\":true}}\n\n",
+    );
     expected.push_str(&expected_answer_frames(8));
     assert_eq!(normalize(&stream.raw), expected);
 
@@ -88,7 +100,9 @@ async fn follow_up_sends_history_and_reads_back_in_order() {
     let second = add_message(&server, &alice, &thread_id, "what was the word?").await;
     assert_eq!(second.status, 200);
     let mut expected = String::from("data: {\"type\":\"thread.item.done\",\"item\":{\"id\":\"msg_ID\",\"thread_id\":\"thr_ID\",\"created_at\":\"TS\",\"type\":\"user_message\",\"content\":[{\"type\":\"input_text\",\"text\":\"what was the word?\"}],\"attachments\":[],\"inference_options\":{}}}\n\n");
-    expected.push_str("data: {\"type\":\"stream_options\",\"stream_options\":{\"allow_cancel\":true}}\n\n");
+    expected.push_str(
+        "data: {\"type\":\"stream_options\",\"stream_options\":{\"allow_cancel\":true}}\n\n",
+    );
     expected.push_str(&expected_answer_frames(8));
     assert_eq!(normalize(&second.raw), expected);
 
@@ -99,24 +113,55 @@ async fn follow_up_sends_history_and_reads_back_in_order() {
         .rev()
         .find(|r| r.to_string().contains("what was the word?"))
         .expect("the mock saw the follow-up");
-    let roles: Vec<&str> = last["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = last["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
     assert_eq!(roles, ["system", "user", "assistant", "user"]);
     assert_eq!(last["messages"][1]["content"], "remember the word kiwi");
-    assert_eq!(last["messages"][2]["content"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7");
+    assert_eq!(
+        last["messages"][2]["content"],
+        "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7"
+    );
     assert_eq!(last["stream"], true);
 
     // get_by_id: oldest first, exactly the items that were announced, byte for byte.
-    let thread = server.call(&alice, "threads.get_by_id", json!({ "thread_id": thread_id }), Kind::Thread).await;
+    let thread = server
+        .call(
+            &alice,
+            "threads.get_by_id",
+            json!({ "thread_id": thread_id }),
+            Kind::Thread,
+        )
+        .await;
     let items = thread["items"]["data"].as_array().unwrap();
-    let announced: Vec<Value> = first.done_items().into_iter().chain(second.done_items()).collect();
+    let announced: Vec<Value> = first
+        .done_items()
+        .into_iter()
+        .chain(second.done_items())
+        .collect();
     assert_eq!(items, &announced);
     assert_eq!(thread["items"]["has_more"], false);
     assert!(thread.get("title").is_none());
     assert_eq!(thread["metadata"], json!({}));
 
     // items.list defaults to newest first.
-    let page = server.call(&alice, "items.list", json!({ "thread_id": thread_id }), Kind::ItemsPage).await;
-    let ids: Vec<&Value> = page["data"].as_array().unwrap().iter().map(|i| &i["id"]).collect();
+    let page = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id }),
+            Kind::ItemsPage,
+        )
+        .await;
+    let ids: Vec<&Value> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| &i["id"])
+        .collect();
     let mut expected_ids: Vec<&Value> = announced.iter().map(|i| &i["id"]).collect();
     expected_ids.reverse();
     assert_eq!(ids, expected_ids);
@@ -132,11 +177,18 @@ async fn rename_delete_and_feedback() {
     let thread_id = stream.thread_id();
 
     let renamed = server
-        .call(&alice, "threads.update", json!({ "thread_id": thread_id, "title": "Greeting" }), Kind::Thread)
+        .call(
+            &alice,
+            "threads.update",
+            json!({ "thread_id": thread_id, "title": "Greeting" }),
+            Kind::Thread,
+        )
         .await;
     assert_eq!(renamed["title"], "Greeting");
     assert_eq!(renamed["items"], json!({ "data": [], "has_more": false }));
-    let listed = server.call(&alice, "threads.list", json!({}), Kind::ThreadsPage).await;
+    let listed = server
+        .call(&alice, "threads.list", json!({}), Kind::ThreadsPage)
+        .await;
     assert_eq!(listed["data"][0]["title"], "Greeting");
 
     let assistant_id = stream.done_items()[1]["id"].as_str().unwrap().to_string();
@@ -144,20 +196,37 @@ async fn rename_delete_and_feedback() {
         .post(&alice, &json!({ "type": "items.feedback", "params": { "thread_id": thread_id, "item_ids": [assistant_id], "kind": "positive" } }))
         .await;
     assert_eq!((reply.status, reply.text.as_str()), (200, "{}"));
-    let stored = shared().postgres.psql(&format!("SELECT kind FROM {}.feedback", server.schema));
+    let stored = shared()
+        .postgres
+        .psql(&format!("SELECT kind FROM {}.feedback", server.schema));
     assert_eq!(stored, "positive");
 
-    let reply = server.post(&alice, &json!({ "type": "threads.delete", "params": { "thread_id": thread_id } })).await;
+    let reply = server
+        .post(
+            &alice,
+            &json!({ "type": "threads.delete", "params": { "thread_id": thread_id } }),
+        )
+        .await;
     assert_eq!((reply.status, reply.text.as_str()), (200, "{}"));
     sdk::check(Kind::Empty, &reply.text);
-    let reply = server.post(&alice, &json!({ "type": "threads.get_by_id", "params": { "thread_id": thread_id } })).await;
+    let reply = server
+        .post(
+            &alice,
+            &json!({ "type": "threads.get_by_id", "params": { "thread_id": thread_id } }),
+        )
+        .await;
     reply.assert_error(404, "thread_not_found");
-    let count = shared().postgres.psql(&format!("SELECT count(*) FROM {}.items", server.schema));
+    let count = shared()
+        .postgres
+        .psql(&format!("SELECT count(*) FROM {}.items", server.schema));
     assert_eq!(count, "0");
     // Debug-level logs of the whole session never contain the bearer token.
     let logs = server.logs();
     assert!(logs.contains("DEBUG"), "debug logs were captured");
-    assert!(!logs.contains(&alice), "the bearer token leaked into the logs");
+    assert!(
+        !logs.contains(&alice),
+        "the bearer token leaked into the logs"
+    );
 }
 
 #[tokio::test]

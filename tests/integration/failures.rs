@@ -9,13 +9,36 @@ async fn model_http_error_is_an_in_band_error_and_the_thread_stays_usable() {
     let server = TestServer::start();
     let alice = token("alice");
     let stream = create_thread(&server, &alice, "fail please").await;
-    assert_eq!(stream.kinds(), ["thread.created", "thread.item.done", "stream_options", "error"]);
-    assert_eq!(stream.events[3], json!({ "type": "error", "code": "stream.error", "allow_retry": true }));
+    assert_eq!(
+        stream.kinds(),
+        [
+            "thread.created",
+            "thread.item.done",
+            "stream_options",
+            "error"
+        ]
+    );
+    assert_eq!(
+        stream.events[3],
+        json!({ "type": "error", "code": "stream.error", "allow_retry": true })
+    );
     let thread_id = stream.thread_id();
     let next = add_message(&server, &alice, &thread_id, "hello again").await;
     assert_eq!(next.kinds().last().unwrap(), "thread.item.done");
-    let items = server.call(&alice, "items.list", json!({ "thread_id": thread_id, "order": "asc" }), Kind::ItemsPage).await;
-    let kinds: Vec<&str> = items["data"].as_array().unwrap().iter().map(|i| i["type"].as_str().unwrap()).collect();
+    let items = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id, "order": "asc" }),
+            Kind::ItemsPage,
+        )
+        .await;
+    let kinds: Vec<&str> = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["user_message", "user_message", "assistant_message"]);
 }
 
@@ -29,8 +52,19 @@ async fn model_cut_mid_stream_keeps_no_partial_answer() {
     assert!(kinds.iter().any(|k| k.ends_with("text_delta")), "{kinds:?}");
     assert_eq!(stream.events.last().unwrap()["allow_retry"], true);
     let thread_id = stream.thread_id();
-    let items = server.call(&alice, "items.list", json!({ "thread_id": thread_id }), Kind::ItemsPage).await;
-    assert_eq!(items["data"].as_array().unwrap().len(), 1, "only the user message (§8.9)");
+    let items = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id }),
+            Kind::ItemsPage,
+        )
+        .await;
+    assert_eq!(
+        items["data"].as_array().unwrap().len(),
+        1,
+        "only the user message (§8.9)"
+    );
     let next = add_message(&server, &alice, &thread_id, "again").await;
     assert_eq!(next.kinds().last().unwrap(), "thread.item.done");
 }
@@ -40,7 +74,15 @@ async fn unreachable_model_is_an_in_band_error() {
     let server = TestServer::start_with(&[("CHATKIT__MODEL__BASE_URL", "http://127.0.0.1:9/v1")]);
     let alice = token("alice");
     let stream = create_thread(&server, &alice, "anyone?").await;
-    assert_eq!(stream.kinds(), ["thread.created", "thread.item.done", "stream_options", "error"]);
+    assert_eq!(
+        stream.kinds(),
+        [
+            "thread.created",
+            "thread.item.done",
+            "stream_options",
+            "error"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -59,11 +101,24 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
     let marker_sql = format!(
         "SELECT body FROM {schema}.items WHERE thread_id = '{thread_id}' AND kind = 'sdk_hidden_context'"
     );
-    eventually("the cancellation marker is stored", || !pg.psql(&marker_sql).is_empty()).await;
+    eventually("the cancellation marker is stored", || {
+        !pg.psql(&marker_sql).is_empty()
+    })
+    .await;
     let marker: serde_json::Value = serde_json::from_str(&pg.psql(&marker_sql)).unwrap();
-    assert_eq!(marker["content"], "The user cancelled the stream. Stop responding to the prior request.");
+    assert_eq!(
+        marker["content"],
+        "The user cancelled the stream. Stop responding to the prior request."
+    );
 
-    let items = server.call(&alice, "items.list", json!({ "thread_id": thread_id, "order": "asc" }), Kind::ItemsPage).await;
+    let items = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id, "order": "asc" }),
+            Kind::ItemsPage,
+        )
+        .await;
     let data = items["data"].as_array().unwrap();
     assert_eq!(data.len(), 4, "hidden marker filtered: {data:?}");
     let partial = data[3]["content"][0]["text"].as_str().unwrap();
@@ -73,6 +128,14 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
     // The thread takes the next message at once; the model sees the marker.
     let next = add_message(&server, &alice, &thread_id, "sorry, go on").await;
     assert_eq!(next.kinds().last().unwrap(), "thread.item.done");
-    let request = shared().mock.requests().into_iter().rev().find(|r| r.to_string().contains("sorry, go on")).unwrap();
-    assert!(request.to_string().contains("The user cancelled the stream."));
+    let request = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.to_string().contains("sorry, go on"))
+        .unwrap();
+    assert!(request
+        .to_string()
+        .contains("The user cancelled the stream."));
 }

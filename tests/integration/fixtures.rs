@@ -8,9 +8,14 @@ use serde::Serialize;
 use crate::harness::sdk::{self, Kind};
 
 fn lines(name: &str) -> Vec<String> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap();
-    text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn round_trip<T: DeserializeOwned + Serialize>(name: &str, kind: Kind) -> usize {
@@ -18,7 +23,10 @@ fn round_trip<T: DeserializeOwned + Serialize>(name: &str, kind: Kind) -> usize 
     for line in &lines {
         let value: T = serde_json::from_str(line).unwrap_or_else(|e| panic!("{name}: {e}\n{line}"));
         let again = serde_json::to_string(&value).unwrap();
-        assert_eq!(&again, line, "{name}: not byte-identical after a round trip");
+        assert_eq!(
+            &again, line,
+            "{name}: not byte-identical after a round trip"
+        );
         sdk::check(kind, line);
     }
     lines.len()
@@ -46,7 +54,8 @@ fn requests_round_trip_for_all_sixteen_ops() {
     let lines = lines("requests.jsonl");
     let mut ops = std::collections::BTreeSet::new();
     for line in &lines {
-        let request = ChatKitRequest::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{line}"));
+        let request =
+            ChatKitRequest::parse(line.as_bytes()).unwrap_or_else(|e| panic!("{e}\n{line}"));
         ops.insert(request.op.name());
         assert_eq!(&serde_json::to_string(&request).unwrap(), line);
         sdk::check(Kind::Request, line);
@@ -58,11 +67,17 @@ fn requests_round_trip_for_all_sixteen_ops() {
 fn sdk_and_we_refuse_the_same_shapes() {
     // A thread item without its discriminator, and an event with an unknown type.
     for (kind, bad) in [
-        (Kind::Item, r#"{"id":"m","thread_id":"t","created_at":"2025-01-01T00:00:00","content":[]}"#),
+        (
+            Kind::Item,
+            r#"{"id":"m","thread_id":"t","created_at":"2025-01-01T00:00:00","content":[]}"#,
+        ),
         (Kind::Event, r#"{"type":"thread.exploded"}"#),
     ] {
         assert!(sdk::validate(kind, bad).is_err(), "the SDK accepts {bad}");
     }
-    assert!(serde_json::from_str::<ThreadItem>(r#"{"id":"m","thread_id":"t","created_at":"2025-01-01T00:00:00","content":[]}"#).is_err());
+    assert!(serde_json::from_str::<ThreadItem>(
+        r#"{"id":"m","thread_id":"t","created_at":"2025-01-01T00:00:00","content":[]}"#
+    )
+    .is_err());
     assert!(serde_json::from_str::<ThreadStreamEvent>(r#"{"type":"thread.exploded"}"#).is_err());
 }

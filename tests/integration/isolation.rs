@@ -18,27 +18,59 @@ async fn another_users_thread_looks_like_no_thread() {
     for (op, params) in [
         ("threads.get_by_id", json!({ "thread_id": thread_id })),
         ("items.list", json!({ "thread_id": thread_id })),
-        ("threads.update", json!({ "thread_id": thread_id, "title": "pwned" })),
+        (
+            "threads.update",
+            json!({ "thread_id": thread_id, "title": "pwned" }),
+        ),
         ("threads.delete", json!({ "thread_id": thread_id })),
-        ("items.feedback", json!({ "thread_id": thread_id, "item_ids": [user_item], "kind": "negative" })),
-        ("threads.add_user_message", json!({ "thread_id": thread_id, "input": text_input("hi") })),
-        ("threads.add_client_tool_output", json!({ "thread_id": thread_id, "result": {} })),
-        ("threads.retry_after_item", json!({ "thread_id": thread_id, "item_id": user_item })),
+        (
+            "items.feedback",
+            json!({ "thread_id": thread_id, "item_ids": [user_item], "kind": "negative" }),
+        ),
+        (
+            "threads.add_user_message",
+            json!({ "thread_id": thread_id, "input": text_input("hi") }),
+        ),
+        (
+            "threads.add_client_tool_output",
+            json!({ "thread_id": thread_id, "result": {} }),
+        ),
+        (
+            "threads.retry_after_item",
+            json!({ "thread_id": thread_id, "item_id": user_item }),
+        ),
     ] {
-        let theirs = server.post(&bob, &json!({ "type": op, "params": params })).await;
+        let theirs = server
+            .post(&bob, &json!({ "type": op, "params": params }))
+            .await;
         theirs.assert_error(404, "thread_not_found");
         // Byte-identical to the answer for a thread that does not exist.
         let mut params_unknown = params.clone();
         params_unknown["thread_id"] = json!(unknown);
-        let missing = server.post(&bob, &json!({ "type": op, "params": params_unknown })).await;
-        assert_eq!((theirs.status, &theirs.text), (missing.status, &missing.text), "{op}");
+        let missing = server
+            .post(&bob, &json!({ "type": op, "params": params_unknown }))
+            .await;
+        assert_eq!(
+            (theirs.status, &theirs.text),
+            (missing.status, &missing.text),
+            "{op}"
+        );
     }
 
-    let bobs = server.call(&bob, "threads.list", json!({}), Kind::ThreadsPage).await;
+    let bobs = server
+        .call(&bob, "threads.list", json!({}), Kind::ThreadsPage)
+        .await;
     assert_eq!(bobs, json!({ "data": [], "has_more": false }));
 
     // Alice's thread is untouched.
-    let thread = server.call(&alice, "threads.get_by_id", json!({ "thread_id": thread_id }), Kind::Thread).await;
+    let thread = server
+        .call(
+            &alice,
+            "threads.get_by_id",
+            json!({ "thread_id": thread_id }),
+            Kind::Thread,
+        )
+        .await;
     assert!(thread.get("title").is_none());
     assert_eq!(thread["items"]["data"].as_array().unwrap().len(), 2);
 }

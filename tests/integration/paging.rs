@@ -5,7 +5,12 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 fn ids(page: &Value) -> Vec<String> {
-    page["data"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_string()).collect()
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
@@ -14,28 +19,63 @@ async fn threads_list_pages_newest_first_with_cursors() {
     let alice = token("alice");
     let mut created = Vec::new();
     for i in 0..25 {
-        created.push(create_thread(&server, &alice, &format!("thread {i}")).await.thread_id());
+        created.push(
+            create_thread(&server, &alice, &format!("thread {i}"))
+                .await
+                .thread_id(),
+        );
     }
     let newest_first: Vec<String> = created.iter().rev().cloned().collect();
 
-    let first = server.call(&alice, "threads.list", json!({ "limit": 20 }), Kind::ThreadsPage).await;
+    let first = server
+        .call(
+            &alice,
+            "threads.list",
+            json!({ "limit": 20 }),
+            Kind::ThreadsPage,
+        )
+        .await;
     assert_eq!(ids(&first), newest_first[..20]);
     assert_eq!(first["has_more"], true);
     assert_eq!(first["after"], json!(newest_first[19]));
     let second = server
-        .call(&alice, "threads.list", json!({ "limit": 20, "after": first["after"] }), Kind::ThreadsPage)
+        .call(
+            &alice,
+            "threads.list",
+            json!({ "limit": 20, "after": first["after"] }),
+            Kind::ThreadsPage,
+        )
         .await;
     assert_eq!(ids(&second), newest_first[20..]);
     assert_eq!(second["has_more"], false);
     assert!(second.get("after").is_none());
 
     // limit 0 and null mean 20; asc order walks the other way.
-    let zero = server.call(&alice, "threads.list", json!({ "limit": 0 }), Kind::ThreadsPage).await;
+    let zero = server
+        .call(
+            &alice,
+            "threads.list",
+            json!({ "limit": 0 }),
+            Kind::ThreadsPage,
+        )
+        .await;
     assert_eq!(ids(&zero).len(), 20);
-    let asc = server.call(&alice, "threads.list", json!({ "limit": 10, "order": "asc" }), Kind::ThreadsPage).await;
+    let asc = server
+        .call(
+            &alice,
+            "threads.list",
+            json!({ "limit": 10, "order": "asc" }),
+            Kind::ThreadsPage,
+        )
+        .await;
     assert_eq!(ids(&asc), created[..10]);
     let asc2 = server
-        .call(&alice, "threads.list", json!({ "limit": 10, "order": "asc", "after": asc["after"] }), Kind::ThreadsPage)
+        .call(
+            &alice,
+            "threads.list",
+            json!({ "limit": 10, "order": "asc", "after": asc["after"] }),
+            Kind::ThreadsPage,
+        )
         .await;
     assert_eq!(ids(&asc2), created[10..20]);
 
@@ -46,10 +86,20 @@ async fn threads_list_pages_newest_first_with_cursors() {
     }
 
     // An unknown cursor is a 404 (as the reference), another user's cursor too.
-    let reply = server.post(&alice, &json!({ "type": "threads.list", "params": { "after": "thr_nope" } })).await;
+    let reply = server
+        .post(
+            &alice,
+            &json!({ "type": "threads.list", "params": { "after": "thr_nope" } }),
+        )
+        .await;
     reply.assert_error(404, "cursor_not_found");
     let bob = token("bob");
-    let reply = server.post(&bob, &json!({ "type": "threads.list", "params": { "after": created[0] } })).await;
+    let reply = server
+        .post(
+            &bob,
+            &json!({ "type": "threads.list", "params": { "after": created[0] } }),
+        )
+        .await;
     reply.assert_error(404, "cursor_not_found");
 }
 
@@ -63,7 +113,14 @@ async fn items_list_pages_both_ways_and_get_by_id_shows_oldest_twenty() {
         assert_eq!(s.status, 200);
     }
     // 13 turns = 26 items.
-    let all = server.call(&alice, "items.list", json!({ "thread_id": thread_id, "limit": 100, "order": "asc" }), Kind::ItemsPage).await;
+    let all = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id, "limit": 100, "order": "asc" }),
+            Kind::ItemsPage,
+        )
+        .await;
     let all_ids = ids(&all);
     assert_eq!(all_ids.len(), 26);
     assert_eq!(all["has_more"], false);
@@ -75,7 +132,9 @@ async fn items_list_pages_both_ways_and_get_by_id_shows_oldest_twenty() {
         if let Some(a) = &after {
             params["after"] = json!(a);
         }
-        let page = server.call(&alice, "items.list", params, Kind::ItemsPage).await;
+        let page = server
+            .call(&alice, "items.list", params, Kind::ItemsPage)
+            .await;
         seen.extend(ids(&page));
         if page["has_more"] == false {
             assert!(page.get("after").is_none());
@@ -87,7 +146,14 @@ async fn items_list_pages_both_ways_and_get_by_id_shows_oldest_twenty() {
     expected.reverse();
     assert_eq!(seen, expected, "desc paging visits every item once");
 
-    let thread = server.call(&alice, "threads.get_by_id", json!({ "thread_id": thread_id }), Kind::Thread).await;
+    let thread = server
+        .call(
+            &alice,
+            "threads.get_by_id",
+            json!({ "thread_id": thread_id }),
+            Kind::Thread,
+        )
+        .await;
     assert_eq!(ids(&thread["items"]), all_ids[..20]);
     assert_eq!(thread["items"]["has_more"], true);
     assert_eq!(thread["items"]["after"], json!(all_ids[19]));

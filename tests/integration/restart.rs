@@ -21,14 +21,28 @@ async fn kill_mid_stream_then_restart_loses_nothing_acknowledged() {
     drop(live);
 
     server.restart();
-    let thread = server.call(&alice, "threads.get_by_id", json!({ "thread_id": thread_id }), Kind::Thread).await;
+    let thread = server
+        .call(
+            &alice,
+            "threads.get_by_id",
+            json!({ "thread_id": thread_id }),
+            Kind::Thread,
+        )
+        .await;
     let stored: Vec<Value> = thread["items"]["data"].as_array().unwrap().clone();
-    assert_eq!(stored, acknowledged, "every acknowledged item survives, byte for byte, once");
+    assert_eq!(
+        stored, acknowledged,
+        "every acknowledged item survives, byte for byte, once"
+    );
     let raw_count = shared().postgres.psql(&format!(
         "SELECT count(*) FROM {}.items WHERE thread_id = '{thread_id}'",
         server.schema
     ));
-    assert_eq!(raw_count, acknowledged.len().to_string(), "no half-written answer");
+    assert_eq!(
+        raw_count,
+        acknowledged.len().to_string(),
+        "no half-written answer"
+    );
 
     // The conversation goes on after the restart, with the history intact.
     let next = add_message(&server, &alice, &thread_id, "still there?").await;

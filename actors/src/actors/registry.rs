@@ -52,8 +52,17 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(env: Arc<EngineEnv>, arbiters: Vec<ArbiterHandle>) -> Self {
-        assert!(!arbiters.is_empty(), "the registry needs at least one arbiter");
-        Registry { env, arbiters, next_arbiter: 0, next_actor_id: 0, live: HashMap::new() }
+        assert!(
+            !arbiters.is_empty(),
+            "the registry needs at least one arbiter"
+        );
+        Registry {
+            env,
+            arbiters,
+            next_arbiter: 0,
+            next_actor_id: 0,
+            live: HashMap::new(),
+        }
     }
 
     fn start_actor(
@@ -69,7 +78,13 @@ impl Registry {
         let env = self.env.clone();
         let registry = ctx.address();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| make(actor_id, env, registry));
-        self.live.insert(thread_id, LiveThread { addr: addr.clone(), actor_id });
+        self.live.insert(
+            thread_id,
+            LiveThread {
+                addr: addr.clone(),
+                actor_id,
+            },
+        );
         addr
     }
 }
@@ -90,9 +105,11 @@ impl Handler<Route> for Registry {
             return MessageResult(live.addr.clone());
         }
         let thread_id = msg.thread_id.clone();
-        MessageResult(self.start_actor(ctx, msg.thread_id, move |id, env, registry| {
-            ThreadActor::existing(id, thread_id, env, registry)
-        }))
+        MessageResult(
+            self.start_actor(ctx, msg.thread_id, move |id, env, registry| {
+                ThreadActor::existing(id, thread_id, env, registry)
+            }),
+        )
     }
 }
 
@@ -111,7 +128,11 @@ impl Handler<Retired> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Retired, _ctx: &mut Context<Self>) {
-        if self.live.get(&msg.thread_id).is_some_and(|l| l.actor_id == msg.actor_id) {
+        if self
+            .live
+            .get(&msg.thread_id)
+            .is_some_and(|l| l.actor_id == msg.actor_id)
+        {
             self.live.remove(&msg.thread_id);
         }
     }

@@ -67,7 +67,7 @@ pub struct Describe {
 enum ThreadState {
     /// Loading from Postgres (messages wait: the load runs with `ctx.wait`).
     Loading,
-    Ready(LiveThread),
+    Ready(Box<LiveThread>),
     /// The thread does not exist (or the load failed): the actor has retired.
     Gone,
 }
@@ -124,8 +124,11 @@ impl ThreadActor {
     ) -> Self {
         let thread_id = meta.id.clone();
         let mut actor = Self::existing(actor_id, thread_id, env, registry);
-        actor.state =
-            ThreadState::Ready(LiveThread { meta, history: Vec::new(), persisted: false });
+        actor.state = ThreadState::Ready(Box::new(LiveThread {
+            meta,
+            history: Vec::new(),
+            persisted: false,
+        }));
         actor
     }
 
@@ -136,7 +139,10 @@ impl ThreadActor {
         }
         self.retired = true;
         self.state = ThreadState::Gone;
-        self.registry.do_send(Retired { thread_id: self.thread_id.clone(), actor_id: self.actor_id });
+        self.registry.do_send(Retired {
+            thread_id: self.thread_id.clone(),
+            actor_id: self.actor_id,
+        });
         // With no timer left, the actor stops once the last address is dropped.
         if let Some(timer) = self.idle_check.take() {
             ctx.cancel_future(timer);
@@ -162,11 +168,18 @@ impl ThreadActor {
             let Some(meta) = env.store.load_thread(&thread_id).await? else {
                 return Ok(None);
             };
-            let history = env.store.recent_items(&thread_id, env.settings.history_limit).await?;
-            Ok::<_, EngineError>(Some(LiveThread { meta, history, persisted: true }))
+            let history = env
+                .store
+                .recent_items(&thread_id, env.settings.history_limit)
+                .await?;
+            Ok::<_, EngineError>(Some(LiveThread {
+                meta,
+                history,
+                persisted: true,
+            }))
         };
         ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok(Some(live)) => act.state = ThreadState::Ready(live),
+            Ok(Some(live)) => act.state = ThreadState::Ready(Box::new(live)),
             Ok(None) => {
                 act.load_error = Some(EngineError::ThreadNotFound);
                 act.retire(ctx);
@@ -224,12 +237,15 @@ impl ThreadActor {
                     }),
                 };
                 if !live.persisted {
-                    job.prelude_ops.push(WriteOp::InsertThread(live.meta.clone()));
-                    job.prelude_events
-                        .push(ThreadStreamEvent::ThreadCreated { thread: live.meta.to_wire(Page::empty()) });
+                    job.prelude_ops
+                        .push(WriteOp::InsertThread(live.meta.clone()));
+                    job.prelude_events.push(ThreadStreamEvent::ThreadCreated {
+                        thread: live.meta.to_wire(Page::empty()),
+                    });
                 }
                 job.prelude_ops.push(WriteOp::put_item(&item));
-                job.prelude_events.push(ThreadStreamEvent::ItemDone { item: item.clone() });
+                job.prelude_events
+                    .push(ThreadStreamEvent::ItemDone { item: item.clone() });
                 job.last_created_at = Some(item.created_at);
                 model_items.push(item.clone());
                 job.prelude_items.push(item);
@@ -237,13 +253,19 @@ impl ThreadActor {
             TurnInput::ClientToolOutput(result) => {
                 refuse_inactive(&live.meta.status)?;
                 let Some(newest) = live.history.last() else {
-                    return Err(EngineError::Conflict("the thread has no pending client tool call".into()));
+                    return Err(EngineError::Conflict(
+                        "the thread has no pending client tool call".into(),
+                    ));
                 };
                 let ItemBody::ClientToolCall(call) = &newest.body else {
-                    return Err(EngineError::Conflict("the thread has no pending client tool call".into()));
+                    return Err(EngineError::Conflict(
+                        "the thread has no pending client tool call".into(),
+                    ));
                 };
                 if call.status != ToolCallStatus::Pending {
-                    return Err(EngineError::Conflict("the thread has no pending client tool call".into()));
+                    return Err(EngineError::Conflict(
+                        "the thread has no pending client tool call".into(),
+                    ));
                 }
                 let mut completed = newest.clone();
                 if let ItemBody::ClientToolCall(call) = &mut completed.body {
@@ -284,8 +306,10 @@ impl ThreadActor {
                     )));
                 }
                 refuse_inactive(&live.meta.status)?;
-                let removed: Vec<String> =
-                    live.history[position + 1..].iter().map(|i| i.id.clone()).collect();
+                let removed: Vec<String> = live.history[position + 1..]
+                    .iter()
+                    .map(|i| i.id.clone())
+                    .collect();
                 if !removed.is_empty() {
                     job.prelude_ops.push(WriteOp::DeleteItems {
                         thread_id: thread_id.clone(),
@@ -299,7 +323,8 @@ impl ThreadActor {
         }
         let limit = env.settings.history_limit as usize;
         let skip = model_items.len().saturating_sub(limit);
-        job.model_input = history_messages(&env.model.settings().instructions, &model_items[skip..]);
+        job.model_input =
+            history_messages(&env.model.settings().instructions, &model_items[skip..]);
         Ok(job)
     }
 
@@ -313,14 +338,17 @@ impl ThreadActor {
             return;
         }
         let limit = self.env.settings.history_limit as usize;
-        let ThreadState::Ready(live) = &mut self.state else { return };
+        let ThreadState::Ready(live) = &mut self.state else {
+            return;
+        };
         if outcome.prelude_committed {
             live.persisted = true;
         } else if !live.persisted {
             self.retire(ctx);
             return;
         }
-        live.history.retain(|i| !outcome.removed_ids.contains(&i.id));
+        live.history
+            .retain(|i| !outcome.removed_ids.contains(&i.id));
         for item in outcome.committed {
             match live.history.iter_mut().find(|i| i.id == item.id) {
                 Some(existing) => *existing = item,
@@ -335,12 +363,14 @@ impl ThreadActor {
 fn refuse_inactive(status: &ThreadStatus) -> Result<(), EngineError> {
     match status {
         ThreadStatus::Active => Ok(()),
-        ThreadStatus::Locked { reason } => {
-            Err(EngineError::ThreadNotActive { status: "locked", reason: reason.clone() })
-        }
-        ThreadStatus::Closed { reason } => {
-            Err(EngineError::ThreadNotActive { status: "closed", reason: reason.clone() })
-        }
+        ThreadStatus::Locked { reason } => Err(EngineError::ThreadNotActive {
+            status: "locked",
+            reason: reason.clone(),
+        }),
+        ThreadStatus::Closed { reason } => Err(EngineError::ThreadNotActive {
+            status: "closed",
+            reason: reason.clone(),
+        }),
     }
 }
 
@@ -386,16 +416,20 @@ impl Handler<StartTurn> for ThreadActor {
         self.busy = true;
         let thread_id = self.thread_id.clone();
         let guarded = AssertUnwindSafe(run_turn(job)).catch_unwind();
-        ctx.spawn(guarded.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(outcome) => act.finish_turn(outcome, ctx),
-            Err(_panic) => {
-                tracing::error!(%thread_id, "turn panicked; restarting the thread actor");
-                let _ = tx.try_send(Ok(ThreadStreamEvent::stream_error(true).to_sse()));
-                act.busy = false;
-                act.state = ThreadState::Loading;
-                ctx.stop();
-            }
-        }));
+        ctx.spawn(
+            guarded
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(outcome) => act.finish_turn(outcome, ctx),
+                    Err(_panic) => {
+                        tracing::error!(%thread_id, "turn panicked; restarting the thread actor");
+                        let _ = tx.try_send(Ok(ThreadStreamEvent::stream_error(true).to_sse()));
+                        act.busy = false;
+                        act.state = ThreadState::Loading;
+                        ctx.stop();
+                    }
+                }),
+        );
         Ok(rx)
     }
 }

@@ -79,13 +79,18 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     outcome.committed.extend(job.prelude_items);
     outcome.removed_ids = job.removed_ids;
 
-    let mut writer = EventWriter { tx: &tx, open: true };
+    let mut writer = EventWriter {
+        tx: &tx,
+        open: true,
+    };
     for event in &job.prelude_events {
         writer.send(event).await;
     }
     let allow_cancel = env.settings.allow_cancel;
     writer
-        .send(&ThreadStreamEvent::StreamOptions { stream_options: StreamOptions { allow_cancel } })
+        .send(&ThreadStreamEvent::StreamOptions {
+            stream_options: StreamOptions { allow_cancel },
+        })
         .await;
 
     let mut answer = AnswerInProgress::new(&job.thread_id, job.last_created_at);
@@ -108,7 +113,9 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             writer.send(&done).await;
             match env.persist(vec![WriteOp::put_item(&item)]).await {
                 Ok(()) => {
-                    writer.send(&ThreadStreamEvent::ItemDone { item: item.clone() }).await;
+                    writer
+                        .send(&ThreadStreamEvent::ItemDone { item: item.clone() })
+                        .await;
                     outcome.committed.push(item);
                 }
                 Err(error) => {
@@ -128,7 +135,10 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             if answer.started && !answer.text.trim().is_empty() {
                 items.push(answer.finish());
             }
-            let last = items.last().map(|i| i.created_at).or(answer.created_at_floor);
+            let last = items
+                .last()
+                .map(|i| i.created_at)
+                .or(answer.created_at_floor);
             items.push(ThreadItem {
                 id: new_id(prefix::SDK_HIDDEN_CONTEXT),
                 thread_id: job.thread_id.clone(),
@@ -234,7 +244,10 @@ async fn stream_answer(
                 answer.text.push_str(&delta);
                 let event = ThreadStreamEvent::ItemUpdated {
                     item_id: answer.id.clone(),
-                    update: ThreadItemUpdate::TextDelta { content_index: 0, delta },
+                    update: ThreadItemUpdate::TextDelta {
+                        content_index: 0,
+                        delta,
+                    },
                 };
                 writer.send(&event).await;
             }
@@ -263,7 +276,11 @@ async fn begin_answer(writer: &mut EventWriter<'_>, answer: &mut AnswerInProgres
         return;
     }
     answer.started = true;
-    writer.send(&ThreadStreamEvent::ItemAdded { item: answer.item(Vec::new()) }).await;
+    writer
+        .send(&ThreadStreamEvent::ItemAdded {
+            item: answer.item(Vec::new()),
+        })
+        .await;
     let part_added = ThreadStreamEvent::ItemUpdated {
         item_id: answer.id.clone(),
         update: ThreadItemUpdate::ContentPartAdded {

@@ -17,7 +17,9 @@ fn hidden(content: &str) -> ChatMessage {
 pub fn history_messages(instructions: &str, items: &[ThreadItem]) -> Vec<ChatMessage> {
     let mut messages = Vec::with_capacity(items.len() + 1);
     if !instructions.is_empty() {
-        messages.push(ChatMessage::System { content: instructions.to_string() });
+        messages.push(ChatMessage::System {
+            content: instructions.to_string(),
+        });
     }
     for item in items {
         match &item.body {
@@ -28,9 +30,10 @@ pub fn history_messages(instructions: &str, items: &[ThreadItem]) -> Vec<ChatMes
                 }
                 messages.push(ChatMessage::User { content });
             }
-            ItemBody::AssistantMessage(m) => {
-                messages.push(ChatMessage::Assistant { content: Some(m.text()), tool_calls: vec![] })
-            }
+            ItemBody::AssistantMessage(m) => messages.push(ChatMessage::Assistant {
+                content: Some(m.text()),
+                tool_calls: vec![],
+            }),
             ItemBody::ClientToolCall(call) if call.status == ToolCallStatus::Completed => {
                 messages.push(ChatMessage::Assistant {
                     content: None,
@@ -40,8 +43,15 @@ pub fn history_messages(instructions: &str, items: &[ThreadItem]) -> Vec<ChatMes
                         call.arguments.to_string(),
                     )],
                 });
-                let output = call.output.as_ref().map(|o| o.to_string()).unwrap_or_default();
-                messages.push(ChatMessage::Tool { tool_call_id: call.call_id.clone(), content: output });
+                let output = call
+                    .output
+                    .as_ref()
+                    .map(|o| o.to_string())
+                    .unwrap_or_default();
+                messages.push(ChatMessage::Tool {
+                    tool_call_id: call.call_id.clone(),
+                    content: output,
+                });
             }
             ItemBody::HiddenContext(h) => match &h.content {
                 serde_json::Value::String(text) => messages.push(hidden(text)),

@@ -49,8 +49,15 @@ pub enum ModelError {
 pub enum ModelEvent {
     TextDelta(String),
     /// A piece of the `index`-th tool call: id and name come first, arguments in pieces.
-    ToolCallDelta { index: u32, id: Option<String>, name: Option<String>, arguments: String },
-    Finished { reason: String },
+    ToolCallDelta {
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
+    Finished {
+        reason: String,
+    },
 }
 
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
@@ -78,7 +85,10 @@ impl ModelClient {
         let config = OpenAIConfig::new()
             .with_api_base(settings.base_url.trim_end_matches('/'))
             .with_api_key(settings.api_key.clone().unwrap_or_default());
-        ModelClient { client: Client::with_config(config), settings: std::sync::Arc::new(settings) }
+        ModelClient {
+            client: Client::with_config(config),
+            settings: std::sync::Arc::new(settings),
+        }
     }
 
     pub fn settings(&self) -> &ModelSettings {
@@ -100,13 +110,19 @@ impl ModelClient {
         let timeout = self.settings.timeout;
         let started = tokio::time::timeout(
             timeout,
-            self.client.chat().create_stream_byot::<_, wire::Chunk>(request),
+            self.client
+                .chat()
+                .create_stream_byot::<_, wire::Chunk>(request),
         )
         .await
         .map_err(|_| ModelError::Timeout(timeout))?
         .map_err(map_error)?;
         let events = futures::stream::unfold(
-            (started, std::collections::VecDeque::<ModelEvent>::new(), false),
+            (
+                started,
+                std::collections::VecDeque::<ModelEvent>::new(),
+                false,
+            ),
             move |(mut inner, mut queued, finished)| async move {
                 loop {
                     if let Some(event) = queued.pop_front() {
@@ -134,7 +150,9 @@ impl ModelClient {
 
 fn map_error(error: OpenAIError) -> ModelError {
     match error {
-        OpenAIError::ApiError(api) => ModelError::Http { status: api.status_code.as_u16() },
+        OpenAIError::ApiError(api) => ModelError::Http {
+            status: api.status_code.as_u16(),
+        },
         OpenAIError::Reqwest(e) => ModelError::Unreachable(e.to_string()),
         OpenAIError::StreamError(e) => classify_stream_error(e.to_string()),
         OpenAIError::JSONDeserialize(e, _) => ModelError::Protocol(e.to_string()),
@@ -153,7 +171,9 @@ fn map_stream_error(error: OpenAIError) -> ModelError {
 
 /// Stream errors carry the HTTP status when the request was refused before streaming.
 fn classify_stream_error(text: String) -> ModelError {
-    for status in [400u16, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504] {
+    for status in [
+        400u16, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504,
+    ] {
         if text.contains(&format!("{status}")) && text.to_lowercase().contains("status") {
             return ModelError::Http { status };
         }

@@ -45,7 +45,11 @@ pub struct FunctionCall {
 
 impl ToolCallRequest {
     pub fn function(id: String, name: String, arguments: String) -> Self {
-        ToolCallRequest { id, kind: "function", function: FunctionCall { name, arguments } }
+        ToolCallRequest {
+            id,
+            kind: "function",
+            function: FunctionCall { name, arguments },
+        }
     }
 }
 
@@ -117,7 +121,9 @@ struct FunctionChunk {
 impl Chunk {
     /// Turns one chunk into events (only the first choice counts: we never ask for `n > 1`).
     pub(super) fn into_events(self, out: &mut VecDeque<ModelEvent>) {
-        let Some(choice) = self.choices.into_iter().next() else { return };
+        let Some(choice) = self.choices.into_iter().next() else {
+            return;
+        };
         if let Some(delta) = choice.delta {
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.push_back(ModelEvent::TextDelta(text));
@@ -148,9 +154,16 @@ mod tests {
     #[test]
     fn messages_serialize_as_openai_expects() {
         let msgs = vec![
-            ChatMessage::System { content: "be brief".into() },
-            ChatMessage::User { content: "hi".into() },
-            ChatMessage::Assistant { content: Some("hello".into()), tool_calls: vec![] },
+            ChatMessage::System {
+                content: "be brief".into(),
+            },
+            ChatMessage::User {
+                content: "hi".into(),
+            },
+            ChatMessage::Assistant {
+                content: Some("hello".into()),
+                tool_calls: vec![],
+            },
         ];
         assert_eq!(
             serde_json::to_string(&msgs).unwrap(),
@@ -166,6 +179,9 @@ mod tests {
         .unwrap();
         let mut out = VecDeque::new();
         chunk.into_events(&mut out);
-        assert_eq!(out.into_iter().collect::<Vec<_>>(), vec![ModelEvent::TextDelta("Hi".into())]);
+        assert_eq!(
+            out.into_iter().collect::<Vec<_>>(),
+            vec![ModelEvent::TextDelta("Hi".into())]
+        );
     }
 }

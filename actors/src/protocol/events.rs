@@ -17,7 +17,10 @@ pub enum ThreadStreamEvent {
     #[serde(rename = "thread.item.added")]
     ItemAdded { item: ThreadItem },
     #[serde(rename = "thread.item.updated")]
-    ItemUpdated { item_id: String, update: ThreadItemUpdate },
+    ItemUpdated {
+        item_id: String,
+        update: ThreadItemUpdate,
+    },
     #[serde(rename = "thread.item.done")]
     ItemDone { item: ThreadItem },
     #[serde(rename = "thread.item.removed")]
@@ -59,7 +62,11 @@ pub enum ThreadStreamEvent {
 impl ThreadStreamEvent {
     /// The generic in-band failure (§1.4): `stream.error`, no message.
     pub fn stream_error(allow_retry: bool) -> Self {
-        ThreadStreamEvent::Error { code: ErrorCode::StreamError, message: None, allow_retry }
+        ThreadStreamEvent::Error {
+            code: ErrorCode::StreamError,
+            message: None,
+            allow_retry,
+        }
     }
 
     /// An in-band failure the UI shows verbatim.
@@ -110,17 +117,34 @@ pub enum NoticeLevel {
 #[serde(tag = "type")]
 pub enum ThreadItemUpdate {
     #[serde(rename = "assistant_message.content_part.added")]
-    ContentPartAdded { content_index: usize, content: AssistantMessageContent },
+    ContentPartAdded {
+        content_index: usize,
+        content: AssistantMessageContent,
+    },
     #[serde(rename = "assistant_message.content_part.text_delta")]
     TextDelta { content_index: usize, delta: String },
     #[serde(rename = "assistant_message.content_part.annotation_added")]
-    AnnotationAdded { content_index: usize, annotation_index: usize, annotation: Annotation },
+    AnnotationAdded {
+        content_index: usize,
+        annotation_index: usize,
+        annotation: Annotation,
+    },
     #[serde(rename = "assistant_message.content_part.done")]
-    ContentPartDone { content_index: usize, content: AssistantMessageContent },
+    ContentPartDone {
+        content_index: usize,
+        content: AssistantMessageContent,
+    },
     #[serde(rename = "widget.streaming_text.value_delta")]
-    WidgetStreamingTextDelta { component_id: String, delta: String, done: bool },
+    WidgetStreamingTextDelta {
+        component_id: String,
+        delta: String,
+        done: bool,
+    },
     #[serde(rename = "widget.component.updated")]
-    WidgetComponentUpdated { component_id: String, component: Value },
+    WidgetComponentUpdated {
+        component_id: String,
+        component: Value,
+    },
     #[serde(rename = "widget.root.updated")]
     WidgetRootUpdated { widget: Value },
     #[serde(rename = "workflow.task.added")]

@@ -20,7 +20,10 @@ pub struct ThreadItem {
 impl ThreadItem {
     /// Hidden items are stored and shown to the model, never to the client (§2.3).
     pub fn is_hidden(&self) -> bool {
-        matches!(self.body, ItemBody::HiddenContext(_) | ItemBody::SdkHiddenContext(_))
+        matches!(
+            self.body,
+            ItemBody::HiddenContext(_) | ItemBody::SdkHiddenContext(_)
+        )
     }
 
     pub fn kind(&self) -> &'static str {
@@ -157,7 +160,11 @@ pub struct AssistantMessageContent {
 
 impl AssistantMessageContent {
     pub fn text(text: impl Into<String>) -> Self {
-        AssistantMessageContent { annotations: Vec::new(), text: text.into(), kind: OutputText }
+        AssistantMessageContent {
+            annotations: Vec::new(),
+            text: text.into(),
+            kind: OutputText,
+        }
     }
 }
 

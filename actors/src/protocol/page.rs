@@ -15,7 +15,11 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     pub fn empty() -> Self {
-        Page { data: Vec::new(), has_more: false, after: None }
+        Page {
+            data: Vec::new(),
+            has_more: false,
+            after: None,
+        }
     }
 }
 

@@ -151,7 +151,9 @@ impl ChatKitRequest {
         let op_name = match envelope.op {
             Some(Value::String(name)) => name,
             Some(_) => {
-                return Err(RequestError::InvalidEnvelope("field `type` must be a string".into()))
+                return Err(RequestError::InvalidEnvelope(
+                    "field `type` must be a string".into(),
+                ))
             }
             None => return Err(RequestError::InvalidEnvelope("missing field `type`".into())),
         };
@@ -164,21 +166,35 @@ impl ChatKitRequest {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map,
             Some(_) => {
-                return Err(RequestError::InvalidEnvelope("field `metadata` must be an object".into()))
+                return Err(RequestError::InvalidEnvelope(
+                    "field `metadata` must be an object".into(),
+                ))
             }
         };
         let params = match envelope.params {
             Some(Value::Object(map)) => Value::Object(map),
             Some(_) => {
-                return Err(RequestError::InvalidEnvelope("field `params` must be an object".into()))
+                return Err(RequestError::InvalidEnvelope(
+                    "field `params` must be an object".into(),
+                ))
             }
-            None => return Err(RequestError::InvalidEnvelope("missing field `params`".into())),
+            None => {
+                return Err(RequestError::InvalidEnvelope(
+                    "missing field `params`".into(),
+                ))
+            }
         };
         let tagged = serde_json::json!({ "type": op_name, "params": params });
-        let op: Operation = serde_json::from_value(tagged).map_err(|e| {
-            RequestError::InvalidParams { op: op_name.clone(), message: short_serde_message(&e) }
-        })?;
-        op.validate().map_err(|message| RequestError::InvalidParams { op: op_name, message })?;
+        let op: Operation =
+            serde_json::from_value(tagged).map_err(|e| RequestError::InvalidParams {
+                op: op_name.clone(),
+                message: short_serde_message(&e),
+            })?;
+        op.validate()
+            .map_err(|message| RequestError::InvalidParams {
+                op: op_name,
+                message,
+            })?;
         Ok(ChatKitRequest { op, metadata })
     }
 }
@@ -230,7 +246,9 @@ impl Operation {
             Operation::ThreadsUpdate(p) => check_id("thread_id", &p.thread_id),
             Operation::ItemsFeedback(p) => {
                 check_id("thread_id", &p.thread_id)?;
-                p.item_ids.iter().try_for_each(|id| check_id("item_ids", id))
+                p.item_ids
+                    .iter()
+                    .try_for_each(|id| check_id("item_ids", id))
             }
             _ => Ok(()),
         }
@@ -242,7 +260,9 @@ pub fn page_size(limit: Option<i64>) -> Result<u32, String> {
     match limit {
         None | Some(0) => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if n < 0 => Err("`limit` must not be negative".into()),
-        Some(n) if n > MAX_PAGE_SIZE as i64 => Err(format!("`limit` must be at most {MAX_PAGE_SIZE}")),
+        Some(n) if n > MAX_PAGE_SIZE as i64 => {
+            Err(format!("`limit` must be at most {MAX_PAGE_SIZE}"))
+        }
         Some(n) => Ok(n as u32),
     }
 }
@@ -394,8 +414,14 @@ mod tests {
 
     #[test]
     fn classifies_errors() {
-        assert!(matches!(ChatKitRequest::parse(b"nope"), Err(RequestError::InvalidJson(_))));
-        assert!(matches!(ChatKitRequest::parse(b"[1]"), Err(RequestError::InvalidEnvelope(_))));
+        assert!(matches!(
+            ChatKitRequest::parse(b"nope"),
+            Err(RequestError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            ChatKitRequest::parse(b"[1]"),
+            Err(RequestError::InvalidEnvelope(_))
+        ));
         assert!(matches!(
             ChatKitRequest::parse(br#"{"type":"threads.explode","params":{}}"#),
             Err(RequestError::UnknownOperation(_))
@@ -423,7 +449,8 @@ mod tests {
     fn client_tool_output_accepts_null_but_not_missing() {
         let ok = br#"{"type":"threads.add_client_tool_output","params":{"thread_id":"thr_1","result":null}}"#;
         assert!(ChatKitRequest::parse(ok).is_ok());
-        let missing = br#"{"type":"threads.add_client_tool_output","params":{"thread_id":"thr_1"}}"#;
+        let missing =
+            br#"{"type":"threads.add_client_tool_output","params":{"thread_id":"thr_1"}}"#;
         assert!(ChatKitRequest::parse(missing).is_err());
     }
 

@@ -42,7 +42,11 @@ impl Timestamp {
         if let Ok(aware) = DateTime::parse_from_rfc3339(text) {
             return Some(Self::from_naive(aware.with_timezone(&Utc).naive_utc()));
         }
-        for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        for format in [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+        ] {
             if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
                 return Some(Self::from_naive(naive));
             }
@@ -134,6 +138,9 @@ mod tests {
     #[test]
     fn now_after_is_strictly_increasing() {
         let far = Timestamp::parse("2999-01-01T00:00:00").unwrap();
-        assert_eq!(Timestamp::now_after(Some(far)).to_string(), "2999-01-01T00:00:00.000001");
+        assert_eq!(
+            Timestamp::now_after(Some(far)).to_string(),
+            "2999-01-01T00:00:00.000001"
+        );
     }
 }

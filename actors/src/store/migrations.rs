@@ -26,7 +26,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6b69_7401;
 /// Applies the missing migrations; returns how many were applied.
 pub async fn apply(client: &mut Client, schema: &SchemaName) -> Result<usize, StoreError> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY]).await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
     // The schema name is a validated plain identifier (SchemaName), safe to splice.
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
@@ -52,7 +53,11 @@ pub async fn apply(client: &mut Client, schema: &SchemaName) -> Result<usize, St
             &[&migration.version, &migration.name],
         )
         .await?;
-        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
         count += 1;
     }
     tx.commit().await?;

@@ -76,7 +76,9 @@ impl Store {
         let manager = Manager::from_config(
             pg_config,
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(settings.max_size)
@@ -117,7 +119,9 @@ impl Store {
     pub async fn load_thread(&self, thread_id: &str) -> Result<Option<ThreadMeta>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
-            .prepare_cached(&format!("SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"))
+            .prepare_cached(&format!(
+                "SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"
+            ))
             .await?;
         let row = client.query_opt(&stmt, &[&thread_id]).await?;
         row.map(|row| thread_from_row(&row)).transpose()
@@ -129,7 +133,10 @@ impl Store {
         user_id: &str,
         thread_id: &str,
     ) -> Result<Option<ThreadMeta>, StoreError> {
-        Ok(self.load_thread(thread_id).await?.filter(|t| t.user_id == user_id))
+        Ok(self
+            .load_thread(thread_id)
+            .await?
+            .filter(|t| t.user_id == user_id))
     }
 
     /// The user's threads by `created_at` (then insertion order), strictly after `after`.
@@ -150,7 +157,9 @@ impl Store {
                          ORDER BY created_at {dir}, seq {dir} LIMIT $2"
                     ))
                     .await?;
-                client.query(&stmt, &[&user_id, &(limit as i64 + 1)]).await?
+                client
+                    .query(&stmt, &[&user_id, &(limit as i64 + 1)])
+                    .await?
             }
             Some(cursor) => {
                 let cursor_stmt = client
@@ -171,11 +180,15 @@ impl Store {
                          ORDER BY created_at {dir}, seq {dir} LIMIT $4"
                     ))
                     .await?;
-                client.query(&stmt, &[&user_id, &created, &seq, &(limit as i64 + 1)]).await?
+                client
+                    .query(&stmt, &[&user_id, &created, &seq, &(limit as i64 + 1)])
+                    .await?
             }
         };
-        let mut threads =
-            rows.iter().map(thread_from_row).collect::<Result<Vec<_>, StoreError>>()?;
+        let mut threads = rows
+            .iter()
+            .map(thread_from_row)
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(page_from(&mut threads, limit, |t| t.id.clone()))
     }
 
@@ -197,7 +210,9 @@ impl Store {
                          ORDER BY created_at {dir}, seq {dir} LIMIT $2"
                     ))
                     .await?;
-                client.query(&stmt, &[&thread_id, &(limit as i64 + 1)]).await?
+                client
+                    .query(&stmt, &[&thread_id, &(limit as i64 + 1)])
+                    .await?
             }
             Some(cursor) => {
                 let cursor_stmt = client
@@ -205,8 +220,9 @@ impl Store {
                         "SELECT created_at, seq FROM items WHERE thread_id = $1 AND id = $2",
                     )
                     .await?;
-                let Some(cursor_row) =
-                    client.query_opt(&cursor_stmt, &[&thread_id, &cursor]).await?
+                let Some(cursor_row) = client
+                    .query_opt(&cursor_stmt, &[&thread_id, &cursor])
+                    .await?
                 else {
                     return Err(StoreError::CursorNotFound);
                 };
@@ -219,12 +235,18 @@ impl Store {
                          ORDER BY created_at {dir}, seq {dir} LIMIT $4"
                     ))
                     .await?;
-                client.query(&stmt, &[&thread_id, &created, &seq, &(limit as i64 + 1)]).await?
+                client
+                    .query(&stmt, &[&thread_id, &created, &seq, &(limit as i64 + 1)])
+                    .await?
             }
         };
         let mut items: Vec<StoredItem> = rows
             .iter()
-            .map(|row| StoredItem { id: row.get(0), kind: row.get(1), body: row.get(2) })
+            .map(|row| StoredItem {
+                id: row.get(0),
+                kind: row.get(1),
+                body: row.get(2),
+            })
             .collect();
         Ok(page_from(&mut items, limit, |i| i.id.clone()))
     }
@@ -236,8 +258,11 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ThreadItem>, StoreError> {
         let page = self.list_items(thread_id, limit, Order::Desc, None).await?;
-        let mut items =
-            page.data.iter().map(StoredItem::parse).collect::<Result<Vec<_>, _>>()?;
+        let mut items = page
+            .data
+            .iter()
+            .map(StoredItem::parse)
+            .collect::<Result<Vec<_>, _>>()?;
         items.reverse();
         Ok(items)
     }
@@ -253,7 +278,11 @@ impl Store {
             .prepare_cached("SELECT id, kind, body FROM items WHERE thread_id = $1 AND id = $2")
             .await?;
         let row = client.query_opt(&stmt, &[&thread_id, &item_id]).await?;
-        Ok(row.map(|row| StoredItem { id: row.get(0), kind: row.get(1), body: row.get(2) }))
+        Ok(row.map(|row| StoredItem {
+            id: row.get(0),
+            kind: row.get(1),
+            body: row.get(2),
+        }))
     }
 }
 
@@ -269,15 +298,22 @@ fn order_sql(order: Order) -> (&'static str, &'static str) {
 fn page_from<T>(rows: &mut Vec<T>, limit: u32, id_of: impl Fn(&T) -> String) -> Page<T> {
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let after = if has_more { rows.last().map(&id_of) } else { None };
-    Page { data: std::mem::take(rows), has_more, after }
+    let after = if has_more {
+        rows.last().map(&id_of)
+    } else {
+        None
+    };
+    Page {
+        data: std::mem::take(rows),
+        has_more,
+        after,
+    }
 }
 
 fn thread_from_row(row: &tokio_postgres::Row) -> Result<ThreadMeta, StoreError> {
     let id: String = row.get(0);
-    let corrupt = |what: &str, e: serde_json::Error| {
-        StoreError::Corrupt(format!("thread {id}: {what}: {e}"))
-    };
+    let corrupt =
+        |what: &str, e: serde_json::Error| StoreError::Corrupt(format!("thread {id}: {what}: {e}"));
     let status: serde_json::Value = row.get(4);
     let status: ThreadStatus = serde_json::from_value(status).map_err(|e| corrupt("status", e))?;
     let domains: Option<serde_json::Value> = row.get(5);

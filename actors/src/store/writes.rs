@@ -18,9 +18,19 @@ pub enum WriteOp {
     UpdateThread(ThreadMeta),
     /// Insert or replace an item (upsert: §8.5 re-inserts items on `done`).
     PutItem(ItemRecord),
-    DeleteItems { thread_id: String, item_ids: Vec<String> },
-    DeleteThread { thread_id: String },
-    Feedback { thread_id: String, user_id: String, item_ids: Vec<String>, kind: String },
+    DeleteItems {
+        thread_id: String,
+        item_ids: Vec<String>,
+    },
+    DeleteThread {
+        thread_id: String,
+    },
+    Feedback {
+        thread_id: String,
+        user_id: String,
+        item_ids: Vec<String>,
+        kind: String,
+    },
 }
 
 /// An item ready to store: its wire JSON serialized once.
@@ -128,13 +138,25 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
             let (status, domains, metadata) = thread_json(t);
             tx.execute(
                 &s.insert_thread,
-                &[&t.id, &t.user_id, &t.created_at.naive(), &t.title, &status, &domains, &metadata],
+                &[
+                    &t.id,
+                    &t.user_id,
+                    &t.created_at.naive(),
+                    &t.title,
+                    &status,
+                    &domains,
+                    &metadata,
+                ],
             )
             .await?;
         }
         WriteOp::UpdateThread(t) => {
             let (status, domains, metadata) = thread_json(t);
-            tx.execute(&s.update_thread, &[&t.id, &t.title, &status, &domains, &metadata]).await?;
+            tx.execute(
+                &s.update_thread,
+                &[&t.id, &t.title, &status, &domains, &metadata],
+            )
+            .await?;
         }
         WriteOp::PutItem(r) => {
             tx.execute(
@@ -143,14 +165,23 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
             )
             .await?;
         }
-        WriteOp::DeleteItems { thread_id, item_ids } => {
+        WriteOp::DeleteItems {
+            thread_id,
+            item_ids,
+        } => {
             tx.execute(&s.delete_items, &[thread_id, item_ids]).await?;
         }
         WriteOp::DeleteThread { thread_id } => {
             tx.execute(&s.delete_thread, &[thread_id]).await?;
         }
-        WriteOp::Feedback { thread_id, user_id, item_ids, kind } => {
-            tx.execute(&s.feedback, &[thread_id, user_id, item_ids, kind]).await?;
+        WriteOp::Feedback {
+            thread_id,
+            user_id,
+            item_ids,
+            kind,
+        } => {
+            tx.execute(&s.feedback, &[thread_id, user_id, item_ids, kind])
+                .await?;
         }
     }
     Ok(())
@@ -158,6 +189,9 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
 
 fn thread_json(t: &ThreadMeta) -> (Value, Option<Value>, Value) {
     let status = serde_json::to_value(&t.status).expect("status serializes");
-    let domains = t.allowed_image_domains.as_ref().map(|d| Value::from(d.clone()));
+    let domains = t
+        .allowed_image_domains
+        .as_ref()
+        .map(|d| Value::from(d.clone()));
     (status, domains, Value::Object(t.metadata.clone()))
 }

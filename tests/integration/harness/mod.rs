@@ -108,7 +108,11 @@ impl MockModel {
         register_child(child.id());
         let (addr, reader) = wait_for_listening(&mut child);
         std::thread::spawn(move || drain(reader));
-        MockModel { addr, log, _child: child }
+        MockModel {
+            addr,
+            log,
+            _child: child,
+        }
     }
 
     pub fn base_url(&self) -> String {
@@ -133,7 +137,10 @@ fn drain(mut reader: impl Read) {
 pub fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("{}{:x}", COUNTER.fetch_add(1, Ordering::Relaxed), nanos)
 }
 
@@ -176,12 +183,17 @@ impl TestServer {
             env.retain(|(key, _)| key != k);
             env.push((k.to_string(), v.to_string()));
         }
-        let log_path = std::env::temp_dir().join(format!("chatkit-it-server-{schema}-{}.log", rand_suffix()));
+        let log_path =
+            std::env::temp_dir().join(format!("chatkit-it-server-{schema}-{}.log", rand_suffix()));
         Self::spawn(schema.to_string(), env, log_path)
     }
 
     fn spawn(schema: String, env: Vec<(String, String)>, log_path: PathBuf) -> TestServer {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("OPENAI_API_KEY")
@@ -192,8 +204,18 @@ impl TestServer {
         register_child(child.id());
         let (addr, reader) = wait_for_listening(&mut child);
         std::thread::spawn(move || drain(reader));
-        let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-        TestServer { addr, schema, log_path, child, env, http }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        TestServer {
+            addr,
+            schema,
+            log_path,
+            child,
+            env,
+            http,
+        }
     }
 
     /// Kills the process with SIGKILL (no flush, no cleanup) and waits for it.
@@ -232,16 +254,24 @@ impl TestServer {
 
     /// Runs a JSON op and returns the body, asserting 200 and SDK validity as `kind`.
     pub async fn call(&self, token: &str, op: &str, params: Value, kind: Kind) -> Value {
-        let reply = self.post(token, &serde_json::json!({ "type": op, "params": params })).await;
+        let reply = self
+            .post(token, &serde_json::json!({ "type": op, "params": params }))
+            .await;
         assert_eq!(reply.status, 200, "{op}: {}", reply.text);
-        assert!(reply.content_type.starts_with("application/json"), "{op}: {}", reply.content_type);
+        assert!(
+            reply.content_type.starts_with("application/json"),
+            "{op}: {}",
+            reply.content_type
+        );
         sdk::check(kind, &reply.text);
         serde_json::from_str(&reply.text).unwrap()
     }
 
     /// Runs a streaming op to its end; every event is checked by the SDK.
     pub async fn stream(&self, token: &str, op: &str, params: Value) -> Stream {
-        let reply = self.post(token, &serde_json::json!({ "type": op, "params": params })).await;
+        let reply = self
+            .post(token, &serde_json::json!({ "type": op, "params": params }))
+            .await;
         Stream::parse(reply)
     }
 
@@ -275,7 +305,12 @@ impl Reply {
             .unwrap_or("")
             .to_string();
         let text = response.text().await.unwrap_or_default();
-        Reply { status, content_type, headers, text }
+        Reply {
+            status,
+            content_type,
+            headers,
+            text,
+        }
     }
 
     pub fn json(&self) -> Value {
@@ -285,13 +320,29 @@ impl Reply {
     /// Asserts a JSON error with this status and code, and nothing internal in it.
     pub fn assert_error(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "body: {}", self.text);
-        assert!(self.content_type.starts_with("application/json"), "{}", self.content_type);
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "{}",
+            self.content_type
+        );
         let body = self.json();
         assert_eq!(body["error"]["code"], code, "body: {}", self.text);
         assert!(body["error"]["message"].is_string());
         let lower = self.text.to_lowercase();
-        for leak in ["sql", "postgres", "tokio", "panicked", "/src/", ".rs:", "backtrace"] {
-            assert!(!lower.contains(leak), "error body leaks {leak:?}: {}", self.text);
+        for leak in [
+            "sql",
+            "postgres",
+            "tokio",
+            "panicked",
+            "/src/",
+            ".rs:",
+            "backtrace",
+        ] {
+            assert!(
+                !lower.contains(leak),
+                "error body leaks {leak:?}: {}",
+                self.text
+            );
         }
     }
 }
@@ -310,14 +361,21 @@ impl Stream {
         if reply.status == 200 {
             assert_eq!(reply.content_type, "text/event-stream; charset=utf-8");
             for frame in reply.text.split_terminator("\n\n") {
-                let json = frame.strip_prefix("data: ").unwrap_or_else(|| panic!("bad frame {frame:?}"));
+                let json = frame
+                    .strip_prefix("data: ")
+                    .unwrap_or_else(|| panic!("bad frame {frame:?}"));
                 assert!(!json.contains('\n'));
                 sdk::check(Kind::Event, json);
                 events.push(serde_json::from_str(json).unwrap());
             }
             assert!(reply.text.is_empty() || reply.text.ends_with("\n\n"));
         }
-        Stream { status: reply.status, raw: reply.text.clone(), events, reply }
+        Stream {
+            status: reply.status,
+            raw: reply.text.clone(),
+            events,
+            reply,
+        }
     }
 
     /// Event types, with the update type for `thread.item.updated`.
@@ -337,7 +395,11 @@ impl Stream {
     pub fn thread_id(&self) -> String {
         self.events
             .iter()
-            .find_map(|e| e["thread"]["id"].as_str().or(e["item"]["thread_id"].as_str()))
+            .find_map(|e| {
+                e["thread"]["id"]
+                    .as_str()
+                    .or(e["item"]["thread_id"].as_str())
+            })
             .expect("a thread id in the stream")
             .to_string()
     }
@@ -384,7 +446,13 @@ pub fn text_input(text: &str) -> Value {
 }
 
 pub async fn create_thread(server: &TestServer, token: &str, text: &str) -> Stream {
-    let stream = server.stream(token, "threads.create", serde_json::json!({ "input": text_input(text) })).await;
+    let stream = server
+        .stream(
+            token,
+            "threads.create",
+            serde_json::json!({ "input": text_input(text) }),
+        )
+        .await;
     assert_eq!(stream.status, 200, "{}", stream.raw);
     stream
 }
@@ -421,7 +489,11 @@ impl TestServer {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        LiveStream { response, buffer: String::new(), events: Vec::new() }
+        LiveStream {
+            response,
+            buffer: String::new(),
+            events: Vec::new(),
+        }
     }
 }
 
@@ -447,7 +519,11 @@ impl LiveStream {
     }
 
     pub fn done_items(&self) -> Vec<Value> {
-        self.events.iter().filter(|e| e["type"] == "thread.item.done").map(|e| e["item"].clone()).collect()
+        self.events
+            .iter()
+            .filter(|e| e["type"] == "thread.item.done")
+            .map(|e| e["item"].clone())
+            .collect()
     }
 }
 

@@ -39,18 +39,38 @@ impl TestPostgres {
         let dir = PathBuf::from(format!("/var/tmp/chatkit-it-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let pg = TestPostgres { dir, bin: bin_dir(), run_as_postgres: is_root() };
+        let pg = TestPostgres {
+            dir,
+            bin: bin_dir(),
+            run_as_postgres: is_root(),
+        };
         if pg.run_as_postgres {
-            assert!(Command::new("chown").arg("postgres:").arg(&pg.dir).status().unwrap().success());
+            assert!(Command::new("chown")
+                .arg("postgres:")
+                .arg(&pg.dir)
+                .status()
+                .unwrap()
+                .success());
         }
         let out = pg
             .cmd("initdb")
             .arg("-D")
             .arg(pg.dir.join("data"))
-            .args(["-U", "chatkit", "--auth=trust", "--encoding=UTF8", "--no-instructions", "--no-sync"])
+            .args([
+                "-U",
+                "chatkit",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-instructions",
+                "--no-sync",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let options = format!(
             "-c listen_addresses='' -c unix_socket_directories='{}' -c port=5432 -c fsync=off -c max_connections=300",
             pg.dir.display()
@@ -66,7 +86,11 @@ impl TestPostgres {
             .stdout(Stdio::null())
             .output()
             .unwrap();
-        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         pg
     }
 
@@ -82,7 +106,10 @@ impl TestPostgres {
 
     /// Connection string (key=value form) for the server under test.
     pub fn url(&self) -> String {
-        format!("host={} port=5432 user=chatkit dbname=postgres", self.dir.display())
+        format!(
+            "host={} port=5432 user=chatkit dbname=postgres",
+            self.dir.display()
+        )
     }
 
     /// Runs SQL through psql and returns its unaligned output.
@@ -93,7 +120,11 @@ impl TestPostgres {
             .args(["-U", "chatkit", "-d", "postgres", "-At", "-c", sql])
             .output()
             .unwrap();
-        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -113,16 +144,25 @@ impl TestPostgres {
 
 /// Clusters left by test processes that died without cleaning up.
 fn clean_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir("/var/tmp") else { return };
+    let Ok(entries) = std::fs::read_dir("/var/tmp") else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(pid) = name.strip_prefix("chatkit-it-").and_then(|p| p.parse::<i32>().ok()) else {
+        let Some(pid) = name
+            .strip_prefix("chatkit-it-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
             continue;
         };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        let pg = TestPostgres { dir: entry.path(), bin: bin_dir(), run_as_postgres: is_root() };
+        let pg = TestPostgres {
+            dir: entry.path(),
+            bin: bin_dir(),
+            run_as_postgres: is_root(),
+        };
         pg.stop();
     }
 }

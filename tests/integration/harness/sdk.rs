@@ -19,14 +19,24 @@ fn repo_root() -> std::path::PathBuf {
 }
 
 fn start() -> Mutex<Validator> {
-    let dir = repo_root().join("tests/sdk_validator");
+    let dir = std::env::var_os("CHATKIT_SDK_VALIDATOR_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("tests/sdk_validator"));
     let out = Command::new("bash")
         .arg(dir.join("ensure_venv.sh"))
         .stderr(Stdio::inherit())
         .output()
         .expect("run ensure_venv.sh");
-    assert!(out.status.success(), "could not prepare the openai-chatkit venv");
-    let python = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or("").to_string();
+    assert!(
+        out.status.success(),
+        "could not prepare the openai-chatkit venv"
+    );
+    let python = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
     let mut child = Command::new(python)
         .arg(dir.join("validate.py"))
         .stdin(Stdio::piped())
@@ -37,7 +47,11 @@ fn start() -> Mutex<Validator> {
     let stdin = child.stdin.take().unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
     crate::harness::register_child(child.id());
-    Mutex::new(Validator { _child: child, stdin, stdout })
+    Mutex::new(Validator {
+        _child: child,
+        stdin,
+        stdout,
+    })
 }
 
 /// What the JSON is, in the SDK's terms.
@@ -74,7 +88,9 @@ pub fn validate(kind: Kind, json: &str) -> Result<(), String> {
     writeln!(v.stdin, "{line}").expect("write to validator");
     v.stdin.flush().unwrap();
     let mut answer = String::new();
-    v.stdout.read_line(&mut answer).expect("read from validator");
+    v.stdout
+        .read_line(&mut answer)
+        .expect("read from validator");
     let answer = answer.trim();
     if answer == "ok" {
         Ok(())
