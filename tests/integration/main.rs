@@ -11,3 +11,4 @@ mod fixtures;
 mod isolation;
 mod paging;
 mod restart;
+mod startup;

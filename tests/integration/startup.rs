@@ -1,0 +1,222 @@
+//! Start-up: configuration validation, `--help`, the embedded PostgreSQL (created, kept across
+//! restarts, stopped on SIGTERM), and migrations applied once.
+
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+fn chatkit(envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn invalid_configuration_lists_every_problem_and_exits_non_zero() {
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__DATABASE__SCHEMA", "bad;schema"),
+            (
+                "CHATKIT__DATABASE__URL",
+                "postgres://user:hunter2-secret@[bad",
+            ),
+            ("CHATKIT__MODEL__BASE_URL", "not a url"),
+            ("CHATKIT__SERVER__BIND", "nowhere"),
+            ("CHATKIT__AUTH__ALGORITHM", "none"),
+        ],
+        &["check-config"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    for expected in [
+        "database.schema",
+        "database.url",
+        "model.base_url",
+        "server.bind",
+        "auth.algorithm",
+    ] {
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("configuration error:") && l.contains(expected))
+                .count(),
+            1,
+            "one line about {expected}: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("hunter2-secret"),
+        "a password was printed: {stderr}"
+    );
+
+    let (code, _, stderr) = chatkit(&[], &["check-config"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("auth.jwt_secret is required"), "{stderr}");
+
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ("CHATKIT__MODEL__API_KEY", "sk-should-not-be-here"),
+        ],
+        &["check-config"],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("OPENAI_API_KEY"), "{stderr}");
+    assert!(!stderr.contains("sk-should-not-be-here"));
+
+    let (code, stdout, _) = chatkit(&[("CHATKIT__AUTH__JWT_SECRET", SECRET)], &["check-config"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("configuration is valid"));
+}
+
+#[test]
+fn help_lists_the_options_and_commands() {
+    let (code, stdout, _) = chatkit(&[], &["--help"]);
+    assert_eq!(code, 0);
+    for word in ["--config", "serve", "migrate", "check-config", "dev-token"] {
+        assert!(stdout.contains(word), "--help mentions {word}: {stdout}");
+    }
+}
+
+#[test]
+fn dev_token_is_accepted_by_the_server() {
+    let (code, token, _) = chatkit(
+        &[("CHATKIT__AUTH__JWT_SECRET", SECRET)],
+        &["dev-token", "--sub", "carol", "--ttl", "60"],
+    );
+    assert_eq!(code, 0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let server = TestServer::start();
+        let reply = server
+            .post_raw(
+                Some(token.trim()),
+                json!({ "type": "threads.list", "params": {} }).to_string(),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    });
+}
+
+fn pg_running(data_dir: &std::path::Path) -> bool {
+    let pid_file = data_dir.join("postmaster.pid");
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return false;
+    };
+    let pid = text.lines().next().unwrap_or("").trim();
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[tokio::test]
+async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
+    let dir = std::path::PathBuf::from(format!("/var/tmp/chatkit-it-embedded-{}", rand_suffix()));
+    let dir_text = dir.to_string_lossy().to_string();
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
+            .env("CHATKIT__SERVER__BIND", "127.0.0.1:0")
+            .env("CHATKIT__DATABASE__EMBEDDED_DIR", &dir_text)
+            .env_remove("CHATKIT__DATABASE__URL")
+            .env("CHATKIT__AUTH__JWT_SECRET", SECRET)
+            .env("CHATKIT__MODEL__BASE_URL", shared().mock.base_url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        register_child(child.id());
+        let stdout = child.stdout.take().unwrap();
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .expect("listening line")
+            .to_string();
+        (child, addr)
+    };
+    let alice = token("alice");
+    let body =
+        json!({ "type": "threads.create", "params": { "input": text_input("remember me") } })
+            .to_string();
+
+    let (mut child, addr) = start();
+    assert!(pg_running(&dir), "the embedded cluster runs");
+    let socket_only = std::fs::read_to_string(dir.join("postmaster.pid")).unwrap();
+    assert!(
+        !socket_only.contains("127.0.0.1"),
+        "listens on a unix socket only"
+    );
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("http://{addr}/chatkit"))
+        .bearer_auth(&alice)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let text = created.text().await.unwrap();
+    assert!(text.contains("thread.item.done"));
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    assert!(!pg_running(&dir), "the embedded cluster was stopped");
+
+    let (mut child, addr) = start();
+    let listed = http
+        .post(format!("http://{addr}/chatkit"))
+        .bearer_auth(&alice)
+        .body(json!({ "type": "threads.list", "params": {} }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(
+        listed["data"].as_array().unwrap().len(),
+        1,
+        "the thread survived the restart"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(!pg_running(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn migrations_are_recorded_and_idempotent() {
+    let schema = format!("t_{}", rand_suffix());
+    let url = shared().postgres.url();
+    for _ in 0..2 {
+        let (code, _, stderr) = chatkit(
+            &[
+                ("CHATKIT__DATABASE__URL", &url),
+                ("CHATKIT__DATABASE__SCHEMA", &schema),
+                ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ],
+            &["migrate"],
+        );
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let applied = shared().postgres.psql(&format!(
+        "SELECT version, name FROM {schema}.schema_migrations"
+    ));
+    assert_eq!(applied, "1|0001_threads_and_items");
+}
