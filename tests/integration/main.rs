@@ -12,3 +12,4 @@ mod isolation;
 mod paging;
 mod restart;
 mod startup;
+mod supervision;

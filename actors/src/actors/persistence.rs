@@ -87,7 +87,14 @@ impl PersistenceActor {
         let commit = async move {
             let all: Vec<WriteOp> = batch.iter().flat_map(|w| w.ops.iter().cloned()).collect();
             let started = std::time::Instant::now();
-            match store.apply(&all).await {
+            let mut result = store.apply(&all).await;
+            if matches!(&result, Err(e) if e.is_unavailable()) {
+                // A connection that died (restarted or terminated backend) is replaced by the
+                // pool: try once more. Safe because every write is idempotent (upserts,
+                // deletes by id, absolute updates).
+                result = store.apply(&all).await;
+            }
+            match result {
                 Ok(()) => {
                     tracing::trace!(writes = batch.len(), ops = all.len(), elapsed = ?started.elapsed(), "group commit");
                     for write in batch {

@@ -20,7 +20,13 @@ pub enum StoreError {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        if error.is_closed() || error.code().is_none() {
+        // Connection trouble (08…), operator intervention such as a terminated backend or a
+        // shutting-down server (57…), and resource exhaustion (53…) are transient.
+        let transient = match error.code() {
+            None => true,
+            Some(code) => matches!(&code.code()[..2], "08" | "57" | "53"),
+        };
+        if error.is_closed() || transient {
             StoreError::Unavailable(error.to_string())
         } else {
             StoreError::Query(error.to_string())

@@ -36,7 +36,21 @@ pub fn bin_dir() -> PathBuf {
 impl TestPostgres {
     pub fn start() -> TestPostgres {
         clean_stale_clusters();
-        let dir = PathBuf::from(format!("/var/tmp/chatkit-it-{}", std::process::id()));
+        Self::start_in(PathBuf::from(format!(
+            "/var/tmp/chatkit-it-{}",
+            std::process::id()
+        )))
+    }
+
+    /// A second, private cluster (for tests that stop and start the database).
+    pub fn start_private(tag: &str) -> TestPostgres {
+        Self::start_in(PathBuf::from(format!(
+            "/var/tmp/chatkit-it-{}-{tag}",
+            std::process::id()
+        )))
+    }
+
+    fn start_in(dir: PathBuf) -> TestPostgres {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let pg = TestPostgres {
@@ -71,17 +85,23 @@ impl TestPostgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        pg.start_server();
+        pg
+    }
+
+    /// Starts the server of an initialized cluster.
+    pub fn start_server(&self) {
         let options = format!(
             "-c listen_addresses='' -c unix_socket_directories='{}' -c port=5432 -c fsync=off -c max_connections=300",
-            pg.dir.display()
+            self.dir.display()
         );
-        let out = pg
+        let out = self
             .cmd("pg_ctl")
             .arg("start")
             .arg("-D")
-            .arg(pg.dir.join("data"))
+            .arg(self.dir.join("data"))
             .arg("-l")
-            .arg(pg.dir.join("postgres.log"))
+            .arg(self.dir.join("postgres.log"))
             .args(["-w", "-o", &options])
             .stdout(Stdio::null())
             .output()
@@ -91,7 +111,19 @@ impl TestPostgres {
             "pg_ctl start: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        pg
+    }
+
+    /// Stops the server (immediate: like a crash), keeping the data.
+    pub fn stop_server(&self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .arg("stop")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 
     fn cmd(&self, tool: &str) -> Command {
@@ -128,16 +160,10 @@ impl TestPostgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Stops the server and deletes the cluster.
+    /// Stops the server and deletes the cluster.
     pub fn stop(&self) {
-        let _ = self
-            .cmd("pg_ctl")
-            .arg("stop")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "-w"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.stop_server();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -164,5 +190,11 @@ fn clean_stale_clusters() {
             run_as_postgres: is_root(),
         };
         pg.stop();
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
