@@ -9,6 +9,7 @@ mod conversation;
 mod failures;
 mod fixtures;
 mod isolation;
+mod lifecycle;
 mod paging;
 mod restart;
 mod startup;
