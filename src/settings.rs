@@ -24,6 +24,7 @@ struct RawSettings {
     model: RawModel,
     actors: RawActors,
     persistence: RawPersistence,
+    titles: RawTitles,
     stream: RawStream,
     log: RawLog,
 }
@@ -34,6 +35,7 @@ struct RawServer {
     max_body_bytes: u64,
     body_timeout_secs: u64,
     workers: usize,
+    drain_timeout_secs: u64,
     mode: String,
 }
 
@@ -79,6 +81,14 @@ struct RawActors {
     idle_timeout_secs: u64,
     arbiters: usize,
     stream_buffer: usize,
+    max_live: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTitles {
+    enabled: bool,
+    prompt: String,
+    max_chars: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +117,7 @@ pub struct Settings {
     pub model: ModelConfig,
     pub actors: ActorSettings,
     pub persistence: PersistenceSettings,
+    pub titles: TitleConfig,
     pub allow_cancel: bool,
     pub log: LogSettings,
 }
@@ -117,6 +128,7 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
     pub workers: usize,
+    pub drain_timeout: Duration,
     pub development: bool,
 }
 
@@ -184,6 +196,14 @@ pub struct ActorSettings {
     pub idle_timeout: Duration,
     pub arbiters: usize,
     pub stream_buffer: usize,
+    pub max_live: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct TitleConfig {
+    pub enabled: bool,
+    pub prompt: String,
+    pub max_chars: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -322,6 +342,12 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
     if raw.actors.idle_timeout_secs == 0 {
         problems.push("actors.idle_timeout_secs must be positive".into());
     }
+    if raw.actors.max_live == 0 {
+        problems.push("actors.max_live must be positive".into());
+    }
+    if raw.titles.max_chars == 0 {
+        problems.push("titles.max_chars must be positive".into());
+    }
     if raw.persistence.max_batch == 0 {
         problems.push("persistence.max_batch must be positive".into());
     }
@@ -350,6 +376,7 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
             } else {
                 raw.server.workers
             },
+            drain_timeout: Duration::from_secs(raw.server.drain_timeout_secs),
             development,
         },
         database: DatabaseSettings {
@@ -374,6 +401,12 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
                 raw.actors.arbiters
             },
             stream_buffer: raw.actors.stream_buffer,
+            max_live: raw.actors.max_live,
+        },
+        titles: TitleConfig {
+            enabled: raw.titles.enabled,
+            prompt: raw.titles.prompt,
+            max_chars: raw.titles.max_chars,
         },
         persistence: PersistenceSettings {
             max_batch: raw.persistence.max_batch,

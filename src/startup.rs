@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
 use chatkit_actors::actors::persistence::BatchSettings;
+use chatkit_actors::engine::TitleSettings;
 use chatkit_actors::model::{ModelClient, ModelSettings};
 use chatkit_actors::store::{PoolSettings, Store};
 use chatkit_actors::{Engine, EngineSettings};
@@ -76,6 +77,12 @@ fn engine_settings(settings: &Settings) -> EngineSettings {
             flush_interval: settings.persistence.flush_interval,
         },
         allow_cancel: settings.allow_cancel,
+        max_live: settings.actors.max_live,
+        titles: TitleSettings {
+            enabled: settings.titles.enabled,
+            prompt: settings.titles.prompt.clone(),
+            max_chars: settings.titles.max_chars,
+        },
     }
 }
 
@@ -112,7 +119,7 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
             .configure(configure)
     })
     .workers(settings.server.workers)
-    .shutdown_timeout(30)
+    .shutdown_timeout(settings.server.drain_timeout.as_secs())
     .bind(settings.server.bind);
     let server = match server {
         Ok(server) => server,

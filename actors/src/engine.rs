@@ -36,6 +36,18 @@ pub struct EngineSettings {
     pub batch: BatchSettings,
     /// `stream_options.allow_cancel` (§4).
     pub allow_cancel: bool,
+    /// At most this many thread actors stay live; the least recently used idle ones retire.
+    pub max_live: usize,
+    pub titles: TitleSettings,
+}
+
+/// Automatic thread titles (§8.7, §11.3): generated after the first answer of an untitled
+/// thread, saved, and announced with `thread.updated`.
+#[derive(Clone, Debug)]
+pub struct TitleSettings {
+    pub enabled: bool,
+    pub prompt: String,
+    pub max_chars: usize,
 }
 
 /// What every actor shares.

@@ -82,7 +82,16 @@ async fn create_streams_the_exact_event_sequence() {
         "data: {\"type\":\"stream_options\",\"stream_options\":{\"allow_cancel\":true}}\n\n",
     );
     expected.push_str(&expected_answer_frames(8));
+    // §8.7: the generated title is saved and announced last.
+    expected.push_str("data: {\"type\":\"thread.updated\",\"thread\":{\"title\":\"tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7\",\"id\":\"thr_ID\",\"created_at\":\"TS\",\"status\":{\"type\":\"active\"},\"metadata\":{},\"items\":{\"data\":[],\"has_more\":false}}}\n\n");
     assert_eq!(normalize(&stream.raw), expected);
+    let listed = server
+        .call(&alice, "threads.list", json!({}), Kind::ThreadsPage)
+        .await;
+    assert_eq!(
+        listed["data"][0]["title"],
+        "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7"
+    );
 
     // The assistant's added and done share one id; the user message has its own.
     let done = stream.done_items();
@@ -144,7 +153,7 @@ async fn follow_up_sends_history_and_reads_back_in_order() {
         .collect();
     assert_eq!(items, &announced);
     assert_eq!(thread["items"]["has_more"], false);
-    assert!(thread.get("title").is_none());
+    assert_eq!(thread["title"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7");
     assert_eq!(thread["metadata"], json!({}));
 
     // items.list defaults to newest first.
@@ -243,11 +252,11 @@ async fn second_stream_on_a_busy_thread_gets_409() {
     let (slow, busy) = tokio::join!(slow, busy);
     busy.reply.assert_error(409, "thread_busy");
     assert_eq!(slow.status, 200);
-    assert_eq!(slow.kinds().last().unwrap(), "thread.item.done");
+    slow.assert_answered();
     // Once the first response ends, the thread takes the next message.
     let next = add_message(&server, &alice, &thread_id, "now?").await;
     assert_eq!(next.status, 200);
-    assert_eq!(next.kinds().last().unwrap(), "thread.item.done");
+    next.assert_answered();
 }
 
 #[tokio::test]

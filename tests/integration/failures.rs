@@ -24,7 +24,7 @@ async fn model_http_error_is_an_in_band_error_and_the_thread_stays_usable() {
     );
     let thread_id = stream.thread_id();
     let next = add_message(&server, &alice, &thread_id, "hello again").await;
-    assert_eq!(next.kinds().last().unwrap(), "thread.item.done");
+    next.assert_answered();
     let items = server
         .call(
             &alice,
@@ -66,7 +66,7 @@ async fn model_cut_mid_stream_keeps_no_partial_answer() {
         "only the user message (§8.9)"
     );
     let next = add_message(&server, &alice, &thread_id, "again").await;
-    assert_eq!(next.kinds().last().unwrap(), "thread.item.done");
+    next.assert_answered();
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
 
     // The thread takes the next message at once; the model sees the marker.
     let next = add_message(&server, &alice, &thread_id, "sorry, go on").await;
-    assert_eq!(next.kinds().last().unwrap(), "thread.item.done");
+    next.assert_answered();
     let request = shared()
         .mock
         .requests()

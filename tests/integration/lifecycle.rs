@@ -88,7 +88,7 @@ async fn idle_actors_retire_and_come_back_with_their_history() {
     })
     .await;
     let next = add_message(&server, &alice, &thread_id, "what is the password?").await;
-    assert_eq!(next.kinds().last().unwrap(), "thread.item.done");
+    next.assert_answered();
     let request = shared()
         .mock
         .requests()
@@ -100,4 +100,162 @@ async fn idle_actors_retire_and_come_back_with_their_history() {
         request.to_string().contains("the password is swordfish"),
         "history reloaded from Postgres"
     );
+}
+
+#[tokio::test]
+async fn titles_come_once_and_a_rename_wins() {
+    let server = TestServer::start();
+    let alice = token("alice");
+    let first = create_thread(&server, &alice, "plan a trip to Lisbon").await;
+    assert_eq!(first.kinds().last().unwrap(), "thread.updated");
+    let thread_id = first.thread_id();
+    let request = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| {
+            r["messages"][0]["content"]
+                .as_str()
+                .unwrap_or("")
+                .contains("short title")
+        })
+        .expect("the title request");
+    assert!(request.to_string().contains("plan a trip to Lisbon"));
+    // No second title.
+    let second = add_message(&server, &alice, &thread_id, "and Porto?").await;
+    assert!(!second.kinds().contains(&"thread.updated".to_string()));
+    second.assert_answered();
+
+    // Titles can be turned off.
+    let quiet = TestServer::start_with(&[("CHATKIT__TITLES__ENABLED", "false")]);
+    let stream = create_thread(&quiet, &alice, "no title please").await;
+    assert_eq!(stream.kinds().last().unwrap(), "thread.item.done");
+    let listed = quiet
+        .call(&alice, "threads.list", json!({}), Kind::ThreadsPage)
+        .await;
+    assert!(listed["data"][0].get("title").is_none());
+}
+
+#[tokio::test]
+async fn locked_and_closed_threads_refuse_new_messages() {
+    let server = TestServer::start_with(&[("CHATKIT__ACTORS__IDLE_TIMEOUT_SECS", "1")]);
+    let alice = token("alice");
+    let locked = create_thread(&server, &alice, "one").await.thread_id();
+    let closed = create_thread(&server, &alice, "two").await.thread_id();
+    let pg = &shared().postgres;
+    pg.psql(&format!(
+        "UPDATE {s}.threads SET status = '{{\"type\":\"locked\",\"reason\":\"Escalated\"}}' WHERE id = '{locked}';
+         UPDATE {s}.threads SET status = '{{\"type\":\"closed\"}}' WHERE id = '{closed}'",
+        s = server.schema
+    ));
+    // Let the actors retire so they reload the changed status.
+    let retired = |id: &str| {
+        server.logs().matches("idle thread actor retires").count() >= 2 && !id.is_empty()
+    };
+    eventually("both actors retired", || retired(&locked)).await;
+    let reply = add_message(&server, &alice, &locked, "hello?").await;
+    reply.reply.assert_error(409, "thread_locked");
+    assert!(reply.reply.text.contains("Escalated"));
+    let reply = add_message(&server, &alice, &closed, "hello?").await;
+    reply.reply.assert_error(409, "thread_closed");
+    let thread = server
+        .call(
+            &alice,
+            "threads.get_by_id",
+            json!({ "thread_id": locked }),
+            Kind::Thread,
+        )
+        .await;
+    assert_eq!(
+        thread["status"],
+        json!({ "type": "locked", "reason": "Escalated" })
+    );
+    assert_eq!(
+        thread["items"]["data"].as_array().unwrap().len(),
+        2,
+        "nothing was added"
+    );
+}
+
+#[tokio::test]
+async fn at_most_max_live_actors_stay_in_memory() {
+    let server = TestServer::start_with(&[("CHATKIT__ACTORS__MAX_LIVE", "2")]);
+    let alice = token("alice");
+    let mut threads = Vec::new();
+    for i in 0..4 {
+        threads.push(
+            create_thread(&server, &alice, &format!("thread {i}"))
+                .await
+                .thread_id(),
+        );
+    }
+    eventually("least recently used actors retired", || {
+        server
+            .logs()
+            .matches("least recently used thread actor retires")
+            .count()
+            >= 2
+    })
+    .await;
+    // The oldest thread comes back transparently with its history.
+    let next = add_message(&server, &alice, &threads[0], "back again").await;
+    next.assert_answered();
+    let request = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.to_string().contains("back again"))
+        .unwrap();
+    assert!(request.to_string().contains("thread 0"));
+}
+
+#[tokio::test]
+async fn model_timeout_is_an_in_band_error() {
+    let slow_model = MockModel::start(&["--delay-ms", "1500"]);
+    let server = TestServer::start_with(&[
+        ("CHATKIT__MODEL__BASE_URL", &slow_model.base_url()),
+        ("CHATKIT__MODEL__TIMEOUT_SECS", "1"),
+    ]);
+    let alice = token("alice");
+    let stream = create_thread(&server, &alice, "hello").await;
+    let kinds = stream.kinds();
+    assert_eq!(kinds.last().unwrap(), "error", "{kinds:?}");
+    assert_eq!(stream.events.last().unwrap()["allow_retry"], true);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_stream_in_flight_finish() {
+    let mut server = TestServer::start();
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "hi").await.thread_id();
+    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": thread_id, "input": text_input("slow 20") } });
+    let mut live = server.open_stream(&alice, &body).await;
+    assert!(live.read_events(4).await >= 4);
+    server.terminate();
+    live.read_events(1000).await;
+    assert_eq!(
+        live.events.last().unwrap()["type"],
+        "thread.item.done",
+        "the answer completed"
+    );
+    assert_eq!(
+        live.events.last().unwrap()["item"]["type"],
+        "assistant_message"
+    );
+    let status = server.wait();
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    // Everything was flushed: a new process sees the complete answer.
+    server.restart();
+    let items = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id }),
+            Kind::ItemsPage,
+        )
+        .await;
+    assert_eq!(items["data"][0]["type"], "assistant_message");
+    assert_eq!(items["data"].as_array().unwrap().len(), 4);
 }

@@ -1,12 +1,13 @@
 //! The registry actor: knows the live thread actor of each thread on this instance, starts
-//! one on demand (spread over a small pool of arbiters), and forgets it when it retires.
+//! one on demand (spread over a small pool of arbiters), keeps at most `max_live` of them
+//! (least recently used idle ones retire first), and forgets an actor when it retires.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::thread::ThreadActor;
+use super::thread::{Passivate, ThreadActor};
 use crate::engine::EngineEnv;
 use crate::protocol::ThreadMeta;
 
@@ -40,6 +41,8 @@ pub struct LiveCount;
 struct LiveThread {
     addr: Addr<ThreadActor>,
     actor_id: u64,
+    /// Registry clock at the last request routed to it.
+    last_used: u64,
 }
 
 pub struct Registry {
@@ -47,6 +50,7 @@ pub struct Registry {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     next_actor_id: u64,
+    clock: u64,
     live: HashMap<String, LiveThread>,
 }
 
@@ -61,6 +65,7 @@ impl Registry {
             arbiters,
             next_arbiter: 0,
             next_actor_id: 0,
+            clock: 0,
             live: HashMap::new(),
         }
     }
@@ -78,14 +83,31 @@ impl Registry {
         let env = self.env.clone();
         let registry = ctx.address();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| make(actor_id, env, registry));
-        self.live.insert(
-            thread_id,
-            LiveThread {
-                addr: addr.clone(),
-                actor_id,
-            },
-        );
+        self.clock += 1;
+        let entry = LiveThread {
+            addr: addr.clone(),
+            actor_id,
+            last_used: self.clock,
+        };
+        self.live.insert(thread_id, entry);
+        self.enforce_max_live();
         addr
+    }
+
+    /// Over `max_live`: ask the least recently used actors to retire. Busy ones decline and
+    /// are asked again when the next actor starts.
+    fn enforce_max_live(&mut self) {
+        let max = self.env.settings.max_live.max(1);
+        if self.live.len() <= max {
+            return;
+        }
+        let excess = self.live.len() - max;
+        let mut by_age: Vec<(u64, &Addr<ThreadActor>)> =
+            self.live.values().map(|l| (l.last_used, &l.addr)).collect();
+        by_age.select_nth_unstable_by_key(excess - 1, |(used, _)| *used);
+        for (_, addr) in by_age.iter().take(excess) {
+            addr.do_send(Passivate);
+        }
     }
 }
 
@@ -101,7 +123,9 @@ impl Handler<Route> for Registry {
     type Result = MessageResult<Route>;
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(live) = self.live.get(&msg.thread_id) {
+        self.clock += 1;
+        if let Some(live) = self.live.get_mut(&msg.thread_id) {
+            live.last_used = self.clock;
             return MessageResult(live.addr.clone());
         }
         let thread_id = msg.thread_id.clone();

@@ -57,6 +57,11 @@ pub struct Delete {
     pub user_id: String,
 }
 
+/// Retire now unless a turn is running (the registry keeps at most `max_live` actors).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Passivate;
+
 /// Whether this actor can serve `user_id` (used before reads that need no actor work).
 #[derive(Message)]
 #[rtype(result = "Result<ThreadMeta, EngineError>")]
@@ -215,6 +220,7 @@ impl ThreadActor {
             model_input: Vec::new(),
             last_created_at,
             events,
+            title_from: None,
         };
         let mut model_items: Vec<ThreadItem> = live.history.clone();
         match input {
@@ -246,6 +252,15 @@ impl ThreadActor {
                 job.prelude_ops.push(WriteOp::put_item(&item));
                 job.prelude_events
                     .push(ThreadStreamEvent::ItemDone { item: item.clone() });
+                let answered_before = live
+                    .history
+                    .iter()
+                    .any(|i| matches!(i.body, ItemBody::AssistantMessage(_)));
+                if env.settings.titles.enabled && live.meta.title.is_none() && !answered_before {
+                    if let ItemBody::UserMessage(m) = &item.body {
+                        job.title_from = Some((live.meta.clone(), m.plain_text()));
+                    }
+                }
                 job.last_created_at = Some(item.created_at);
                 model_items.push(item.clone());
                 job.prelude_items.push(item);
@@ -346,6 +361,9 @@ impl ThreadActor {
         } else if !live.persisted {
             self.retire(ctx);
             return;
+        }
+        if live.meta.title.is_none() {
+            live.meta.title = outcome.title;
         }
         live.history
             .retain(|i| !outcome.removed_ids.contains(&i.id));
@@ -490,5 +508,16 @@ impl Handler<Describe> for ThreadActor {
 
     fn handle(&mut self, msg: Describe, _ctx: &mut Context<Self>) -> Self::Result {
         self.live_for(&msg.user_id).map(|live| live.meta.clone())
+    }
+}
+
+impl Handler<Passivate> for ThreadActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
+        if !self.busy {
+            tracing::debug!(thread_id = %self.thread_id, "least recently used thread actor retires");
+            self.retire(ctx);
+        }
     }
 }

@@ -15,8 +15,9 @@ use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
 use crate::model::{ChatMessage, ModelError, ModelEvent};
 use crate::protocol::{
-    AssistantMessage, AssistantMessageContent, ItemBody, SdkHiddenContext, StreamOptions,
-    ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, CANCELLED_STREAM_CONTEXT,
+    AssistantMessage, AssistantMessageContent, ItemBody, Page, SdkHiddenContext, StreamOptions,
+    ThreadItem, ThreadItemUpdate, ThreadMeta, ThreadStreamEvent, Timestamp,
+    CANCELLED_STREAM_CONTEXT,
 };
 use crate::store::WriteOp;
 
@@ -40,6 +41,9 @@ pub(crate) struct TurnJob {
     pub model_input: Vec<ChatMessage>,
     pub last_created_at: Option<Timestamp>,
     pub events: mpsc::Sender<TurnFrame>,
+    /// Set when the thread is untitled and this is its first answer: the thread and the
+    /// user's text to title it from.
+    pub title_from: Option<(ThreadMeta, String)>,
 }
 
 /// What a turn changed, for the actor to apply to its memory.
@@ -52,6 +56,8 @@ pub(crate) struct TurnOutcome {
     pub removed_ids: Vec<String>,
     /// A commit failed: memory may disagree with the database, reload it.
     pub reload: bool,
+    /// A generated title that was saved.
+    pub title: Option<String>,
 }
 
 enum Phase {
@@ -117,6 +123,9 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
                         .send(&ThreadStreamEvent::ItemDone { item: item.clone() })
                         .await;
                     outcome.committed.push(item);
+                    if let Some((meta, text)) = job.title_from {
+                        outcome.title = save_title(&env, meta, &text, &mut writer).await;
+                    }
                 }
                 Err(error) => {
                     tracing::warn!(thread_id = %job.thread_id, %error, "could not commit the answer");
@@ -159,6 +168,61 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         }
     }
     outcome
+}
+
+/// Generates, saves and announces a title (§8.7). Failures only cost the title.
+async fn save_title(
+    env: &EngineEnv,
+    mut meta: ThreadMeta,
+    text: &str,
+    writer: &mut EventWriter<'_>,
+) -> Option<String> {
+    let settings = &env.settings.titles;
+    let messages = [
+        ChatMessage::System {
+            content: settings.prompt.clone(),
+        },
+        ChatMessage::User {
+            content: text.to_string(),
+        },
+    ];
+    let raw = match env.model.complete(&messages).await {
+        Ok(raw) => raw,
+        Err(error) => {
+            tracing::warn!(thread_id = %meta.id, %error, "title generation failed");
+            return None;
+        }
+    };
+    let title = clean_title(&raw, settings.max_chars)?;
+    let op = WriteOp::SetTitleIfUntitled {
+        thread_id: meta.id.clone(),
+        title: title.clone(),
+    };
+    if let Err(error) = env.persist(vec![op]).await {
+        tracing::warn!(thread_id = %meta.id, %error, "could not save the title");
+        return None;
+    }
+    meta.title = Some(title.clone());
+    writer
+        .send(&ThreadStreamEvent::ThreadUpdated {
+            thread: meta.to_wire(Page::empty()),
+        })
+        .await;
+    Some(title)
+}
+
+/// One line, no surrounding quotes, at most `max_chars` characters; `None` if empty.
+fn clean_title(raw: &str, max_chars: usize) -> Option<String> {
+    let line = raw.lines().find(|l| !l.trim().is_empty())?.trim();
+    let line = line
+        .trim_matches(|c: char| c == '"' || c == '\'' || c == '“' || c == '”')
+        .trim();
+    let mut title: String = line.chars().take(max_chars).collect();
+    if line.chars().count() > max_chars {
+        title = title.trim_end().to_string();
+        title.push('…');
+    }
+    (!title.is_empty()).then_some(title)
 }
 
 /// Sends events while the client listens; remembers when it left.
@@ -293,4 +357,19 @@ async fn begin_answer(writer: &mut EventWriter<'_>, answer: &mut AnswerInProgres
 
 fn log_model_error(error: &ModelError) {
     tracing::warn!(%error, "model call failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_title;
+
+    #[test]
+    fn titles_are_one_clean_bounded_line() {
+        assert_eq!(
+            clean_title("\n \"Paris weather\"\nmore", 60).as_deref(),
+            Some("Paris weather")
+        );
+        assert_eq!(clean_title("abcdef", 3).as_deref(), Some("abc…"));
+        assert_eq!(clean_title("  \n ", 10), None);
+    }
 }

@@ -148,6 +148,22 @@ impl ModelClient {
     }
 }
 
+impl ModelClient {
+    /// A whole answer as one string (streamed underneath), for short side requests like titles.
+    pub async fn complete(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
+        let mut stream = self.stream(messages, &[]).await?;
+        let mut text = String::new();
+        while let Some(event) = stream.next().await {
+            match event? {
+                ModelEvent::TextDelta(delta) => text.push_str(&delta),
+                ModelEvent::Finished { .. } => break,
+                ModelEvent::ToolCallDelta { .. } => {}
+            }
+        }
+        Ok(text)
+    }
+}
+
 fn map_error(error: OpenAIError) -> ModelError {
     match error {
         OpenAIError::ApiError(api) => ModelError::Http {

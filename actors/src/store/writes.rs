@@ -25,6 +25,11 @@ pub enum WriteOp {
     DeleteThread {
         thread_id: String,
     },
+    /// Sets a generated title unless the thread got one meanwhile (a rename wins).
+    SetTitleIfUntitled {
+        thread_id: String,
+        title: String,
+    },
     Feedback {
         thread_id: String,
         user_id: String,
@@ -60,6 +65,7 @@ impl WriteOp {
             WriteOp::PutItem(r) => &r.thread_id,
             WriteOp::DeleteItems { thread_id, .. }
             | WriteOp::DeleteThread { thread_id }
+            | WriteOp::SetTitleIfUntitled { thread_id, .. }
             | WriteOp::Feedback { thread_id, .. } => thread_id,
         }
     }
@@ -71,6 +77,7 @@ struct Statements {
     put_item: Statement,
     delete_items: Statement,
     delete_thread: Statement,
+    set_title: Statement,
     feedback: Statement,
     bump_versions: Statement,
 }
@@ -99,6 +106,9 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
             .prepare_cached("DELETE FROM items WHERE thread_id = $1 AND id = ANY($2)")
             .await?,
         delete_thread: tx.prepare_cached("DELETE FROM threads WHERE id = $1").await?,
+        set_title: tx
+            .prepare_cached("UPDATE threads SET title = $2 WHERE id = $1 AND title IS NULL")
+            .await?,
         feedback: tx
             .prepare_cached(
                 "INSERT INTO feedback (thread_id, item_id, user_id, kind)
@@ -173,6 +183,9 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
         }
         WriteOp::DeleteThread { thread_id } => {
             tx.execute(&s.delete_thread, &[thread_id]).await?;
+        }
+        WriteOp::SetTitleIfUntitled { thread_id, title } => {
+            tx.execute(&s.set_title, &[thread_id, title]).await?;
         }
         WriteOp::Feedback {
             thread_id,

@@ -224,6 +224,16 @@ impl TestServer {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM (graceful stop).
+    pub fn terminate(&self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     /// A new process with the same settings and schema (after `kill`).
     pub fn restart(&mut self) {
         self.kill();
@@ -402,6 +412,25 @@ impl Stream {
             })
             .expect("a thread id in the stream")
             .to_string()
+    }
+
+    /// The turn ended with a stored assistant answer (then possibly a `thread.updated`).
+    pub fn assert_answered(&self) {
+        assert_eq!(self.status, 200, "{}", self.raw);
+        let kinds = self.kinds();
+        let last_done = kinds
+            .iter()
+            .rposition(|k| k == "thread.item.done")
+            .expect("an item.done");
+        assert_eq!(
+            self.events[last_done]["item"]["type"], "assistant_message",
+            "{kinds:?}"
+        );
+        assert!(
+            kinds[last_done + 1..].iter().all(|k| k == "thread.updated"),
+            "{kinds:?}"
+        );
+        assert!(!kinds.iter().any(|k| k == "error"), "{kinds:?}");
     }
 
     /// The `thread.item.done` items, in order.
