@@ -71,6 +71,9 @@ async fn another_users_thread_looks_like_no_thread() {
             Kind::Thread,
         )
         .await;
-    assert_eq!(thread["title"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7", "bob could not rename it");
+    assert_eq!(
+        thread["title"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7",
+        "bob could not rename it"
+    );
     assert_eq!(thread["items"]["data"].as_array().unwrap().len(), 2);
 }
