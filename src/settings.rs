@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chatkit_actors::engine::{AgentSettings, ClientToolSpec, ToolDisplay};
+use chatkit_actors::mcp::McpServerConfig;
 use chatkit_actors::store::SchemaName;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
@@ -25,6 +27,9 @@ struct RawSettings {
     actors: RawActors,
     persistence: RawPersistence,
     titles: RawTitles,
+    agent: RawAgent,
+    #[serde(default)]
+    mcp: RawMcp,
     stream: RawStream,
     log: RawLog,
 }
@@ -85,6 +90,52 @@ struct RawActors {
 }
 
 #[derive(Debug, Deserialize)]
+struct RawAgent {
+    max_turns: u32,
+    tool_display: String,
+    #[serde(default)]
+    client_tools: Vec<RawClientTool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawClientTool {
+    name: String,
+    description: Option<String>,
+    parameters: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawMcp {
+    #[serde(default)]
+    servers: Vec<RawMcpServer>,
+}
+
+#[derive(Deserialize)]
+struct RawMcpServer {
+    name: String,
+    url: String,
+    #[serde(default = "default_mcp_timeout")]
+    timeout_secs: u64,
+    #[serde(default)]
+    forward_user_token: bool,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RawMcpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMcpServer")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+fn default_mcp_timeout() -> u64 {
+    30
+}
+
+#[derive(Debug, Deserialize)]
 struct RawTitles {
     enabled: bool,
     prompt: String,
@@ -118,6 +169,7 @@ pub struct Settings {
     pub actors: ActorSettings,
     pub persistence: PersistenceSettings,
     pub titles: TitleConfig,
+    pub agent: AgentSettings,
     pub allow_cancel: bool,
     pub log: LogSettings,
 }
@@ -351,6 +403,7 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
     if raw.persistence.max_batch == 0 {
         problems.push("persistence.max_batch must be positive".into());
     }
+    let agent = validate_agent(&raw.agent, raw.mcp.servers, &mut problems);
     let json = match raw.log.format.as_str() {
         "text" => false,
         "json" => true,
@@ -412,12 +465,109 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
             max_batch: raw.persistence.max_batch,
             flush_interval: Duration::from_millis(raw.persistence.flush_interval_ms),
         },
+        agent,
         allow_cancel: raw.stream.allow_cancel,
         log: LogSettings {
             json,
             level: raw.log.level,
         },
     })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn validate_agent(
+    raw: &RawAgent,
+    servers: Vec<RawMcpServer>,
+    problems: &mut Vec<String>,
+) -> AgentSettings {
+    let tool_display = match raw.tool_display.as_str() {
+        "hidden" => ToolDisplay::Hidden,
+        "progress" => ToolDisplay::Progress,
+        "workflow" => ToolDisplay::Workflow,
+        other => {
+            problems.push(format!(
+                "agent.tool_display {other:?} must be \"hidden\", \"progress\" or \"workflow\""
+            ));
+            ToolDisplay::Hidden
+        }
+    };
+    if raw.max_turns == 0 {
+        problems.push("agent.max_turns must be positive".into());
+    }
+    let mut client_tools = Vec::new();
+    for tool in &raw.client_tools {
+        if !valid_name(&tool.name) {
+            problems.push(format!(
+                "agent.client_tools name {:?} must match ^[A-Za-z0-9_-]{{1,64}}$",
+                tool.name
+            ));
+            continue;
+        }
+        let parameters = match tool.parameters.as_deref() {
+            None => serde_json::json!({ "type": "object", "properties": {} }),
+            Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(value @ serde_json::Value::Object(_)) => value,
+                _ => {
+                    problems.push(format!(
+                        "agent.client_tools {}: parameters must be a JSON schema object",
+                        tool.name
+                    ));
+                    continue;
+                }
+            },
+        };
+        client_tools.push(ClientToolSpec {
+            name: tool.name.clone(),
+            description: tool.description.clone(),
+            parameters,
+        });
+    }
+    let mut mcp_servers: Vec<McpServerConfig> = Vec::new();
+    for server in servers {
+        if !valid_name(&server.name) || mcp_servers.iter().any(|s| s.name == server.name) {
+            problems.push(format!(
+                "mcp.servers name {:?} must be unique and match ^[A-Za-z0-9_-]{{1,64}}$",
+                server.name
+            ));
+            continue;
+        }
+        match url::Url::parse(&server.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => {
+                problems.push(format!(
+                    "mcp.servers {}: url is not an http(s) URL",
+                    server.name
+                ));
+                continue;
+            }
+        }
+        if server.timeout_secs == 0 {
+            problems.push(format!(
+                "mcp.servers {}: timeout_secs must be positive",
+                server.name
+            ));
+        }
+        mcp_servers.push(McpServerConfig {
+            name: server.name,
+            url: server.url,
+            timeout: Duration::from_secs(server.timeout_secs.max(1)),
+            forward_user_token: server.forward_user_token,
+            headers: server.headers.into_iter().collect(),
+        });
+    }
+    AgentSettings {
+        max_turns: raw.max_turns,
+        tool_display,
+        client_tools,
+        mcp_servers,
+    }
 }
 
 fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettings> {

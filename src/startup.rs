@@ -83,6 +83,7 @@ fn engine_settings(settings: &Settings) -> EngineSettings {
             prompt: settings.titles.prompt.clone(),
             max_chars: settings.titles.max_chars,
         },
+        agent: settings.agent.clone(),
     }
 }
 

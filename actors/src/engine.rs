@@ -13,6 +13,7 @@ use crate::actors::registry::{LiveCount, Registry, Route, SpawnNew};
 use crate::actors::thread::{Delete, Rename, StartTurn, ThreadActor, TurnInput};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
+use crate::mcp::{BearerToken, McpServerConfig};
 use crate::model::ModelClient;
 use crate::protocol::requests::{
     page_size, FeedbackParams, ListItemsParams, ListThreadsParams, UserMessageInput,
@@ -39,6 +40,39 @@ pub struct EngineSettings {
     /// At most this many thread actors stay live; the least recently used idle ones retire.
     pub max_live: usize,
     pub titles: TitleSettings,
+    pub agent: AgentSettings,
+}
+
+/// Tools and the tool loop (`agent.*`, `mcp.servers`).
+#[derive(Clone, Debug, Default)]
+pub struct AgentSettings {
+    /// Model calls per turn at most (each tool round is one).
+    pub max_turns: u32,
+    pub tool_display: ToolDisplay,
+    /// Tools the browser runs (§6.3): the turn ends with a pending `client_tool_call`.
+    pub client_tools: Vec<ClientToolSpec>,
+    pub mcp_servers: Vec<McpServerConfig>,
+}
+
+/// How server tool calls show in the transcript.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ToolDisplay {
+    /// Invisible, as in the reference.
+    #[default]
+    Hidden,
+    /// `progress_update` events naming the tool while it runs.
+    Progress,
+    /// A persisted `workflow` item with one task per call (§8.5).
+    Workflow,
+}
+
+/// A client-side tool offered to the model.
+#[derive(Clone, Debug)]
+pub struct ClientToolSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON schema of the arguments.
+    pub parameters: serde_json::Value,
 }
 
 /// Automatic thread titles (§8.7, §11.3): generated after the first answer of an untitled
@@ -140,6 +174,7 @@ impl Engine {
     pub async fn start_turn(
         &self,
         user_id: &str,
+        token: Option<BearerToken>,
         request: TurnRequest,
     ) -> Result<TurnStream, EngineError> {
         match request {
@@ -152,20 +187,26 @@ impl Engine {
                 let addr = self.registry.send(SpawnNew { meta }).await?;
                 let turn = StartTurn {
                     user_id: user_id.to_string(),
+                    token,
                     input: TurnInput::UserMessage(input),
                 };
                 addr.send(turn).await?
             }
             TurnRequest::AddUserMessage { thread_id, input } => {
-                self.turn_on(&thread_id, user_id, TurnInput::UserMessage(input))
+                self.turn_on(&thread_id, user_id, token, TurnInput::UserMessage(input))
                     .await
             }
             TurnRequest::ClientToolOutput { thread_id, result } => {
-                self.turn_on(&thread_id, user_id, TurnInput::ClientToolOutput(result))
-                    .await
+                self.turn_on(
+                    &thread_id,
+                    user_id,
+                    token,
+                    TurnInput::ClientToolOutput(result),
+                )
+                .await
             }
             TurnRequest::RetryAfterItem { thread_id, item_id } => {
-                self.turn_on(&thread_id, user_id, TurnInput::RetryAfter(item_id))
+                self.turn_on(&thread_id, user_id, token, TurnInput::RetryAfter(item_id))
                     .await
             }
         }
@@ -175,6 +216,7 @@ impl Engine {
         &self,
         thread_id: &str,
         user_id: &str,
+        token: Option<BearerToken>,
         input: TurnInput,
     ) -> Result<TurnStream, EngineError> {
         // The input is moved into the first delivery attempt that reaches a live actor; an
@@ -190,6 +232,7 @@ impl Engine {
             match addr
                 .send(StartTurn {
                     user_id: user_id.to_string(),
+                    token: token.clone(),
                     input: this_try,
                 })
                 .await

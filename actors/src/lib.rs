@@ -16,6 +16,7 @@ pub mod actors;
 pub mod engine;
 pub mod error;
 pub mod ids;
+pub mod mcp;
 pub mod model;
 pub mod protocol;
 pub mod store;

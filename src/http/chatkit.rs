@@ -6,6 +6,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
+use chatkit_actors::mcp::BearerToken;
 use chatkit_actors::protocol::{to_json, ChatKitRequest, Operation};
 use chatkit_actors::{EngineError, TurnRequest};
 use futures::StreamExt;
@@ -91,11 +92,12 @@ async fn dispatch(
 ) -> Result<HttpResponse, ApiError> {
     let engine = &state.engine;
     let user = caller.user_id.as_str();
+    let token = Some(BearerToken::new(caller.token.clone()));
     match op {
         Operation::ThreadsCreate(p) => {
             sse::respond(
                 engine
-                    .start_turn(user, TurnRequest::Create { input: p.input })
+                    .start_turn(user, token, TurnRequest::Create { input: p.input })
                     .await?,
             )
             .await
@@ -105,21 +107,21 @@ async fn dispatch(
                 thread_id: p.thread_id,
                 input: p.input,
             };
-            sse::respond(engine.start_turn(user, request).await?).await
+            sse::respond(engine.start_turn(user, token, request).await?).await
         }
         Operation::ThreadsAddClientToolOutput(p) => {
             let request = TurnRequest::ClientToolOutput {
                 thread_id: p.thread_id,
                 result: p.result,
             };
-            sse::respond(engine.start_turn(user, request).await?).await
+            sse::respond(engine.start_turn(user, token, request).await?).await
         }
         Operation::ThreadsRetryAfterItem(p) => {
             let request = TurnRequest::RetryAfterItem {
                 thread_id: p.thread_id,
                 item_id: p.item_id,
             };
-            match engine.start_turn(user, request).await {
+            match engine.start_turn(user, token, request).await {
                 // §3.4: an id that is never found gives an empty stream.
                 Err(EngineError::ItemNotFound) => Ok(sse::empty()),
                 other => sse::respond(other?).await,

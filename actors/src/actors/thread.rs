@@ -16,6 +16,7 @@ use super::turn::{run_turn, TurnJob, TurnOutcome, TurnStream};
 use crate::engine::EngineEnv;
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
+use crate::mcp::{BearerToken, McpSessions};
 use crate::model::history_messages;
 use crate::protocol::requests::UserMessageInput;
 use crate::protocol::{
@@ -39,6 +40,8 @@ pub enum TurnInput {
 #[rtype(result = "Result<TurnStream, EngineError>")]
 pub struct StartTurn {
     pub user_id: String,
+    /// The caller's token, for tool servers that receive it on their transport.
+    pub token: Option<BearerToken>,
     pub input: TurnInput,
 }
 
@@ -96,6 +99,8 @@ pub struct ThreadActor {
     last_activity: Instant,
     load_error: Option<EngineError>,
     idle_check: Option<SpawnHandle>,
+    /// One session per MCP server, lent to the running turn.
+    mcp: Option<McpSessions>,
 }
 
 impl ThreadActor {
@@ -117,6 +122,7 @@ impl ThreadActor {
             last_activity: Instant::now(),
             load_error: None,
             idle_check: None,
+            mcp: Some(McpSessions::default()),
         }
     }
 
@@ -221,6 +227,8 @@ impl ThreadActor {
             last_created_at,
             events,
             title_from: None,
+            token: None,
+            mcp: McpSessions::default(),
         };
         let mut model_items: Vec<ThreadItem> = live.history.clone();
         match input {
@@ -343,8 +351,9 @@ impl ThreadActor {
         Ok(job)
     }
 
-    fn finish_turn(&mut self, outcome: TurnOutcome, ctx: &mut Context<Self>) {
+    fn finish_turn(&mut self, mut outcome: TurnOutcome, ctx: &mut Context<Self>) {
         self.busy = false;
+        self.mcp = outcome.mcp.take();
         self.last_activity = Instant::now();
         if outcome.reload {
             // Memory may disagree with Postgres: restart through the supervisor, which reloads.
@@ -430,7 +439,9 @@ impl Handler<StartTurn> for ThreadActor {
     fn handle(&mut self, msg: StartTurn, ctx: &mut Context<Self>) -> Self::Result {
         self.last_activity = Instant::now();
         let (tx, rx) = mpsc::channel(self.env.settings.stream_buffer);
-        let job = self.prepare_turn(&msg.user_id, msg.input, tx.clone())?;
+        let mut job = self.prepare_turn(&msg.user_id, msg.input, tx.clone())?;
+        job.token = msg.token;
+        job.mcp = self.mcp.take().unwrap_or_default();
         self.busy = true;
         let thread_id = self.thread_id.clone();
         let guarded = AssertUnwindSafe(run_turn(job)).catch_unwind();

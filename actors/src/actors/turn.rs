@@ -1,23 +1,27 @@
-//! One turn of a thread: commit the input, stream the model's answer as ChatKit events,
-//! commit the answer, and handle the client leaving (§8.8) or the model failing (§8.9).
+//! One turn of a thread: commit the input, run the agent (model rounds and tool calls),
+//! stream everything as ChatKit events, commit what is announced, and handle the client
+//! leaving (§8.8) or a dependency failing (§8.9).
 //!
 //! A turn runs as a future on its thread actor's context; it owns snapshots of what it needs
-//! and reports back a [`TurnOutcome`] that the actor applies to its state.
+//! (and, for its duration, the actor's MCP sessions) and reports back a [`TurnOutcome`].
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::engine::EngineEnv;
+use crate::engine::{EngineEnv, ToolDisplay};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
-use crate::model::{ChatMessage, ModelError, ModelEvent};
+use crate::mcp::{BearerToken, McpSessions, OfferedTool, ToolOutput};
+use crate::model::{ChatMessage, FunctionSpec, ModelError, ModelEvent, ToolCallRequest, ToolSpec};
 use crate::protocol::{
-    AssistantMessage, AssistantMessageContent, ItemBody, Page, SdkHiddenContext, StreamOptions,
-    ThreadItem, ThreadItemUpdate, ThreadMeta, ThreadStreamEvent, Timestamp,
-    CANCELLED_STREAM_CONTEXT,
+    AssistantMessage, AssistantMessageContent, ClientToolCall, ItemBody, Page, SdkHiddenContext,
+    StreamOptions, ThreadItem, ThreadItemUpdate, ThreadMeta, ThreadStreamEvent, Timestamp,
+    ToolCallStatus, Workflow, WorkflowItem, WorkflowKind, CANCELLED_STREAM_CONTEXT,
 };
 use crate::store::WriteOp;
 
@@ -41,9 +45,12 @@ pub(crate) struct TurnJob {
     pub model_input: Vec<ChatMessage>,
     pub last_created_at: Option<Timestamp>,
     pub events: mpsc::Sender<TurnFrame>,
-    /// Set when the thread is untitled and this is its first answer: the thread and the
-    /// user's text to title it from.
+    /// Set when the thread is untitled and this is its first answer.
     pub title_from: Option<(ThreadMeta, String)>,
+    /// The caller's token, for tool servers that receive it on their transport.
+    pub token: Option<BearerToken>,
+    /// The actor's MCP sessions, lent for the turn.
+    pub mcp: McpSessions,
 }
 
 /// What a turn changed, for the actor to apply to its memory.
@@ -58,12 +65,35 @@ pub(crate) struct TurnOutcome {
     pub reload: bool,
     /// A generated title that was saved.
     pub title: Option<String>,
+    /// The MCP sessions, handed back.
+    pub mcp: Option<McpSessions>,
 }
 
-enum Phase {
-    Completed,
-    Cancelled,
+/// How the agent part of a turn ended.
+enum Ended {
+    /// Answered (with text, or a pending client tool call).
+    Answered,
+    /// The client left; `partial` is the answer being streamed, if any.
+    Cancelled { partial: Option<AnswerInProgress> },
+    /// The model or a tool server failed: one in-band error.
     Failed,
+    /// A commit failed: in-band error, and the actor reloads.
+    CommitFailed,
+}
+
+/// How one model round ended.
+enum Round {
+    Text(AnswerInProgress),
+    ToolCalls(AnswerInProgress, Vec<RequestedCall>),
+    Ended(Ended),
+}
+
+/// A tool call the model asked for, assembled from its streamed pieces.
+#[derive(Clone, Debug, Default)]
+struct RequestedCall {
+    id: String,
+    name: String,
+    arguments: String,
 }
 
 /// Runs one turn to its end. Never panics on purpose; the actor catches it if it does.
@@ -78,6 +108,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             // Nothing was acknowledged: the edge answers with a JSON error, not a stream.
             let _ = tx.send(Err(error)).await;
             outcome.reload = true;
+            outcome.mcp = Some(job.mcp);
             return outcome;
         }
     }
@@ -85,80 +116,68 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     outcome.committed.extend(job.prelude_items);
     outcome.removed_ids = job.removed_ids;
 
-    let mut writer = EventWriter {
-        tx: &tx,
-        open: true,
+    let mut run = TurnRun {
+        env: env.clone(),
+        thread_id: job.thread_id.clone(),
+        writer: EventWriter {
+            tx: &tx,
+            open: true,
+        },
+        floor: job.last_created_at,
+        committed: Vec::new(),
+        mcp: job.mcp,
+        token: job.token,
     };
     for event in &job.prelude_events {
-        writer.send(event).await;
+        run.writer.send(event).await;
     }
     let allow_cancel = env.settings.allow_cancel;
-    writer
+    run.writer
         .send(&ThreadStreamEvent::StreamOptions {
             stream_options: StreamOptions { allow_cancel },
         })
         .await;
 
-    let mut answer = AnswerInProgress::new(&job.thread_id, job.last_created_at);
-    let phase = if writer.open {
-        stream_answer(&env, &job.model_input, &mut writer, &mut answer).await
+    let ended = if run.writer.open {
+        run.agent(job.model_input).await
     } else {
-        Phase::Cancelled
+        Ended::Cancelled { partial: None }
     };
 
-    match phase {
-        Phase::Completed => {
-            let item = answer.finish();
-            let done = ThreadStreamEvent::ItemUpdated {
-                item_id: item.id.clone(),
-                update: ThreadItemUpdate::ContentPartDone {
-                    content_index: 0,
-                    content: AssistantMessageContent::text(answer.text.clone()),
-                },
-            };
-            writer.send(&done).await;
-            match env.persist(vec![WriteOp::put_item(&item)]).await {
-                Ok(()) => {
-                    writer
-                        .send(&ThreadStreamEvent::ItemDone { item: item.clone() })
-                        .await;
-                    outcome.committed.push(item);
-                    if let Some((meta, text)) = job.title_from {
-                        outcome.title = save_title(&env, meta, &text, &mut writer).await;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(thread_id = %job.thread_id, %error, "could not commit the answer");
-                    writer.send(&ThreadStreamEvent::stream_error(true)).await;
-                    outcome.reload = true;
-                }
+    match ended {
+        Ended::Answered => {
+            if let Some((meta, text)) = job.title_from {
+                outcome.title = save_title(&env, meta, &text, &mut run.writer).await;
             }
         }
-        Phase::Failed => {
-            // §8.9: the partial answer is not stored; the client may retry.
-            writer.send(&ThreadStreamEvent::stream_error(true)).await;
+        Ended::Failed => {
+            run.writer
+                .send(&ThreadStreamEvent::stream_error(true))
+                .await
         }
-        Phase::Cancelled => {
+        Ended::CommitFailed => {
+            run.writer
+                .send(&ThreadStreamEvent::stream_error(true))
+                .await;
+            outcome.reload = true;
+        }
+        Ended::Cancelled { partial } => {
             // §8.8: keep a non-empty partial answer, and always the hidden marker.
             let mut items = Vec::new();
-            if answer.started && !answer.text.trim().is_empty() {
+            if let Some(answer) = partial.filter(|a| a.started && !a.text.trim().is_empty()) {
                 items.push(answer.finish());
             }
-            let last = items
-                .last()
-                .map(|i| i.created_at)
-                .or(answer.created_at_floor);
             items.push(ThreadItem {
                 id: new_id(prefix::SDK_HIDDEN_CONTEXT),
                 thread_id: job.thread_id.clone(),
-                created_at: Timestamp::now_after(last),
+                created_at: run.next_timestamp(),
                 body: ItemBody::SdkHiddenContext(SdkHiddenContext {
                     content: CANCELLED_STREAM_CONTEXT.to_string(),
                 }),
             });
             let ops = items.iter().map(WriteOp::put_item).collect();
             match env.persist(ops).await {
-                Ok(()) => outcome.committed.extend(items),
+                Ok(()) => run.committed.extend(items),
                 Err(error) => {
                     tracing::warn!(thread_id = %job.thread_id, %error, "could not store the cancelled answer");
                     outcome.reload = true;
@@ -167,7 +186,427 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             tracing::debug!(thread_id = %job.thread_id, "client left; turn cancelled");
         }
     }
+    outcome.committed.extend(run.committed);
+    outcome.mcp = Some(run.mcp);
     outcome
+}
+
+/// The state of the agent part of a turn.
+struct TurnRun<'a> {
+    env: Arc<EngineEnv>,
+    thread_id: String,
+    writer: EventWriter<'a>,
+    /// The newest `created_at` handed out: new items sort after it.
+    floor: Option<Timestamp>,
+    committed: Vec<ThreadItem>,
+    mcp: McpSessions,
+    token: Option<BearerToken>,
+}
+
+impl TurnRun<'_> {
+    fn next_timestamp(&mut self) -> Timestamp {
+        let t = Timestamp::now_after(self.floor);
+        self.floor = Some(t);
+        t
+    }
+
+    /// Model rounds until an answer, a client tool call, or `agent.max_turns`.
+    async fn agent(&mut self, mut input: Vec<ChatMessage>) -> Ended {
+        let agent = self.env.settings.agent.clone();
+        let tools = if agent.mcp_servers.is_empty() {
+            Vec::new()
+        } else {
+            match self
+                .mcp
+                .offered_tools(&agent.mcp_servers, self.token.as_ref())
+                .await
+            {
+                Ok(tools) => tools,
+                Err(error) => {
+                    tracing::warn!(thread_id = %self.thread_id, %error, "tool servers unavailable");
+                    return Ended::Failed;
+                }
+            }
+        };
+        let mut specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
+        specs.extend(agent.client_tools.iter().map(|c| ToolSpec {
+            kind: "function",
+            function: FunctionSpec {
+                name: c.name.clone(),
+                description: c.description.clone(),
+                parameters: c.parameters.clone(),
+            },
+        }));
+        let mut workflow: Option<WorkflowInProgress> = None;
+        for _ in 0..agent.max_turns.max(1) {
+            match self.model_round(&input, &specs, &mut workflow).await {
+                Round::Ended(ended) => return ended,
+                Round::Text(answer) => {
+                    if let Err(ended) = self.close_workflow(&mut workflow).await {
+                        return ended;
+                    }
+                    return match self.complete_answer(answer).await {
+                        Ok(()) => Ended::Answered,
+                        Err(ended) => ended,
+                    };
+                }
+                Round::ToolCalls(answer, calls) => {
+                    let text = answer.text.clone();
+                    if answer.started {
+                        if let Err(ended) = self.complete_answer(answer).await {
+                            return ended;
+                        }
+                    }
+                    if let Some(call) = calls
+                        .iter()
+                        .find(|c| agent.client_tools.iter().any(|t| t.name == c.name))
+                    {
+                        if let Err(ended) = self.close_workflow(&mut workflow).await {
+                            return ended;
+                        }
+                        return self.end_with_client_call(call).await;
+                    }
+                    let outputs = match self.run_server_tools(&calls, &tools, &mut workflow).await {
+                        Ok(outputs) => outputs,
+                        Err(ended) => return ended,
+                    };
+                    input.push(ChatMessage::Assistant {
+                        content: (!text.is_empty()).then_some(text),
+                        tool_calls: calls
+                            .iter()
+                            .map(|c| {
+                                ToolCallRequest::function(
+                                    c.id.clone(),
+                                    c.name.clone(),
+                                    c.arguments.clone(),
+                                )
+                            })
+                            .collect(),
+                    });
+                    for (call, output) in calls.iter().zip(outputs) {
+                        input.push(ChatMessage::Tool {
+                            tool_call_id: call.id.clone(),
+                            content: output.text().to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        tracing::warn!(thread_id = %self.thread_id, max_turns = agent.max_turns, "agent.max_turns reached");
+        Ended::Failed
+    }
+
+    /// One model call: streams text as an assistant message, collects tool calls.
+    async fn model_round(
+        &mut self,
+        input: &[ChatMessage],
+        specs: &[ToolSpec],
+        workflow: &mut Option<WorkflowInProgress>,
+    ) -> Round {
+        let tx = self.writer.tx;
+        let started = tokio::select! {
+            biased;
+            _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: None }),
+            started = self.env.model.stream(input, specs) => started,
+        };
+        let mut stream = match started {
+            Ok(stream) => stream,
+            Err(error) => {
+                log_model_error(&error);
+                return Round::Ended(Ended::Failed);
+            }
+        };
+        let mut answer = AnswerInProgress::new(&self.thread_id);
+        let mut calls: Vec<RequestedCall> = Vec::new();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: Some(answer) }),
+                next = stream.next() => next,
+            };
+            match next {
+                None | Some(Ok(ModelEvent::Finished { .. })) => break,
+                Some(Ok(ModelEvent::TextDelta(delta))) => {
+                    if !answer.started {
+                        // §8.5: a workflow closes when a message starts.
+                        if let Err(ended) = self.close_workflow(workflow).await {
+                            return Round::Ended(ended);
+                        }
+                        answer.created_at = self.next_timestamp();
+                        begin_answer(&mut self.writer, &mut answer).await;
+                    }
+                    answer.text.push_str(&delta);
+                    let event = ThreadStreamEvent::ItemUpdated {
+                        item_id: answer.id.clone(),
+                        update: ThreadItemUpdate::TextDelta {
+                            content_index: 0,
+                            delta,
+                        },
+                    };
+                    self.writer.send(&event).await;
+                }
+                Some(Ok(ModelEvent::ToolCallDelta {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                })) => {
+                    let index = index as usize;
+                    if index >= 128 {
+                        continue; // a bound on what a misbehaving model can make us hold
+                    }
+                    if calls.len() <= index {
+                        calls.resize(index + 1, RequestedCall::default());
+                    }
+                    let call = &mut calls[index];
+                    if let Some(id) = id {
+                        call.id = id;
+                    }
+                    if let Some(name) = name {
+                        call.name = name;
+                    }
+                    call.arguments.push_str(&arguments);
+                }
+                Some(Err(error)) => {
+                    log_model_error(&error);
+                    return Round::Ended(Ended::Failed);
+                }
+            }
+            if !self.writer.open {
+                return Round::Ended(Ended::Cancelled {
+                    partial: Some(answer),
+                });
+            }
+        }
+        calls.retain(|c| !c.name.is_empty());
+        for call in &mut calls {
+            if call.id.is_empty() {
+                call.id = new_id(prefix::TOOL_CALL);
+            }
+        }
+        if calls.is_empty() {
+            if !answer.started {
+                answer.created_at = self.next_timestamp();
+                begin_answer(&mut self.writer, &mut answer).await;
+            }
+            Round::Text(answer)
+        } else {
+            Round::ToolCalls(answer, calls)
+        }
+    }
+
+    /// `content_part.done`, commit, `thread.item.done`.
+    async fn complete_answer(&mut self, answer: AnswerInProgress) -> Result<(), Ended> {
+        let item = answer.finish();
+        let done = ThreadStreamEvent::ItemUpdated {
+            item_id: item.id.clone(),
+            update: ThreadItemUpdate::ContentPartDone {
+                content_index: 0,
+                content: AssistantMessageContent::text(answer.text.clone()),
+            },
+        };
+        self.writer.send(&done).await;
+        self.commit_and_announce(item).await
+    }
+
+    async fn commit_and_announce(&mut self, item: ThreadItem) -> Result<(), Ended> {
+        match self.env.persist(vec![WriteOp::put_item(&item)]).await {
+            Ok(()) => {
+                self.writer
+                    .send(&ThreadStreamEvent::ItemDone { item: item.clone() })
+                    .await;
+                self.committed.push(item);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(thread_id = %self.thread_id, %error, "could not commit an item");
+                Err(Ended::CommitFailed)
+            }
+        }
+    }
+
+    /// §8.6: the turn ends with a pending `client_tool_call` the browser will run.
+    async fn end_with_client_call(&mut self, call: &RequestedCall) -> Ended {
+        let arguments = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(Value::Object(map)) => Value::Object(map),
+            _ => json!({}),
+        };
+        let item = ThreadItem {
+            id: new_id(prefix::TOOL_CALL),
+            thread_id: self.thread_id.clone(),
+            created_at: self.next_timestamp(),
+            body: ItemBody::ClientToolCall(ClientToolCall {
+                status: ToolCallStatus::Pending,
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                arguments,
+                output: None,
+            }),
+        };
+        match self.commit_and_announce(item).await {
+            Ok(()) => Ended::Answered,
+            Err(ended) => ended,
+        }
+    }
+
+    /// Runs the round's server tool calls in parallel, showing them as configured.
+    async fn run_server_tools(
+        &mut self,
+        calls: &[RequestedCall],
+        tools: &[OfferedTool],
+        workflow: &mut Option<WorkflowInProgress>,
+    ) -> Result<Vec<ToolOutput>, Ended> {
+        let display = self.env.settings.agent.tool_display;
+        let mut task_indexes = Vec::new();
+        for call in calls {
+            match display {
+                ToolDisplay::Hidden => {}
+                ToolDisplay::Progress => {
+                    let event = ThreadStreamEvent::ProgressUpdate {
+                        icon: None,
+                        text: format!("Running {}", call.name),
+                    };
+                    self.writer.send(&event).await;
+                }
+                ToolDisplay::Workflow => {
+                    let task = json!({ "status_indicator": "loading", "type": "custom", "title": call.name });
+                    task_indexes.push(self.add_workflow_task(workflow, task).await);
+                }
+            }
+        }
+        let servers = &self.env.settings.agent.mcp_servers;
+        let mcp = &self.mcp;
+        let runs = calls.iter().map(|call| async move {
+            let Some(tool) = tools.iter().find(|t| t.exposed_name == call.name) else {
+                return (None, Ok(ToolOutput::Failed(format!("there is no tool named {}", call.name))));
+            };
+            let server = servers.iter().find(|s| s.name == tool.server).expect("offered tools come from configured servers");
+            let started = Instant::now();
+            let result = mcp.call(server, &tool.tool_name, &call.arguments).await;
+            tracing::debug!(server = %server.name, tool = %tool.tool_name, elapsed = ?started.elapsed(), ok = result.is_ok(), "tool call");
+            (Some(server.name.clone()), result)
+        });
+        let results = futures::future::join_all(runs).await;
+        let mut outputs = Vec::with_capacity(results.len());
+        let mut failed = false;
+        for (server, result) in results {
+            match result {
+                Ok(output) => outputs.push(output),
+                Err(error) => {
+                    tracing::warn!(thread_id = %self.thread_id, %error, "tool server failed");
+                    if let Some(server) = server {
+                        self.mcp.forget(&server);
+                    }
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            return Err(Ended::Failed);
+        }
+        if display == ToolDisplay::Workflow {
+            for ((call, output), index) in calls.iter().zip(&outputs).zip(task_indexes) {
+                let content: String = output.text().chars().take(500).collect();
+                let task = json!({ "status_indicator": "complete", "type": "custom", "title": call.name, "content": content });
+                self.update_workflow_task(workflow, index, task).await;
+            }
+        }
+        Ok(outputs)
+    }
+
+    /// Adds a task, opening the workflow (with that task) if none is open (§8.5).
+    async fn add_workflow_task(
+        &mut self,
+        workflow: &mut Option<WorkflowInProgress>,
+        task: Value,
+    ) -> usize {
+        match workflow {
+            Some(open) => {
+                open.tasks.push(task.clone());
+                let index = open.tasks.len() - 1;
+                let event = ThreadStreamEvent::ItemUpdated {
+                    item_id: open.id.clone(),
+                    update: ThreadItemUpdate::WorkflowTaskAdded {
+                        task_index: index,
+                        task,
+                    },
+                };
+                self.writer.send(&event).await;
+                index
+            }
+            None => {
+                let opened = WorkflowInProgress {
+                    id: new_id(prefix::WORKFLOW),
+                    created_at: self.next_timestamp(),
+                    started: Instant::now(),
+                    tasks: vec![task],
+                };
+                let event = ThreadStreamEvent::ItemAdded {
+                    item: opened.item(&self.thread_id, None),
+                };
+                self.writer.send(&event).await;
+                *workflow = Some(opened);
+                0
+            }
+        }
+    }
+
+    async fn update_workflow_task(
+        &mut self,
+        workflow: &mut Option<WorkflowInProgress>,
+        index: usize,
+        task: Value,
+    ) {
+        let Some(open) = workflow else { return };
+        open.tasks[index] = task.clone();
+        let event = ThreadStreamEvent::ItemUpdated {
+            item_id: open.id.clone(),
+            update: ThreadItemUpdate::WorkflowTaskUpdated {
+                task_index: index,
+                task,
+            },
+        };
+        self.writer.send(&event).await;
+    }
+
+    /// Commits and announces an open workflow with its duration summary.
+    async fn close_workflow(
+        &mut self,
+        workflow: &mut Option<WorkflowInProgress>,
+    ) -> Result<(), Ended> {
+        let Some(open) = workflow.take() else {
+            return Ok(());
+        };
+        let summary = json!({ "duration": open.started.elapsed().as_secs() });
+        let item = open.item(&self.thread_id, Some(summary));
+        self.commit_and_announce(item).await
+    }
+}
+
+/// A workflow item being built from tool calls.
+struct WorkflowInProgress {
+    id: String,
+    created_at: Timestamp,
+    started: Instant,
+    tasks: Vec<Value>,
+}
+
+impl WorkflowInProgress {
+    fn item(&self, thread_id: &str, summary: Option<Value>) -> ThreadItem {
+        ThreadItem {
+            id: self.id.clone(),
+            thread_id: thread_id.to_string(),
+            created_at: self.created_at,
+            body: ItemBody::Workflow(WorkflowItem {
+                workflow: Workflow {
+                    kind: WorkflowKind::Custom,
+                    tasks: self.tasks.clone(),
+                    summary,
+                    expanded: false,
+                },
+            }),
+        }
+    }
 }
 
 /// Generates, saves and announces a title (§8.7). Failures only cost the title.
@@ -244,18 +683,16 @@ struct AnswerInProgress {
     id: String,
     thread_id: String,
     created_at: Timestamp,
-    created_at_floor: Option<Timestamp>,
     text: String,
     started: bool,
 }
 
 impl AnswerInProgress {
-    fn new(thread_id: &str, floor: Option<Timestamp>) -> Self {
+    fn new(thread_id: &str) -> Self {
         AnswerInProgress {
             id: new_id(prefix::MESSAGE),
             thread_id: thread_id.to_string(),
-            created_at: Timestamp::now_after(floor),
-            created_at_floor: floor,
+            created_at: Timestamp::now(),
             text: String::new(),
             started: false,
         }
@@ -275,70 +712,8 @@ impl AnswerInProgress {
     }
 }
 
-/// Streams the model's answer as `added` → `content_part.added` → `text_delta`… (§8.3).
-async fn stream_answer(
-    env: &EngineEnv,
-    input: &[ChatMessage],
-    writer: &mut EventWriter<'_>,
-    answer: &mut AnswerInProgress,
-) -> Phase {
-    let tx = writer.tx;
-    let started = tokio::select! {
-        biased;
-        _ = tx.closed() => return Phase::Cancelled,
-        started = env.model.stream(input, &[]) => started,
-    };
-    let mut stream = match started {
-        Ok(stream) => stream,
-        Err(error) => {
-            log_model_error(&error);
-            return Phase::Failed;
-        }
-    };
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = tx.closed() => return Phase::Cancelled,
-            next = stream.next() => next,
-        };
-        match next {
-            None | Some(Ok(ModelEvent::Finished { .. })) => break,
-            Some(Ok(ModelEvent::TextDelta(delta))) => {
-                begin_answer(writer, answer).await;
-                answer.text.push_str(&delta);
-                let event = ThreadStreamEvent::ItemUpdated {
-                    item_id: answer.id.clone(),
-                    update: ThreadItemUpdate::TextDelta {
-                        content_index: 0,
-                        delta,
-                    },
-                };
-                writer.send(&event).await;
-            }
-            Some(Ok(ModelEvent::ToolCallDelta { .. })) => {
-                // No tools are offered in this configuration; ignore stray calls.
-            }
-            Some(Err(error)) => {
-                log_model_error(&error);
-                return Phase::Failed;
-            }
-        }
-        if !writer.open {
-            return Phase::Cancelled;
-        }
-    }
-    begin_answer(writer, answer).await;
-    if writer.open {
-        Phase::Completed
-    } else {
-        Phase::Cancelled
-    }
-}
-
+/// `thread.item.added` (empty content) and `content_part.added` (§8.3).
 async fn begin_answer(writer: &mut EventWriter<'_>, answer: &mut AnswerInProgress) {
-    if answer.started {
-        return;
-    }
     answer.started = true;
     writer
         .send(&ThreadStreamEvent::ItemAdded {

@@ -14,7 +14,7 @@ use async_openai::Client;
 use futures::{Stream, StreamExt};
 
 pub use history::{history_messages, HIDDEN_CONTEXT_PREFIX};
-pub use wire::{ChatMessage, ToolCallRequest, ToolSpec};
+pub use wire::{ChatMessage, FunctionSpec, ToolCallRequest, ToolSpec};
 
 /// How to reach the model.
 #[derive(Clone)]

@@ -1,0 +1,309 @@
+//! MCP tool servers over Streamable HTTP (rmcp). A thread actor owns one session per
+//! configured server: opened on first use, reused across turns, re-opened after a failure or
+//! when the caller's token changed (the token is fixed per transport), closed when the actor
+//! retires. The caller's bearer token rides on the transport (`Authorization` header of every
+//! request of the session) for servers configured to receive it; it never enters a prompt,
+//! a tool argument or a log line.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, ContentBlock, Tool};
+use rmcp::service::{MaybeSendFuture, NotificationContext, RoleClient, RunningService};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, ServiceExt};
+use serde_json::Value;
+
+use crate::model::{FunctionSpec, ToolSpec};
+
+/// One configured MCP server (`[[mcp.servers]]`).
+#[derive(Clone, Debug)]
+pub struct McpServerConfig {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+    /// Send the caller's bearer token on every request of the session.
+    pub forward_user_token: bool,
+    /// Static extra headers (e.g. an API key of the tool server itself).
+    pub headers: Vec<(String, String)>,
+}
+
+/// The caller's bearer token. Its Debug never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BearerToken(String);
+
+impl BearerToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        BearerToken(token.into())
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+/// Why a tool server could not be used (the turn ends with an in-band error).
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    #[error("tool server {server} is unavailable: {reason}")]
+    Unavailable { server: String, reason: String },
+}
+
+/// The result of one tool call, as the model will see it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolOutput {
+    Ok(String),
+    /// The tool failed (or timed out); the model is told and may recover.
+    Failed(String),
+}
+
+impl ToolOutput {
+    pub fn text(&self) -> &str {
+        match self {
+            ToolOutput::Ok(t) | ToolOutput::Failed(t) => t,
+        }
+    }
+}
+
+/// A tool offered to the model, and where it lives.
+#[derive(Clone, Debug)]
+pub struct OfferedTool {
+    /// The function name the model sees (unique across servers).
+    pub exposed_name: String,
+    pub server: String,
+    pub tool_name: String,
+    pub spec: ToolSpec,
+}
+
+#[derive(Clone, Default)]
+struct SessionEvents {
+    tools_changed: Arc<AtomicBool>,
+}
+
+impl ClientHandler for SessionEvents {
+    fn on_tool_list_changed(
+        &self,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl std::future::Future<Output = ()> + MaybeSendFuture + '_ {
+        self.tools_changed.store(true, Ordering::Release);
+        std::future::ready(())
+    }
+}
+
+struct Session {
+    service: RunningService<RoleClient, SessionEvents>,
+    events: SessionEvents,
+    token: Option<BearerToken>,
+    tools: Option<Vec<Tool>>,
+}
+
+/// The MCP sessions of one thread actor.
+#[derive(Default)]
+pub struct McpSessions {
+    sessions: HashMap<String, Session>,
+}
+
+impl McpSessions {
+    /// Tools of every server, discovered (and cached per session) with `tools/list`; names
+    /// are made unique across servers by prefixing `server__` on collisions.
+    pub async fn offered_tools(
+        &mut self,
+        servers: &[McpServerConfig],
+        token: Option<&BearerToken>,
+    ) -> Result<Vec<OfferedTool>, McpError> {
+        let mut all = Vec::new();
+        for server in servers {
+            let tools = self.tools_of(server, token).await?;
+            all.extend(tools.into_iter().map(|tool| (server.name.clone(), tool)));
+        }
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for (_, tool) in &all {
+            *counts.entry(tool.name.to_string()).or_default() += 1;
+        }
+        Ok(all
+            .into_iter()
+            .map(|(server, tool)| {
+                let name = tool.name.to_string();
+                let exposed_name = if counts[&name] > 1 {
+                    format!("{server}__{name}")
+                } else {
+                    name.clone()
+                };
+                let spec = ToolSpec {
+                    kind: "function",
+                    function: FunctionSpec {
+                        name: exposed_name.clone(),
+                        description: tool.description.as_ref().map(|d| d.to_string()),
+                        parameters: Value::Object((*tool.input_schema).clone()),
+                    },
+                };
+                OfferedTool {
+                    exposed_name,
+                    server,
+                    tool_name: name,
+                    spec,
+                }
+            })
+            .collect())
+    }
+
+    async fn tools_of(
+        &mut self,
+        server: &McpServerConfig,
+        token: Option<&BearerToken>,
+    ) -> Result<Vec<Tool>, McpError> {
+        let wanted_token = if server.forward_user_token {
+            token.cloned()
+        } else {
+            None
+        };
+        let stale = match self.sessions.get(&server.name) {
+            None => true,
+            Some(s) => s.service.is_closed() || s.token != wanted_token,
+        };
+        if stale {
+            if let Some(old) = self.sessions.remove(&server.name) {
+                let _ = tokio::time::timeout(Duration::from_secs(2), old.service.cancel()).await;
+            }
+            let session = open(server, wanted_token).await?;
+            self.sessions.insert(server.name.clone(), session);
+        }
+        let session = self.sessions.get_mut(&server.name).expect("just ensured");
+        let changed = session.events.tools_changed.swap(false, Ordering::AcqRel);
+        if session.tools.is_none() || changed {
+            let listed =
+                tokio::time::timeout(server.timeout, session.service.peer().list_all_tools()).await;
+            match listed {
+                Ok(Ok(tools)) => session.tools = Some(tools),
+                Ok(Err(e)) => {
+                    self.sessions.remove(&server.name);
+                    return Err(unavailable(server, e.to_string()));
+                }
+                Err(_) => {
+                    self.sessions.remove(&server.name);
+                    return Err(unavailable(server, "tools/list timed out".into()));
+                }
+            }
+        }
+        Ok(session.tools.clone().unwrap_or_default())
+    }
+
+    /// Calls a tool. Tool errors, bad arguments and timeouts are results the model sees; a
+    /// transport failure is an `Err` (then `forget` the server so the next turn re-opens it).
+    pub async fn call(
+        &self,
+        server: &McpServerConfig,
+        tool: &str,
+        arguments: &str,
+    ) -> Result<ToolOutput, McpError> {
+        let raw = if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        };
+        let arguments = match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Object(map)) => map,
+            _ => {
+                return Ok(ToolOutput::Failed(
+                    "the tool arguments are not a JSON object".into(),
+                ))
+            }
+        };
+        let Some(session) = self.sessions.get(&server.name) else {
+            return Err(unavailable(server, "no session".into()));
+        };
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        params.arguments = Some(arguments);
+        let peer = session.service.peer().clone();
+        match tokio::time::timeout(server.timeout, peer.call_tool(params)).await {
+            Err(_) => Ok(ToolOutput::Failed(format!(
+                "the tool {tool} timed out after {} s",
+                server.timeout.as_secs_f32()
+            ))),
+            Ok(Ok(result)) => {
+                let text = result_text(&result.content, result.structured_content.as_ref());
+                if result.is_error == Some(true) {
+                    Ok(ToolOutput::Failed(text))
+                } else {
+                    Ok(ToolOutput::Ok(text))
+                }
+            }
+            Ok(Err(error)) if session.service.is_closed() => {
+                Err(unavailable(server, error.to_string()))
+            }
+            Ok(Err(error)) => Ok(ToolOutput::Failed(format!(
+                "the tool {tool} failed: {error}"
+            ))),
+        }
+    }
+
+    /// Drops a server's session (after a transport failure).
+    pub fn forget(&mut self, server: &str) {
+        self.sessions.remove(server);
+    }
+
+    /// Closes every session (politely, bounded in time).
+    pub async fn close(self) {
+        for (_, session) in self.sessions {
+            let _ = tokio::time::timeout(Duration::from_secs(2), session.service.cancel()).await;
+        }
+    }
+}
+
+/// One text item is passed unchanged (as the Agents SDK does); otherwise the content list
+/// (or the structured content) as JSON.
+fn result_text(content: &[ContentBlock], structured: Option<&Value>) -> String {
+    match content {
+        [ContentBlock::Text(text)] => text.text.clone(),
+        [] => structured.map(Value::to_string).unwrap_or_default(),
+        many => serde_json::to_string(many).unwrap_or_default(),
+    }
+}
+
+fn unavailable(server: &McpServerConfig, reason: String) -> McpError {
+    McpError::Unavailable {
+        server: server.name.clone(),
+        reason,
+    }
+}
+
+async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Session, McpError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(server.url.clone());
+    if let Some(token) = &token {
+        // rmcp adds the "Bearer " prefix itself.
+        config = config.auth_header(token.expose().to_string());
+    }
+    if !server.headers.is_empty() {
+        let mut headers = HashMap::new();
+        for (name, value) in &server.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| unavailable(server, format!("invalid header name {name}")))?;
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|_| unavailable(server, "invalid header value".into()))?;
+            headers.insert(name, value);
+        }
+        config = config.custom_headers(headers);
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
+    let events = SessionEvents::default();
+    let service = tokio::time::timeout(server.timeout, events.clone().serve(transport))
+        .await
+        .map_err(|_| unavailable(server, "connection timed out".into()))?
+        .map_err(|e| unavailable(server, e.to_string()))?;
+    tracing::debug!(server = %server.name, "MCP session opened");
+    Ok(Session {
+        service,
+        events,
+        token,
+        tools: None,
+    })
+}
