@@ -151,6 +151,7 @@ pub struct TestServer {
     pub log_path: PathBuf,
     child: Child,
     env: Vec<(String, String)>,
+    args: Vec<String>,
     http: reqwest::Client,
 }
 
@@ -165,7 +166,23 @@ impl TestServer {
         Self::start_on_schema(&schema, extra)
     }
 
+    /// Starts with a TOML config file (for lists such as `[[mcp.servers]]`) plus settings.
+    pub fn start_with_config(toml: &str, extra: &[(&str, &str)]) -> TestServer {
+        let path = std::env::temp_dir().join(format!("chatkit-it-config-{}.toml", rand_suffix()));
+        std::fs::write(&path, toml).unwrap();
+        let schema = format!("t_{}", rand_suffix());
+        Self::start_full(
+            &schema,
+            extra,
+            vec!["--config".into(), path.to_string_lossy().to_string()],
+        )
+    }
+
     pub fn start_on_schema(schema: &str, extra: &[(&str, &str)]) -> TestServer {
+        Self::start_full(schema, extra, Vec::new())
+    }
+
+    fn start_full(schema: &str, extra: &[(&str, &str)], args: Vec<String>) -> TestServer {
         let shared = shared();
         let mut env: Vec<(String, String)> = vec![
             ("CHATKIT__SERVER__BIND".into(), "127.0.0.1:0".into()),
@@ -185,16 +202,22 @@ impl TestServer {
         }
         let log_path =
             std::env::temp_dir().join(format!("chatkit-it-server-{schema}-{}.log", rand_suffix()));
-        Self::spawn(schema.to_string(), env, log_path)
+        Self::spawn(schema.to_string(), env, args, log_path)
     }
 
-    fn spawn(schema: String, env: Vec<(String, String)>, log_path: PathBuf) -> TestServer {
+    fn spawn(
+        schema: String,
+        env: Vec<(String, String)>,
+        args: Vec<String>,
+        log_path: PathBuf,
+    ) -> TestServer {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
+            .args(&args)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("OPENAI_API_KEY")
             .stdout(Stdio::piped())
@@ -214,6 +237,7 @@ impl TestServer {
             log_path,
             child,
             env,
+            args,
             http,
         }
     }
@@ -237,7 +261,12 @@ impl TestServer {
     /// A new process with the same settings and schema (after `kill`).
     pub fn restart(&mut self) {
         self.kill();
-        let fresh = Self::spawn(self.schema.clone(), self.env.clone(), self.log_path.clone());
+        let fresh = Self::spawn(
+            self.schema.clone(),
+            self.env.clone(),
+            self.args.clone(),
+            self.log_path.clone(),
+        );
         // The old process is already dead; dropping it just reaps nothing.
         drop(std::mem::replace(self, fresh));
     }

@@ -1,0 +1,114 @@
+//! Client tools (§6.3, §8.6): the turn ends with a pending `client_tool_call`; the browser's
+//! result continues the turn without new user input.
+
+use serde_json::json;
+
+use crate::harness::*;
+
+const CONFIG: &str = r#"
+[agent]
+[[agent.client_tools]]
+name = "add_task"
+description = "Adds a task in the browser's task list."
+parameters = '{"type":"object","properties":{"title":{"type":"string"}},"required":["title"]}'
+"#;
+
+#[tokio::test]
+async fn client_tool_round_trip() {
+    let server = TestServer::start_with_config(CONFIG, &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let alice = token("alice");
+    let first = create_thread(&server, &alice, "add task buy milk").await;
+    // §8.6 / test_respond_with_tool_call: exactly 4 events.
+    assert_eq!(
+        first.kinds(),
+        [
+            "thread.created",
+            "thread.item.done",
+            "stream_options",
+            "thread.item.done"
+        ]
+    );
+    let call = &first.events[3]["item"];
+    assert_eq!(call["type"], "client_tool_call");
+    assert_eq!(call["status"], "pending");
+    assert_eq!(call["name"], "add_task");
+    assert_eq!(call["arguments"], json!({ "title": "buy milk" }));
+    assert!(call["call_id"].as_str().unwrap().starts_with("call_"));
+    assert!(call.get("output").is_none());
+    let thread_id = first.thread_id();
+
+    // The model was offered the client tool.
+    let offered = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.to_string().contains("add task buy milk"))
+        .unwrap();
+    assert_eq!(offered["tools"][0]["function"]["name"], "add_task");
+
+    // A new message while the call is pending is fine, but tool output needs the newest item
+    // to be that pending call: first answer it.
+    let output = server
+        .stream(
+            &alice,
+            "threads.add_client_tool_output",
+            json!({ "thread_id": thread_id, "result": { "id": 7, "done": false } }),
+        )
+        .await;
+    assert_eq!(
+        output.kinds()[0],
+        "stream_options",
+        "no event for the completion (§13.11)"
+    );
+    output.assert_answered();
+    let answer = output.done_items()[0]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        answer, r#"Done: {"id":7,"done":false}"#,
+        "the model saw the browser's result"
+    );
+
+    // The stored call is completed with the output; the history replays it as a call + result.
+    let items = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id, "order": "asc" }),
+            Kind::ItemsPage,
+        )
+        .await;
+    let stored = &items["data"][1];
+    assert_eq!(stored["id"], call["id"]);
+    assert_eq!(stored["status"], "completed");
+    assert_eq!(stored["output"], json!({ "id": 7, "done": false }));
+    let request = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.to_string().contains(r#"{\"id\":7,\"done\":false}"#))
+        .unwrap();
+    let roles: Vec<&str> = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "tool"]);
+
+    // No pending call any more: a clear 409 before any stream.
+    let again = server.post(&alice, &json!({ "type": "threads.add_client_tool_output", "params": { "thread_id": thread_id, "result": {} } })).await;
+    again.assert_error(409, "invalid_thread_state");
+}
+
+#[tokio::test]
+async fn tool_output_on_a_thread_without_a_pending_call_is_refused() {
+    let server = TestServer::start_with_config(CONFIG, &[]);
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "hello").await.thread_id();
+    let reply = server.post(&alice, &json!({ "type": "threads.add_client_tool_output", "params": { "thread_id": thread_id, "result": null } })).await;
+    reply.assert_error(409, "invalid_thread_state");
+}
