@@ -259,3 +259,66 @@ async fn sigterm_lets_the_stream_in_flight_finish() {
     assert_eq!(items["data"][0]["type"], "assistant_message");
     assert_eq!(items["data"].as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn retry_reaches_beyond_the_history_kept_in_memory() {
+    let server = TestServer::start_with(&[("CHATKIT__MODEL__HISTORY_LIMIT", "4")]);
+    let alice = token("alice");
+    let first = create_thread(&server, &alice, "q1").await;
+    let thread_id = first.thread_id();
+    let mut user_ids = vec![first.done_items()[0]["id"].as_str().unwrap().to_string()];
+    for q in ["q2", "q3", "q4", "q5"] {
+        let s = add_message(&server, &alice, &thread_id, q).await;
+        s.assert_answered();
+        user_ids.push(s.done_items()[0]["id"].as_str().unwrap().to_string());
+    }
+    // 10 items; memory holds the newest 4. Retry after q2 (items 3 and 4 of 10).
+    let retry = server
+        .stream(
+            &alice,
+            "threads.retry_after_item",
+            json!({ "thread_id": thread_id, "item_id": user_ids[1] }),
+        )
+        .await;
+    retry.assert_answered();
+    let items = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id, "order": "asc" }),
+            Kind::ItemsPage,
+        )
+        .await;
+    let texts: Vec<String> = items["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["content"][0]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    assert_eq!(texts[0], "q1");
+    assert_eq!(texts[2], "q2");
+    let request = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r["messages"].as_array().unwrap().last().unwrap()["content"] == "q2")
+        .unwrap();
+    assert!(
+        !request.to_string().contains("q3"),
+        "the model saw only the history up to q2"
+    );
+    // The next turn sees the shortened thread.
+    let next = add_message(&server, &alice, &thread_id, "q6").await;
+    next.assert_answered();
+    let request = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.to_string().contains("\"q6\""))
+        .unwrap();
+    assert!(!request.to_string().contains("q5"));
+    assert!(request.to_string().contains("q2"));
+}

@@ -203,6 +203,29 @@ impl ThreadActor {
         }));
     }
 
+    /// Reloads the newest items (messages wait meanwhile).
+    fn refill_history(&mut self, ctx: &mut Context<Self>) {
+        let env = self.env.clone();
+        let thread_id = self.thread_id.clone();
+        let load = async move {
+            env.store
+                .recent_items(&thread_id, env.settings.history_limit)
+                .await
+        };
+        ctx.wait(load.into_actor(self).map(|loaded, act, ctx| match loaded {
+            Ok(history) => {
+                if let ThreadState::Ready(live) = &mut act.state {
+                    live.history = history;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(thread_id = %act.thread_id, %error, "could not refill history; reloading");
+                act.state = ThreadState::Loading;
+                ctx.stop();
+            }
+        }));
+    }
+
     fn prepare_turn(
         &mut self,
         user_id: &str,
@@ -333,12 +356,12 @@ impl ThreadActor {
                     .iter()
                     .map(|i| i.id.clone())
                     .collect();
-                if !removed.is_empty() {
-                    job.prelude_ops.push(WriteOp::DeleteItems {
-                        thread_id: thread_id.clone(),
-                        item_ids: removed.clone(),
-                    });
-                }
+                // Everything after the target goes, in storage too (even items older than
+                // what memory holds could not exist after it: memory holds the newest items).
+                job.prelude_ops.push(WriteOp::DeleteItemsAfter {
+                    thread_id: thread_id.clone(),
+                    item_id: item_id.clone(),
+                });
                 model_items.truncate(position + 1);
                 job.last_created_at = model_items.last().map(|i| i.created_at);
                 job.removed_ids = removed;
@@ -384,6 +407,10 @@ impl ThreadActor {
         }
         let excess = live.history.len().saturating_sub(limit);
         live.history.drain(..excess);
+        if !outcome.removed_ids.is_empty() && live.history.len() < limit {
+            // A retry shrank the window: older items may now fit in it again.
+            self.refill_history(ctx);
+        }
     }
 }
 
@@ -433,10 +460,12 @@ impl Supervised for ThreadActor {
     }
 }
 
-impl Handler<StartTurn> for ThreadActor {
-    type Result = Result<TurnStream, EngineError>;
-
-    fn handle(&mut self, msg: StartTurn, ctx: &mut Context<Self>) -> Self::Result {
+impl ThreadActor {
+    fn start_turn(
+        &mut self,
+        msg: StartTurn,
+        ctx: &mut Context<Self>,
+    ) -> Result<TurnStream, EngineError> {
         self.last_activity = Instant::now();
         let (tx, rx) = mpsc::channel(self.env.settings.stream_buffer);
         let mut job = self.prepare_turn(&msg.user_id, msg.input, tx.clone())?;
@@ -460,6 +489,80 @@ impl Handler<StartTurn> for ThreadActor {
                 }),
         );
         Ok(rx)
+    }
+
+    /// A retry target that memory cannot tell about: memory is full (the thread may be
+    /// longer) and the id is not in it.
+    fn retry_target_beyond_memory(&mut self, user_id: &str, item_id: &str) -> bool {
+        let limit = self.env.settings.history_limit as usize;
+        let busy = self.busy;
+        match self.live_for(user_id) {
+            Ok(live) => {
+                !busy
+                    && live.history.len() >= limit
+                    && !live.history.iter().any(|i| i.id == item_id)
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+impl Handler<StartTurn> for ThreadActor {
+    type Result = ResponseActFuture<Self, Result<TurnStream, EngineError>>;
+
+    fn handle(&mut self, msg: StartTurn, ctx: &mut Context<Self>) -> Self::Result {
+        let beyond = match &msg.input {
+            TurnInput::RetryAfter(item_id) => {
+                self.retry_target_beyond_memory(&msg.user_id, item_id)
+            }
+            _ => false,
+        };
+        if !beyond {
+            return Box::pin(actix::fut::ready(self.start_turn(msg, ctx)));
+        }
+        // Load the window of history that ends at the target, then retry from there.
+        let TurnInput::RetryAfter(item_id) = &msg.input else {
+            unreachable!()
+        };
+        let item_id = item_id.clone();
+        self.busy = true;
+        let env = self.env.clone();
+        let thread_id = self.thread_id.clone();
+        let load = async move {
+            let Some(target) = env.store.load_item(&thread_id, &item_id).await? else {
+                return Ok(None);
+            };
+            let limit = env.settings.history_limit.saturating_sub(1).max(1);
+            let before = env
+                .store
+                .list_items(
+                    &thread_id,
+                    limit,
+                    crate::protocol::Order::Desc,
+                    Some(&item_id),
+                )
+                .await?;
+            let mut window = before
+                .data
+                .iter()
+                .rev()
+                .map(|i| i.parse())
+                .collect::<Result<Vec<_>, _>>()?;
+            window.push(target.parse()?);
+            Ok::<_, EngineError>(Some(window))
+        };
+        Box::pin(load.into_actor(self).map(move |loaded, act, ctx| {
+            act.busy = false;
+            match loaded? {
+                None => Err(EngineError::ItemNotFound),
+                Some(window) => {
+                    if let ThreadState::Ready(live) = &mut act.state {
+                        live.history = window;
+                    }
+                    act.start_turn(msg, ctx)
+                }
+            }
+        }))
     }
 }
 

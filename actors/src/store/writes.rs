@@ -25,6 +25,11 @@ pub enum WriteOp {
     DeleteThread {
         thread_id: String,
     },
+    /// Deletes every item after this one (retry, §3.4).
+    DeleteItemsAfter {
+        thread_id: String,
+        item_id: String,
+    },
     /// Sets a generated title unless the thread got one meanwhile (a rename wins).
     SetTitleIfUntitled {
         thread_id: String,
@@ -66,6 +71,7 @@ impl WriteOp {
             WriteOp::DeleteItems { thread_id, .. }
             | WriteOp::DeleteThread { thread_id }
             | WriteOp::SetTitleIfUntitled { thread_id, .. }
+            | WriteOp::DeleteItemsAfter { thread_id, .. }
             | WriteOp::Feedback { thread_id, .. } => thread_id,
         }
     }
@@ -78,6 +84,7 @@ struct Statements {
     delete_items: Statement,
     delete_thread: Statement,
     set_title: Statement,
+    delete_after: Statement,
     feedback: Statement,
     bump_versions: Statement,
 }
@@ -106,6 +113,12 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
             .prepare_cached("DELETE FROM items WHERE thread_id = $1 AND id = ANY($2)")
             .await?,
         delete_thread: tx.prepare_cached("DELETE FROM threads WHERE id = $1").await?,
+        delete_after: tx
+            .prepare_cached(
+                "DELETE FROM items WHERE thread_id = $1 AND (created_at, seq) >
+                   (SELECT created_at, seq FROM items WHERE thread_id = $1 AND id = $2)",
+            )
+            .await?,
         set_title: tx
             .prepare_cached("UPDATE threads SET title = $2 WHERE id = $1 AND title IS NULL")
             .await?,
@@ -183,6 +196,9 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
         }
         WriteOp::DeleteThread { thread_id } => {
             tx.execute(&s.delete_thread, &[thread_id]).await?;
+        }
+        WriteOp::DeleteItemsAfter { thread_id, item_id } => {
+            tx.execute(&s.delete_after, &[thread_id, item_id]).await?;
         }
         WriteOp::SetTitleIfUntitled { thread_id, title } => {
             tx.execute(&s.set_title, &[thread_id, title]).await?;
