@@ -12,7 +12,7 @@ use chatkit_actors::{Engine, EngineSettings};
 
 use crate::auth::Authenticator;
 use crate::embedded_pg::EmbeddedPostgres;
-use crate::http::{configure, AppState};
+use crate::http::{configure, request_id, AppState};
 use crate::settings::{DatabaseTarget, Settings, MODEL_API_KEY_ENV};
 
 /// The database the server uses, and the private cluster behind it if we started one.
@@ -116,6 +116,7 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     let state_for_app = state.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(request_id::middleware))
             .app_data(state_for_app.clone())
             .configure(configure)
     })

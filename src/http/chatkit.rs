@@ -37,7 +37,8 @@ pub async fn chatkit(
     let body = read_body(payload, state.max_body_bytes, state.body_timeout).await?;
     let request = ChatKitRequest::parse(&body)?;
     let op = request.op.name();
-    let span = tracing::info_span!("chatkit", op, user_id = %caller.user_id);
+    let thread_id = request.op.thread_id().unwrap_or("");
+    let span = tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id);
     dispatch(&state, caller, request.op).instrument(span).await
 }
 

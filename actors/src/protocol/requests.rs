@@ -99,6 +99,28 @@ impl Operation {
         }
     }
 
+    /// The thread the op addresses, if any (for logs).
+    pub fn thread_id(&self) -> Option<&str> {
+        match self {
+            Operation::ThreadsAddUserMessage(p) => Some(&p.thread_id),
+            Operation::ThreadsAddClientToolOutput(p) => Some(&p.thread_id),
+            Operation::ThreadsRetryAfterItem(p) => Some(&p.thread_id),
+            Operation::ThreadsCustomAction(p) | Operation::ThreadsSyncCustomAction(p) => {
+                Some(&p.thread_id)
+            }
+            Operation::ThreadsAddStructuredInput(p) => Some(&p.thread_id),
+            Operation::ThreadsGetById(p) | Operation::ThreadsDelete(p) => Some(&p.thread_id),
+            Operation::ItemsList(p) => Some(&p.thread_id),
+            Operation::ItemsFeedback(p) => Some(&p.thread_id),
+            Operation::ThreadsUpdate(p) => Some(&p.thread_id),
+            Operation::ThreadsCreate(_)
+            | Operation::ThreadsList(_)
+            | Operation::AttachmentsCreate(_)
+            | Operation::AttachmentsDelete(_)
+            | Operation::InputTranscribe(_) => None,
+        }
+    }
+
     /// Streaming ops answer with SSE (§1.2).
     pub fn is_streaming(&self) -> bool {
         matches!(
