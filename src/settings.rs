@@ -31,7 +31,14 @@ struct RawSettings {
     #[serde(default)]
     mcp: RawMcp,
     stream: RawStream,
+    metrics: RawMetrics,
     log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMetrics {
+    enabled: bool,
+    bind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +178,8 @@ pub struct Settings {
     pub titles: TitleConfig,
     pub agent: AgentSettings,
     pub allow_cancel: bool,
+    /// Where `/metrics` is served, if enabled.
+    pub metrics_bind: Option<SocketAddr>,
     pub log: LogSettings,
 }
 
@@ -404,6 +413,20 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
         problems.push("persistence.max_batch must be positive".into());
     }
     let agent = validate_agent(&raw.agent, raw.mcp.servers, &mut problems);
+    let metrics_bind = if raw.metrics.enabled {
+        match SocketAddr::from_str(&raw.metrics.bind) {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                problems.push(format!(
+                    "metrics.bind {:?} is not an IP:port address",
+                    raw.metrics.bind
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
     let json = match raw.log.format.as_str() {
         "text" => false,
         "json" => true,
@@ -467,6 +490,7 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
         },
         agent,
         allow_cancel: raw.stream.allow_cancel,
+        metrics_bind,
         log: LogSettings {
             json,
             level: raw.log.level,

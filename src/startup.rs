@@ -130,12 +130,20 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
             return Err(format!("cannot listen on {}: {e}", settings.server.bind));
         }
     };
+    let metrics = settings.metrics_bind.and_then(crate::http::metrics::server);
+    let metrics_handle = metrics.as_ref().map(|m| m.handle());
+    if let Some(metrics) = metrics {
+        actix_web::rt::spawn(metrics);
+    }
     for addr in server.addrs() {
         tracing::info!("listening on http://{addr}");
         // Also on stdout, for scripts and tests that start us with port 0.
         println!("listening on http://{addr}");
     }
     let result = server.run().await;
+    if let Some(handle) = metrics_handle {
+        handle.stop(false).await;
+    }
     engine.flush().await;
     drop(Arc::new(state));
     database.close();

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod mcp;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod store;

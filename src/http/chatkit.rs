@@ -21,6 +21,24 @@ pub async fn chatkit(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut op = "-";
+    let result = handle(req, payload, &state, &mut op).await;
+    let status = match &result {
+        Ok(response) => response.status(),
+        Err(error) => error.status_and_code().0,
+    };
+    super::metrics::REQUESTS
+        .with_label_values(&[op, status.as_str()])
+        .inc();
+    result
+}
+
+async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    op_name: &mut &'static str,
+) -> Result<HttpResponse, ApiError> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -37,9 +55,10 @@ pub async fn chatkit(
     let body = read_body(payload, state.max_body_bytes, state.body_timeout).await?;
     let request = ChatKitRequest::parse(&body)?;
     let op = request.op.name();
+    *op_name = op;
     let thread_id = request.op.thread_id().unwrap_or("");
     let span = tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id);
-    dispatch(&state, caller, request.op).instrument(span).await
+    dispatch(state, caller, request.op).instrument(span).await
 }
 
 fn declared_length(req: &HttpRequest) -> Option<u64> {

@@ -3,6 +3,7 @@
 mod chatkit;
 pub mod error;
 mod health;
+pub mod metrics;
 pub mod request_id;
 mod sse;
 

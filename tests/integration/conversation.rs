@@ -285,3 +285,30 @@ async fn health_endpoints_answer_without_auth() {
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
 }
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener() {
+    let server = TestServer::start();
+    let alice = token("alice");
+    create_thread(&server, &alice, "count me").await;
+    let url = server.metrics_url.clone().expect("a metrics listener");
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    for needle in [
+        "chatkit_http_requests_total{op=\"threads.create\",status=\"200\"} 1",
+        "chatkit_turns_total{outcome=\"answered\"} 1",
+        "chatkit_live_thread_actors 1",
+        "chatkit_turns_in_flight 0",
+        "chatkit_persistence_batch_writes_count",
+        "chatkit_persistence_commit_seconds_bucket",
+        "chatkit_time_to_first_token_seconds_count 1",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    assert!(!text.contains("alice"), "no user ids in metrics");
+    let main_port = reqwest::get(server.url("/metrics")).await.unwrap();
+    assert_eq!(
+        main_port.status(),
+        404,
+        "metrics are not on the public listener"
+    );
+}

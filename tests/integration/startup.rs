@@ -128,6 +128,7 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
     let start = || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
             .env("CHATKIT__SERVER__BIND", "127.0.0.1:0")
+            .env("CHATKIT__METRICS__BIND", "127.0.0.1:0")
             .env("CHATKIT__DATABASE__EMBEDDED_DIR", &dir_text)
             .env_remove("CHATKIT__DATABASE__URL")
             .env("CHATKIT__AUTH__JWT_SECRET", SECRET)
@@ -140,12 +141,17 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
         let stdout = child.stdout.take().unwrap();
         let mut reader = std::io::BufReader::new(stdout);
         let mut line = String::new();
-        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .expect("listening line")
-            .to_string();
+        let addr = loop {
+            line.clear();
+            assert!(
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0,
+                "server exited"
+            );
+            if let Some(addr) = line.trim().strip_prefix("listening on http://") {
+                break addr.to_string();
+            }
+        };
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         (child, addr)
     };
     let alice = token("alice");

@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::metrics::METRICS;
 use crate::store::{Store, StoreError, WriteOp};
 
 /// Group-commit settings.
@@ -87,12 +88,24 @@ impl PersistenceActor {
         let commit = async move {
             let all: Vec<WriteOp> = batch.iter().flat_map(|w| w.ops.iter().cloned()).collect();
             let started = std::time::Instant::now();
+            METRICS.batch_writes.observe(batch.len() as f64);
             let mut result = store.apply(&all).await;
             if matches!(&result, Err(e) if e.is_unavailable()) {
                 // A connection that died (restarted or terminated backend) is replaced by the
                 // pool: try once more. Safe because every write is idempotent (upserts,
                 // deletes by id, absolute updates).
                 result = store.apply(&all).await;
+            }
+            METRICS
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if let Err(error) = &result {
+                let kind = if error.is_unavailable() {
+                    "unavailable"
+                } else {
+                    "query"
+                };
+                METRICS.commit_failures.with_label_values(&[kind]).inc();
             }
             match result {
                 Ok(()) => {

@@ -9,6 +9,7 @@ use actix::prelude::*;
 
 use super::thread::{Passivate, ThreadActor};
 use crate::engine::EngineEnv;
+use crate::metrics::METRICS;
 use crate::protocol::ThreadMeta;
 
 /// The actor of an existing thread, started (and loading) if it was not live.
@@ -90,6 +91,7 @@ impl Registry {
             last_used: self.clock,
         };
         self.live.insert(thread_id, entry);
+        METRICS.live_thread_actors.set(self.live.len() as i64);
         self.enforce_max_live();
         addr
     }
@@ -158,6 +160,7 @@ impl Handler<Retired> for Registry {
             .is_some_and(|l| l.actor_id == msg.actor_id)
         {
             self.live.remove(&msg.thread_id);
+            METRICS.live_thread_actors.set(self.live.len() as i64);
         }
     }
 }

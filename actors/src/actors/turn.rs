@@ -17,6 +17,7 @@ use crate::engine::{EngineEnv, ToolDisplay};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
 use crate::mcp::{BearerToken, McpSessions, OfferedTool, ToolOutput};
+use crate::metrics::METRICS;
 use crate::model::{ChatMessage, FunctionSpec, ModelError, ModelEvent, ToolCallRequest, ToolSpec};
 use crate::protocol::{
     AssistantMessage, AssistantMessageContent, ClientToolCall, ItemBody, Page, SdkHiddenContext,
@@ -98,6 +99,8 @@ struct RequestedCall {
 
 /// Runs one turn to its end. Never panics on purpose; the actor catches it if it does.
 pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
+    let _in_flight = InFlight::enter();
+    let started = Instant::now();
     let mut outcome = TurnOutcome::default();
     let env = job.env.clone();
     let tx = job.events.clone();
@@ -107,6 +110,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             tracing::warn!(thread_id = %job.thread_id, %error, "could not commit the turn's input");
             // Nothing was acknowledged: the edge answers with a JSON error, not a stream.
             let _ = tx.send(Err(error)).await;
+            METRICS.turns.with_label_values(&["rejected"]).inc();
             outcome.reload = true;
             outcome.mcp = Some(job.mcp);
             return outcome;
@@ -127,6 +131,8 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         committed: Vec::new(),
         mcp: job.mcp,
         token: job.token,
+        started,
+        first_token_seen: false,
     };
     for event in &job.prelude_events {
         run.writer.send(event).await;
@@ -144,6 +150,13 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         Ended::Cancelled { partial: None }
     };
 
+    let label = match &ended {
+        Ended::Answered => "answered",
+        Ended::Cancelled { .. } => "cancelled",
+        Ended::Failed => "failed",
+        Ended::CommitFailed => "commit_failed",
+    };
+    METRICS.turns.with_label_values(&[label]).inc();
     match ended {
         Ended::Answered => {
             if let Some((meta, text)) = job.title_from {
@@ -188,7 +201,26 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     }
     outcome.committed.extend(run.committed);
     outcome.mcp = Some(run.mcp);
+    METRICS
+        .turn_seconds
+        .observe(started.elapsed().as_secs_f64());
     outcome
+}
+
+/// Counts a running turn for as long as it lives (panics included).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        METRICS.turns_in_flight.inc();
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        METRICS.turns_in_flight.dec();
+    }
 }
 
 /// The state of the agent part of a turn.
@@ -201,6 +233,8 @@ struct TurnRun<'a> {
     committed: Vec<ThreadItem>,
     mcp: McpSessions,
     token: Option<BearerToken>,
+    started: Instant,
+    first_token_seen: bool,
 }
 
 impl TurnRun<'_> {
@@ -223,6 +257,11 @@ impl TurnRun<'_> {
             {
                 Ok(tools) => tools,
                 Err(error) => {
+                    let crate::mcp::McpError::Unavailable { server, .. } = &error;
+                    METRICS
+                        .mcp_errors
+                        .with_label_values(&[server.as_str()])
+                        .inc();
                     tracing::warn!(thread_id = %self.thread_id, %error, "tool servers unavailable");
                     return Ended::Failed;
                 }
@@ -334,6 +373,12 @@ impl TurnRun<'_> {
                         }
                         answer.created_at = self.next_timestamp();
                         begin_answer(&mut self.writer, &mut answer).await;
+                    }
+                    if !self.first_token_seen {
+                        self.first_token_seen = true;
+                        METRICS
+                            .time_to_first_token_seconds
+                            .observe(self.started.elapsed().as_secs_f64());
                     }
                     answer.text.push_str(&delta);
                     let event = ThreadStreamEvent::ItemUpdated {
@@ -483,6 +528,10 @@ impl TurnRun<'_> {
             let server = servers.iter().find(|s| s.name == tool.server).expect("offered tools come from configured servers");
             let started = Instant::now();
             let result = mcp.call(server, &tool.tool_name, &call.arguments).await;
+            METRICS.mcp_call_seconds.with_label_values(&[server.name.as_str()]).observe(started.elapsed().as_secs_f64());
+            if result.is_err() {
+                METRICS.mcp_errors.with_label_values(&[server.name.as_str()]).inc();
+            }
             tracing::debug!(server = %server.name, tool = %tool.tool_name, elapsed = ?started.elapsed(), ok = result.is_ok(), "tool call");
             (Some(server.name.clone()), result)
         });
@@ -731,6 +780,14 @@ async fn begin_answer(writer: &mut EventWriter<'_>, answer: &mut AnswerInProgres
 }
 
 fn log_model_error(error: &ModelError) {
+    let kind = match error {
+        ModelError::Http { .. } => "http",
+        ModelError::Unreachable(_) => "unreachable",
+        ModelError::Interrupted(_) => "interrupted",
+        ModelError::Timeout(_) => "timeout",
+        ModelError::Protocol(_) => "protocol",
+    };
+    METRICS.model_errors.with_label_values(&[kind]).inc();
     tracing::warn!(%error, "model call failed");
 }
 

@@ -68,17 +68,29 @@ fn bin_path(name: &str) -> PathBuf {
     path
 }
 
-/// Reads a child's stdout until its `listening on http://ADDR` line.
+/// Reads a child's stdout until its `listening on http://ADDR` line; also returns the URL
+/// of a `metrics on …` line printed before it.
 fn wait_for_listening(child: &mut Child) -> (String, BufReader<std::process::ChildStdout>) {
+    let (addr, _, reader) = wait_for_lines(child);
+    (addr, reader)
+}
+
+fn wait_for_lines(
+    child: &mut Child,
+) -> (String, Option<String>, BufReader<std::process::ChildStdout>) {
     let stdout = child.stdout.take().unwrap();
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
+    let mut metrics = None;
     loop {
         line.clear();
         let n = reader.read_line(&mut line).unwrap();
         assert!(n > 0, "process exited before listening");
+        if let Some(url) = line.trim().strip_prefix("metrics on ") {
+            metrics = Some(url.to_string());
+        }
         if let Some(addr) = line.trim().strip_prefix("listening on http://") {
-            return (addr.to_string(), reader);
+            return (addr.to_string(), metrics, reader);
         }
     }
 }
@@ -147,6 +159,8 @@ pub fn rand_suffix() -> String {
 /// A real `chatkit-rs` process on port 0 with its own schema.
 pub struct TestServer {
     pub addr: String,
+    /// URL of the metrics listener.
+    pub metrics_url: Option<String>,
     pub schema: String,
     pub log_path: PathBuf,
     child: Child,
@@ -194,6 +208,7 @@ impl TestServer {
             ("CHATKIT__MODEL__BASE_URL".into(), shared.mock.base_url()),
             ("CHATKIT__MODEL__TIMEOUT_SECS".into(), "10".into()),
             ("CHATKIT__ACTORS__ARBITERS".into(), "2".into()),
+            ("CHATKIT__METRICS__BIND".into(), "127.0.0.1:0".into()),
             ("RUST_LOG".into(), "debug".into()),
         ];
         for (k, v) in extra {
@@ -225,7 +240,7 @@ impl TestServer {
             .spawn()
             .expect("start chatkit-rs");
         register_child(child.id());
-        let (addr, reader) = wait_for_listening(&mut child);
+        let (addr, metrics_url, reader) = wait_for_lines(&mut child);
         std::thread::spawn(move || drain(reader));
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
@@ -233,6 +248,7 @@ impl TestServer {
             .unwrap();
         TestServer {
             addr,
+            metrics_url,
             schema,
             log_path,
             child,

@@ -1,0 +1,96 @@
+//! Engine metrics, registered in the process-wide Prometheus registry (the edge serves it on
+//! `GET /metrics`). Labels never carry user ids, thread ids or tokens: only bounded values.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
+    Histogram, HistogramVec, IntCounterVec, IntGauge,
+};
+
+/// Seconds buckets from 1 ms to ~30 s.
+fn latency_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")
+}
+
+pub struct EngineMetrics {
+    pub live_thread_actors: IntGauge,
+    pub turns_in_flight: IntGauge,
+    pub turns: IntCounterVec,
+    pub turn_seconds: Histogram,
+    pub time_to_first_token_seconds: Histogram,
+    pub batch_writes: Histogram,
+    pub commit_seconds: Histogram,
+    pub commit_failures: IntCounterVec,
+    pub model_errors: IntCounterVec,
+    pub mcp_call_seconds: HistogramVec,
+    pub mcp_errors: IntCounterVec,
+}
+
+pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
+    live_thread_actors: register_int_gauge!(
+        "chatkit_live_thread_actors",
+        "Thread actors in memory"
+    )
+    .expect("metric registers"),
+    turns_in_flight: register_int_gauge!(
+        "chatkit_turns_in_flight",
+        "Turns (open response streams) running"
+    )
+    .expect("metric registers"),
+    turns: register_int_counter_vec!(
+        "chatkit_turns_total",
+        "Turns by how they ended",
+        &["outcome"]
+    )
+    .expect("metric registers"),
+    turn_seconds: register_histogram!(
+        "chatkit_turn_seconds",
+        "Whole-turn duration, input commit to last event",
+        latency_buckets()
+    )
+    .expect("metric registers"),
+    time_to_first_token_seconds: register_histogram!(
+        "chatkit_time_to_first_token_seconds",
+        "From the start of a turn to its first text delta",
+        latency_buckets()
+    )
+    .expect("metric registers"),
+    batch_writes: register_histogram!(
+        "chatkit_persistence_batch_writes",
+        "Writes per group commit",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
+    )
+    .expect("metric registers"),
+    commit_seconds: register_histogram!(
+        "chatkit_persistence_commit_seconds",
+        "Group commit latency",
+        latency_buckets()
+    )
+    .expect("metric registers"),
+    commit_failures: register_int_counter_vec!(
+        "chatkit_persistence_commit_failures_total",
+        "Failed group commits",
+        &["kind"]
+    )
+    .expect("metric registers"),
+    model_errors: register_int_counter_vec!(
+        "chatkit_model_errors_total",
+        "Model calls that failed",
+        &["kind"]
+    )
+    .expect("metric registers"),
+    mcp_call_seconds: register_histogram_vec!(
+        "chatkit_mcp_call_seconds",
+        "MCP tool call latency",
+        &["server"],
+        latency_buckets()
+    )
+    .expect("metric registers"),
+    mcp_errors: register_int_counter_vec!(
+        "chatkit_mcp_errors_total",
+        "MCP servers unavailable or tool calls failed at the transport",
+        &["server"]
+    )
+    .expect("metric registers"),
+});
