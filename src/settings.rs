@@ -32,7 +32,15 @@ struct RawSettings {
     mcp: RawMcp,
     stream: RawStream,
     metrics: RawMetrics,
+    limits: RawLimits,
     log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLimits {
+    requests_per_minute: u32,
+    max_streams_per_user: usize,
+    max_open_streams: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -178,6 +186,7 @@ pub struct Settings {
     pub titles: TitleConfig,
     pub agent: AgentSettings,
     pub allow_cancel: bool,
+    pub limits: crate::http::limits::LimitSettings,
     /// Where `/metrics` is served, if enabled.
     pub metrics_bind: Option<SocketAddr>,
     pub log: LogSettings,
@@ -491,6 +500,11 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
         agent,
         allow_cancel: raw.stream.allow_cancel,
         metrics_bind,
+        limits: crate::http::limits::LimitSettings {
+            requests_per_minute: raw.limits.requests_per_minute,
+            max_streams_per_user: raw.limits.max_streams_per_user,
+            max_open_streams: raw.limits.max_open_streams,
+        },
         log: LogSettings {
             json,
             level: raw.log.level,

@@ -110,6 +110,7 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         auth: Authenticator::new(settings.auth.clone()),
+        limits: crate::http::limits::Limiter::new(settings.limits.clone()),
         max_body_bytes: settings.server.max_body_bytes,
         body_timeout: settings.server.body_timeout,
     });

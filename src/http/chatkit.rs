@@ -47,6 +47,10 @@ async fn handle(
         .auth
         .authenticate(header)
         .map_err(ApiError::Unauthorized)?;
+    state
+        .limits
+        .check_rate(&caller.user_id)
+        .map_err(ApiError::RateLimited)?;
     if let Some(length) = declared_length(&req) {
         if length > state.max_body_bytes as u64 {
             return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
@@ -113,28 +117,34 @@ async fn dispatch(
     let engine = &state.engine;
     let user = caller.user_id.as_str();
     let token = Some(BearerToken::new(caller.token.clone()));
+    let permit = if op.is_streaming() {
+        Some(
+            state
+                .limits
+                .acquire_stream(user)
+                .map_err(ApiError::RateLimited)?,
+        )
+    } else {
+        None
+    };
     match op {
         Operation::ThreadsCreate(p) => {
-            sse::respond(
-                engine
-                    .start_turn(user, token, TurnRequest::Create { input: p.input })
-                    .await?,
-            )
-            .await
+            let request = TurnRequest::Create { input: p.input };
+            sse::respond(engine.start_turn(user, token, request).await?, permit).await
         }
         Operation::ThreadsAddUserMessage(p) => {
             let request = TurnRequest::AddUserMessage {
                 thread_id: p.thread_id,
                 input: p.input,
             };
-            sse::respond(engine.start_turn(user, token, request).await?).await
+            sse::respond(engine.start_turn(user, token, request).await?, permit).await
         }
         Operation::ThreadsAddClientToolOutput(p) => {
             let request = TurnRequest::ClientToolOutput {
                 thread_id: p.thread_id,
                 result: p.result,
             };
-            sse::respond(engine.start_turn(user, token, request).await?).await
+            sse::respond(engine.start_turn(user, token, request).await?, permit).await
         }
         Operation::ThreadsRetryAfterItem(p) => {
             let request = TurnRequest::RetryAfterItem {
@@ -144,7 +154,7 @@ async fn dispatch(
             match engine.start_turn(user, token, request).await {
                 // §3.4: an id that is never found gives an empty stream.
                 Err(EngineError::ItemNotFound) => Ok(sse::empty()),
-                other => sse::respond(other?).await,
+                other => sse::respond(other?, permit).await,
             }
         }
         Operation::ThreadsGetById(p) => {

@@ -19,6 +19,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("request body was not received in time")]
     BodyTimeout,
+    #[error("{}; retry after {} s", .0.reason, .0.retry_after_secs)]
+    RateLimited(super::limits::Limited),
     #[error("{0}")]
     Engine(EngineError),
 }
@@ -53,6 +55,7 @@ impl ApiError {
             }
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Engine(e) => match e {
                 EngineError::ThreadNotFound => (StatusCode::NOT_FOUND, "thread_not_found"),
                 EngineError::ItemNotFound => (StatusCode::NOT_FOUND, "item_not_found"),
@@ -126,6 +129,9 @@ impl ResponseError for ApiError {
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let ApiError::RateLimited(limited) = self {
+            response.insert_header((header::RETRY_AFTER, limited.retry_after_secs.to_string()));
         }
         response
             .content_type("application/json")

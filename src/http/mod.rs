@@ -3,6 +3,7 @@
 mod chatkit;
 pub mod error;
 mod health;
+pub mod limits;
 pub mod metrics;
 pub mod request_id;
 mod sse;
@@ -18,6 +19,7 @@ use crate::auth::Authenticator;
 pub struct AppState {
     pub engine: Engine,
     pub auth: Authenticator,
+    pub limits: std::sync::Arc<limits::Limiter>,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
 }

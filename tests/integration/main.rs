@@ -11,6 +11,7 @@ mod failures;
 mod fixtures;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod paging;
 mod restart;
 mod startup;
