@@ -14,5 +14,6 @@ mod lifecycle;
 mod limits;
 mod paging;
 mod restart;
+mod secrets;
 mod startup;
 mod supervision;

@@ -233,8 +233,8 @@ impl TestServer {
             .unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
             .args(&args)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env_remove("OPENAI_API_KEY")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
