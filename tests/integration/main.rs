@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod client_tools;
 mod conversation;
+mod crash;
 mod failures;
 mod fixtures;
 mod isolation;
