@@ -10,6 +10,7 @@ mod conversation;
 mod crash;
 mod failures;
 mod fixtures;
+mod fuzz;
 mod isolation;
 mod lifecycle;
 mod limits;

@@ -483,3 +483,74 @@ mod tests {
         assert!(page_size(Some(1001)).is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests of the request parser (bounded, run with the unit tests).
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+            prop::sample::select(OPERATION_NAMES.to_vec()).prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "type",
+                        "params",
+                        "metadata",
+                        "thread_id",
+                        "input",
+                        "content",
+                        "text",
+                        "limit",
+                        "after",
+                        "order",
+                        "item_id",
+                        "result",
+                        "title",
+                        "attachments",
+                        "inference_options",
+                        "kind",
+                        "item_ids"
+                    ]),
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| serde_json::Value::Object(
+                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = ChatKitRequest::parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics_and_accepted_requests_round_trip(value in json_value()) {
+            let text = value.to_string();
+            if let Ok(request) = ChatKitRequest::parse(text.as_bytes()) {
+                // Whatever we accept, we can serialize and parse again to the same request.
+                let again = serde_json::to_vec(&request).unwrap();
+                prop_assert_eq!(ChatKitRequest::parse(&again).unwrap(), request);
+            }
+        }
+    }
+}

@@ -264,6 +264,10 @@ impl TestServer {
         let _ = self.child.wait();
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM (graceful stop).
     pub fn terminate(&self) {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
