@@ -19,3 +19,4 @@ mod restart;
 mod secrets;
 mod startup;
 mod supervision;
+mod tools;

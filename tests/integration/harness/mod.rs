@@ -141,6 +141,62 @@ impl MockModel {
     }
 }
 
+/// The `mcp-tasks` MCP server (rmcp, Streamable HTTP, JWT on the transport), with its log.
+pub struct McpServer {
+    pub addr: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl McpServer {
+    pub fn start(args: &[&str]) -> McpServer {
+        let log = std::env::temp_dir().join(format!(
+            "chatkit-it-mcp-{}-{}.jsonl",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let mut child = Command::new(bin_path("mcp-tasks"))
+            .args(["--port", "0", "--jwt-secret", SECRET, "--log"])
+            .arg(&log)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mcp-tasks");
+        register_child(child.id());
+        let (addr, reader) = wait_for_listening(&mut child);
+        std::thread::spawn(move || drain(reader));
+        McpServer { addr, log, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    /// Every line of its log: HTTP requests (`http`, `authorization`) and tool calls.
+    pub fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn tool_calls(&self) -> Vec<Value> {
+        self.log_lines()
+            .into_iter()
+            .filter(|l| l.get("tool").is_some())
+            .collect()
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn drain(mut reader: impl Read) {
     let mut sink = [0u8; 4096];
     while matches!(reader.read(&mut sink), Ok(n) if n > 0) {}

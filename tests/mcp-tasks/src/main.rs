@@ -64,7 +64,11 @@ async fn run(options: Options) -> Result<(), String> {
         EventLog::open(options.log.as_deref())
             .map_err(|error| format!("cannot open the log file: {error}"))?,
     );
-    let server = TaskServer::new(Arc::new(TaskStore::default()), Arc::clone(&log));
+    let server = TaskServer::new(
+        Arc::new(TaskStore::default()),
+        Arc::clone(&log),
+        options.tool_delay,
+    );
     // The default config: sessions, SSE keep-alive, and `allowed_hosts` limited
     // to localhost/127.0.0.1/::1, which suits a loopback-only server.
     let config = StreamableHttpServerConfig::default();

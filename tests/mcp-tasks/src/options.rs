@@ -14,7 +14,8 @@ Every request needs `Authorization: Bearer <JWT>` (HS256, exp and sub required).
   --jwt-secret SECRET HS256 secret the bearer JWTs are signed with (required)
   --aud AUD           required audience claim, if any
   --iss ISS           required issuer claim, if any
-  --log FILE          append each HTTP request and tool call as a JSON line";
+  --log FILE          append each HTTP request and tool call as a JSON line
+  --tool-delay-ms MS  sleep this long in add_task and list_tasks (timeout tests)";
 
 #[derive(Debug)]
 pub struct Options {
@@ -23,6 +24,7 @@ pub struct Options {
     pub audience: Option<String>,
     pub issuer: Option<String>,
     pub log: Option<PathBuf>,
+    pub tool_delay: std::time::Duration,
 }
 
 /// What to do instead of serving.
@@ -41,6 +43,7 @@ impl Options {
         let mut audience = None;
         let mut issuer = None;
         let mut log = None;
+        let mut tool_delay = std::time::Duration::ZERO;
 
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -71,6 +74,13 @@ impl Options {
                 "--aud" => audience = Some(value()?),
                 "--iss" => issuer = Some(value()?),
                 "--log" => log = Some(PathBuf::from(value()?)),
+                "--tool-delay-ms" => {
+                    let text = value()?;
+                    let ms: u64 = text.parse().map_err(|_| {
+                        Exit::Usage(format!("--tool-delay-ms: not a number: {text}"))
+                    })?;
+                    tool_delay = std::time::Duration::from_millis(ms.min(60_000));
+                }
                 other => return Err(Exit::Usage(format!("unknown argument: {other}"))),
             }
         }
@@ -88,6 +98,7 @@ impl Options {
             audience,
             issuer,
             log,
+            tool_delay,
         })
     }
 }

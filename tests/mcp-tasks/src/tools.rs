@@ -30,6 +30,7 @@ const MAX_SLOW_ECHO_SECONDS: f64 = 60.0;
 pub struct TaskServer {
     store: Arc<TaskStore>,
     log: Arc<EventLog>,
+    delay: std::time::Duration,
     tool_router: ToolRouter<Self>,
 }
 
@@ -86,10 +87,11 @@ struct TaskPage<T> {
 
 #[tool_router]
 impl TaskServer {
-    pub fn new(store: Arc<TaskStore>, log: Arc<EventLog>) -> Self {
+    pub fn new(store: Arc<TaskStore>, log: Arc<EventLog>, delay: std::time::Duration) -> Self {
         Self {
             store,
             log,
+            delay,
             tool_router: Self::tool_router(),
         }
     }
@@ -100,6 +102,7 @@ impl TaskServer {
         Parameters(args): Parameters<AddTaskArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
+        tokio::time::sleep(self.delay).await;
         let logged = json!({"title": args.title, "description": args.description});
         self.run("add_task", logged, &ctx, |tasks| {
             tasks.add(&args.title, args.description.as_deref())

@@ -1,0 +1,326 @@
+//! Server tools from a real rmcp MCP server over Streamable HTTP: the caller's token rides on
+//! the transport (and nowhere else), the tool loop, errors, timeouts and display modes.
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn config(mcp: &McpServer, extra: &str) -> String {
+    format!(
+        r#"
+[agent]
+{extra}
+
+[[mcp.servers]]
+name = "tasks"
+url = "{}"
+timeout_secs = 2
+forward_user_token = true
+"#,
+        mcp.url()
+    )
+}
+
+fn answer_text(stream: &Stream) -> String {
+    let done = stream.done_items();
+    let answer = done
+        .iter()
+        .rev()
+        .find(|i| i["type"] == "assistant_message")
+        .expect("an answer");
+    answer["content"][0]["text"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn tool_turns_run_against_mcp_with_the_callers_token_on_the_transport() {
+    let mcp = McpServer::start(&[]);
+    let server =
+        TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let alice = token("alice");
+    let bob = token("bob");
+
+    let added = create_thread(&server, &alice, "add task buy milk").await;
+    added.assert_answered();
+    // Tools are invisible by default (as in the reference): only the answer shows.
+    assert!(!added
+        .kinds()
+        .iter()
+        .any(|k| k == "progress_update" || k.contains("workflow")));
+    let text = answer_text(&added);
+    assert!(
+        text.starts_with("Done: {"),
+        "the tool result went back to the model unchanged: {text}"
+    );
+    assert!(text.contains(r#""title":"buy milk""#), "{text}");
+
+    let calls = mcp.tool_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["tool"], "add_task");
+    assert_eq!(
+        calls[0]["sub"], "alice",
+        "the MCP server saw alice's identity"
+    );
+    assert_eq!(calls[0]["args"]["title"], "buy milk");
+
+    // "list tasks" sees alice's task; bob sees none of it.
+    let thread_id = added.thread_id();
+    let listed = add_message(&server, &alice, &thread_id, "list tasks").await;
+    assert!(answer_text(&listed).contains("buy milk"));
+    let bobs = create_thread(&server, &bob, "list tasks").await;
+    let bob_text = answer_text(&bobs);
+    assert!(bob_text.contains(r#""count":0"#), "{bob_text}");
+
+    // Every HTTP request of alice's MCP session carried her token; bob's carried his.
+    let http: Vec<Value> = mcp
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.get("http").is_some())
+        .collect();
+    assert!(http.len() >= 4);
+    for line in &http {
+        let auth = line["authorization"]
+            .as_str()
+            .expect("every MCP request is authenticated");
+        assert!(
+            auth == format!("Bearer {alice}") || auth == format!("Bearer {bob}"),
+            "{auth}"
+        );
+    }
+
+    // The token never reached the model, its prompt, tool arguments or the logs.
+    for request in shared().mock.requests() {
+        let text = request.to_string();
+        assert!(
+            !text.contains(&alice) && !text.contains(&bob),
+            "a token reached the model"
+        );
+    }
+    let offered = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.to_string().contains("list tasks"))
+        .unwrap();
+    let names: Vec<&str> = offered["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"add_task") && names.contains(&"list_tasks"),
+        "{names:?}"
+    );
+    let logs = server.logs();
+    assert!(
+        !logs.contains(&alice) && !logs.contains(&bob),
+        "a token reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn parallel_tool_calls_and_progress_display() {
+    let mcp = McpServer::start(&[]);
+    let server = TestServer::start_with_config(
+        &config(&mcp, "tool_display = \"progress\""),
+        &[("CHATKIT__TITLES__ENABLED", "false")],
+    );
+    let alice = token("alice");
+    let stream = create_thread(&server, &alice, "two tools please").await;
+    stream.assert_answered();
+    let progress: Vec<&Value> = stream
+        .events
+        .iter()
+        .filter(|e| e["type"] == "progress_update")
+        .collect();
+    assert_eq!(progress.len(), 2);
+    assert_eq!(progress[0]["text"], "Running add_task");
+    let titles: Vec<String> = mcp
+        .tool_calls()
+        .iter()
+        .map(|c| c["args"]["title"].as_str().unwrap().to_string())
+        .collect();
+    let mut sorted = titles.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["a", "b"]);
+    // The model got both results, in call order, after one assistant message with two calls.
+    let request = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| {
+            r.to_string().contains("two tools please")
+                && r["messages"].as_array().unwrap().last().unwrap()["role"] == "tool"
+        })
+        .unwrap();
+    let messages = request["messages"].as_array().unwrap();
+    let n = messages.len();
+    assert_eq!(messages[n - 3]["tool_calls"].as_array().unwrap().len(), 2);
+    assert_eq!(messages[n - 2]["role"], "tool");
+    assert_eq!(messages[n - 1]["role"], "tool");
+    // Nothing of the tools is stored in progress mode.
+    let items = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": stream.thread_id() }),
+            Kind::ItemsPage,
+        )
+        .await;
+    assert_eq!(items["data"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn workflow_display_persists_one_task_per_call() {
+    let mcp = McpServer::start(&[]);
+    let server = TestServer::start_with_config(
+        &config(&mcp, "tool_display = \"workflow\""),
+        &[("CHATKIT__TITLES__ENABLED", "false")],
+    );
+    let alice = token("alice");
+    let stream = create_thread(&server, &alice, "two tools").await;
+    stream.assert_answered();
+    let kinds = stream.kinds();
+    let added = kinds.iter().position(|k| k == "thread.item.added").unwrap();
+    assert_eq!(stream.events[added]["item"]["type"], "workflow");
+    assert_eq!(
+        stream.events[added]["item"]["workflow"]["tasks"][0]["status_indicator"],
+        "loading"
+    );
+    assert!(
+        kinds.contains(&"thread.item.updated:added".to_string()),
+        "{kinds:?}"
+    );
+    let done: Vec<Value> = stream.done_items();
+    assert_eq!(done[1]["type"], "workflow");
+    let tasks = done[1]["workflow"]["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert!(tasks
+        .iter()
+        .all(|t| t["status_indicator"] == "complete" && t["title"] == "add_task"));
+    assert!(done[1]["workflow"]["summary"]["duration"].is_u64());
+    assert_eq!(done[2]["type"], "assistant_message");
+    // After a reload the user sees what the assistant did.
+    let thread = server
+        .call(
+            &alice,
+            "threads.get_by_id",
+            json!({ "thread_id": stream.thread_id() }),
+            Kind::Thread,
+        )
+        .await;
+    let types: Vec<&str> = thread["items"]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["user_message", "workflow", "assistant_message"]);
+}
+
+#[tokio::test]
+async fn mcp_down_or_refusing_the_token_is_an_in_band_error() {
+    let alice = token("alice");
+    // Down: nothing listens there.
+    let down = "[[mcp.servers]]\nname = \"tasks\"\nurl = \"http://127.0.0.1:9/mcp\"\ntimeout_secs = 2\nforward_user_token = true\n";
+    let server = TestServer::start_with_config(down, &[]);
+    let stream = create_thread(&server, &alice, "add task x").await;
+    assert_eq!(
+        stream.kinds(),
+        [
+            "thread.created",
+            "thread.item.done",
+            "stream_options",
+            "error"
+        ]
+    );
+    assert_eq!(stream.events[3]["allow_retry"], true);
+    let items = server
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": stream.thread_id() }),
+            Kind::ItemsPage,
+        )
+        .await;
+    assert_eq!(
+        items["data"].as_array().unwrap().len(),
+        1,
+        "the user message stays, nothing half-written"
+    );
+
+    // Refusing the token: the MCP server requires an audience our token lacks.
+    let strict = McpServer::start(&["--aud", "tools-only"]);
+    let server = TestServer::start_with_config(&config(&strict, ""), &[]);
+    let stream = create_thread(&server, &alice, "add task y").await;
+    assert_eq!(stream.kinds().last().unwrap(), "error");
+    assert!(strict.tool_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_slow_tool_times_out_and_the_model_is_told() {
+    let mcp = McpServer::start(&["--tool-delay-ms", "3000"]);
+    let server =
+        TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let alice = token("alice");
+    let stream = create_thread(&server, &alice, "add task slowly").await;
+    stream.assert_answered();
+    let text = answer_text(&stream);
+    assert!(
+        text.contains("timed out"),
+        "the model saw the timeout as a tool error: {text}"
+    );
+}
+
+#[tokio::test]
+async fn sessions_survive_turns_follow_token_refresh_and_actor_restarts() {
+    let mcp = McpServer::start(&[]);
+    let mut server =
+        TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let first_token = token_with(json!({ "sub": "alice", "exp": now() + 3600 }));
+    let thread_id = create_thread(&server, &first_token, "add task one")
+        .await
+        .thread_id();
+    add_message(&server, &first_token, &thread_id, "add task two")
+        .await
+        .assert_answered();
+    let inits = |mcp: &McpServer| {
+        mcp.log_lines()
+            .iter()
+            .filter(|l| l.get("http").is_some())
+            .count()
+    };
+    let after_two_turns = inits(&mcp);
+
+    // A refreshed token (same user) is used from the next turn on.
+    let refreshed = token_with(json!({ "sub": "alice", "exp": now() + 7200 }));
+    assert_ne!(refreshed, first_token);
+    add_message(&server, &refreshed, &thread_id, "add task three")
+        .await
+        .assert_answered();
+    let last_auth = mcp
+        .log_lines()
+        .into_iter()
+        .rev()
+        .find_map(|l| l["authorization"].as_str().map(str::to_string))
+        .unwrap();
+    assert_eq!(last_auth, format!("Bearer {refreshed}"));
+    assert!(inits(&mcp) > after_two_turns);
+
+    // The server restarts between two tool turns: the thread and its tools carry on.
+    server.restart();
+    let listed = add_message(&server, &refreshed, &thread_id, "list tasks").await;
+    let text = answer_text(&listed);
+    // (The mock echoes the first 200 characters of the tool result.)
+    assert!(
+        text.starts_with(r#"Done: {"tasks":[{"#) && text.contains("one"),
+        "{text}"
+    );
+    let last = mcp.tool_calls().pop().unwrap();
+    assert_eq!(
+        (last["tool"].as_str(), last["sub"].as_str()),
+        (Some("list_tasks"), Some("alice"))
+    );
+}
