@@ -324,3 +324,47 @@ async fn sessions_survive_turns_follow_token_refresh_and_actor_restarts() {
         (Some("list_tasks"), Some("alice"))
     );
 }
+
+#[tokio::test]
+async fn tool_names_are_made_unique_across_servers_and_sessions_close_on_retirement() {
+    let first = McpServer::start(&[]);
+    let second = McpServer::start(&[]);
+    let toml = format!(
+        "[[mcp.servers]]\nname = \"home\"\nurl = \"{}\"\nforward_user_token = true\n\n[[mcp.servers]]\nname = \"work\"\nurl = \"{}\"\nforward_user_token = true\n",
+        first.url(),
+        second.url()
+    );
+    let server =
+        TestServer::start_with_config(&toml, &[("CHATKIT__ACTORS__IDLE_TIMEOUT_SECS", "1")]);
+    let alice = token("alice");
+    create_thread(&server, &alice, "hello tools")
+        .await
+        .assert_answered();
+    let request = shared()
+        .mock
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.to_string().contains("hello tools") && r.get("tools").is_some())
+        .unwrap();
+    let mut names: Vec<String> = request["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert!(
+        names.contains(&"home__add_task".to_string())
+            && names.contains(&"work__add_task".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(names.len(), 12);
+    // When the idle actor retires, its sessions are closed (HTTP DELETE on the transport).
+    eventually("the sessions are closed", || {
+        [&first, &second]
+            .iter()
+            .all(|m| m.log_lines().iter().any(|l| l["http"] == "DELETE"))
+    })
+    .await;
+}

@@ -154,6 +154,10 @@ impl ThreadActor {
             thread_id: self.thread_id.clone(),
             actor_id: self.actor_id,
         });
+        // Close the MCP sessions politely (bounded), without keeping the actor alive for it.
+        if let Some(sessions) = self.mcp.take() {
+            actix::spawn(sessions.close());
+        }
         // With no timer left, the actor stops once the last address is dropped.
         if let Some(timer) = self.idle_check.take() {
             ctx.cancel_future(timer);
