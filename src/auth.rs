@@ -2,9 +2,12 @@
 //! never trusted to choose it), `exp` and `sub` are required, `aud`/`iss` are checked when
 //! configured. The user id is `sub`; nothing else identifies a caller.
 
-use jsonwebtoken::{decode, Validation};
+use std::sync::Arc;
+
+use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use serde::Deserialize;
 
+use crate::jwks::JwksCache;
 use crate::settings::AuthSettings;
 
 /// The authenticated caller.
@@ -34,11 +37,19 @@ struct Claims {
     sub: String,
 }
 
-/// Verifies tokens against the configured key and claims.
+/// Where verification keys come from.
+#[derive(Clone)]
+enum KeySource {
+    Static(DecodingKey),
+    Jwks(Arc<JwksCache>),
+}
+
+/// Verifies tokens against the configured key(s) and claims.
 #[derive(Clone)]
 pub struct Authenticator {
     settings: AuthSettings,
     validation: Validation,
+    keys: KeySource,
 }
 
 /// Longest `sub` we accept as a user id.
@@ -58,14 +69,31 @@ impl Authenticator {
         if let Some(iss) = &settings.issuer {
             validation.set_issuer(&[iss]);
         }
+        let keys = match (&settings.jwks_url, &settings.key) {
+            (Some(url), _) => KeySource::Jwks(Arc::new(JwksCache::new(
+                url.clone(),
+                settings.algorithm,
+                settings.jwks_refresh,
+            ))),
+            (None, Some(key)) => KeySource::Static(key.clone()),
+            (None, None) => unreachable!("settings validation requires a key or a JWKS URL"),
+        };
         Authenticator {
             settings,
             validation,
+            keys,
+        }
+    }
+
+    /// Loads the JWKS once at start-up (failures are logged; keys are fetched on demand).
+    pub async fn warm_up(&self) {
+        if let KeySource::Jwks(cache) = &self.keys {
+            cache.fetch().await;
         }
     }
 
     /// Checks an `Authorization` header value.
-    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Caller, AuthError> {
+    pub async fn authenticate(&self, header: Option<&[u8]>) -> Result<Caller, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         if header.len() > self.settings.max_token_bytes {
             return Err(AuthError::TooLarge);
@@ -79,8 +107,19 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Invalid);
         }
-        let data = decode::<Claims>(token, &self.settings.key, &self.validation)
-            .map_err(|_| AuthError::Invalid)?;
+        let key = match &self.keys {
+            KeySource::Static(key) => key.clone(),
+            KeySource::Jwks(cache) => {
+                let header = decode_header(token).map_err(|_| AuthError::Invalid)?;
+                let kid = header
+                    .kid
+                    .filter(|k| !k.is_empty() && k.len() <= 256)
+                    .ok_or(AuthError::Invalid)?;
+                cache.key(&kid).await.ok_or(AuthError::Invalid)?
+            }
+        };
+        let data =
+            decode::<Claims>(token, &key, &self.validation).map_err(|_| AuthError::Invalid)?;
         let sub = data.claims.sub;
         if sub.is_empty() || sub.len() > MAX_USER_ID_LEN || sub.chars().any(char::is_control) {
             return Err(AuthError::Invalid);

@@ -77,6 +77,8 @@ struct RawAuth {
     issuer: Option<String>,
     leeway_secs: u64,
     max_token_bytes: usize,
+    jwks_url: Option<String>,
+    jwks_refresh_secs: u64,
 }
 
 impl std::fmt::Debug for RawAuth {
@@ -231,7 +233,10 @@ pub struct DatabaseSettings {
 #[derive(Clone)]
 pub struct AuthSettings {
     pub algorithm: Algorithm,
-    pub key: DecodingKey,
+    /// The verification key, unless keys come from `jwks_url`.
+    pub key: Option<DecodingKey>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Duration,
     /// Kept to mint development tokens with `dev-token` (HS only).
     pub hs_secret: Option<String>,
     pub audience: Option<String>,
@@ -628,7 +633,32 @@ fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettin
         algorithm,
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
     );
-    let key = if is_hmac {
+    let jwks_url = raw
+        .jwks_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty());
+    if let Some(url) = jwks_url {
+        match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+            _ => problems.push("auth.jwks_url is not an http(s) URL".into()),
+        }
+        if is_hmac {
+            problems.push(format!(
+                "auth.jwks_url needs an asymmetric auth.algorithm, not {}",
+                raw.algorithm
+            ));
+        }
+        if pem.is_some() {
+            problems.push("set either auth.jwks_url or auth.public_key_pem, not both".into());
+        }
+        if raw.jwks_refresh_secs == 0 {
+            problems.push("auth.jwks_refresh_secs must be positive".into());
+        }
+    }
+    let key = if jwks_url.is_some() {
+        None
+    } else if is_hmac {
         match secret {
             None => {
                 problems.push(format!(
@@ -641,12 +671,12 @@ fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettin
                 problems.push("auth.jwt_secret must be at least 32 bytes long".into());
                 return None;
             }
-            Some(s) => DecodingKey::from_secret(s.as_bytes()),
+            Some(s) => Some(DecodingKey::from_secret(s.as_bytes())),
         }
     } else {
         let Some(pem) = pem else {
             problems.push(format!(
-                "auth.public_key_pem is required for {} (set CHATKIT__AUTH__PUBLIC_KEY_PEM)",
+                "auth.public_key_pem or auth.jwks_url is required for {} (set CHATKIT__AUTH__PUBLIC_KEY_PEM or CHATKIT__AUTH__JWKS_URL)",
                 raw.algorithm
             ));
             return None;
@@ -657,7 +687,7 @@ fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettin
             DecodingKey::from_rsa_pem(pem.as_bytes())
         };
         match parsed {
-            Ok(key) => key,
+            Ok(key) => Some(key),
             Err(_) => {
                 problems.push(format!(
                     "auth.public_key_pem is not a valid {} public key",
@@ -673,6 +703,8 @@ fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettin
     Some(AuthSettings {
         algorithm,
         key,
+        jwks_url: jwks_url.map(str::to_string),
+        jwks_refresh: Duration::from_secs(raw.jwks_refresh_secs.max(1)),
         hs_secret: if is_hmac {
             secret.map(str::to_string)
         } else {

@@ -107,9 +107,11 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
         model_client(&settings),
         engine_settings(&settings),
     );
+    let auth = Authenticator::new(settings.auth.clone());
+    auth.warm_up().await;
     let state = web::Data::new(AppState {
         engine: engine.clone(),
-        auth: Authenticator::new(settings.auth.clone()),
+        auth,
         limits: crate::http::limits::Limiter::new(settings.limits.clone()),
         max_body_bytes: settings.server.max_body_bytes,
         body_timeout: settings.server.body_timeout,

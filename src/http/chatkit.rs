@@ -46,6 +46,7 @@ async fn handle(
     let caller = state
         .auth
         .authenticate(header)
+        .await
         .map_err(ApiError::Unauthorized)?;
     state
         .limits

@@ -12,6 +12,7 @@ mod failures;
 mod fixtures;
 mod fuzz;
 mod isolation;
+mod jwks;
 mod lifecycle;
 mod limits;
 mod paging;
