@@ -57,6 +57,7 @@ struct RawServer {
     workers: usize,
     drain_timeout_secs: u64,
     mode: String,
+    playground: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +203,8 @@ pub struct ServerSettings {
     pub workers: usize,
     pub drain_timeout: Duration,
     pub development: bool,
+    /// Serve the playground page at `/` (default: in development mode only).
+    pub playground: bool,
 }
 
 #[derive(Clone)]
@@ -468,6 +471,7 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
             },
             drain_timeout: Duration::from_secs(raw.server.drain_timeout_secs),
             development,
+            playground: raw.server.playground.unwrap_or(development),
         },
         database: DatabaseSettings {
             target,

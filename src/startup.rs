@@ -12,7 +12,7 @@ use chatkit_actors::{Engine, EngineSettings};
 
 use crate::auth::Authenticator;
 use crate::embedded_pg::EmbeddedPostgres;
-use crate::http::{configure, request_id, AppState};
+use crate::http::{configure, request_id, AppState, Routes};
 use crate::settings::{DatabaseTarget, Settings, MODEL_API_KEY_ENV};
 
 /// The database the server uses, and the private cluster behind it if we started one.
@@ -112,16 +112,21 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     let state = web::Data::new(AppState {
         engine: engine.clone(),
         auth,
+        auth_settings: settings.auth.clone(),
         limits: crate::http::limits::Limiter::new(settings.limits.clone()),
         max_body_bytes: settings.server.max_body_bytes,
         body_timeout: settings.server.body_timeout,
     });
     let state_for_app = state.clone();
+    let routes = Routes {
+        playground: settings.server.playground,
+        dev_tokens: settings.server.development,
+    };
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(request_id::middleware))
             .app_data(state_for_app.clone())
-            .configure(configure)
+            .configure(|cfg| configure(cfg, routes))
     })
     .workers(settings.server.workers)
     .shutdown_timeout(settings.server.drain_timeout.as_secs())

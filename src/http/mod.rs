@@ -5,6 +5,7 @@ pub mod error;
 mod health;
 pub mod limits;
 pub mod metrics;
+mod playground;
 pub mod request_id;
 mod sse;
 
@@ -20,12 +21,27 @@ pub struct AppState {
     pub engine: Engine,
     pub auth: Authenticator,
     pub limits: std::sync::Arc<limits::Limiter>,
+    /// For development tokens (`POST /dev/token`, development mode only).
+    pub auth_settings: crate::settings::AuthSettings,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
 }
 
+/// Which optional routes are on.
+#[derive(Clone, Copy, Debug)]
+pub struct Routes {
+    pub playground: bool,
+    pub dev_tokens: bool,
+}
+
 /// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, routes: Routes) {
+    if routes.playground {
+        cfg.route("/", web::get().to(playground::page));
+    }
+    if routes.dev_tokens {
+        cfg.route("/dev/token", web::post().to(playground::dev_token));
+    }
     cfg.route("/chatkit", web::post().to(chatkit::chatkit))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))

@@ -1,0 +1,53 @@
+//! The playground: a self-contained page at `GET /` that speaks the ChatKit protocol to
+//! `/chatkit` (no CDN, nothing beyond this server), and, in development mode only,
+//! `POST /dev/token` minting a short-lived token for a chosen user id.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+
+use super::AppState;
+
+const PAGE: &str = include_str!("playground.html");
+
+/// Lifetime of development tokens.
+const DEV_TOKEN_TTL_SECS: u64 = 15 * 60;
+
+pub async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        // Everything the page needs is inline; it talks only to this origin.
+        .insert_header((
+            "content-security-policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(PAGE)
+}
+
+#[derive(Deserialize)]
+pub struct DevTokenRequest {
+    sub: String,
+}
+
+pub async fn dev_token(
+    state: web::Data<AppState>,
+    body: web::Json<DevTokenRequest>,
+) -> HttpResponse {
+    let sub = body.sub.trim();
+    let valid = !sub.is_empty()
+        && sub.len() <= 64
+        && sub
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return HttpResponse::BadRequest()
+            .content_type("application/json")
+            .body(r#"{"error":{"code":"invalid_params","message":"sub must be 1-64 letters, digits, '-' or '_'"}}"#);
+    }
+    match crate::auth::mint_dev_token(&state.auth_settings, sub, DEV_TOKEN_TTL_SECS) {
+        Ok(token) => HttpResponse::Ok().json(serde_json::json!({ "token": token, "expires_in": DEV_TOKEN_TTL_SECS })),
+        Err(_) => HttpResponse::BadRequest().content_type("application/json").body(
+            r#"{"error":{"code":"unsupported_operation","message":"development tokens need an HS auth.jwt_secret"}}"#,
+        ),
+    }
+}

@@ -1,0 +1,87 @@
+//! The playground page, driven in headless Chromium (Debian `chromium` + `playwright-core`
+//! from npm) against the real server, mock model and Postgres. Screenshots are saved under
+//! `$CARGO_TARGET_DIR/browser-artifacts` (or `$CHATKIT_BROWSER_ARTIFACTS`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::harness::*;
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+#[test]
+fn playground_streams_a_reply_keeps_history_renames_and_deletes() {
+    let dir = browser_dir();
+    if !dir.join("node_modules/playwright-core").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status();
+        assert!(
+            status.map(|s| s.success()).unwrap_or(false),
+            "npm ci in tests/browser failed (node and npm are needed)"
+        );
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "Chromium not found at {chromium}: install the Debian package `chromium` (.ci/run does)"
+    );
+    let artifacts = std::env::var("CHATKIT_BROWSER_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("browser-artifacts")
+        });
+    let server = TestServer::start_with(&[("CHATKIT__SERVER__MODE", "development")]);
+    let out = Command::new("node")
+        .arg(dir.join("playground.mjs"))
+        .arg(format!("http://{}", server.addr))
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser test failed\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("playground: all steps passed"), "{stdout}");
+    for shot in [
+        "1-streamed-reply",
+        "2-history-after-reload",
+        "3-renamed",
+        "4-deleted",
+    ] {
+        assert!(
+            artifacts.join(format!("{shot}.png")).exists(),
+            "screenshot {shot}"
+        );
+    }
+    eprintln!("browser screenshots in {}", artifacts.display());
+}
+
+#[tokio::test]
+async fn playground_and_dev_tokens_are_off_in_production_mode() {
+    let server = TestServer::start();
+    let page = reqwest::get(server.url("/")).await.unwrap();
+    assert_eq!(page.status(), 404);
+    let token = reqwest::Client::new()
+        .post(server.url("/dev/token"))
+        .json(&serde_json::json!({ "sub": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        token.status(),
+        404,
+        "no token minting outside development mode"
+    );
+}
