@@ -14,6 +14,8 @@ use crate::settings::AuthSettings;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub user_id: String,
+    /// Whether the token carries the configured admin claim (`admin.claim` = `admin.value`).
+    pub is_admin: bool,
     /// The raw bearer token, kept only to forward to tool servers on the transport; never
     /// logged (Debug of `Caller` is derived, so do not log a `Caller`).
     pub token: String,
@@ -35,6 +37,9 @@ pub enum AuthError {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Every other claim (for the admin check).
+    #[serde(flatten)]
+    other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Where verification keys come from.
@@ -124,8 +129,16 @@ impl Authenticator {
         if sub.is_empty() || sub.len() > MAX_USER_ID_LEN || sub.chars().any(char::is_control) {
             return Err(AuthError::Invalid);
         }
+        let is_admin = match data.claims.other.get(&self.settings.admin_claim) {
+            Some(serde_json::Value::String(v)) => *v == self.settings.admin_value,
+            Some(serde_json::Value::Array(values)) => values
+                .iter()
+                .any(|v| v.as_str() == Some(self.settings.admin_value.as_str())),
+            _ => false,
+        };
         Ok(Caller {
             user_id: sub,
+            is_admin,
             token: token.to_string(),
         })
     }

@@ -33,7 +33,22 @@ struct RawSettings {
     stream: RawStream,
     metrics: RawMetrics,
     limits: RawLimits,
+    cluster: RawCluster,
+    admin: RawAdmin,
     log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawCluster {
+    instance_id: Option<String>,
+    lease_ttl_secs: u64,
+    handover_timeout_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAdmin {
+    claim: String,
+    value: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +205,7 @@ pub struct Settings {
     pub agent: AgentSettings,
     pub allow_cancel: bool,
     pub limits: crate::http::limits::LimitSettings,
+    pub cluster: chatkit_actors::engine::ClusterSettings,
     /// Where `/metrics` is served, if enabled.
     pub metrics_bind: Option<SocketAddr>,
     pub log: LogSettings,
@@ -246,6 +262,9 @@ pub struct AuthSettings {
     pub issuer: Option<String>,
     pub leeway_secs: u64,
     pub max_token_bytes: usize,
+    /// A token is an admin token when this claim has this value (or contains it).
+    pub admin_claim: String,
+    pub admin_value: String,
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -391,7 +410,33 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
         problems.push("database.pool_size must be positive".into());
     }
 
-    let auth = validate_auth(&raw.auth, &mut problems);
+    let mut auth = validate_auth(&raw.auth, &mut problems);
+    if raw.admin.claim.is_empty() || raw.admin.value.is_empty() {
+        problems.push("admin.claim and admin.value must not be empty".into());
+    }
+    if let Some(auth) = auth.as_mut() {
+        auth.admin_claim = raw.admin.claim.clone();
+        auth.admin_value = raw.admin.value.clone();
+    }
+    let instance_id = match raw
+        .cluster
+        .instance_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(id) if valid_name(id) && id.len() <= 48 => id.to_string(),
+        Some(id) => {
+            problems.push(format!(
+                "cluster.instance_id {id:?} must match ^[A-Za-z0-9_-]{{1,48}}$"
+            ));
+            String::new()
+        }
+        None => chatkit_actors::ids::new_id("inst"),
+    };
+    if raw.cluster.lease_ttl_secs == 0 {
+        problems.push("cluster.lease_ttl_secs must be positive".into());
+    }
 
     match url::Url::parse(&raw.model.base_url) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
@@ -509,6 +554,11 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
         agent,
         allow_cancel: raw.stream.allow_cancel,
         metrics_bind,
+        cluster: chatkit_actors::engine::ClusterSettings {
+            instance_id,
+            lease_ttl: Duration::from_secs(raw.cluster.lease_ttl_secs.max(1)),
+            handover_timeout: Duration::from_secs(raw.cluster.handover_timeout_secs),
+        },
         limits: crate::http::limits::LimitSettings {
             requests_per_minute: raw.limits.requests_per_minute,
             max_streams_per_user: raw.limits.max_streams_per_user,
@@ -718,5 +768,7 @@ fn validate_auth(raw: &RawAuth, problems: &mut Vec<String>) -> Option<AuthSettin
         issuer: raw.issuer.clone().filter(|i| !i.is_empty()),
         leeway_secs: raw.leeway_secs,
         max_token_bytes: raw.max_token_bytes,
+        admin_claim: String::new(),
+        admin_value: String::new(),
     })
 }

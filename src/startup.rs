@@ -84,6 +84,7 @@ fn engine_settings(settings: &Settings) -> EngineSettings {
             max_chars: settings.titles.max_chars,
         },
         agent: settings.agent.clone(),
+        cluster: settings.cluster.clone(),
     }
 }
 

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use serde_json::value::RawValue;
 
 use crate::actors::persistence::{BatchSettings, FlushNow, Persist, PersistenceActor};
-use crate::actors::registry::{LiveCount, Registry, Route, SpawnNew};
+use crate::actors::registry::{Handover, LiveCount, Registry, Route, SpawnNew};
 use crate::actors::thread::{Delete, Rename, StartTurn, ThreadActor, TurnInput};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
@@ -41,6 +41,25 @@ pub struct EngineSettings {
     pub max_live: usize,
     pub titles: TitleSettings,
     pub agent: AgentSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// Several instances sharing one Postgres (`cluster.*`, `specs/cluster.md`).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// This instance's id (unique in the cluster).
+    pub instance_id: String,
+    /// A lease not renewed for this long is free to take.
+    pub lease_ttl: Duration,
+    /// How long a request waits for another instance to hand a thread over.
+    pub handover_timeout: Duration,
+}
+
+/// The right to write a thread: this instance's id and the lease's fencing token.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    pub instance_id: String,
+    pub fencing: i64,
 }
 
 /// Tools and the tool loop (`agent.*`, `mcp.servers`).
@@ -93,6 +112,17 @@ pub struct EngineEnv {
 }
 
 impl EngineEnv {
+    /// Commits a thread's `ops` only if `lease` is still the thread's (fencing), recording
+    /// the thread's state for the cluster view.
+    pub async fn persist_as(
+        &self,
+        lease: &Lease,
+        state: &'static str,
+        ops: Vec<WriteOp>,
+    ) -> Result<(), EngineError> {
+        self.persist(fenced(lease, state, ops)).await
+    }
+
     /// Commits `ops` through the persistence actor (group commit).
     pub async fn persist(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
         match self.persistence.send(Persist(ops)).await {
@@ -100,6 +130,25 @@ impl EngineEnv {
             Err(_) => Err(EngineError::Unavailable("persistence actor stopped".into())),
         }
     }
+}
+
+/// `ops` with a `LeaseCheck` right after any thread/lease creation they start with.
+pub fn fenced(lease: &Lease, state: &'static str, mut ops: Vec<WriteOp>) -> Vec<WriteOp> {
+    let Some(thread_id) = ops.iter().find_map(|op| op.thread_id_of()) else {
+        return ops;
+    };
+    let check = WriteOp::LeaseCheck {
+        thread_id: thread_id.to_string(),
+        instance_id: lease.instance_id.clone(),
+        fencing: lease.fencing,
+        state,
+    };
+    let at = ops
+        .iter()
+        .position(|op| !matches!(op, WriteOp::InsertThread(_) | WriteOp::InsertLease { .. }))
+        .unwrap_or(ops.len());
+    ops.insert(at, check);
+    ops
 }
 
 /// A streaming request, as the engine sees it.
@@ -157,6 +206,14 @@ impl Engine {
         let registry = Registry::start_in_arbiter(&persistence_arbiter.handle(), move |_| {
             Registry::new(registry_env, handles)
         });
+        let listener_registry = registry.clone();
+        let listener_store = env.store.clone();
+        let instance_id = env.settings.cluster.instance_id.clone();
+        persistence_arbiter.spawn(listen_for_handovers(
+            listener_store,
+            listener_registry,
+            instance_id,
+        ));
         let mut arbiters = pool;
         arbiters.push(persistence_arbiter);
         Engine {
@@ -445,9 +502,86 @@ impl Engine {
         self.registry.send(LiveCount).await.unwrap_or(0)
     }
 
-    /// Commits everything buffered (for shutdown).
+    /// Commits everything buffered and leaves the cluster (for shutdown).
     pub async fn flush(&self) {
         let _ = self.env.persistence.send(FlushNow).await;
+        let instance = &self.env.settings.cluster.instance_id;
+        if let Err(error) = self.env.store.leave_cluster(instance).await {
+            tracing::warn!(%error, "could not release this instance's leases; they will expire");
+        }
+    }
+
+    /// This instance's id in the cluster.
+    pub fn instance_id(&self) -> &str {
+        &self.env.settings.cluster.instance_id
+    }
+
+    /// Live threads across the cluster (admin).
+    pub async fn admin_live_threads(
+        &self,
+        filter: &crate::store::cluster::LiveThreadFilter,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<crate::store::cluster::LiveThreadRow>, bool), EngineError> {
+        Ok(self.env.store.live_threads(filter, limit, after).await?)
+    }
+
+    /// Instances with a recent heartbeat (admin).
+    pub async fn admin_instances(
+        &self,
+    ) -> Result<Vec<crate::store::cluster::InstanceRow>, EngineError> {
+        Ok(self
+            .env
+            .store
+            .instances(self.env.settings.cluster.lease_ttl * 3)
+            .await?)
+    }
+}
+
+/// Keeps a dedicated (non-pooled) connection listening for hand-over requests and passes them
+/// to the registry; reconnects after a failure.
+async fn listen_for_handovers(store: Store, registry: Addr<Registry>, instance_id: String) {
+    use futures::StreamExt;
+    let mut config = store.connection_config().clone();
+    // Other instances look for this name to tell whether we are alive.
+    config.application_name(crate::store::cluster::listener_application_name(
+        &instance_id,
+    ));
+    loop {
+        match config.connect(tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let statement = format!("LISTEN {}", crate::store::cluster::HANDOVER_CHANNEL);
+                let listen = client.batch_execute(&statement);
+                // The LISTEN's reply arrives through the connection, which we poll below.
+                let mut listen = Box::pin(listen);
+                let mut listening = false;
+                loop {
+                    tokio::select! {
+                        result = &mut listen, if !listening => {
+                            if let Err(error) = result {
+                                tracing::warn!(%error, "LISTEN failed");
+                                break;
+                            }
+                            listening = true;
+                        }
+                        message = messages.next() => match message {
+                            Some(Ok(tokio_postgres::AsyncMessage::Notification(note))) => {
+                                registry.do_send(Handover { thread_id: note.payload().to_string() });
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(error)) => {
+                                tracing::warn!(%error, "hand-over listener lost its connection");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "hand-over listener cannot connect"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -45,6 +45,7 @@ impl From<StoreError> for EngineError {
         match error {
             StoreError::Unavailable(m) => EngineError::Unavailable(m),
             StoreError::CursorNotFound => EngineError::CursorNotFound,
+            StoreError::LeaseLost => EngineError::Unavailable("lease lost".into()),
             StoreError::Query(m) | StoreError::Corrupt(m) => EngineError::Internal(m),
         }
     }

@@ -13,6 +13,8 @@ use crate::auth::AuthError;
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(AuthError),
+    #[error("this endpoint needs an admin token")]
+    Forbidden,
     #[error("{0}")]
     BadRequest(RequestError),
     #[error("request body exceeds {0} bytes")]
@@ -41,6 +43,7 @@ impl ApiError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::BadRequest(RequestError::InvalidJson(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_json")
             }

@@ -1,5 +1,6 @@
 //! The HTTP edge: routes, shared state, the SSE relay and the error mapping.
 
+mod admin;
 mod chatkit;
 pub mod error;
 mod health;
@@ -42,6 +43,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, routes: Routes) {
     if routes.dev_tokens {
         cfg.route("/dev/token", web::post().to(playground::dev_token));
     }
+    cfg.route("/admin/threads", web::get().to(admin::threads))
+        .route("/admin/instances", web::get().to(admin::instances));
     cfg.route("/chatkit", web::post().to(chatkit::chatkit))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))

@@ -146,6 +146,7 @@ fn clone_error(error: &StoreError) -> StoreError {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Query(m) => StoreError::Query(m.clone()),
         StoreError::CursorNotFound => StoreError::CursorNotFound,
+        StoreError::LeaseLost => StoreError::LeaseLost,
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::thread::{Passivate, ThreadActor};
+use super::thread::{HandOver, Passivate, ThreadActor};
 use crate::engine::EngineEnv;
 use crate::metrics::METRICS;
 use crate::protocol::ThreadMeta;
@@ -32,6 +32,13 @@ pub struct SpawnNew {
 pub struct Retired {
     pub thread_id: String,
     pub actor_id: u64,
+}
+
+/// Another instance asked (through `LISTEN/NOTIFY`) for a thread live here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Handover {
+    pub thread_id: String,
 }
 
 /// How many thread actors are live (for health and metrics).
@@ -118,6 +125,24 @@ impl Actor for Registry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
+        // Heartbeat: this instance lives, and its leases are extended.
+        let every = self.env.settings.cluster.lease_ttl / 3;
+        ctx.run_interval(every, |act, ctx| {
+            let env = act.env.clone();
+            ctx.spawn(
+                async move {
+                    let cluster = &env.settings.cluster;
+                    if let Err(error) = env
+                        .store
+                        .heartbeat(&cluster.instance_id, cluster.lease_ttl)
+                        .await
+                    {
+                        tracing::warn!(%error, "cluster heartbeat failed");
+                    }
+                }
+                .into_actor(act),
+            );
+        });
     }
 }
 
@@ -170,5 +195,15 @@ impl Handler<LiveCount> for Registry {
 
     fn handle(&mut self, _: LiveCount, _ctx: &mut Context<Self>) -> usize {
         self.live.len()
+    }
+}
+
+impl Handler<Handover> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: Handover, _ctx: &mut Context<Self>) {
+        if let Some(live) = self.live.get(&msg.thread_id) {
+            live.addr.do_send(HandOver);
+        }
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::registry::{Registry, Retired};
 use super::turn::{run_turn, TurnJob, TurnOutcome, TurnStream};
-use crate::engine::EngineEnv;
+use crate::engine::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
 use crate::mcp::{BearerToken, McpSessions};
@@ -60,6 +60,11 @@ pub struct Delete {
     pub user_id: String,
 }
 
+/// Another instance wants this thread: retire (releasing the lease) now, or after the turn.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandOver;
+
 /// Retire now unless a turn is running (the registry keeps at most `max_live` actors).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -101,6 +106,11 @@ pub struct ThreadActor {
     idle_check: Option<SpawnHandle>,
     /// One session per MCP server, lent to the running turn.
     mcp: Option<McpSessions>,
+    /// The thread's lease fencing token, once this actor may write the thread. Acquired on
+    /// the first write (a hand-over from another instance if needed), released on retirement.
+    lease: Option<i64>,
+    /// Another instance asked for the thread while a turn ran: retire when it ends.
+    handover_requested: bool,
 }
 
 impl ThreadActor {
@@ -123,6 +133,8 @@ impl ThreadActor {
             load_error: None,
             idle_check: None,
             mcp: Some(McpSessions::default()),
+            lease: None,
+            handover_requested: false,
         }
     }
 
@@ -135,6 +147,8 @@ impl ThreadActor {
     ) -> Self {
         let thread_id = meta.id.clone();
         let mut actor = Self::existing(actor_id, thread_id, env, registry);
+        // The lease is created with the thread (fencing token 1), in the same transaction.
+        actor.lease = Some(1);
         actor.state = ThreadState::Ready(Box::new(LiveThread {
             meta,
             history: Vec::new(),
@@ -154,6 +168,15 @@ impl ThreadActor {
             thread_id: self.thread_id.clone(),
             actor_id: self.actor_id,
         });
+        if let Some(fencing) = self.lease.take() {
+            let (env, thread_id) = (self.env.clone(), self.thread_id.clone());
+            actix::spawn(async move {
+                let instance = &env.settings.cluster.instance_id;
+                if let Err(error) = env.store.release_lease(&thread_id, instance, fencing).await {
+                    tracing::debug!(%thread_id, %error, "lease not released; it will expire");
+                }
+            });
+        }
         // Close the MCP sessions politely (bounded), without keeping the actor alive for it.
         if let Some(sessions) = self.mcp.take() {
             actix::spawn(sessions.close());
@@ -230,6 +253,68 @@ impl ThreadActor {
         }));
     }
 
+    fn lease(&self) -> Lease {
+        Lease {
+            instance_id: self.env.settings.cluster.instance_id.clone(),
+            fencing: self.lease.unwrap_or(0),
+        }
+    }
+
+    /// Runs `then` once this actor holds the thread's lease: acquires it first if needed
+    /// (asking the current owner to hand the thread over), then reloads the thread, since
+    /// another instance may have written it meanwhile.
+    fn with_lease<R: 'static>(
+        &mut self,
+        user_id: &str,
+        then: impl FnOnce(&mut Self, &mut Context<Self>) -> ResponseActFuture<Self, Result<R, EngineError>>
+            + 'static,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<R, EngineError>> {
+        if self.lease.is_some() {
+            return then(self, ctx);
+        }
+        if let Err(e) = self.live_for(user_id) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        if self.busy {
+            return Box::pin(actix::fut::ready(Err(EngineError::ThreadBusy)));
+        }
+        self.busy = true;
+        let env = self.env.clone();
+        let thread_id = self.thread_id.clone();
+        let acquire = async move {
+            let fencing = acquire_lease(&env, &thread_id).await?;
+            let meta = env
+                .store
+                .load_thread(&thread_id)
+                .await?
+                .ok_or(EngineError::ThreadNotFound)?;
+            let history = env
+                .store
+                .recent_items(&thread_id, env.settings.history_limit)
+                .await?;
+            Ok::<_, EngineError>((
+                fencing,
+                LiveThread {
+                    meta,
+                    history,
+                    persisted: true,
+                },
+            ))
+        };
+        Box::pin(acquire.into_actor(self).then(move |acquired, act, ctx| {
+            act.busy = false;
+            match acquired {
+                Ok((fencing, live)) => {
+                    act.lease = Some(fencing);
+                    act.state = ThreadState::Ready(Box::new(live));
+                    then(act, ctx)
+                }
+                Err(e) => Box::pin(actix::fut::ready(Err(e))),
+            }
+        }))
+    }
+
     fn prepare_turn(
         &mut self,
         user_id: &str,
@@ -256,6 +341,10 @@ impl ThreadActor {
             title_from: None,
             token: None,
             mcp: McpSessions::default(),
+            lease: Lease {
+                instance_id: String::new(),
+                fencing: 0,
+            },
         };
         let mut model_items: Vec<ThreadItem> = live.history.clone();
         match input {
@@ -280,6 +369,11 @@ impl ThreadActor {
                 if !live.persisted {
                     job.prelude_ops
                         .push(WriteOp::InsertThread(live.meta.clone()));
+                    job.prelude_ops.push(WriteOp::InsertLease {
+                        thread_id: thread_id.clone(),
+                        instance_id: env.settings.cluster.instance_id.clone(),
+                        ttl_ms: env.settings.cluster.lease_ttl.as_millis() as f64,
+                    });
                     job.prelude_events.push(ThreadStreamEvent::ThreadCreated {
                         thread: live.meta.to_wire(Page::empty()),
                     });
@@ -381,11 +475,30 @@ impl ThreadActor {
     fn finish_turn(&mut self, mut outcome: TurnOutcome, ctx: &mut Context<Self>) {
         self.busy = false;
         self.mcp = outcome.mcp.take();
+        if outcome.prelude_committed && !outcome.reload {
+            // The cluster view shows the thread idle again (rides on the next group commit).
+            let lease = self.lease();
+            let idle = WriteOp::LeaseCheck {
+                thread_id: self.thread_id.clone(),
+                instance_id: lease.instance_id,
+                fencing: lease.fencing,
+                state: "idle",
+            };
+            self.env
+                .persistence
+                .do_send(crate::actors::persistence::Persist(vec![idle]));
+        }
         self.last_activity = Instant::now();
         if outcome.reload {
-            // Memory may disagree with Postgres: restart through the supervisor, which reloads.
+            // Memory may disagree with Postgres (or the lease was lost): restart through the
+            // supervisor, which reloads; the lease is taken again on the next write.
             self.state = ThreadState::Loading;
+            self.lease = None;
             ctx.stop();
+            return;
+        }
+        if self.handover_requested {
+            self.retire(ctx);
             return;
         }
         let limit = self.env.settings.history_limit as usize;
@@ -414,6 +527,41 @@ impl ThreadActor {
         if !outcome.removed_ids.is_empty() && live.history.len() < limit {
             // A retry shrank the window: older items may now fit in it again.
             self.refill_history(ctx);
+        }
+    }
+}
+
+/// Takes the thread's lease, asking its current owner (once) to hand it over and waiting up
+/// to `cluster.handover_timeout`. A thread streaming elsewhere is busy (409), as it would be
+/// here.
+async fn acquire_lease(env: &EngineEnv, thread_id: &str) -> Result<i64, EngineError> {
+    use crate::store::cluster::LeaseAttempt;
+    let cluster = &env.settings.cluster;
+    let deadline = Instant::now() + cluster.handover_timeout;
+    let mut asked = false;
+    loop {
+        match env
+            .store
+            .acquire_lease(thread_id, &cluster.instance_id, cluster.lease_ttl)
+            .await?
+        {
+            LeaseAttempt::Acquired(fencing) => return Ok(fencing),
+            LeaseAttempt::Held {
+                streaming: true, ..
+            } => return Err(EngineError::ThreadBusy),
+            LeaseAttempt::Held { owner, .. } => {
+                if !asked {
+                    tracing::debug!(%thread_id, %owner, "asking for a hand-over");
+                    env.store.request_handover(thread_id).await?;
+                    asked = true;
+                }
+                if Instant::now() >= deadline {
+                    return Err(EngineError::Unavailable(format!(
+                        "thread still held by {owner}"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
     }
 }
@@ -458,6 +606,7 @@ impl Supervised for ThreadActor {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         tracing::info!(thread_id = %self.thread_id, "thread actor restarting; reloading from Postgres");
         self.busy = false;
+        self.lease = None;
         if !self.retired {
             self.state = ThreadState::Loading;
         }
@@ -475,6 +624,7 @@ impl ThreadActor {
         let mut job = self.prepare_turn(&msg.user_id, msg.input, tx.clone())?;
         job.token = msg.token;
         job.mcp = self.mcp.take().unwrap_or_default();
+        job.lease = self.lease();
         self.busy = true;
         let thread_id = self.thread_id.clone();
         let guarded = AssertUnwindSafe(run_turn(job)).catch_unwind();
@@ -515,6 +665,18 @@ impl Handler<StartTurn> for ThreadActor {
     type Result = ResponseActFuture<Self, Result<TurnStream, EngineError>>;
 
     fn handle(&mut self, msg: StartTurn, ctx: &mut Context<Self>) -> Self::Result {
+        self.last_activity = Instant::now();
+        let user_id = msg.user_id.clone();
+        self.with_lease(&user_id, move |act, ctx| act.turn_with_lease(msg, ctx), ctx)
+    }
+}
+
+impl ThreadActor {
+    fn turn_with_lease(
+        &mut self,
+        msg: StartTurn,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<TurnStream, EngineError>> {
         let beyond = match &msg.input {
             TurnInput::RetryAfter(item_id) => {
                 self.retry_target_beyond_memory(&msg.user_id, item_id)
@@ -573,28 +735,39 @@ impl Handler<StartTurn> for ThreadActor {
 impl Handler<Rename> for ThreadActor {
     type Result = ResponseActFuture<Self, Result<ThreadMeta, EngineError>>;
 
-    fn handle(&mut self, msg: Rename, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Rename, ctx: &mut Context<Self>) -> Self::Result {
         self.last_activity = Instant::now();
-        let renamed = match self.live_for(&msg.user_id) {
-            Ok(live) => {
-                let mut meta = live.meta.clone();
-                meta.title = Some(msg.title);
-                meta
-            }
-            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
-        };
-        let env = self.env.clone();
-        let write = renamed.clone();
-        Box::pin(
-            async move { env.persist(vec![WriteOp::UpdateThread(write)]).await }
-                .into_actor(self)
-                .map(move |result, act, _ctx| {
-                    result?;
-                    if let ThreadState::Ready(live) = &mut act.state {
-                        live.meta.title = renamed.title.clone();
+        let user_id = msg.user_id.clone();
+        self.with_lease(
+            &user_id,
+            move |act, _ctx| {
+                let renamed = match act.live_for(&msg.user_id) {
+                    Ok(live) => {
+                        let mut meta = live.meta.clone();
+                        meta.title = Some(msg.title);
+                        meta
                     }
-                    Ok(renamed)
-                }),
+                    Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+                };
+                let env = act.env.clone();
+                let lease = act.lease();
+                let write = renamed.clone();
+                Box::pin(
+                    async move {
+                        env.persist_as(&lease, "idle", vec![WriteOp::UpdateThread(write)])
+                            .await
+                    }
+                    .into_actor(act)
+                    .map(move |result, act, _ctx| {
+                        result?;
+                        if let ThreadState::Ready(live) = &mut act.state {
+                            live.meta.title = renamed.title.clone();
+                        }
+                        Ok(renamed)
+                    }),
+                )
+            },
+            ctx,
         )
     }
 }
@@ -602,21 +775,34 @@ impl Handler<Rename> for ThreadActor {
 impl Handler<Delete> for ThreadActor {
     type Result = ResponseActFuture<Self, Result<(), EngineError>>;
 
-    fn handle(&mut self, msg: Delete, _ctx: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.live_for(&msg.user_id) {
-            return Box::pin(actix::fut::ready(Err(e)));
-        }
-        let env = self.env.clone();
-        let thread_id = self.thread_id.clone();
-        Box::pin(
-            async move { env.persist(vec![WriteOp::DeleteThread { thread_id }]).await }
-                .into_actor(self)
-                .map(|result, act, ctx| {
-                    result?;
-                    act.load_error = Some(EngineError::ThreadNotFound);
-                    act.retire(ctx);
-                    Ok(())
-                }),
+    fn handle(&mut self, msg: Delete, ctx: &mut Context<Self>) -> Self::Result {
+        let user_id = msg.user_id.clone();
+        self.with_lease(
+            &user_id,
+            move |act, _ctx| {
+                if let Err(e) = act.live_for(&msg.user_id) {
+                    return Box::pin(actix::fut::ready(Err(e)));
+                }
+                let env = act.env.clone();
+                let lease = act.lease();
+                let thread_id = act.thread_id.clone();
+                Box::pin(
+                    async move {
+                        env.persist_as(&lease, "idle", vec![WriteOp::DeleteThread { thread_id }])
+                            .await
+                    }
+                    .into_actor(act)
+                    .map(|result, act, ctx| {
+                        result?;
+                        // The lease row went with the thread (ON DELETE CASCADE).
+                        act.lease = None;
+                        act.load_error = Some(EngineError::ThreadNotFound);
+                        act.retire(ctx);
+                        Ok(())
+                    }),
+                )
+            },
+            ctx,
         )
     }
 }
@@ -635,6 +821,19 @@ impl Handler<Passivate> for ThreadActor {
     fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
         if !self.busy {
             tracing::debug!(thread_id = %self.thread_id, "least recently used thread actor retires");
+            self.retire(ctx);
+        }
+    }
+}
+
+impl Handler<HandOver> for ThreadActor {
+    type Result = ();
+
+    fn handle(&mut self, _: HandOver, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.handover_requested = true;
+        } else {
+            tracing::debug!(thread_id = %self.thread_id, "handing the thread over to another instance");
             self.retire(ctx);
         }
     }

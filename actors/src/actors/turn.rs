@@ -13,7 +13,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::engine::{EngineEnv, ToolDisplay};
+use crate::engine::{EngineEnv, Lease, ToolDisplay};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
 use crate::mcp::{BearerToken, McpSessions, OfferedTool, ToolOutput};
@@ -52,6 +52,8 @@ pub(crate) struct TurnJob {
     pub token: Option<BearerToken>,
     /// The actor's MCP sessions, lent for the turn.
     pub mcp: McpSessions,
+    /// The thread's lease: every write of the turn is fenced with it.
+    pub lease: Lease,
 }
 
 /// What a turn changed, for the actor to apply to its memory.
@@ -106,7 +108,10 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     let tx = job.events.clone();
 
     if !job.prelude_ops.is_empty() {
-        if let Err(error) = env.persist(job.prelude_ops).await {
+        if let Err(error) = env
+            .persist_as(&job.lease, "streaming", job.prelude_ops)
+            .await
+        {
             tracing::warn!(thread_id = %job.thread_id, %error, "could not commit the turn's input");
             // Nothing was acknowledged: the edge answers with a JSON error, not a stream.
             let _ = tx.send(Err(error)).await;
@@ -131,6 +136,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         committed: Vec::new(),
         mcp: job.mcp,
         token: job.token,
+        lease: job.lease.clone(),
         started,
         first_token_seen: false,
     };
@@ -160,7 +166,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     match ended {
         Ended::Answered => {
             if let Some((meta, text)) = job.title_from {
-                outcome.title = save_title(&env, meta, &text, &mut run.writer).await;
+                outcome.title = save_title(&env, &run.lease, meta, &text, &mut run.writer).await;
             }
         }
         Ended::Failed => {
@@ -189,7 +195,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
                 }),
             });
             let ops = items.iter().map(WriteOp::put_item).collect();
-            match env.persist(ops).await {
+            match env.persist_as(&job.lease, "streaming", ops).await {
                 Ok(()) => run.committed.extend(items),
                 Err(error) => {
                     tracing::warn!(thread_id = %job.thread_id, %error, "could not store the cancelled answer");
@@ -233,6 +239,7 @@ struct TurnRun<'a> {
     committed: Vec<ThreadItem>,
     mcp: McpSessions,
     token: Option<BearerToken>,
+    lease: Lease,
     started: Instant,
     first_token_seen: bool,
 }
@@ -455,7 +462,11 @@ impl TurnRun<'_> {
     }
 
     async fn commit_and_announce(&mut self, item: ThreadItem) -> Result<(), Ended> {
-        match self.env.persist(vec![WriteOp::put_item(&item)]).await {
+        match self
+            .env
+            .persist_as(&self.lease, "streaming", vec![WriteOp::put_item(&item)])
+            .await
+        {
             Ok(()) => {
                 self.writer
                     .send(&ThreadStreamEvent::ItemDone { item: item.clone() })
@@ -661,6 +672,7 @@ impl WorkflowInProgress {
 /// Generates, saves and announces a title (§8.7). Failures only cost the title.
 async fn save_title(
     env: &EngineEnv,
+    lease: &Lease,
     mut meta: ThreadMeta,
     text: &str,
     writer: &mut EventWriter<'_>,
@@ -686,7 +698,7 @@ async fn save_title(
         thread_id: meta.id.clone(),
         title: title.clone(),
     };
-    if let Err(error) = env.persist(vec![op]).await {
+    if let Err(error) = env.persist_as(lease, "streaming", vec![op]).await {
         tracing::warn!(thread_id = %meta.id, %error, "could not save the title");
         return None;
     }

@@ -13,6 +13,10 @@ pub enum StoreError {
     /// A paging cursor that names no record visible to the caller.
     #[error("cursor not found")]
     CursorNotFound,
+    /// A write carried a fencing token that is no longer the thread's: another instance owns
+    /// the thread now.
+    #[error("the thread's lease is held by another instance")]
+    LeaseLost,
     /// Stored JSON that no longer parses: a bug or a manual edit.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

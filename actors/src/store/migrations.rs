@@ -14,11 +14,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new files at the end; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_threads_and_items",
-    sql: include_str!("../../../sql/0001_threads_and_items.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_threads_and_items",
+        sql: include_str!("../../../sql/0001_threads_and_items.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_cluster",
+        sql: include_str!("../../../sql/0002_cluster.sql"),
+    },
+];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock`, shared by every instance.
 const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6b69_7401;

@@ -4,6 +4,7 @@
 //! stored item left only after its commit). Writes arrive as [`WriteOp`] batches from the
 //! persistence actor and run in one transaction each.
 
+pub mod cluster;
 mod error;
 pub mod migrations;
 mod schema;
@@ -58,6 +59,8 @@ pub struct PoolSettings {
 pub struct Store {
     pool: Pool,
     schema: SchemaName,
+    /// For the dedicated `LISTEN` connection (not pooled).
+    pg_config: tokio_postgres::Config,
 }
 
 const THREAD_COLUMNS: &str =
@@ -71,6 +74,7 @@ impl Store {
         settings: &PoolSettings,
     ) -> Result<Self, StoreError> {
         pg_config.options(format!("-c search_path={schema}"));
+        let listen_config = pg_config.clone();
         pg_config.connect_timeout(settings.connect_timeout);
         pg_config.application_name("chatkit-rs");
         let manager = Manager::from_config(
@@ -88,11 +92,20 @@ impl Store {
             .recycle_timeout(Some(settings.connect_timeout))
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Store { pool, schema })
+        Ok(Store {
+            pool,
+            schema,
+            pg_config: listen_config,
+        })
     }
 
     pub fn schema(&self) -> &SchemaName {
         &self.schema
+    }
+
+    /// Connection settings for a dedicated, non-pooled connection (LISTEN).
+    pub fn connection_config(&self) -> &tokio_postgres::Config {
+        &self.pg_config
     }
 
     /// Applies pending migrations; returns how many ran.

@@ -25,6 +25,20 @@ pub enum WriteOp {
     DeleteThread {
         thread_id: String,
     },
+    /// The first op of every batch a thread actor sends: the write only counts if the actor
+    /// still holds the thread's lease (fencing), and it records the thread's state.
+    LeaseCheck {
+        thread_id: String,
+        instance_id: String,
+        fencing: i64,
+        state: &'static str,
+    },
+    /// The lease of a thread created now (right after its `InsertThread`).
+    InsertLease {
+        thread_id: String,
+        instance_id: String,
+        ttl_ms: f64,
+    },
     /// Deletes every item after this one (retry, §3.4).
     DeleteItemsAfter {
         thread_id: String,
@@ -64,6 +78,11 @@ impl WriteOp {
         })
     }
 
+    /// The thread this op writes.
+    pub fn thread_id_of(&self) -> Option<&str> {
+        Some(self.thread_id())
+    }
+
     fn thread_id(&self) -> &str {
         match self {
             WriteOp::InsertThread(t) | WriteOp::UpdateThread(t) => &t.id,
@@ -72,6 +91,8 @@ impl WriteOp {
             | WriteOp::DeleteThread { thread_id }
             | WriteOp::SetTitleIfUntitled { thread_id, .. }
             | WriteOp::DeleteItemsAfter { thread_id, .. }
+            | WriteOp::LeaseCheck { thread_id, .. }
+            | WriteOp::InsertLease { thread_id, .. }
             | WriteOp::Feedback { thread_id, .. } => thread_id,
         }
     }
@@ -85,6 +106,8 @@ struct Statements {
     delete_thread: Statement,
     set_title: Statement,
     delete_after: Statement,
+    lease_check: Statement,
+    insert_lease: Statement,
     feedback: Statement,
     bump_versions: Statement,
 }
@@ -113,6 +136,18 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
             .prepare_cached("DELETE FROM items WHERE thread_id = $1 AND id = ANY($2)")
             .await?,
         delete_thread: tx.prepare_cached("DELETE FROM threads WHERE id = $1").await?,
+        lease_check: tx
+            .prepare_cached(
+                "UPDATE thread_leases SET state = $4, last_activity = now()
+                 WHERE thread_id = $1 AND instance_id = $2 AND fencing = $3",
+            )
+            .await?,
+        insert_lease: tx
+            .prepare_cached(
+                "INSERT INTO thread_leases (thread_id, instance_id, expires_at, state)
+                 VALUES ($1, $2, now() + $3 * interval '1 millisecond', 'streaming')",
+            )
+            .await?,
         delete_after: tx
             .prepare_cached(
                 "DELETE FROM items WHERE thread_id = $1 AND (created_at, seq) >
@@ -196,6 +231,27 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
         }
         WriteOp::DeleteThread { thread_id } => {
             tx.execute(&s.delete_thread, &[thread_id]).await?;
+        }
+        WriteOp::LeaseCheck {
+            thread_id,
+            instance_id,
+            fencing,
+            state,
+        } => {
+            let updated = tx
+                .execute(&s.lease_check, &[thread_id, instance_id, fencing, state])
+                .await?;
+            if updated != 1 {
+                return Err(StoreError::LeaseLost);
+            }
+        }
+        WriteOp::InsertLease {
+            thread_id,
+            instance_id,
+            ttl_ms,
+        } => {
+            tx.execute(&s.insert_lease, &[thread_id, instance_id, ttl_ms])
+                .await?;
         }
         WriteOp::DeleteItemsAfter { thread_id, item_id } => {
             tx.execute(&s.delete_after, &[thread_id, item_id]).await?;

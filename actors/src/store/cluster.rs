@@ -1,0 +1,246 @@
+//! Cluster bookkeeping in Postgres: thread leases (one live owner per thread, with a fencing
+//! token), instance heartbeats, hand-over notifications, and the admin listings.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// The result of trying to become a thread's owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseAttempt {
+    /// We own it now, with this fencing token.
+    Acquired(i64),
+    /// Another live instance owns it.
+    Held { owner: String, streaming: bool },
+}
+
+/// The `application_name` of an instance's dedicated LISTEN connection: its presence in
+/// `pg_stat_activity` tells other instances that the owner is alive.
+pub fn listener_application_name(instance_id: &str) -> String {
+    format!("ck:{instance_id}")
+}
+
+/// The notification channel instances listen on; payloads carry thread ids only.
+pub const HANDOVER_CHANNEL: &str = "chatkit_handover";
+
+/// A live thread, for `GET /admin/threads`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveThreadRow {
+    pub thread_id: String,
+    pub user_id: String,
+    pub instance_id: String,
+    pub state: String,
+    pub live_since: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
+    pub item_count: i64,
+}
+
+/// An instance, for `GET /admin/instances`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceRow {
+    pub instance_id: String,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub live_threads: i64,
+}
+
+/// Filters of the admin thread listing.
+#[derive(Debug, Default, Clone)]
+pub struct LiveThreadFilter {
+    pub instance_id: Option<String>,
+    pub user_id: Option<String>,
+    pub state: Option<String>,
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_millis() as f64
+}
+
+impl Store {
+    /// Takes the lease of an existing thread if it is free, expired, or already ours.
+    pub async fn acquire_lease(
+        &self,
+        thread_id: &str,
+        instance_id: &str,
+        ttl: Duration,
+    ) -> Result<LeaseAttempt, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO thread_leases (thread_id, instance_id, expires_at)
+                 VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+                 ON CONFLICT (thread_id) DO UPDATE
+                   SET instance_id = excluded.instance_id,
+                       fencing = thread_leases.fencing + 1,
+                       expires_at = excluded.expires_at,
+                       state = 'idle', live_since = now(), last_activity = now()
+                 WHERE thread_leases.expires_at < now()
+                    OR thread_leases.instance_id = excluded.instance_id
+                    -- The owner's LISTEN connection is gone: the process died (the kernel
+                    -- closed its sockets), take over without waiting for the lease to expire.
+                    OR NOT EXISTS (SELECT 1 FROM pg_stat_activity
+                                   WHERE application_name = 'ck:' || thread_leases.instance_id)
+                 RETURNING fencing",
+            )
+            .await?;
+        if let Some(row) = client
+            .query_opt(&stmt, &[&thread_id, &instance_id, &millis(ttl)])
+            .await?
+        {
+            return Ok(LeaseAttempt::Acquired(row.get(0)));
+        }
+        let holder = client
+            .prepare_cached("SELECT instance_id, state FROM thread_leases WHERE thread_id = $1")
+            .await?;
+        match client.query_opt(&holder, &[&thread_id]).await? {
+            Some(row) => Ok(LeaseAttempt::Held {
+                owner: row.get(0),
+                streaming: row.get::<_, String>(1) == "streaming",
+            }),
+            // Released between the two statements: try again.
+            None => Box::pin(self.acquire_lease(thread_id, instance_id, ttl)).await,
+        }
+    }
+
+    /// Gives a lease up (retirement, deletion, shutdown).
+    pub async fn release_lease(
+        &self,
+        thread_id: &str,
+        instance_id: &str,
+        fencing: i64,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2 AND fencing = $3",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&thread_id, &instance_id, &fencing])
+            .await?;
+        Ok(())
+    }
+
+    /// Asks the owner of a thread to hand it over (`LISTEN`ers get the thread id).
+    pub async fn request_handover(&self, thread_id: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&HANDOVER_CHANNEL, &thread_id])
+            .await?;
+        Ok(())
+    }
+
+    /// Records that this instance lives and extends all its leases.
+    pub async fn heartbeat(&self, instance_id: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO instances (instance_id) VALUES ($1)
+             ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
+            &[&instance_id],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE thread_leases SET expires_at = now() + $2 * interval '1 millisecond' WHERE instance_id = $1",
+            &[&instance_id, &millis(ttl)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Leaves the cluster: all leases released, the instance forgotten.
+    pub async fn leave_cluster(&self, instance_id: &str) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM thread_leases WHERE instance_id = $1",
+            &[&instance_id],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM instances WHERE instance_id = $1",
+            &[&instance_id],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Live threads across the cluster, by thread id, after `after`.
+    pub async fn live_threads(
+        &self,
+        filter: &LiveThreadFilter,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<LiveThreadRow>, bool), StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT l.thread_id, t.user_id, l.instance_id, l.state, l.live_since, l.last_activity,
+                        (SELECT count(*) FROM items i WHERE i.thread_id = l.thread_id)
+                 FROM thread_leases l JOIN threads t ON t.id = l.thread_id
+                 WHERE l.expires_at > now()
+                   AND ($1::text IS NULL OR l.instance_id = $1)
+                   AND ($2::text IS NULL OR t.user_id = $2)
+                   AND ($3::text IS NULL OR l.state = $3)
+                   AND ($4::text IS NULL OR l.thread_id > $4)
+                 ORDER BY l.thread_id LIMIT $5",
+            )
+            .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &filter.instance_id,
+                    &filter.user_id,
+                    &filter.state,
+                    &after,
+                    &(limit as i64 + 1),
+                ],
+            )
+            .await?;
+        let mut out: Vec<LiveThreadRow> = rows
+            .iter()
+            .map(|r| LiveThreadRow {
+                thread_id: r.get(0),
+                user_id: r.get(1),
+                instance_id: r.get(2),
+                state: r.get(3),
+                live_since: r.get(4),
+                last_activity: r.get(5),
+                item_count: r.get(6),
+            })
+            .collect();
+        let has_more = out.len() > limit as usize;
+        out.truncate(limit as usize);
+        Ok((out, has_more))
+    }
+
+    /// Instances seen within `stale_after`, with their live-thread counts.
+    pub async fn instances(&self, stale_after: Duration) -> Result<Vec<InstanceRow>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT i.instance_id, i.started_at, i.heartbeat_at,
+                        (SELECT count(*) FROM thread_leases l WHERE l.instance_id = i.instance_id AND l.expires_at > now())
+                 FROM instances i
+                 WHERE i.heartbeat_at > now() - $1 * interval '1 millisecond'
+                 ORDER BY i.instance_id",
+                &[&millis(stale_after)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| InstanceRow {
+                instance_id: r.get(0),
+                started_at: r.get(1),
+                heartbeat_at: r.get(2),
+                live_threads: r.get(3),
+            })
+            .collect())
+    }
+}
