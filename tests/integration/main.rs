@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod browser;
 mod client_tools;
+mod cluster;
 mod conversation;
 mod crash;
 mod failures;

@@ -125,8 +125,22 @@ impl Actor for Registry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        // Heartbeat: this instance lives, and its leases are extended.
+        // Heartbeat: this instance lives, and its leases are extended (now, then periodically).
         let every = self.env.settings.cluster.lease_ttl / 3;
+        let env = self.env.clone();
+        ctx.spawn(
+            async move {
+                let cluster = &env.settings.cluster;
+                if let Err(error) = env
+                    .store
+                    .heartbeat(&cluster.instance_id, cluster.lease_ttl)
+                    .await
+                {
+                    tracing::warn!(%error, "cluster heartbeat failed");
+                }
+            }
+            .into_actor(self),
+        );
         ctx.run_interval(every, |act, ctx| {
             let env = act.env.clone();
             ctx.spawn(

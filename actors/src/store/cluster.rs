@@ -77,12 +77,7 @@ impl Store {
                        fencing = thread_leases.fencing + 1,
                        expires_at = excluded.expires_at,
                        state = 'idle', live_since = now(), last_activity = now()
-                 WHERE thread_leases.expires_at < now()
-                    OR thread_leases.instance_id = excluded.instance_id
-                    -- The owner's LISTEN connection is gone: the process died (the kernel
-                    -- closed its sockets), take over without waiting for the lease to expire.
-                    OR NOT EXISTS (SELECT 1 FROM pg_stat_activity
-                                   WHERE application_name = 'ck:' || thread_leases.instance_id)
+                 WHERE thread_leases.expires_at < now() OR thread_leases.instance_id = excluded.instance_id
                  RETURNING fencing",
             )
             .await?;
@@ -95,14 +90,41 @@ impl Store {
         let holder = client
             .prepare_cached("SELECT instance_id, state FROM thread_leases WHERE thread_id = $1")
             .await?;
-        match client.query_opt(&holder, &[&thread_id]).await? {
-            Some(row) => Ok(LeaseAttempt::Held {
-                owner: row.get(0),
-                streaming: row.get::<_, String>(1) == "streaming",
-            }),
+        let Some(row) = client.query_opt(&holder, &[&thread_id]).await? else {
             // Released between the two statements: try again.
-            None => Box::pin(self.acquire_lease(thread_id, instance_id, ttl)).await,
+            return Box::pin(self.acquire_lease(thread_id, instance_id, ttl)).await;
+        };
+        let owner: String = row.get(0);
+        let streaming = row.get::<_, String>(1) == "streaming";
+        // The owner's LISTEN connection is gone: its process died (the kernel closed its
+        // sockets), so take over without waiting for the lease to expire.
+        let alive = client
+            .prepare_cached("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .await?;
+        let alive: i64 = client
+            .query_one(&alive, &[&listener_application_name(&owner)])
+            .await?
+            .get(0);
+        if alive == 0 {
+            let takeover = client
+                .prepare_cached(
+                    "UPDATE thread_leases
+                     SET instance_id = $2, fencing = fencing + 1,
+                         expires_at = now() + $4 * interval '1 millisecond',
+                         state = 'idle', live_since = now(), last_activity = now()
+                     WHERE thread_id = $1 AND instance_id = $3
+                     RETURNING fencing",
+                )
+                .await?;
+            if let Some(row) = client
+                .query_opt(&takeover, &[&thread_id, &instance_id, &owner, &millis(ttl)])
+                .await?
+            {
+                tracing::info!(%thread_id, dead_owner = %owner, "took over a thread from a dead instance");
+                return Ok(LeaseAttempt::Acquired(row.get(0)));
+            }
         }
+        Ok(LeaseAttempt::Held { owner, streaming })
     }
 
     /// Gives a lease up (retirement, deletion, shutdown).

@@ -1,0 +1,250 @@
+//! Several instances sharing one Postgres, requests landing anywhere (no sticky sessions):
+//! threads hand over between instances, one response per thread cluster-wide, a dead
+//! instance's threads continue elsewhere, and the admin endpoints see the whole cluster.
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn node(schema: &str, name: &str) -> TestServer {
+    TestServer::start_on_schema(
+        schema,
+        &[
+            ("CHATKIT__CLUSTER__INSTANCE_ID", name),
+            ("CHATKIT__CLUSTER__LEASE_TTL_SECS", "3"),
+            ("CHATKIT__CLUSTER__HANDOVER_TIMEOUT_SECS", "5"),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+        ],
+    )
+}
+
+fn admin_token() -> String {
+    token_with(json!({ "sub": "ops", "role": "admin", "exp": now() + 600 }))
+}
+
+async fn admin_get(server: &TestServer, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().get(server.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn turns_alternate_between_instances_with_history_intact() {
+    let schema = format!("t_{}", rand_suffix());
+    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let alice = token("alice");
+    let first = create_thread(&nodes[0], &alice, "turn 0").await;
+    first.assert_answered();
+    let thread_id = first.thread_id();
+    let mut announced: Vec<Value> = first.done_items();
+    for turn in 1..7 {
+        let server = &nodes[turn % 2];
+        let text = format!("turn {turn}");
+        let stream = add_message(server, &alice, &thread_id, &text).await;
+        stream.assert_answered();
+        announced.extend(stream.done_items());
+        // The model saw every earlier turn: the new owner reloaded the history.
+        let request = shared()
+            .mock
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.to_string().contains(&format!("\"{text}\"")))
+            .unwrap();
+        let users: Vec<String> = request["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .map(|m| m["content"].as_str().unwrap().to_string())
+            .collect();
+        let expected: Vec<String> = (0..=turn).map(|t| format!("turn {t}")).collect();
+        assert_eq!(users, expected);
+    }
+    // Every item once, in order, byte for byte, read from either node.
+    for server in &nodes {
+        let page = server
+            .call(
+                &alice,
+                "items.list",
+                json!({ "thread_id": thread_id, "order": "asc", "limit": 100 }),
+                Kind::ItemsPage,
+            )
+            .await;
+        assert_eq!(page["data"].as_array().unwrap(), &announced);
+    }
+}
+
+#[tokio::test]
+async fn one_response_per_thread_across_the_cluster() {
+    let schema = format!("t_{}", rand_suffix());
+    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let alice = token("alice");
+    let thread_id = create_thread(&nodes[0], &alice, "hello").await.thread_id();
+    // A slow answer on node 1; a second stream for the thread on node 2 is a 409.
+    let slow = add_message(&nodes[0], &alice, &thread_id, "slow 30");
+    let other = async {
+        sleep_ms(400).await;
+        add_message(&nodes[1], &alice, &thread_id, "me too").await
+    };
+    let (slow, other) = tokio::join!(slow, other);
+    slow.assert_answered();
+    other.reply.assert_error(409, "thread_busy");
+    // Racing two streams on both nodes many times: never two answers at once.
+    for round in 0..5 {
+        let (text_a, text_b) = (format!("race a {round}"), format!("race b {round}"));
+        let a = add_message(&nodes[0], &alice, &thread_id, &text_a);
+        let b = add_message(&nodes[1], &alice, &thread_id, &text_b);
+        let (a, b) = tokio::join!(a, b);
+        let ok = [&a, &b].iter().filter(|s| s.status == 200).count();
+        assert!(ok >= 1, "round {round}: at least one turn runs");
+        for s in [&a, &b] {
+            if s.status != 200 {
+                assert!(
+                    s.reply.status == 409 || s.reply.status == 503,
+                    "round {round}: {}",
+                    s.reply.text
+                );
+            } else {
+                s.assert_answered();
+            }
+        }
+    }
+    // The transcript alternates user/assistant: no interleaved responses.
+    let page = nodes[1]
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id, "order": "asc", "limit": 200 }),
+            Kind::ItemsPage,
+        )
+        .await;
+    let kinds: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    for pair in kinds.chunks(2) {
+        assert_eq!(pair, ["user_message", "assistant_message"], "{kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_dead_instances_threads_continue_elsewhere() {
+    let schema = format!("t_{}", rand_suffix());
+    let mut first = node(&schema, "node-1");
+    let second = node(&schema, "node-2");
+    let alice = token("alice");
+    let created = create_thread(&first, &alice, "hello").await;
+    let thread_id = created.thread_id();
+    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": thread_id, "input": text_input("slow 40") } });
+    let mut live = first.open_stream(&alice, &body).await;
+    live.read_events(5).await;
+    let acknowledged: Vec<Value> = created
+        .done_items()
+        .into_iter()
+        .chain(live.done_items())
+        .collect();
+    first.kill();
+    drop(live);
+    let started = std::time::Instant::now();
+    let next = add_message(&second, &alice, &thread_id, "anyone?").await;
+    next.assert_answered();
+    assert!(
+        started.elapsed().as_secs() < 3,
+        "took over without waiting for the lease to expire"
+    );
+    let page = second
+        .call(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id, "order": "asc" }),
+            Kind::ItemsPage,
+        )
+        .await;
+    let stored = page["data"].as_array().unwrap();
+    assert_eq!(&stored[..acknowledged.len()], &acknowledged[..]);
+    assert_eq!(
+        stored.len(),
+        acknowledged.len() + 2,
+        "nothing half-written from the dead instance"
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_list_the_whole_cluster() {
+    let schema = format!("t_{}", rand_suffix());
+    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let alice = token("alice");
+    let bob = token("bob");
+    let a = create_thread(&nodes[0], &alice, "a").await.thread_id();
+    let b = create_thread(&nodes[1], &bob, "b").await.thread_id();
+    let admin = admin_token();
+
+    let (status, body) = admin_get(&nodes[0], "/admin/threads", Some(&admin)).await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["data"].as_array().unwrap();
+    let owner = |id: &str| {
+        rows.iter()
+            .find(|r| r["thread_id"] == id)
+            .map(|r| r["instance_id"].as_str().unwrap().to_string())
+    };
+    assert_eq!(owner(&a).as_deref(), Some("node-1"));
+    assert_eq!(owner(&b).as_deref(), Some("node-2"));
+    let row = rows.iter().find(|r| r["thread_id"] == a).unwrap();
+    assert_eq!(row["user_id"], "alice");
+    assert_eq!(row["item_count"], 2);
+    assert!(row["state"] == "idle" || row["state"] == "streaming");
+    assert!(row["live_since"].is_string() && row["last_activity"].is_string());
+
+    let (_, filtered) = admin_get(&nodes[1], "/admin/threads?instance=node-2", Some(&admin)).await;
+    assert_eq!(filtered["data"].as_array().unwrap().len(), 1);
+    let (_, by_user) = admin_get(&nodes[1], "/admin/threads?user=alice", Some(&admin)).await;
+    assert_eq!(by_user["data"][0]["thread_id"], json!(a));
+    let (_, page1) = admin_get(&nodes[0], "/admin/threads?limit=1", Some(&admin)).await;
+    assert_eq!(page1["has_more"], true);
+    let after = page1["after"].as_str().unwrap().to_string();
+    let (_, page2) = admin_get(
+        &nodes[0],
+        &format!("/admin/threads?limit=1&after={after}"),
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(page2["has_more"], false);
+    assert_ne!(page1["data"][0]["thread_id"], page2["data"][0]["thread_id"]);
+
+    let (status, instances) = admin_get(&nodes[1], "/admin/instances", Some(&admin)).await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = instances["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["node-1", "node-2"]);
+    assert_eq!(instances["data"][0]["live_threads"], 1);
+
+    // A user token is forbidden, no token is unauthorized.
+    assert_eq!(
+        admin_get(&nodes[0], "/admin/threads", Some(&alice)).await.0,
+        403
+    );
+    assert_eq!(
+        admin_get(&nodes[0], "/admin/instances", Some(&alice))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(admin_get(&nodes[0], "/admin/threads", None).await.0, 401);
+    assert_eq!(
+        admin_get(&nodes[0], "/admin/threads?state=weird", Some(&admin))
+            .await
+            .0,
+        400
+    );
+}
