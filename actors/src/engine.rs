@@ -567,7 +567,12 @@ async fn listen_for_handovers(store: Store, registry: Addr<Registry>, instance_i
                         }
                         message = messages.next() => match message {
                             Some(Ok(tokio_postgres::AsyncMessage::Notification(note))) => {
-                                registry.do_send(Handover { thread_id: note.payload().to_string() });
+                                // `<owner> <thread id>`: only the owner hands over.
+                                if let Some((owner, thread_id)) = note.payload().split_once(' ') {
+                                    if owner == instance_id {
+                                        registry.do_send(Handover { thread_id: thread_id.to_string() });
+                                    }
+                                }
                             }
                             Some(Ok(_)) => {}
                             Some(Err(error)) => {

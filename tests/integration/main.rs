@@ -8,6 +8,7 @@ mod bad_input;
 mod browser;
 mod client_tools;
 mod cluster;
+mod cluster_nginx;
 mod conversation;
 mod crash;
 mod failures;

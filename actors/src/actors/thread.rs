@@ -539,7 +539,7 @@ async fn acquire_lease(env: &EngineEnv, thread_id: &str) -> Result<i64, EngineEr
     let cluster = &env.settings.cluster;
     let deadline = Instant::now() + cluster.handover_timeout;
     let mut asked = false;
-    let mut busy_seen = false;
+    let mut busy_checks = 0;
     loop {
         match env
             .store
@@ -547,21 +547,21 @@ async fn acquire_lease(env: &EngineEnv, thread_id: &str) -> Result<i64, EngineEr
             .await?
         {
             LeaseAttempt::Acquired(fencing) => return Ok(fencing),
-            // Streaming elsewhere: busy. Look once more a moment later, in case its owner
-            // just died and Postgres has not yet noticed its connection closing.
+            // Streaming elsewhere: busy. Look again for a short while first, in case its
+            // owner just died and Postgres has not yet noticed its connection closing.
             LeaseAttempt::Held {
                 streaming: true, ..
-            } if busy_seen => return Err(EngineError::ThreadBusy),
+            } if busy_checks >= 5 => return Err(EngineError::ThreadBusy),
             LeaseAttempt::Held {
                 streaming: true, ..
             } => {
-                busy_seen = true;
-                tokio::time::sleep(Duration::from_millis(150)).await;
+                busy_checks += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             LeaseAttempt::Held { owner, .. } => {
                 if !asked {
                     tracing::debug!(%thread_id, %owner, "asking for a hand-over");
-                    env.store.request_handover(thread_id).await?;
+                    env.store.request_handover(thread_id, &owner).await?;
                     asked = true;
                 }
                 if Instant::now() >= deadline {

@@ -147,10 +147,12 @@ impl Store {
     }
 
     /// Asks the owner of a thread to hand it over (`LISTEN`ers get the thread id).
-    pub async fn request_handover(&self, thread_id: &str) -> Result<(), StoreError> {
+    pub async fn request_handover(&self, thread_id: &str, owner: &str) -> Result<(), StoreError> {
+        // Every instance hears it; only `owner` acts. Payload: `<owner> <thread id>`, ids only.
         let client = self.pool.get().await?;
+        let payload = format!("{owner} {thread_id}");
         client
-            .execute("SELECT pg_notify($1, $2)", &[&HANDOVER_CHANNEL, &thread_id])
+            .execute("SELECT pg_notify($1, $2)", &[&HANDOVER_CHANNEL, &payload])
             .await?;
         Ok(())
     }

@@ -1,0 +1,288 @@
+//! Three instances behind nginx doing round robin (the example config in `config/`), one
+//! Postgres: concurrent conversations land on any instance, everything is stored once and in
+//! order, the admin view sees every owner, a killed instance's threads continue, and a
+//! SIGTERM drain under load fails no request.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+struct Nginx {
+    url: String,
+    child: Child,
+    prefix: std::path::PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.prefix);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_nginx(backends: &[&TestServer]) -> Nginx {
+    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let binary =
+        binary.expect("nginx is installed (Debian package nginx-light; .ci/run installs it)");
+    let prefix = std::env::temp_dir().join(format!("chatkit-it-nginx-{}", rand_suffix()));
+    std::fs::create_dir_all(&prefix).unwrap();
+    let port = free_port();
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/nginx-cluster.conf"),
+    )
+    .unwrap();
+    let upstreams: String = backends
+        .iter()
+        .map(|b| format!("        server {};\n", b.addr))
+        .collect();
+    let conf = template
+        .replace("{{PREFIX}}", &prefix.to_string_lossy())
+        .replace("{{LISTEN}}", &format!("127.0.0.1:{port}"))
+        .replace("{{UPSTREAMS}}", &upstreams);
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let child = Command::new(binary)
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    register_child(child.id());
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Nginx { url, child, prefix }
+}
+
+fn node(schema: &str, name: &str) -> TestServer {
+    TestServer::start_on_schema(
+        schema,
+        &[
+            ("CHATKIT__CLUSTER__INSTANCE_ID", name),
+            ("CHATKIT__CLUSTER__LEASE_TTL_SECS", "3"),
+            ("CHATKIT__CLUSTER__HANDOVER_TIMEOUT_SECS", "5"),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+            ("CHATKIT__SERVER__DRAIN_TIMEOUT_SECS", "10"),
+        ],
+    )
+}
+
+/// One user's conversation through the balancer: `turns` turns, each must be answered.
+async fn conversation(
+    base: String,
+    user: String,
+    turns: usize,
+) -> Result<(String, Vec<Value>), String> {
+    let http = reqwest::Client::new();
+    let token = token(&user);
+    let mut thread: Option<String> = None;
+    let mut announced = Vec::new();
+    for turn in 0..turns {
+        let text = format!("{user} turn {turn}");
+        let body = match &thread {
+            None => json!({ "type": "threads.create", "params": { "input": text_input(&text) } }),
+            Some(id) => {
+                json!({ "type": "threads.add_user_message", "params": { "thread_id": id, "input": text_input(&text) } })
+            }
+        };
+        let response = http
+            .post(format!("{base}/chatkit"))
+            .bearer_auth(&token)
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text_body = response
+            .text()
+            .await
+            .map_err(|e| format!("{user} turn {turn}: {e}"))?;
+        if status != 200 {
+            return Err(format!("{user} turn {turn}: HTTP {status} {text_body}"));
+        }
+        let stream = Stream::parse(Reply {
+            status,
+            content_type: "text/event-stream; charset=utf-8".into(),
+            headers: Default::default(),
+            text: text_body,
+        });
+        let done = stream.done_items();
+        if done
+            .last()
+            .map(|i| i["type"] != "assistant_message")
+            .unwrap_or(true)
+        {
+            return Err(format!(
+                "{user} turn {turn}: not answered: {:?}",
+                stream.kinds()
+            ));
+        }
+        thread.get_or_insert_with(|| stream.thread_id());
+        announced.extend(done);
+    }
+    Ok((thread.unwrap(), announced))
+}
+
+#[tokio::test]
+async fn three_instances_behind_round_robin_nginx() {
+    let schema = format!("t_{}", rand_suffix());
+    let mut nodes = vec![
+        node(&schema, "node-1"),
+        node(&schema, "node-2"),
+        node(&schema, "node-3"),
+    ];
+    let nginx = start_nginx(&nodes.iter().collect::<Vec<_>>());
+
+    // Dozens of conversations at once, several turns each, through the balancer.
+    let runs: Vec<_> = (0..24)
+        .map(|u| tokio::spawn(conversation(nginx.url.clone(), format!("user-{u}"), 4)))
+        .collect();
+    let mut threads = Vec::new();
+    for run in runs {
+        threads.push(run.await.unwrap().expect("every turn answered"));
+    }
+    // Stored exactly once and in order.
+    for (thread_id, announced) in &threads {
+        let rows = shared().postgres.psql(&format!(
+            "SELECT string_agg(body, E'\\n' ORDER BY created_at, seq) FROM {schema}.items WHERE thread_id = '{thread_id}'"
+        ));
+        let stored: Vec<Value> = rows
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(&stored, announced, "thread {thread_id}");
+    }
+    // Turns of one thread really landed on different instances (round robin).
+    let served: std::collections::HashSet<String> = nodes
+        .iter()
+        .filter(|n| n.logs().contains("handing the thread over"))
+        .map(|n| n.addr.clone())
+        .collect();
+    assert!(!served.is_empty(), "threads moved between instances");
+
+    // The admin view, through the balancer, sees every live thread with its owner.
+    let admin = token_with(json!({ "sub": "ops", "role": "admin", "exp": now() + 600 }));
+    let http = reqwest::Client::new();
+    let listed: Value = http
+        .get(format!("{}/admin/threads?limit=1000", nginx.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = listed["data"].as_array().unwrap();
+    assert_eq!(rows.len(), threads.len());
+    let owners = shared().postgres.psql(&format!("SELECT string_agg(thread_id || '=' || instance_id, ',' ORDER BY thread_id) FROM {schema}.thread_leases"));
+    for row in rows {
+        let pair = format!(
+            "{}={}",
+            row["thread_id"].as_str().unwrap(),
+            row["instance_id"].as_str().unwrap()
+        );
+        assert!(owners.contains(&pair), "{pair} not in {owners}");
+    }
+    let instances: Value = http
+        .get(format!("{}/admin/instances", nginx.url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(instances["data"].as_array().unwrap().len(), 3);
+
+    // Kill -9 one instance mid-stream: its threads continue on the others.
+    let victim_thread = &threads[0].0;
+    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": victim_thread, "input": text_input("slow 40") } });
+    let owner = token("user-0");
+    let mut live = nodes[0].open_stream(&owner, &body).await;
+    live.read_events(4).await;
+    nodes[0].kill();
+    drop(live);
+    let (_, after) = conversation_on(&nginx.url, "user-0", victim_thread, 2)
+        .await
+        .expect("the thread continues after the kill");
+    assert_eq!(after.len(), 4);
+
+    // SIGTERM one instance under load: no request fails.
+    let base = Arc::new(nginx.url.clone());
+    let load: Vec<_> = (0..8)
+        .map(|u| {
+            let base = base.clone();
+            tokio::spawn(
+                async move { conversation(base.to_string(), format!("drain-{u}"), 3).await },
+            )
+        })
+        .collect();
+    sleep_ms(300).await;
+    nodes[1].terminate();
+    for run in load {
+        run.await
+            .unwrap()
+            .expect("no request failed during the drain");
+    }
+    assert!(nodes[1].wait().success(), "the drained instance exited 0");
+    nodes.truncate(1);
+}
+
+/// More turns on an existing thread through the balancer.
+async fn conversation_on(
+    base: &str,
+    user: &str,
+    thread_id: &str,
+    turns: usize,
+) -> Result<(String, Vec<Value>), String> {
+    let http = reqwest::Client::new();
+    let token = token(user);
+    let mut announced = Vec::new();
+    for turn in 0..turns {
+        let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": thread_id, "input": text_input(&format!("again {turn}")) } });
+        let response = http
+            .post(format!("{base}/chatkit"))
+            .bearer_auth(&token)
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("HTTP {status} {text}"));
+        }
+        let stream = Stream::parse(Reply {
+            status,
+            content_type: "text/event-stream; charset=utf-8".into(),
+            headers: Default::default(),
+            text,
+        });
+        announced.extend(stream.done_items());
+    }
+    Ok((thread_id.to_string(), announced))
+}
