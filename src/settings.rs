@@ -179,6 +179,7 @@ struct RawTitles {
 struct RawPersistence {
     max_batch: usize,
     flush_interval_ms: u64,
+    max_in_flight: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +308,7 @@ pub struct TitleConfig {
 pub struct PersistenceSettings {
     pub max_batch: usize,
     pub flush_interval: Duration,
+    pub max_in_flight: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -550,6 +552,7 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
         persistence: PersistenceSettings {
             max_batch: raw.persistence.max_batch,
             flush_interval: Duration::from_millis(raw.persistence.flush_interval_ms),
+            max_in_flight: raw.persistence.max_in_flight.max(1),
         },
         agent,
         allow_cancel: raw.stream.allow_cancel,

@@ -75,6 +75,7 @@ fn engine_settings(settings: &Settings) -> EngineSettings {
         batch: BatchSettings {
             max_batch: settings.persistence.max_batch,
             flush_interval: settings.persistence.flush_interval,
+            max_in_flight: settings.persistence.max_in_flight,
         },
         allow_cancel: settings.allow_cancel,
         max_live: settings.actors.max_live,

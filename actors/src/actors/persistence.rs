@@ -2,11 +2,14 @@
 //! commits, one transaction per flush, answering each write only after its commit.
 //!
 //! A flush starts when the buffer holds `max_batch` writes or `flush_interval` after the first
-//! buffered write, and never while another flush runs (so one thread's writes commit in the
-//! order they were sent). A failed batch is retried write by write, so one bad write (say, an
+//! buffered write. Up to `max_in_flight` flushes run at once, on separate connections (so
+//! Postgres itself shares one WAL flush among their commits), but never two writes of the same
+//! thread: one thread's writes commit in the order they were sent. A failed batch is retried write by write, so one bad write (say, an
 //! item for a thread deleted meanwhile) cannot fail the writes of other threads.
 
 use std::time::Duration;
+
+use std::collections::HashSet;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -19,6 +22,8 @@ use crate::store::{Store, StoreError, WriteOp};
 pub struct BatchSettings {
     pub max_batch: usize,
     pub flush_interval: Duration,
+    /// Flushes (transactions) running at once.
+    pub max_in_flight: usize,
 }
 
 /// Commit these writes together (atomically with each other); resolves after the commit.
@@ -40,7 +45,9 @@ pub struct PersistenceActor {
     store: Store,
     settings: BatchSettings,
     pending: Vec<PendingWrite>,
-    flushing: bool,
+    in_flight: usize,
+    /// Threads with a write in a running flush: their next writes wait for it.
+    busy_threads: HashSet<String>,
     timer: Option<SpawnHandle>,
     flush_waiters: Vec<oneshot::Sender<()>>,
 }
@@ -51,14 +58,19 @@ impl PersistenceActor {
             store,
             settings,
             pending: Vec::new(),
-            flushing: false,
+            in_flight: 0,
+            busy_threads: HashSet::new(),
             timer: None,
             flush_waiters: Vec::new(),
         }
     }
 
+    fn can_flush(&self) -> bool {
+        self.in_flight < self.settings.max_in_flight.max(1) && !self.pending.is_empty()
+    }
+
     fn schedule(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.pending.is_empty() {
+        if !self.can_flush() {
             return;
         }
         if self.pending.len() >= self.settings.max_batch
@@ -75,15 +87,47 @@ impl PersistenceActor {
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.pending.is_empty() {
+        if !self.can_flush() {
             return;
         }
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
-        self.flushing = true;
-        let take = self.pending.len().min(self.settings.max_batch.max(1));
-        let batch: Vec<PendingWrite> = self.pending.drain(..take).collect();
+        // Take writes in order, skipping (with all their successors) those of threads that
+        // already have a write in flight.
+        let max = self.settings.max_batch.max(1);
+        let mut blocked: HashSet<String> = HashSet::new();
+        let mut batch = Vec::new();
+        let mut kept = Vec::with_capacity(self.pending.len());
+        for write in self.pending.drain(..) {
+            let threads = write_threads(&write.ops);
+            let waits = batch.len() >= max
+                || threads
+                    .iter()
+                    .any(|t| self.busy_threads.contains(t) || blocked.contains(t));
+            if waits {
+                blocked.extend(threads);
+                kept.push(write);
+            } else {
+                batch.push((write, threads));
+            }
+        }
+        self.pending = kept;
+        if batch.is_empty() {
+            return;
+        }
+        let mut batch_threads = Vec::new();
+        let batch: Vec<PendingWrite> = batch
+            .into_iter()
+            .map(|(write, threads)| {
+                batch_threads.extend(threads);
+                write
+            })
+            .collect();
+        for thread in &batch_threads {
+            self.busy_threads.insert(thread.clone());
+        }
+        self.in_flight += 1;
         let store = self.store.clone();
         let commit = async move {
             let all: Vec<WriteOp> = batch.iter().flat_map(|w| w.ops.iter().cloned()).collect();
@@ -129,16 +173,33 @@ impl PersistenceActor {
                 }
             }
         };
-        ctx.spawn(commit.into_actor(self).map(|(), act, ctx| {
-            act.flushing = false;
-            if act.pending.is_empty() {
+        ctx.spawn(commit.into_actor(self).map(move |(), act, ctx| {
+            act.in_flight -= 1;
+            for thread in &batch_threads {
+                act.busy_threads.remove(thread);
+            }
+            if act.pending.is_empty() && act.in_flight == 0 {
                 for waiter in act.flush_waiters.drain(..) {
                     let _ = waiter.send(());
                 }
             }
             act.schedule(ctx);
+            // Writes held back for a busy thread may be free to go now.
+            if act.can_flush() && act.timer.is_none() {
+                act.schedule(ctx);
+            }
         }));
     }
+}
+
+/// The threads a write touches.
+fn write_threads(ops: &[WriteOp]) -> Vec<String> {
+    let mut threads: Vec<String> = ops
+        .iter()
+        .filter_map(|op| op.thread_id_of().map(str::to_string))
+        .collect();
+    threads.dedup();
+    threads
 }
 
 fn clone_error(error: &StoreError) -> StoreError {
@@ -184,7 +245,7 @@ impl Handler<FlushNow> for PersistenceActor {
 
     fn handle(&mut self, _: FlushNow, ctx: &mut Context<Self>) -> Self::Result {
         let (done, wait) = oneshot::channel();
-        if self.pending.is_empty() && !self.flushing {
+        if self.pending.is_empty() && self.in_flight == 0 {
             let _ = done.send(());
         } else {
             self.flush_waiters.push(done);
