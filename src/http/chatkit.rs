@@ -61,9 +61,26 @@ async fn handle(
     let request = ChatKitRequest::parse(&body)?;
     let op = request.op.name();
     *op_name = op;
-    let thread_id = request.op.thread_id().unwrap_or("");
-    let span = tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id);
-    dispatch(state, caller, request.op).instrument(span).await
+    let thread_id = request.op.thread_id().unwrap_or("").to_string();
+    let span =
+        tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id = %thread_id);
+    let started = std::time::Instant::now();
+    let result = dispatch(state, caller, request.op)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        let status = match &result {
+            Ok(response) => response.status().as_u16(),
+            Err(error) => error.status_and_code().0.as_u16(),
+        };
+        // For streams: when the response started (the turn goes on after this line).
+        tracing::info!(
+            status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "chatkit request"
+        );
+    });
+    result
 }
 
 fn declared_length(req: &HttpRequest) -> Option<u64> {

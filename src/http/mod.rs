@@ -38,7 +38,8 @@ pub struct Routes {
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig, routes: Routes) {
     if routes.playground {
-        cfg.route("/", web::get().to(playground::page));
+        cfg.route("/", web::get().to(playground::page))
+            .route("/admin", web::get().to(admin::page));
     }
     if routes.dev_tokens {
         cfg.route("/dev/token", web::post().to(playground::dev_token));

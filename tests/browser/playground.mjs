@@ -58,6 +58,18 @@ try {
   await page.locator('[data-testid="thread"]', { hasText: "Renamed in the browser" }).waitFor();
   await shot("3-renamed");
 
+  if (process.env.ADMIN_TOKEN) {
+    step("admin view lists the live thread");
+    const admin = await browser.newPage({ viewport: { width: 1200, height: 600 } });
+    await admin.goto(base + "/admin");
+    await admin.getByTestId("admin-token").fill(process.env.ADMIN_TOKEN);
+    await admin.getByTestId("admin-load").click();
+    await admin.locator('[data-testid="live-thread"]', { hasText: "browser-user" }).first().waitFor();
+    await admin.locator('[data-testid="instances"] tr').first().waitFor();
+    await admin.screenshot({ path: join(artifacts, "3b-admin-view.png") });
+    await admin.close();
+  }
+
   step("delete");
   page.once("dialog", (d) => d.accept());
   await page.getByTestId("delete").click();

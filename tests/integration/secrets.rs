@@ -57,3 +57,32 @@ async fn debug_logs_of_a_session_hold_no_secret() {
     let signature = alice.rsplit('.').next().unwrap();
     assert!(!logs.contains(signature), "a token signature leaked");
 }
+
+#[tokio::test]
+async fn json_logs_carry_request_user_and_thread_ids() {
+    let server = TestServer::start_with(&[("CHATKIT__LOG__FORMAT", "json"), ("RUST_LOG", "info")]);
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "hello").await.thread_id();
+    add_message(&server, &alice, &thread_id, "more")
+        .await
+        .assert_answered();
+    sleep_ms(100).await;
+    let logs = server.logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    let in_request: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["spans"].to_string().contains("request_id"))
+        .collect();
+    assert!(
+        in_request
+            .iter()
+            .any(|l| l["spans"].to_string().contains(&thread_id)
+                && l["spans"].to_string().contains("alice")),
+        "a request's log line names its thread and user: {logs}"
+    );
+    assert!(!logs.contains(&alice));
+}
