@@ -523,7 +523,12 @@ impl Engine {
         limit: u32,
         after: Option<&str>,
     ) -> Result<(Vec<crate::store::cluster::LiveThreadRow>, bool), EngineError> {
-        Ok(self.env.store.live_threads(filter, limit, after).await?)
+        let ttl = self.env.settings.cluster.lease_ttl;
+        Ok(self
+            .env
+            .store
+            .live_threads(filter, limit, after, ttl)
+            .await?)
     }
 
     /// Instances with a recent heartbeat (admin).

@@ -131,11 +131,7 @@ impl Actor for Registry {
         ctx.spawn(
             async move {
                 let cluster = &env.settings.cluster;
-                if let Err(error) = env
-                    .store
-                    .heartbeat(&cluster.instance_id, cluster.lease_ttl)
-                    .await
-                {
+                if let Err(error) = env.store.heartbeat(&cluster.instance_id).await {
                     tracing::warn!(%error, "cluster heartbeat failed");
                 }
             }
@@ -146,11 +142,7 @@ impl Actor for Registry {
             ctx.spawn(
                 async move {
                     let cluster = &env.settings.cluster;
-                    if let Err(error) = env
-                        .store
-                        .heartbeat(&cluster.instance_id, cluster.lease_ttl)
-                        .await
-                    {
+                    if let Err(error) = env.store.heartbeat(&cluster.instance_id).await {
                         tracing::warn!(%error, "cluster heartbeat failed");
                     }
                 }

@@ -372,7 +372,6 @@ impl ThreadActor {
                     job.prelude_ops.push(WriteOp::InsertLease {
                         thread_id: thread_id.clone(),
                         instance_id: env.settings.cluster.instance_id.clone(),
-                        ttl_ms: env.settings.cluster.lease_ttl.as_millis() as f64,
                     });
                     job.prelude_events.push(ThreadStreamEvent::ThreadCreated {
                         thread: live.meta.to_wire(Page::empty()),
@@ -475,7 +474,7 @@ impl ThreadActor {
     fn finish_turn(&mut self, mut outcome: TurnOutcome, ctx: &mut Context<Self>) {
         self.busy = false;
         self.mcp = outcome.mcp.take();
-        if outcome.prelude_committed && !outcome.reload {
+        if outcome.prelude_committed && !outcome.reload && !outcome.idle_written {
             // The cluster view shows the thread idle again (rides on the next group commit).
             let lease = self.lease();
             let idle = WriteOp::LeaseCheck {

@@ -70,6 +70,8 @@ pub(crate) struct TurnOutcome {
     pub title: Option<String>,
     /// The MCP sessions, handed back.
     pub mcp: Option<McpSessions>,
+    /// The turn's last write already set the lease state back to idle.
+    pub idle_written: bool,
 }
 
 /// How the agent part of a turn ended.
@@ -163,6 +165,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         Ended::CommitFailed => "commit_failed",
     };
     METRICS.turns.with_label_values(&[label]).inc();
+    outcome.idle_written = matches!(ended, Ended::Answered | Ended::Cancelled { .. });
     match ended {
         Ended::Answered => {
             if let Some((meta, text)) = job.title_from {
@@ -195,7 +198,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
                 }),
             });
             let ops = items.iter().map(WriteOp::put_item).collect();
-            match env.persist_as(&job.lease, "streaming", ops).await {
+            match env.persist_as(&job.lease, "idle", ops).await {
                 Ok(()) => run.committed.extend(items),
                 Err(error) => {
                     tracing::warn!(thread_id = %job.thread_id, %error, "could not store the cancelled answer");
@@ -291,7 +294,7 @@ impl TurnRun<'_> {
                     if let Err(ended) = self.close_workflow(&mut workflow).await {
                         return ended;
                     }
-                    return match self.complete_answer(answer).await {
+                    return match self.complete_answer(answer, "idle").await {
                         Ok(()) => Ended::Answered,
                         Err(ended) => ended,
                     };
@@ -299,7 +302,7 @@ impl TurnRun<'_> {
                 Round::ToolCalls(answer, calls) => {
                     let text = answer.text.clone();
                     if answer.started {
-                        if let Err(ended) = self.complete_answer(answer).await {
+                        if let Err(ended) = self.complete_answer(answer, "streaming").await {
                             return ended;
                         }
                     }
@@ -448,7 +451,11 @@ impl TurnRun<'_> {
     }
 
     /// `content_part.done`, commit, `thread.item.done`.
-    async fn complete_answer(&mut self, answer: AnswerInProgress) -> Result<(), Ended> {
+    async fn complete_answer(
+        &mut self,
+        answer: AnswerInProgress,
+        state: &'static str,
+    ) -> Result<(), Ended> {
         let item = answer.finish();
         let done = ThreadStreamEvent::ItemUpdated {
             item_id: item.id.clone(),
@@ -458,13 +465,17 @@ impl TurnRun<'_> {
             },
         };
         self.writer.send(&done).await;
-        self.commit_and_announce(item).await
+        self.commit_and_announce(item, state).await
     }
 
-    async fn commit_and_announce(&mut self, item: ThreadItem) -> Result<(), Ended> {
+    async fn commit_and_announce(
+        &mut self,
+        item: ThreadItem,
+        state: &'static str,
+    ) -> Result<(), Ended> {
         match self
             .env
-            .persist_as(&self.lease, "streaming", vec![WriteOp::put_item(&item)])
+            .persist_as(&self.lease, state, vec![WriteOp::put_item(&item)])
             .await
         {
             Ok(()) => {
@@ -499,7 +510,7 @@ impl TurnRun<'_> {
                 output: None,
             }),
         };
-        match self.commit_and_announce(item).await {
+        match self.commit_and_announce(item, "idle").await {
             Ok(()) => Ended::Answered,
             Err(ended) => ended,
         }
@@ -639,7 +650,7 @@ impl TurnRun<'_> {
         };
         let summary = json!({ "duration": open.started.elapsed().as_secs() });
         let item = open.item(&self.thread_id, Some(summary));
-        self.commit_and_announce(item).await
+        self.commit_and_announce(item, "streaming").await
     }
 }
 
@@ -698,7 +709,7 @@ async fn save_title(
         thread_id: meta.id.clone(),
         title: title.clone(),
     };
-    if let Err(error) = env.persist_as(lease, "streaming", vec![op]).await {
+    if let Err(error) = env.persist_as(lease, "idle", vec![op]).await {
         tracing::warn!(thread_id = %meta.id, %error, "could not save the title");
         return None;
     }

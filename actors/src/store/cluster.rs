@@ -70,14 +70,16 @@ impl Store {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO thread_leases (thread_id, instance_id, expires_at)
-                 VALUES ($1, $2, now() + $3 * interval '1 millisecond')
+                "INSERT INTO thread_leases (thread_id, instance_id)
+                 VALUES ($1, $2)
                  ON CONFLICT (thread_id) DO UPDATE
                    SET instance_id = excluded.instance_id,
                        fencing = thread_leases.fencing + 1,
-                       expires_at = excluded.expires_at,
                        state = 'idle', live_since = now(), last_activity = now()
-                 WHERE thread_leases.expires_at < now() OR thread_leases.instance_id = excluded.instance_id
+                 WHERE thread_leases.instance_id = excluded.instance_id
+                    OR NOT EXISTS (SELECT 1 FROM instances i
+                                   WHERE i.instance_id = thread_leases.instance_id
+                                     AND i.heartbeat_at > now() - $3 * interval '1 millisecond')
                  RETURNING fencing",
             )
             .await?;
@@ -110,14 +112,13 @@ impl Store {
                 .prepare_cached(
                     "UPDATE thread_leases
                      SET instance_id = $2, fencing = fencing + 1,
-                         expires_at = now() + $4 * interval '1 millisecond',
                          state = 'idle', live_since = now(), last_activity = now()
                      WHERE thread_id = $1 AND instance_id = $3
                      RETURNING fencing",
                 )
                 .await?;
             if let Some(row) = client
-                .query_opt(&takeover, &[&thread_id, &instance_id, &owner, &millis(ttl)])
+                .query_opt(&takeover, &[&thread_id, &instance_id, &owner])
                 .await?
             {
                 tracing::info!(%thread_id, dead_owner = %owner, "took over a thread from a dead instance");
@@ -157,22 +158,16 @@ impl Store {
         Ok(())
     }
 
-    /// Records that this instance lives and extends all its leases.
-    pub async fn heartbeat(&self, instance_id: &str, ttl: Duration) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO instances (instance_id) VALUES ($1)
-             ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
-            &[&instance_id],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE thread_leases SET expires_at = now() + $2 * interval '1 millisecond' WHERE instance_id = $1",
-            &[&instance_id, &millis(ttl)],
-        )
-        .await?;
-        tx.commit().await?;
+    /// Records that this instance lives: its leases stay valid while this is fresh.
+    pub async fn heartbeat(&self, instance_id: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO instances (instance_id) VALUES ($1)
+                 ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
+                &[&instance_id],
+            )
+            .await?;
         Ok(())
     }
 
@@ -200,6 +195,7 @@ impl Store {
         filter: &LiveThreadFilter,
         limit: u32,
         after: Option<&str>,
+        ttl: Duration,
     ) -> Result<(Vec<LiveThreadRow>, bool), StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
@@ -207,7 +203,8 @@ impl Store {
                 "SELECT l.thread_id, t.user_id, l.instance_id, l.state, l.live_since, l.last_activity,
                         (SELECT count(*) FROM items i WHERE i.thread_id = l.thread_id)
                  FROM thread_leases l JOIN threads t ON t.id = l.thread_id
-                 WHERE l.expires_at > now()
+                 JOIN instances i ON i.instance_id = l.instance_id
+                 WHERE i.heartbeat_at > now() - $6 * interval '1 millisecond'
                    AND ($1::text IS NULL OR l.instance_id = $1)
                    AND ($2::text IS NULL OR t.user_id = $2)
                    AND ($3::text IS NULL OR l.state = $3)
@@ -224,6 +221,7 @@ impl Store {
                     &filter.state,
                     &after,
                     &(limit as i64 + 1),
+                    &millis(ttl),
                 ],
             )
             .await?;
@@ -250,7 +248,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT i.instance_id, i.started_at, i.heartbeat_at,
-                        (SELECT count(*) FROM thread_leases l WHERE l.instance_id = i.instance_id AND l.expires_at > now())
+                        (SELECT count(*) FROM thread_leases l WHERE l.instance_id = i.instance_id)
                  FROM instances i
                  WHERE i.heartbeat_at > now() - $1 * interval '1 millisecond'
                  ORDER BY i.instance_id",

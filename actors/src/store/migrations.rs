@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_cluster",
         sql: include_str!("../../../sql/0002_cluster.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_lease_liveness",
+        sql: include_str!("../../../sql/0003_lease_liveness.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock`, shared by every instance.

@@ -37,7 +37,6 @@ pub enum WriteOp {
     InsertLease {
         thread_id: String,
         instance_id: String,
-        ttl_ms: f64,
     },
     /// Deletes every item after this one (retry, §3.4).
     DeleteItemsAfter {
@@ -144,8 +143,7 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
             .await?,
         insert_lease: tx
             .prepare_cached(
-                "INSERT INTO thread_leases (thread_id, instance_id, expires_at, state)
-                 VALUES ($1, $2, now() + $3 * interval '1 millisecond', 'streaming')",
+                "INSERT INTO thread_leases (thread_id, instance_id, state) VALUES ($1, $2, 'streaming')",
             )
             .await?,
         delete_after: tx
@@ -248,9 +246,8 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
         WriteOp::InsertLease {
             thread_id,
             instance_id,
-            ttl_ms,
         } => {
-            tx.execute(&s.insert_lease, &[thread_id, instance_id, ttl_ms])
+            tx.execute(&s.insert_lease, &[thread_id, instance_id])
                 .await?;
         }
         WriteOp::DeleteItemsAfter { thread_id, item_id } => {
