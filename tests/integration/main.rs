@@ -14,6 +14,7 @@ mod crash;
 mod failures;
 mod fixtures;
 mod fuzz;
+mod hostile;
 mod isolation;
 mod jwks;
 mod lifecycle;

@@ -224,5 +224,8 @@ fn migrations_are_recorded_and_idempotent() {
     let applied = shared().postgres.psql(&format!(
         "SELECT version, name FROM {schema}.schema_migrations"
     ));
-    assert_eq!(applied, "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness");
+    assert_eq!(
+        applied,
+        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness"
+    );
 }
