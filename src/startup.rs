@@ -131,6 +131,8 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
             .configure(|cfg| configure(cfg, routes))
     })
     .workers(settings.server.workers)
+    // Small SSE writes must leave at once, not wait for the client's delayed ACK (~40 ms).
+    .tcp_nodelay(true)
     .shutdown_timeout(settings.server.drain_timeout.as_secs())
     .bind(settings.server.bind);
     let server = match server {

@@ -264,7 +264,9 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
             )
             .default_service(web::to(not_found))
     })
-    .shutdown_timeout(1);
+    .shutdown_timeout(1)
+    // Chunks must leave as they are written (a real model's tokens do).
+    .tcp_nodelay(true);
     if let Some(n) = workers {
         server = server.workers(n);
     }
