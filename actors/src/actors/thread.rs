@@ -568,7 +568,7 @@ async fn acquire_lease(env: &EngineEnv, thread_id: &str) -> Result<i64, EngineEr
                         "thread still held by {owner}"
                     )));
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     }
