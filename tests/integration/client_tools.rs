@@ -38,13 +38,7 @@ async fn client_tool_round_trip() {
     let thread_id = first.thread_id();
 
     // The model was offered the client tool.
-    let offered = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains("add task buy milk"))
-        .unwrap();
+    let offered = shared().mock.last_request_containing("add task buy milk");
     assert_eq!(offered["tools"][0]["function"]["name"], "add_task");
 
     // A new message while the call is pending is fine, but tool output needs the newest item
@@ -86,11 +80,7 @@ async fn client_tool_round_trip() {
     assert_eq!(stored["output"], json!({ "id": 7, "done": false }));
     let request = shared()
         .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains(r#"{\"id\":7,\"done\":false}"#))
-        .unwrap();
+        .last_request_containing(r#"{\"id\":7,\"done\":false}"#);
     let roles: Vec<&str> = request["messages"]
         .as_array()
         .unwrap()

@@ -50,11 +50,7 @@ async fn turns_alternate_between_instances_with_history_intact() {
         // The model saw every earlier turn: the new owner reloaded the history.
         let request = shared()
             .mock
-            .requests()
-            .into_iter()
-            .rev()
-            .find(|r| r.to_string().contains(&format!("\"{text}\"")))
-            .unwrap();
+            .last_request_containing(&format!("\"{text}\""));
         let users: Vec<String> = request["messages"]
             .as_array()
             .unwrap()

@@ -128,13 +128,7 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
     // The thread takes the next message at once; the model sees the marker.
     let next = add_message(&server, &alice, &thread_id, "sorry, go on").await;
     next.assert_answered();
-    let request = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains("sorry, go on"))
-        .unwrap();
+    let request = shared().mock.last_request_containing("sorry, go on");
     assert!(request
         .to_string()
         .contains("The user cancelled the stream."));

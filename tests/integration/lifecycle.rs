@@ -91,11 +91,7 @@ async fn idle_actors_retire_and_come_back_with_their_history() {
     next.assert_answered();
     let request = shared()
         .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains("what is the password?"))
-        .unwrap();
+        .last_request_containing("what is the password?");
     assert!(
         request.to_string().contains("the password is swordfish"),
         "history reloaded from Postgres"
@@ -201,13 +197,7 @@ async fn at_most_max_live_actors_stay_in_memory() {
     // The oldest thread comes back transparently with its history.
     let next = add_message(&server, &alice, &threads[0], "back again").await;
     next.assert_answered();
-    let request = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains("back again"))
-        .unwrap();
+    let request = shared().mock.last_request_containing("back again");
     assert!(request.to_string().contains("thread 0"));
 }
 
@@ -312,13 +302,7 @@ async fn retry_reaches_beyond_the_history_kept_in_memory() {
     // The next turn sees the shortened thread.
     let next = add_message(&server, &alice, &thread_id, "q6").await;
     next.assert_answered();
-    let request = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains("\"q6\""))
-        .unwrap();
+    let request = shared().mock.last_request_containing("\"q6\"");
     assert!(!request.to_string().contains("q5"));
     assert!(request.to_string().contains("q2"));
 }

@@ -48,13 +48,7 @@ async fn kill_mid_stream_then_restart_loses_nothing_acknowledged() {
     let next = add_message(&server, &alice, &thread_id, "still there?").await;
     assert_eq!(next.status, 200);
     next.assert_answered();
-    let request = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains("still there?"))
-        .unwrap();
+    let request = shared().mock.last_request_containing("still there?");
     let contents: Vec<String> = request["messages"]
         .as_array()
         .unwrap()

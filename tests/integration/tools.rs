@@ -95,13 +95,7 @@ async fn tool_turns_run_against_mcp_with_the_callers_token_on_the_transport() {
             "a token reached the model"
         );
     }
-    let offered = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains("list tasks"))
-        .unwrap();
+    let offered = shared().mock.last_request_containing("list tasks");
     let names: Vec<&str> = offered["tools"]
         .as_array()
         .unwrap()

@@ -131,6 +131,15 @@ impl MockModel {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The newest request whose body mentions `text` (the mock is shared by parallel tests).
+    pub fn last_request_containing(&self, text: &str) -> Value {
+        self.requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.to_string().contains(text))
+            .unwrap_or_else(|| panic!("the mock saw no request mentioning {text:?}"))
+    }
+
     /// Every request body the mock received, in order.
     pub fn requests(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
