@@ -1,7 +1,6 @@
 //! Write operations and how one batch of them runs: a single transaction, statements
-//! pipelined on the connection, each touched thread's `version` bumped once.
-
-use std::collections::BTreeSet;
+//! pipelined on the connection. (Each write of a thread is fenced by its lease, which is what
+//! keeps memory and storage in step across instances; `threads.version` is no longer bumped.)
 
 use deadpool_postgres::{Object, Transaction};
 use serde_json::Value;
@@ -108,7 +107,6 @@ struct Statements {
     lease_check: Statement,
     insert_lease: Statement,
     feedback: Statement,
-    bump_versions: Statement,
 }
 
 async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
@@ -162,11 +160,6 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
                  ON CONFLICT (thread_id, item_id, user_id) DO UPDATE SET kind = excluded.kind, created_at = now()",
             )
             .await?,
-        bump_versions: tx
-            .prepare_cached(
-                "UPDATE threads SET version = version + 1, updated_at = now() WHERE id = ANY($1)",
-            )
-            .await?,
     })
 }
 
@@ -177,13 +170,6 @@ pub(super) async fn apply_batch(client: &mut Object, ops: &[WriteOp]) -> Result<
     // Polled in order, so the statements reach the server in order, without waiting for each
     // other's round trip (tokio-postgres pipelines them on the connection).
     futures::future::try_join_all(ops.iter().map(|op| execute(&tx, &stmts, op))).await?;
-    let touched: BTreeSet<&str> = ops
-        .iter()
-        .filter(|op| !matches!(op, WriteOp::DeleteThread { .. }))
-        .map(WriteOp::thread_id)
-        .collect();
-    let touched: Vec<&str> = touched.into_iter().collect();
-    tx.execute(&stmts.bump_versions, &[&touched]).await?;
     tx.commit().await?;
     Ok(())
 }
