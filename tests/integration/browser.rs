@@ -14,6 +14,8 @@ fn browser_dir() -> PathBuf {
 #[test]
 fn playground_streams_a_reply_keeps_history_renames_and_deletes() {
     let dir = browser_dir();
+    ensure_debian_binary(&["/usr/bin/node", "/usr/local/bin/node"], "nodejs");
+    ensure_debian_binary(&["/usr/bin/npm", "/usr/local/bin/npm"], "npm");
     if !dir.join("node_modules/playwright-core").exists() {
         let status = Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
@@ -24,11 +26,10 @@ fn playground_streams_a_reply_keeps_history_renames_and_deletes() {
             "npm ci in tests/browser failed (node and npm are needed)"
         );
     }
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&chromium).exists(),
-        "Chromium not found at {chromium}: install the Debian package `chromium` (.ci/run does)"
-    );
+    let chromium = match std::env::var("CHROMIUM") {
+        Ok(path) => path,
+        Err(_) => ensure_debian_binary(&["/usr/bin/chromium"], "chromium"),
+    };
     let artifacts = std::env::var("CHATKIT_BROWSER_ARTIFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {

@@ -35,11 +35,7 @@ fn free_port() -> u16 {
 }
 
 fn start_nginx(backends: &[&TestServer]) -> Nginx {
-    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists());
-    let binary =
-        binary.expect("nginx is installed (Debian package nginx-light; .ci/run installs it)");
+    let binary = ensure_debian_binary(&["/usr/sbin/nginx", "/usr/bin/nginx"], "nginx-light");
     let prefix = std::env::temp_dir().join(format!("chatkit-it-nginx-{}", rand_suffix()));
     std::fs::create_dir_all(&prefix).unwrap();
     let port = free_port();
@@ -57,7 +53,7 @@ fn start_nginx(backends: &[&TestServer]) -> Nginx {
         .replace("{{UPSTREAMS}}", &upstreams);
     let conf_path = prefix.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(binary)
+    let child = Command::new(&binary)
         .arg("-p")
         .arg(&prefix)
         .arg("-c")

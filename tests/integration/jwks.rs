@@ -36,6 +36,7 @@ fn b64url(bytes: &[u8]) -> String {
 }
 
 fn rsa_key(kid: &str) -> RsaKey {
+    ensure_debian_binary(&["/usr/bin/openssl"], "openssl");
     let dir = std::env::temp_dir().join(format!("chatkit-it-jwks-{}", rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     let pem = dir.join("key.pem");

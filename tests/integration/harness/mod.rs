@@ -680,3 +680,44 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+/// Makes sure a Debian package's binary is there: installs the package (as root, through
+/// apt-get, once per test binary at a time) when it is missing, so `cargo test --workspace`
+/// works on a fresh machine as `.ci/run` does. Returns the binary's path.
+pub fn ensure_debian_binary(candidates: &[&str], package: &str) -> String {
+    static APT: Mutex<bool> = Mutex::new(false);
+    let find = || {
+        candidates
+            .iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .map(|p| p.to_string())
+    };
+    if let Some(path) = find() {
+        return path;
+    }
+    let mut updated = APT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(path) = find() {
+        return path;
+    }
+    assert!(
+        unsafe { libc::geteuid() } == 0,
+        "{package} is not installed ({candidates:?}); install the Debian package {package}"
+    );
+    if !*updated {
+        let ok = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "apt-get update failed");
+        *updated = true;
+    }
+    let ok = Command::new("apt-get")
+        .args(["install", "-y", "-qq", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "apt-get install {package} failed");
+    find().unwrap_or_else(|| panic!("{package} installed but none of {candidates:?} exists"))
+}
