@@ -244,3 +244,39 @@ async fn admin_endpoints_list_the_whole_cluster() {
         400
     );
 }
+
+#[tokio::test]
+async fn a_stale_lease_of_a_live_instance_is_handed_over_at_once() {
+    let schema = format!("t_{}", rand_suffix());
+    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let alice = token("alice");
+    let thread_id = create_thread(&nodes[1], &alice, "hello").await.thread_id();
+    // node-1 holds the lease without a live actor (as after a failed release).
+    shared().postgres.psql(&format!(
+        "UPDATE {schema}.thread_leases SET instance_id = 'node-1', fencing = fencing + 1, state = 'idle' WHERE thread_id = '{thread_id}'"
+    ));
+    // node-2's actor still believes it owns the thread: its next write is fenced out and the
+    // thread is handed back from node-1 (which has no actor and just drops its row).
+    let started = std::time::Instant::now();
+    let mut answered = false;
+    for _ in 0..3 {
+        if add_message(&nodes[1], &alice, &thread_id, "still mine?")
+            .await
+            .status
+            == 200
+        {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered);
+    assert!(
+        started.elapsed().as_secs() < 4,
+        "no waiting for a timeout: {:?}",
+        started.elapsed()
+    );
+    let owner = shared().postgres.psql(&format!(
+        "SELECT instance_id FROM {schema}.thread_leases WHERE thread_id = '{thread_id}'"
+    ));
+    assert_eq!(owner, "node-2");
+}

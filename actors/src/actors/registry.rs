@@ -207,9 +207,24 @@ impl Handler<LiveCount> for Registry {
 impl Handler<Handover> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: Handover, _ctx: &mut Context<Self>) {
-        if let Some(live) = self.live.get(&msg.thread_id) {
-            live.addr.do_send(HandOver);
+    fn handle(&mut self, msg: Handover, ctx: &mut Context<Self>) {
+        match self.live.get(&msg.thread_id) {
+            Some(live) => live.addr.do_send(HandOver),
+            None => {
+                // Not live here (retired, or its release failed): drop any lease row we hold.
+                let env = self.env.clone();
+                ctx.spawn(
+                    async move {
+                        let instance = &env.settings.cluster.instance_id;
+                        if let Err(error) =
+                            env.store.release_own_lease(&msg.thread_id, instance).await
+                        {
+                            tracing::debug!(%error, "could not release a stale lease");
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
         }
     }
 }

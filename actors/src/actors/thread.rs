@@ -168,15 +168,20 @@ impl ThreadActor {
             thread_id: self.thread_id.clone(),
             actor_id: self.actor_id,
         });
-        if let Some(fencing) = self.lease.take() {
-            let (env, thread_id) = (self.env.clone(), self.thread_id.clone());
-            actix::spawn(async move {
-                let instance = &env.settings.cluster.instance_id;
-                if let Err(error) = env.store.release_lease(&thread_id, instance, fencing).await {
-                    tracing::debug!(%thread_id, %error, "lease not released; it will expire");
-                }
-            });
-        }
+        // Give the lease up (another instance may be waiting for it). Without a token (the
+        // actor restarted after a failure) whatever row this instance holds goes.
+        let fencing = self.lease.take();
+        let (env, thread_id) = (self.env.clone(), self.thread_id.clone());
+        actix::spawn(async move {
+            let instance = &env.settings.cluster.instance_id;
+            let released = match fencing {
+                Some(fencing) => env.store.release_lease(&thread_id, instance, fencing).await,
+                None => env.store.release_own_lease(&thread_id, instance).await,
+            };
+            if let Err(error) = released {
+                tracing::debug!(%thread_id, %error, "lease not released; it lapses with the heartbeat");
+            }
+        });
         // Close the MCP sessions politely (bounded), without keeping the actor alive for it.
         if let Some(sessions) = self.mcp.take() {
             actix::spawn(sessions.close());

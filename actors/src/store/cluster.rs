@@ -147,6 +147,21 @@ impl Store {
         Ok(())
     }
 
+    /// Gives up whatever lease this instance holds on a thread, whatever its fencing token
+    /// (an actor restarted after a failure forgot its token; another instance may be waiting).
+    pub async fn release_own_lease(
+        &self,
+        thread_id: &str,
+        instance_id: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2")
+            .await?;
+        client.execute(&stmt, &[&thread_id, &instance_id]).await?;
+        Ok(())
+    }
+
     /// Asks the owner of a thread to hand it over (`LISTEN`ers get the thread id).
     pub async fn request_handover(&self, thread_id: &str, owner: &str) -> Result<(), StoreError> {
         // Every instance hears it; only `owner` acts. Payload: `<owner> <thread id>`, ids only.
