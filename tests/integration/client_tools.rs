@@ -66,14 +66,7 @@ async fn client_tool_round_trip() {
     );
 
     // The stored call is completed with the output; the history replays it as a call + result.
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id, "order": "asc" }),
-            Kind::ItemsPage,
-        )
-        .await;
+    let items = server.items_asc(&alice, &thread_id).await;
     let stored = &items["data"][1];
     assert_eq!(stored["id"], call["id"]);
     assert_eq!(stored["status"], "completed");

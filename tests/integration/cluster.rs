@@ -63,14 +63,7 @@ async fn turns_alternate_between_instances_with_history_intact() {
     }
     // Every item once, in order, byte for byte, read from either node.
     for server in &nodes {
-        let page = server
-            .call(
-                &alice,
-                "items.list",
-                json!({ "thread_id": thread_id, "order": "asc", "limit": 100 }),
-                Kind::ItemsPage,
-            )
-            .await;
+        let page = server.items_asc(&alice, &thread_id).await;
         assert_eq!(page["data"].as_array().unwrap(), &announced);
     }
 }
@@ -119,12 +112,7 @@ async fn one_response_per_thread_across_the_cluster() {
             Kind::ItemsPage,
         )
         .await;
-    let kinds: Vec<&str> = page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["type"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = field_of(&page, "type");
     for pair in kinds.chunks(2) {
         assert_eq!(pair, ["user_message", "assistant_message"], "{kinds:?}");
     }
@@ -155,14 +143,7 @@ async fn a_dead_instances_threads_continue_elsewhere() {
         started.elapsed().as_secs() < 3,
         "took over without waiting for the lease to expire"
     );
-    let page = second
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id, "order": "asc" }),
-            Kind::ItemsPage,
-        )
-        .await;
+    let page = second.items_asc(&alice, &thread_id).await;
     let stored = page["data"].as_array().unwrap();
     assert_eq!(&stored[..acknowledged.len()], &acknowledged[..]);
     assert_eq!(
@@ -216,12 +197,7 @@ async fn admin_endpoints_list_the_whole_cluster() {
 
     let (status, instances) = admin_get(&nodes[1], "/admin/instances", Some(&admin)).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = instances["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["instance_id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = field_of(&instances, "instance_id");
     assert_eq!(ids, ["node-1", "node-2"]);
     assert_eq!(instances["data"][0]["live_threads"], 1);
 

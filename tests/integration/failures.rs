@@ -25,20 +25,8 @@ async fn model_http_error_is_an_in_band_error_and_the_thread_stays_usable() {
     let thread_id = stream.thread_id();
     let next = add_message(&server, &alice, &thread_id, "hello again").await;
     next.assert_answered();
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id, "order": "asc" }),
-            Kind::ItemsPage,
-        )
-        .await;
-    let kinds: Vec<&str> = items["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["type"].as_str().unwrap())
-        .collect();
+    let items = server.items_asc(&alice, &thread_id).await;
+    let kinds: Vec<&str> = field_of(&items, "type");
     assert_eq!(kinds, ["user_message", "user_message", "assistant_message"]);
 }
 
@@ -111,14 +99,7 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
         "The user cancelled the stream. Stop responding to the prior request."
     );
 
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id, "order": "asc" }),
-            Kind::ItemsPage,
-        )
-        .await;
+    let items = server.items_asc(&alice, &thread_id).await;
     let data = items["data"].as_array().unwrap();
     assert_eq!(data.len(), 4, "hidden marker filtered: {data:?}");
     let partial = data[3]["content"][0]["text"].as_str().unwrap();

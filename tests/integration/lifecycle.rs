@@ -31,20 +31,8 @@ async fn retry_after_item_regenerates_from_that_message() {
     let new_answer = retry.done_items()[0]["id"].as_str().unwrap().to_string();
     assert_ne!(new_answer, first_answer);
 
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id, "order": "asc" }),
-            Kind::ItemsPage,
-        )
-        .await;
-    let ids: Vec<&str> = items["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
+    let items = server.items_asc(&alice, &thread_id).await;
+    let ids: Vec<&str> = field_of(&items, "id");
     assert_eq!(ids, [first_user.as_str(), new_answer.as_str()]);
 
     // The model was asked again with only the first question.
@@ -271,14 +259,7 @@ async fn retry_reaches_beyond_the_history_kept_in_memory() {
         )
         .await;
     retry.assert_answered();
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id, "order": "asc" }),
-            Kind::ItemsPage,
-        )
-        .await;
+    let items = server.items_asc(&alice, &thread_id).await;
     let texts: Vec<String> = items["data"]
         .as_array()
         .unwrap()

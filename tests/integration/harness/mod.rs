@@ -391,6 +391,13 @@ impl TestServer {
         serde_json::from_str(&reply.text).unwrap()
     }
 
+    /// A thread's items, oldest first (one page of up to 200), checked by the SDK.
+    pub async fn items_asc(&self, token: &str, thread_id: &str) -> Value {
+        let params = serde_json::json!({ "thread_id": thread_id, "order": "asc", "limit": 200 });
+        self.call(token, "items.list", params, Kind::ItemsPage)
+            .await
+    }
+
     /// Runs a streaming op to its end; every event is checked by the SDK.
     pub async fn stream(&self, token: &str, op: &str, params: Value) -> Stream {
         let reply = self
@@ -720,4 +727,14 @@ pub fn ensure_debian_binary(candidates: &[&str], package: &str) -> String {
         .unwrap_or(false);
     assert!(ok, "apt-get install {package} failed");
     find().unwrap_or_else(|| panic!("{package} installed but none of {candidates:?} exists"))
+}
+
+/// One string field of every item of a page (`"type"`, `"id"`…), in order.
+pub fn field_of<'a>(page: &'a Value, field: &str) -> Vec<&'a str> {
+    page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i[field].as_str().unwrap())
+        .collect()
 }
