@@ -12,8 +12,12 @@
 #          [--no-build] [--keep-tmp]
 #   --threads N        live threads for (i) (default 2000)
 #   --streams N        concurrent streams for (ii) (default 2000; the target is 10000: the script
-#                      raises `ulimit -n` (per process) to 2 × streams + 1024, capped by the hard
-#                      limit: the server holds a client and a model socket per stream)
+#                      raises `ulimit -n` (per process) to streams + 1024 (2 × streams + 1024
+#                      with --model-http2 off), capped by the hard limit)
+#   --model-http2 on|off  on (default): chatkit-rs speaks h2c to the mock
+#                      (`model.http2_prior_knowledge`), so all model streams share one
+#                      connection and the server holds one socket per open stream; off: HTTP/1.1,
+#                      a client and a model socket per stream
 #   --turns-per-thread turns per thread in (i) (default 10 = 20 messages)
 #   --concurrency C    parallel turns while filling threads in (i) (default 32)
 #   --warm-threads W   threads filled before the "before" measurement, so allocator pools, the
@@ -23,7 +27,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 THREADS=2000 STREAMS=2000 TURNS=10 CONCURRENCY=32 WARM=200 RAMP=2 SKIP_THREADS=0 SKIP_STREAMS=0
-NO_BUILD=0
+NO_BUILD=0 MODEL_HTTP2=on
 OUT="$BENCH_DIR/results"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -36,9 +40,10 @@ while [[ $# -gt 0 ]]; do
     --skip-threads) SKIP_THREADS=1; shift ;;
     --skip-streams) SKIP_STREAMS=1; shift ;;
     --out) OUT="$2"; shift 2 ;;
+    --model-http2) MODEL_HTTP2="$2"; shift 2 ;;
     --no-build) NO_BUILD=1; shift ;;
     --keep-tmp) KEEP_TMP=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -48,7 +53,11 @@ trap 'exit 130' INT TERM
 
 # Every process started below inherits this limit.
 HARD_NOFILE="$(ulimit -Hn)"
-NEED_NOFILE=$((STREAMS * 2 + 1024)) # per process: the server holds a client and a model socket per stream
+case "$MODEL_HTTP2" in
+  on) NEED_NOFILE=$((STREAMS + 1024)) ;;      # per process: one client socket per stream
+  off) NEED_NOFILE=$((STREAMS * 2 + 1024)) ;; # a client and a model socket per stream
+  *) die "--model-http2 wants on or off" ;;
+esac
 if [[ "$HARD_NOFILE" != unlimited && "$HARD_NOFILE" -lt "$NEED_NOFILE" ]]; then
   log "warning: hard open-file limit $HARD_NOFILE < $NEED_NOFILE wanted for $STREAMS streams; expect EMFILE errors"
   ulimit -n "$HARD_NOFILE"
@@ -65,6 +74,7 @@ mkdir -p "$RUNS"
 JWT_SECRET="$(openssl rand -hex 32)"
 start_pg
 LIVE_ENV=(CHATKIT__ACTORS__IDLE_TIMEOUT_SECS=86400 CHATKIT__ACTORS__MAX_LIVE=$((THREADS + WARM + STREAMS + 1000)))
+[[ "$MODEL_HTTP2" == on ]] && LIVE_ENV+=(CHATKIT__MODEL__HTTP2_PRIOR_KNOWLEDGE=true)
 
 # ---- (i) live threads ------------------------------------------------------------------------
 RSS0=0 RSS1=0 THREADS_SERVER_EXITED=false STREAMS_SERVER_EXITED=false
@@ -120,11 +130,12 @@ jq -n --slurpfile t "$RUNS/threads.json" --slurpfile s "$RUNS/streams.json" \
   --arg when "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg rev "$GIT_REV" \
   --argjson rss0 "$RSS0" --argjson rss1 "$RSS1" --argjson idle "$RSS_IDLE" \
   --argjson n "$THREADS" --argjson turns "$TURNS" --argjson streams "$STREAMS" --argjson ramp "$RAMP" \
-  --argjson nofile "$(ulimit -n)" \
+  --argjson nofile "$(ulimit -n)" --arg http2 "$MODEL_HTTP2" \
   --argjson t_exited "$THREADS_SERVER_EXITED" --argjson s_exited "$STREAMS_SERVER_EXITED" '
   ($t[0]) as $t | ($s[0]) as $s |
   {
     generated_at: $when, git_rev: $rev, open_file_limit: $nofile,
+    model_transport: (if $http2 == "on" then "h2c (model.http2_prior_knowledge)" else "HTTP/1.1" end),
     threads: (if $t == null then null else {
       requested: $n, turns_per_thread: $turns, filled: $t.fill.threads_filled,
       server_exited_during_run: $t_exited,
@@ -150,7 +161,7 @@ jq -r '
   def f($x): if $x == null then "–" else ($x | tostring) end;
   "# chatkit-rs memory benchmark",
   "",
-  "\(.generated_at), rev \(.git_rev); open-file limit \(.open_file_limit).",
+  "\(.generated_at), rev \(.git_rev); open-file limit \(.open_file_limit); chatkit-rs → model: \(.model_transport).",
   "",
   (if .threads == null then "(i) threads: skipped" else
     (.threads as $t |

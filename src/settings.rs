@@ -110,6 +110,7 @@ struct RawModel {
     history_limit: u32,
     timeout_secs: u64,
     instructions: String,
+    http2_prior_knowledge: bool,
     /// Present only to refuse it with a clear message.
     api_key: Option<serde_json::Value>,
 }
@@ -287,6 +288,7 @@ pub struct ModelConfig {
     pub history_limit: u32,
     pub timeout: Duration,
     pub instructions: String,
+    pub http2_prior_knowledge: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -533,6 +535,7 @@ fn validate(raw: RawSettings) -> Result<Settings, SettingsError> {
             history_limit: raw.model.history_limit,
             timeout: Duration::from_secs(raw.model.timeout_secs),
             instructions: raw.model.instructions,
+            http2_prior_knowledge: raw.model.http2_prior_knowledge,
         },
         actors: ActorSettings {
             idle_timeout: Duration::from_secs(raw.actors.idle_timeout_secs),

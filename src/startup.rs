@@ -98,6 +98,7 @@ fn model_client(settings: &Settings) -> ModelClient {
             .filter(|k| !k.is_empty()),
         timeout: settings.model.timeout,
         instructions: settings.model.instructions.clone(),
+        http2_prior_knowledge: settings.model.http2_prior_knowledge,
     })
 }
 

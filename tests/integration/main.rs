@@ -19,6 +19,7 @@ mod isolation;
 mod jwks;
 mod lifecycle;
 mod limits;
+mod model_transport;
 mod paging;
 mod restart;
 mod secrets;

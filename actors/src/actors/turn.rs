@@ -374,7 +374,9 @@ impl TurnRun<'_> {
                 next = stream.next() => next,
             };
             match next {
-                None | Some(Ok(ModelEvent::Finished { .. })) => break,
+                None => break,
+                // The stream ends right after (it reads the body to its end first).
+                Some(Ok(ModelEvent::Finished { .. })) => {}
                 Some(Ok(ModelEvent::TextDelta(delta))) => {
                     if !answer.started {
                         // §8.5: a workflow closes when a message starts.

@@ -3,6 +3,7 @@
 //! strict types reject (e.g. `finish_reason: ""`).
 
 mod history;
+mod transport;
 mod wire;
 
 use std::pin::Pin;
@@ -27,6 +28,9 @@ pub struct ModelSettings {
     pub timeout: Duration,
     /// Prepended as a system message when not empty.
     pub instructions: String,
+    /// Speak HTTP/2 without negotiation (h2c) to a plain-http model server: every stream of
+    /// the process shares one connection. (Over https, HTTP/2 is negotiated by ALPN anyway.)
+    pub http2_prior_knowledge: bool,
 }
 
 /// What can go wrong talking to the model. Messages are for logs; clients see `stream.error`.
@@ -76,6 +80,7 @@ impl std::fmt::Debug for ModelSettings {
             .field("name", &self.name)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
+            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
             .finish()
     }
 }
@@ -85,8 +90,22 @@ impl ModelClient {
         let config = OpenAIConfig::new()
             .with_api_base(settings.base_url.trim_end_matches('/'))
             .with_api_key(settings.api_key.clone().unwrap_or_default());
+        let mut http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            // A dead model server is noticed on idle pooled connections too.
+            .tcp_keepalive(Duration::from_secs(30));
+        if settings.http2_prior_knowledge {
+            http = http
+                .http2_prior_knowledge()
+                .http2_keep_alive_interval(Duration::from_secs(20))
+                .http2_keep_alive_while_idle(true)
+                .http2_keep_alive_timeout(settings.timeout);
+        }
+        // Building fails only when the TLS backend cannot start; async-openai's own default
+        // would panic in the same case.
+        let http = http.build().expect("the HTTP client for the model starts");
         ModelClient {
-            client: Client::with_config(config),
+            client: Client::with_config(config).with_http_service(transport::transport(http)),
             settings: std::sync::Arc::new(settings),
         }
     }
@@ -118,34 +137,64 @@ impl ModelClient {
         .map_err(|_| ModelError::Timeout(timeout))?
         .map_err(map_error)?;
         let events = futures::stream::unfold(
-            (
-                started,
-                std::collections::VecDeque::<ModelEvent>::new(),
-                false,
-            ),
-            move |(mut inner, mut queued, finished)| async move {
+            StreamState {
+                inner: started,
+                queued: std::collections::VecDeque::new(),
+                failed: false,
+                finished: false,
+            },
+            move |mut state| async move {
                 loop {
-                    if let Some(event) = queued.pop_front() {
-                        return Some((Ok(event), (inner, queued, finished)));
+                    if let Some(event) = state.queued.pop_front() {
+                        state.finished |= matches!(event, ModelEvent::Finished { .. });
+                        return Some((Ok(event), state));
                     }
-                    if finished {
+                    if state.failed {
                         return None;
                     }
-                    match tokio::time::timeout(timeout, inner.next()).await {
+                    // After the finish reason only `[DONE]` and the end of the body are left.
+                    // Read up to them rather than drop the response early: an HTTP/2 stream
+                    // dropped early is reset, and a peer that sees many resets closes the
+                    // connection every other stream shares.
+                    let wait = if state.finished {
+                        DRAIN_AFTER_FINISH
+                    } else {
+                        timeout
+                    };
+                    match tokio::time::timeout(wait, state.inner.next()).await {
+                        Err(_) if state.finished => return None,
                         Err(_) => {
-                            return Some((Err(ModelError::Timeout(timeout)), (inner, queued, true)))
+                            state.failed = true;
+                            return Some((Err(ModelError::Timeout(timeout)), state));
                         }
                         Ok(None) => return None,
+                        Ok(Some(Err(_))) if state.finished => return None,
                         Ok(Some(Err(e))) => {
-                            return Some((Err(map_stream_error(e)), (inner, queued, true)))
+                            state.failed = true;
+                            return Some((Err(map_stream_error(e)), state));
                         }
-                        Ok(Some(Ok(chunk))) => chunk.into_events(&mut queued),
+                        Ok(Some(Ok(chunk))) => {
+                            // Chunks after the finish reason (usage, say) carry no events.
+                            if !state.finished {
+                                chunk.into_events(&mut state.queued);
+                            }
+                        }
                     }
                 }
             },
         );
         Ok(Box::pin(events))
     }
+}
+
+/// How long a stream waits for the end of the body once the model sent its finish reason.
+const DRAIN_AFTER_FINISH: Duration = Duration::from_secs(1);
+
+struct StreamState {
+    inner: Pin<Box<dyn Stream<Item = Result<wire::Chunk, OpenAIError>> + Send>>,
+    queued: std::collections::VecDeque<ModelEvent>,
+    failed: bool,
+    finished: bool,
 }
 
 impl ModelClient {
@@ -156,8 +205,8 @@ impl ModelClient {
         while let Some(event) = stream.next().await {
             match event? {
                 ModelEvent::TextDelta(delta) => text.push_str(&delta),
-                ModelEvent::Finished { .. } => break,
-                ModelEvent::ToolCallDelta { .. } => {}
+                // The stream ends by itself right after (see `stream`).
+                ModelEvent::Finished { .. } | ModelEvent::ToolCallDelta { .. } => {}
             }
         }
         Ok(text)

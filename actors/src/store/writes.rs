@@ -2,6 +2,9 @@
 //! pipelined on the connection. (Each write of a thread is fenced by its lease, which is what
 //! keeps memory and storage in step across instances; `threads.version` is no longer bumped.)
 
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
 use deadpool_postgres::{Object, Transaction};
 use serde_json::Value;
 use tokio_postgres::Statement;
@@ -97,24 +100,25 @@ impl WriteOp {
 }
 
 struct Statements {
-    insert_thread: Statement,
+    insert_threads: Statement,
     update_thread: Statement,
-    put_item: Statement,
+    put_items: Statement,
     delete_items: Statement,
     delete_thread: Statement,
     set_title: Statement,
     delete_after: Statement,
-    lease_check: Statement,
-    insert_lease: Statement,
+    lease_checks: Statement,
+    insert_leases: Statement,
     feedback: Statement,
 }
 
 async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
     Ok(Statements {
-        insert_thread: tx
+        insert_threads: tx
             .prepare_cached(
                 "INSERT INTO threads (id, user_id, created_at, title, status, allowed_image_domains, metadata)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::text[], $5::jsonb[],
+                                      $6::jsonb[], $7::jsonb[])",
             )
             .await?,
         update_thread: tx
@@ -123,9 +127,10 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
                  WHERE id = $1",
             )
             .await?,
-        put_item: tx
+        put_items: tx
             .prepare_cached(
-                "INSERT INTO items (thread_id, id, created_at, kind, body) VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO items (thread_id, id, created_at, kind, body)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::text[], $5::text[])
                  ON CONFLICT (thread_id, id) DO UPDATE SET kind = excluded.kind, body = excluded.body",
             )
             .await?,
@@ -133,15 +138,19 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
             .prepare_cached("DELETE FROM items WHERE thread_id = $1 AND id = ANY($2)")
             .await?,
         delete_thread: tx.prepare_cached("DELETE FROM threads WHERE id = $1").await?,
-        lease_check: tx
+        lease_checks: tx
             .prepare_cached(
-                "UPDATE thread_leases SET state = $4, last_activity = now()
-                 WHERE thread_id = $1 AND instance_id = $2 AND fencing = $3",
+                "UPDATE thread_leases AS l SET state = v.state, last_activity = now()
+                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[])
+                      AS v(thread_id, instance_id, fencing, state)
+                 WHERE l.thread_id = v.thread_id AND l.instance_id = v.instance_id
+                   AND l.fencing = v.fencing",
             )
             .await?,
-        insert_lease: tx
+        insert_leases: tx
             .prepare_cached(
-                "INSERT INTO thread_leases (thread_id, instance_id, state) VALUES ($1, $2, 'streaming')",
+                "INSERT INTO thread_leases (thread_id, instance_id, state)
+                 SELECT t, i, 'streaming' FROM unnest($1::text[], $2::text[]) AS v(t, i)",
             )
             .await?,
         delete_after: tx
@@ -163,47 +172,223 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
     })
 }
 
-/// Runs `ops` in order inside one transaction.
+/// Runs `ops` inside one transaction, each thread's ops in the order given.
+///
+/// The common ops (thread and lease inserts, lease checks, item upserts) of many threads go
+/// to Postgres as one multi-row statement per kind: a group commit of a hundred writes is a
+/// handful of statements, not hundreds (see [`plan`]).
 pub(super) async fn apply_batch(client: &mut Object, ops: &[WriteOp]) -> Result<(), StoreError> {
+    let steps = plan(ops);
     let tx = client.transaction().await?;
     let stmts = prepare(&tx).await?;
     // Polled in order, so the statements reach the server in order, without waiting for each
     // other's round trip (tokio-postgres pipelines them on the connection).
-    futures::future::try_join_all(ops.iter().map(|op| execute(&tx, &stmts, op))).await?;
+    futures::future::try_join_all(steps.iter().map(|step| execute(&tx, &stmts, step))).await?;
     tx.commit().await?;
     Ok(())
 }
 
-async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(), StoreError> {
-    match op {
-        WriteOp::InsertThread(t) => {
-            let (status, domains, metadata) = thread_json(t);
+/// One statement of a batch.
+#[derive(Debug)]
+enum Step<'a> {
+    InsertThreads(ThreadRows<'a>),
+    InsertLeases {
+        thread_ids: Vec<&'a str>,
+        instance_ids: Vec<&'a str>,
+    },
+    LeaseChecks {
+        thread_ids: Vec<&'a str>,
+        instance_ids: Vec<&'a str>,
+        fencings: Vec<i64>,
+        states: Vec<&'a str>,
+    },
+    PutItems {
+        thread_ids: Vec<&'a str>,
+        ids: Vec<&'a str>,
+        created_at: Vec<NaiveDateTime>,
+        kinds: Vec<&'a str>,
+        bodies: Vec<&'a str>,
+    },
+    /// A rarer op, on its own.
+    One(&'a WriteOp),
+}
+
+#[derive(Debug, Default)]
+struct ThreadRows<'a> {
+    ids: Vec<&'a str>,
+    user_ids: Vec<&'a str>,
+    created_at: Vec<NaiveDateTime>,
+    titles: Vec<Option<&'a str>>,
+    statuses: Vec<Value>,
+    domains: Vec<Option<Value>>,
+    metadata: Vec<Value>,
+}
+
+/// Orders a batch into statements. Ops of different threads touch different rows, so they
+/// commute; ops of one thread must keep their order. The batch runs in rounds: round k holds
+/// the k-th op of every thread, and within a round the ops of one kind become one statement.
+/// (One op per thread per round also keeps an upsert from touching a row twice.)
+fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
+    let mut queues: Vec<(&str, std::collections::VecDeque<&WriteOp>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for op in ops {
+        let thread = op.thread_id();
+        let at = *index.entry(thread).or_insert_with(|| {
+            queues.push((thread, Default::default()));
+            queues.len() - 1
+        });
+        queues[at].1.push_back(op);
+    }
+    let mut steps = Vec::new();
+    loop {
+        let mut threads = ThreadRows::default();
+        let (mut lease_threads, mut lease_instances) = (Vec::new(), Vec::new());
+        let (mut check_threads, mut check_instances, mut fencings, mut states) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut item_threads, mut item_ids, mut item_times, mut kinds, mut bodies) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut singles = Vec::new();
+        let mut any = false;
+        for (_, queue) in &mut queues {
+            let Some(op) = queue.pop_front() else {
+                continue;
+            };
+            any = true;
+            match op {
+                WriteOp::InsertThread(t) => {
+                    let (status, domains, metadata) = thread_json(t);
+                    threads.ids.push(t.id.as_str());
+                    threads.user_ids.push(t.user_id.as_str());
+                    threads.created_at.push(t.created_at.naive());
+                    threads.titles.push(t.title.as_deref());
+                    threads.statuses.push(status);
+                    threads.domains.push(domains);
+                    threads.metadata.push(metadata);
+                }
+                WriteOp::InsertLease {
+                    thread_id,
+                    instance_id,
+                } => {
+                    lease_threads.push(thread_id.as_str());
+                    lease_instances.push(instance_id.as_str());
+                }
+                WriteOp::LeaseCheck {
+                    thread_id,
+                    instance_id,
+                    fencing,
+                    state,
+                } => {
+                    check_threads.push(thread_id.as_str());
+                    check_instances.push(instance_id.as_str());
+                    fencings.push(*fencing);
+                    states.push(*state);
+                }
+                WriteOp::PutItem(r) => {
+                    item_threads.push(r.thread_id.as_str());
+                    item_ids.push(r.id.as_str());
+                    item_times.push(r.created_at.naive());
+                    kinds.push(r.kind);
+                    bodies.push(r.body.as_str());
+                }
+                other => singles.push(Step::One(other)),
+            }
+        }
+        if !any {
+            return steps;
+        }
+        if !threads.ids.is_empty() {
+            steps.push(Step::InsertThreads(threads));
+        }
+        if !lease_threads.is_empty() {
+            steps.push(Step::InsertLeases {
+                thread_ids: lease_threads,
+                instance_ids: lease_instances,
+            });
+        }
+        if !check_threads.is_empty() {
+            steps.push(Step::LeaseChecks {
+                thread_ids: check_threads,
+                instance_ids: check_instances,
+                fencings,
+                states,
+            });
+        }
+        if !item_threads.is_empty() {
+            steps.push(Step::PutItems {
+                thread_ids: item_threads,
+                ids: item_ids,
+                created_at: item_times,
+                kinds,
+                bodies,
+            });
+        }
+        steps.extend(singles);
+    }
+}
+
+async fn execute(tx: &Transaction<'_>, s: &Statements, step: &Step<'_>) -> Result<(), StoreError> {
+    match step {
+        Step::InsertThreads(t) => {
             tx.execute(
-                &s.insert_thread,
+                &s.insert_threads,
                 &[
-                    &t.id,
-                    &t.user_id,
-                    &t.created_at.naive(),
-                    &t.title,
-                    &status,
-                    &domains,
-                    &metadata,
+                    &t.ids,
+                    &t.user_ids,
+                    &t.created_at,
+                    &t.titles,
+                    &t.statuses,
+                    &t.domains,
+                    &t.metadata,
                 ],
             )
             .await?;
         }
+        Step::InsertLeases {
+            thread_ids,
+            instance_ids,
+        } => {
+            tx.execute(&s.insert_leases, &[thread_ids, instance_ids])
+                .await?;
+        }
+        Step::LeaseChecks {
+            thread_ids,
+            instance_ids,
+            fencings,
+            states,
+        } => {
+            let updated = tx
+                .execute(
+                    &s.lease_checks,
+                    &[thread_ids, instance_ids, fencings, states],
+                )
+                .await?;
+            // Every thread of the statement must still hold its lease.
+            if updated != thread_ids.len() as u64 {
+                return Err(StoreError::LeaseLost);
+            }
+        }
+        Step::PutItems {
+            thread_ids,
+            ids,
+            created_at,
+            kinds,
+            bodies,
+        } => {
+            tx.execute(&s.put_items, &[thread_ids, ids, created_at, kinds, bodies])
+                .await?;
+        }
+        Step::One(op) => execute_one(tx, s, op).await?,
+    }
+    Ok(())
+}
+
+async fn execute_one(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(), StoreError> {
+    match op {
         WriteOp::UpdateThread(t) => {
             let (status, domains, metadata) = thread_json(t);
             tx.execute(
                 &s.update_thread,
                 &[&t.id, &t.title, &status, &domains, &metadata],
-            )
-            .await?;
-        }
-        WriteOp::PutItem(r) => {
-            tx.execute(
-                &s.put_item,
-                &[&r.thread_id, &r.id, &r.created_at.naive(), &r.kind, &r.body],
             )
             .await?;
         }
@@ -215,26 +400,6 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
         }
         WriteOp::DeleteThread { thread_id } => {
             tx.execute(&s.delete_thread, &[thread_id]).await?;
-        }
-        WriteOp::LeaseCheck {
-            thread_id,
-            instance_id,
-            fencing,
-            state,
-        } => {
-            let updated = tx
-                .execute(&s.lease_check, &[thread_id, instance_id, fencing, state])
-                .await?;
-            if updated != 1 {
-                return Err(StoreError::LeaseLost);
-            }
-        }
-        WriteOp::InsertLease {
-            thread_id,
-            instance_id,
-        } => {
-            tx.execute(&s.insert_lease, &[thread_id, instance_id])
-                .await?;
         }
         WriteOp::DeleteItemsAfter { thread_id, item_id } => {
             tx.execute(&s.delete_after, &[thread_id, item_id]).await?;
@@ -251,6 +416,11 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(
             tx.execute(&s.feedback, &[thread_id, user_id, item_ids, kind])
                 .await?;
         }
+        // Planned as multi-row statements, never one by one.
+        WriteOp::InsertThread(_)
+        | WriteOp::InsertLease { .. }
+        | WriteOp::LeaseCheck { .. }
+        | WriteOp::PutItem(_) => unreachable!("planned as a multi-row step"),
     }
     Ok(())
 }
@@ -262,4 +432,100 @@ fn thread_json(t: &ThreadMeta) -> (Value, Option<Value>, Value) {
         .as_ref()
         .map(|d| Value::from(d.clone()));
     (status, domains, Value::Object(t.metadata.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(thread: &str, state: &'static str) -> WriteOp {
+        WriteOp::LeaseCheck {
+            thread_id: thread.into(),
+            instance_id: "i1".into(),
+            fencing: 1,
+            state,
+        }
+    }
+
+    fn item(thread: &str, id: &str) -> WriteOp {
+        WriteOp::PutItem(ItemRecord {
+            thread_id: thread.into(),
+            id: id.into(),
+            created_at: Timestamp::now_after(None),
+            kind: "user_message",
+            body: "{}".into(),
+        })
+    }
+
+    /// (kind, threads or item ids) per step, for assertions.
+    fn shape(steps: &[Step<'_>]) -> Vec<(&'static str, Vec<String>)> {
+        steps
+            .iter()
+            .map(|step| match step {
+                Step::InsertThreads(t) => {
+                    ("threads", t.ids.iter().map(|s| s.to_string()).collect())
+                }
+                Step::InsertLeases { thread_ids, .. } => {
+                    ("leases", thread_ids.iter().map(|s| s.to_string()).collect())
+                }
+                Step::LeaseChecks { thread_ids, .. } => {
+                    ("checks", thread_ids.iter().map(|s| s.to_string()).collect())
+                }
+                Step::PutItems { ids, .. } => {
+                    ("items", ids.iter().map(|s| s.to_string()).collect())
+                }
+                Step::One(op) => ("one", vec![op.thread_id().to_string()]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn many_threads_become_one_statement_per_kind_and_round() {
+        let mut ops = Vec::new();
+        for t in ["a", "b", "c"] {
+            ops.push(check(t, "idle"));
+            ops.push(item(t, &format!("{t}1")));
+        }
+        let steps = plan(&ops);
+        assert_eq!(
+            shape(&steps),
+            vec![
+                ("checks", vec!["a".into(), "b".into(), "c".into()]),
+                ("items", vec!["a1".into(), "b1".into(), "c1".into()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_threads_ops_keep_their_order_across_rounds() {
+        // Two writes of thread a in one batch (the same item twice: an upsert must not touch
+        // one row twice in one statement), interleaved with thread b; a rare op in between.
+        let ops = vec![
+            check("a", "streaming"),
+            item("a", "x"),
+            check("b", "idle"),
+            WriteOp::DeleteItemsAfter {
+                thread_id: "b".into(),
+                item_id: "y".into(),
+            },
+            check("a", "idle"),
+            item("a", "x"),
+        ];
+        let steps = plan(&ops);
+        assert_eq!(
+            shape(&steps),
+            vec![
+                ("checks", vec!["a".into(), "b".into()]),
+                ("items", vec!["x".into()]),
+                ("one", vec!["b".into()]),
+                ("checks", vec!["a".into()]),
+                ("items", vec!["x".into()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_batch_plans_nothing() {
+        assert!(plan(&[]).is_empty());
+    }
 }

@@ -20,6 +20,9 @@ pub struct Config {
     pub log: Option<PathBuf>,
     /// actix-web workers; `None` = one per core.
     pub workers: Option<usize>,
+    /// Refuse chat completions over HTTP/1.x with 505 (`--http-versions 2`): a test can tell
+    /// that its client really multiplexes over HTTP/2.
+    pub http2_only: bool,
 }
 
 impl Default for Config {
@@ -33,6 +36,7 @@ impl Default for Config {
             slow_delay_ms: 50.0,
             log: None,
             workers: None,
+            http2_only: false,
         }
     }
 }
@@ -40,7 +44,7 @@ impl Default for Config {
 const USAGE: &str =
     "usage: mock-llm [-h] [--host HOST] [--port PORT] [--model MODEL] [--tokens TOKENS]
                 [--delay-ms DELAY_MS] [--slow-delay-ms SLOW_DELAY_MS] [--log LOG]
-                [--workers WORKERS]";
+                [--workers WORKERS] [--http-versions {any,2}]";
 
 const HELP: &str = "
 OpenAI-compatible Chat Completions mock: the Rust twin of mock_llm.py, same reply script.
@@ -55,7 +59,10 @@ options:
   --slow-delay-ms SLOW_DELAY_MS
                         minimum delay between chunks for 'slow <n>'
   --log LOG             append every request body as a JSON line
-  --workers WORKERS     server worker threads (default: one per core)";
+  --workers WORKERS     server worker threads (default: one per core)
+  --http-versions {any,2}
+                        any (default): HTTP/1.1 and HTTP/2 with prior knowledge (h2c);
+                        2: chat completions over HTTP/1.x get 505";
 
 const OPTIONS: &[&str] = &[
     "--host",
@@ -66,6 +73,7 @@ const OPTIONS: &[&str] = &[
     "--slow-delay-ms",
     "--log",
     "--workers",
+    "--http-versions",
 ];
 
 /// What the command line asks for.
@@ -185,6 +193,13 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
                         UsageError(format!("argument --workers: must be >= 1: {n}"))
                     })?);
             }
+            "--http-versions" => cfg.http2_only = match value.as_str() {
+                "any" => false,
+                "2" => true,
+                other => return Err(UsageError(format!(
+                    "argument --http-versions: invalid choice: '{other}' (choose from 'any', '2')"
+                ))),
+            },
             _ => unreachable!("resolve() returns one of OPTIONS"),
         }
     }
@@ -226,6 +241,10 @@ mod tests {
         assert!(parse(["--bogus".to_string(), "1".into()]).is_err());
         assert!(parse(["--model".to_string(), "--port".into()]).is_err());
         assert!(matches!(parse(["--he".to_string()]), Ok(Command::Help(_))));
+        assert!(!run(&[]).http2_only);
+        assert!(run(&["--http-versions", "2"]).http2_only);
+        assert!(!run(&["--http-v=any"]).http2_only);
+        assert!(parse(["--http-versions".to_string(), "1".into()]).is_err());
         assert_eq!(
             run(&["--tokens", "99999999999999999999999"]).tokens,
             i64::MAX

@@ -142,6 +142,12 @@ async fn chat_completions(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    if state.cfg.http2_only && req.version() != actix_web::http::Version::HTTP_2 {
+        return text_response(
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "505: this mock was started with --http-versions 2",
+        );
+    }
     let raw = match read_body(&req, payload).await {
         Ok(raw) => raw,
         Err(res) => return res,
@@ -236,7 +242,7 @@ async fn not_found() -> HttpResponse {
     text_response(StatusCode::NOT_FOUND, "404: Not Found")
 }
 
-/// Binds every address `host` resolves to (like aiohttp), prints
+/// Binds every address `host` resolves to (like aiohttp; HTTP/1.1 and h2c), prints
 /// `listening on http://ADDR` for the first one, and serves until stopped.
 pub async fn run(cfg: Config) -> std::io::Result<()> {
     let log = match &cfg.log {
@@ -271,7 +277,9 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         server = server.workers(n);
     }
     for addr in &addrs {
-        server = server.bind(addr)?;
+        // HTTP/1.1 as the reference, and HTTP/2 with prior knowledge (h2c) on the same port:
+        // a client may multiplex thousands of streams over one connection.
+        server = server.bind_auto_h2c(addr)?;
     }
     let bound = server.addrs();
     let first = bound

@@ -1,0 +1,161 @@
+//! The HTTP transport under async-openai: reqwest, with async-openai's own retry layer, and
+//! responses that read their last bytes before going away.
+//!
+//! async-openai stops reading a stream at `data: [DONE]` and drops the response, often just
+//! before the end of the body arrives. Over HTTP/1.1 that is harmless, but over HTTP/2 the
+//! dropped stream is reset, the end of the body then arrives for a stream the client no longer
+//! knows, and after 1,024 of those the client's HTTP/2 library closes the connection that every
+//! model stream of the process shares (seen at 10,000 concurrent streams). So a response whose
+//! last event was `[DONE]` is read to its end (briefly, in the background) when dropped; one
+//! dropped earlier (a cancelled turn) is still aborted at once.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_openai::error::OpenAIError;
+use async_openai::middleware::retry::OpenAIRetryLayer;
+use async_openai::middleware::HttpRequestFactory;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body::{Body, Frame, SizeHint};
+use tower_layer::Layer;
+
+/// Longest a finished response is read in the background before being dropped anyway.
+const FINISH_READING_FOR: Duration = Duration::from_secs(2);
+const DONE_EVENT: &[u8] = b"data: [DONE]";
+
+/// async-openai's default transport (`ReqwestService` under `OpenAIRetryLayer::default()`),
+/// with [`FinishOnDrop`] bodies.
+pub(super) fn transport(
+    client: reqwest::Client,
+) -> async_openai::middleware::retry::OpenAIRetry<FinishingService> {
+    OpenAIRetryLayer::default().layer(FinishingService { client })
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct FinishingService {
+    client: reqwest::Client,
+}
+
+impl tower_service::Service<HttpRequestFactory> for FinishingService {
+    type Response = reqwest::Response;
+    type Error = OpenAIError;
+    type Future = BoxFuture<'static, Result<reqwest::Response, OpenAIError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), OpenAIError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let request = request.build().await?;
+            let response = client
+                .execute(request)
+                .await
+                .map_err(OpenAIError::Reqwest)?;
+            let response: http::Response<reqwest::Body> = response.into();
+            Ok(response
+                .map(|body| reqwest::Body::wrap(FinishOnDrop::new(body)))
+                .into())
+        })
+    }
+}
+
+/// A response body that, dropped after the `[DONE]` event but before its end, reads the rest
+/// in the background (bounded by [`FINISH_READING_FOR`]).
+pub(super) struct FinishOnDrop {
+    inner: Option<reqwest::Body>,
+    saw_done: bool,
+    ended: bool,
+}
+
+impl FinishOnDrop {
+    fn new(inner: reqwest::Body) -> Self {
+        FinishOnDrop {
+            inner: Some(inner),
+            saw_done: false,
+            ended: false,
+        }
+    }
+}
+
+impl Body for FinishOnDrop {
+    type Data = Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, reqwest::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if contains(data, DONE_EVENT) {
+                        self.saw_done = true;
+                    }
+                }
+            }
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.ended = true,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map(Body::size_hint)
+            .unwrap_or_else(|| SizeHint::with_exact(0))
+    }
+}
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        let Some(mut body) = self.inner.take() else {
+            return;
+        };
+        if self.ended || !self.saw_done || body.is_end_stream() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let rest = async {
+                while let Some(Ok(_)) =
+                    std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                {
+                }
+            };
+            let _ = tokio::time::timeout(FINISH_READING_FOR, rest).await;
+        });
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains;
+
+    #[test]
+    fn finds_the_done_event_anywhere_in_a_frame() {
+        assert!(contains(b"data: {}\n\ndata: [DONE]\n\n", super::DONE_EVENT));
+        assert!(!contains(
+            b"data: {\"x\":\"[DONE]\"}\n\n",
+            super::DONE_EVENT
+        ));
+    }
+}
