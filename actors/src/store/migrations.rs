@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_lease_liveness",
         sql: include_str!("../../../sql/0003_lease_liveness.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_items_fenced_not_keyed",
+        sql: include_str!("../../../sql/0004_items_fenced_not_keyed.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock`, shared by every instance.

@@ -137,7 +137,13 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
         delete_items: tx
             .prepare_cached("DELETE FROM items WHERE thread_id = $1 AND id = ANY($2)")
             .await?,
-        delete_thread: tx.prepare_cached("DELETE FROM threads WHERE id = $1").await?,
+        // Items have no foreign key (sql/0004): they go with their thread explicitly.
+        delete_thread: tx
+            .prepare_cached(
+                "WITH items_gone AS (DELETE FROM items WHERE thread_id = $1)
+                 DELETE FROM threads WHERE id = $1",
+            )
+            .await?,
         lease_checks: tx
             .prepare_cached(
                 "UPDATE thread_leases AS l SET state = v.state, last_activity = now()
