@@ -506,7 +506,13 @@ impl Engine {
     pub async fn flush(&self) {
         let _ = self.env.persistence.send(FlushNow).await;
         let instance = &self.env.settings.cluster.instance_id;
-        if let Err(error) = self.env.store.leave_cluster(instance).await {
+        let mut result = self.env.store.leave_cluster(instance).await;
+        if matches!(&result, Err(e) if e.is_unavailable()) {
+            // A pooled connection whose task lived on an arbiter already stopped by the
+            // shutdown reports "connection closed"; the pool then opens a fresh one.
+            result = self.env.store.leave_cluster(instance).await;
+        }
+        if let Err(error) = result {
             tracing::warn!(%error, "could not release this instance's leases; they will expire");
         }
     }

@@ -226,6 +226,6 @@ fn migrations_are_recorded_and_idempotent() {
     ));
     assert_eq!(
         applied,
-        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness"
+        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness\n4|0004_items_fenced_not_keyed"
     );
 }

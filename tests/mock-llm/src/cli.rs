@@ -193,13 +193,17 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageErr
                         UsageError(format!("argument --workers: must be >= 1: {n}"))
                     })?);
             }
-            "--http-versions" => cfg.http2_only = match value.as_str() {
-                "any" => false,
-                "2" => true,
-                other => return Err(UsageError(format!(
+            "--http-versions" => {
+                cfg.http2_only = match value.as_str() {
+                    "any" => false,
+                    "2" => true,
+                    other => {
+                        return Err(UsageError(format!(
                     "argument --http-versions: invalid choice: '{other}' (choose from 'any', '2')"
-                ))),
-            },
+                )))
+                    }
+                }
+            }
             _ => unreachable!("resolve() returns one of OPTIONS"),
         }
     }
