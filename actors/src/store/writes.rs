@@ -100,6 +100,7 @@ impl WriteOp {
 }
 
 struct Statements {
+    generic_plans: Statement,
     insert_threads: Statement,
     update_thread: Statement,
     put_items: Statement,
@@ -114,6 +115,13 @@ struct Statements {
 
 async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
     Ok(Statements {
+        // Statistics of the hot lease table change constantly (autoanalyze), and each change
+        // replans the prepared statements: custom plans for a few dozen threads chose a hash
+        // join over a sequential scan of every lease. The generic plans (key lookups) are
+        // right for every batch size, and skip planning on each execution too.
+        generic_plans: tx
+            .prepare_cached("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await?,
         insert_threads: tx
             .prepare_cached(
                 "INSERT INTO threads (id, user_id, created_at, title, status, allowed_image_domains, metadata)
@@ -144,12 +152,16 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
                  DELETE FROM threads WHERE id = $1",
             )
             .await?,
+        // `l.thread_id = ANY($1)` keeps the lease table on its primary key: joined with the
+        // unnest alone, batches of a few dozen threads were planned as a hash join over a
+        // sequential scan of every lease (seen in benches/profile.sh as most of Postgres' CPU).
         lease_checks: tx
             .prepare_cached(
                 "UPDATE thread_leases AS l SET state = v.state, last_activity = now()
                  FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[])
                       AS v(thread_id, instance_id, fencing, state)
-                 WHERE l.thread_id = v.thread_id AND l.instance_id = v.instance_id
+                 WHERE l.thread_id = ANY($1::text[])
+                   AND l.thread_id = v.thread_id AND l.instance_id = v.instance_id
                    AND l.fencing = v.fencing",
             )
             .await?,
@@ -189,7 +201,13 @@ pub(super) async fn apply_batch(client: &mut Object, ops: &[WriteOp]) -> Result<
     let stmts = prepare(&tx).await?;
     // Polled in order, so the statements reach the server in order, without waiting for each
     // other's round trip (tokio-postgres pipelines them on the connection).
-    futures::future::try_join_all(steps.iter().map(|step| execute(&tx, &stmts, step))).await?;
+    let settings = std::iter::once(&Step::GenericPlans);
+    futures::future::try_join_all(
+        settings
+            .chain(steps.iter())
+            .map(|step| execute(&tx, &stmts, step)),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -197,6 +215,8 @@ pub(super) async fn apply_batch(client: &mut Object, ops: &[WriteOp]) -> Result<
 /// One statement of a batch.
 #[derive(Debug)]
 enum Step<'a> {
+    /// `SET LOCAL plan_cache_mode`, first in every batch.
+    GenericPlans,
     InsertThreads(ThreadRows<'a>),
     InsertLeases {
         thread_ids: Vec<&'a str>,
@@ -334,6 +354,9 @@ fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
 
 async fn execute(tx: &Transaction<'_>, s: &Statements, step: &Step<'_>) -> Result<(), StoreError> {
     match step {
+        Step::GenericPlans => {
+            tx.execute(&s.generic_plans, &[]).await?;
+        }
         Step::InsertThreads(t) => {
             tx.execute(
                 &s.insert_threads,
@@ -481,6 +504,7 @@ mod tests {
                     ("items", ids.iter().map(|s| s.to_string()).collect())
                 }
                 Step::One(op) => ("one", vec![op.thread_id().to_string()]),
+                Step::GenericPlans => ("settings", vec![]),
             })
             .collect()
     }
