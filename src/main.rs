@@ -1,3 +1,9 @@
+/// mimalloc instead of glibc's malloc: malloc/free and their consolidation were about a sixth
+/// of the server's CPU under load; with mimalloc the server spends 12-25% less CPU per turn
+/// (benches/README.md, "Allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use chatkit_server::cli::{Cli, Command};
