@@ -56,8 +56,8 @@ flat_report() {
   { perf report -i "$data" --sort symbol --stdio "$@" 2>/dev/null || true; } \
     | sed -e 's/[[:space:]-]*$//' | grep -v '^#' | grep -v '^$' | head -"$lines" || true
 }
-flat_report "$BENCH_TMP/server.data" 80 --no-children >"$OUT/profile-server.txt"
-flat_report "$BENCH_TMP/db.data" 60 --no-children >"$OUT/profile-db.txt"
+flat_report "$BENCH_TMP/server.data" 80 --no-children -g none >"$OUT/profile-server.txt"
+flat_report "$BENCH_TMP/db.data" 60 --no-children -g none >"$OUT/profile-db.txt"
 if [[ $CALLERS -eq 1 ]]; then
   flat_report "$BENCH_TMP/server.data" 1500 --children -g none >"$OUT/profile-server-callers.txt"
 fi
