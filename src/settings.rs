@@ -154,6 +154,8 @@ struct RawMcpServer {
     forward_user_token: bool,
     #[serde(default)]
     headers: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_tools_cache")]
+    tools_cache_secs: u64,
 }
 
 impl std::fmt::Debug for RawMcpServer {
@@ -167,6 +169,10 @@ impl std::fmt::Debug for RawMcpServer {
 
 fn default_mcp_timeout() -> u64 {
     30
+}
+
+fn default_tools_cache() -> u64 {
+    60
 }
 
 #[derive(Debug, Deserialize)]
@@ -663,6 +669,7 @@ fn validate_agent(
             timeout: Duration::from_secs(server.timeout_secs.max(1)),
             forward_user_token: server.forward_user_token,
             headers: server.headers.into_iter().collect(),
+            tools_cache: Duration::from_secs(server.tools_cache_secs),
         });
     }
     AgentSettings {

@@ -109,6 +109,8 @@ pub struct EngineEnv {
     pub model: ModelClient,
     pub persistence: Addr<PersistenceActor>,
     pub settings: EngineSettings,
+    /// Tool lists shared by every thread actor's MCP sessions.
+    pub tool_catalog: Arc<crate::mcp::ToolCatalog>,
 }
 
 impl EngineEnv {
@@ -201,6 +203,7 @@ impl Engine {
             model,
             persistence,
             settings,
+            tool_catalog: Arc::default(),
         });
         let registry_env = env.clone();
         let registry = Registry::start_in_arbiter(&persistence_arbiter.handle(), move |_| {

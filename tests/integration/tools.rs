@@ -362,3 +362,68 @@ async fn tool_names_are_made_unique_across_servers_and_sessions_close_on_retirem
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_callers_other_threads_offer_cached_tools_and_open_a_session_only_to_call_one() {
+    let mcp = McpServer::start(&[]);
+    let server =
+        TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let requests = |mcp: &McpServer| {
+        mcp.log_lines()
+            .iter()
+            .filter(|l| l.get("http").is_some())
+            .count()
+    };
+    let alice = token("alice-catalog");
+    create_thread(&server, &alice, "hello from the first thread")
+        .await
+        .assert_answered();
+    let after_first = requests(&mcp);
+    assert!(after_first > 0, "the first thread listed the tools");
+
+    // A second thread of the same caller: the tools are offered to the model, no MCP request.
+    let second = create_thread(&server, &alice, "hello from the second thread").await;
+    second.assert_answered();
+    assert_eq!(requests(&mcp), after_first);
+    let offered = offered_tools("hello from the second thread");
+    assert!(offered.contains(&"add_task".to_string()), "{offered:?}");
+
+    // Calling a tool opens that thread's session.
+    let called = add_message(&server, &alice, &second.thread_id(), "add task milk").await;
+    called.assert_answered();
+    assert!(requests(&mcp) > after_first);
+    let last = mcp.tool_calls().pop().unwrap();
+    assert_eq!(
+        (last["tool"].as_str(), last["sub"].as_str()),
+        (Some("add_task"), Some("alice-catalog"))
+    );
+
+    // Another caller never gets alice's entry: its first thread lists the tools itself.
+    let before_bob = requests(&mcp);
+    let bob = token("bob-catalog");
+    create_thread(&server, &bob, "hello from bob")
+        .await
+        .assert_answered();
+    let bearer = format!("Bearer {bob}");
+    let bob_listed = mcp
+        .log_lines()
+        .iter()
+        .filter(|l| l.get("http").is_some())
+        .skip(before_bob)
+        .any(|l| l["authorization"] == bearer.as_str());
+    assert!(bob_listed, "bob's own session listed the tools");
+}
+
+/// The tool names the model was offered in the request that carried `text`.
+fn offered_tools(text: &str) -> Vec<String> {
+    let request = shared().mock.last_request_containing(text);
+    request["tools"]
+        .as_array()
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t["function"]["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

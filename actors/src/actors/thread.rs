@@ -121,6 +121,7 @@ impl ThreadActor {
         env: Arc<EngineEnv>,
         registry: Addr<Registry>,
     ) -> Self {
+        let mcp = McpSessions::new(env.tool_catalog.clone());
         ThreadActor {
             actor_id,
             thread_id,
@@ -132,7 +133,7 @@ impl ThreadActor {
             last_activity: Instant::now(),
             load_error: None,
             idle_check: None,
-            mcp: Some(McpSessions::default()),
+            mcp: Some(mcp),
             lease: None,
             handover_requested: false,
         }
@@ -345,7 +346,7 @@ impl ThreadActor {
             events,
             title_from: None,
             token: None,
-            mcp: McpSessions::default(),
+            mcp: McpSessions::new(env.tool_catalog.clone()),
             lease: Lease {
                 instance_id: String::new(),
                 fencing: 0,
@@ -636,7 +637,10 @@ impl ThreadActor {
         let (tx, rx) = mpsc::channel(self.env.settings.stream_buffer);
         let mut job = self.prepare_turn(&msg.user_id, msg.input, tx.clone())?;
         job.token = msg.token;
-        job.mcp = self.mcp.take().unwrap_or_default();
+        job.mcp = self
+            .mcp
+            .take()
+            .unwrap_or_else(|| McpSessions::new(self.env.tool_catalog.clone()));
         job.lease = self.lease();
         self.busy = true;
         let thread_id = self.thread_id.clone();

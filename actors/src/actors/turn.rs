@@ -544,6 +544,26 @@ impl TurnRun<'_> {
             }
         }
         let servers = &self.env.settings.agent.mcp_servers;
+        // The tools may have been offered from the shared catalog: open the sessions the
+        // calls need first (one by one: a session belongs to this actor).
+        for server in servers {
+            let needed = calls.iter().any(|call| {
+                tools
+                    .iter()
+                    .any(|t| t.exposed_name == call.name && t.server == server.name)
+            });
+            if !needed {
+                continue;
+            }
+            if let Err(error) = self.mcp.ensure_open(server, self.token.as_ref()).await {
+                tracing::warn!(thread_id = %self.thread_id, %error, "tool server failed");
+                METRICS
+                    .mcp_errors
+                    .with_label_values(&[server.name.as_str()])
+                    .inc();
+                return Err(Ended::Failed);
+            }
+        }
         let mcp = &self.mcp;
         let runs = calls.iter().map(|call| async move {
             let Some(tool) = tools.iter().find(|t| t.exposed_name == call.name) else {

@@ -1,7 +1,7 @@
 //! MCP tool servers over Streamable HTTP (rmcp). A thread actor owns one session per
-//! configured server: opened on first use, reused across turns, re-opened after a failure or
-//! when the caller's token changed (the token is fixed per transport), closed when the actor
-//! retires. The caller's bearer token rides on the transport (`Authorization` header of every
+//! configured server: opened on first use (a tool call, or listing tools that the shared
+//! [`ToolCatalog`] does not hold), reused across turns, re-opened after a failure or when the
+//! caller's token changed (the token is fixed per transport), closed when the actor retires. The caller's bearer token rides on the transport (`Authorization` header of every
 //! request of the session) for servers configured to receive it; it never enters a prompt,
 //! a tool argument or a log line.
 
@@ -19,6 +19,9 @@ use serde_json::Value;
 
 use crate::model::{FunctionSpec, ToolSpec};
 
+mod catalog;
+pub use catalog::ToolCatalog;
+
 /// One configured MCP server (`[[mcp.servers]]`).
 #[derive(Clone, Debug)]
 pub struct McpServerConfig {
@@ -29,6 +32,9 @@ pub struct McpServerConfig {
     pub forward_user_token: bool,
     /// Static extra headers (e.g. an API key of the tool server itself).
     pub headers: Vec<(String, String)>,
+    /// How long a `tools/list` answer is shared with other threads of the same caller
+    /// (`tools_cache_secs`; zero: every thread lists the tools on its own session).
+    pub tools_cache: Duration,
 }
 
 /// The caller's bearer token. Its Debug never shows it.
@@ -107,12 +113,19 @@ struct Session {
 }
 
 /// The MCP sessions of one thread actor.
-#[derive(Default)]
 pub struct McpSessions {
     sessions: HashMap<String, Session>,
+    catalog: Arc<ToolCatalog>,
 }
 
 impl McpSessions {
+    pub fn new(catalog: Arc<ToolCatalog>) -> Self {
+        McpSessions {
+            sessions: HashMap::new(),
+            catalog,
+        }
+    }
+
     /// Tools of every server, discovered (and cached per session) with `tools/list`; names
     /// are made unique across servers by prefixing `server__` on collisions.
     pub async fn offered_tools(
@@ -161,40 +174,70 @@ impl McpSessions {
         server: &McpServerConfig,
         token: Option<&BearerToken>,
     ) -> Result<Vec<Tool>, McpError> {
-        let wanted_token = if server.forward_user_token {
-            token.cloned()
-        } else {
-            None
-        };
-        let stale = match self.sessions.get(&server.name) {
-            None => true,
-            Some(s) => s.service.is_closed() || s.token != wanted_token,
-        };
-        if stale {
-            if let Some(old) = self.sessions.remove(&server.name) {
-                let _ = tokio::time::timeout(Duration::from_secs(2), old.service.cancel()).await;
+        let wanted_token = forwarded(server, token);
+        let key = self.catalog.key(&server.name, wanted_token.as_ref());
+        if !self.has_live_session(server, &wanted_token) {
+            if let Some(tools) = self.catalog.get(&key, server.tools_cache) {
+                return Ok(tools);
             }
-            let session = open(server, wanted_token).await?;
-            self.sessions.insert(server.name.clone(), session);
         }
+        self.ensure_open(server, token).await?;
         let session = self.sessions.get_mut(&server.name).expect("just ensured");
         let changed = session.events.tools_changed.swap(false, Ordering::AcqRel);
         if session.tools.is_none() || changed {
             let listed =
                 tokio::time::timeout(server.timeout, session.service.peer().list_all_tools()).await;
             match listed {
-                Ok(Ok(tools)) => session.tools = Some(tools),
+                Ok(Ok(tools)) => {
+                    self.catalog.put(key, tools.clone(), server.tools_cache);
+                    session.tools = Some(tools);
+                }
                 Ok(Err(e)) => {
                     self.sessions.remove(&server.name);
+                    self.catalog.forget(&key);
                     return Err(unavailable(server, e.to_string()));
                 }
                 Err(_) => {
                     self.sessions.remove(&server.name);
+                    self.catalog.forget(&key);
                     return Err(unavailable(server, "tools/list timed out".into()));
                 }
             }
         }
         Ok(session.tools.clone().unwrap_or_default())
+    }
+
+    fn has_live_session(&self, server: &McpServerConfig, token: &Option<BearerToken>) -> bool {
+        self.sessions
+            .get(&server.name)
+            .is_some_and(|s| !s.service.is_closed() && &s.token == token)
+    }
+
+    /// Opens the server's session unless a live one with the caller's token exists (before
+    /// tool calls: the tools may have been offered from the catalog, without a session).
+    pub async fn ensure_open(
+        &mut self,
+        server: &McpServerConfig,
+        token: Option<&BearerToken>,
+    ) -> Result<(), McpError> {
+        let wanted_token = forwarded(server, token);
+        if self.has_live_session(server, &wanted_token) {
+            return Ok(());
+        }
+        if let Some(old) = self.sessions.remove(&server.name) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), old.service.cancel()).await;
+        }
+        match open(server, wanted_token.clone()).await {
+            Ok(session) => {
+                self.sessions.insert(server.name.clone(), session);
+                Ok(())
+            }
+            Err(error) => {
+                let key = self.catalog.key(&server.name, wanted_token.as_ref());
+                self.catalog.forget(&key);
+                Err(error)
+            }
+        }
     }
 
     /// Calls a tool. Tool errors, bad arguments and timeouts are results the model sees; a
@@ -246,9 +289,13 @@ impl McpSessions {
         }
     }
 
-    /// Drops a server's session (after a transport failure).
+    /// Drops a server's session (after a transport failure), and the tool list the catalog
+    /// holds for it with this caller.
     pub fn forget(&mut self, server: &str) {
-        self.sessions.remove(server);
+        if let Some(session) = self.sessions.remove(server) {
+            let key = self.catalog.key(server, session.token.as_ref());
+            self.catalog.forget(&key);
+        }
     }
 
     /// Closes every session (politely, bounded in time).
@@ -256,6 +303,15 @@ impl McpSessions {
         for (_, session) in self.sessions {
             let _ = tokio::time::timeout(Duration::from_secs(2), session.service.cancel()).await;
         }
+    }
+}
+
+/// The token a server receives: the caller's, if it is configured to forward it.
+fn forwarded(server: &McpServerConfig, token: Option<&BearerToken>) -> Option<BearerToken> {
+    if server.forward_user_token {
+        token.cloned()
+    } else {
+        None
     }
 }
 

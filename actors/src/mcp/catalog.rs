@@ -1,0 +1,138 @@
+//! Tool lists shared by every thread actor of the process, so that a thread opens its MCP
+//! session only when the model actually calls one of the server's tools.
+//!
+//! Without it every new thread opened a session (initialize, initialized, tools/list) on its
+//! first turn just to offer the tools to the model, though most turns call none: with the
+//! reference's Python task server that was most of the tool server's CPU (benches/README.md).
+//! Lists are kept per server and caller (a fingerprint of the caller's token, for servers that
+//! receive it: what a token may see can differ), for `tools_cache_secs`; a live session's own
+//! list (refreshed on `notifications/tools/list_changed`) always wins and refreshes the entry.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rmcp::model::Tool;
+
+use super::BearerToken;
+
+/// Entries kept at most; beyond that, expired ones go first, then everything (a burst of
+/// distinct callers only costs them a `tools/list` each).
+const MAX_ENTRIES: usize = 10_000;
+
+/// Which list: a server, and who asks (none when the server never sees the caller's token).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct CatalogKey {
+    server: String,
+    /// A keyed hash of the token: the token itself is never kept here.
+    caller: Option<u64>,
+}
+
+struct Entry {
+    tools: Vec<Tool>,
+    fetched: Instant,
+}
+
+/// The process-wide cache of `tools/list` answers.
+#[derive(Default)]
+pub struct ToolCatalog {
+    entries: Mutex<HashMap<CatalogKey, Entry>>,
+    /// Random per process, so fingerprints mean nothing outside it.
+    hasher: RandomState,
+}
+
+impl ToolCatalog {
+    pub fn key(&self, server: &str, token: Option<&BearerToken>) -> CatalogKey {
+        CatalogKey {
+            server: server.to_string(),
+            caller: token.map(|t| self.hasher.hash_one(t.expose())),
+        }
+    }
+
+    /// The list fetched less than `ttl` ago, if any.
+    pub fn get(&self, key: &CatalogKey, ttl: Duration) -> Option<Vec<Tool>> {
+        if ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|e| e.fetched.elapsed() < ttl)
+            .map(|e| e.tools.clone())
+    }
+
+    pub fn put(&self, key: CatalogKey, tools: Vec<Tool>, ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
+            entries.retain(|_, e| e.fetched.elapsed() < ttl);
+            if entries.len() >= MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key,
+            Entry {
+                tools,
+                fetched: Instant::now(),
+            },
+        );
+    }
+
+    /// Drops a list (its server failed, or announced a change).
+    pub fn forget(&self, key: &CatalogKey) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tool(name: &str) -> Tool {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "inputSchema": { "type": "object" }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn lists_are_per_server_and_caller_and_expire() {
+        let catalog = ToolCatalog::default();
+        let ttl = Duration::from_secs(60);
+        let alice = BearerToken::new("token-a");
+        let bob = BearerToken::new("token-b");
+        let key_a = catalog.key("tasks", Some(&alice));
+        catalog.put(key_a.clone(), vec![tool("add_task")], ttl);
+        assert_eq!(catalog.get(&key_a, ttl).unwrap()[0].name, "add_task");
+        assert!(catalog
+            .get(&catalog.key("tasks", Some(&bob)), ttl)
+            .is_none());
+        assert!(catalog
+            .get(&catalog.key("other", Some(&alice)), ttl)
+            .is_none());
+        assert!(catalog.get(&catalog.key("tasks", None), ttl).is_none());
+        assert!(
+            catalog.get(&key_a, Duration::ZERO).is_none(),
+            "0 turns the cache off"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            catalog.get(&key_a, Duration::from_millis(10)).is_none(),
+            "expired"
+        );
+        catalog.forget(&key_a);
+        assert!(catalog.get(&key_a, ttl).is_none());
+    }
+
+    #[test]
+    fn the_key_never_holds_the_token() {
+        let catalog = ToolCatalog::default();
+        let key = catalog.key("tasks", Some(&BearerToken::new("secret-token-value")));
+        assert!(!format!("{key:?}").contains("secret-token-value"));
+    }
+}
