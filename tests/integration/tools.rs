@@ -71,11 +71,7 @@ async fn tool_turns_run_against_mcp_with_the_callers_token_on_the_transport() {
     assert!(bob_text.contains(r#""count":0"#), "{bob_text}");
 
     // Every HTTP request of alice's MCP session carried her token; bob's carried his.
-    let http: Vec<Value> = mcp
-        .log_lines()
-        .into_iter()
-        .filter(|l| l.get("http").is_some())
-        .collect();
+    let http = mcp.http_requests();
     assert!(http.len() >= 4);
     for line in &http {
         let auth = line["authorization"]
@@ -280,12 +276,7 @@ async fn sessions_survive_turns_follow_token_refresh_and_actor_restarts() {
     add_message(&server, &first_token, &thread_id, "add task two")
         .await
         .assert_answered();
-    let inits = |mcp: &McpServer| {
-        mcp.log_lines()
-            .iter()
-            .filter(|l| l.get("http").is_some())
-            .count()
-    };
+    let inits = |mcp: &McpServer| mcp.http_requests().len();
     let after_two_turns = inits(&mcp);
 
     // A refreshed token (same user) is used from the next turn on.
@@ -368,12 +359,7 @@ async fn a_callers_other_threads_offer_cached_tools_and_open_a_session_only_to_c
     let mcp = McpServer::start(&[]);
     let server =
         TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
-    let requests = |mcp: &McpServer| {
-        mcp.log_lines()
-            .iter()
-            .filter(|l| l.get("http").is_some())
-            .count()
-    };
+    let requests = |mcp: &McpServer| mcp.http_requests().len();
     let alice = token("alice-catalog");
     create_thread(&server, &alice, "hello from the first thread")
         .await
@@ -406,9 +392,8 @@ async fn a_callers_other_threads_offer_cached_tools_and_open_a_session_only_to_c
         .assert_answered();
     let bearer = format!("Bearer {bob}");
     let bob_listed = mcp
-        .log_lines()
+        .http_requests()
         .iter()
-        .filter(|l| l.get("http").is_some())
         .skip(before_bob)
         .any(|l| l["authorization"] == bearer.as_str());
     assert!(bob_listed, "bob's own session listed the tools");

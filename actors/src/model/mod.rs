@@ -105,7 +105,10 @@ impl ModelClient {
         // would panic in the same case.
         let http = http.build().expect("the HTTP client for the model starts");
         ModelClient {
-            client: Client::with_config(config).with_http_service(transport::transport(http)),
+            // `build` reuses our HTTP client for building requests (no second client, with
+            // its TLS set-up, made only to be replaced); the service executes them.
+            client: Client::build(http.clone(), config)
+                .with_http_service(transport::transport(http)),
             settings: std::sync::Arc::new(settings),
         }
     }

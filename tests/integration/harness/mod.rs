@@ -191,6 +191,14 @@ impl McpServer {
             .collect()
     }
 
+    /// The HTTP requests it received (`http` method, `authorization`), in order.
+    pub fn http_requests(&self) -> Vec<Value> {
+        self.log_lines()
+            .into_iter()
+            .filter(|l| l.get("http").is_some())
+            .collect()
+    }
+
     pub fn tool_calls(&self) -> Vec<Value> {
         self.log_lines()
             .into_iter()
