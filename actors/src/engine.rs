@@ -559,6 +559,7 @@ async fn listen_for_handovers(store: Store, registry: Addr<Registry>, instance_i
     let mut config = store.connection_config().clone();
     // Other instances look for this name to tell whether we are alive.
     config.application_name(crate::store::cluster::listener_application_name(
+        store.schema().as_str(),
         &instance_id,
     ));
     loop {

@@ -18,9 +18,19 @@ pub enum LeaseAttempt {
 }
 
 /// The `application_name` of an instance's dedicated LISTEN connection: its presence in
-/// `pg_stat_activity` tells other instances that the owner is alive.
-pub fn listener_application_name(instance_id: &str) -> String {
-    format!("ck:{instance_id}")
+/// `pg_stat_activity` (same database) tells other instances that the owner is alive. The
+/// schema is part of it (as a hash: the name must fit in 63 bytes), so that deployments
+/// sharing one Postgres with the same instance ids in different schemas cannot keep each
+/// other's dead instances "alive" (seen as a flaky 409 when tests ran in parallel).
+pub fn listener_application_name(schema: &str, instance_id: &str) -> String {
+    format!("ck:{:08x}:{instance_id}", fnv1a32(schema.as_bytes()))
+}
+
+/// FNV-1a: the same on every instance (unlike std's randomly keyed hasher).
+fn fnv1a32(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |hash, b| {
+        (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// The notification channel instances listen on; payloads carry thread ids only.
@@ -101,10 +111,16 @@ impl Store {
         // The owner's LISTEN connection is gone: its process died (the kernel closed its
         // sockets), so take over without waiting for the lease to expire.
         let alive = client
-            .prepare_cached("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+            .prepare_cached(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE application_name = $1 AND datname = current_database()",
+            )
             .await?;
         let alive: i64 = client
-            .query_one(&alive, &[&listener_application_name(&owner)])
+            .query_one(
+                &alive,
+                &[&listener_application_name(self.schema().as_str(), &owner)],
+            )
             .await?
             .get(0);
         if alive == 0 {
@@ -279,5 +295,19 @@ impl Store {
                 live_threads: r.get(3),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listener_application_name;
+
+    #[test]
+    fn listener_names_tell_schemas_apart_and_fit_postgres() {
+        let a = listener_application_name("chatkit", "node-1");
+        assert_eq!(a, listener_application_name("chatkit", "node-1"));
+        assert_ne!(a, listener_application_name("staging", "node-1"));
+        // Postgres keeps 63 bytes of application_name; instance ids have at most 48.
+        assert!(listener_application_name("s", &"x".repeat(48)).len() <= 63);
     }
 }
