@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use chatkit_server::cli::{Cli, Command};
 use chatkit_server::settings::Settings;
+use chatkit_server::http::panics;
+use chatkit_server::startup::StartError;
 use chatkit_server::{auth, startup, telemetry};
 use clap::Parser;
 
@@ -22,6 +24,9 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
+            for warning in &settings.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("configuration is valid");
             ExitCode::SUCCESS
         }
@@ -45,18 +50,19 @@ fn main() -> ExitCode {
         }
         Command::Serve => {
             telemetry::init(&settings.log);
+            panics::install_hook();
             run(startup::serve(settings))
         }
     }
 }
 
-fn run(fut: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+fn run(fut: impl std::future::Future<Output = Result<(), StartError>>) -> ExitCode {
     match actix_web::rt::System::new().block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error}");
+            // One line, on stderr (where the log goes too).
             eprintln!("error: {error}");
-            ExitCode::FAILURE
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -4,16 +4,13 @@
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
-use chatkit_actors::actors::persistence::BatchSettings;
-use chatkit_actors::engine::TitleSettings;
-use chatkit_actors::model::{ModelClient, ModelSettings};
 use chatkit_actors::store::{PoolSettings, Store};
-use chatkit_actors::{Engine, EngineSettings};
+use chatkit_actors::Engine;
 
 use crate::auth::Authenticator;
 use crate::embedded_pg::EmbeddedPostgres;
-use crate::http::{configure, request_id, AppState, Routes};
-use crate::settings::{DatabaseTarget, Settings, MODEL_API_KEY_ENV};
+use crate::http::{configure, panics, request_id, AppState, Routes};
+use crate::settings::{DatabaseTarget, Settings};
 
 /// The database the server uses, and the private cluster behind it if we started one.
 pub struct Database {
@@ -66,50 +63,84 @@ impl Database {
     }
 }
 
-fn engine_settings(settings: &Settings) -> EngineSettings {
-    EngineSettings {
-        history_limit: settings.model.history_limit,
-        stream_buffer: settings.actors.stream_buffer,
-        idle_timeout: settings.actors.idle_timeout,
-        arbiters: settings.actors.arbiters,
-        batch: BatchSettings {
-            max_batch: settings.persistence.max_batch,
-            flush_interval: settings.persistence.flush_interval,
-            max_in_flight: settings.persistence.max_in_flight,
-        },
-        allow_cancel: settings.allow_cancel,
-        max_live: settings.actors.max_live,
-        titles: TitleSettings {
-            enabled: settings.titles.enabled,
-            prompt: settings.titles.prompt.clone(),
-            max_chars: settings.titles.max_chars,
-        },
-        agent: settings.agent.clone(),
-        cluster: settings.cluster.clone(),
+/// Why the server could not start or run: a problem the operator must fix in the
+/// configuration or the environment (exit code 2, like an invalid configuration), or a
+/// failure while running (exit code 1).
+#[derive(Debug)]
+pub enum StartError {
+    Config(String),
+    Runtime(String),
+}
+
+impl StartError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) => 2,
+            StartError::Runtime(_) => 1,
+        }
     }
 }
 
-fn model_client(settings: &Settings) -> ModelClient {
-    ModelClient::new(ModelSettings {
-        base_url: settings.model.base_url.clone(),
-        name: settings.model.name.clone(),
-        api_key: std::env::var(MODEL_API_KEY_ENV)
-            .ok()
-            .filter(|k| !k.is_empty()),
-        timeout: settings.model.timeout,
-        instructions: settings.model.instructions.clone(),
-        http2_prior_knowledge: settings.model.http2_prior_knowledge,
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(message) | StartError::Runtime(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> Self {
+        StartError::Runtime(message)
+    }
+}
+
+/// Binds `addr` for the setting `key` before anything else starts, so a port in use is one
+/// clear line at start-up.
+fn reserve_listener(
+    addr: std::net::SocketAddr,
+    key: &str,
+    remedy: &str,
+) -> Result<std::net::TcpListener, StartError> {
+    let bind = || -> std::io::Result<std::net::TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        // actix-web's default backlog: bursts of thousands of connections queue, not fail.
+        socket.listen(1024)?.into_std()
+    };
+    bind().map_err(|error| {
+        StartError::Config(format!("cannot listen on {addr} ({key}): {error}; {remedy}"))
     })
 }
 
-/// Runs the server until SIGINT/SIGTERM, then flushes and stops the embedded database.
-pub async fn serve(settings: Settings) -> Result<(), String> {
+/// Runs the server until SIGINT/SIGTERM, then drains, shuts the engine down and stops the
+/// embedded database.
+pub async fn serve(settings: Settings) -> Result<(), StartError> {
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    let listener = reserve_listener(
+        settings.server.bind,
+        "server.bind",
+        "free the port or choose another server.bind",
+    )?;
+    let metrics_listener = settings
+        .metrics_bind
+        .map(|addr| {
+            reserve_listener(
+                addr,
+                "metrics.bind",
+                "free the port, choose another metrics.bind, or set metrics.enabled = false",
+            )
+        })
+        .transpose()?;
     let database = Database::open(&settings).await?;
-    let engine = Engine::start(
-        database.store.clone(),
-        model_client(&settings),
-        engine_settings(&settings),
-    );
+    let engine = Engine::start(database.store.clone(), settings.engine.clone());
     let auth = Authenticator::new(settings.auth.clone());
     auth.warm_up().await;
     let state = web::Data::new(AppState {
@@ -119,6 +150,7 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
         limits: crate::http::limits::Limiter::new(settings.limits.clone()),
         max_body_bytes: settings.server.max_body_bytes,
         body_timeout: settings.server.body_timeout,
+        model_notice: settings.model_warning.clone(),
     });
     let state_for_app = state.clone();
     let routes = Routes {
@@ -127,6 +159,7 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     };
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(panics::middleware))
             .wrap(actix_web::middleware::from_fn(request_id::middleware))
             .app_data(state_for_app.clone())
             .configure(|cfg| configure(cfg, routes))
@@ -135,15 +168,24 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     // Small SSE writes must leave at once, not wait for the client's delayed ACK (~40 ms).
     .tcp_nodelay(true)
     .shutdown_timeout(settings.server.drain_timeout.as_secs())
-    .bind(settings.server.bind);
+    .listen(listener);
     let server = match server {
         Ok(server) => server,
         Err(e) => {
             database.close();
-            return Err(format!("cannot listen on {}: {e}", settings.server.bind));
+            return Err(StartError::Config(format!(
+                "cannot listen on {}: {e}",
+                settings.server.bind
+            )));
         }
     };
-    let metrics = settings.metrics_bind.and_then(crate::http::metrics::server);
+    let metrics = match metrics_listener.map(crate::http::metrics::server).transpose() {
+        Ok(metrics) => metrics,
+        Err(e) => {
+            database.close();
+            return Err(StartError::Config(format!("cannot serve metrics: {e}")));
+        }
+    };
     let metrics_handle = metrics.as_ref().map(|m| m.handle());
     if let Some(metrics) = metrics {
         actix_web::rt::spawn(metrics);
@@ -157,8 +199,8 @@ pub async fn serve(settings: Settings) -> Result<(), String> {
     if let Some(handle) = metrics_handle {
         handle.stop(false).await;
     }
-    engine.flush().await;
+    engine.shutdown().await;
     drop(Arc::new(state));
     database.close();
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| StartError::Runtime(e.to_string()))
 }

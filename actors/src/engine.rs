@@ -8,12 +8,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde_json::value::RawValue;
 
-use crate::actors::persistence::{BatchSettings, FlushNow, Persist, PersistenceActor};
+use crate::actors::persistence::{FlushNow, Persist, PersistenceActor};
 use crate::actors::registry::{Handover, LiveCount, Registry, Route, SpawnNew};
 use crate::actors::thread::{Delete, Rename, StartTurn, ThreadActor, TurnInput};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
-use crate::mcp::{BearerToken, McpServerConfig};
+use crate::config::EngineSettings;
+use crate::mcp::BearerToken;
 use crate::model::ModelClient;
 use crate::protocol::requests::{
     page_size, FeedbackParams, ListItemsParams, ListThreadsParams, UserMessageInput,
@@ -23,84 +24,11 @@ use crate::store::{Store, WriteOp};
 
 pub use crate::actors::turn::{TurnFrame, TurnStream};
 
-/// Engine tunables (the `actors.*`, `persistence.*` and `model.history_limit` settings).
-#[derive(Clone, Debug)]
-pub struct EngineSettings {
-    /// Items of history kept in memory and sent to the model.
-    pub history_limit: u32,
-    /// Capacity of each turn's event channel to the HTTP layer.
-    pub stream_buffer: usize,
-    /// A thread actor with no request for this long retires.
-    pub idle_timeout: Duration,
-    /// Arbiters (threads) that host thread actors.
-    pub arbiters: usize,
-    pub batch: BatchSettings,
-    /// `stream_options.allow_cancel` (§4).
-    pub allow_cancel: bool,
-    /// At most this many thread actors stay live; the least recently used idle ones retire.
-    pub max_live: usize,
-    pub titles: TitleSettings,
-    pub agent: AgentSettings,
-    pub cluster: ClusterSettings,
-}
-
-/// Several instances sharing one Postgres (`cluster.*`, `specs/cluster.md`).
-#[derive(Clone, Debug)]
-pub struct ClusterSettings {
-    /// This instance's id (unique in the cluster).
-    pub instance_id: String,
-    /// A lease not renewed for this long is free to take.
-    pub lease_ttl: Duration,
-    /// How long a request waits for another instance to hand a thread over.
-    pub handover_timeout: Duration,
-}
-
 /// The right to write a thread: this instance's id and the lease's fencing token.
 #[derive(Clone, Debug)]
 pub struct Lease {
     pub instance_id: String,
     pub fencing: i64,
-}
-
-/// Tools and the tool loop (`agent.*`, `mcp.servers`).
-#[derive(Clone, Debug, Default)]
-pub struct AgentSettings {
-    /// Model calls per turn at most (each tool round is one).
-    pub max_turns: u32,
-    pub tool_display: ToolDisplay,
-    /// Tools the browser runs (§6.3): the turn ends with a pending `client_tool_call`.
-    pub client_tools: Vec<ClientToolSpec>,
-    pub mcp_servers: Vec<McpServerConfig>,
-}
-
-/// How server tool calls show in the transcript.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ToolDisplay {
-    /// Invisible, as in the reference.
-    #[default]
-    Hidden,
-    /// `progress_update` events naming the tool while it runs.
-    Progress,
-    /// A persisted `workflow` item with one task per call (§8.5).
-    Workflow,
-}
-
-/// A client-side tool offered to the model.
-#[derive(Clone, Debug)]
-pub struct ClientToolSpec {
-    pub name: String,
-    pub description: Option<String>,
-    /// JSON schema of the arguments.
-    pub parameters: serde_json::Value,
-}
-
-/// Automatic thread titles (§8.7, §11.3): generated after the first answer of an untitled
-/// thread, saved, and announced with `thread.updated`.
-#[derive(Clone, Debug)]
-pub struct TitleSettings {
-    pub enabled: bool,
-    pub prompt: String,
-    pub max_chars: usize,
 }
 
 /// What every actor shares.
@@ -187,14 +115,15 @@ const ROUTE_ATTEMPTS: usize = 4;
 impl Engine {
     /// Starts the persistence actor, the registry and the arbiter pool. Must run inside an
     /// actix system.
-    pub fn start(store: Store, model: ModelClient, settings: EngineSettings) -> Engine {
+    pub fn start(store: Store, settings: EngineSettings) -> Engine {
+        let model = ModelClient::new(settings.model.clone());
         let persistence_arbiter = Arbiter::new();
         let batch = settings.batch.clone();
         let persist_store = store.clone();
         let persistence = PersistenceActor::start_in_arbiter(&persistence_arbiter.handle(), |_| {
             PersistenceActor::new(persist_store, batch)
         });
-        let pool: Vec<Arbiter> = (0..settings.arbiters.max(1))
+        let pool: Vec<Arbiter> = (0..settings.actors.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();
         let handles = pool.iter().map(Arbiter::handle).collect();
@@ -506,7 +435,7 @@ impl Engine {
     }
 
     /// Commits everything buffered and leaves the cluster (for shutdown).
-    pub async fn flush(&self) {
+    pub async fn shutdown(&self) {
         let _ = self.env.persistence.send(FlushNow).await;
         let instance = &self.env.settings.cluster.instance_id;
         let mut result = self.env.store.leave_cluster(instance).await;

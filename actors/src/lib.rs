@@ -13,6 +13,7 @@
 //! - [`error`] — the engine's error enum, mapped to HTTP by the edge.
 
 pub mod actors;
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod ids;
@@ -21,6 +22,8 @@ pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod store;
+pub mod text;
 
-pub use engine::{Engine, EngineSettings, TurnRequest, TurnStream};
+pub use config::EngineSettings;
+pub use engine::{Engine, TurnRequest, TurnStream};
 pub use error::EngineError;

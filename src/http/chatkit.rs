@@ -58,6 +58,8 @@ async fn handle(
         }
     }
     let body = read_body(payload, state.max_body_bytes, state.body_timeout).await?;
+    #[cfg(debug_assertions)]
+    fault_injection::panic_if_marked(&body);
     let request = ChatKitRequest::parse(&body)?;
     let op = request.op.name();
     *op_name = op;
@@ -199,5 +201,28 @@ async fn dispatch(
         | Operation::InputTranscribe(_)) => Err(ApiError::Engine(EngineError::Unsupported(
             unsupported.name(),
         ))),
+    }
+}
+
+/// Debug builds only: a body containing the text of `CHATKIT_DEBUG_PANIC_MARKER` panics the
+/// handler, so tests can prove that a panic is answered (500 `internal`), counted and logged
+/// once, and leaves the process healthy. Release builds do not contain this code.
+#[cfg(debug_assertions)]
+mod fault_injection {
+    use std::sync::LazyLock;
+
+    static MARKER: LazyLock<Option<String>> = LazyLock::new(|| {
+        std::env::var("CHATKIT_DEBUG_PANIC_MARKER")
+            .ok()
+            .filter(|m| !m.is_empty())
+    });
+
+    pub fn panic_if_marked(body: &[u8]) {
+        if let Some(marker) = MARKER.as_deref() {
+            let marker = marker.as_bytes();
+            if body.windows(marker.len()).any(|w| w == marker) {
+                panic!("fault injection: request body carries the panic marker");
+            }
+        }
     }
 }

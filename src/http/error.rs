@@ -25,6 +25,12 @@ pub enum ApiError {
     RateLimited(super::limits::Limited),
     #[error("{0}")]
     Engine(EngineError),
+    /// The handler panicked (caught by `panics::middleware`).
+    #[error("internal error")]
+    Panicked,
+    /// The method is not served at this path; carries the one that is (`Allow`).
+    #[error("method not allowed; use {0}")]
+    MethodNotAllowed(&'static str),
 }
 
 #[derive(Serialize)]
@@ -59,6 +65,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Panicked => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Engine(e) => match e {
                 EngineError::ThreadNotFound => (StatusCode::NOT_FOUND, "thread_not_found"),
                 EngineError::ItemNotFound => (StatusCode::NOT_FOUND, "item_not_found"),
@@ -74,7 +82,7 @@ impl ApiError {
                 EngineError::Unavailable(_) | EngineError::Retired => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
                 }
-                EngineError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+                EngineError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
         }
     }
@@ -132,6 +140,9 @@ impl ResponseError for ApiError {
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if let ApiError::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, *allow));
         }
         if let ApiError::RateLimited(limited) = self {
             response.insert_header((header::RETRY_AFTER, limited.retry_after_secs.to_string()));

@@ -3,7 +3,10 @@
 use std::sync::LazyLock;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use prometheus::{register_int_counter_vec, Encoder, IntCounterVec, TextEncoder};
+use prometheus::{
+    register_int_counter, register_int_counter_vec, Encoder, IntCounter, IntCounterVec,
+    TextEncoder,
+};
 
 /// Requests by operation and HTTP status.
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -15,10 +18,20 @@ pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers")
 });
 
+/// Panics caught while handling a request (each answered 500 `internal`).
+pub static PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "chatkit_http_panics_total",
+        "request handlers that panicked and were answered 500"
+    )
+    .expect("metric registers")
+});
+
 async fn metrics() -> HttpResponse {
     // Touch the engine's metrics so they are registered even before the first turn.
     let _ = &*chatkit_actors::metrics::METRICS;
     let _ = &*REQUESTS;
+    let _ = &*PANICS;
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     if encoder.encode(&prometheus::gather(), &mut body).is_err() {
@@ -29,23 +42,16 @@ async fn metrics() -> HttpResponse {
         .body(body)
 }
 
-/// The metrics listener; `None` if the address cannot be bound (logged, not fatal).
-pub fn server(bind: std::net::SocketAddr) -> Option<actix_web::dev::Server> {
+/// The metrics server on an already bound listener (bound at start-up, so a port in use is
+/// a start-up error rather than metrics silently missing).
+pub fn server(listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let server = HttpServer::new(|| App::new().route("/metrics", web::get().to(metrics)))
         .workers(1)
         .disable_signals()
-        .bind(bind);
-    match server {
-        Ok(server) => {
-            for addr in server.addrs() {
-                tracing::info!("metrics on http://{addr}/metrics");
-                println!("metrics on http://{addr}/metrics");
-            }
-            Some(server.run())
-        }
-        Err(error) => {
-            tracing::warn!(%bind, %error, "cannot serve metrics; continuing without them");
-            None
-        }
+        .listen(listener)?;
+    for addr in server.addrs() {
+        tracing::info!("metrics on http://{addr}/metrics");
+        println!("metrics on http://{addr}/metrics");
     }
+    Ok(server.run())
 }

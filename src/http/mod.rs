@@ -6,6 +6,7 @@ pub mod error;
 mod health;
 pub mod limits;
 pub mod metrics;
+pub mod panics;
 mod playground;
 pub mod request_id;
 mod sse;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub auth_settings: crate::settings::AuthSettings,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    /// Shown by the playground when the model cannot work as configured (no API key).
+    pub model_notice: Option<String>,
 }
 
 /// Which optional routes are on.
@@ -35,21 +38,46 @@ pub struct Routes {
     pub dev_tokens: bool,
 }
 
-/// Registers every route.
+/// Registers every route. Each path serves one method; any other gets 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig, routes: Routes) {
     if routes.playground {
-        cfg.route("/", web::get().to(playground::page))
-            .route("/admin", web::get().to(admin::page));
+        cfg.service(only("GET", "/", web::get().to(playground::page)))
+            .service(only("GET", "/admin", web::get().to(admin::page)));
     }
     if routes.dev_tokens {
-        cfg.route("/dev/token", web::post().to(playground::dev_token));
+        cfg.service(only(
+            "POST",
+            "/dev/token",
+            web::post().to(playground::dev_token),
+        ));
     }
-    cfg.route("/admin/threads", web::get().to(admin::threads))
-        .route("/admin/instances", web::get().to(admin::instances));
-    cfg.route("/chatkit", web::post().to(chatkit::chatkit))
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .default_service(web::to(not_found));
+    cfg.service(only(
+        "GET",
+        "/admin/threads",
+        web::get().to(admin::threads),
+    ))
+    .service(only(
+        "GET",
+        "/admin/instances",
+        web::get().to(admin::instances),
+    ))
+    .service(only(
+        "POST",
+        "/chatkit",
+        web::post().to(chatkit::chatkit),
+    ))
+    .service(only("GET", "/healthz", web::get().to(health::healthz)))
+    .service(only("GET", "/readyz", web::get().to(health::readyz)))
+    .default_service(web::to(not_found));
+}
+
+/// `path` served by `route`, whose method is `allow`; other methods get 405 naming it.
+fn only(allow: &'static str, path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move || async move {
+            Err::<HttpResponse, _>(error::ApiError::MethodNotAllowed(allow))
+        }))
 }
 
 async fn not_found() -> HttpResponse {

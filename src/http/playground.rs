@@ -12,7 +12,21 @@ const PAGE: &str = include_str!("playground.html");
 /// Lifetime of development tokens.
 const DEV_TOKEN_TTL_SECS: u64 = 15 * 60;
 
-pub async fn page() -> HttpResponse {
+/// Where the page shows a problem of the server's configuration (the model not configured).
+const NOTICE_SLOT: &str = "<!--SERVER-NOTICE-->";
+
+pub async fn page(state: web::Data<AppState>) -> HttpResponse {
+    let page = match &state.model_notice {
+        Some(notice) => PAGE.replacen(
+            NOTICE_SLOT,
+            &format!(
+                r#"<div id="notice" data-testid="notice" role="alert">{}</div>"#,
+                escape_html(notice)
+            ),
+            1,
+        ),
+        None => PAGE.to_string(),
+    };
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         // Everything the page needs is inline; it talks only to this origin.
@@ -21,7 +35,22 @@ pub async fn page() -> HttpResponse {
             "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         ))
         .insert_header(("x-content-type-options", "nosniff"))
-        .body(PAGE)
+        .body(page)
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,6 @@
 //! thread: one thread's writes commit in the order they were sent. A failed batch is retried write by write, so one bad write (say, an
 //! item for a thread deleted meanwhile) cannot fail the writes of other threads.
 
-use std::time::Duration;
 
 use std::collections::HashSet;
 
@@ -15,16 +14,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::metrics::METRICS;
+use crate::config::BatchSettings;
 use crate::store::{Store, StoreError, WriteOp};
-
-/// Group-commit settings.
-#[derive(Clone, Debug)]
-pub struct BatchSettings {
-    pub max_batch: usize,
-    pub flush_interval: Duration,
-    /// Flushes (transactions) running at once.
-    pub max_in_flight: usize,
-}
 
 /// Commit these writes together (atomically with each other); resolves after the commit.
 #[derive(Message)]

@@ -106,7 +106,7 @@ impl Registry {
     /// Over `max_live`: ask the least recently used actors to retire. Busy ones decline and
     /// are asked again when the next actor starts.
     fn enforce_max_live(&mut self) {
-        let max = self.env.settings.max_live.max(1);
+        let max = self.env.settings.actors.max_live.max(1);
         if self.live.len() <= max {
             return;
         }

@@ -605,7 +605,7 @@ impl Actor for ThreadActor {
         if matches!(self.state, ThreadState::Loading) {
             self.load(ctx);
         }
-        let idle = self.env.settings.idle_timeout;
+        let idle = self.env.settings.actors.idle_timeout;
         let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
         self.idle_check = Some(ctx.run_interval(every, move |act, ctx| {
             if !act.busy && act.last_activity.elapsed() >= idle {
@@ -634,7 +634,7 @@ impl ThreadActor {
         ctx: &mut Context<Self>,
     ) -> Result<TurnStream, EngineError> {
         self.last_activity = Instant::now();
-        let (tx, rx) = mpsc::channel(self.env.settings.stream_buffer);
+        let (tx, rx) = mpsc::channel(self.env.settings.actors.stream_buffer);
         let mut job = self.prepare_turn(&msg.user_id, msg.input, tx.clone())?;
         job.token = msg.token;
         job.mcp = self

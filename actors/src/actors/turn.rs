@@ -13,7 +13,8 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::engine::{EngineEnv, Lease, ToolDisplay};
+use crate::config::ToolDisplay;
+use crate::engine::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix};
 use crate::mcp::{BearerToken, McpSessions, OfferedTool, ToolOutput};
@@ -254,7 +255,7 @@ impl TurnRun<'_> {
         t
     }
 
-    /// Model rounds until an answer, a client tool call, or `agent.max_turns`.
+    /// Model rounds until an answer, a client tool call, or `agent.max_model_calls`.
     async fn agent(&mut self, mut input: Vec<ChatMessage>) -> Ended {
         let agent = self.env.settings.agent.clone();
         let tools = if agent.mcp_servers.is_empty() {
@@ -287,7 +288,7 @@ impl TurnRun<'_> {
             },
         }));
         let mut workflow: Option<WorkflowInProgress> = None;
-        for _ in 0..agent.max_turns.max(1) {
+        for _ in 0..agent.max_model_calls.max(1) {
             match self.model_round(&input, &specs, &mut workflow).await {
                 Round::Ended(ended) => return ended,
                 Round::Text(answer) => {
@@ -341,7 +342,7 @@ impl TurnRun<'_> {
                 }
             }
         }
-        tracing::warn!(thread_id = %self.thread_id, max_turns = agent.max_turns, "agent.max_turns reached");
+        tracing::warn!(thread_id = %self.thread_id, max_model_calls = agent.max_model_calls, "agent.max_model_calls reached");
         Ended::Failed
     }
 

@@ -17,25 +17,11 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::Value;
 
+pub use crate::config::McpServerConfig;
 use crate::model::{FunctionSpec, ToolSpec};
 
 mod catalog;
 pub use catalog::ToolCatalog;
-
-/// One configured MCP server (`[[mcp.servers]]`).
-#[derive(Clone, Debug)]
-pub struct McpServerConfig {
-    pub name: String,
-    pub url: String,
-    pub timeout: Duration,
-    /// Send the caller's bearer token on every request of the session.
-    pub forward_user_token: bool,
-    /// Static extra headers (e.g. an API key of the tool server itself).
-    pub headers: Vec<(String, String)>,
-    /// How long a `tools/list` answer is shared with other threads of the same caller
-    /// (`tools_cache_secs`; zero: every thread lists the tools on its own session).
-    pub tools_cache: Duration,
-}
 
 /// The caller's bearer token. Its Debug never shows it.
 #[derive(Clone, PartialEq, Eq)]

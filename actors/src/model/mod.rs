@@ -14,24 +14,9 @@ use async_openai::error::OpenAIError;
 use async_openai::Client;
 use futures::{Stream, StreamExt};
 
+pub use crate::config::ModelSettings;
 pub use history::{history_messages, HIDDEN_CONTEXT_PREFIX};
 pub use wire::{ChatMessage, FunctionSpec, ToolCallRequest, ToolSpec};
-
-/// How to reach the model.
-#[derive(Clone)]
-pub struct ModelSettings {
-    pub base_url: String,
-    pub name: String,
-    /// From the environment only; never logged (Debug is redacted below).
-    pub api_key: Option<String>,
-    /// Longest wait for the response headers and for each chunk after that.
-    pub timeout: Duration,
-    /// Prepended as a system message when not empty.
-    pub instructions: String,
-    /// Speak HTTP/2 without negotiation (h2c) to a plain-http model server: every stream of
-    /// the process shares one connection. (Over https, HTTP/2 is negotiated by ALPN anyway.)
-    pub http2_prior_knowledge: bool,
-}
 
 /// What can go wrong talking to the model. Messages are for logs; clients see `stream.error`.
 #[derive(Debug, thiserror::Error)]
@@ -73,17 +58,6 @@ pub struct ModelClient {
     settings: std::sync::Arc<ModelSettings>,
 }
 
-impl std::fmt::Debug for ModelSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ModelSettings")
-            .field("base_url", &self.base_url)
-            .field("name", &self.name)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("timeout", &self.timeout)
-            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
-            .finish()
-    }
-}
 
 impl ModelClient {
     pub fn new(settings: ModelSettings) -> Self {

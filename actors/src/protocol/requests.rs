@@ -10,6 +10,12 @@ use serde_json::{Map, Value};
 use super::items::{InferenceOptions, UserMessageContent};
 use super::page::{Order, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::ids::is_valid_client_id;
+use crate::text::shorten_for_display;
+
+/// Client text quoted back in an error (an unknown op name) is cut to this many bytes.
+const MAX_ECHOED_BYTES: usize = 64;
+/// Error messages are cut to this many bytes.
+const MAX_MESSAGE_BYTES: usize = 256;
 
 /// A parsed `/chatkit` request: the op with its params, plus the free-form metadata.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -180,9 +186,10 @@ impl ChatKitRequest {
             None => return Err(RequestError::InvalidEnvelope("missing field `type`".into())),
         };
         if !OPERATION_NAMES.contains(&op_name.as_str()) {
-            let mut shown = op_name;
-            shown.truncate(64);
-            return Err(RequestError::UnknownOperation(shown));
+            return Err(RequestError::UnknownOperation(shorten_for_display(
+                &op_name,
+                MAX_ECHOED_BYTES,
+            )));
         }
         let metadata = match envelope.metadata {
             None | Some(Value::Null) => Map::new(),
@@ -221,13 +228,15 @@ impl ChatKitRequest {
     }
 }
 
-/// serde's message without the line/column suffix, which says nothing useful to a client.
+/// serde's message without the line/column suffix, which says nothing useful to a client,
+/// and bounded: it may quote the client's own text (an unknown variant, say).
 fn short_serde_message(error: &serde_json::Error) -> String {
     let text = error.to_string();
-    match text.find(" at line ") {
-        Some(cut) => text[..cut].to_string(),
-        None => text,
-    }
+    let text = match text.rfind(" at line ") {
+        Some(cut) => &text[..cut],
+        None => &text,
+    };
+    shorten_for_display(text, MAX_MESSAGE_BYTES)
 }
 
 impl Operation {
@@ -477,6 +486,32 @@ mod tests {
     }
 
     #[test]
+    fn long_unknown_op_names_are_cut_on_a_character_boundary() {
+        // Byte 64 falls inside "é": cutting there used to panic.
+        let name = format!("{}é{}", "a".repeat(63), "z".repeat(100));
+        let body = serde_json::json!({ "type": name, "params": {} }).to_string();
+        match ChatKitRequest::parse(body.as_bytes()) {
+            Err(RequestError::UnknownOperation(shown)) => {
+                assert!(shown.len() <= MAX_ECHOED_BYTES);
+                assert!(shown.starts_with(&"a".repeat(60)));
+            }
+            other => panic!("expected unknown_operation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serde_messages_quoting_client_text_are_bounded() {
+        let kind = "𝄞".repeat(10_000);
+        let body = serde_json::json!({ "type": "items.feedback", "params": {"thread_id": "thr_1", "item_ids": [], "kind": kind} }).to_string();
+        match ChatKitRequest::parse(body.as_bytes()) {
+            Err(RequestError::InvalidParams { message, .. }) => {
+                assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len())
+            }
+            other => panic!("expected invalid_params, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn limit_zero_means_default() {
         assert_eq!(page_size(Some(0)).unwrap(), 20);
         assert_eq!(page_size(None).unwrap(), 20);
@@ -499,7 +534,7 @@ mod fuzz {
             any::<f64>()
                 .prop_filter("finite", |f| f.is_finite())
                 .prop_map(serde_json::Value::from),
-            ".{0,12}".prop_map(serde_json::Value::from),
+            hostile_string().prop_map(serde_json::Value::from),
             prop::sample::select(OPERATION_NAMES.to_vec()).prop_map(serde_json::Value::from),
         ];
         leaf.prop_recursive(6, 64, 8, |inner| {
@@ -535,8 +570,76 @@ mod fuzz {
         })
     }
 
+    /// Text as attackers send it: combining marks, 4-byte characters, NUL, RTL marks, quotes,
+    /// backslashes, any other code point, at every length class from empty to tens of
+    /// kilobytes (lengths around the 64-byte cuts included).
+    pub(crate) fn hostile_string() -> impl Strategy<Value = String> {
+        let chars = |len: std::ops::Range<usize>| {
+            prop::collection::vec(hostile_char(), len).prop_map(String::from_iter)
+        };
+        prop_oneof![
+            4 => chars(0..16),
+            3 => chars(56..72),
+            2 => chars(200..2_000),
+            // Long text, up to the default body limit, from a repeated hostile run.
+            1 => (chars(1..64), 100usize..4_000).prop_map(|(run, times)| run.repeat(times)),
+        ]
+    }
+
+    fn hostile_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                'a', 'Z', '0', ' ', '"', '\\', '\'', '\0', '\n', '\u{7f}', 'é', '\u{301}',
+                '\u{36f}', '\u{200f}', '\u{202e}', '\u{feff}', '\u{fffd}', '中', '\u{10ffff}',
+                '😀', '𝄞', '\u{e0001}',
+            ]),
+            1 => any::<char>(),
+        ]
+    }
+
+    /// Every op of `tests/fixtures/requests.jsonl`, each string in it (discriminators
+    /// included, now and then) replaced by hostile text.
+    fn hostile_request() -> impl Strategy<Value = serde_json::Value> {
+        let templates: Vec<serde_json::Value> = include_str!("../../../tests/fixtures/requests.jsonl")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("fixture is JSON"))
+            .collect();
+        (
+            prop::sample::select(templates),
+            prop::collection::vec(hostile_string(), 12),
+            prop::collection::vec(any::<bool>(), 12),
+        )
+            .prop_map(|(mut template, strings, replace)| {
+                let mut strings = strings.into_iter().zip(replace).cycle();
+                replace_strings(&mut template, &mut strings);
+                template
+            })
+    }
+
+    fn replace_strings(value: &mut serde_json::Value, strings: &mut impl Iterator<Item = (String, bool)>) {
+        match value {
+            serde_json::Value::String(text) => {
+                if let Some((hostile, replace)) = strings.next() {
+                    // Discriminators mostly stay, so most requests reach their op's params.
+                    if replace || !(text.contains('.') || text.contains('_')) {
+                        *text = hostile;
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| replace_strings(v, strings)),
+            serde_json::Value::Object(map) => map.values_mut().for_each(|v| replace_strings(v, strings)),
+            _ => {}
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn hostile_op_names_never_panic(name in hostile_string()) {
+            let body = serde_json::json!({ "type": name, "params": {} }).to_string();
+            let _ = ChatKitRequest::parse(body.as_bytes());
+        }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -550,6 +653,20 @@ mod fuzz {
                 // Whatever we accept, we can serialize and parse again to the same request.
                 let again = serde_json::to_vec(&request).unwrap();
                 prop_assert_eq!(ChatKitRequest::parse(&again).unwrap(), request);
+            }
+        }
+    }
+
+    proptest! {
+        // Fewer cases: each request carries up to a dozen strings, some of hundreds of KiB.
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn hostile_text_in_every_field_of_every_op_never_panics(request in hostile_request()) {
+            let text = request.to_string();
+            if let Ok(parsed) = ChatKitRequest::parse(text.as_bytes()) {
+                let again = serde_json::to_vec(&parsed).unwrap();
+                prop_assert_eq!(ChatKitRequest::parse(&again).unwrap(), parsed);
             }
         }
     }

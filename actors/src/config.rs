@@ -1,0 +1,497 @@
+//! The engine's configuration: the `[model]`, `[actors]`, `[persistence]`, `[titles]`,
+//! `[agent]`, `[mcp]`, `[stream]` and `[cluster]` sections, deserialized here (serde enums and
+//! non-zero types refuse nonsense while parsing) and checked here, so the edge only says where
+//! the sections come from. Every problem is reported, one line each, never only the first.
+
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::ids::new_id;
+
+/// The environment variable holding the model API key (never read from files).
+pub const MODEL_API_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// Where the sections come from (the edge's layered configuration).
+pub trait SectionSource {
+    /// The section `name`, deserialized; the error is one line naming the key at fault.
+    fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T, String>;
+}
+
+/// Everything the engine needs, validated.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub model: ModelSettings,
+    /// Items of history kept in memory and sent to the model (`model.history_limit`).
+    pub history_limit: u32,
+    pub actors: ActorSettings,
+    pub batch: BatchSettings,
+    pub titles: TitleSettings,
+    pub agent: AgentSettings,
+    /// `stream_options.allow_cancel` (protocol §4).
+    pub allow_cancel: bool,
+    pub cluster: ClusterSettings,
+}
+
+/// How to reach the model (`[model]`).
+#[derive(Clone)]
+pub struct ModelSettings {
+    pub base_url: String,
+    pub name: String,
+    /// From the environment only; never logged (Debug is redacted below).
+    pub api_key: Option<String>,
+    /// Longest wait for the response headers and for each chunk after that.
+    pub timeout: Duration,
+    /// Prepended as a system message when not empty.
+    pub instructions: String,
+    /// Speak HTTP/2 without negotiation (h2c) to a plain-http model server: every stream of
+    /// the process shares one connection. (Over https, HTTP/2 is negotiated by ALPN anyway.)
+    pub http2_prior_knowledge: bool,
+}
+
+impl std::fmt::Debug for ModelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSettings")
+            .field("base_url", &self.base_url)
+            .field("name", &self.name)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Thread actors (`[actors]`).
+#[derive(Clone, Debug)]
+pub struct ActorSettings {
+    /// A thread actor with no request for this long retires.
+    pub idle_timeout: Duration,
+    /// Arbiters (threads) that host thread actors.
+    pub arbiters: usize,
+    /// Capacity of each turn's event channel to the HTTP layer.
+    pub stream_buffer: usize,
+    /// At most this many thread actors stay live; the least recently used idle ones retire.
+    pub max_live: usize,
+}
+
+/// Group commit (`[persistence]`).
+#[derive(Clone, Debug)]
+pub struct BatchSettings {
+    pub max_batch: usize,
+    pub flush_interval: Duration,
+    /// Flushes (transactions) running at once.
+    pub max_in_flight: usize,
+}
+
+/// Automatic thread titles (protocol §8.7, §11.3): generated after the first answer of an
+/// untitled thread, saved, and announced with `thread.updated`.
+#[derive(Clone, Debug)]
+pub struct TitleSettings {
+    pub enabled: bool,
+    pub prompt: String,
+    pub max_chars: usize,
+}
+
+/// Tools and the tool loop (`[agent]`, `[[mcp.servers]]`).
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    /// Model calls per turn at most (each round of tool calls is one).
+    pub max_model_calls: u32,
+    pub tool_display: ToolDisplay,
+    /// Tools the browser runs (protocol §6.3): the turn ends with a pending `client_tool_call`.
+    pub client_tools: Vec<ClientToolSpec>,
+    pub mcp_servers: Vec<McpServerConfig>,
+}
+
+/// How server tool calls show in the transcript.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolDisplay {
+    /// Invisible, as in the reference.
+    #[default]
+    Hidden,
+    /// `progress_update` events naming the tool while it runs.
+    Progress,
+    /// A persisted `workflow` item with one task per call (protocol §8.5).
+    Workflow,
+}
+
+/// A client-side tool offered to the model.
+#[derive(Clone, Debug)]
+pub struct ClientToolSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON schema of the arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// One configured MCP server (`[[mcp.servers]]`).
+#[derive(Clone, Debug)]
+pub struct McpServerConfig {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+    /// Send the caller's bearer token on every request of the session.
+    pub forward_user_token: bool,
+    /// Static extra headers (e.g. an API key of the tool server itself).
+    pub headers: Vec<(String, String)>,
+    /// How long a `tools/list` answer is shared with other threads of the same caller
+    /// (`tools_cache_secs`; zero: every thread lists the tools on its own session).
+    pub tools_cache: Duration,
+}
+
+/// Several instances sharing one Postgres (`[cluster]`, `specs/cluster.md`).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// This instance's id (unique in the cluster).
+    pub instance_id: String,
+    /// A lease not renewed for this long is free to take.
+    pub lease_ttl: Duration,
+    /// How long a request waits for another instance to hand a thread over.
+    pub handover_timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct ModelSection {
+    base_url: String,
+    name: String,
+    history_limit: NonZeroU32,
+    timeout_secs: NonZeroU64,
+    instructions: String,
+    http2_prior_knowledge: bool,
+    /// Present only to refuse it with a clear message (keys come from the environment).
+    api_key: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ActorsSection {
+    idle_timeout_secs: NonZeroU64,
+    /// 0 = one per core.
+    arbiters: usize,
+    stream_buffer: NonZeroUsize,
+    max_live: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+struct PersistenceSection {
+    max_batch: NonZeroUsize,
+    flush_interval_ms: u64,
+    max_in_flight: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+struct TitlesSection {
+    enabled: bool,
+    prompt: String,
+    max_chars: NonZeroUsize,
+}
+
+#[derive(Deserialize)]
+struct AgentSection {
+    max_model_calls: NonZeroU32,
+    /// The old name of `max_model_calls` (it counts model calls, not turns); still accepted.
+    max_turns: Option<NonZeroU32>,
+    tool_display: ToolDisplay,
+    #[serde(default)]
+    client_tools: Vec<ClientToolSection>,
+}
+
+#[derive(Deserialize)]
+struct ClientToolSection {
+    name: String,
+    description: Option<String>,
+    /// A JSON schema object, as text.
+    parameters: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+struct McpSection {
+    #[serde(default)]
+    servers: Vec<McpServerSection>,
+}
+
+#[derive(Deserialize)]
+struct McpServerSection {
+    name: String,
+    url: String,
+    #[serde(default = "default_mcp_timeout")]
+    timeout_secs: NonZeroU64,
+    #[serde(default)]
+    forward_user_token: bool,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    #[serde(default = "default_tools_cache")]
+    tools_cache_secs: u64,
+}
+
+fn default_mcp_timeout() -> NonZeroU64 {
+    NonZeroU64::new(30).expect("non-zero")
+}
+
+fn default_tools_cache() -> u64 {
+    60
+}
+
+#[derive(Deserialize)]
+struct StreamSection {
+    allow_cancel: bool,
+}
+
+#[derive(Deserialize)]
+struct ClusterSection {
+    instance_id: Option<String>,
+    lease_ttl_secs: NonZeroU64,
+    handover_timeout_secs: u64,
+}
+
+/// The engine's settings read from `source`; `None` when anything is wrong, with every
+/// problem pushed to `problems` and every warning (a working but doubtful setting) to
+/// `warnings`. `api_key` comes from the environment (`OPENAI_API_KEY`).
+pub fn load(
+    source: &impl SectionSource,
+    api_key: Option<String>,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<EngineSettings> {
+    let model = read::<ModelSection>(source, "model", problems);
+    let actors = read::<ActorsSection>(source, "actors", problems);
+    let persistence = read::<PersistenceSection>(source, "persistence", problems);
+    let titles = read::<TitlesSection>(source, "titles", problems);
+    let agent = read::<AgentSection>(source, "agent", problems);
+    let mcp = read::<McpSection>(source, "mcp", problems);
+    let stream = read::<StreamSection>(source, "stream", problems);
+    let cluster = read::<ClusterSection>(source, "cluster", problems);
+
+    let model = model.and_then(|m| model_settings(m, api_key, problems, warnings));
+    let history_limit = model.as_ref().map(|(_, limit)| *limit);
+    let agent = agent
+        .zip(mcp)
+        .and_then(|(agent, mcp)| agent_settings(agent, mcp, problems, warnings));
+    let cluster = cluster.and_then(|c| cluster_settings(c, problems));
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    Some(EngineSettings {
+        model: model?.0,
+        history_limit: history_limit?,
+        actors: actors.map(|a| ActorSettings {
+            idle_timeout: Duration::from_secs(a.idle_timeout_secs.get()),
+            arbiters: if a.arbiters == 0 { cores } else { a.arbiters },
+            stream_buffer: a.stream_buffer.get(),
+            max_live: a.max_live.get(),
+        })?,
+        batch: persistence.map(|p| BatchSettings {
+            max_batch: p.max_batch.get(),
+            flush_interval: Duration::from_millis(p.flush_interval_ms),
+            max_in_flight: p.max_in_flight.get(),
+        })?,
+        titles: titles.map(|t| TitleSettings {
+            enabled: t.enabled,
+            prompt: t.prompt,
+            max_chars: t.max_chars.get(),
+        })?,
+        agent: agent?,
+        allow_cancel: stream?.allow_cancel,
+        cluster: cluster?,
+    })
+}
+
+fn read<T: DeserializeOwned>(
+    source: &impl SectionSource,
+    name: &str,
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    source
+        .section(name)
+        .map_err(|problem| problems.push(problem))
+        .ok()
+}
+
+fn model_settings(
+    raw: ModelSection,
+    api_key: Option<String>,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<(ModelSettings, u32)> {
+    let before = problems.len();
+    let url = url::Url::parse(&raw.base_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    if url.is_none() {
+        problems.push(format!(
+            "model.base_url {:?} is not an http(s) URL",
+            raw.base_url
+        ));
+    }
+    if raw.api_key.is_some() {
+        problems.push(format!(
+            "model.api_key is not read from configuration; set {MODEL_API_KEY_ENV} in the environment"
+        ));
+    }
+    if raw.name.trim().is_empty() {
+        problems.push("model.name must not be empty".into());
+    }
+    let api_key = api_key.filter(|k| !k.is_empty());
+    if let Some(warning) = url.and_then(|u| missing_key_warning(&u, api_key.is_some())) {
+        warnings.push(warning);
+    }
+    (problems.len() == before).then(|| {
+        (
+            ModelSettings {
+                base_url: raw.base_url,
+                name: raw.name,
+                api_key,
+                timeout: Duration::from_secs(raw.timeout_secs.get()),
+                instructions: raw.instructions,
+                http2_prior_knowledge: raw.http2_prior_knowledge,
+            },
+            raw.history_limit.get(),
+        )
+    })
+}
+
+/// OpenAI's API refuses every request without a key: say so at start, with the ways out.
+fn missing_key_warning(base_url: &url::Url, has_key: bool) -> Option<String> {
+    let host = base_url.host_str()?;
+    let needs_key = host == "openai.com" || host.ends_with(".openai.com");
+    (needs_key && !has_key).then(|| {
+        format!(
+            "model is not configured: model.base_url is {base_url} but {MODEL_API_KEY_ENV} is not set, \
+             so every turn will fail; set {MODEL_API_KEY_ENV}, or point model.base_url \
+             (CHATKIT__MODEL__BASE_URL) at another OpenAI-compatible server, or run the bundled mock \
+             (cargo run --release -p mock-llm -- --port 18081, then CHATKIT__MODEL__BASE_URL=http://127.0.0.1:18081/v1)"
+        )
+    })
+}
+
+/// Tool, client tool and MCP server names: what model APIs accept as function names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn agent_settings(
+    raw: AgentSection,
+    mcp: McpSection,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Option<AgentSettings> {
+    let before = problems.len();
+    let max_model_calls = match raw.max_turns {
+        Some(old) => {
+            warnings.push(
+                "agent.max_turns is the old name of agent.max_model_calls (it counts model calls); it is still used"
+                    .into(),
+            );
+            old
+        }
+        None => raw.max_model_calls,
+    };
+    let mut client_tools = Vec::new();
+    for tool in raw.client_tools {
+        if !valid_name(&tool.name) {
+            problems.push(format!(
+                "agent.client_tools name {:?} must match ^[A-Za-z0-9_-]{{1,64}}$",
+                tool.name
+            ));
+            continue;
+        }
+        let parameters = match tool.parameters.as_deref() {
+            None => serde_json::json!({ "type": "object", "properties": {} }),
+            Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+                Ok(value @ serde_json::Value::Object(_)) => value,
+                _ => {
+                    problems.push(format!(
+                        "agent.client_tools {}: parameters must be a JSON schema object",
+                        tool.name
+                    ));
+                    continue;
+                }
+            },
+        };
+        client_tools.push(ClientToolSpec {
+            name: tool.name,
+            description: tool.description,
+            parameters,
+        });
+    }
+    let mut mcp_servers: Vec<McpServerConfig> = Vec::new();
+    for server in mcp.servers {
+        if !valid_name(&server.name) || mcp_servers.iter().any(|s| s.name == server.name) {
+            problems.push(format!(
+                "mcp.servers name {:?} must be unique and match ^[A-Za-z0-9_-]{{1,64}}$",
+                server.name
+            ));
+            continue;
+        }
+        match url::Url::parse(&server.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => {
+                problems.push(format!(
+                    "mcp.servers {}: url is not an http(s) URL",
+                    server.name
+                ));
+                continue;
+            }
+        }
+        mcp_servers.push(McpServerConfig {
+            name: server.name,
+            url: server.url,
+            timeout: Duration::from_secs(server.timeout_secs.get()),
+            forward_user_token: server.forward_user_token,
+            headers: server.headers.into_iter().collect(),
+            tools_cache: Duration::from_secs(server.tools_cache_secs),
+        });
+    }
+    (problems.len() == before).then_some(AgentSettings {
+        max_model_calls: max_model_calls.get(),
+        tool_display: raw.tool_display,
+        client_tools,
+        mcp_servers,
+    })
+}
+
+fn cluster_settings(raw: ClusterSection, problems: &mut Vec<String>) -> Option<ClusterSettings> {
+    let instance_id = match raw
+        .instance_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(id) if valid_name(id) && id.len() <= 48 => id.to_string(),
+        Some(id) => {
+            problems.push(format!(
+                "cluster.instance_id {id:?} must match ^[A-Za-z0-9_-]{{1,48}}$"
+            ));
+            return None;
+        }
+        None => new_id("inst"),
+    };
+    Some(ClusterSettings {
+        instance_id,
+        lease_ttl: Duration::from_secs(raw.lease_ttl_secs.get()),
+        handover_timeout: Duration::from_secs(raw.handover_timeout_secs),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_without_a_key_is_a_warning_naming_the_fixes() {
+        let openai = url::Url::parse("https://api.openai.com/v1").unwrap();
+        let warning = missing_key_warning(&openai, false).expect("warned");
+        assert!(warning.contains(MODEL_API_KEY_ENV));
+        assert!(warning.contains("model.base_url"));
+        assert!(warning.contains("mock-llm"));
+        assert!(!warning.contains('\n'));
+        assert_eq!(missing_key_warning(&openai, true), None);
+        let local = url::Url::parse("http://127.0.0.1:11434/v1").unwrap();
+        assert_eq!(missing_key_warning(&local, false), None);
+    }
+}
