@@ -45,10 +45,7 @@ fn playground_streams_a_reply_keeps_history_renames_and_deletes() {
         .arg(dir.join("playground.mjs"))
         .arg(format!("http://{}", server.addr))
         .env("ARTIFACTS", &artifacts)
-        .env(
-            "ADMIN_TOKEN",
-            token_with(serde_json::json!({ "sub": "ops", "role": "admin", "exp": now() + 600 })),
-        )
+        .env("ADMIN_TOKEN", admin_token())
         .env("CHROMIUM", &chromium)
         .output()
         .expect("run node");

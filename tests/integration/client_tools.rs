@@ -1,7 +1,7 @@
 //! Client tools (§6.3, §8.6): the turn ends with a pending `client_tool_call`; the browser's
 //! result continues the turn without new user input.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::*;
 
@@ -12,6 +12,14 @@ name = "add_task"
 description = "Adds a task in the browser's task list."
 parameters = '{"type":"object","properties":{"title":{"type":"string"}},"required":["title"]}'
 "#;
+
+/// `threads.add_client_tool_output` as a plain request (for refusals).
+async fn tool_output(server: &TestServer, token: &str, thread_id: &str, result: Value) -> Reply {
+    let params = json!({ "thread_id": thread_id, "result": result });
+    server
+        .post_op(token, "threads.add_client_tool_output", params)
+        .await
+}
 
 #[tokio::test]
 async fn client_tool_round_trip() {
@@ -56,10 +64,7 @@ async fn client_tool_round_trip() {
         "no event for the completion (§13.11)"
     );
     output.assert_answered();
-    let answer = output.done_items()[0]["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let answer = output.done_items()[0]["content"][0]["text"].clone();
     assert_eq!(
         answer, r#"Done: {"id":7,"done":false}"#,
         "the model saw the browser's result"
@@ -74,16 +79,13 @@ async fn client_tool_round_trip() {
     let request = shared()
         .mock
         .last_request_containing(r#"{\"id\":7,\"done\":false}"#);
-    let roles: Vec<&str> = request["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
-    assert_eq!(roles, ["system", "user", "assistant", "tool"]);
+    assert_eq!(
+        message_fields(&request, "role"),
+        ["system", "user", "assistant", "tool"]
+    );
 
     // No pending call any more: a clear 409 before any stream.
-    let again = server.post(&alice, &json!({ "type": "threads.add_client_tool_output", "params": { "thread_id": thread_id, "result": {} } })).await;
+    let again = tool_output(&server, &alice, &thread_id, json!({})).await;
     again.assert_error(409, "invalid_thread_state");
 }
 
@@ -92,6 +94,6 @@ async fn tool_output_on_a_thread_without_a_pending_call_is_refused() {
     let server = TestServer::start_with_config(CONFIG, &[]);
     let alice = token("alice");
     let thread_id = create_thread(&server, &alice, "hello").await.thread_id();
-    let reply = server.post(&alice, &json!({ "type": "threads.add_client_tool_output", "params": { "thread_id": thread_id, "result": null } })).await;
+    let reply = tool_output(&server, &alice, &thread_id, json!(null)).await;
     reply.assert_error(409, "invalid_thread_state");
 }

@@ -2,43 +2,31 @@
 //! threads hand over between instances, one response per thread cluster-wide, a dead
 //! instance's threads continue elsewhere, and the admin endpoints see the whole cluster.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use crate::harness::*;
 
 fn node(schema: &str, name: &str) -> TestServer {
-    TestServer::start_on_schema(
-        schema,
-        &[
-            ("CHATKIT__CLUSTER__INSTANCE_ID", name),
-            ("CHATKIT__CLUSTER__LEASE_TTL_SECS", "3"),
-            ("CHATKIT__CLUSTER__HANDOVER_TIMEOUT_SECS", "5"),
-            ("CHATKIT__TITLES__ENABLED", "false"),
-        ],
-    )
-}
-
-fn admin_token() -> String {
-    token_with(json!({ "sub": "ops", "role": "admin", "exp": now() + 600 }))
+    TestServer::start_node(schema, name, &[])
 }
 
 async fn admin_get(server: &TestServer, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut req = reqwest::Client::new().get(server.url(path));
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    let response = req.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    get_json(&server.url(path), token).await
+}
+
+/// Two instances on a new schema.
+fn two_nodes() -> [TestServer; 2] {
+    let schema = new_schema();
+    [node(&schema, "node-1"), node(&schema, "node-2")]
 }
 
 #[tokio::test]
 async fn turns_alternate_between_instances_with_history_intact() {
-    let schema = format!("t_{}", rand_suffix());
-    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let nodes = two_nodes();
     let alice = token("alice");
-    let first = create_thread(&nodes[0], &alice, "turn 0").await;
-    first.assert_answered();
+    let first = answered_thread(&nodes[0], &alice, "turn 0").await;
     let thread_id = first.thread_id();
     let mut announced: Vec<Value> = first.done_items();
     for turn in 1..7 {
@@ -70,8 +58,7 @@ async fn turns_alternate_between_instances_with_history_intact() {
 
 #[tokio::test]
 async fn one_response_per_thread_across_the_cluster() {
-    let schema = format!("t_{}", rand_suffix());
-    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let nodes = two_nodes();
     let alice = token("alice");
     let thread_id = create_thread(&nodes[0], &alice, "hello").await.thread_id();
     // A slow answer on node 1; a second stream for the thread on node 2 is a 409.
@@ -104,14 +91,7 @@ async fn one_response_per_thread_across_the_cluster() {
         }
     }
     // The transcript alternates user/assistant: no interleaved responses.
-    let page = nodes[1]
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id, "order": "asc", "limit": 200 }),
-            Kind::ItemsPage,
-        )
-        .await;
+    let page = nodes[1].items_asc(&alice, &thread_id).await;
     let kinds: Vec<&str> = field_of(&page, "type");
     for pair in kinds.chunks(2) {
         assert_eq!(pair, ["user_message", "assistant_message"], "{kinds:?}");
@@ -120,14 +100,15 @@ async fn one_response_per_thread_across_the_cluster() {
 
 #[tokio::test]
 async fn a_dead_instances_threads_continue_elsewhere() {
-    let schema = format!("t_{}", rand_suffix());
+    let schema = new_schema();
     let mut first = node(&schema, "node-1");
     let second = node(&schema, "node-2");
     let alice = token("alice");
     let created = create_thread(&first, &alice, "hello").await;
     let thread_id = created.thread_id();
-    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": thread_id, "input": text_input("slow 40") } });
-    let mut live = first.open_stream(&alice, &body).await;
+    let mut live = first
+        .open_message_stream(&alice, &thread_id, "slow 40")
+        .await;
     live.read_events(5).await;
     let acknowledged: Vec<Value> = created
         .done_items()
@@ -144,7 +125,7 @@ async fn a_dead_instances_threads_continue_elsewhere() {
         "took over without waiting for the lease to expire"
     );
     let page = second.items_asc(&alice, &thread_id).await;
-    let stored = page["data"].as_array().unwrap();
+    let stored = page_data(&page);
     assert_eq!(&stored[..acknowledged.len()], &acknowledged[..]);
     assert_eq!(
         stored.len(),
@@ -155,8 +136,7 @@ async fn a_dead_instances_threads_continue_elsewhere() {
 
 #[tokio::test]
 async fn admin_endpoints_list_the_whole_cluster() {
-    let schema = format!("t_{}", rand_suffix());
-    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let nodes = two_nodes();
     let alice = token("alice");
     let bob = token("bob");
     let a = create_thread(&nodes[0], &alice, "a").await.thread_id();
@@ -223,9 +203,9 @@ async fn admin_endpoints_list_the_whole_cluster() {
 
 #[tokio::test]
 async fn a_stale_lease_of_a_live_instance_is_handed_over_at_once() {
-    let schema = format!("t_{}", rand_suffix());
-    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let nodes = two_nodes();
     let alice = token("alice");
+    let schema = &nodes[0].schema;
     let thread_id = create_thread(&nodes[1], &alice, "hello").await.thread_id();
     // node-1 holds the lease without a live actor (as after a failed release).
     shared().postgres.psql(&format!(
@@ -234,18 +214,13 @@ async fn a_stale_lease_of_a_live_instance_is_handed_over_at_once() {
     // node-2's actor still believes it owns the thread: its next write is fenced out and the
     // thread is handed back from node-1 (which has no actor and just drops its row).
     let started = std::time::Instant::now();
-    let mut answered = false;
-    for _ in 0..3 {
-        if add_message(&nodes[1], &alice, &thread_id, "still mine?")
-            .await
-            .status
-            == 200
-        {
-            answered = true;
-            break;
-        }
-    }
-    assert!(answered);
+    Patience::tries(3)
+        .every(Duration::ZERO)
+        .until("node-2 answers on the thread again", async || {
+            let stream = add_message(&nodes[1], &alice, &thread_id, "still mine?").await;
+            stream.reply.status_is(200)
+        })
+        .await;
     assert!(
         started.elapsed().as_secs() < 4,
         "no waiting for a timeout: {:?}",

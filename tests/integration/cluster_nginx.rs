@@ -5,8 +5,9 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::harness::*;
 
@@ -34,7 +35,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_nginx(backends: &[&TestServer]) -> Nginx {
+async fn start_nginx(backends: &[&TestServer]) -> Nginx {
     let binary = ensure_debian_binary(&["/usr/sbin/nginx", "/usr/bin/nginx"], "nginx-light");
     let prefix = std::env::temp_dir().join(format!("chatkit-it-nginx-{}", rand_suffix()));
     std::fs::create_dir_all(&prefix).unwrap();
@@ -64,68 +65,63 @@ fn start_nginx(backends: &[&TestServer]) -> Nginx {
         .spawn()
         .expect("start nginx");
     register_child(child.id());
+    Patience::within(Duration::from_secs(2))
+        .every(Duration::from_millis(20))
+        .until("nginx accepts connections", || {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+        })
+        .await;
     let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     Nginx { url, child, prefix }
 }
 
 fn node(schema: &str, name: &str) -> TestServer {
-    TestServer::start_on_schema(
+    TestServer::start_node(
         schema,
-        &[
-            ("CHATKIT__CLUSTER__INSTANCE_ID", name),
-            ("CHATKIT__CLUSTER__LEASE_TTL_SECS", "3"),
-            ("CHATKIT__CLUSTER__HANDOVER_TIMEOUT_SECS", "5"),
-            ("CHATKIT__TITLES__ENABLED", "false"),
-            ("CHATKIT__SERVER__DRAIN_TIMEOUT_SECS", "10"),
-        ],
+        name,
+        &[("CHATKIT__SERVER__DRAIN_TIMEOUT_SECS", "10")],
     )
 }
 
-/// One user's conversation through the balancer: `turns` turns, each must be answered.
+/// One streaming request through the balancer: the parsed stream of a 200, else why not.
+async fn post_stream(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: &Value,
+) -> Result<Stream, String> {
+    let response = http
+        .post(format!("{base}/chatkit"))
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("HTTP {status} {text}"));
+    }
+    Ok(Stream::from_event_stream(text))
+}
+
+/// One user's conversation through the balancer: `turns` turns saying `"{label} {turn}"`, on
+/// `thread` or a new thread, each must be answered. The thread id and the announced items.
 async fn conversation(
     base: String,
     user: String,
+    mut thread: Option<String>,
+    label: String,
     turns: usize,
 ) -> Result<(String, Vec<Value>), String> {
     let http = reqwest::Client::new();
     let token = token(&user);
-    let mut thread: Option<String> = None;
     let mut announced = Vec::new();
     for turn in 0..turns {
-        let text = format!("{user} turn {turn}");
-        let body = match &thread {
-            None => json!({ "type": "threads.create", "params": { "input": text_input(&text) } }),
-            Some(id) => {
-                json!({ "type": "threads.add_user_message", "params": { "thread_id": id, "input": text_input(&text) } })
-            }
-        };
-        let response = http
-            .post(format!("{base}/chatkit"))
-            .bearer_auth(&token)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let text_body = response
-            .text()
+        let body = turn_request(thread.as_deref(), &format!("{label} {turn}"));
+        let stream = post_stream(&http, &base, &token, &body)
             .await
             .map_err(|e| format!("{user} turn {turn}: {e}"))?;
-        if status != 200 {
-            return Err(format!("{user} turn {turn}: HTTP {status} {text_body}"));
-        }
-        let stream = Stream::parse(Reply {
-            status,
-            content_type: "text/event-stream; charset=utf-8".into(),
-            headers: Default::default(),
-            text: text_body,
-        });
         let done = stream.done_items();
         if done
             .last()
@@ -143,19 +139,29 @@ async fn conversation(
     Ok((thread.unwrap(), announced))
 }
 
+/// A new user's conversation of `turns` turns through the balancer.
+async fn new_conversation(
+    base: String,
+    user: String,
+    turns: usize,
+) -> Result<(String, Vec<Value>), String> {
+    let label = format!("{user} turn");
+    conversation(base, user, None, label, turns).await
+}
+
 #[tokio::test]
 async fn three_instances_behind_round_robin_nginx() {
-    let schema = format!("t_{}", rand_suffix());
+    let schema = new_schema();
     let mut nodes = vec![
         node(&schema, "node-1"),
         node(&schema, "node-2"),
         node(&schema, "node-3"),
     ];
-    let nginx = start_nginx(&nodes.iter().collect::<Vec<_>>());
+    let nginx = start_nginx(&nodes.iter().collect::<Vec<_>>()).await;
 
     // Dozens of conversations at once, several turns each, through the balancer.
     let runs: Vec<_> = (0..24)
-        .map(|u| tokio::spawn(conversation(nginx.url.clone(), format!("user-{u}"), 4)))
+        .map(|u| tokio::spawn(new_conversation(nginx.url.clone(), format!("user-{u}"), 4)))
         .collect();
     let mut threads = Vec::new();
     for run in runs {
@@ -181,17 +187,13 @@ async fn three_instances_behind_round_robin_nginx() {
     assert!(!served.is_empty(), "threads moved between instances");
 
     // The admin view, through the balancer, sees every live thread with its owner.
-    let admin = token_with(json!({ "sub": "ops", "role": "admin", "exp": now() + 600 }));
-    let http = reqwest::Client::new();
-    let listed: Value = http
-        .get(format!("{}/admin/threads?limit=1000", nginx.url))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin = admin_token();
+    let (status, listed) = get_json(
+        &format!("{}/admin/threads?limit=1000", nginx.url),
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
     let rows = listed["data"].as_array().unwrap();
     assert_eq!(rows.len(), threads.len());
     let owners = shared().postgres.psql(&format!("SELECT string_agg(thread_id || '=' || instance_id, ',' ORDER BY thread_id) FROM {schema}.thread_leases"));
@@ -203,28 +205,29 @@ async fn three_instances_behind_round_robin_nginx() {
         );
         assert!(owners.contains(&pair), "{pair} not in {owners}");
     }
-    let instances: Value = http
-        .get(format!("{}/admin/instances", nginx.url))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, instances) =
+        get_json(&format!("{}/admin/instances", nginx.url), Some(&admin)).await;
+    assert_eq!(status, 200, "{instances}");
     assert_eq!(instances["data"].as_array().unwrap().len(), 3);
 
     // Kill -9 one instance mid-stream: its threads continue on the others.
     let victim_thread = &threads[0].0;
-    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": victim_thread, "input": text_input("slow 40") } });
     let owner = token("user-0");
-    let mut live = nodes[0].open_stream(&owner, &body).await;
+    let mut live = nodes[0]
+        .open_message_stream(&owner, victim_thread, "slow 40")
+        .await;
     live.read_events(4).await;
     nodes[0].kill();
     drop(live);
-    let (_, after) = conversation_on(&nginx.url, "user-0", victim_thread, 2)
-        .await
-        .expect("the thread continues after the kill");
+    let (_, after) = conversation(
+        nginx.url.clone(),
+        "user-0".into(),
+        Some(victim_thread.clone()),
+        "again".into(),
+        2,
+    )
+    .await
+    .expect("the thread continues after the kill");
     assert_eq!(after.len(), 4);
 
     // SIGTERM one instance under load: no request fails.
@@ -232,9 +235,9 @@ async fn three_instances_behind_round_robin_nginx() {
     let load: Vec<_> = (0..8)
         .map(|u| {
             let base = base.clone();
-            tokio::spawn(
-                async move { conversation(base.to_string(), format!("drain-{u}"), 3).await },
-            )
+            tokio::spawn(async move {
+                new_conversation(base.to_string(), format!("drain-{u}"), 3).await
+            })
         })
         .collect();
     sleep_ms(300).await;
@@ -246,39 +249,4 @@ async fn three_instances_behind_round_robin_nginx() {
     }
     assert!(nodes[1].wait().success(), "the drained instance exited 0");
     nodes.truncate(1);
-}
-
-/// More turns on an existing thread through the balancer.
-async fn conversation_on(
-    base: &str,
-    user: &str,
-    thread_id: &str,
-    turns: usize,
-) -> Result<(String, Vec<Value>), String> {
-    let http = reqwest::Client::new();
-    let token = token(user);
-    let mut announced = Vec::new();
-    for turn in 0..turns {
-        let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": thread_id, "input": text_input(&format!("again {turn}")) } });
-        let response = http
-            .post(format!("{base}/chatkit"))
-            .bearer_auth(&token)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| e.to_string())?;
-        if status != 200 {
-            return Err(format!("HTTP {status} {text}"));
-        }
-        let stream = Stream::parse(Reply {
-            status,
-            content_type: "text/event-stream; charset=utf-8".into(),
-            headers: Default::default(),
-            text,
-        });
-        announced.extend(stream.done_items());
-    }
-    Ok((thread_id.to_string(), announced))
 }

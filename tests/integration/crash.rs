@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::harness::*;
 
@@ -102,12 +102,7 @@ async fn converse(
         } else {
             format!("message {turn}")
         };
-        let body = match &thread {
-            None => json!({ "type": "threads.create", "params": { "input": text_input(&text) } }),
-            Some(id) => {
-                json!({ "type": "threads.add_user_message", "params": { "thread_id": id, "input": text_input(&text) } })
-            }
-        };
+        let body = turn_request(thread.as_deref(), &text);
         let (ok, seen) = stream_once(&http, &url, &token, body, &ack).await;
         if thread.is_none() {
             thread = seen;

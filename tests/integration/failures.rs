@@ -1,7 +1,5 @@
 //! The model failing, the client leaving: in-band errors, consistent threads.
 
-use serde_json::json;
-
 use crate::harness::*;
 
 #[tokio::test]
@@ -9,19 +7,8 @@ async fn model_http_error_is_an_in_band_error_and_the_thread_stays_usable() {
     let server = TestServer::start();
     let alice = token("alice");
     let stream = create_thread(&server, &alice, "fail please").await;
-    assert_eq!(
-        stream.kinds(),
-        [
-            "thread.created",
-            "thread.item.done",
-            "stream_options",
-            "error"
-        ]
-    );
-    assert_eq!(
-        stream.events[3],
-        json!({ "type": "error", "code": "stream.error", "allow_retry": true })
-    );
+    assert_eq!(stream.kinds(), FAILED_BEFORE_ANSWER);
+    assert_eq!(stream.events[3], stream_error());
     let thread_id = stream.thread_id();
     let next = add_message(&server, &alice, &thread_id, "hello again").await;
     next.assert_answered();
@@ -35,24 +22,12 @@ async fn model_cut_mid_stream_keeps_no_partial_answer() {
     let server = TestServer::start();
     let alice = token("alice");
     let stream = create_thread(&server, &alice, "midfail now").await;
+    stream.assert_ends_in_error();
     let kinds = stream.kinds();
-    assert_eq!(kinds.last().unwrap(), "error", "{kinds:?}");
     assert!(kinds.iter().any(|k| k.ends_with("text_delta")), "{kinds:?}");
-    assert_eq!(stream.events.last().unwrap()["allow_retry"], true);
     let thread_id = stream.thread_id();
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id }),
-            Kind::ItemsPage,
-        )
-        .await;
-    assert_eq!(
-        items["data"].as_array().unwrap().len(),
-        1,
-        "only the user message (§8.9)"
-    );
+    let items = server.items(&alice, &thread_id).await;
+    assert_eq!(page_data(&items).len(), 1, "only the user message (§8.9)");
     let next = add_message(&server, &alice, &thread_id, "again").await;
     next.assert_answered();
 }
@@ -62,15 +37,7 @@ async fn unreachable_model_is_an_in_band_error() {
     let server = TestServer::start_with(&[("CHATKIT__MODEL__BASE_URL", "http://127.0.0.1:9/v1")]);
     let alice = token("alice");
     let stream = create_thread(&server, &alice, "anyone?").await;
-    assert_eq!(
-        stream.kinds(),
-        [
-            "thread.created",
-            "thread.item.done",
-            "stream_options",
-            "error"
-        ]
-    );
+    assert_eq!(stream.kinds(), FAILED_BEFORE_ANSWER);
 }
 
 #[tokio::test]
@@ -78,8 +45,9 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
     let server = TestServer::start();
     let alice = token("alice");
     let thread_id = create_thread(&server, &alice, "hi").await.thread_id();
-    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": thread_id, "input": text_input("slow 60") } });
-    let mut live = server.open_stream(&alice, &body).await;
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "slow 60")
+        .await;
     // user done, stream_options, added, part added, 3 deltas.
     assert_eq!(live.read_events(7).await, 7);
     drop(live);
@@ -100,7 +68,7 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
     );
 
     let items = server.items_asc(&alice, &thread_id).await;
-    let data = items["data"].as_array().unwrap();
+    let data = page_data(&items);
     assert_eq!(data.len(), 4, "hidden marker filtered: {data:?}");
     let partial = data[3]["content"][0]["text"].as_str().unwrap();
     assert!(partial.starts_with("tok0 tok1"), "{partial}");

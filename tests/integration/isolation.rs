@@ -12,7 +12,7 @@ async fn another_users_thread_looks_like_no_thread() {
     let bob = token("bob");
     let stream = create_thread(&server, &alice, "secret plans").await;
     let thread_id = stream.thread_id();
-    let user_item = stream.done_items()[0]["id"].as_str().unwrap().to_string();
+    let user_item = stream.done_id(0);
     let unknown = "thr_000000000000000000000000";
 
     for (op, params) in [
@@ -40,16 +40,12 @@ async fn another_users_thread_looks_like_no_thread() {
             json!({ "thread_id": thread_id, "item_id": user_item }),
         ),
     ] {
-        let theirs = server
-            .post(&bob, &json!({ "type": op, "params": params }))
-            .await;
+        let theirs = server.post_op(&bob, op, params.clone()).await;
         theirs.assert_error(404, "thread_not_found");
         // Byte-identical to the answer for a thread that does not exist.
         let mut params_unknown = params.clone();
         params_unknown["thread_id"] = json!(unknown);
-        let missing = server
-            .post(&bob, &json!({ "type": op, "params": params_unknown }))
-            .await;
+        let missing = server.post_op(&bob, op, params_unknown).await;
         assert_eq!(
             (theirs.status, &theirs.text),
             (missing.status, &missing.text),
@@ -57,20 +53,11 @@ async fn another_users_thread_looks_like_no_thread() {
         );
     }
 
-    let bobs = server
-        .call(&bob, "threads.list", json!({}), Kind::ThreadsPage)
-        .await;
+    let bobs = server.list_threads(&bob, json!({})).await;
     assert_eq!(bobs, json!({ "data": [], "has_more": false }));
 
     // Alice's thread is untouched.
-    let thread = server
-        .call(
-            &alice,
-            "threads.get_by_id",
-            json!({ "thread_id": thread_id }),
-            Kind::Thread,
-        )
-        .await;
+    let thread = server.get_thread(&alice, &thread_id).await;
     assert_eq!(
         thread["title"], "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7",
         "bob could not rename it"

@@ -18,23 +18,6 @@ struct RsaKey {
     jwk: serde_json::Value,
 }
 
-fn b64url(bytes: &[u8]) -> String {
-    const TABLE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-        for i in 0..=chunk.len() {
-            out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 fn rsa_key(kid: &str) -> RsaKey {
     ensure_debian_binary(&["/usr/bin/openssl"], "openssl");
     let dir = std::env::temp_dir().join(format!("chatkit-it-jwks-{}", rand_suffix()));
@@ -76,15 +59,19 @@ fn rsa_key(kid: &str) -> RsaKey {
     }
 }
 
-fn sign_rs256(key: &RsaKey, sub: &str) -> String {
+/// A token for `sub` signed with `key`, naming `kid` in its header (`None`: no `kid`).
+fn sign_rs256_as(key: &RsaKey, kid: Option<&str>, sub: &str) -> String {
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(
-        &header,
-        &json!({ "sub": sub, "exp": now() + 600 }),
+    header.kid = kid.map(str::to_string);
+    sign_with_key(
+        header,
         &EncodingKey::from_rsa_pem(&key.private_pem).unwrap(),
+        &json!({ "sub": sub, "exp": now() + 600 }),
     )
-    .unwrap()
+}
+
+fn sign_rs256(key: &RsaKey, sub: &str) -> String {
+    sign_rs256_as(key, Some(&key.kid), sub)
 }
 
 /// A tiny HTTP server publishing a JWKS document that the test can change.
@@ -158,7 +145,7 @@ async fn jwks_keys_by_kid_with_rotation_and_rate_limited_refresh() {
     );
     assert_eq!(jwks.fetches(), 2);
     for i in 0..10 {
-        let forged = rsa_key_token_with_kid(&key_b, &format!("nope-{i}"));
+        let forged = sign_rs256_as(&key_b, Some(&format!("nope-{i}")), "mallory");
         assert_eq!(call(forged).await, 401);
     }
     assert_eq!(
@@ -170,30 +157,13 @@ async fn jwks_keys_by_kid_with_rotation_and_rate_limited_refresh() {
     // The algorithm stays pinned: an HS256 token naming a known kid is refused.
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("key-a".into());
-    let hs = jsonwebtoken::encode(
-        &header,
-        &json!({ "sub": "alice", "exp": now() + 600 }),
+    let hs = sign_with_key(
+        header,
         &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap();
+        &json!({ "sub": "alice", "exp": now() + 600 }),
+    );
     assert_eq!(call(hs).await, 401);
     // No kid at all: refused.
-    let no_kid = jsonwebtoken::encode(
-        &Header::new(Algorithm::RS256),
-        &json!({ "sub": "alice", "exp": now() + 600 }),
-        &EncodingKey::from_rsa_pem(&key_a.private_pem).unwrap(),
-    )
-    .unwrap();
+    let no_kid = sign_rs256_as(&key_a, None, "alice");
     assert_eq!(call(no_kid).await, 401);
-}
-
-fn rsa_key_token_with_kid(key: &RsaKey, kid: &str) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.to_string());
-    jsonwebtoken::encode(
-        &header,
-        &json!({ "sub": "mallory", "exp": now() + 600 }),
-        &EncodingKey::from_rsa_pem(&key.private_pem).unwrap(),
-    )
-    .unwrap()
 }

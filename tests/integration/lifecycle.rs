@@ -10,8 +10,8 @@ async fn retry_after_item_regenerates_from_that_message() {
     let alice = token("alice");
     let first = create_thread(&server, &alice, "first question").await;
     let thread_id = first.thread_id();
-    let first_user = first.done_items()[0]["id"].as_str().unwrap().to_string();
-    let first_answer = first.done_items()[1]["id"].as_str().unwrap().to_string();
+    let first_user = first.done_id(0);
+    let first_answer = first.done_id(1);
     let second = add_message(&server, &alice, &thread_id, "second question").await;
     assert_eq!(second.status, 200);
 
@@ -28,7 +28,7 @@ async fn retry_after_item_regenerates_from_that_message() {
         "no removal events (§13.4): {kinds:?}"
     );
     assert_eq!(kinds.last().unwrap(), "thread.item.done");
-    let new_answer = retry.done_items()[0]["id"].as_str().unwrap().to_string();
+    let new_answer = retry.done_id(0);
     assert_ne!(new_answer, first_answer);
 
     let items = server.items_asc(&alice, &thread_id).await;
@@ -36,13 +36,7 @@ async fn retry_after_item_regenerates_from_that_message() {
     assert_eq!(ids, [first_user.as_str(), new_answer.as_str()]);
 
     // The model was asked again with only the first question.
-    let request = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r["messages"].as_array().unwrap().last().unwrap()["content"] == "first question")
-        .unwrap();
+    let request = shared().mock.last_request_asking("first question");
     assert!(
         !request.to_string().contains("second question"),
         "{request}"
@@ -50,7 +44,11 @@ async fn retry_after_item_regenerates_from_that_message() {
 
     // Retrying after a non-user item is refused; an unknown id gives an empty stream.
     let reply = server
-        .post(&alice, &json!({ "type": "threads.retry_after_item", "params": { "thread_id": thread_id, "item_id": new_answer } }))
+        .post_op(
+            &alice,
+            "threads.retry_after_item",
+            json!({ "thread_id": thread_id, "item_id": new_answer }),
+        )
         .await;
     reply.assert_error(400, "invalid_params");
     assert!(reply.text.contains("is not a user message"));
@@ -72,7 +70,7 @@ async fn idle_actors_retire_and_come_back_with_their_history() {
         .await
         .thread_id();
     eventually("the idle actor retires", || {
-        server.logs().contains("idle thread actor retires")
+        server.log_count("idle thread actor retires") >= 1
     })
     .await;
     let next = add_message(&server, &alice, &thread_id, "what is the password?").await;
@@ -91,20 +89,14 @@ async fn titles_come_once_and_a_rename_wins() {
     let server = TestServer::start();
     let alice = token("alice");
     let first = create_thread(&server, &alice, "plan a trip to Lisbon").await;
-    assert_eq!(first.kinds().last().unwrap(), "thread.updated");
+    assert_eq!(first.last_kind(), "thread.updated");
     let thread_id = first.thread_id();
-    let request = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| {
-            r["messages"][0]["content"]
-                .as_str()
-                .unwrap_or("")
-                .contains("short title")
-        })
-        .expect("the title request");
+    let request = shared().mock.last_request_where("asking for a title", |r| {
+        r["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("short title")
+    });
     assert!(request.to_string().contains("plan a trip to Lisbon"));
     // No second title.
     let second = add_message(&server, &alice, &thread_id, "and Porto?").await;
@@ -114,10 +106,8 @@ async fn titles_come_once_and_a_rename_wins() {
     // Titles can be turned off.
     let quiet = TestServer::start_with(&[("CHATKIT__TITLES__ENABLED", "false")]);
     let stream = create_thread(&quiet, &alice, "no title please").await;
-    assert_eq!(stream.kinds().last().unwrap(), "thread.item.done");
-    let listed = quiet
-        .call(&alice, "threads.list", json!({}), Kind::ThreadsPage)
-        .await;
+    assert_eq!(stream.last_kind(), "thread.item.done");
+    let listed = quiet.list_threads(&alice, json!({})).await;
     assert!(listed["data"][0].get("title").is_none());
 }
 
@@ -134,23 +124,16 @@ async fn locked_and_closed_threads_refuse_new_messages() {
         s = server.schema
     ));
     // Let the actors retire so they reload the changed status.
-    let retired = |id: &str| {
-        server.logs().matches("idle thread actor retires").count() >= 2 && !id.is_empty()
-    };
-    eventually("both actors retired", || retired(&locked)).await;
+    eventually("both actors retired", || {
+        server.log_count("idle thread actor retires") >= 2
+    })
+    .await;
     let reply = add_message(&server, &alice, &locked, "hello?").await;
     reply.reply.assert_error(409, "thread_locked");
     assert!(reply.reply.text.contains("Escalated"));
     let reply = add_message(&server, &alice, &closed, "hello?").await;
     reply.reply.assert_error(409, "thread_closed");
-    let thread = server
-        .call(
-            &alice,
-            "threads.get_by_id",
-            json!({ "thread_id": locked }),
-            Kind::Thread,
-        )
-        .await;
+    let thread = server.get_thread(&alice, &locked).await;
     assert_eq!(
         thread["status"],
         json!({ "type": "locked", "reason": "Escalated" })
@@ -166,20 +149,10 @@ async fn locked_and_closed_threads_refuse_new_messages() {
 async fn at_most_max_live_actors_stay_in_memory() {
     let server = TestServer::start_with(&[("CHATKIT__ACTORS__MAX_LIVE", "2")]);
     let alice = token("alice");
-    let mut threads = Vec::new();
-    for i in 0..4 {
-        threads.push(
-            create_thread(&server, &alice, &format!("thread {i}"))
-                .await
-                .thread_id(),
-        );
-    }
+    let texts: Vec<String> = (0..4).map(|i| format!("thread {i}")).collect();
+    let threads = create_threads(&server, &alice, &texts).await;
     eventually("least recently used actors retired", || {
-        server
-            .logs()
-            .matches("least recently used thread actor retires")
-            .count()
-            >= 2
+        server.log_count("least recently used thread actor retires") >= 2
     })
     .await;
     // The oldest thread comes back transparently with its history.
@@ -192,15 +165,11 @@ async fn at_most_max_live_actors_stay_in_memory() {
 #[tokio::test]
 async fn model_timeout_is_an_in_band_error() {
     let slow_model = MockModel::start(&["--delay-ms", "1500"]);
-    let server = TestServer::start_with(&[
-        ("CHATKIT__MODEL__BASE_URL", &slow_model.base_url()),
-        ("CHATKIT__MODEL__TIMEOUT_SECS", "1"),
-    ]);
+    let server =
+        TestServer::start_with_model(&slow_model, &[("CHATKIT__MODEL__TIMEOUT_SECS", "1")]);
     let alice = token("alice");
     let stream = create_thread(&server, &alice, "hello").await;
-    let kinds = stream.kinds();
-    assert_eq!(kinds.last().unwrap(), "error", "{kinds:?}");
-    assert_eq!(stream.events.last().unwrap()["allow_retry"], true);
+    stream.assert_ends_in_error();
 }
 
 #[tokio::test]
@@ -208,11 +177,12 @@ async fn sigterm_lets_the_stream_in_flight_finish() {
     let mut server = TestServer::start();
     let alice = token("alice");
     let thread_id = create_thread(&server, &alice, "hi").await.thread_id();
-    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": thread_id, "input": text_input("slow 20") } });
-    let mut live = server.open_stream(&alice, &body).await;
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "slow 20")
+        .await;
     assert!(live.read_events(4).await >= 4);
     server.terminate();
-    live.read_events(1000).await;
+    live.read_to_end().await;
     assert_eq!(
         live.events.last().unwrap()["type"],
         "thread.item.done",
@@ -226,16 +196,9 @@ async fn sigterm_lets_the_stream_in_flight_finish() {
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
     // Everything was flushed: a new process sees the complete answer.
     server.restart();
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": thread_id }),
-            Kind::ItemsPage,
-        )
-        .await;
+    let items = server.items(&alice, &thread_id).await;
     assert_eq!(items["data"][0]["type"], "assistant_message");
-    assert_eq!(items["data"].as_array().unwrap().len(), 4);
+    assert_eq!(page_data(&items).len(), 4);
 }
 
 #[tokio::test]
@@ -244,11 +207,11 @@ async fn retry_reaches_beyond_the_history_kept_in_memory() {
     let alice = token("alice");
     let first = create_thread(&server, &alice, "q1").await;
     let thread_id = first.thread_id();
-    let mut user_ids = vec![first.done_items()[0]["id"].as_str().unwrap().to_string()];
+    let mut user_ids = vec![first.done_id(0)];
     for q in ["q2", "q3", "q4", "q5"] {
         let s = add_message(&server, &alice, &thread_id, q).await;
         s.assert_answered();
-        user_ids.push(s.done_items()[0]["id"].as_str().unwrap().to_string());
+        user_ids.push(s.done_id(0));
     }
     // 10 items; memory holds the newest 4. Retry after q2 (items 3 and 4 of 10).
     let retry = server
@@ -260,22 +223,14 @@ async fn retry_reaches_beyond_the_history_kept_in_memory() {
         .await;
     retry.assert_answered();
     let items = server.items_asc(&alice, &thread_id).await;
-    let texts: Vec<String> = items["data"]
-        .as_array()
-        .unwrap()
+    let texts: Vec<&str> = page_data(&items)
         .iter()
-        .map(|i| i["content"][0]["text"].as_str().unwrap().to_string())
+        .map(|i| i["content"][0]["text"].as_str().unwrap())
         .collect();
     assert_eq!(texts.len(), 4, "{texts:?}");
     assert_eq!(texts[0], "q1");
     assert_eq!(texts[2], "q2");
-    let request = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r["messages"].as_array().unwrap().last().unwrap()["content"] == "q2")
-        .unwrap();
+    let request = shared().mock.last_request_asking("q2");
     assert!(
         !request.to_string().contains("q3"),
         "the model saw only the history up to q2"

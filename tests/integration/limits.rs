@@ -1,6 +1,8 @@
 //! Abuse limits: per-user request rate and concurrent streams, global open streams; 429 JSON
 //! with Retry-After.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::harness::*;
@@ -9,7 +11,7 @@ use crate::harness::*;
 async fn request_rate_is_limited_per_user() {
     let server = TestServer::start_with(&[("CHATKIT__LIMITS__REQUESTS_PER_MINUTE", "5")]);
     let alice = token("alice");
-    let list = json!({ "type": "threads.list", "params": {} });
+    let list = op_request("threads.list", json!({}));
     for _ in 0..5 {
         assert_eq!(server.post(&alice, &list).await.status, 200);
     }
@@ -32,16 +34,14 @@ async fn concurrent_streams_are_limited_per_user_and_globally() {
         ("CHATKIT__LIMITS__MAX_OPEN_STREAMS", "2"),
     ]);
     let alice = token("alice");
-    let first = json!({ "type": "threads.create", "params": { "input": text_input("slow 20") } });
-    let mut live = server.open_stream(&alice, &first).await;
+    let slow = create_request("slow 20");
+    let mut live = server.open_stream(&alice, &slow).await;
     live.read_events(3).await;
     // A second stream of the same user, even on a new thread: 429, not 409.
     let second = create_thread_raw(&server, &alice, "hi").await;
     second.assert_error(429, "rate_limited");
     // Bob takes the second global slot; carol finds none.
-    let bob_body =
-        json!({ "type": "threads.create", "params": { "input": text_input("slow 20") } });
-    let mut bob = server.open_stream(&token("bob"), &bob_body).await;
+    let mut bob = server.open_stream(&token("bob"), &slow).await;
     bob.read_events(3).await;
     create_thread_raw(&server, &token("carol"), "hi")
         .await
@@ -49,23 +49,16 @@ async fn concurrent_streams_are_limited_per_user_and_globally() {
     // Dropping a stream frees its slots.
     drop(live);
     drop(bob);
-    let mut admitted = false;
-    for _ in 0..50 {
-        let reply = create_thread_raw(&server, &alice, "again").await;
-        if reply.status == 200 {
-            admitted = true;
-            break;
-        }
-        sleep_ms(100).await;
-    }
-    assert!(admitted, "slots were released when the clients left");
+    Patience::tries(50)
+        .every(Duration::from_millis(100))
+        .until("slots were released when the clients left", async || {
+            create_thread_raw(&server, &alice, "again")
+                .await
+                .status_is(200)
+        })
+        .await;
 }
 
 async fn create_thread_raw(server: &TestServer, token: &str, text: &str) -> Reply {
-    server
-        .post(
-            token,
-            &json!({ "type": "threads.create", "params": { "input": text_input(text) } }),
-        )
-        .await
+    server.post(token, &create_request(text)).await
 }

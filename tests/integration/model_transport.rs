@@ -28,11 +28,13 @@ fn port_of(addr: &str) -> u16 {
 async fn h2c_model_streams_share_one_connection() {
     // This mock refuses HTTP/1.x: a turn answered proves the request went over HTTP/2.
     let mock = MockModel::start(&["--http-versions", "2"]);
-    let server = TestServer::start_with(&[
-        ("CHATKIT__MODEL__BASE_URL", &mock.base_url()),
-        ("CHATKIT__MODEL__HTTP2_PRIOR_KNOWLEDGE", "true"),
-        ("CHATKIT__TITLES__ENABLED", "false"),
-    ]);
+    let server = TestServer::start_with_model(
+        &mock,
+        &[
+            ("CHATKIT__MODEL__HTTP2_PRIOR_KNOWLEDGE", "true"),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+        ],
+    );
     // 24 users × 6 turns, all users at once: up to 24 model streams open together.
     let users: Vec<String> = (0..24)
         .map(|i| format!("h2-{i}-{}", rand_suffix()))
@@ -41,8 +43,7 @@ async fn h2c_model_streams_share_one_connection() {
         let server = &server;
         async move {
             let token = token(user);
-            let first = create_thread(server, &token, "hello over h2").await;
-            first.assert_answered();
+            let first = answered_thread(server, &token, "hello over h2").await;
             let thread_id = first.thread_id();
             for turn in 1..6 {
                 add_message(server, &token, &thread_id, &format!("turn {turn}"))
@@ -73,16 +74,8 @@ async fn h2c_model_streams_share_one_connection() {
 async fn without_http2_the_same_mock_refuses_and_the_client_sees_an_inband_error() {
     // The control for the test above: over HTTP/1.1 this mock answers 505.
     let mock = MockModel::start(&["--http-versions", "2"]);
-    let server = TestServer::start_with(&[
-        ("CHATKIT__MODEL__BASE_URL", &mock.base_url()),
-        ("CHATKIT__TITLES__ENABLED", "false"),
-    ]);
+    let server = TestServer::start_with_model(&mock, &[("CHATKIT__TITLES__ENABLED", "false")]);
     let token = token(&format!("h1-{}", rand_suffix()));
     let stream = create_thread(&server, &token, "hello over h1").await;
-    assert_eq!(
-        stream.kinds().last().map(String::as_str),
-        Some("error"),
-        "{:?}",
-        stream.kinds()
-    );
+    assert_eq!(stream.last_kind(), "error", "{:?}", stream.kinds());
 }

@@ -5,11 +5,9 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 fn ids(page: &Value) -> Vec<String> {
-    page["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap().to_string())
+    field_of(page, "id")
+        .into_iter()
+        .map(str::to_string)
         .collect()
 }
 
@@ -17,88 +15,42 @@ fn ids(page: &Value) -> Vec<String> {
 async fn threads_list_pages_newest_first_with_cursors() {
     let server = TestServer::start();
     let alice = token("alice");
-    let mut created = Vec::new();
-    for i in 0..25 {
-        created.push(
-            create_thread(&server, &alice, &format!("thread {i}"))
-                .await
-                .thread_id(),
-        );
-    }
+    let texts: Vec<String> = (0..25).map(|i| format!("thread {i}")).collect();
+    let created = create_threads(&server, &alice, &texts).await;
     let newest_first: Vec<String> = created.iter().rev().cloned().collect();
+    let list = |params: Value| server.list_threads(&alice, params);
 
-    let first = server
-        .call(
-            &alice,
-            "threads.list",
-            json!({ "limit": 20 }),
-            Kind::ThreadsPage,
-        )
-        .await;
+    let first = list(json!({ "limit": 20 })).await;
     assert_eq!(ids(&first), newest_first[..20]);
     assert_eq!(first["has_more"], true);
     assert_eq!(first["after"], json!(newest_first[19]));
-    let second = server
-        .call(
-            &alice,
-            "threads.list",
-            json!({ "limit": 20, "after": first["after"] }),
-            Kind::ThreadsPage,
-        )
-        .await;
+    let second = list(json!({ "limit": 20, "after": first["after"] })).await;
     assert_eq!(ids(&second), newest_first[20..]);
     assert_eq!(second["has_more"], false);
     assert!(second.get("after").is_none());
 
     // limit 0 and null mean 20; asc order walks the other way.
-    let zero = server
-        .call(
-            &alice,
-            "threads.list",
-            json!({ "limit": 0 }),
-            Kind::ThreadsPage,
-        )
-        .await;
+    let zero = list(json!({ "limit": 0 })).await;
     assert_eq!(ids(&zero).len(), 20);
-    let asc = server
-        .call(
-            &alice,
-            "threads.list",
-            json!({ "limit": 10, "order": "asc" }),
-            Kind::ThreadsPage,
-        )
-        .await;
+    let asc = list(json!({ "limit": 10, "order": "asc" })).await;
     assert_eq!(ids(&asc), created[..10]);
-    let asc2 = server
-        .call(
-            &alice,
-            "threads.list",
-            json!({ "limit": 10, "order": "asc", "after": asc["after"] }),
-            Kind::ThreadsPage,
-        )
-        .await;
+    let asc2 = list(json!({ "limit": 10, "order": "asc", "after": asc["after"] })).await;
     assert_eq!(ids(&asc2), created[10..20]);
 
     // Every listed thread has the empty items page and metadata {}.
-    for thread in first["data"].as_array().unwrap() {
+    for thread in page_data(&first) {
         assert_eq!(thread["items"], json!({ "data": [], "has_more": false }));
         assert_eq!(thread["metadata"], json!({}));
     }
 
     // An unknown cursor is a 404 (as the reference), another user's cursor too.
     let reply = server
-        .post(
-            &alice,
-            &json!({ "type": "threads.list", "params": { "after": "thr_nope" } }),
-        )
+        .post_op(&alice, "threads.list", json!({ "after": "thr_nope" }))
         .await;
     reply.assert_error(404, "cursor_not_found");
     let bob = token("bob");
     let reply = server
-        .post(
-            &bob,
-            &json!({ "type": "threads.list", "params": { "after": created[0] } }),
-        )
+        .post_op(&bob, "threads.list", json!({ "after": created[0] }))
         .await;
     reply.assert_error(404, "cursor_not_found");
 }
@@ -146,18 +98,17 @@ async fn items_list_pages_both_ways_and_get_by_id_shows_oldest_twenty() {
     expected.reverse();
     assert_eq!(seen, expected, "desc paging visits every item once");
 
-    let thread = server
-        .call(
-            &alice,
-            "threads.get_by_id",
-            json!({ "thread_id": thread_id }),
-            Kind::Thread,
-        )
-        .await;
+    let thread = server.get_thread(&alice, &thread_id).await;
     assert_eq!(ids(&thread["items"]), all_ids[..20]);
     assert_eq!(thread["items"]["has_more"], true);
     assert_eq!(thread["items"]["after"], json!(all_ids[19]));
 
-    let reply = server.post(&alice, &json!({ "type": "items.list", "params": { "thread_id": thread_id, "after": "msg_nope" } })).await;
+    let reply = server
+        .post_op(
+            &alice,
+            "items.list",
+            json!({ "thread_id": thread_id, "after": "msg_nope" }),
+        )
+        .await;
     reply.assert_error(404, "cursor_not_found");
 }

@@ -1,6 +1,6 @@
 //! A server killed (SIGKILL) in the middle of a conversation loses nothing it acknowledged.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::harness::*;
 
@@ -13,25 +13,19 @@ async fn kill_mid_stream_then_restart_loses_nothing_acknowledged() {
     let mut acknowledged: Vec<Value> = first.done_items();
 
     // A slow answer: kill the process while it streams.
-    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": thread_id, "input": text_input("slow 40") } });
-    let mut live = server.open_stream(&alice, &body).await;
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "slow 40")
+        .await;
     assert!(live.read_events(6).await >= 6);
     acknowledged.extend(live.done_items());
     server.kill();
     drop(live);
 
     server.restart();
-    let thread = server
-        .call(
-            &alice,
-            "threads.get_by_id",
-            json!({ "thread_id": thread_id }),
-            Kind::Thread,
-        )
-        .await;
-    let stored: Vec<Value> = thread["items"]["data"].as_array().unwrap().clone();
+    let thread = server.get_thread(&alice, &thread_id).await;
+    let stored: &Vec<Value> = page_data(&thread["items"]);
     assert_eq!(
-        stored, acknowledged,
+        stored, &acknowledged,
         "every acknowledged item survives, byte for byte, once"
     );
     let raw_count = shared().postgres.psql(&format!(
@@ -49,12 +43,7 @@ async fn kill_mid_stream_then_restart_loses_nothing_acknowledged() {
     assert_eq!(next.status, 200);
     next.assert_answered();
     let request = shared().mock.last_request_containing("still there?");
-    let contents: Vec<String> = request["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or("").to_string())
-        .collect();
-    assert!(contents.contains(&"hello".to_string()));
-    assert!(contents.contains(&"slow 40".to_string()));
+    let contents = message_fields(&request, "content");
+    assert!(contents.contains(&"hello"));
+    assert!(contents.contains(&"slow 40"));
 }

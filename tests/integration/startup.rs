@@ -126,38 +126,21 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
     let dir = std::path::PathBuf::from(format!("/var/tmp/chatkit-it-embedded-{}", rand_suffix()));
     let dir_text = dir.to_string_lossy().to_string();
     let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
-            .env("CHATKIT__SERVER__BIND", "127.0.0.1:0")
-            .env("CHATKIT__METRICS__BIND", "127.0.0.1:0")
-            .env("CHATKIT__DATABASE__EMBEDDED_DIR", &dir_text)
-            .env_remove("CHATKIT__DATABASE__URL")
-            .env("CHATKIT__AUTH__JWT_SECRET", SECRET)
-            .env("CHATKIT__MODEL__BASE_URL", shared().mock.base_url())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        register_child(child.id());
-        let stdout = child.stdout.take().unwrap();
-        let mut reader = std::io::BufReader::new(stdout);
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            assert!(
-                std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0,
-                "server exited"
-            );
-            if let Some(addr) = line.trim().strip_prefix("listening on http://") {
-                break addr.to_string();
-            }
-        };
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        (child, addr)
+        let (child, listening) = spawn_listening(
+            Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
+                .env("CHATKIT__SERVER__BIND", "127.0.0.1:0")
+                .env("CHATKIT__METRICS__BIND", "127.0.0.1:0")
+                .env("CHATKIT__DATABASE__EMBEDDED_DIR", &dir_text)
+                .env_remove("CHATKIT__DATABASE__URL")
+                .env("CHATKIT__AUTH__JWT_SECRET", SECRET)
+                .env("CHATKIT__MODEL__BASE_URL", shared().mock.base_url())
+                .stderr(Stdio::null()),
+            "chatkit-rs",
+        );
+        (child, listening.addr)
     };
     let alice = token("alice");
-    let body =
-        json!({ "type": "threads.create", "params": { "input": text_input("remember me") } })
-            .to_string();
+    let body = create_request("remember me").to_string();
 
     let (mut child, addr) = start();
     assert!(pg_running(&dir), "the embedded cluster runs");
@@ -178,7 +161,7 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
     let text = created.text().await.unwrap();
     assert!(text.contains("thread.item.done"));
 
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    terminate(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     assert!(!pg_running(&dir), "the embedded cluster was stopped");
@@ -187,7 +170,7 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
     let listed = http
         .post(format!("http://{addr}/chatkit"))
         .bearer_auth(&alice)
-        .body(json!({ "type": "threads.list", "params": {} }).to_string())
+        .body(op_request("threads.list", json!({})).to_string())
         .send()
         .await
         .unwrap()
@@ -200,7 +183,7 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
         1,
         "the thread survived the restart"
     );
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    terminate(&child);
     assert!(child.wait().unwrap().success());
     assert!(!pg_running(&dir));
     let _ = std::fs::remove_dir_all(&dir);
@@ -208,7 +191,7 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
 
 #[test]
 fn migrations_are_recorded_and_idempotent() {
-    let schema = format!("t_{}", rand_suffix());
+    let schema = new_schema();
     let url = shared().postgres.url();
     for _ in 0..2 {
         let (code, _, stderr) = chatkit(
@@ -226,6 +209,6 @@ fn migrations_are_recorded_and_idempotent() {
     ));
     assert_eq!(
         applied,
-        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness\n4|0004_items_fenced_not_keyed"
+        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness\n4|0004_items_fenced_not_keyed\n5|0005_drop_threads_version"
     );
 }

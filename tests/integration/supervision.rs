@@ -2,6 +2,8 @@
 //! an in-band error, requests during the outage get a clean 503 JSON, the failed thread actor
 //! is restarted from Postgres, other threads are untouched, and service recovers by itself.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::harness::postgres::TestPostgres;
@@ -20,16 +22,12 @@ async fn database_outage_mid_turn_restarts_the_actor_and_recovers() {
     let a_id = a.thread_id();
     let b_id = create_thread(&server, &bob, "thread b").await.thread_id();
 
-    let body = json!({ "type": "threads.add_user_message", "params": { "thread_id": a_id, "input": text_input("slow 30") } });
-    let mut live = server.open_stream(&alice, &body).await;
+    let mut live = server.open_message_stream(&alice, &a_id, "slow 30").await;
     assert!(live.read_events(5).await >= 5);
     pg.stop_server();
-    live.read_events(1000).await;
+    live.read_to_end().await;
     let last = live.events.last().unwrap().clone();
-    assert_eq!(
-        last,
-        json!({ "type": "error", "code": "stream.error", "allow_retry": true })
-    );
+    assert_eq!(last, stream_error());
     let acknowledged_a: Vec<_> = a
         .done_items()
         .into_iter()
@@ -40,35 +38,21 @@ async fn database_outage_mid_turn_restarts_the_actor_and_recovers() {
     let during = add_message(&server, &bob, &b_id, "hello?").await;
     during.reply.assert_error(503, "unavailable");
     assert_eq!(during.reply.headers["retry-after"], "1");
-    let read = server
-        .post(&bob, &json!({ "type": "threads.list", "params": {} }))
-        .await;
-    read.assert_error(503, "unavailable");
+    let list = async || server.post_op(&bob, "threads.list", json!({})).await;
+    list().await.assert_error(503, "unavailable");
 
     // The database comes back; the server recovers without a restart.
     pg.start_server();
-    let mut recovered = false;
-    for _ in 0..100 {
-        let reply = server
-            .post(&bob, &json!({ "type": "threads.list", "params": {} }))
-            .await;
-        if reply.status == 200 {
-            recovered = true;
-            break;
-        }
-        sleep_ms(100).await;
-    }
-    assert!(recovered, "service recovered after the database came back");
-
-    // Thread A continues from what Postgres holds: the acknowledged items, nothing half-written.
-    let thread = server
-        .call(
-            &alice,
-            "threads.get_by_id",
-            json!({ "thread_id": a_id }),
-            Kind::Thread,
+    Patience::tries(100)
+        .every(Duration::from_millis(100))
+        .until(
+            "service recovered after the database came back",
+            async || list().await.status_is(200),
         )
         .await;
+
+    // Thread A continues from what Postgres holds: the acknowledged items, nothing half-written.
+    let thread = server.get_thread(&alice, &a_id).await;
     assert_eq!(thread["items"]["data"].as_array().unwrap(), &acknowledged_a);
     let next = add_message(&server, &alice, &a_id, "are we good?").await;
     next.assert_answered();
@@ -91,13 +75,9 @@ async fn clean_turn(
     thread: &mut Option<String>,
     text: &str,
 ) -> Result<bool, String> {
-    let body = match thread {
-        None => json!({ "type": "threads.create", "params": { "input": text_input(text) } }),
-        Some(id) => {
-            json!({ "type": "threads.add_user_message", "params": { "thread_id": id, "input": text_input(text) } })
-        }
-    };
-    let reply = server.post(token, &body).await;
+    let reply = server
+        .post(token, &turn_request(thread.as_deref(), text))
+        .await;
     match reply.status {
         200 => {
             let stream = Stream::parse(reply);
@@ -169,18 +149,22 @@ async fn killed_backends_and_a_postgres_restart_under_load_fail_cleanly_and_reco
     }
     assert!(totals.0 > 20, "the load made progress: {totals:?}");
     // Recovered by itself: every thread answers again.
-    for (u, thread) in threads.into_iter().enumerate() {
-        let mut thread = thread;
+    for (u, mut thread) in threads.into_iter().enumerate() {
         let token = token(&format!("load-{u}"));
-        let mut ok = false;
-        for _ in 0..50 {
-            if clean_turn(&server, &token, &mut thread, "after").await == Ok(true) {
-                ok = true;
-                break;
-            }
-            sleep_ms(100).await;
-        }
-        assert!(ok, "client {u} recovered");
+        Patience::tries(50)
+            .every(Duration::from_millis(100))
+            .until(&format!("client {u} recovered"), async || match clean_turn(
+                &server,
+                &token,
+                &mut thread,
+                "after",
+            )
+            .await
+            {
+                Ok(true) => Ok(()),
+                other => Err(other),
+            })
+            .await;
     }
     eprintln!(
         "postgres faults under load: {} turns answered, {} refused cleanly, 0 other failures",

@@ -21,32 +21,28 @@ forward_user_token = true
     )
 }
 
-fn answer_text(stream: &Stream) -> String {
-    let done = stream.done_items();
-    let answer = done
-        .iter()
-        .rev()
-        .find(|i| i["type"] == "assistant_message")
-        .expect("an answer");
-    answer["content"][0]["text"].as_str().unwrap().to_string()
+/// A server with the `tasks` MCP server (and these `[agent]` lines), titles off.
+fn server_with_tasks(mcp: &McpServer, agent: &str) -> TestServer {
+    TestServer::start_with_config(
+        &config(mcp, agent),
+        &[("CHATKIT__TITLES__ENABLED", "false")],
+    )
 }
 
 #[tokio::test]
 async fn tool_turns_run_against_mcp_with_the_callers_token_on_the_transport() {
     let mcp = McpServer::start(&[]);
-    let server =
-        TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let server = server_with_tasks(&mcp, "");
     let alice = token("alice");
     let bob = token("bob");
 
-    let added = create_thread(&server, &alice, "add task buy milk").await;
-    added.assert_answered();
+    let added = answered_thread(&server, &alice, "add task buy milk").await;
     // Tools are invisible by default (as in the reference): only the answer shows.
     assert!(!added
         .kinds()
         .iter()
         .any(|k| k == "progress_update" || k.contains("workflow")));
-    let text = answer_text(&added);
+    let text = added.answer_text();
     assert!(
         text.starts_with("Done: {"),
         "the tool result went back to the model unchanged: {text}"
@@ -65,9 +61,9 @@ async fn tool_turns_run_against_mcp_with_the_callers_token_on_the_transport() {
     // "list tasks" sees alice's task; bob sees none of it.
     let thread_id = added.thread_id();
     let listed = add_message(&server, &alice, &thread_id, "list tasks").await;
-    assert!(answer_text(&listed).contains("buy milk"));
+    assert!(listed.answer_text().contains("buy milk"));
     let bobs = create_thread(&server, &bob, "list tasks").await;
-    let bob_text = answer_text(&bobs);
+    let bob_text = bobs.answer_text();
     assert!(bob_text.contains(r#""count":0"#), "{bob_text}");
 
     // Every HTTP request of alice's MCP session carried her token; bob's carried his.
@@ -91,15 +87,9 @@ async fn tool_turns_run_against_mcp_with_the_callers_token_on_the_transport() {
             "a token reached the model"
         );
     }
-    let offered = shared().mock.last_request_containing("list tasks");
-    let names: Vec<&str> = offered["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap())
-        .collect();
+    let names = offered_tools("list tasks");
     assert!(
-        names.contains(&"add_task") && names.contains(&"list_tasks"),
+        names.contains(&"add_task".to_string()) && names.contains(&"list_tasks".to_string()),
         "{names:?}"
     );
     let logs = server.logs();
@@ -112,13 +102,9 @@ async fn tool_turns_run_against_mcp_with_the_callers_token_on_the_transport() {
 #[tokio::test]
 async fn parallel_tool_calls_and_progress_display() {
     let mcp = McpServer::start(&[]);
-    let server = TestServer::start_with_config(
-        &config(&mcp, "tool_display = \"progress\""),
-        &[("CHATKIT__TITLES__ENABLED", "false")],
-    );
+    let server = server_with_tasks(&mcp, "tool_display = \"progress\"");
     let alice = token("alice");
-    let stream = create_thread(&server, &alice, "two tools please").await;
-    stream.assert_answered();
+    let stream = answered_thread(&server, &alice, "two tools please").await;
     let progress: Vec<&Value> = stream
         .events
         .iter()
@@ -137,41 +123,25 @@ async fn parallel_tool_calls_and_progress_display() {
     // The model got both results, in call order, after one assistant message with two calls.
     let request = shared()
         .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| {
-            r.to_string().contains("two tools please")
-                && r["messages"].as_array().unwrap().last().unwrap()["role"] == "tool"
-        })
-        .unwrap();
+        .last_request_where("with the tool results", |r| {
+            r.to_string().contains("two tools please") && last_message(r)["role"] == "tool"
+        });
     let messages = request["messages"].as_array().unwrap();
     let n = messages.len();
     assert_eq!(messages[n - 3]["tool_calls"].as_array().unwrap().len(), 2);
     assert_eq!(messages[n - 2]["role"], "tool");
     assert_eq!(messages[n - 1]["role"], "tool");
     // Nothing of the tools is stored in progress mode.
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": stream.thread_id() }),
-            Kind::ItemsPage,
-        )
-        .await;
-    assert_eq!(items["data"].as_array().unwrap().len(), 2);
+    let items = server.items(&alice, &stream.thread_id()).await;
+    assert_eq!(page_data(&items).len(), 2);
 }
 
 #[tokio::test]
 async fn workflow_display_persists_one_task_per_call() {
     let mcp = McpServer::start(&[]);
-    let server = TestServer::start_with_config(
-        &config(&mcp, "tool_display = \"workflow\""),
-        &[("CHATKIT__TITLES__ENABLED", "false")],
-    );
+    let server = server_with_tasks(&mcp, "tool_display = \"workflow\"");
     let alice = token("alice");
-    let stream = create_thread(&server, &alice, "two tools").await;
-    stream.assert_answered();
+    let stream = answered_thread(&server, &alice, "two tools").await;
     let kinds = stream.kinds();
     let added = kinds.iter().position(|k| k == "thread.item.added").unwrap();
     assert_eq!(stream.events[added]["item"]["type"], "workflow");
@@ -193,21 +163,11 @@ async fn workflow_display_persists_one_task_per_call() {
     assert!(done[1]["workflow"]["summary"]["duration"].is_u64());
     assert_eq!(done[2]["type"], "assistant_message");
     // After a reload the user sees what the assistant did.
-    let thread = server
-        .call(
-            &alice,
-            "threads.get_by_id",
-            json!({ "thread_id": stream.thread_id() }),
-            Kind::Thread,
-        )
-        .await;
-    let types: Vec<&str> = thread["items"]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["type"].as_str().unwrap())
-        .collect();
-    assert_eq!(types, ["user_message", "workflow", "assistant_message"]);
+    let thread = server.get_thread(&alice, &stream.thread_id()).await;
+    assert_eq!(
+        field_of(&thread["items"], "type"),
+        ["user_message", "workflow", "assistant_message"]
+    );
 }
 
 #[tokio::test]
@@ -217,26 +177,11 @@ async fn mcp_down_or_refusing_the_token_is_an_in_band_error() {
     let down = "[[mcp.servers]]\nname = \"tasks\"\nurl = \"http://127.0.0.1:9/mcp\"\ntimeout_secs = 2\nforward_user_token = true\n";
     let server = TestServer::start_with_config(down, &[]);
     let stream = create_thread(&server, &alice, "add task x").await;
-    assert_eq!(
-        stream.kinds(),
-        [
-            "thread.created",
-            "thread.item.done",
-            "stream_options",
-            "error"
-        ]
-    );
+    assert_eq!(stream.kinds(), FAILED_BEFORE_ANSWER);
     assert_eq!(stream.events[3]["allow_retry"], true);
-    let items = server
-        .call(
-            &alice,
-            "items.list",
-            json!({ "thread_id": stream.thread_id() }),
-            Kind::ItemsPage,
-        )
-        .await;
+    let items = server.items(&alice, &stream.thread_id()).await;
     assert_eq!(
-        items["data"].as_array().unwrap().len(),
+        page_data(&items).len(),
         1,
         "the user message stays, nothing half-written"
     );
@@ -245,19 +190,17 @@ async fn mcp_down_or_refusing_the_token_is_an_in_band_error() {
     let strict = McpServer::start(&["--aud", "tools-only"]);
     let server = TestServer::start_with_config(&config(&strict, ""), &[]);
     let stream = create_thread(&server, &alice, "add task y").await;
-    assert_eq!(stream.kinds().last().unwrap(), "error");
+    assert_eq!(stream.last_kind(), "error");
     assert!(strict.tool_calls().is_empty());
 }
 
 #[tokio::test]
 async fn a_slow_tool_times_out_and_the_model_is_told() {
     let mcp = McpServer::start(&["--tool-delay-ms", "3000"]);
-    let server =
-        TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let server = server_with_tasks(&mcp, "");
     let alice = token("alice");
-    let stream = create_thread(&server, &alice, "add task slowly").await;
-    stream.assert_answered();
-    let text = answer_text(&stream);
+    let stream = answered_thread(&server, &alice, "add task slowly").await;
+    let text = stream.answer_text();
     assert!(
         text.contains("timed out"),
         "the model saw the timeout as a tool error: {text}"
@@ -267,8 +210,7 @@ async fn a_slow_tool_times_out_and_the_model_is_told() {
 #[tokio::test]
 async fn sessions_survive_turns_follow_token_refresh_and_actor_restarts() {
     let mcp = McpServer::start(&[]);
-    let mut server =
-        TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let mut server = server_with_tasks(&mcp, "");
     let first_token = token_with(json!({ "sub": "alice", "exp": now() + 3600 }));
     let thread_id = create_thread(&server, &first_token, "add task one")
         .await
@@ -297,7 +239,7 @@ async fn sessions_survive_turns_follow_token_refresh_and_actor_restarts() {
     // The server restarts between two tool turns: the thread and its tools carry on.
     server.restart();
     let listed = add_message(&server, &refreshed, &thread_id, "list tasks").await;
-    let text = answer_text(&listed);
+    let text = listed.answer_text();
     // (The mock echoes the first 200 characters of the tool result.)
     assert!(
         text.starts_with(r#"Done: {"tasks":[{"#) && text.contains("one"),
@@ -322,22 +264,11 @@ async fn tool_names_are_made_unique_across_servers_and_sessions_close_on_retirem
     let server =
         TestServer::start_with_config(&toml, &[("CHATKIT__ACTORS__IDLE_TIMEOUT_SECS", "1")]);
     let alice = token("alice");
-    create_thread(&server, &alice, "hello tools")
-        .await
-        .assert_answered();
-    let request = shared()
-        .mock
-        .requests()
-        .into_iter()
-        .rev()
-        .find(|r| r.to_string().contains("hello tools") && r.get("tools").is_some())
-        .unwrap();
-    let mut names: Vec<String> = request["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["function"]["name"].as_str().unwrap().to_string())
-        .collect();
+    answered_thread(&server, &alice, "hello tools").await;
+    let request = shared().mock.last_request_where("offering tools", |r| {
+        r.to_string().contains("hello tools") && r.get("tools").is_some()
+    });
+    let mut names = tool_names(&request);
     names.sort();
     assert!(
         names.contains(&"home__add_task".to_string())
@@ -357,19 +288,15 @@ async fn tool_names_are_made_unique_across_servers_and_sessions_close_on_retirem
 #[tokio::test]
 async fn a_callers_other_threads_offer_cached_tools_and_open_a_session_only_to_call_one() {
     let mcp = McpServer::start(&[]);
-    let server =
-        TestServer::start_with_config(&config(&mcp, ""), &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let server = server_with_tasks(&mcp, "");
     let requests = |mcp: &McpServer| mcp.http_requests().len();
     let alice = token("alice-catalog");
-    create_thread(&server, &alice, "hello from the first thread")
-        .await
-        .assert_answered();
+    answered_thread(&server, &alice, "hello from the first thread").await;
     let after_first = requests(&mcp);
     assert!(after_first > 0, "the first thread listed the tools");
 
     // A second thread of the same caller: the tools are offered to the model, no MCP request.
-    let second = create_thread(&server, &alice, "hello from the second thread").await;
-    second.assert_answered();
+    let second = answered_thread(&server, &alice, "hello from the second thread").await;
     assert_eq!(requests(&mcp), after_first);
     let offered = offered_tools("hello from the second thread");
     assert!(offered.contains(&"add_task".to_string()), "{offered:?}");
@@ -387,9 +314,7 @@ async fn a_callers_other_threads_offer_cached_tools_and_open_a_session_only_to_c
     // Another caller never gets alice's entry: its first thread lists the tools itself.
     let before_bob = requests(&mcp);
     let bob = token("bob-catalog");
-    create_thread(&server, &bob, "hello from bob")
-        .await
-        .assert_answered();
+    answered_thread(&server, &bob, "hello from bob").await;
     let bearer = format!("Bearer {bob}");
     let bob_listed = mcp
         .http_requests()
@@ -401,14 +326,5 @@ async fn a_callers_other_threads_offer_cached_tools_and_open_a_session_only_to_c
 
 /// The tool names the model was offered in the request that carried `text`.
 fn offered_tools(text: &str) -> Vec<String> {
-    let request = shared().mock.last_request_containing(text);
-    request["tools"]
-        .as_array()
-        .map(|tools| {
-            tools
-                .iter()
-                .filter_map(|t| t["function"]["name"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    tool_names(&shared().mock.last_request_containing(text))
 }

@@ -1,155 +1,80 @@
-//! A throwaway PostgreSQL cluster for the whole test binary: created from the installed server
-//! binaries (as the `postgres` user when we are root, since initdb refuses root), listening
-//! on a unix socket in its own directory, stopped when the test process exits. Each test gets
-//! its own schema, so tests share the cluster without seeing each other.
+//! A throwaway PostgreSQL cluster, run by the server's own embedded-cluster code
+//! (`chatkit_server::embedded_pg`: the installed binaries, as the `postgres` user when we are
+//! root, a unix socket only) with test options: nothing synced to disk, more connections, the
+//! socket next to the data directory. One cluster serves the whole test binary (each test
+//! has its own schema); tests that stop the database start a private one. Clusters are
+//! deleted when dropped or, for the shared one, when the test process exits.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use chatkit_server::embedded_pg::{EmbeddedPostgres, Options, StopMode, DATABASE, ROLE};
 
 pub struct TestPostgres {
+    /// Holds `data/` (the cluster), the socket and nothing else.
     pub dir: PathBuf,
-    bin: PathBuf,
-    run_as_postgres: bool,
+    cluster: EmbeddedPostgres,
 }
 
-fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+/// Where the test clusters of process `pid` live.
+fn dir_of(pid: u32) -> String {
+    format!("/var/tmp/chatkit-it-{pid}")
 }
 
-pub fn bin_dir() -> PathBuf {
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if dir.join("initdb").exists() {
-            return dir;
-        }
+fn options(dir: &Path) -> Options {
+    Options {
+        socket_dir: Some(dir.to_path_buf()),
+        durable: false,
+        settings: vec![("max_connections".into(), "300".into())],
+        ..Options::default()
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries are installed (/usr/lib/postgresql)")
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    found.sort();
-    found.pop().expect("initdb found")
 }
 
 impl TestPostgres {
+    /// The cluster shared by the test binary (after removing those of dead test processes).
     pub fn start() -> TestPostgres {
         clean_stale_clusters();
-        Self::start_in(PathBuf::from(format!(
-            "/var/tmp/chatkit-it-{}",
-            std::process::id()
-        )))
+        Self::start_in(PathBuf::from(dir_of(std::process::id())))
     }
 
     /// A second, private cluster (for tests that stop and start the database).
     pub fn start_private(tag: &str) -> TestPostgres {
         Self::start_in(PathBuf::from(format!(
-            "/var/tmp/chatkit-it-{}-{tag}",
-            std::process::id()
+            "{}-{tag}",
+            dir_of(std::process::id())
         )))
     }
 
     fn start_in(dir: PathBuf) -> TestPostgres {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let pg = TestPostgres {
-            dir,
-            bin: bin_dir(),
-            run_as_postgres: is_root(),
-        };
-        if pg.run_as_postgres {
-            assert!(Command::new("chown")
-                .arg("postgres:")
-                .arg(&pg.dir)
-                .status()
-                .unwrap()
-                .success());
-        }
-        let out = pg
-            .cmd("initdb")
-            .arg("-D")
-            .arg(pg.dir.join("data"))
-            .args([
-                "-U",
-                "chatkit",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--no-instructions",
-                "--no-sync",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        pg.start_server();
-        pg
+        let cluster = EmbeddedPostgres::start_with(&dir.join("data"), options(&dir))
+            .unwrap_or_else(|e| panic!("test PostgreSQL in {}: {e}", dir.display()));
+        TestPostgres { dir, cluster }
     }
 
-    /// Starts the server of an initialized cluster.
+    /// Starts the server again (after [`TestPostgres::stop_server`]).
     pub fn start_server(&self) {
-        let options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -c port=5432 -c fsync=off -c max_connections=300",
-            self.dir.display()
-        );
-        let out = self
-            .cmd("pg_ctl")
-            .arg("start")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .arg("-l")
-            .arg(self.dir.join("postgres.log"))
-            .args(["-w", "-o", &options])
-            .stdout(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        self.cluster.start_server().unwrap();
     }
 
     /// Stops the server (immediate: like a crash), keeping the data.
     pub fn stop_server(&self) {
-        let _ = self
-            .cmd("pg_ctl")
-            .arg("stop")
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "-w"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-
-    fn cmd(&self, tool: &str) -> Command {
-        if self.run_as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
-            c
-        } else {
-            Command::new(self.bin.join(tool))
-        }
+        let _ = self.cluster.stop_server(StopMode::Immediate);
     }
 
     /// Connection string (key=value form) for the server under test.
     pub fn url(&self) -> String {
-        format!(
-            "host={} port=5432 user=chatkit dbname=postgres",
-            self.dir.display()
-        )
+        self.cluster.connection_string()
     }
 
     /// Runs SQL through psql and returns its unaligned output.
     pub fn psql(&self, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-h"])
-            .arg(&self.dir)
-            .args(["-U", "chatkit", "-d", "postgres", "-At", "-c", sql])
+        let out = Command::new(self.cluster.bin_dir().join("psql"))
+            .arg("-h")
+            .arg(self.cluster.socket_dir())
+            .args(["-p", &self.cluster.port().to_string()])
+            .args(["-U", ROLE, "-d", DATABASE, "-At", "-c", sql])
             .output()
             .unwrap();
         assert!(
@@ -160,7 +85,6 @@ impl TestPostgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// Stops the server and deletes the cluster.
     /// Stops the server and deletes the cluster.
     pub fn stop(&self) {
         self.stop_server();
@@ -177,19 +101,20 @@ fn clean_stale_clusters() {
         let name = entry.file_name().to_string_lossy().to_string();
         let Some(pid) = name
             .strip_prefix("chatkit-it-")
-            .and_then(|p| p.parse::<i32>().ok())
+            .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        let pg = TestPostgres {
-            dir: entry.path(),
-            bin: bin_dir(),
-            run_as_postgres: is_root(),
-        };
-        pg.stop();
+        let dir = entry.path();
+        if let Ok(cluster) = EmbeddedPostgres::open(&dir.join("data"), options(&dir)) {
+            if cluster.is_running() {
+                let _ = cluster.stop_server(StopMode::Immediate);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

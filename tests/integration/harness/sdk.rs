@@ -46,7 +46,7 @@ fn start() -> Mutex<Validator> {
         .expect("start validate.py");
     let stdin = child.stdin.take().unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    crate::harness::register_child(child.id());
+    crate::harness::processes::register_child(child.id());
     Mutex::new(Validator {
         _child: child,
         stdin,
