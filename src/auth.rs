@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use chatkit_actors::{BearerToken, UserId};
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
 use serde::Deserialize;
 
@@ -13,12 +14,12 @@ use crate::settings::AuthSettings;
 /// The authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    pub user_id: String,
+    pub user_id: UserId,
     /// Whether the token carries the configured admin claim (`admin.claim` = `admin.value`).
     pub is_admin: bool,
-    /// The raw bearer token, kept only to forward to tool servers on the transport; never
-    /// logged (Debug of `Caller` is derived, so do not log a `Caller`).
-    pub token: String,
+    /// The bearer token, kept only to forward to tool servers on the transport (its Debug
+    /// is redacted).
+    pub token: BearerToken,
 }
 
 /// Why a request was not authenticated. The message is safe to show.
@@ -56,9 +57,6 @@ pub struct Authenticator {
     validation: Validation,
     keys: KeySource,
 }
-
-/// Longest `sub` we accept as a user id.
-const MAX_USER_ID_LEN: usize = 255;
 
 impl Authenticator {
     pub fn new(settings: AuthSettings) -> Self {
@@ -125,10 +123,7 @@ impl Authenticator {
         };
         let data =
             decode::<Claims>(token, &key, &self.validation).map_err(|_| AuthError::Invalid)?;
-        let sub = data.claims.sub;
-        if sub.is_empty() || sub.len() > MAX_USER_ID_LEN || sub.chars().any(char::is_control) {
-            return Err(AuthError::Invalid);
-        }
+        let user_id = UserId::parse(data.claims.sub).map_err(|_| AuthError::Invalid)?;
         let is_admin = match data.claims.other.get(&self.settings.admin_claim) {
             Some(serde_json::Value::String(v)) => *v == self.settings.admin_value,
             Some(serde_json::Value::Array(values)) => values
@@ -137,9 +132,9 @@ impl Authenticator {
             _ => false,
         };
         Ok(Caller {
-            user_id: sub,
+            user_id,
             is_admin,
-            token: token.to_string(),
+            token: BearerToken::new(token),
         })
     }
 }

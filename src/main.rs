@@ -7,8 +7,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use chatkit_server::cli::{Cli, Command};
-use chatkit_server::settings::Settings;
 use chatkit_server::http::panics;
+use chatkit_server::settings::Settings;
 use chatkit_server::startup::StartError;
 use chatkit_server::{auth, startup, telemetry};
 use clap::Parser;

@@ -114,7 +114,9 @@ fn reserve_listener(
         socket.listen(1024)?.into_std()
     };
     bind().map_err(|error| {
-        StartError::Config(format!("cannot listen on {addr} ({key}): {error}; {remedy}"))
+        StartError::Config(format!(
+            "cannot listen on {addr} ({key}): {error}; {remedy}"
+        ))
     })
 }
 
@@ -179,7 +181,10 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             )));
         }
     };
-    let metrics = match metrics_listener.map(crate::http::metrics::server).transpose() {
+    let metrics = match metrics_listener
+        .map(crate::http::metrics::server)
+        .transpose()
+    {
         Ok(metrics) => metrics,
         Err(e) => {
             database.close();

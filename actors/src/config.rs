@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::ids::new_id;
+use crate::ids::{new_id, prefix};
 
 /// The environment variable holding the model API key (never read from files).
 pub const MODEL_API_KEY_ENV: &str = "OPENAI_API_KEY";
@@ -469,7 +469,7 @@ fn cluster_settings(raw: ClusterSection, problems: &mut Vec<String>) -> Option<C
             ));
             return None;
         }
-        None => new_id("inst"),
+        None => new_id(prefix::INSTANCE),
     };
     Some(ClusterSettings {
         instance_id,

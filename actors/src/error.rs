@@ -19,7 +19,7 @@ pub enum EngineError {
     /// The thread's status refuses new input (locked or closed).
     #[error("thread is {status}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
     ThreadNotActive {
-        status: &'static str,
+        status: InactiveStatus,
         reason: Option<String>,
     },
     /// The request is well-formed but not acceptable in the thread's current state.
@@ -38,6 +38,22 @@ pub enum EngineError {
     /// The actor retired between routing and delivery: route again. Never leaves the engine.
     #[error("thread actor retired")]
     Retired,
+}
+
+/// Why a thread takes no new input (protocol §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InactiveStatus {
+    Locked,
+    Closed,
+}
+
+impl std::fmt::Display for InactiveStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InactiveStatus::Locked => "locked",
+            InactiveStatus::Closed => "closed",
+        })
+    }
 }
 
 impl From<StoreError> for EngineError {

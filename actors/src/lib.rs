@@ -1,29 +1,36 @@
 //! # chatkit-actors: the engine of chatkit-rs
 //!
-//! Everything behind the HTTP edge, with no web framework in sight:
+//! Everything behind the HTTP edge, with no web framework in sight. What the edge uses is
+//! public; everything else is `pub(crate)`, so the compiler points at dead code.
 //!
+//! - [`engine`] — the facade the edge calls: start a turn, rename, delete, read, shut down.
+//! - [`config`] — the engine's configuration sections, deserialized and checked here.
 //! - [`protocol`] — the ChatKit wire types (requests, threads, items, pages, stream events),
-//!   serialized byte for byte like the reference SDK.
-//! - [`ids`] — identifier generation (reference prefixes, 96 random bits).
-//! - [`store`] — Postgres: migrations, per-user reads with cursor paging, batched writes.
-//! - [`model`] — the OpenAI-compatible streaming client and the history → messages mapping.
-//! - [`actors`] — the thread actor (one per live thread, supervised), the registry that routes
-//!   to them, and the persistence actor that group-commits their writes.
-//! - [`engine`] — the facade the edge calls: start a turn, rename, delete, list, read.
+//!   serialized byte for byte like the reference SDK (`specs/protocol.md`).
+//! - [`ids`] — identifiers: generated ones, and the newtypes client ids are parsed into.
+//! - [`text`] — cutting outside text on character boundaries.
 //! - [`error`] — the engine's error enum, mapped to HTTP by the edge.
+//! - [`store`] — Postgres: migrations, per-user reads with cursor paging, batched writes,
+//!   leases (the edge only opens it and lists the cluster for operators).
+//! - [`metrics`] — the engine's Prometheus metrics.
+//! - `actors` — the thread actor (one per live thread, supervised), the registry that routes
+//!   to them, and the persistence actor that group-commits their writes.
+//! - `model` — the OpenAI-compatible streaming client and the history → messages mapping.
+//! - `mcp` — MCP tool servers over Streamable HTTP.
 
-pub mod actors;
+mod actors;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod ids;
-pub mod mcp;
+mod mcp;
 pub mod metrics;
-pub mod model;
+mod model;
 pub mod protocol;
 pub mod store;
 pub mod text;
 
 pub use config::EngineSettings;
-pub use engine::{Engine, TurnRequest, TurnStream};
-pub use error::EngineError;
+pub use engine::{Engine, TurnFrame, TurnRequest, TurnStream};
+pub use error::{EngineError, InactiveStatus};
+pub use ids::{BearerToken, ItemId, ThreadId, UserId};

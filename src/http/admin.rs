@@ -2,24 +2,15 @@
 //! filters and cursor paging) and `GET /admin/instances`. An admin token is a token verified
 //! like any other that also carries the configured admin claim; a user token gets 403.
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chatkit_actors::store::cluster::LiveThreadFilter;
+use chatkit_actors::engine::LiveThreadFilter;
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::AppState;
 
 async fn require_admin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    let caller = state
-        .auth
-        .authenticate(header)
-        .await
-        .map_err(ApiError::Unauthorized)?;
+    let caller = super::authenticate(req, state).await?;
     if caller.is_admin {
         Ok(())
     } else {

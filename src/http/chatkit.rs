@@ -6,7 +6,6 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
-use chatkit_actors::mcp::BearerToken;
 use chatkit_actors::protocol::{to_json, ChatKitRequest, Operation};
 use chatkit_actors::{EngineError, TurnRequest};
 use futures::StreamExt;
@@ -39,18 +38,10 @@ async fn handle(
     state: &AppState,
     op_name: &mut &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    let caller = state
-        .auth
-        .authenticate(header)
-        .await
-        .map_err(ApiError::Unauthorized)?;
+    let caller = super::authenticate(&req, state).await?;
     state
         .limits
-        .check_rate(&caller.user_id)
+        .check_rate(caller.user_id.as_str())
         .map_err(ApiError::RateLimited)?;
     if let Some(length) = declared_length(&req) {
         if length > state.max_body_bytes as u64 {
@@ -63,7 +54,12 @@ async fn handle(
     let request = ChatKitRequest::parse(&body)?;
     let op = request.op.name();
     *op_name = op;
-    let thread_id = request.op.thread_id().unwrap_or("").to_string();
+    let thread_id = request
+        .op
+        .thread_id()
+        .map(|id| id.as_str())
+        .unwrap_or("")
+        .to_string();
     let span =
         tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id = %thread_id);
     let started = std::time::Instant::now();
@@ -135,13 +131,13 @@ async fn dispatch(
     op: Operation,
 ) -> Result<HttpResponse, ApiError> {
     let engine = &state.engine;
-    let user = caller.user_id.as_str();
-    let token = Some(BearerToken::new(caller.token.clone()));
+    let user = &caller.user_id;
+    let token = Some(caller.token.clone());
     let permit = if op.is_streaming() {
         Some(
             state
                 .limits
-                .acquire_stream(user)
+                .acquire_stream(user.as_str())
                 .map_err(ApiError::RateLimited)?,
         )
     } else {

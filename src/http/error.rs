@@ -4,7 +4,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use chatkit_actors::protocol::RequestError;
-use chatkit_actors::EngineError;
+use chatkit_actors::{EngineError, InactiveStatus};
 use serde::Serialize;
 
 use crate::auth::AuthError;
@@ -72,10 +72,10 @@ impl ApiError {
                 EngineError::ItemNotFound => (StatusCode::NOT_FOUND, "item_not_found"),
                 EngineError::CursorNotFound => (StatusCode::NOT_FOUND, "cursor_not_found"),
                 EngineError::ThreadBusy => (StatusCode::CONFLICT, "thread_busy"),
-                EngineError::ThreadNotActive {
-                    status: "locked", ..
-                } => (StatusCode::CONFLICT, "thread_locked"),
-                EngineError::ThreadNotActive { .. } => (StatusCode::CONFLICT, "thread_closed"),
+                EngineError::ThreadNotActive { status, .. } => match status {
+                    InactiveStatus::Locked => (StatusCode::CONFLICT, "thread_locked"),
+                    InactiveStatus::Closed => (StatusCode::CONFLICT, "thread_closed"),
+                },
                 EngineError::Conflict(_) => (StatusCode::CONFLICT, "invalid_thread_state"),
                 EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_params"),
                 EngineError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported_operation"),

@@ -4,8 +4,7 @@ use std::sync::LazyLock;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use prometheus::{
-    register_int_counter, register_int_counter_vec, Encoder, IntCounter, IntCounterVec,
-    TextEncoder,
+    register_int_counter, register_int_counter_vec, Encoder, IntCounter, IntCounterVec, TextEncoder,
 };
 
 /// Requests by operation and HTTP status.

@@ -31,6 +31,22 @@ pub struct AppState {
     pub model_notice: Option<String>,
 }
 
+/// The caller of a request, from its `Authorization` header.
+async fn authenticate(
+    req: &actix_web::HttpRequest,
+    state: &AppState,
+) -> Result<crate::auth::Caller, error::ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    state
+        .auth
+        .authenticate(header)
+        .await
+        .map_err(error::ApiError::Unauthorized)
+}
+
 /// Which optional routes are on.
 #[derive(Clone, Copy, Debug)]
 pub struct Routes {
@@ -51,24 +67,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, routes: Routes) {
             web::post().to(playground::dev_token),
         ));
     }
-    cfg.service(only(
-        "GET",
-        "/admin/threads",
-        web::get().to(admin::threads),
-    ))
-    .service(only(
-        "GET",
-        "/admin/instances",
-        web::get().to(admin::instances),
-    ))
-    .service(only(
-        "POST",
-        "/chatkit",
-        web::post().to(chatkit::chatkit),
-    ))
-    .service(only("GET", "/healthz", web::get().to(health::healthz)))
-    .service(only("GET", "/readyz", web::get().to(health::readyz)))
-    .default_service(web::to(not_found));
+    cfg.service(only("GET", "/admin/threads", web::get().to(admin::threads)))
+        .service(only(
+            "GET",
+            "/admin/instances",
+            web::get().to(admin::instances),
+        ))
+        .service(only("POST", "/chatkit", web::post().to(chatkit::chatkit)))
+        .service(only("GET", "/healthz", web::get().to(health::healthz)))
+        .service(only("GET", "/readyz", web::get().to(health::readyz)))
+        .default_service(web::to(not_found));
 }
 
 /// `path` served by `route`, whose method is `allow`; other methods get 405 naming it.

@@ -84,13 +84,13 @@ impl KnownKeys {
             let section = section.to_lowercase();
             if !self.sections.contains(&section) {
                 let hint = suggestion(&section, self.sections.iter(), |s| format!("[{s}]"));
-                problems.push(format!(
-                    "{shown}: unknown section [{section}]{hint}"
-                ));
+                problems.push(format!("{shown}: unknown section [{section}]{hint}"));
                 continue;
             }
             let ValueKind::Table(entries) = value.kind else {
-                problems.push(format!("{shown}: {section} must be a section ([{section}])"));
+                problems.push(format!(
+                    "{shown}: {section} must be a section ([{section}])"
+                ));
                 continue;
             };
             let mut entries: Vec<(String, Value)> = entries.into_iter().collect();
@@ -116,12 +116,8 @@ impl KnownKeys {
         problems: &mut Vec<String>,
     ) {
         let lead = format!("{prefix}{separator}");
-        let as_variable = |key: &str| {
-            format!(
-                "{lead}{}",
-                key.replace('.', separator).to_uppercase()
-            )
-        };
+        let as_variable =
+            |key: &str| format!("{lead}{}", key.replace('.', separator).to_uppercase());
         for (name, _) in vars {
             let Some(rest) = name.strip_prefix(&lead) else {
                 continue;
@@ -145,7 +141,9 @@ fn check_list_entries(
     problems: &mut Vec<String>,
 ) {
     let ValueKind::Array(entries) = value.kind else {
-        problems.push(format!("{shown}: {list} must be a list of tables ([[{list}]])"));
+        problems.push(format!(
+            "{shown}: {list} must be a list of tables ([[{list}]])"
+        ));
         return;
     };
     for entry in entries {
@@ -189,8 +187,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in rows.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

@@ -189,10 +189,9 @@ impl SectionSource for Layers {
         let value = match self.0.get::<config::Value>(name) {
             Ok(value) => value,
             // A section with no keys (`[mcp]` with only comments) is an empty table.
-            Err(config::ConfigError::NotFound(_)) => config::Value::new(
-                None,
-                config::ValueKind::Table(config::Map::new()),
-            ),
+            Err(config::ConfigError::NotFound(_)) => {
+                config::Value::new(None, config::ValueKind::Table(config::Map::new()))
+            }
             Err(e) => return Err(one_line(&e.to_string())),
         };
         // config's own value deserializer (it reads "8" from the environment as a number),
@@ -266,11 +265,7 @@ impl Settings {
     }
 }
 
-fn read<T: DeserializeOwned>(
-    layers: &Layers,
-    name: &str,
-    problems: &mut Vec<String>,
-) -> Option<T> {
+fn read<T: DeserializeOwned>(layers: &Layers, name: &str, problems: &mut Vec<String>) -> Option<T> {
     layers
         .section(name)
         .map_err(|problem| problems.push(problem))

@@ -1,7 +1,7 @@
-//! The actors: one per live thread, the registry that routes to them, and the persistence
-//! writer they all commit through.
+//! The actors: one per live thread (`thread/`, running its turns with `turn/`), the registry
+//! that routes to them, and the persistence writer they all commit through.
 
-pub mod persistence;
-pub mod registry;
-pub mod thread;
-pub mod turn;
+pub(crate) mod persistence;
+pub(crate) mod registry;
+pub(crate) mod thread;
+pub(crate) mod turn;

@@ -7,14 +7,13 @@
 //! thread: one thread's writes commit in the order they were sent. A failed batch is retried write by write, so one bad write (say, an
 //! item for a thread deleted meanwhile) cannot fail the writes of other threads.
 
-
 use std::collections::HashSet;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::metrics::METRICS;
 use crate::config::BatchSettings;
+use crate::metrics::METRICS;
 use crate::store::{Store, StoreError, WriteOp};
 
 /// Commit these writes together (atomically with each other); resolves after the commit.
@@ -185,10 +184,7 @@ impl PersistenceActor {
 
 /// The threads a write touches.
 fn write_threads(ops: &[WriteOp]) -> Vec<String> {
-    let mut threads: Vec<String> = ops
-        .iter()
-        .filter_map(|op| op.thread_id_of().map(str::to_string))
-        .collect();
+    let mut threads: Vec<String> = ops.iter().map(|op| op.thread_id().to_string()).collect();
     threads.dedup();
     threads
 }

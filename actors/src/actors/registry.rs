@@ -7,59 +7,61 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::thread::{HandOver, Passivate, ThreadActor};
+use super::thread::{Passivate, RetireForShutdown, ThreadActor, YieldToOtherInstance};
 use crate::engine::EngineEnv;
+use crate::ids::ThreadId;
 use crate::metrics::METRICS;
 use crate::protocol::ThreadMeta;
 
 /// The actor of an existing thread, started (and loading) if it was not live.
 #[derive(Message)]
 #[rtype(result = "Addr<ThreadActor>")]
-pub struct Route {
-    pub thread_id: String,
+pub(crate) struct Route {
+    pub thread_id: ThreadId,
 }
 
 /// Start the actor of a thread being created now.
 #[derive(Message)]
 #[rtype(result = "Addr<ThreadActor>")]
-pub struct SpawnNew {
+pub(crate) struct SpawnNew {
     pub meta: ThreadMeta,
 }
 
 /// A thread actor retired; forget it (if it is still the one registered).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Retired {
-    pub thread_id: String,
+pub(crate) struct Retired {
+    pub thread_id: ThreadId,
     pub actor_id: u64,
 }
 
-/// Another instance asked (through `LISTEN/NOTIFY`) for a thread live here.
+/// Another instance asked (through `LISTEN/NOTIFY`) for a thread that may be live here.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Handover {
+pub(crate) struct HandoverRequested {
     pub thread_id: String,
 }
 
-/// How many thread actors are live (for health and metrics).
+/// Shutdown: every live thread actor retires once its turn ended; answers when all have.
 #[derive(Message)]
-#[rtype(result = "usize")]
-pub struct LiveCount;
+#[rtype(result = "()")]
+pub(crate) struct RetireAll;
 
-struct LiveThread {
+/// A live thread actor, as the registry knows it.
+struct RegisteredActor {
     addr: Addr<ThreadActor>,
     actor_id: u64,
     /// Registry clock at the last request routed to it.
     last_used: u64,
 }
 
-pub struct Registry {
+pub(crate) struct Registry {
     env: Arc<EngineEnv>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     next_actor_id: u64,
     clock: u64,
-    live: HashMap<String, LiveThread>,
+    live: HashMap<ThreadId, RegisteredActor>,
 }
 
 impl Registry {
@@ -81,7 +83,7 @@ impl Registry {
     fn start_actor(
         &mut self,
         ctx: &mut Context<Self>,
-        thread_id: String,
+        thread_id: ThreadId,
         make: impl FnOnce(u64, Arc<EngineEnv>, Addr<Registry>) -> ThreadActor + Send + 'static,
     ) -> Addr<ThreadActor> {
         self.next_actor_id += 1;
@@ -92,7 +94,7 @@ impl Registry {
         let registry = ctx.address();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| make(actor_id, env, registry));
         self.clock += 1;
-        let entry = LiveThread {
+        let entry = RegisteredActor {
             addr: addr.clone(),
             actor_id,
             last_used: self.clock,
@@ -127,6 +129,13 @@ impl Actor for Registry {
         ctx.set_mailbox_capacity(4096);
         // Heartbeat: this instance lives, and its leases are extended (now, then periodically).
         let every = self.env.settings.cluster.lease_ttl / 3;
+        self.heartbeat(ctx);
+        ctx.run_interval(every, |act, ctx| act.heartbeat(ctx));
+    }
+}
+
+impl Registry {
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         let env = self.env.clone();
         ctx.spawn(
             async move {
@@ -137,18 +146,6 @@ impl Actor for Registry {
             }
             .into_actor(self),
         );
-        ctx.run_interval(every, |act, ctx| {
-            let env = act.env.clone();
-            ctx.spawn(
-                async move {
-                    let cluster = &env.settings.cluster;
-                    if let Err(error) = env.store.heartbeat(&cluster.instance_id).await {
-                        tracing::warn!(%error, "cluster heartbeat failed");
-                    }
-                }
-                .into_actor(act),
-            );
-        });
     }
 }
 
@@ -174,7 +171,7 @@ impl Handler<SpawnNew> for Registry {
     type Result = MessageResult<SpawnNew>;
 
     fn handle(&mut self, msg: SpawnNew, ctx: &mut Context<Self>) -> Self::Result {
-        let thread_id = msg.meta.id.clone();
+        let thread_id = ThreadId::parse(msg.meta.id.clone()).expect("generated ids are valid");
         MessageResult(self.start_actor(ctx, thread_id, move |id, env, registry| {
             ThreadActor::new_thread(id, msg.meta, env, registry)
         }))
@@ -196,20 +193,30 @@ impl Handler<Retired> for Registry {
     }
 }
 
-impl Handler<LiveCount> for Registry {
-    type Result = usize;
+impl Handler<RetireAll> for Registry {
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: LiveCount, _ctx: &mut Context<Self>) -> usize {
-        self.live.len()
+    fn handle(&mut self, _: RetireAll, _ctx: &mut Context<Self>) -> Self::Result {
+        let retiring: Vec<_> = self
+            .live
+            .values()
+            .map(|live| live.addr.send(RetireForShutdown))
+            .collect();
+        Box::pin(async move {
+            futures::future::join_all(retiring).await;
+        })
     }
 }
 
-impl Handler<Handover> for Registry {
+impl Handler<HandoverRequested> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: Handover, ctx: &mut Context<Self>) {
-        match self.live.get(&msg.thread_id) {
-            Some(live) => live.addr.do_send(HandOver),
+    fn handle(&mut self, msg: HandoverRequested, ctx: &mut Context<Self>) {
+        let live = ThreadId::parse(msg.thread_id.as_str())
+            .ok()
+            .and_then(|id| self.live.get(&id));
+        match live {
+            Some(live) => live.addr.do_send(YieldToOtherInstance),
             None => {
                 // Not live here (retired, or its release failed): drop any lease row we hold.
                 let env = self.env.clone();

@@ -18,30 +18,11 @@ use rmcp::{ClientHandler, ServiceExt};
 use serde_json::Value;
 
 pub use crate::config::McpServerConfig;
+pub(crate) use crate::ids::BearerToken;
 use crate::model::{FunctionSpec, ToolSpec};
 
 mod catalog;
 pub use catalog::ToolCatalog;
-
-/// The caller's bearer token. Its Debug never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(String);
-
-impl BearerToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        BearerToken(token.into())
-    }
-
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("BearerToken(<redacted>)")
-    }
-}
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@ use super::wire::{ChatMessage, ToolCallRequest};
 use crate::protocol::{ItemBody, ThreadItem, ToolCallStatus};
 
 /// Wrapper the reference uses for hidden context (§6.11).
-pub const HIDDEN_CONTEXT_PREFIX: &str = "Hidden context for the agent (not shown to the user):";
+const HIDDEN_CONTEXT_PREFIX: &str = "Hidden context for the agent (not shown to the user):";
 
 fn hidden(content: &str) -> ChatMessage {
     ChatMessage::User {

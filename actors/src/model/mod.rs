@@ -15,7 +15,7 @@ use async_openai::Client;
 use futures::{Stream, StreamExt};
 
 pub use crate::config::ModelSettings;
-pub use history::{history_messages, HIDDEN_CONTEXT_PREFIX};
+pub use history::history_messages;
 pub use wire::{ChatMessage, FunctionSpec, ToolCallRequest, ToolSpec};
 
 /// What can go wrong talking to the model. Messages are for logs; clients see `stream.error`.
@@ -58,7 +58,6 @@ pub struct ModelClient {
     settings: std::sync::Arc<ModelSettings>,
 }
 
-
 impl ModelClient {
     pub fn new(settings: ModelSettings) -> Self {
         let config = OpenAIConfig::new()
@@ -85,10 +84,6 @@ impl ModelClient {
                 .with_http_service(transport::transport(http)),
             settings: std::sync::Arc::new(settings),
         }
-    }
-
-    pub fn settings(&self) -> &ModelSettings {
-        &self.settings
     }
 
     /// Starts a streamed completion. Dropping the returned stream aborts the HTTP request.

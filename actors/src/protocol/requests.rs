@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::items::{InferenceOptions, UserMessageContent};
 use super::page::{Order, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use crate::ids::is_valid_client_id;
+use crate::ids::{ItemId, ThreadId};
 use crate::text::shorten_for_display;
 
 /// Client text quoted back in an error (an unknown op name) is cut to this many bytes.
@@ -25,121 +25,111 @@ pub struct ChatKitRequest {
     pub metadata: Map<String, Value>,
 }
 
-/// The 16 op names of §1.2, each with its params.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "params")]
-pub enum Operation {
-    #[serde(rename = "threads.create")]
-    ThreadsCreate(CreateThreadParams),
-    #[serde(rename = "threads.add_user_message")]
-    ThreadsAddUserMessage(AddUserMessageParams),
-    #[serde(rename = "threads.add_client_tool_output")]
-    ThreadsAddClientToolOutput(AddClientToolOutputParams),
-    #[serde(rename = "threads.retry_after_item")]
-    ThreadsRetryAfterItem(RetryAfterItemParams),
-    #[serde(rename = "threads.custom_action")]
-    ThreadsCustomAction(CustomActionParams),
-    #[serde(rename = "threads.add_structured_input")]
-    ThreadsAddStructuredInput(AddStructuredInputParams),
-    #[serde(rename = "threads.get_by_id")]
-    ThreadsGetById(ThreadIdParams),
-    #[serde(rename = "threads.list")]
-    ThreadsList(ListThreadsParams),
-    #[serde(rename = "items.list")]
-    ItemsList(ListItemsParams),
-    #[serde(rename = "items.feedback")]
-    ItemsFeedback(FeedbackParams),
-    #[serde(rename = "attachments.create")]
-    AttachmentsCreate(CreateAttachmentParams),
-    #[serde(rename = "attachments.delete")]
-    AttachmentsDelete(DeleteAttachmentParams),
-    #[serde(rename = "threads.update")]
-    ThreadsUpdate(UpdateThreadParams),
-    #[serde(rename = "threads.delete")]
-    ThreadsDelete(ThreadIdParams),
-    #[serde(rename = "input.transcribe")]
-    InputTranscribe(TranscribeParams),
-    #[serde(rename = "threads.sync_custom_action")]
-    ThreadsSyncCustomAction(CustomActionParams),
+/// How an op answers (protocol §1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Server-Sent Events.
+    Stream,
+    /// One JSON body.
+    Json,
 }
 
-/// All op names, in the order of §1.2's validator list.
-pub const OPERATION_NAMES: [&str; 16] = [
-    "threads.create",
-    "threads.add_user_message",
-    "threads.add_client_tool_output",
-    "threads.retry_after_item",
-    "threads.custom_action",
-    "threads.add_structured_input",
-    "threads.get_by_id",
-    "threads.list",
-    "items.list",
-    "items.feedback",
-    "attachments.create",
-    "attachments.delete",
-    "threads.update",
-    "threads.delete",
-    "input.transcribe",
-    "threads.sync_custom_action",
-];
+/// The one table of operations: each line names the op as on the wire, its variant, its
+/// params and how it answers. Adding an op is a line here, its params type, and its handler.
+macro_rules! operations {
+    ($($wire:literal => $variant:ident($params:ty), $answer:ident;)*) => {
+        /// The 16 op names of protocol §1.2, each with its params.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "params")]
+        pub enum Operation {
+            $(#[serde(rename = $wire)] $variant($params),)*
+        }
+
+        /// Every op name, in the order of protocol §1.2.
+        pub const OPERATION_NAMES: &[&str] = &[$($wire),*];
+
+        impl Operation {
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Operation::$variant(_) => $wire,)*
+                }
+            }
+
+            /// Streaming ops answer with SSE (protocol §1.2).
+            pub fn answer(&self) -> Answer {
+                match self {
+                    $(Operation::$variant(_) => Answer::$answer,)*
+                }
+            }
+
+            /// The thread the op addresses, if any (for logs).
+            pub fn thread_id(&self) -> Option<&ThreadId> {
+                match self {
+                    $(Operation::$variant(params) => params.thread_id(),)*
+                }
+            }
+        }
+    };
+}
+
+operations! {
+    "threads.create" => ThreadsCreate(CreateThreadParams), Stream;
+    "threads.add_user_message" => ThreadsAddUserMessage(AddUserMessageParams), Stream;
+    "threads.add_client_tool_output" => ThreadsAddClientToolOutput(AddClientToolOutputParams), Stream;
+    "threads.retry_after_item" => ThreadsRetryAfterItem(RetryAfterItemParams), Stream;
+    "threads.custom_action" => ThreadsCustomAction(CustomActionParams), Stream;
+    "threads.add_structured_input" => ThreadsAddStructuredInput(AddStructuredInputParams), Stream;
+    "threads.get_by_id" => ThreadsGetById(ThreadIdParams), Json;
+    "threads.list" => ThreadsList(ListThreadsParams), Json;
+    "items.list" => ItemsList(ListItemsParams), Json;
+    "items.feedback" => ItemsFeedback(FeedbackParams), Json;
+    "attachments.create" => AttachmentsCreate(CreateAttachmentParams), Json;
+    "attachments.delete" => AttachmentsDelete(DeleteAttachmentParams), Json;
+    "threads.update" => ThreadsUpdate(UpdateThreadParams), Json;
+    "threads.delete" => ThreadsDelete(ThreadIdParams), Json;
+    "input.transcribe" => InputTranscribe(TranscribeParams), Json;
+    "threads.sync_custom_action" => ThreadsSyncCustomAction(CustomActionParams), Json;
+}
 
 impl Operation {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Operation::ThreadsCreate(_) => "threads.create",
-            Operation::ThreadsAddUserMessage(_) => "threads.add_user_message",
-            Operation::ThreadsAddClientToolOutput(_) => "threads.add_client_tool_output",
-            Operation::ThreadsRetryAfterItem(_) => "threads.retry_after_item",
-            Operation::ThreadsCustomAction(_) => "threads.custom_action",
-            Operation::ThreadsAddStructuredInput(_) => "threads.add_structured_input",
-            Operation::ThreadsGetById(_) => "threads.get_by_id",
-            Operation::ThreadsList(_) => "threads.list",
-            Operation::ItemsList(_) => "items.list",
-            Operation::ItemsFeedback(_) => "items.feedback",
-            Operation::AttachmentsCreate(_) => "attachments.create",
-            Operation::AttachmentsDelete(_) => "attachments.delete",
-            Operation::ThreadsUpdate(_) => "threads.update",
-            Operation::ThreadsDelete(_) => "threads.delete",
-            Operation::InputTranscribe(_) => "input.transcribe",
-            Operation::ThreadsSyncCustomAction(_) => "threads.sync_custom_action",
-        }
-    }
-
-    /// The thread the op addresses, if any (for logs).
-    pub fn thread_id(&self) -> Option<&str> {
-        match self {
-            Operation::ThreadsAddUserMessage(p) => Some(&p.thread_id),
-            Operation::ThreadsAddClientToolOutput(p) => Some(&p.thread_id),
-            Operation::ThreadsRetryAfterItem(p) => Some(&p.thread_id),
-            Operation::ThreadsCustomAction(p) | Operation::ThreadsSyncCustomAction(p) => {
-                Some(&p.thread_id)
-            }
-            Operation::ThreadsAddStructuredInput(p) => Some(&p.thread_id),
-            Operation::ThreadsGetById(p) | Operation::ThreadsDelete(p) => Some(&p.thread_id),
-            Operation::ItemsList(p) => Some(&p.thread_id),
-            Operation::ItemsFeedback(p) => Some(&p.thread_id),
-            Operation::ThreadsUpdate(p) => Some(&p.thread_id),
-            Operation::ThreadsCreate(_)
-            | Operation::ThreadsList(_)
-            | Operation::AttachmentsCreate(_)
-            | Operation::AttachmentsDelete(_)
-            | Operation::InputTranscribe(_) => None,
-        }
-    }
-
-    /// Streaming ops answer with SSE (§1.2).
     pub fn is_streaming(&self) -> bool {
-        matches!(
-            self,
-            Operation::ThreadsCreate(_)
-                | Operation::ThreadsAddUserMessage(_)
-                | Operation::ThreadsAddClientToolOutput(_)
-                | Operation::ThreadsRetryAfterItem(_)
-                | Operation::ThreadsCustomAction(_)
-                | Operation::ThreadsAddStructuredInput(_)
-        )
+        self.answer() == Answer::Stream
     }
 }
+
+/// Params that address a thread say which.
+trait Addressed {
+    fn thread_id(&self) -> Option<&ThreadId> {
+        None
+    }
+}
+
+macro_rules! addressed {
+    ($($params:ty),*) => {
+        $(impl Addressed for $params {
+            fn thread_id(&self) -> Option<&ThreadId> {
+                Some(&self.thread_id)
+            }
+        })*
+    };
+}
+
+addressed!(
+    AddUserMessageParams,
+    AddClientToolOutputParams,
+    RetryAfterItemParams,
+    CustomActionParams,
+    AddStructuredInputParams,
+    ThreadIdParams,
+    ListItemsParams,
+    UpdateThreadParams,
+    FeedbackParams
+);
+impl Addressed for CreateThreadParams {}
+impl Addressed for ListThreadsParams {}
+impl Addressed for CreateAttachmentParams {}
+impl Addressed for DeleteAttachmentParams {}
+impl Addressed for TranscribeParams {}
 
 /// Why a request body was refused; each maps to a 400 with its own code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -240,47 +230,11 @@ fn short_serde_message(error: &serde_json::Error) -> String {
 }
 
 impl Operation {
-    /// Checks beyond types: ids are plausible, limits in range.
+    /// Checks beyond types (ids were checked while parsing): limits in range.
     fn validate(&self) -> Result<(), String> {
-        let check_id = |name: &str, id: &str| {
-            if is_valid_client_id(id) {
-                Ok(())
-            } else {
-                Err(format!("`{name}` is not a valid id"))
-            }
-        };
         match self {
-            Operation::ThreadsAddUserMessage(p) => check_id("thread_id", &p.thread_id),
-            Operation::ThreadsAddClientToolOutput(p) => check_id("thread_id", &p.thread_id),
-            Operation::ThreadsRetryAfterItem(p) => {
-                check_id("thread_id", &p.thread_id)?;
-                check_id("item_id", &p.item_id)
-            }
-            Operation::ThreadsGetById(p) | Operation::ThreadsDelete(p) => {
-                check_id("thread_id", &p.thread_id)
-            }
-            Operation::ThreadsList(p) => {
-                p.page_size()?;
-                if let Some(after) = &p.after {
-                    check_id("after", after)?;
-                }
-                Ok(())
-            }
-            Operation::ItemsList(p) => {
-                check_id("thread_id", &p.thread_id)?;
-                page_size(p.limit)?;
-                if let Some(after) = &p.after {
-                    check_id("after", after)?;
-                }
-                Ok(())
-            }
-            Operation::ThreadsUpdate(p) => check_id("thread_id", &p.thread_id),
-            Operation::ItemsFeedback(p) => {
-                check_id("thread_id", &p.thread_id)?;
-                p.item_ids
-                    .iter()
-                    .try_for_each(|id| check_id("item_ids", id))
-            }
+            Operation::ThreadsList(p) => p.page_size().map(drop),
+            Operation::ItemsList(p) => page_size(p.limit).map(drop),
             _ => Ok(()),
         }
     }
@@ -315,13 +269,13 @@ pub struct CreateThreadParams {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddUserMessageParams {
-    pub thread_id: String,
+    pub thread_id: ThreadId,
     pub input: UserMessageInput,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddClientToolOutputParams {
-    pub thread_id: String,
+    pub thread_id: ThreadId,
     /// Any JSON, `null` included; a missing key is refused.
     #[serde(deserialize_with = "present_value")]
     pub result: Value,
@@ -334,8 +288,8 @@ fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Err
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RetryAfterItemParams {
-    pub thread_id: String,
-    pub item_id: String,
+    pub thread_id: ThreadId,
+    pub item_id: ItemId,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -348,22 +302,22 @@ pub struct CustomAction {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CustomActionParams {
-    pub thread_id: String,
+    pub thread_id: ThreadId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub item_id: Option<String>,
+    pub item_id: Option<ItemId>,
     pub action: CustomAction,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddStructuredInputParams {
-    pub thread_id: String,
-    pub item_id: String,
+    pub thread_id: ThreadId,
+    pub item_id: ItemId,
     pub input: Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ThreadIdParams {
-    pub thread_id: String,
+    pub thread_id: ThreadId,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -373,7 +327,7 @@ pub struct ListThreadsParams {
     #[serde(default)]
     pub order: Order,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    pub after: Option<ThreadId>,
 }
 
 impl ListThreadsParams {
@@ -384,18 +338,18 @@ impl ListThreadsParams {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ListItemsParams {
-    pub thread_id: String,
+    pub thread_id: ThreadId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<i64>,
     #[serde(default)]
     pub order: Order,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    pub after: Option<ItemId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UpdateThreadParams {
-    pub thread_id: String,
+    pub thread_id: ThreadId,
     pub title: String,
 }
 
@@ -408,8 +362,8 @@ pub enum FeedbackKind {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackParams {
-    pub thread_id: String,
-    pub item_ids: Vec<String>,
+    pub thread_id: ThreadId,
+    pub item_ids: Vec<ItemId>,
     pub kind: FeedbackKind,
 }
 
@@ -600,10 +554,11 @@ mod fuzz {
     /// Every op of `tests/fixtures/requests.jsonl`, each string in it (discriminators
     /// included, now and then) replaced by hostile text.
     fn hostile_request() -> impl Strategy<Value = serde_json::Value> {
-        let templates: Vec<serde_json::Value> = include_str!("../../../tests/fixtures/requests.jsonl")
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("fixture is JSON"))
-            .collect();
+        let templates: Vec<serde_json::Value> =
+            include_str!("../../../tests/fixtures/requests.jsonl")
+                .lines()
+                .map(|line| serde_json::from_str(line).expect("fixture is JSON"))
+                .collect();
         (
             prop::sample::select(templates),
             prop::collection::vec(hostile_string(), 12),
@@ -616,7 +571,10 @@ mod fuzz {
             })
     }
 
-    fn replace_strings(value: &mut serde_json::Value, strings: &mut impl Iterator<Item = (String, bool)>) {
+    fn replace_strings(
+        value: &mut serde_json::Value,
+        strings: &mut impl Iterator<Item = (String, bool)>,
+    ) {
         match value {
             serde_json::Value::String(text) => {
                 if let Some((hostile, replace)) = strings.next() {
@@ -626,8 +584,12 @@ mod fuzz {
                     }
                 }
             }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| replace_strings(v, strings)),
-            serde_json::Value::Object(map) => map.values_mut().for_each(|v| replace_strings(v, strings)),
+            serde_json::Value::Array(items) => {
+                items.iter_mut().for_each(|v| replace_strings(v, strings))
+            }
+            serde_json::Value::Object(map) => {
+                map.values_mut().for_each(|v| replace_strings(v, strings))
+            }
             _ => {}
         }
     }

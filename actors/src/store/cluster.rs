@@ -8,13 +8,44 @@ use serde::Serialize;
 
 use super::{Store, StoreError};
 
+/// A lease's fencing token: it grows with every change of owner, and a write counts only
+/// while the writer's token is still the lease's (so a paused instance cannot write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FencingToken(i64);
+
+impl FencingToken {
+    /// The token of a lease created with its thread (`thread_leases.fencing` starts at 1).
+    pub(crate) const FIRST: FencingToken = FencingToken(1);
+
+    pub(crate) fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// What a thread's owner is doing, as the cluster view (and other instances) see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LeaseState {
+    Idle,
+    /// A response is streaming: another instance answers 409 rather than asking for it.
+    Streaming,
+}
+
+impl LeaseState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Idle => "idle",
+            LeaseState::Streaming => "streaming",
+        }
+    }
+}
+
 /// The result of trying to become a thread's owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseAttempt {
+pub(crate) enum LeaseAttempt {
     /// We own it now, with this fencing token.
-    Acquired(i64),
+    Acquired(FencingToken),
     /// Another live instance owns it.
-    Held { owner: String, streaming: bool },
+    Held { owner: String, state: LeaseState },
 }
 
 /// The `application_name` of an instance's dedicated LISTEN connection: its presence in
@@ -22,7 +53,7 @@ pub enum LeaseAttempt {
 /// schema is part of it (as a hash: the name must fit in 63 bytes), so that deployments
 /// sharing one Postgres with the same instance ids in different schemas cannot keep each
 /// other's dead instances "alive" (seen as a flaky 409 when tests ran in parallel).
-pub fn listener_application_name(schema: &str, instance_id: &str) -> String {
+pub(crate) fn listener_application_name(schema: &str, instance_id: &str) -> String {
     format!("ck:{:08x}:{instance_id}", fnv1a32(schema.as_bytes()))
 }
 
@@ -34,7 +65,7 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
 }
 
 /// The notification channel instances listen on; payloads carry thread ids only.
-pub const HANDOVER_CHANNEL: &str = "chatkit_handover";
+pub(crate) const HANDOVER_CHANNEL: &str = "chatkit_handover";
 
 /// A live thread, for `GET /admin/threads`.
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +102,7 @@ fn millis(d: Duration) -> f64 {
 
 impl Store {
     /// Takes the lease of an existing thread if it is free, expired, or already ours.
-    pub async fn acquire_lease(
+    pub(crate) async fn acquire_lease(
         &self,
         thread_id: &str,
         instance_id: &str,
@@ -97,7 +128,7 @@ impl Store {
             .query_opt(&stmt, &[&thread_id, &instance_id, &millis(ttl)])
             .await?
         {
-            return Ok(LeaseAttempt::Acquired(row.get(0)));
+            return Ok(LeaseAttempt::Acquired(FencingToken(row.get(0))));
         }
         let holder = client
             .prepare_cached("SELECT instance_id, state FROM thread_leases WHERE thread_id = $1")
@@ -107,7 +138,11 @@ impl Store {
             return Box::pin(self.acquire_lease(thread_id, instance_id, ttl)).await;
         };
         let owner: String = row.get(0);
-        let streaming = row.get::<_, String>(1) == "streaming";
+        let state = if row.get::<_, String>(1) == LeaseState::Streaming.as_str() {
+            LeaseState::Streaming
+        } else {
+            LeaseState::Idle
+        };
         // The owner's LISTEN connection is gone: its process died (the kernel closed its
         // sockets), so take over without waiting for the lease to expire.
         let alive = client
@@ -138,18 +173,18 @@ impl Store {
                 .await?
             {
                 tracing::info!(%thread_id, dead_owner = %owner, "took over a thread from a dead instance");
-                return Ok(LeaseAttempt::Acquired(row.get(0)));
+                return Ok(LeaseAttempt::Acquired(FencingToken(row.get(0))));
             }
         }
-        Ok(LeaseAttempt::Held { owner, streaming })
+        Ok(LeaseAttempt::Held { owner, state })
     }
 
     /// Gives a lease up (retirement, deletion, shutdown).
-    pub async fn release_lease(
+    pub(crate) async fn release_lease(
         &self,
         thread_id: &str,
         instance_id: &str,
-        fencing: i64,
+        fencing: FencingToken,
     ) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
@@ -158,14 +193,14 @@ impl Store {
             )
             .await?;
         client
-            .execute(&stmt, &[&thread_id, &instance_id, &fencing])
+            .execute(&stmt, &[&thread_id, &instance_id, &fencing.get()])
             .await?;
         Ok(())
     }
 
     /// Gives up whatever lease this instance holds on a thread, whatever its fencing token
     /// (an actor restarted after a failure forgot its token; another instance may be waiting).
-    pub async fn release_own_lease(
+    pub(crate) async fn release_own_lease(
         &self,
         thread_id: &str,
         instance_id: &str,
@@ -179,7 +214,11 @@ impl Store {
     }
 
     /// Asks the owner of a thread to hand it over (`LISTEN`ers get the thread id).
-    pub async fn request_handover(&self, thread_id: &str, owner: &str) -> Result<(), StoreError> {
+    pub(crate) async fn request_handover(
+        &self,
+        thread_id: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
         // Every instance hears it; only `owner` acts. Payload: `<owner> <thread id>`, ids only.
         let client = self.pool.get().await?;
         let payload = format!("{owner} {thread_id}");
@@ -190,7 +229,7 @@ impl Store {
     }
 
     /// Records that this instance lives: its leases stay valid while this is fresh.
-    pub async fn heartbeat(&self, instance_id: &str) -> Result<(), StoreError> {
+    pub(crate) async fn heartbeat(&self, instance_id: &str) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         client
             .execute(
@@ -203,7 +242,7 @@ impl Store {
     }
 
     /// Leaves the cluster: all leases released, the instance forgotten.
-    pub async fn leave_cluster(&self, instance_id: &str) -> Result<(), StoreError> {
+    pub(crate) async fn leave_cluster(&self, instance_id: &str) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -221,7 +260,7 @@ impl Store {
     }
 
     /// Live threads across the cluster, by thread id, after `after`.
-    pub async fn live_threads(
+    pub(crate) async fn live_threads(
         &self,
         filter: &LiveThreadFilter,
         limit: u32,
@@ -274,7 +313,10 @@ impl Store {
     }
 
     /// Instances seen within `stale_after`, with their live-thread counts.
-    pub async fn instances(&self, stale_after: Duration) -> Result<Vec<InstanceRow>, StoreError> {
+    pub(crate) async fn instances(
+        &self,
+        stale_after: Duration,
+    ) -> Result<Vec<InstanceRow>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(

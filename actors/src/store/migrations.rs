@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_items_fenced_not_keyed",
         sql: include_str!("../../../sql/0004_items_fenced_not_keyed.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_drop_threads_version",
+        sql: include_str!("../../../sql/0005_drop_threads_version.sql"),
+    },
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock`, shared by every instance.

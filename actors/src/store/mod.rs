@@ -4,9 +4,9 @@
 //! stored item left only after its commit). Writes arrive as [`WriteOp`] batches from the
 //! persistence actor and run in one transaction each.
 
-pub mod cluster;
+pub(crate) mod cluster;
 mod error;
-pub mod migrations;
+mod migrations;
 mod schema;
 mod writes;
 
@@ -18,29 +18,29 @@ use tokio_postgres::NoTls;
 
 pub use error::StoreError;
 pub use schema::SchemaName;
-pub use writes::WriteOp;
+pub(crate) use writes::WriteOp;
 
 use crate::protocol::{Order, Page, ThreadItem, ThreadMeta, ThreadStatus, Timestamp};
 
 /// An item as stored: its exact wire JSON plus what we index.
 #[derive(Clone, Debug)]
-pub struct StoredItem {
+pub(crate) struct StoredItem {
     pub id: String,
     pub kind: String,
     pub body: String,
 }
 
 impl StoredItem {
-    pub fn is_hidden(&self) -> bool {
+    pub(crate) fn is_hidden(&self) -> bool {
         self.kind == "hidden_context_item" || self.kind == "sdk_hidden_context"
     }
 
-    pub fn parse(&self) -> Result<ThreadItem, StoreError> {
+    pub(crate) fn parse(&self) -> Result<ThreadItem, StoreError> {
         serde_json::from_str(&self.body)
             .map_err(|e| StoreError::Corrupt(format!("item {}: {e}", self.id)))
     }
 
-    pub fn raw_json(&self) -> Result<Box<RawValue>, StoreError> {
+    pub(crate) fn raw_json(&self) -> Result<Box<RawValue>, StoreError> {
         RawValue::from_string(self.body.clone())
             .map_err(|e| StoreError::Corrupt(format!("item {}: {e}", self.id)))
     }
@@ -99,12 +99,12 @@ impl Store {
         })
     }
 
-    pub fn schema(&self) -> &SchemaName {
+    pub(crate) fn schema(&self) -> &SchemaName {
         &self.schema
     }
 
     /// Connection settings for a dedicated, non-pooled connection (LISTEN).
-    pub fn connection_config(&self) -> &tokio_postgres::Config {
+    pub(crate) fn connection_config(&self) -> &tokio_postgres::Config {
         &self.pg_config
     }
 
@@ -115,7 +115,7 @@ impl Store {
     }
 
     /// Database reachable and schema current (for `/readyz`).
-    pub async fn is_ready(&self) -> bool {
+    pub(crate) async fn is_ready(&self) -> bool {
         match self.pool.get().await {
             Ok(client) => migrations::all_applied(&client).await.unwrap_or(false),
             Err(_) => false,
@@ -123,13 +123,16 @@ impl Store {
     }
 
     /// Runs one batch of writes in one transaction.
-    pub async fn apply(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+    pub(crate) async fn apply(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         writes::apply_batch(&mut client, ops).await
     }
 
     /// A thread by id, whoever owns it (the caller checks ownership).
-    pub async fn load_thread(&self, thread_id: &str) -> Result<Option<ThreadMeta>, StoreError> {
+    pub(crate) async fn load_thread(
+        &self,
+        thread_id: &str,
+    ) -> Result<Option<ThreadMeta>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(&format!(
@@ -141,7 +144,7 @@ impl Store {
     }
 
     /// A thread visible to `user_id`, or `None` (another user's thread looks absent).
-    pub async fn load_user_thread(
+    pub(crate) async fn load_user_thread(
         &self,
         user_id: &str,
         thread_id: &str,
@@ -153,51 +156,21 @@ impl Store {
     }
 
     /// The user's threads by `created_at` (then insertion order), strictly after `after`.
-    pub async fn list_threads(
+    pub(crate) async fn list_threads(
         &self,
         user_id: &str,
         limit: u32,
         order: Order,
         after: Option<&str>,
     ) -> Result<Page<ThreadMeta>, StoreError> {
-        let client = self.pool.get().await?;
-        let (cmp, dir) = order_sql(order);
-        let rows = match after {
-            None => {
-                let stmt = client
-                    .prepare_cached(&format!(
-                        "SELECT {THREAD_COLUMNS} FROM threads WHERE user_id = $1
-                         ORDER BY created_at {dir}, seq {dir} LIMIT $2"
-                    ))
-                    .await?;
-                client
-                    .query(&stmt, &[&user_id, &(limit as i64 + 1)])
-                    .await?
-            }
-            Some(cursor) => {
-                let cursor_stmt = client
-                    .prepare_cached(
-                        "SELECT created_at, seq FROM threads WHERE id = $1 AND user_id = $2",
-                    )
-                    .await?;
-                let Some(cursor_row) = client.query_opt(&cursor_stmt, &[&cursor, &user_id]).await?
-                else {
-                    return Err(StoreError::CursorNotFound);
-                };
-                let created: chrono::NaiveDateTime = cursor_row.get(0);
-                let seq: i64 = cursor_row.get(1);
-                let stmt = client
-                    .prepare_cached(&format!(
-                        "SELECT {THREAD_COLUMNS} FROM threads
-                         WHERE user_id = $1 AND (created_at, seq) {cmp} ($2, $3)
-                         ORDER BY created_at {dir}, seq {dir} LIMIT $4"
-                    ))
-                    .await?;
-                client
-                    .query(&stmt, &[&user_id, &created, &seq, &(limit as i64 + 1)])
-                    .await?
-            }
+        let query = KeysetQuery {
+            table: "threads",
+            columns: THREAD_COLUMNS,
+            scope: "user_id",
         };
+        let rows = self
+            .keyset_rows(&query, user_id, limit, order, after)
+            .await?;
         let mut threads = rows
             .iter()
             .map(thread_from_row)
@@ -206,66 +179,76 @@ impl Store {
     }
 
     /// A thread's items (hidden ones included) in `created_at` order, strictly after `after`.
-    pub async fn list_items(
+    pub(crate) async fn list_items(
         &self,
         thread_id: &str,
         limit: u32,
         order: Order,
         after: Option<&str>,
     ) -> Result<Page<StoredItem>, StoreError> {
-        let client = self.pool.get().await?;
-        let (cmp, dir) = order_sql(order);
-        let rows = match after {
-            None => {
-                let stmt = client
-                    .prepare_cached(&format!(
-                        "SELECT id, kind, body FROM items WHERE thread_id = $1
-                         ORDER BY created_at {dir}, seq {dir} LIMIT $2"
-                    ))
-                    .await?;
-                client
-                    .query(&stmt, &[&thread_id, &(limit as i64 + 1)])
-                    .await?
-            }
-            Some(cursor) => {
-                let cursor_stmt = client
-                    .prepare_cached(
-                        "SELECT created_at, seq FROM items WHERE thread_id = $1 AND id = $2",
-                    )
-                    .await?;
-                let Some(cursor_row) = client
-                    .query_opt(&cursor_stmt, &[&thread_id, &cursor])
-                    .await?
-                else {
-                    return Err(StoreError::CursorNotFound);
-                };
-                let created: chrono::NaiveDateTime = cursor_row.get(0);
-                let seq: i64 = cursor_row.get(1);
-                let stmt = client
-                    .prepare_cached(&format!(
-                        "SELECT id, kind, body FROM items
-                         WHERE thread_id = $1 AND (created_at, seq) {cmp} ($2, $3)
-                         ORDER BY created_at {dir}, seq {dir} LIMIT $4"
-                    ))
-                    .await?;
-                client
-                    .query(&stmt, &[&thread_id, &created, &seq, &(limit as i64 + 1)])
-                    .await?
-            }
+        let query = KeysetQuery {
+            table: "items",
+            columns: ITEM_COLUMNS,
+            scope: "thread_id",
         };
-        let mut items: Vec<StoredItem> = rows
-            .iter()
-            .map(|row| StoredItem {
-                id: row.get(0),
-                kind: row.get(1),
-                body: row.get(2),
-            })
-            .collect();
+        let rows = self
+            .keyset_rows(&query, thread_id, limit, order, after)
+            .await?;
+        let mut items: Vec<StoredItem> = rows.iter().map(item_from_row).collect();
         Ok(page_from(&mut items, limit, |i| i.id.clone()))
     }
 
+    /// Up to `limit + 1` rows of `query.table` whose `query.scope` column is `scope`, ordered
+    /// by `(created_at, seq)`, strictly after the row `after` (which must be in scope).
+    async fn keyset_rows(
+        &self,
+        query: &KeysetQuery,
+        scope: &str,
+        limit: u32,
+        order: Order,
+        after: Option<&str>,
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let KeysetQuery {
+            table,
+            columns,
+            scope: scope_column,
+        } = query;
+        let client = self.pool.get().await?;
+        let (cmp, dir) = order_sql(order);
+        let fetch = limit as i64 + 1;
+        let Some(cursor) = after else {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {columns} FROM {table} WHERE {scope_column} = $1
+                     ORDER BY created_at {dir}, seq {dir} LIMIT $2"
+                ))
+                .await?;
+            return Ok(client.query(&stmt, &[&scope, &fetch]).await?);
+        };
+        let cursor_stmt = client
+            .prepare_cached(&format!(
+                "SELECT created_at, seq FROM {table} WHERE {scope_column} = $1 AND id = $2"
+            ))
+            .await?;
+        let Some(cursor_row) = client.query_opt(&cursor_stmt, &[&scope, &cursor]).await? else {
+            return Err(StoreError::CursorNotFound);
+        };
+        let created: chrono::NaiveDateTime = cursor_row.get(0);
+        let seq: i64 = cursor_row.get(1);
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM {table}
+                 WHERE {scope_column} = $1 AND (created_at, seq) {cmp} ($2, $3)
+                 ORDER BY created_at {dir}, seq {dir} LIMIT $4"
+            ))
+            .await?;
+        Ok(client
+            .query(&stmt, &[&scope, &created, &seq, &fetch])
+            .await?)
+    }
+
     /// The newest `limit` items of a thread, oldest first, parsed (the actor's history).
-    pub async fn recent_items(
+    pub(crate) async fn recent_items(
         &self,
         thread_id: &str,
         limit: u32,
@@ -281,21 +264,36 @@ impl Store {
     }
 
     /// One item of a thread.
-    pub async fn load_item(
+    pub(crate) async fn load_item(
         &self,
         thread_id: &str,
         item_id: &str,
     ) -> Result<Option<StoredItem>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
-            .prepare_cached("SELECT id, kind, body FROM items WHERE thread_id = $1 AND id = $2")
+            .prepare_cached(&format!(
+                "SELECT {ITEM_COLUMNS} FROM items WHERE thread_id = $1 AND id = $2"
+            ))
             .await?;
         let row = client.query_opt(&stmt, &[&thread_id, &item_id]).await?;
-        Ok(row.map(|row| StoredItem {
-            id: row.get(0),
-            kind: row.get(1),
-            body: row.get(2),
-        }))
+        Ok(row.as_ref().map(item_from_row))
+    }
+}
+
+/// What a keyset-paged listing reads (table and column names are constants, never input).
+struct KeysetQuery {
+    table: &'static str,
+    columns: &'static str,
+    scope: &'static str,
+}
+
+const ITEM_COLUMNS: &str = "id, kind, body";
+
+fn item_from_row(row: &tokio_postgres::Row) -> StoredItem {
+    StoredItem {
+        id: row.get(0),
+        kind: row.get(1),
+        body: row.get(2),
     }
 }
 

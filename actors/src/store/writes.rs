@@ -9,6 +9,7 @@ use deadpool_postgres::{Object, Transaction};
 use serde_json::Value;
 use tokio_postgres::Statement;
 
+use super::cluster::{FencingToken, LeaseState};
 use super::StoreError;
 use crate::protocol::{ThreadItem, ThreadMeta, Timestamp};
 
@@ -32,8 +33,8 @@ pub enum WriteOp {
     LeaseCheck {
         thread_id: String,
         instance_id: String,
-        fencing: i64,
-        state: &'static str,
+        fencing: FencingToken,
+        state: LeaseState,
     },
     /// The lease of a thread created now (right after its `InsertThread`).
     InsertLease {
@@ -80,11 +81,7 @@ impl WriteOp {
     }
 
     /// The thread this op writes.
-    pub fn thread_id_of(&self) -> Option<&str> {
-        Some(self.thread_id())
-    }
-
-    fn thread_id(&self) -> &str {
+    pub(crate) fn thread_id(&self) -> &str {
         match self {
             WriteOp::InsertThread(t) | WriteOp::UpdateThread(t) => &t.id,
             WriteOp::PutItem(r) => &r.thread_id,
@@ -306,8 +303,8 @@ fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
                 } => {
                     check_threads.push(thread_id.as_str());
                     check_instances.push(instance_id.as_str());
-                    fencings.push(*fencing);
-                    states.push(*state);
+                    fencings.push(fencing.get());
+                    states.push(state.as_str());
                 }
                 WriteOp::PutItem(r) => {
                     item_threads.push(r.thread_id.as_str());
@@ -467,11 +464,11 @@ fn thread_json(t: &ThreadMeta) -> (Value, Option<Value>, Value) {
 mod tests {
     use super::*;
 
-    fn check(thread: &str, state: &'static str) -> WriteOp {
+    fn check(thread: &str, state: LeaseState) -> WriteOp {
         WriteOp::LeaseCheck {
             thread_id: thread.into(),
             instance_id: "i1".into(),
-            fencing: 1,
+            fencing: FencingToken::FIRST,
             state,
         }
     }
@@ -513,7 +510,7 @@ mod tests {
     fn many_threads_become_one_statement_per_kind_and_round() {
         let mut ops = Vec::new();
         for t in ["a", "b", "c"] {
-            ops.push(check(t, "idle"));
+            ops.push(check(t, LeaseState::Idle));
             ops.push(item(t, &format!("{t}1")));
         }
         let steps = plan(&ops);
@@ -531,14 +528,14 @@ mod tests {
         // Two writes of thread a in one batch (the same item twice: an upsert must not touch
         // one row twice in one statement), interleaved with thread b; a rare op in between.
         let ops = vec![
-            check("a", "streaming"),
+            check("a", LeaseState::Streaming),
             item("a", "x"),
-            check("b", "idle"),
+            check("b", LeaseState::Idle),
             WriteOp::DeleteItemsAfter {
                 thread_id: "b".into(),
                 item_id: "y".into(),
             },
-            check("a", "idle"),
+            check("a", LeaseState::Idle),
             item("a", "x"),
         ];
         let steps = plan(&ops);

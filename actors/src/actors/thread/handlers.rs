@@ -1,0 +1,183 @@
+//! How the thread actor answers each of its messages.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use super::history::window_ending_at;
+use super::messages::{
+    Delete, Passivate, Rename, RetireForShutdown, StartTurn, TurnInput, YieldToOtherInstance,
+};
+use super::{ThreadActor, ThreadState};
+use crate::actors::turn::TurnStream;
+use crate::engine::Lease;
+use crate::error::EngineError;
+use crate::protocol::ThreadMeta;
+use crate::store::cluster::LeaseState;
+use crate::store::WriteOp;
+
+impl Handler<StartTurn> for ThreadActor {
+    type Result = ResponseActFuture<Self, Result<TurnStream, EngineError>>;
+
+    fn handle(&mut self, msg: StartTurn, ctx: &mut Context<Self>) -> Self::Result {
+        self.last_activity = Instant::now();
+        let user_id = msg.user_id.clone();
+        self.with_lease(
+            &user_id,
+            move |act, ctx, lease| act.turn_with_lease(msg, lease, ctx),
+            ctx,
+        )
+    }
+}
+
+impl ThreadActor {
+    /// Starts the turn; a retry further back than memory first loads the window that ends
+    /// at its target.
+    fn turn_with_lease(
+        &mut self,
+        msg: StartTurn,
+        lease: Lease,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<TurnStream, EngineError>> {
+        let limit = self.env.settings.history_limit as usize;
+        let busy = self.busy;
+        let older_target = match (&msg.input, self.live_for(&msg.user_id)) {
+            (TurnInput::RetryAfter(item_id), Ok(live))
+                if !busy && live.may_hold_older(item_id, limit) =>
+            {
+                Some(item_id.clone())
+            }
+            _ => None,
+        };
+        let Some(item_id) = older_target else {
+            return Box::pin(actix::fut::ready(self.start_turn(msg, lease.fencing, ctx)));
+        };
+        self.busy = true;
+        let env = self.env.clone();
+        let thread_id = self.thread_id.clone();
+        let load = async move { window_ending_at(&env, &thread_id, &item_id).await };
+        Box::pin(load.into_actor(self).map(move |loaded, act, ctx| {
+            act.busy = false;
+            match loaded? {
+                None => Err(EngineError::ItemNotFound),
+                Some(window) => {
+                    if let ThreadState::Ready(live) = &mut act.state {
+                        live.history = window;
+                    }
+                    act.start_turn(msg, lease.fencing, ctx)
+                }
+            }
+        }))
+    }
+}
+
+impl Handler<Rename> for ThreadActor {
+    type Result = ResponseActFuture<Self, Result<ThreadMeta, EngineError>>;
+
+    fn handle(&mut self, msg: Rename, ctx: &mut Context<Self>) -> Self::Result {
+        self.last_activity = Instant::now();
+        let user_id = msg.user_id.clone();
+        self.with_lease(
+            &user_id,
+            move |act, _ctx, lease| {
+                let renamed = match act.live_for(&msg.user_id) {
+                    Ok(live) => ThreadMeta {
+                        title: Some(msg.title),
+                        ..live.meta.clone()
+                    },
+                    Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+                };
+                let env = act.env.clone();
+                let write = WriteOp::UpdateThread(renamed.clone());
+                Box::pin(
+                    async move { env.persist_as(&lease, LeaseState::Idle, vec![write]).await }
+                        .into_actor(act)
+                        .map(move |result, act, _ctx| {
+                            result?;
+                            if let ThreadState::Ready(live) = &mut act.state {
+                                live.meta.title = renamed.title.clone();
+                            }
+                            Ok(renamed)
+                        }),
+                )
+            },
+            ctx,
+        )
+    }
+}
+
+impl Handler<Delete> for ThreadActor {
+    type Result = ResponseActFuture<Self, Result<(), EngineError>>;
+
+    fn handle(&mut self, msg: Delete, ctx: &mut Context<Self>) -> Self::Result {
+        let user_id = msg.user_id.clone();
+        self.with_lease(
+            &user_id,
+            move |act, _ctx, lease| {
+                if let Err(e) = act.live_for(&msg.user_id) {
+                    return Box::pin(actix::fut::ready(Err(e)));
+                }
+                let env = act.env.clone();
+                let delete = WriteOp::DeleteThread {
+                    thread_id: act.thread_id.to_string(),
+                };
+                Box::pin(
+                    async move { env.persist_as(&lease, LeaseState::Idle, vec![delete]).await }
+                        .into_actor(act)
+                        .map(|result, act, ctx| {
+                            result?;
+                            // The lease row went with the thread (ON DELETE CASCADE).
+                            act.lease = None;
+                            act.load_error = Some(EngineError::ThreadNotFound);
+                            act.retire(ctx);
+                            Ok(())
+                        }),
+                )
+            },
+            ctx,
+        )
+    }
+}
+
+impl Handler<Passivate> for ThreadActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
+        if !self.busy {
+            tracing::debug!(thread_id = %self.thread_id, "least recently used thread actor retires");
+            self.retire(ctx);
+        }
+    }
+}
+
+impl Handler<YieldToOtherInstance> for ThreadActor {
+    type Result = ();
+
+    fn handle(&mut self, _: YieldToOtherInstance, ctx: &mut Context<Self>) {
+        if self.busy {
+            self.retire_after_turn = true;
+        } else {
+            tracing::debug!(thread_id = %self.thread_id, "handing the thread over to another instance");
+            self.retire(ctx);
+        }
+    }
+}
+
+impl Handler<RetireForShutdown> for ThreadActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: RetireForShutdown, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.busy {
+            self.retire(ctx);
+            return Box::pin(async {});
+        }
+        let (retired, wait) = oneshot::channel();
+        self.on_retired.push(retired);
+        self.retire_after_turn = true;
+        Box::pin(async move {
+            // An error means the actor went away without retiring: nothing to wait for.
+            let _ = wait.await;
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! The thread's lease: an actor writes a thread only while it holds the lease (fencing,
+//! `specs/cluster.md`). It is taken before the actor's first write, asking the current owner
+//! to hand the thread over if another instance holds it, and the thread is reloaded then,
+//! since that instance may have written it meanwhile.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::history::LoadedThread;
+use super::{ThreadActor, ThreadState};
+use crate::engine::{EngineEnv, Lease};
+use crate::error::EngineError;
+use crate::ids::{ThreadId, UserId};
+use crate::store::cluster::{FencingToken, LeaseAttempt, LeaseState};
+
+/// How often a thread streaming elsewhere is looked at again before answering busy (its
+/// owner may just have died, and Postgres not yet noticed its connection closing).
+const BUSY_CHECKS: u32 = 5;
+const BUSY_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the lease is tried again while its owner hands the thread over.
+const HANDOVER_POLL: Duration = Duration::from_millis(5);
+
+impl ThreadActor {
+    /// This actor's lease, with `fencing`.
+    pub(super) fn lease_with(&self, fencing: FencingToken) -> Lease {
+        Lease {
+            thread_id: self.thread_id.to_string(),
+            instance_id: self.env.settings.cluster.instance_id.clone(),
+            fencing,
+        }
+    }
+
+    /// Runs `then` with the lease once this actor holds it (taking it first if needed).
+    pub(super) fn with_lease<R: 'static>(
+        &mut self,
+        user_id: &UserId,
+        then: impl FnOnce(
+                &mut Self,
+                &mut Context<Self>,
+                Lease,
+            ) -> ResponseActFuture<Self, Result<R, EngineError>>
+            + 'static,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<R, EngineError>> {
+        if let Some(fencing) = self.lease {
+            let lease = self.lease_with(fencing);
+            return then(self, ctx, lease);
+        }
+        if let Err(e) = self.live_for(user_id) {
+            return Box::pin(actix::fut::ready(Err(e)));
+        }
+        if self.busy {
+            return Box::pin(actix::fut::ready(Err(EngineError::ThreadBusy)));
+        }
+        self.busy = true;
+        let env = self.env.clone();
+        let thread_id = self.thread_id.clone();
+        let acquire = async move {
+            let fencing = acquire(&env, &thread_id).await?;
+            let thread = LoadedThread::load(&env, &thread_id)
+                .await?
+                .ok_or(EngineError::ThreadNotFound)?;
+            Ok::<_, EngineError>((fencing, thread))
+        };
+        Box::pin(acquire.into_actor(self).then(move |acquired, act, ctx| {
+            act.busy = false;
+            match acquired {
+                Ok((fencing, thread)) => {
+                    act.lease = Some(fencing);
+                    act.state = ThreadState::Ready(Box::new(thread));
+                    let lease = act.lease_with(fencing);
+                    then(act, ctx, lease)
+                }
+                Err(e) => Box::pin(actix::fut::ready(Err(e))),
+            }
+        }))
+    }
+}
+
+/// Takes the thread's lease, asking its current owner (once) to hand it over and waiting up
+/// to `cluster.handover_timeout`. A thread streaming elsewhere is busy (409), as it would be
+/// here.
+async fn acquire(env: &EngineEnv, thread_id: &ThreadId) -> Result<FencingToken, EngineError> {
+    let cluster = &env.settings.cluster;
+    let thread_id = thread_id.as_str();
+    let deadline = Instant::now() + cluster.handover_timeout;
+    let mut asked = false;
+    let mut busy_checks = 0;
+    loop {
+        let attempt = env
+            .store
+            .acquire_lease(thread_id, &cluster.instance_id, cluster.lease_ttl)
+            .await?;
+        match attempt {
+            LeaseAttempt::Acquired(fencing) => return Ok(fencing),
+            LeaseAttempt::Held {
+                state: LeaseState::Streaming,
+                ..
+            } => {
+                if busy_checks >= BUSY_CHECKS {
+                    return Err(EngineError::ThreadBusy);
+                }
+                busy_checks += 1;
+                tokio::time::sleep(BUSY_CHECK_INTERVAL).await;
+            }
+            LeaseAttempt::Held { owner, .. } => {
+                if !asked {
+                    tracing::debug!(%thread_id, %owner, "asking for a hand-over");
+                    env.store.request_handover(thread_id, &owner).await?;
+                    asked = true;
+                }
+                if Instant::now() >= deadline {
+                    return Err(EngineError::Unavailable(format!(
+                        "thread still held by {owner}"
+                    )));
+                }
+                tokio::time::sleep(HANDOVER_POLL).await;
+            }
+        }
+    }
+}

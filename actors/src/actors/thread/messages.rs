@@ -1,0 +1,60 @@
+//! The thread actor's messages. Each is answered by `handlers.rs`.
+
+use actix::prelude::*;
+use serde_json::Value;
+
+use crate::actors::turn::TurnStream;
+use crate::error::EngineError;
+use crate::ids::{BearerToken, ItemId, UserId};
+use crate::protocol::requests::UserMessageInput;
+use crate::protocol::ThreadMeta;
+
+/// What starts a turn.
+#[derive(Clone, Debug)]
+pub(crate) enum TurnInput {
+    UserMessage(UserMessageInput),
+    /// Protocol §3.3: the browser's result for the pending client tool call.
+    ClientToolOutput(Value),
+    /// Protocol §3.4: drop everything after this user message and answer it again.
+    RetryAfter(ItemId),
+}
+
+/// Start a turn; answers with the event stream, or why not (before anything was written).
+#[derive(Message)]
+#[rtype(result = "Result<TurnStream, EngineError>")]
+pub(crate) struct StartTurn {
+    pub user_id: UserId,
+    /// The caller's token, for tool servers that receive it on their transport.
+    pub token: Option<BearerToken>,
+    pub input: TurnInput,
+}
+
+/// Rename the thread (`threads.update`).
+#[derive(Message)]
+#[rtype(result = "Result<ThreadMeta, EngineError>")]
+pub(crate) struct Rename {
+    pub user_id: UserId,
+    pub title: String,
+}
+
+/// Delete the thread and its items (`threads.delete`).
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub(crate) struct Delete {
+    pub user_id: UserId,
+}
+
+/// Another instance wants this thread: retire (releasing the lease) now, or after the turn.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct YieldToOtherInstance;
+
+/// Retire now unless a turn is running (the registry keeps at most `max_live` actors).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Passivate;
+
+/// The engine shuts down: retire once the running turn (if any) has ended; answers then.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RetireForShutdown;

@@ -1,0 +1,342 @@
+//! The thread actor: owns one thread's metadata and recent history, runs one turn at a time,
+//! and retires when idle. It is supervised: when it stops after a failure (a panicking turn,
+//! a commit it cannot vouch for) the supervisor restarts it and it reloads from Postgres.
+//!
+//! - `messages.rs` — what it answers; `handlers.rs` — how.
+//! - `plan.rs` — the pure decision of what a turn writes, announces and sends the model.
+//! - `history.rs` — the thread as held in memory, and loading it.
+//! - `lease.rs` — the lease that lets it write (hand-over between instances).
+
+mod handlers;
+mod history;
+mod lease;
+mod messages;
+mod plan;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::persistence::Persist;
+use super::registry::{Registry, Retired};
+use super::turn::{run_turn, TurnJob, TurnOutcome, TurnStream};
+use crate::engine::EngineEnv;
+use crate::error::EngineError;
+use crate::ids::{ThreadId, UserId};
+use crate::mcp::McpSessions;
+use crate::protocol::{ThreadMeta, ThreadStreamEvent};
+use crate::store::cluster::{FencingToken, LeaseState};
+
+use history::{newest_items, LoadedThread};
+pub(crate) use messages::{
+    Delete, Passivate, Rename, RetireForShutdown, StartTurn, TurnInput, YieldToOtherInstance,
+};
+pub(crate) use plan::TurnPlan;
+use plan::{plan_turn, PlanSettings};
+
+/// Capacity of a thread actor's mailbox.
+const MAILBOX_CAPACITY: usize = 64;
+
+enum ThreadState {
+    /// Loading from Postgres (messages wait: the load runs with `ctx.wait`).
+    Loading,
+    Ready(Box<LoadedThread>),
+    /// The thread does not exist (or the load failed): the actor has retired.
+    Gone,
+}
+
+pub(crate) struct ThreadActor {
+    actor_id: u64,
+    thread_id: ThreadId,
+    env: Arc<EngineEnv>,
+    registry: Addr<Registry>,
+    state: ThreadState,
+    /// A turn (or a lease acquisition) is running.
+    busy: bool,
+    retired: bool,
+    last_activity: Instant,
+    load_error: Option<EngineError>,
+    idle_check: Option<SpawnHandle>,
+    /// One session per MCP server, lent to the running turn.
+    mcp: Option<McpSessions>,
+    /// The thread's lease fencing token, once this actor may write the thread. Acquired on
+    /// the first write (a hand-over from another instance if needed), released on retirement.
+    lease: Option<FencingToken>,
+    /// Retire as soon as the running turn ended (another instance asked for the thread, or
+    /// the engine shuts down).
+    retire_after_turn: bool,
+    /// Answered when the actor retires (shutdown waits for them).
+    on_retired: Vec<oneshot::Sender<()>>,
+}
+
+impl ThreadActor {
+    /// An actor for an existing thread; it loads the thread when it starts.
+    pub fn existing(
+        actor_id: u64,
+        thread_id: ThreadId,
+        env: Arc<EngineEnv>,
+        registry: Addr<Registry>,
+    ) -> Self {
+        let mcp = McpSessions::new(env.tool_catalog.clone());
+        ThreadActor {
+            actor_id,
+            thread_id,
+            env,
+            registry,
+            state: ThreadState::Loading,
+            busy: false,
+            retired: false,
+            last_activity: Instant::now(),
+            load_error: None,
+            idle_check: None,
+            mcp: Some(mcp),
+            lease: None,
+            retire_after_turn: false,
+            on_retired: Vec::new(),
+        }
+    }
+
+    /// An actor for a thread being created now; nothing is in the database yet.
+    pub fn new_thread(
+        actor_id: u64,
+        meta: ThreadMeta,
+        env: Arc<EngineEnv>,
+        registry: Addr<Registry>,
+    ) -> Self {
+        let thread_id = ThreadId::parse(meta.id.clone()).expect("generated ids are valid");
+        let mut actor = Self::existing(actor_id, thread_id, env, registry);
+        // The lease is created with the thread, in the same transaction.
+        actor.lease = Some(FencingToken::FIRST);
+        actor.state = ThreadState::Ready(Box::new(LoadedThread {
+            meta,
+            history: Vec::new(),
+            persisted: false,
+        }));
+        actor
+    }
+
+    /// Leaves the registry for good; later messages are told to route again.
+    fn retire(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        self.retired = true;
+        self.state = ThreadState::Gone;
+        self.registry.do_send(Retired {
+            thread_id: self.thread_id.clone(),
+            actor_id: self.actor_id,
+        });
+        // Give the lease up (another instance may be waiting for it). Without a token (the
+        // actor restarted after a failure) whatever row this instance holds goes.
+        let fencing = self.lease.take();
+        let (env, thread_id) = (self.env.clone(), self.thread_id.to_string());
+        actix::spawn(async move {
+            let instance = &env.settings.cluster.instance_id;
+            let released = match fencing {
+                Some(fencing) => env.store.release_lease(&thread_id, instance, fencing).await,
+                None => env.store.release_own_lease(&thread_id, instance).await,
+            };
+            if let Err(error) = released {
+                tracing::debug!(%thread_id, %error, "lease not released; it lapses with the heartbeat");
+            }
+        });
+        // Close the MCP sessions politely (bounded), without keeping the actor alive for it.
+        if let Some(sessions) = self.mcp.take() {
+            actix::spawn(sessions.close());
+        }
+        // With no timer left, the actor stops once the last address is dropped.
+        if let Some(timer) = self.idle_check.take() {
+            ctx.cancel_future(timer);
+        }
+        for waiter in self.on_retired.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// The loaded thread if `user_id` may see it.
+    fn live_for(&mut self, user_id: &UserId) -> Result<&mut LoadedThread, EngineError> {
+        if self.retired {
+            return Err(self.load_error.clone().unwrap_or(EngineError::Retired));
+        }
+        match &mut self.state {
+            ThreadState::Ready(live) if live.meta.user_id == user_id.as_str() => Ok(live),
+            ThreadState::Ready(_) => Err(EngineError::ThreadNotFound),
+            ThreadState::Loading | ThreadState::Gone => Err(EngineError::Retired),
+        }
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let env = self.env.clone();
+        let thread_id = self.thread_id.clone();
+        let load = async move { LoadedThread::load(&env, &thread_id).await };
+        ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
+            Ok(Some(live)) => act.state = ThreadState::Ready(Box::new(live)),
+            Ok(None) => {
+                act.load_error = Some(EngineError::ThreadNotFound);
+                act.retire(ctx);
+            }
+            Err(error) => {
+                tracing::warn!(thread_id = %act.thread_id, %error, "could not load thread");
+                act.load_error = Some(error);
+                act.retire(ctx);
+            }
+        }));
+    }
+
+    /// Reloads the newest items (messages wait meanwhile).
+    fn refill_history(&mut self, ctx: &mut Context<Self>) {
+        let env = self.env.clone();
+        let thread_id = self.thread_id.clone();
+        let load = async move { newest_items(&env, &thread_id).await };
+        ctx.wait(load.into_actor(self).map(|loaded, act, ctx| match loaded {
+            Ok(history) => {
+                if let ThreadState::Ready(live) = &mut act.state {
+                    live.history = history;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(thread_id = %act.thread_id, %error, "could not refill history; reloading");
+                act.state = ThreadState::Loading;
+                ctx.stop();
+            }
+        }));
+    }
+
+    /// Plans the turn and spawns it on this actor's context; answers with its event stream.
+    fn start_turn(
+        &mut self,
+        msg: StartTurn,
+        fencing: FencingToken,
+        ctx: &mut Context<Self>,
+    ) -> Result<TurnStream, EngineError> {
+        self.last_activity = Instant::now();
+        let busy = self.busy;
+        let env = self.env.clone();
+        let settings = &env.settings;
+        let live = self.live_for(&msg.user_id)?;
+        if busy {
+            return Err(EngineError::ThreadBusy);
+        }
+        let plan = plan_turn(
+            live,
+            msg.input,
+            &PlanSettings {
+                instance_id: &settings.cluster.instance_id,
+                history_limit: settings.history_limit as usize,
+                titles_enabled: settings.titles.enabled,
+                instructions: &settings.model.instructions,
+            },
+        )?;
+        let (tx, rx) = mpsc::channel(settings.actors.stream_buffer);
+        let job = TurnJob {
+            env: self.env.clone(),
+            thread_id: self.thread_id.to_string(),
+            plan,
+            events: tx.clone(),
+            token: msg.token,
+            mcp: self
+                .mcp
+                .take()
+                .unwrap_or_else(|| McpSessions::new(self.env.tool_catalog.clone())),
+            lease: self.lease_with(fencing),
+        };
+        self.busy = true;
+        let thread_id = self.thread_id.clone();
+        let guarded = AssertUnwindSafe(run_turn(job)).catch_unwind();
+        ctx.spawn(
+            guarded
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(outcome) => act.finish_turn(outcome, ctx),
+                    Err(_panic) => {
+                        tracing::error!(%thread_id, "turn panicked; restarting the thread actor");
+                        let _ = tx.try_send(Ok(ThreadStreamEvent::stream_error(true).to_sse()));
+                        act.busy = false;
+                        act.state = ThreadState::Loading;
+                        ctx.stop();
+                    }
+                }),
+        );
+        Ok(rx)
+    }
+
+    fn finish_turn(&mut self, mut outcome: TurnOutcome, ctx: &mut Context<Self>) {
+        self.busy = false;
+        self.mcp = outcome.mcp.take();
+        self.last_activity = Instant::now();
+        if outcome.prelude_committed && !outcome.reload && !outcome.idle_written {
+            if let Some(fencing) = self.lease {
+                // The cluster view shows the thread idle again (rides on the next commit).
+                let idle = self.lease_with(fencing).check(LeaseState::Idle);
+                self.env.persistence.do_send(Persist(vec![idle]));
+            }
+        }
+        if outcome.reload {
+            // Memory may disagree with Postgres (or the lease was lost): restart through the
+            // supervisor, which reloads; the lease is taken again on the next write.
+            self.state = ThreadState::Loading;
+            self.lease = None;
+            ctx.stop();
+            return;
+        }
+        if self.retire_after_turn {
+            self.retire(ctx);
+            return;
+        }
+        let limit = self.env.settings.history_limit as usize;
+        let ThreadState::Ready(live) = &mut self.state else {
+            return;
+        };
+        if outcome.prelude_committed {
+            live.persisted = true;
+        } else if !live.persisted {
+            self.retire(ctx);
+            return;
+        }
+        if live.apply(&mut outcome, limit) {
+            self.refill_history(ctx);
+        }
+    }
+}
+
+impl Actor for ThreadActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        if self.retired {
+            return;
+        }
+        if matches!(self.state, ThreadState::Loading) {
+            self.load(ctx);
+        }
+        let idle = self.env.settings.actors.idle_timeout;
+        let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+        self.idle_check = Some(ctx.run_interval(every, move |act, ctx| {
+            if !act.busy && act.last_activity.elapsed() >= idle {
+                tracing::debug!(thread_id = %act.thread_id, "idle thread actor retires");
+                act.retire(ctx);
+            }
+        }));
+    }
+}
+
+impl Supervised for ThreadActor {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(thread_id = %self.thread_id, "thread actor restarting; reloading from Postgres");
+        self.busy = false;
+        self.lease = None;
+        // The restart cancelled the context's timers.
+        self.idle_check = None;
+        if self.retire_after_turn {
+            // A hand-over or the shutdown was waiting for the turn, which ended badly.
+            self.retire(ctx);
+        } else if !self.retired {
+            self.state = ThreadState::Loading;
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Planning a turn: from the thread as the actor holds it and what the client sent, decide
+//! what to write before anything streams, what to announce once it committed, and what the
+//! model sees. A pure function: the actor runs the plan, tests read it.
+
+use crate::error::{EngineError, InactiveStatus};
+use crate::ids::{new_id, prefix};
+use crate::model::{history_messages, ChatMessage};
+use crate::protocol::{
+    ItemBody, Page, ThreadItem, ThreadMeta, ThreadStatus, ThreadStreamEvent, Timestamp,
+    ToolCallStatus, UserMessage,
+};
+use crate::store::WriteOp;
+
+use super::history::LoadedThread;
+use super::messages::TurnInput;
+
+/// How many of the newest items the client-tool safety net looks at (protocol §3.3).
+const STALE_CALL_WINDOW: usize = 20;
+
+/// What planning needs besides the thread.
+pub(crate) struct PlanSettings<'a> {
+    /// This instance (the lease of a thread created here is its).
+    pub instance_id: &'a str,
+    /// Items of history sent to the model.
+    pub history_limit: usize,
+    pub titles_enabled: bool,
+    /// The system message.
+    pub instructions: &'a str,
+}
+
+/// A turn, decided.
+#[derive(Debug)]
+pub(crate) struct TurnPlan {
+    /// Written before anything is sent (thread creation, user message, tool output), fenced
+    /// by the lease when the turn runs.
+    pub prelude_ops: Vec<WriteOp>,
+    /// Sent once `prelude_ops` committed (`thread.created`, the user message's `done`).
+    pub prelude_events: Vec<ThreadStreamEvent>,
+    /// Items `prelude_ops` store, for the actor's history.
+    pub prelude_items: Vec<ThreadItem>,
+    /// Item ids `prelude_ops` delete.
+    pub removed_ids: Vec<String>,
+    /// The model's input: instructions and the history window.
+    pub model_input: Vec<ChatMessage>,
+    /// The newest `created_at` so far: items of the turn sort after it.
+    pub last_created_at: Option<Timestamp>,
+    /// Set when the thread is untitled and this is its first answer: the metadata and the
+    /// text to title it from.
+    pub title_from: Option<(ThreadMeta, String)>,
+}
+
+/// Plans the turn `input` starts on `thread`, or says why it cannot run.
+pub(crate) fn plan_turn(
+    thread: &LoadedThread,
+    input: TurnInput,
+    settings: &PlanSettings,
+) -> Result<TurnPlan, EngineError> {
+    let mut plan = TurnPlan {
+        prelude_ops: Vec::new(),
+        prelude_events: Vec::new(),
+        prelude_items: Vec::new(),
+        removed_ids: Vec::new(),
+        model_input: Vec::new(),
+        last_created_at: thread.history.last().map(|i| i.created_at),
+        title_from: None,
+    };
+    let mut model_items: Vec<ThreadItem> = thread.history.clone();
+    match input {
+        TurnInput::UserMessage(input) => {
+            refuse_inactive(&thread.meta.status)?;
+            if !input.attachments.is_empty() {
+                return Err(EngineError::InvalidInput(
+                    "attachments are not supported by this server".into(),
+                ));
+            }
+            let item = ThreadItem {
+                id: new_id(prefix::MESSAGE),
+                thread_id: thread.meta.id.clone(),
+                created_at: Timestamp::now_after(plan.last_created_at),
+                body: ItemBody::UserMessage(UserMessage {
+                    content: input.content,
+                    attachments: Vec::new(),
+                    quoted_text: input.quoted_text,
+                    inference_options: input.inference_options,
+                }),
+            };
+            if !thread.persisted {
+                plan.prelude_ops
+                    .push(WriteOp::InsertThread(thread.meta.clone()));
+                plan.prelude_ops.push(WriteOp::InsertLease {
+                    thread_id: thread.meta.id.clone(),
+                    instance_id: settings.instance_id.to_string(),
+                });
+                plan.prelude_events.push(ThreadStreamEvent::ThreadCreated {
+                    thread: thread.meta.to_wire(Page::empty()),
+                });
+            }
+            plan.prelude_ops.push(WriteOp::put_item(&item));
+            plan.prelude_events
+                .push(ThreadStreamEvent::ItemDone { item: item.clone() });
+            let answered_before = thread
+                .history
+                .iter()
+                .any(|i| matches!(i.body, ItemBody::AssistantMessage(_)));
+            if settings.titles_enabled && thread.meta.title.is_none() && !answered_before {
+                if let ItemBody::UserMessage(message) = &item.body {
+                    plan.title_from = Some((thread.meta.clone(), message.plain_text()));
+                }
+            }
+            plan.last_created_at = Some(item.created_at);
+            model_items.push(item.clone());
+            plan.prelude_items.push(item);
+        }
+        TurnInput::ClientToolOutput(result) => {
+            refuse_inactive(&thread.meta.status)?;
+            let no_pending_call =
+                || EngineError::Conflict("the thread has no pending client tool call".into());
+            let newest = thread.history.last().ok_or_else(no_pending_call)?;
+            let mut completed = newest.clone();
+            match &mut completed.body {
+                ItemBody::ClientToolCall(call) if call.status == ToolCallStatus::Pending => {
+                    call.status = ToolCallStatus::Completed;
+                    call.output = Some(result);
+                }
+                _ => return Err(no_pending_call()),
+            }
+            // Safety net of protocol §3.3: other pending calls among the newest items go.
+            let stale: Vec<String> = thread
+                .history
+                .iter()
+                .rev()
+                .take(STALE_CALL_WINDOW)
+                .skip(1)
+                .filter(|i| matches!(&i.body, ItemBody::ClientToolCall(c) if c.status == ToolCallStatus::Pending))
+                .map(|i| i.id.clone())
+                .collect();
+            plan.prelude_ops.push(WriteOp::put_item(&completed));
+            if !stale.is_empty() {
+                plan.prelude_ops.push(WriteOp::DeleteItems {
+                    thread_id: thread.meta.id.clone(),
+                    item_ids: stale.clone(),
+                });
+            }
+            model_items.retain(|i| !stale.contains(&i.id));
+            if let Some(last) = model_items.last_mut() {
+                *last = completed.clone();
+            }
+            plan.removed_ids = stale;
+            plan.prelude_items.push(completed);
+        }
+        TurnInput::RetryAfter(item_id) => {
+            let position = thread
+                .history
+                .iter()
+                .position(|i| item_id == i.id)
+                .ok_or(EngineError::ItemNotFound)?;
+            if !matches!(thread.history[position].body, ItemBody::UserMessage(_)) {
+                return Err(EngineError::InvalidInput(format!(
+                    "item {item_id} is not a user message"
+                )));
+            }
+            refuse_inactive(&thread.meta.status)?;
+            // Everything after the target goes, in storage too (even items older than what
+            // memory holds could not exist after it: memory holds the newest items).
+            plan.removed_ids = thread.history[position + 1..]
+                .iter()
+                .map(|i| i.id.clone())
+                .collect();
+            plan.prelude_ops.push(WriteOp::DeleteItemsAfter {
+                thread_id: thread.meta.id.clone(),
+                item_id: item_id.to_string(),
+            });
+            model_items.truncate(position + 1);
+            plan.last_created_at = model_items.last().map(|i| i.created_at);
+        }
+    }
+    let skip = model_items.len().saturating_sub(settings.history_limit);
+    plan.model_input = history_messages(settings.instructions, &model_items[skip..]);
+    Ok(plan)
+}
+
+/// A locked or closed thread takes no new input.
+fn refuse_inactive(status: &ThreadStatus) -> Result<(), EngineError> {
+    let (status, reason) = match status {
+        ThreadStatus::Active => return Ok(()),
+        ThreadStatus::Locked { reason } => (InactiveStatus::Locked, reason),
+        ThreadStatus::Closed { reason } => (InactiveStatus::Closed, reason),
+    };
+    Err(EngineError::ThreadNotActive {
+        status,
+        reason: reason.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ids::ItemId;
+    use crate::protocol::requests::UserMessageInput;
+    use crate::protocol::{AssistantMessage, ClientToolCall, UserMessageContent};
+
+    const SETTINGS: PlanSettings<'static> = PlanSettings {
+        instance_id: "inst_a",
+        history_limit: 50,
+        titles_enabled: true,
+        instructions: "Be brief.",
+    };
+
+    fn thread(persisted: bool, history: Vec<ThreadItem>) -> LoadedThread {
+        LoadedThread {
+            meta: ThreadMeta::new("thr_1".into(), "alice".into(), Timestamp::now()),
+            history,
+            persisted,
+        }
+    }
+
+    fn message(text: &str) -> TurnInput {
+        TurnInput::UserMessage(
+            serde_json::from_value::<UserMessageInput>(json!({
+                "content": [{ "type": "input_text", "text": text }],
+                "attachments": [],
+                "inference_options": {}
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn item(id: &str, body: ItemBody) -> ThreadItem {
+        ThreadItem {
+            id: id.into(),
+            thread_id: "thr_1".into(),
+            created_at: Timestamp::now(),
+            body,
+        }
+    }
+
+    fn user_item(id: &str, text: &str) -> ThreadItem {
+        item(
+            id,
+            ItemBody::UserMessage(UserMessage {
+                content: vec![UserMessageContent::InputText { text: text.into() }],
+                attachments: Vec::new(),
+                quoted_text: None,
+                inference_options: Default::default(),
+            }),
+        )
+    }
+
+    fn pending_call(id: &str) -> ThreadItem {
+        item(
+            id,
+            ItemBody::ClientToolCall(ClientToolCall {
+                status: ToolCallStatus::Pending,
+                call_id: format!("call_{id}"),
+                name: "get_selection".into(),
+                arguments: json!({}),
+                output: None,
+            }),
+        )
+    }
+
+    fn kinds(ops: &[WriteOp]) -> Vec<&'static str> {
+        ops.iter()
+            .map(|op| match op {
+                WriteOp::InsertThread(_) => "insert_thread",
+                WriteOp::InsertLease { .. } => "insert_lease",
+                WriteOp::PutItem(_) => "put_item",
+                WriteOp::DeleteItems { .. } => "delete_items",
+                WriteOp::DeleteItemsAfter { .. } => "delete_after",
+                _ => "other",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_first_message_creates_the_thread_and_asks_for_a_title() {
+        let plan = plan_turn(&thread(false, vec![]), message("Hello"), &SETTINGS).unwrap();
+        assert_eq!(
+            kinds(&plan.prelude_ops),
+            ["insert_thread", "insert_lease", "put_item"]
+        );
+        assert!(matches!(
+            plan.prelude_events.as_slice(),
+            [
+                ThreadStreamEvent::ThreadCreated { .. },
+                ThreadStreamEvent::ItemDone { .. }
+            ]
+        ));
+        assert_eq!(
+            plan.title_from.as_ref().map(|t| t.1.as_str()),
+            Some("Hello")
+        );
+        // System message, then the user's.
+        assert_eq!(plan.model_input.len(), 2);
+        assert_eq!(plan.last_created_at, Some(plan.prelude_items[0].created_at));
+    }
+
+    #[test]
+    fn a_follow_up_only_stores_the_message() {
+        let history = vec![user_item("msg_1", "Hi")];
+        let previous = history[0].created_at;
+        let plan = plan_turn(&thread(true, history), message("Again"), &SETTINGS).unwrap();
+        assert_eq!(kinds(&plan.prelude_ops), ["put_item"]);
+        assert!(plan.prelude_events.len() == 1 && plan.title_from.is_some());
+        assert!(
+            plan.prelude_items[0].created_at > previous,
+            "sorts after the history"
+        );
+        assert_eq!(plan.model_input.len(), 3);
+    }
+
+    #[test]
+    fn locked_threads_and_attachments_are_refused() {
+        let mut locked = thread(true, vec![]);
+        locked.meta.status = ThreadStatus::Locked { reason: None };
+        assert!(matches!(
+            plan_turn(&locked, message("x"), &SETTINGS),
+            Err(EngineError::ThreadNotActive {
+                status: InactiveStatus::Locked,
+                ..
+            })
+        ));
+        let with_attachment = TurnInput::UserMessage(
+            serde_json::from_value::<UserMessageInput>(json!({
+                "content": [], "attachments": ["atc_1"], "inference_options": {}
+            }))
+            .unwrap(),
+        );
+        assert!(matches!(
+            plan_turn(&thread(true, vec![]), with_attachment, &SETTINGS),
+            Err(EngineError::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn client_tool_output_completes_the_pending_call_and_drops_stale_ones() {
+        let history = vec![
+            pending_call("tc_old"),
+            user_item("msg_1", "x"),
+            pending_call("tc_new"),
+        ];
+        let output = TurnInput::ClientToolOutput(json!({ "selection": "d1" }));
+        let plan = plan_turn(&thread(true, history), output, &SETTINGS).unwrap();
+        assert_eq!(kinds(&plan.prelude_ops), ["put_item", "delete_items"]);
+        assert_eq!(plan.removed_ids, ["tc_old"]);
+        match &plan.prelude_items[0].body {
+            ItemBody::ClientToolCall(call) => {
+                assert_eq!(call.status, ToolCallStatus::Completed);
+                assert_eq!(call.output, Some(json!({ "selection": "d1" })));
+            }
+            other => panic!("expected the completed call, got {other:?}"),
+        }
+        let no_call = plan_turn(
+            &thread(true, vec![user_item("msg_1", "x")]),
+            TurnInput::ClientToolOutput(json!(null)),
+            &SETTINGS,
+        );
+        assert!(matches!(no_call, Err(EngineError::Conflict(_))));
+    }
+
+    #[test]
+    fn retry_deletes_what_follows_the_user_message() {
+        let history = vec![
+            user_item("msg_1", "first"),
+            item(
+                "msg_2",
+                ItemBody::AssistantMessage(AssistantMessage { content: vec![] }),
+            ),
+            user_item("msg_3", "second"),
+        ];
+        let live = thread(true, history);
+        let retry = |id: &str| TurnInput::RetryAfter(ItemId::parse(id).unwrap());
+        let plan = plan_turn(&live, retry("msg_1"), &SETTINGS).unwrap();
+        assert_eq!(kinds(&plan.prelude_ops), ["delete_after"]);
+        assert_eq!(plan.removed_ids, ["msg_2", "msg_3"]);
+        assert_eq!(plan.model_input.len(), 2);
+        assert!(plan.prelude_events.is_empty());
+        assert!(matches!(
+            plan_turn(&live, retry("msg_2"), &SETTINGS),
+            Err(EngineError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            plan_turn(&live, retry("msg_9"), &SETTINGS),
+            Err(EngineError::ItemNotFound)
+        ));
+    }
+
+    #[test]
+    fn the_model_sees_at_most_the_history_limit() {
+        let history: Vec<ThreadItem> = (0..10)
+            .map(|i| user_item(&format!("msg_{i}"), "x"))
+            .collect();
+        let settings = PlanSettings {
+            history_limit: 4,
+            ..SETTINGS
+        };
+        let plan = plan_turn(&thread(true, history), message("y"), &settings).unwrap();
+        assert_eq!(plan.model_input.len(), 1 + 4);
+    }
+}

@@ -1,0 +1,363 @@
+//! The agent part of a turn: model rounds until an answer, a client tool call or the limit
+//! of model calls; each round's text streams as an assistant message, and each item is
+//! committed before its `thread.item.done` leaves.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use super::events::{begin_answer, AnswerInProgress, EventWriter, WorkflowInProgress};
+use crate::engine::{EngineEnv, Lease};
+use crate::ids::{new_id, prefix, BearerToken};
+use crate::mcp::McpSessions;
+use crate::metrics::METRICS;
+use crate::model::{ChatMessage, FunctionSpec, ModelError, ModelEvent, ToolCallRequest, ToolSpec};
+use crate::protocol::{
+    AssistantMessageContent, ClientToolCall, ItemBody, ThreadItem, ThreadItemUpdate,
+    ThreadStreamEvent, Timestamp, ToolCallStatus,
+};
+use crate::store::cluster::LeaseState;
+use crate::store::WriteOp;
+
+/// How the agent part of a turn ended.
+pub(super) enum Ended {
+    /// Answered (with text, or a pending client tool call).
+    Answered,
+    /// The client left; `partial` is the answer being streamed, if any.
+    Cancelled { partial: Option<AnswerInProgress> },
+    /// The model or a tool server failed: one in-band error.
+    Failed,
+    /// A commit failed: in-band error, and the actor reloads.
+    CommitFailed,
+}
+
+impl Ended {
+    /// The `outcome` label of the turns metric.
+    pub(super) fn label(&self) -> &'static str {
+        match self {
+            Ended::Answered => "answered",
+            Ended::Cancelled { .. } => "cancelled",
+            Ended::Failed => "failed",
+            Ended::CommitFailed => "commit_failed",
+        }
+    }
+}
+
+/// How one model round ended.
+enum Round {
+    Text(AnswerInProgress),
+    ToolCalls(AnswerInProgress, Vec<RequestedCall>),
+    Ended(Ended),
+}
+
+/// A tool call the model asked for, assembled from its streamed pieces.
+#[derive(Clone, Debug, Default)]
+pub(super) struct RequestedCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// The state of the agent part of a turn.
+pub(super) struct TurnRun<'a> {
+    pub env: Arc<EngineEnv>,
+    pub thread_id: String,
+    pub writer: EventWriter<'a>,
+    /// The newest `created_at` handed out: new items sort after it.
+    pub floor: Option<Timestamp>,
+    /// Items committed by the turn, for the actor's history.
+    pub committed: Vec<ThreadItem>,
+    pub mcp: McpSessions,
+    pub token: Option<BearerToken>,
+    pub lease: Lease,
+    pub started: Instant,
+    pub first_token_seen: bool,
+}
+
+impl TurnRun<'_> {
+    pub(super) fn next_timestamp(&mut self) -> Timestamp {
+        let t = Timestamp::now_after(self.floor);
+        self.floor = Some(t);
+        t
+    }
+
+    /// Model rounds until an answer, a client tool call, or `agent.max_model_calls`.
+    pub(super) async fn agent(&mut self, mut input: Vec<ChatMessage>) -> Ended {
+        let agent = self.env.settings.agent.clone();
+        let tools = if agent.mcp_servers.is_empty() {
+            Vec::new()
+        } else {
+            match self
+                .mcp
+                .offered_tools(&agent.mcp_servers, self.token.as_ref())
+                .await
+            {
+                Ok(tools) => tools,
+                Err(error) => {
+                    let crate::mcp::McpError::Unavailable { server, .. } = &error;
+                    METRICS
+                        .mcp_errors
+                        .with_label_values(&[server.as_str()])
+                        .inc();
+                    tracing::warn!(thread_id = %self.thread_id, %error, "tool servers unavailable");
+                    return Ended::Failed;
+                }
+            }
+        };
+        let mut specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
+        specs.extend(agent.client_tools.iter().map(|c| ToolSpec {
+            kind: "function",
+            function: FunctionSpec {
+                name: c.name.clone(),
+                description: c.description.clone(),
+                parameters: c.parameters.clone(),
+            },
+        }));
+        let mut workflow: Option<WorkflowInProgress> = None;
+        for _ in 0..agent.max_model_calls.max(1) {
+            match self.model_round(&input, &specs, &mut workflow).await {
+                Round::Ended(ended) => return ended,
+                Round::Text(answer) => {
+                    if let Err(ended) = self.close_workflow(&mut workflow).await {
+                        return ended;
+                    }
+                    return match self.complete_answer(answer, LeaseState::Idle).await {
+                        Ok(()) => Ended::Answered,
+                        Err(ended) => ended,
+                    };
+                }
+                Round::ToolCalls(answer, calls) => {
+                    let text = answer.text.clone();
+                    if answer.started {
+                        if let Err(ended) =
+                            self.complete_answer(answer, LeaseState::Streaming).await
+                        {
+                            return ended;
+                        }
+                    }
+                    if let Some(call) = calls
+                        .iter()
+                        .find(|c| agent.client_tools.iter().any(|t| t.name == c.name))
+                    {
+                        if let Err(ended) = self.close_workflow(&mut workflow).await {
+                            return ended;
+                        }
+                        return self.end_with_client_call(call).await;
+                    }
+                    let outputs = match self.run_server_tools(&calls, &tools, &mut workflow).await {
+                        Ok(outputs) => outputs,
+                        Err(ended) => return ended,
+                    };
+                    input.push(ChatMessage::Assistant {
+                        content: (!text.is_empty()).then_some(text),
+                        tool_calls: calls
+                            .iter()
+                            .map(|c| {
+                                ToolCallRequest::function(
+                                    c.id.clone(),
+                                    c.name.clone(),
+                                    c.arguments.clone(),
+                                )
+                            })
+                            .collect(),
+                    });
+                    for (call, output) in calls.iter().zip(outputs) {
+                        input.push(ChatMessage::Tool {
+                            tool_call_id: call.id.clone(),
+                            content: output.text().to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        tracing::warn!(thread_id = %self.thread_id, max_model_calls = agent.max_model_calls, "agent.max_model_calls reached");
+        Ended::Failed
+    }
+
+    /// One model call: streams text as an assistant message, collects tool calls.
+    async fn model_round(
+        &mut self,
+        input: &[ChatMessage],
+        specs: &[ToolSpec],
+        workflow: &mut Option<WorkflowInProgress>,
+    ) -> Round {
+        let tx = self.writer.sender();
+        let started = tokio::select! {
+            biased;
+            _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: None }),
+            started = self.env.model.stream(input, specs) => started,
+        };
+        let mut stream = match started {
+            Ok(stream) => stream,
+            Err(error) => {
+                log_model_error(&error);
+                return Round::Ended(Ended::Failed);
+            }
+        };
+        let mut answer = AnswerInProgress::new(&self.thread_id);
+        let mut calls: Vec<RequestedCall> = Vec::new();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: Some(answer) }),
+                next = stream.next() => next,
+            };
+            match next {
+                None => break,
+                // The stream ends right after (it reads the body to its end first).
+                Some(Ok(ModelEvent::Finished { .. })) => {}
+                Some(Ok(ModelEvent::TextDelta(delta))) => {
+                    if !answer.started {
+                        // §8.5: a workflow closes when a message starts.
+                        if let Err(ended) = self.close_workflow(workflow).await {
+                            return Round::Ended(ended);
+                        }
+                        answer.created_at = self.next_timestamp();
+                        begin_answer(&mut self.writer, &mut answer).await;
+                    }
+                    if !self.first_token_seen {
+                        self.first_token_seen = true;
+                        METRICS
+                            .time_to_first_token_seconds
+                            .observe(self.started.elapsed().as_secs_f64());
+                    }
+                    answer.text.push_str(&delta);
+                    let event = ThreadStreamEvent::ItemUpdated {
+                        item_id: answer.id.clone(),
+                        update: ThreadItemUpdate::TextDelta {
+                            content_index: 0,
+                            delta,
+                        },
+                    };
+                    self.writer.send(&event).await;
+                }
+                Some(Ok(ModelEvent::ToolCallDelta {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                })) => {
+                    let index = index as usize;
+                    if index >= 128 {
+                        continue; // a bound on what a misbehaving model can make us hold
+                    }
+                    if calls.len() <= index {
+                        calls.resize(index + 1, RequestedCall::default());
+                    }
+                    let call = &mut calls[index];
+                    if let Some(id) = id {
+                        call.id = id;
+                    }
+                    if let Some(name) = name {
+                        call.name = name;
+                    }
+                    call.arguments.push_str(&arguments);
+                }
+                Some(Err(error)) => {
+                    log_model_error(&error);
+                    return Round::Ended(Ended::Failed);
+                }
+            }
+            if !self.writer.is_open() {
+                return Round::Ended(Ended::Cancelled {
+                    partial: Some(answer),
+                });
+            }
+        }
+        calls.retain(|c| !c.name.is_empty());
+        for call in &mut calls {
+            if call.id.is_empty() {
+                call.id = new_id(prefix::TOOL_CALL);
+            }
+        }
+        if calls.is_empty() {
+            if !answer.started {
+                answer.created_at = self.next_timestamp();
+                begin_answer(&mut self.writer, &mut answer).await;
+            }
+            Round::Text(answer)
+        } else {
+            Round::ToolCalls(answer, calls)
+        }
+    }
+
+    /// `content_part.done`, commit, `thread.item.done`.
+    async fn complete_answer(
+        &mut self,
+        answer: AnswerInProgress,
+        state: LeaseState,
+    ) -> Result<(), Ended> {
+        let item = answer.finish();
+        let done = ThreadStreamEvent::ItemUpdated {
+            item_id: item.id.clone(),
+            update: ThreadItemUpdate::ContentPartDone {
+                content_index: 0,
+                content: AssistantMessageContent::text(answer.text.clone()),
+            },
+        };
+        self.writer.send(&done).await;
+        self.commit_and_announce(item, state).await
+    }
+
+    pub(super) async fn commit_and_announce(
+        &mut self,
+        item: ThreadItem,
+        state: LeaseState,
+    ) -> Result<(), Ended> {
+        match self
+            .env
+            .persist_as(&self.lease, state, vec![WriteOp::put_item(&item)])
+            .await
+        {
+            Ok(()) => {
+                self.writer
+                    .send(&ThreadStreamEvent::ItemDone { item: item.clone() })
+                    .await;
+                self.committed.push(item);
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(thread_id = %self.thread_id, %error, "could not commit an item");
+                Err(Ended::CommitFailed)
+            }
+        }
+    }
+
+    /// §8.6: the turn ends with a pending `client_tool_call` the browser will run.
+    async fn end_with_client_call(&mut self, call: &RequestedCall) -> Ended {
+        let arguments = match serde_json::from_str::<Value>(&call.arguments) {
+            Ok(Value::Object(map)) => Value::Object(map),
+            _ => json!({}),
+        };
+        let item = ThreadItem {
+            id: new_id(prefix::TOOL_CALL),
+            thread_id: self.thread_id.clone(),
+            created_at: self.next_timestamp(),
+            body: ItemBody::ClientToolCall(ClientToolCall {
+                status: ToolCallStatus::Pending,
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                arguments,
+                output: None,
+            }),
+        };
+        match self.commit_and_announce(item, LeaseState::Idle).await {
+            Ok(()) => Ended::Answered,
+            Err(ended) => ended,
+        }
+    }
+}
+
+fn log_model_error(error: &ModelError) {
+    let kind = match error {
+        ModelError::Http { .. } => "http",
+        ModelError::Unreachable(_) => "unreachable",
+        ModelError::Interrupted(_) => "interrupted",
+        ModelError::Timeout(_) => "timeout",
+        ModelError::Protocol(_) => "protocol",
+    };
+    METRICS.model_errors.with_label_values(&[kind]).inc();
+    tracing::warn!(%error, "model call failed");
+}

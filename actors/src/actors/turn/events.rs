@@ -1,0 +1,121 @@
+//! What a turn streams: the event writer (which notices the client leaving) and the items
+//! being built while their events stream.
+
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::TurnFrame;
+use crate::ids::{new_id, prefix};
+use crate::protocol::{
+    AssistantMessage, AssistantMessageContent, ItemBody, ThreadItem, ThreadItemUpdate,
+    ThreadStreamEvent, Timestamp, Workflow, WorkflowItem, WorkflowKind,
+};
+
+/// A workflow item being built from tool calls.
+pub(super) struct WorkflowInProgress {
+    pub id: String,
+    pub created_at: Timestamp,
+    pub started: Instant,
+    pub tasks: Vec<Value>,
+}
+
+impl WorkflowInProgress {
+    pub fn item(&self, thread_id: &str, summary: Option<Value>) -> ThreadItem {
+        ThreadItem {
+            id: self.id.clone(),
+            thread_id: thread_id.to_string(),
+            created_at: self.created_at,
+            body: ItemBody::Workflow(WorkflowItem {
+                workflow: Workflow {
+                    kind: WorkflowKind::Custom,
+                    tasks: self.tasks.clone(),
+                    summary,
+                    expanded: false,
+                },
+            }),
+        }
+    }
+}
+
+/// Sends events while the client listens; remembers when it left.
+pub(super) struct EventWriter<'a> {
+    tx: &'a mpsc::Sender<TurnFrame>,
+    open: bool,
+}
+
+impl<'a> EventWriter<'a> {
+    pub fn new(tx: &'a mpsc::Sender<TurnFrame>) -> Self {
+        EventWriter { tx, open: true }
+    }
+
+    /// False once the client left (its end of the channel is gone).
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The channel, to notice the client leaving while waiting on something else.
+    pub fn sender(&self) -> &'a mpsc::Sender<TurnFrame> {
+        self.tx
+    }
+
+    pub async fn send(&mut self, event: &ThreadStreamEvent) {
+        if self.open && self.tx.send(Ok(event.to_sse())).await.is_err() {
+            self.open = false;
+        }
+    }
+}
+
+/// The assistant message being streamed.
+pub(super) struct AnswerInProgress {
+    pub id: String,
+    pub thread_id: String,
+    pub created_at: Timestamp,
+    pub text: String,
+    /// Its `thread.item.added` went out.
+    pub started: bool,
+}
+
+impl AnswerInProgress {
+    pub fn new(thread_id: &str) -> Self {
+        AnswerInProgress {
+            id: new_id(prefix::MESSAGE),
+            thread_id: thread_id.to_string(),
+            created_at: Timestamp::now(),
+            text: String::new(),
+            started: false,
+        }
+    }
+
+    fn item(&self, content: Vec<AssistantMessageContent>) -> ThreadItem {
+        ThreadItem {
+            id: self.id.clone(),
+            thread_id: self.thread_id.clone(),
+            created_at: self.created_at,
+            body: ItemBody::AssistantMessage(AssistantMessage { content }),
+        }
+    }
+
+    pub fn finish(&self) -> ThreadItem {
+        self.item(vec![AssistantMessageContent::text(self.text.clone())])
+    }
+}
+
+/// `thread.item.added` (empty content) and `content_part.added` (protocol §8.3).
+pub(super) async fn begin_answer(writer: &mut EventWriter<'_>, answer: &mut AnswerInProgress) {
+    answer.started = true;
+    writer
+        .send(&ThreadStreamEvent::ItemAdded {
+            item: answer.item(Vec::new()),
+        })
+        .await;
+    let part_added = ThreadStreamEvent::ItemUpdated {
+        item_id: answer.id.clone(),
+        update: ThreadItemUpdate::ContentPartAdded {
+            content_index: 0,
+            content: AssistantMessageContent::text(""),
+        },
+    };
+    writer.send(&part_added).await;
+}

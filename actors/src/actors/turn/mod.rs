@@ -1,0 +1,222 @@
+//! One turn of a thread: commit the input, run the agent (model rounds and tool calls),
+//! stream everything as ChatKit events, commit what is announced, and handle the client
+//! leaving (protocol §8.8) or a dependency failing (protocol §8.9).
+//!
+//! A turn runs as a future on its thread actor's context; it owns snapshots of what it needs
+//! (and, for its duration, the actor's MCP sessions) and reports back a [`TurnOutcome`].
+//!
+//! - `agent.rs` — the model rounds and the tool loop, and committing what they produce.
+//! - `tools.rs` — server tool calls through MCP, shown as configured.
+//! - `events.rs` — the event writer and the items being streamed.
+//! - `titles.rs` — the thread's title after its first answer.
+
+mod agent;
+mod events;
+mod titles;
+mod tools;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::actors::thread::TurnPlan;
+use crate::engine::{EngineEnv, Lease};
+use crate::error::EngineError;
+use crate::ids::{new_id, prefix, BearerToken};
+use crate::mcp::McpSessions;
+use crate::metrics::METRICS;
+use crate::protocol::{
+    ItemBody, SdkHiddenContext, StreamOptions, ThreadItem, ThreadStreamEvent,
+    CANCELLED_STREAM_CONTEXT,
+};
+use crate::store::cluster::LeaseState;
+use crate::store::WriteOp;
+
+use agent::{Ended, TurnRun};
+use events::{AnswerInProgress, EventWriter};
+use titles::save_title;
+
+/// What the HTTP layer reads: SSE frames, or one error instead of the first frame when the
+/// turn failed before anything was acknowledged (the edge answers that as JSON).
+pub type TurnFrame = Result<Bytes, EngineError>;
+pub type TurnStream = mpsc::Receiver<TurnFrame>;
+
+/// Everything a turn needs, prepared by the thread actor.
+pub(crate) struct TurnJob {
+    pub env: Arc<EngineEnv>,
+    pub thread_id: String,
+    /// What to write, announce and send the model (`thread/plan.rs`).
+    pub plan: TurnPlan,
+    pub events: mpsc::Sender<TurnFrame>,
+    /// The caller's token, for tool servers that receive it on their transport.
+    pub token: Option<BearerToken>,
+    /// The actor's MCP sessions, lent for the turn.
+    pub mcp: McpSessions,
+    /// The thread's lease: every write of the turn is fenced with it.
+    pub lease: Lease,
+}
+
+/// What a turn changed, for the actor to apply to its memory.
+#[derive(Default)]
+pub(crate) struct TurnOutcome {
+    /// The prelude committed: for a new thread, the thread now exists.
+    pub prelude_committed: bool,
+    /// Committed items, in order (new ones appended, existing ids replaced).
+    pub committed: Vec<ThreadItem>,
+    pub removed_ids: Vec<String>,
+    /// A commit failed: memory may disagree with the database, reload it.
+    pub reload: bool,
+    /// A generated title that was saved.
+    pub title: Option<String>,
+    /// The MCP sessions, handed back.
+    pub mcp: Option<McpSessions>,
+    /// The turn's last write already set the lease state back to idle.
+    pub idle_written: bool,
+}
+
+/// Runs one turn to its end. Never panics on purpose; the actor catches it if it does.
+pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
+    let _in_flight = InFlight::enter();
+    let started = Instant::now();
+    let mut outcome = TurnOutcome::default();
+    let TurnJob {
+        env,
+        thread_id,
+        plan,
+        events: tx,
+        token,
+        mcp,
+        lease,
+    } = job;
+
+    if !plan.prelude_ops.is_empty() {
+        let committed = env
+            .persist_as(&lease, LeaseState::Streaming, plan.prelude_ops)
+            .await;
+        if let Err(error) = committed {
+            tracing::warn!(%thread_id, %error, "could not commit the turn's input");
+            // Nothing was acknowledged: the edge answers with a JSON error, not a stream.
+            let _ = tx.send(Err(error)).await;
+            METRICS.turns.with_label_values(&["rejected"]).inc();
+            outcome.reload = true;
+            outcome.mcp = Some(mcp);
+            return outcome;
+        }
+    }
+    outcome.prelude_committed = true;
+    outcome.committed.extend(plan.prelude_items);
+    outcome.removed_ids = plan.removed_ids;
+
+    let mut run = TurnRun {
+        env: env.clone(),
+        thread_id,
+        writer: EventWriter::new(&tx),
+        floor: plan.last_created_at,
+        committed: Vec::new(),
+        mcp,
+        token,
+        lease,
+        started,
+        first_token_seen: false,
+    };
+    for event in &plan.prelude_events {
+        run.writer.send(event).await;
+    }
+    let stream_options = StreamOptions {
+        allow_cancel: env.settings.allow_cancel,
+    };
+    run.writer
+        .send(&ThreadStreamEvent::StreamOptions { stream_options })
+        .await;
+
+    let ended = if run.writer.is_open() {
+        run.agent(plan.model_input).await
+    } else {
+        Ended::Cancelled { partial: None }
+    };
+    METRICS.turns.with_label_values(&[ended.label()]).inc();
+    outcome.idle_written = matches!(ended, Ended::Answered | Ended::Cancelled { .. });
+    match ended {
+        Ended::Answered => {
+            if let Some((meta, text)) = plan.title_from {
+                outcome.title = save_title(&env, &run.lease, meta, &text, &mut run.writer).await;
+            }
+        }
+        Ended::Failed => {
+            run.writer
+                .send(&ThreadStreamEvent::stream_error(true))
+                .await
+        }
+        Ended::CommitFailed => {
+            run.writer
+                .send(&ThreadStreamEvent::stream_error(true))
+                .await;
+            outcome.reload = true;
+        }
+        Ended::Cancelled { partial } => {
+            if !run.store_cancelled(partial).await {
+                outcome.reload = true;
+            }
+        }
+    }
+    outcome.committed.extend(run.committed);
+    outcome.mcp = Some(run.mcp);
+    METRICS
+        .turn_seconds
+        .observe(started.elapsed().as_secs_f64());
+    outcome
+}
+
+impl TurnRun<'_> {
+    /// Protocol §8.8: the client left. A non-empty partial answer is kept, and always the
+    /// hidden marker that tells the model its previous answer was cut. False if the write
+    /// failed.
+    async fn store_cancelled(&mut self, partial: Option<AnswerInProgress>) -> bool {
+        let mut items = Vec::new();
+        if let Some(answer) = partial.filter(|a| a.started && !a.text.trim().is_empty()) {
+            items.push(answer.finish());
+        }
+        items.push(ThreadItem {
+            id: new_id(prefix::SDK_HIDDEN_CONTEXT),
+            thread_id: self.thread_id.clone(),
+            created_at: self.next_timestamp(),
+            body: ItemBody::SdkHiddenContext(SdkHiddenContext {
+                content: CANCELLED_STREAM_CONTEXT.to_string(),
+            }),
+        });
+        let ops = items.iter().map(WriteOp::put_item).collect();
+        tracing::debug!(thread_id = %self.thread_id, "client left; turn cancelled");
+        match self
+            .env
+            .persist_as(&self.lease, LeaseState::Idle, ops)
+            .await
+        {
+            Ok(()) => {
+                self.committed.extend(items);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(thread_id = %self.thread_id, %error, "could not store the cancelled answer");
+                false
+            }
+        }
+    }
+}
+
+/// Counts a running turn for as long as it lives (panics included).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        METRICS.turns_in_flight.inc();
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        METRICS.turns_in_flight.dec();
+    }
+}

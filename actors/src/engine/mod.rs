@@ -1,0 +1,236 @@
+//! The engine's front door: what the HTTP layer calls. Streaming ops and changes go through
+//! the thread's actor (routed by the registry, [`routing`]); reads are served from Postgres
+//! ([`reads`]). [`Engine::start`] wires the actors; [`Engine::shutdown`] takes them down in
+//! the order that loses nothing.
+
+mod env;
+mod handover_listener;
+mod reads;
+mod routing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::watch;
+
+use crate::actors::persistence::{FlushNow, PersistenceActor};
+use crate::actors::registry::{Registry, RetireAll, SpawnNew};
+use crate::actors::thread::{Delete, Rename, StartTurn, TurnInput};
+use crate::config::EngineSettings;
+use crate::error::EngineError;
+use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
+use crate::model::ModelClient;
+use crate::protocol::requests::UserMessageInput;
+use crate::protocol::{Page, Thread, ThreadMeta, Timestamp};
+use crate::store::Store;
+
+pub use crate::actors::turn::{TurnFrame, TurnStream};
+/// What operators see of the cluster (`GET /admin/threads`, `GET /admin/instances`).
+pub use crate::store::cluster::{InstanceRow, LiveThreadFilter, LiveThreadRow};
+pub(crate) use env::{EngineEnv, Lease};
+
+/// A streaming request, as the engine sees it.
+#[derive(Debug)]
+pub enum TurnRequest {
+    Create {
+        input: UserMessageInput,
+    },
+    AddUserMessage {
+        thread_id: ThreadId,
+        input: UserMessageInput,
+    },
+    ClientToolOutput {
+        thread_id: ThreadId,
+        result: serde_json::Value,
+    },
+    RetryAfterItem {
+        thread_id: ThreadId,
+        item_id: ItemId,
+    },
+}
+
+/// Handle to the running engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    env: Arc<EngineEnv>,
+    registry: Addr<Registry>,
+    /// The thread actors' arbiters, then the one of the registry and persistence actors.
+    arbiters: Arc<Vec<Arbiter>>,
+    stop_listener: Arc<watch::Sender<bool>>,
+}
+
+/// How long shutdown waits for running turns to end (their clients are gone by then, so
+/// they end at once by the cancellation rule, storing what it stores).
+const TURNS_END_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Engine {
+    /// Starts the persistence actor, the registry, the arbiter pool and the hand-over
+    /// listener. Must run inside an actix system.
+    pub fn start(store: Store, settings: EngineSettings) -> Engine {
+        let model = ModelClient::new(settings.model.clone());
+        let core_arbiter = Arbiter::new();
+        let batch = settings.batch.clone();
+        let persist_store = store.clone();
+        let persistence = PersistenceActor::start_in_arbiter(&core_arbiter.handle(), |_| {
+            PersistenceActor::new(persist_store, batch)
+        });
+        let mut arbiters: Vec<Arbiter> = (0..settings.actors.arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let env = Arc::new(EngineEnv {
+            store,
+            model,
+            persistence,
+            settings,
+            tool_catalog: Arc::default(),
+        });
+        let registry_env = env.clone();
+        let registry = Registry::start_in_arbiter(&core_arbiter.handle(), move |_| {
+            Registry::new(registry_env, handles)
+        });
+        let (stop_listener, stopped) = watch::channel(false);
+        core_arbiter.spawn(handover_listener::run(
+            env.store.clone(),
+            registry.clone(),
+            env.settings.cluster.instance_id.clone(),
+            stopped,
+        ));
+        arbiters.push(core_arbiter);
+        Engine {
+            env,
+            registry,
+            arbiters: Arc::new(arbiters),
+            stop_listener: Arc::new(stop_listener),
+        }
+    }
+
+    /// Starts a streamed turn. Errors here happen before anything was written.
+    pub async fn start_turn(
+        &self,
+        user_id: &UserId,
+        token: Option<BearerToken>,
+        request: TurnRequest,
+    ) -> Result<TurnStream, EngineError> {
+        let (thread_id, input) = match request {
+            TurnRequest::Create { input } => {
+                let meta = ThreadMeta::new(
+                    ThreadId::generate().to_string(),
+                    user_id.to_string(),
+                    Timestamp::now(),
+                );
+                // A new actor cannot have retired yet: no routing loop.
+                let addr = self.registry.send(SpawnNew { meta }).await?;
+                let turn = StartTurn {
+                    user_id: user_id.clone(),
+                    token,
+                    input: TurnInput::UserMessage(input),
+                };
+                return addr.send(turn).await?;
+            }
+            TurnRequest::AddUserMessage { thread_id, input } => {
+                (thread_id, TurnInput::UserMessage(input))
+            }
+            TurnRequest::ClientToolOutput { thread_id, result } => {
+                (thread_id, TurnInput::ClientToolOutput(result))
+            }
+            TurnRequest::RetryAfterItem { thread_id, item_id } => {
+                (thread_id, TurnInput::RetryAfter(item_id))
+            }
+        };
+        routing::deliver(&self.registry, &thread_id, || StartTurn {
+            user_id: user_id.clone(),
+            token: token.clone(),
+            input: input.clone(),
+        })
+        .await
+    }
+
+    /// `threads.update`.
+    pub async fn rename_thread(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+        title: &str,
+    ) -> Result<Thread, EngineError> {
+        let meta = routing::deliver(&self.registry, thread_id, || Rename {
+            user_id: user_id.clone(),
+            title: title.to_string(),
+        })
+        .await?;
+        Ok(meta.to_wire(Page::empty()))
+    }
+
+    /// `threads.delete`.
+    pub async fn delete_thread(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<(), EngineError> {
+        routing::deliver(&self.registry, thread_id, || Delete {
+            user_id: user_id.clone(),
+        })
+        .await
+    }
+
+    /// Database reachable and migrated.
+    pub async fn is_ready(&self) -> bool {
+        self.env.store.is_ready().await
+    }
+
+    /// Live threads across the cluster (admin).
+    pub async fn admin_live_threads(
+        &self,
+        filter: &LiveThreadFilter,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<LiveThreadRow>, bool), EngineError> {
+        let ttl = self.env.settings.cluster.lease_ttl;
+        Ok(self
+            .env
+            .store
+            .live_threads(filter, limit, after, ttl)
+            .await?)
+    }
+
+    /// Instances with a recent heartbeat (admin).
+    pub async fn admin_instances(&self) -> Result<Vec<InstanceRow>, EngineError> {
+        Ok(self
+            .env
+            .store
+            .instances(self.env.settings.cluster.lease_ttl * 3)
+            .await?)
+    }
+
+    /// Takes the engine down after the HTTP server stopped: every thread actor retires once
+    /// its turn ended (a turn whose client left stores what the cancellation rule stores),
+    /// buffered writes commit, this instance leaves the cluster (its leases go), the
+    /// hand-over listener ends and the arbiters stop. The engine serves nothing afterwards.
+    pub async fn shutdown(&self) {
+        match tokio::time::timeout(TURNS_END_TIMEOUT, self.registry.send(RetireAll)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::warn!("the registry stopped before shutdown"),
+            Err(_) => tracing::warn!("turns still running at shutdown; their writes may be lost"),
+        }
+        let _ = self.env.persistence.send(FlushNow).await;
+        self.leave_cluster().await;
+        let _ = self.stop_listener.send(true);
+        for arbiter in self.arbiters.iter() {
+            arbiter.stop();
+        }
+    }
+
+    async fn leave_cluster(&self) {
+        let instance = &self.env.settings.cluster.instance_id;
+        let mut result = self.env.store.leave_cluster(instance).await;
+        if matches!(&result, Err(e) if e.is_unavailable()) {
+            // A pooled connection whose task lived on a stopped arbiter reports "connection
+            // closed"; the pool then opens a fresh one.
+            result = self.env.store.leave_cluster(instance).await;
+        }
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not release this instance's leases; they will expire");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The reads: `threads.get_by_id`, `threads.list`, `items.list`, and `items.feedback` (which
+//! only needs the thread's ownership). They go straight to Postgres, which is authoritative
+//! because every announced item was committed before its event left.
+
+use serde_json::value::RawValue;
+
+use super::Engine;
+use crate::error::EngineError;
+use crate::ids::{ThreadId, UserId};
+use crate::protocol::requests::{
+    page_size, FeedbackKind, FeedbackParams, ListItemsParams, ListThreadsParams,
+};
+use crate::protocol::{Order, Page, Thread, ThreadMeta};
+use crate::store::WriteOp;
+
+impl Engine {
+    /// Ownership check for reads: the thread's metadata if `user_id` may see it. Another
+    /// user's thread answers exactly like one that does not exist.
+    async fn visible_thread(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<ThreadMeta, EngineError> {
+        self.env
+            .store
+            .load_user_thread(user_id.as_str(), thread_id.as_str())
+            .await?
+            .ok_or(EngineError::ThreadNotFound)
+    }
+
+    /// `threads.get_by_id`: the thread with its oldest 20 visible items (protocol §3.8).
+    pub async fn get_thread(
+        &self,
+        user_id: &UserId,
+        thread_id: &ThreadId,
+    ) -> Result<Thread<Box<RawValue>>, EngineError> {
+        let meta = self.visible_thread(user_id, thread_id).await?;
+        let first_page = page_size(None).map_err(EngineError::InvalidInput)?;
+        let items = self
+            .visible_items(thread_id, first_page, Order::Asc, None)
+            .await?;
+        Ok(meta.to_wire(items))
+    }
+
+    /// `threads.list` (protocol §3.9).
+    pub async fn list_threads(
+        &self,
+        user_id: &UserId,
+        params: &ListThreadsParams,
+    ) -> Result<Page<Thread>, EngineError> {
+        let limit = params.page_size().map_err(EngineError::InvalidInput)?;
+        let after = params.after.as_ref().map(ThreadId::as_str);
+        let page = self
+            .env
+            .store
+            .list_threads(user_id.as_str(), limit, params.order, after)
+            .await?;
+        Ok(Page {
+            data: page.data.iter().map(|t| t.to_wire(Page::empty())).collect(),
+            has_more: page.has_more,
+            after: page.after,
+        })
+    }
+
+    /// `items.list` (protocol §3.10): hidden items filtered after paging.
+    pub async fn list_items(
+        &self,
+        user_id: &UserId,
+        params: &ListItemsParams,
+    ) -> Result<Page<Box<RawValue>>, EngineError> {
+        self.visible_thread(user_id, &params.thread_id).await?;
+        let limit = page_size(params.limit).map_err(EngineError::InvalidInput)?;
+        let after = params.after.as_ref().map(|id| id.as_str());
+        self.visible_items(&params.thread_id, limit, params.order, after)
+            .await
+    }
+
+    async fn visible_items(
+        &self,
+        thread_id: &ThreadId,
+        limit: u32,
+        order: Order,
+        after: Option<&str>,
+    ) -> Result<Page<Box<RawValue>>, EngineError> {
+        let page = self
+            .env
+            .store
+            .list_items(thread_id.as_str(), limit, order, after)
+            .await?;
+        let data = page
+            .data
+            .iter()
+            .filter(|item| !item.is_hidden())
+            .map(|item| item.raw_json())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            data,
+            has_more: page.has_more,
+            after: page.after,
+        })
+    }
+
+    /// `items.feedback`: recorded for the thread's owner; item ids are not checked
+    /// (protocol §13.19).
+    pub async fn feedback(
+        &self,
+        user_id: &UserId,
+        params: &FeedbackParams,
+    ) -> Result<(), EngineError> {
+        self.visible_thread(user_id, &params.thread_id).await?;
+        let kind = match params.kind {
+            FeedbackKind::Positive => "positive",
+            FeedbackKind::Negative => "negative",
+        };
+        self.env
+            .persist(vec![WriteOp::Feedback {
+                thread_id: params.thread_id.to_string(),
+                user_id: user_id.to_string(),
+                item_ids: params.item_ids.iter().map(|id| id.to_string()).collect(),
+                kind: kind.to_string(),
+            }])
+            .await
+    }
+}
