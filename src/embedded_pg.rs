@@ -215,17 +215,9 @@ impl EmbeddedPostgres {
         if !self.options.durable {
             initdb.arg("--no-sync");
         }
-        let out = initdb
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(())
+        run(&mut initdb, "initdb", |stderr| {
+            format!("initdb failed: {stderr}")
+        })
     }
 
     /// Whether a server runs on this cluster's data directory.
@@ -261,22 +253,17 @@ impl EmbeddedPostgres {
         for (name, value) in &self.options.settings {
             options.push_str(&format!(" -c {name}={value}"));
         }
-        let out = self
-            .pg_ctl("start")
+        let mut start = self.pg_ctl("start");
+        start
             .arg("-l")
             .arg(self.log_file())
-            .args(["-w", "-t", "60", "-o", &options])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "the embedded PostgreSQL did not start (see {}): {}",
-                self.log_file().display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(())
+            .args(["-w", "-t", "60", "-o", &options]);
+        run(&mut start, "pg_ctl", |stderr| {
+            format!(
+                "the embedded PostgreSQL did not start (see {}): {stderr}",
+                self.log_file().display()
+            )
+        })
     }
 
     /// Stops the server, whoever started it; `Err` when `pg_ctl` failed (e.g. not running).
@@ -347,6 +334,23 @@ impl EmbeddedPostgres {
             Ok(()) => tracing::info!("embedded PostgreSQL stopped"),
             Err(_) => tracing::warn!("embedded PostgreSQL did not stop cleanly"),
         }
+    }
+}
+
+/// Runs a tool (stdin closed, stderr captured); `failed` words the error from its stderr.
+fn run(
+    command: &mut Command,
+    tool: &str,
+    failed: impl FnOnce(&str) -> String,
+) -> Result<(), String> {
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {tool}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(failed(String::from_utf8_lossy(&out.stderr).trim()))
     }
 }
 

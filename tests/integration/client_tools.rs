@@ -1,7 +1,7 @@
 //! Client tools (§6.3, §8.6): the turn ends with a pending `client_tool_call`; the browser's
 //! result continues the turn without new user input.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::*;
 
@@ -13,19 +13,12 @@ description = "Adds a task in the browser's task list."
 parameters = '{"type":"object","properties":{"title":{"type":"string"}},"required":["title"]}'
 "#;
 
-/// `threads.add_client_tool_output` as a plain request (for refusals).
-async fn tool_output(server: &TestServer, token: &str, thread_id: &str, result: Value) -> Reply {
-    let params = json!({ "thread_id": thread_id, "result": result });
-    server
-        .post_op(token, "threads.add_client_tool_output", params)
-        .await
-}
+const TOOL_OUTPUT: &str = "threads.add_client_tool_output";
 
 #[tokio::test]
 async fn client_tool_round_trip() {
     let server = TestServer::start_with_config(CONFIG, &[("CHATKIT__TITLES__ENABLED", "false")]);
-    let alice = token("alice");
-    let first = create_thread(&server, &alice, "add task buy milk").await;
+    let (alice, first) = alice_starts(&server, "add task buy milk").await;
     // §8.6 / test_respond_with_tool_call: exactly 4 events.
     assert_eq!(
         first.kinds(),
@@ -54,7 +47,7 @@ async fn client_tool_round_trip() {
     let output = server
         .stream(
             &alice,
-            "threads.add_client_tool_output",
+            TOOL_OUTPUT,
             json!({ "thread_id": thread_id, "result": { "id": 7, "done": false } }),
         )
         .await;
@@ -85,7 +78,8 @@ async fn client_tool_round_trip() {
     );
 
     // No pending call any more: a clear 409 before any stream.
-    let again = tool_output(&server, &alice, &thread_id, json!({})).await;
+    let params = json!({ "thread_id": thread_id, "result": {} });
+    let again = server.post_op(&alice, TOOL_OUTPUT, params).await;
     again.assert_error(409, "invalid_thread_state");
 }
 
@@ -94,6 +88,7 @@ async fn tool_output_on_a_thread_without_a_pending_call_is_refused() {
     let server = TestServer::start_with_config(CONFIG, &[]);
     let alice = token("alice");
     let thread_id = create_thread(&server, &alice, "hello").await.thread_id();
-    let reply = tool_output(&server, &alice, &thread_id, json!(null)).await;
+    let params = json!({ "thread_id": thread_id, "result": null });
+    let reply = server.post_op(&alice, TOOL_OUTPUT, params).await;
     reply.assert_error(409, "invalid_thread_state");
 }

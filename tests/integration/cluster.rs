@@ -103,8 +103,7 @@ async fn a_dead_instances_threads_continue_elsewhere() {
     let schema = new_schema();
     let mut first = node(&schema, "node-1");
     let second = node(&schema, "node-2");
-    let alice = token("alice");
-    let created = create_thread(&first, &alice, "hello").await;
+    let (alice, created) = alice_starts(&first, "hello").await;
     let thread_id = created.thread_id();
     let mut live = first
         .open_message_stream(&alice, &thread_id, "slow 40")

@@ -109,8 +109,7 @@ const TITLE: &str = "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7";
 #[tokio::test]
 async fn create_streams_the_exact_event_sequence() {
     let server = TestServer::start();
-    let alice = token("alice");
-    let stream = create_thread(&server, &alice, "Hello there").await;
+    let (alice, stream) = alice_starts(&server, "Hello there").await;
     assert_eq!(stream.reply.headers["cache-control"], "no-cache");
     let mut expected = vec![event("thread.created", json!({ "thread": thread(None) }))];
     expected.extend(turn_start_events("Hello there"));
@@ -134,8 +133,7 @@ async fn create_streams_the_exact_event_sequence() {
 #[tokio::test]
 async fn follow_up_sends_history_and_reads_back_in_order() {
     let server = TestServer::start();
-    let alice = token("alice");
-    let first = create_thread(&server, &alice, "remember the word kiwi").await;
+    let (alice, first) = alice_starts(&server, "remember the word kiwi").await;
     let thread_id = first.thread_id();
     let second = add_message(&server, &alice, &thread_id, "what was the word?").await;
     assert_eq!(second.status, 200);
@@ -177,8 +175,7 @@ async fn follow_up_sends_history_and_reads_back_in_order() {
 #[tokio::test]
 async fn rename_delete_and_feedback() {
     let server = TestServer::start();
-    let alice = token("alice");
-    let stream = create_thread(&server, &alice, "hi").await;
+    let (alice, stream) = alice_starts(&server, "hi").await;
     let thread_id = stream.thread_id();
 
     let renamed = server

@@ -5,8 +5,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn model_http_error_is_an_in_band_error_and_the_thread_stays_usable() {
     let server = TestServer::start();
-    let alice = token("alice");
-    let stream = create_thread(&server, &alice, "fail please").await;
+    let (alice, stream) = alice_starts(&server, "fail please").await;
     assert_eq!(stream.kinds(), FAILED_BEFORE_ANSWER);
     assert_eq!(stream.events[3], stream_error());
     let thread_id = stream.thread_id();
@@ -20,8 +19,7 @@ async fn model_http_error_is_an_in_band_error_and_the_thread_stays_usable() {
 #[tokio::test]
 async fn model_cut_mid_stream_keeps_no_partial_answer() {
     let server = TestServer::start();
-    let alice = token("alice");
-    let stream = create_thread(&server, &alice, "midfail now").await;
+    let (alice, stream) = alice_starts(&server, "midfail now").await;
     stream.assert_ends_in_error();
     let kinds = stream.kinds();
     assert!(kinds.iter().any(|k| k.ends_with("text_delta")), "{kinds:?}");
@@ -35,8 +33,7 @@ async fn model_cut_mid_stream_keeps_no_partial_answer() {
 #[tokio::test]
 async fn unreachable_model_is_an_in_band_error() {
     let server = TestServer::start_with(&[("CHATKIT__MODEL__BASE_URL", "http://127.0.0.1:9/v1")]);
-    let alice = token("alice");
-    let stream = create_thread(&server, &alice, "anyone?").await;
+    let (_, stream) = alice_starts(&server, "anyone?").await;
     assert_eq!(stream.kinds(), FAILED_BEFORE_ANSWER);
 }
 

@@ -4,24 +4,25 @@ use serde_json::json;
 
 use crate::harness::*;
 
+/// `threads.retry_after_item` after `item_id` (any status: see [`Stream::status`]).
+async fn retry_after(server: &TestServer, token: &str, thread_id: &str, item_id: &str) -> Stream {
+    let params = json!({ "thread_id": thread_id, "item_id": item_id });
+    server
+        .stream(token, "threads.retry_after_item", params)
+        .await
+}
+
 #[tokio::test]
 async fn retry_after_item_regenerates_from_that_message() {
     let server = TestServer::start();
-    let alice = token("alice");
-    let first = create_thread(&server, &alice, "first question").await;
+    let (alice, first) = alice_starts(&server, "first question").await;
     let thread_id = first.thread_id();
     let first_user = first.done_id(0);
     let first_answer = first.done_id(1);
     let second = add_message(&server, &alice, &thread_id, "second question").await;
     assert_eq!(second.status, 200);
 
-    let retry = server
-        .stream(
-            &alice,
-            "threads.retry_after_item",
-            json!({ "thread_id": thread_id, "item_id": first_user }),
-        )
-        .await;
+    let retry = retry_after(&server, &alice, &thread_id, &first_user).await;
     let kinds = retry.kinds();
     assert_eq!(
         kinds[0], "stream_options",
@@ -43,22 +44,10 @@ async fn retry_after_item_regenerates_from_that_message() {
     );
 
     // Retrying after a non-user item is refused; an unknown id gives an empty stream.
-    let reply = server
-        .post_op(
-            &alice,
-            "threads.retry_after_item",
-            json!({ "thread_id": thread_id, "item_id": new_answer }),
-        )
-        .await;
-    reply.assert_error(400, "invalid_params");
-    assert!(reply.text.contains("is not a user message"));
-    let empty = server
-        .stream(
-            &alice,
-            "threads.retry_after_item",
-            json!({ "thread_id": thread_id, "item_id": "msg_unknown" }),
-        )
-        .await;
+    let refused = retry_after(&server, &alice, &thread_id, &new_answer).await;
+    refused.reply.assert_error(400, "invalid_params");
+    assert!(refused.reply.text.contains("is not a user message"));
+    let empty = retry_after(&server, &alice, &thread_id, "msg_unknown").await;
     assert_eq!((empty.status, empty.raw.as_str()), (200, ""));
 }
 
@@ -87,8 +76,7 @@ async fn idle_actors_retire_and_come_back_with_their_history() {
 #[tokio::test]
 async fn titles_come_once_and_a_rename_wins() {
     let server = TestServer::start();
-    let alice = token("alice");
-    let first = create_thread(&server, &alice, "plan a trip to Lisbon").await;
+    let (alice, first) = alice_starts(&server, "plan a trip to Lisbon").await;
     assert_eq!(first.last_kind(), "thread.updated");
     let thread_id = first.thread_id();
     let request = shared().mock.last_request_where("asking for a title", |r| {
@@ -167,8 +155,7 @@ async fn model_timeout_is_an_in_band_error() {
     let slow_model = MockModel::start(&["--delay-ms", "1500"]);
     let server =
         TestServer::start_with_model(&slow_model, &[("CHATKIT__MODEL__TIMEOUT_SECS", "1")]);
-    let alice = token("alice");
-    let stream = create_thread(&server, &alice, "hello").await;
+    let (_, stream) = alice_starts(&server, "hello").await;
     stream.assert_ends_in_error();
 }
 
@@ -204,8 +191,7 @@ async fn sigterm_lets_the_stream_in_flight_finish() {
 #[tokio::test]
 async fn retry_reaches_beyond_the_history_kept_in_memory() {
     let server = TestServer::start_with(&[("CHATKIT__MODEL__HISTORY_LIMIT", "4")]);
-    let alice = token("alice");
-    let first = create_thread(&server, &alice, "q1").await;
+    let (alice, first) = alice_starts(&server, "q1").await;
     let thread_id = first.thread_id();
     let mut user_ids = vec![first.done_id(0)];
     for q in ["q2", "q3", "q4", "q5"] {
@@ -214,13 +200,7 @@ async fn retry_reaches_beyond_the_history_kept_in_memory() {
         user_ids.push(s.done_id(0));
     }
     // 10 items; memory holds the newest 4. Retry after q2 (items 3 and 4 of 10).
-    let retry = server
-        .stream(
-            &alice,
-            "threads.retry_after_item",
-            json!({ "thread_id": thread_id, "item_id": user_ids[1] }),
-        )
-        .await;
+    let retry = retry_after(&server, &alice, &thread_id, &user_ids[1]).await;
     retry.assert_answered();
     let items = server.items_asc(&alice, &thread_id).await;
     let texts: Vec<&str> = page_data(&items)

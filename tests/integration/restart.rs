@@ -7,8 +7,7 @@ use crate::harness::*;
 #[tokio::test]
 async fn kill_mid_stream_then_restart_loses_nothing_acknowledged() {
     let mut server = TestServer::start();
-    let alice = token("alice");
-    let first = create_thread(&server, &alice, "hello").await;
+    let (alice, first) = alice_starts(&server, "hello").await;
     let thread_id = first.thread_id();
     let mut acknowledged: Vec<Value> = first.done_items();
 

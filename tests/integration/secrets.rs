@@ -29,7 +29,9 @@ async fn debug_logs_of_a_session_hold_no_secret() {
     assert_eq!(server.post_raw(Some(&forged), "{}").await.status, 401);
 
     // The model received the key (the mock logs bodies, not headers, so check the server's
-    // side only): the server's logs are what must stay clean.
+    // side only): the server's logs are what must stay clean. (A settle time, not a wait for
+    // a condition: the refused request leaves no line to wait for, and absence cannot be
+    // polled.)
     sleep_ms(200).await;
     let logs = server.logs();
     assert!(

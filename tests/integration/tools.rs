@@ -99,12 +99,19 @@ async fn tool_turns_run_against_mcp_with_the_callers_token_on_the_transport() {
     );
 }
 
+/// Alice's answered turn `text` (the mock calls two tools for it) on a server showing tools
+/// as `display`: the MCP server, the server, her token and the stream.
+async fn tools_shown_as(display: &str, text: &str) -> (McpServer, TestServer, String, Stream) {
+    let mcp = McpServer::start(&[]);
+    let server = server_with_tasks(&mcp, &format!("tool_display = \"{display}\""));
+    let alice = token("alice");
+    let stream = answered_thread(&server, &alice, text).await;
+    (mcp, server, alice, stream)
+}
+
 #[tokio::test]
 async fn parallel_tool_calls_and_progress_display() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_tasks(&mcp, "tool_display = \"progress\"");
-    let alice = token("alice");
-    let stream = answered_thread(&server, &alice, "two tools please").await;
+    let (mcp, server, alice, stream) = tools_shown_as("progress", "two tools please").await;
     let progress: Vec<&Value> = stream
         .events
         .iter()
@@ -138,10 +145,7 @@ async fn parallel_tool_calls_and_progress_display() {
 
 #[tokio::test]
 async fn workflow_display_persists_one_task_per_call() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_tasks(&mcp, "tool_display = \"workflow\"");
-    let alice = token("alice");
-    let stream = answered_thread(&server, &alice, "two tools").await;
+    let (_mcp, server, alice, stream) = tools_shown_as("workflow", "two tools").await;
     let kinds = stream.kinds();
     let added = kinds.iter().position(|k| k == "thread.item.added").unwrap();
     assert_eq!(stream.events[added]["item"]["type"], "workflow");

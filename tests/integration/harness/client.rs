@@ -56,6 +56,13 @@ pub async fn create_thread(server: &TestServer, token: &str, text: &str) -> Stre
     stream
 }
 
+/// Alice's token and the thread she creates on `server` with `text` (asserting 200).
+pub async fn alice_starts(server: &TestServer, text: &str) -> (String, Stream) {
+    let alice = super::tokens::token("alice");
+    let stream = create_thread(server, &alice, text).await;
+    (alice, stream)
+}
+
 /// Creates a thread and asserts the turn was answered.
 pub async fn answered_thread(server: &TestServer, token: &str, text: &str) -> Stream {
     let stream = create_thread(server, token, text).await;

@@ -4,9 +4,10 @@
 //! returns `bool` or a `Result` (its last `Err` is shown on failure):
 //!
 //! ```ignore
-//! eventually("the actor retires", || server.logs().contains("retires")).await;
-//! eventually("the service is back", async || server.list_threads_reply(&bob).await.status == 200).await;
+//! eventually("the actor retires", || server.log_count("retires") >= 1).await;
+//! eventually("the service is back", async || list().await.status_is(200)).await;
 //! Patience::tries(3).every(Duration::ZERO).until("node-2 answers", async || …).await;
+//! Patience::within(Duration::from_millis(500)).until("no turn in flight", …).await;
 //! ```
 
 use std::future::Future;
