@@ -105,6 +105,11 @@ pub fn spawn_listening(command: &mut Command, what: &str) -> (Child, Listening) 
         .spawn()
         .unwrap_or_else(|e| panic!("start {what}: {e}"));
     register_child(child.id());
+    let listening = read_until_listening(&mut child, what);
+    (child, listening)
+}
+
+fn read_until_listening(child: &mut Child, what: &str) -> Listening {
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     let mut metrics_url = None;
@@ -118,7 +123,7 @@ pub fn spawn_listening(command: &mut Command, what: &str) -> (Child, Listening) 
         if let Some(addr) = line.trim().strip_prefix("listening on http://") {
             let addr = addr.to_string();
             std::thread::spawn(move || drain(reader));
-            return (child, Listening { addr, metrics_url });
+            return Listening { addr, metrics_url };
         }
     }
 }
