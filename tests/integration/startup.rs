@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
+use crate::harness::postgres::DiscardOnDrop;
 use crate::harness::*;
 
 fn chatkit(envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
@@ -124,6 +125,7 @@ fn pg_running(data_dir: &std::path::Path) -> bool {
 #[tokio::test]
 async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
     let dir = std::path::PathBuf::from(format!("/var/tmp/chatkit-it-embedded-{}", rand_suffix()));
+    let _discard = DiscardOnDrop(dir.clone());
     let dir_text = dir.to_string_lossy().to_string();
     let start = || {
         let (child, listening) = spawn_listening(
@@ -186,7 +188,6 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
     terminate(&child);
     assert!(child.wait().unwrap().success());
     assert!(!pg_running(&dir));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

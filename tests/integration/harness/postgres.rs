@@ -109,12 +109,33 @@ fn clean_stale_clusters() {
             continue;
         }
         let dir = entry.path();
-        if let Ok(cluster) = EmbeddedPostgres::open(&dir.join("data"), options(&dir)) {
-            if cluster.is_running() {
-                let _ = cluster.stop_server(StopMode::Immediate);
-            }
-        }
+        discard_cluster(&dir.join("data"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Stops the server of the cluster in `data_dir` if one runs (immediately: whoever started
+/// it is gone or failed), then deletes the directory.
+pub fn discard_cluster(data_dir: &Path) {
+    let options = Options {
+        socket_dir: Some(data_dir.to_path_buf()),
+        ..Options::default()
+    };
+    if let Ok(cluster) = EmbeddedPostgres::open(data_dir, options) {
+        if cluster.is_running() {
+            let _ = cluster.stop_server(StopMode::Immediate);
+        }
+    }
+    let _ = std::fs::remove_dir_all(data_dir);
+}
+
+/// Discards the cluster in its directory when dropped, even when the test failed before the
+/// server that ran it could stop it.
+pub struct DiscardOnDrop(pub PathBuf);
+
+impl Drop for DiscardOnDrop {
+    fn drop(&mut self) {
+        discard_cluster(&self.0);
     }
 }
 
