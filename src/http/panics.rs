@@ -4,15 +4,18 @@
 
 use std::panic::AssertUnwindSafe;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::ResponseError;
+use actix_web::{HttpMessage, ResponseError};
 use chatkit_actors::text::shorten_for_display;
 use futures::FutureExt;
 
 use super::error::ApiError;
 use super::metrics::PANICS;
+use super::request_id::{self, RequestId};
 
 /// Longest panic message logged: panic messages may quote the text that caused them.
 const MAX_LOGGED_MESSAGE_BYTES: usize = 200;
@@ -41,14 +44,23 @@ pub fn install_hook() {
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    let request = req.request().clone();
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // No clone of the request may live across `next.call`: routing needs it unshared. The
+    // answer to a panic goes out as an error whose response is ours (with the request id).
+    let request_id = req.extensions().get::<RequestId>().cloned();
     match AssertUnwindSafe(next.call(req)).catch_unwind().await {
-        Ok(result) => result.map(ServiceResponse::map_into_left_body),
+        Ok(result) => result,
         Err(_panic) => {
             PANICS.inc();
-            let response = ApiError::Panicked.error_response();
-            Ok(ServiceResponse::new(request, response).map_into_right_body())
+            let mut response = ApiError::Panicked.error_response();
+            if let Some(RequestId(id)) = request_id {
+                if let Ok(value) = HeaderValue::from_str(&id) {
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static(request_id::HEADER), value);
+                }
+            }
+            Err(InternalError::from_response("request handler panicked", response).into())
         }
     }
 }

@@ -6,9 +6,14 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
+
+/// The request's id, in its extensions (for responses built outside the normal path).
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
 
 /// A client-supplied id is kept when it is short and plain; anything else is replaced.
 fn acceptable(id: &str) -> bool {
@@ -48,6 +53,7 @@ pub async fn middleware(
         .map(str::to_string)
         .unwrap_or_else(generate);
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    req.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.call(req).instrument(span).await?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response

@@ -90,16 +90,6 @@ fn mutate(rng: &mut Rng, seed: &str) -> Vec<u8> {
     bytes
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn thousands_of_hostile_requests_cause_no_5xx() {
     const REQUESTS: usize = 4000;
@@ -153,7 +143,7 @@ async fn thousands_of_hostile_requests_cause_no_5xx() {
     let mut warmed_rss = 0;
     for i in 0..REQUESTS {
         if i == 500 {
-            warmed_rss = rss_kib(server.pid());
+            warmed_rss = server.rss_kib();
         }
         let method = if rng.below(10) < 8 {
             reqwest::Method::POST
@@ -195,10 +185,139 @@ async fn thousands_of_hostile_requests_cause_no_5xx() {
     }
     let health = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200, "the process stayed up");
-    let final_rss = rss_kib(server.pid());
+    let final_rss = server.rss_kib();
     assert!(
         final_rss < warmed_rss + 64 * 1024,
         "memory stays flat: {warmed_rss} KiB after warm-up, {final_rss} KiB at the end"
     );
     eprintln!("http fuzz: {REQUESTS} hostile requests, 0 5xx, statuses {status_counts:?}, rss {warmed_rss}→{final_rss} KiB");
+}
+
+/// Characters attackers like: combining marks, 4-byte characters, NUL and other controls,
+/// RTL and BOM marks, quotes and backslashes; the rest of the time any code point.
+const HOSTILE_CHARS: &[char] = &[
+    'a',
+    ' ',
+    '"',
+    '\\',
+    '\'',
+    '\0',
+    '\n',
+    '\u{7f}',
+    'é',
+    '\u{301}',
+    '\u{36f}',
+    '\u{200f}',
+    '\u{202e}',
+    '\u{feff}',
+    '\u{fffd}',
+    '中',
+    '😀',
+    '𝄞',
+    '\u{10ffff}',
+    '\u{e0001}',
+];
+
+impl Rng {
+    fn hostile_char(&mut self) -> char {
+        if self.below(4) > 0 {
+            return *self.pick(HOSTILE_CHARS);
+        }
+        loop {
+            if let Some(c) = char::from_u32(self.below(0x11_0000) as u32) {
+                return c;
+            }
+        }
+    }
+
+    /// A string of a length class from empty to `max_bytes` (lengths around the 64-byte
+    /// cuts included).
+    fn hostile_string(&mut self, max_bytes: usize) -> String {
+        let target = match self.below(5) {
+            0 => self.below(16),
+            1 => 56 + self.below(16),
+            2 => 200 + self.below(2_000),
+            3 => 2_000 + self.below(max_bytes / 8),
+            _ => max_bytes / 2 + self.below(max_bytes / 2),
+        };
+        let mut text = String::new();
+        // A run of hostile characters, repeated up to the length (cheap for long ones).
+        let run: String = (0..1 + self.below(48))
+            .map(|_| self.hostile_char())
+            .collect();
+        while text.len() < target.min(max_bytes) {
+            text.push_str(&run);
+        }
+        text
+    }
+}
+
+/// Every string in `value` replaced by hostile text (op names and other discriminators
+/// only now and then, so that most requests reach their op's params).
+fn with_hostile_strings(value: &mut serde_json::Value, rng: &mut Rng, max_bytes: usize) {
+    match value {
+        serde_json::Value::String(text) => {
+            let discriminator = text.contains('.') || text == "input_text" || text == "asc";
+            if !discriminator || rng.below(5) == 0 {
+                *text = rng.hostile_string(max_bytes);
+            }
+        }
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| with_hostile_strings(v, rng, max_bytes)),
+        serde_json::Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| with_hostile_strings(v, rng, max_bytes)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn hostile_unicode_in_every_string_field_of_every_op_causes_no_5xx() {
+    const REQUESTS: usize = 1200;
+    const BODY_LIMIT: usize = 1_048_576;
+    let server = TestServer::start_with(&[
+        ("CHATKIT__LIMITS__REQUESTS_PER_MINUTE", "0"),
+        ("CHATKIT__LIMITS__MAX_STREAMS_PER_USER", "0"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+        ("RUST_LOG", "warn"),
+    ]);
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "seed").await.thread_id();
+    let templates: Vec<serde_json::Value> = include_str!("../fixtures/requests.jsonl")
+        .lines()
+        .map(|line| serde_json::from_str(&line.replace("thr_5c1e9a02", &thread_id)).unwrap())
+        .collect();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..REQUESTS {
+        let mut request = rng.pick(&templates).clone();
+        // Most bodies hold several long strings; every twentieth one string near the limit.
+        let max_bytes = if i % 20 == 0 {
+            BODY_LIMIT
+        } else {
+            BODY_LIMIT / 8
+        };
+        with_hostile_strings(&mut request, &mut rng, max_bytes);
+        let body = request.to_string();
+        let response = http
+            .post(server.url("/chatkit"))
+            .bearer_auth(&alice)
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request {i} got no answer: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status < 500, "request {i} got {status}: {text}");
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200, "the process stayed up");
+    assert_eq!(server.log_count("panic"), 0, "no panic, caught or not");
+    eprintln!("unicode fuzz: {REQUESTS} requests over every op, 0 5xx, statuses {statuses:?}");
 }

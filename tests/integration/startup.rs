@@ -213,3 +213,198 @@ fn migrations_are_recorded_and_idempotent() {
         "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness\n4|0004_items_fenced_not_keyed\n5|0005_drop_threads_version"
     );
 }
+
+/// Each `configuration error:` line of `stderr` that mentions `text`.
+fn problem_lines<'a>(stderr: &'a str, text: &str) -> Vec<&'a str> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("configuration error:") && l.contains(text))
+        .collect()
+}
+
+#[test]
+fn unknown_keys_and_sections_are_refused_naming_the_closest_known_key() {
+    let file = temp_path("misspelt", "toml");
+    std::fs::write(
+        &file,
+        "[modle]\nname = \"gpt-4o\"\n[server]\nbnd = \"0.0.0.0:80\"\n[[mcp.servers]]\nname = \"t\"\nurll = \"http://127.0.0.1:1/mcp\"\n",
+    )
+    .unwrap();
+    let file = file.to_string_lossy().to_string();
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ("CHATKIT__LIMITS__REQUESTS_PER_MINUT", "5"),
+        ],
+        &["--config", &file, "check-config"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    for (unknown, suggestion) in [
+        ("unknown section [modle]", "did you mean [model]?"),
+        ("unknown key server.bnd", "did you mean server.bind?"),
+        (
+            "unknown key mcp.servers.urll",
+            "did you mean mcp.servers.url?",
+        ),
+        (
+            "CHATKIT__LIMITS__REQUESTS_PER_MINUT matches no setting",
+            "did you mean CHATKIT__LIMITS__REQUESTS_PER_MINUTE?",
+        ),
+    ] {
+        let lines = problem_lines(&stderr, unknown);
+        assert_eq!(lines.len(), 1, "one line about {unknown}: {stderr}");
+        assert!(lines[0].contains(suggestion), "{}", lines[0]);
+    }
+    // The same keys spelt right pass.
+    std::fs::write(
+        &file,
+        "[model]\nname = \"gpt-4o\"\n[server]\nbind = \"127.0.0.1:8000\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ("CHATKIT__MODEL__BASE_URL", "http://127.0.0.1:1/v1"),
+        ],
+        &["--config", &file, "check-config"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn wrong_values_name_their_key_and_the_old_max_turns_still_counts() {
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ("CHATKIT__ACTORS__MAX_LIVE", "0"),
+            ("CHATKIT__AGENT__TOOL_DISPLAY", "loud"),
+        ],
+        &["check-config"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        problem_lines(&stderr, "actors.max_live must be positive").len(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        problem_lines(&stderr, "agent.tool_display").len(),
+        1,
+        "{stderr}"
+    );
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ("CHATKIT__MODEL__BASE_URL", "http://127.0.0.1:1/v1"),
+            ("CHATKIT__AGENT__MAX_TURNS", "3"),
+        ],
+        &["check-config"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: agent.max_turns is the old name of agent.max_model_calls"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_default_model_without_a_key_is_one_warning_naming_the_fixes() {
+    let (code, stdout, stderr) =
+        chatkit(&[("CHATKIT__AUTH__JWT_SECRET", SECRET)], &["check-config"]);
+    assert_eq!(code, 0, "a warning, not an error: {stderr}");
+    assert!(stdout.contains("configuration is valid"));
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    for fix in ["OPENAI_API_KEY", "model.base_url", "mock-llm"] {
+        assert!(warnings[0].contains(fix), "names {fix}: {}", warnings[0]);
+    }
+    // With a key, or another server, nothing to say.
+    let (_, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ("OPENAI_API_KEY", "sk-test"),
+        ],
+        &["check-config"],
+    );
+    assert!(!stderr.contains("warning:"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_server_says_at_start_and_in_the_playground_that_the_model_is_not_configured() {
+    let server = TestServer::start_with(&[
+        ("CHATKIT__MODEL__BASE_URL", "https://api.openai.com/v1"),
+        ("CHATKIT__SERVER__PLAYGROUND", "true"),
+    ]);
+    eventually("the start-up warning", || {
+        server.log_count("model is not configured") == 1
+    })
+    .await;
+    let page = reqwest::get(server.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"data-testid="notice""#) && page.contains("OPENAI_API_KEY"),
+        "the playground shows the notice"
+    );
+    // A configured model: no notice.
+    let fine = TestServer::start_with(&[("CHATKIT__SERVER__PLAYGROUND", "true")]);
+    let page = reqwest::get(fine.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains(r#"data-testid="notice""#));
+}
+
+#[test]
+fn a_metrics_port_in_use_refuses_to_start_unless_metrics_are_off() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let shared = shared();
+    let url = shared.postgres.url();
+    let base = [
+        ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+        ("CHATKIT__SERVER__BIND", "127.0.0.1:0"),
+        ("CHATKIT__DATABASE__URL", url.as_str()),
+        ("CHATKIT__METRICS__BIND", addr.as_str()),
+        ("CHATKIT__MODEL__BASE_URL", "http://127.0.0.1:1/v1"),
+    ];
+    let (code, stdout, stderr) = chatkit(&base, &["serve"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("metrics.bind"))
+        .collect();
+    assert_eq!(lines.len(), 1, "one clear line: {stderr}");
+    assert!(
+        lines[0].contains(&addr) && lines[0].contains("metrics.enabled = false"),
+        "{}",
+        lines[0]
+    );
+    // Likewise the main port.
+    let mut server_taken = base;
+    server_taken[1] = ("CHATKIT__SERVER__BIND", addr.as_str());
+    server_taken[3] = ("CHATKIT__METRICS__ENABLED", "false");
+    let (code, _, stderr) = chatkit(&server_taken, &["serve"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("server.bind")).count(),
+        1,
+        "{stderr}"
+    );
+    // With metrics off the server starts.
+    let server = TestServer::start_with(&[
+        ("CHATKIT__METRICS__BIND", addr.as_str()),
+        ("CHATKIT__METRICS__ENABLED", "false"),
+    ]);
+    assert!(server.metrics_url.is_none());
+    drop(taken);
+}

@@ -5,6 +5,7 @@
 //! discriminators are required (§1.6).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::items::{InferenceOptions, UserMessageContent};
@@ -59,6 +60,14 @@ macro_rules! operations {
             pub fn answer(&self) -> Answer {
                 match self {
                     $(Operation::$variant(_) => Answer::$answer,)*
+                }
+            }
+
+            /// The op `name` with its params read from `params` (`None` for an unknown name).
+            fn parse_params(name: &str, params: &str) -> Option<Result<Operation, serde_json::Error>> {
+                match name {
+                    $($wire => Some(serde_json::from_str::<$params>(params).map(Operation::$variant)),)*
+                    _ => None,
                 }
             }
 
@@ -144,35 +153,41 @@ pub enum RequestError {
     InvalidParams { op: String, message: String },
 }
 
+/// The envelope, with each field left as the raw JSON it was: the params are parsed once,
+/// straight into their op's type (no intermediate tree of the whole body).
 #[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "type")]
-    op: Option<Value>,
-    params: Option<Value>,
-    #[serde(default)]
-    metadata: Option<Value>,
+struct Envelope<'a> {
+    #[serde(rename = "type", default, borrow, deserialize_with = "present")]
+    op: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    metadata: Option<&'a RawValue>,
+}
+
+/// A field that is there, `null` included (serde would otherwise read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Whether raw JSON is an object (it was validated while parsing the envelope).
+fn is_object(raw: &RawValue) -> bool {
+    raw.get().starts_with('{')
 }
 
 impl ChatKitRequest {
     /// Parses and validates a raw request body.
     pub fn parse(body: &[u8]) -> Result<Self, RequestError> {
-        let envelope: Envelope = match serde_json::from_slice::<Value>(body) {
-            Err(e) => return Err(RequestError::InvalidJson(short_serde_message(&e))),
-            Ok(Value::Object(map)) => serde_json::from_value(Value::Object(map))
-                .map_err(|e| RequestError::InvalidEnvelope(short_serde_message(&e)))?,
-            Ok(_) => {
-                return Err(RequestError::InvalidEnvelope(
-                    "request body must be a JSON object".into(),
-                ))
+        let envelope: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => {
+                RequestError::InvalidEnvelope("request body must be a JSON object".into())
             }
-        };
-        let op_name = match envelope.op {
-            Some(Value::String(name)) => name,
-            Some(_) => {
-                return Err(RequestError::InvalidEnvelope(
-                    "field `type` must be a string".into(),
-                ))
-            }
+            _ => RequestError::InvalidJson(short_serde_message(&e)),
+        })?;
+        let op_name: String = match envelope.op {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|_| {
+                RequestError::InvalidEnvelope("field `type` must be a string".into())
+            })?,
             None => return Err(RequestError::InvalidEnvelope("missing field `type`".into())),
         };
         if !OPERATION_NAMES.contains(&op_name.as_str()) {
@@ -182,8 +197,10 @@ impl ChatKitRequest {
             )));
         }
         let metadata = match envelope.metadata {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(map)) => map,
+            None => Map::new(),
+            Some(raw) if raw.get() == "null" => Map::new(),
+            Some(raw) if is_object(raw) => serde_json::from_str(raw.get())
+                .map_err(|e| RequestError::InvalidEnvelope(short_serde_message(&e)))?,
             Some(_) => {
                 return Err(RequestError::InvalidEnvelope(
                     "field `metadata` must be an object".into(),
@@ -191,7 +208,7 @@ impl ChatKitRequest {
             }
         };
         let params = match envelope.params {
-            Some(Value::Object(map)) => Value::Object(map),
+            Some(raw) if is_object(raw) => raw,
             Some(_) => {
                 return Err(RequestError::InvalidEnvelope(
                     "field `params` must be an object".into(),
@@ -203,17 +220,14 @@ impl ChatKitRequest {
                 ))
             }
         };
-        let tagged = serde_json::json!({ "type": op_name, "params": params });
-        let op: Operation =
-            serde_json::from_value(tagged).map_err(|e| RequestError::InvalidParams {
-                op: op_name.clone(),
-                message: short_serde_message(&e),
-            })?;
-        op.validate()
-            .map_err(|message| RequestError::InvalidParams {
-                op: op_name,
-                message,
-            })?;
+        let invalid = |message| RequestError::InvalidParams {
+            op: op_name.clone(),
+            message,
+        };
+        let op = Operation::parse_params(&op_name, params.get())
+            .ok_or_else(|| RequestError::UnknownOperation(op_name.clone()))?
+            .map_err(|e| invalid(short_serde_message(&e)))?;
+        op.validate().map_err(invalid)?;
         Ok(ChatKitRequest { op, metadata })
     }
 }

@@ -1,0 +1,53 @@
+//! Shutdown with a short drain: a stream still running when the drain ends is cut, and the
+//! engine stores what the cancellation rule stores (protocol §8.8) before its final flush.
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn sigterm_mid_stream_with_a_short_drain_stores_the_cut_answer_before_exit() {
+    let mut server = TestServer::start_with(&[
+        ("CHATKIT__SERVER__DRAIN_TIMEOUT_SECS", "1"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+    ]);
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "hi").await.thread_id();
+    // 200 tokens, 50 ms apart: far longer than the drain.
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "slow 200")
+        .await;
+    assert!(live.read_events(7).await >= 7, "text is streaming");
+    server.terminate();
+    live.read_to_end().await;
+    assert_ne!(
+        live.events.last().unwrap()["type"],
+        "thread.item.done",
+        "the answer was cut by the drain"
+    );
+    let status = server.wait();
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    let stored = shared().postgres.psql(&format!(
+        "SELECT kind FROM {}.items WHERE thread_id = '{thread_id}' ORDER BY created_at, seq",
+        server.schema
+    ));
+    let kinds: Vec<&str> = stored.lines().collect();
+    assert_eq!(
+        kinds,
+        [
+            "user_message",
+            "assistant_message",
+            "user_message",
+            "assistant_message",
+            "sdk_hidden_context"
+        ],
+        "the partial answer and the cancellation marker were stored before exit"
+    );
+    server.restart();
+    let items = server.items(&alice, &thread_id).await;
+    let partial = &page_data(&items)[0];
+    assert_eq!(partial["type"], "assistant_message");
+    let text = partial["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("tok0"),
+        "the streamed part was kept: {text:?}"
+    );
+}
