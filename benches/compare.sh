@@ -60,12 +60,7 @@ case "$MCP" in on|off|both) ;; *) die "--mcp wants auto, on, off or both" ;; esa
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-[[ $NO_BUILD -eq 1 ]] || build_all
-bench_tmp
-mkdir -p "$OUT"
-RUNS="$BENCH_TMP/runs"
-mkdir -p "$RUNS"
-JWT_SECRET="$(openssl rand -hex 32)"
+bench_setup
 SERVER_EXITS=()
 LOAD_COMMON=(--concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP"
   --threads "$THREADS" --new-thread-ratio "$NEW_RATIO" --tool-ratio "$TOOL_RATIO" --timeout 60)

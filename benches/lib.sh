@@ -42,6 +42,16 @@ bench_tmp() {
   log "work dir $BENCH_TMP"
 }
 
+# bench_setup: the work dir, $OUT and $RUNS made, a fresh $JWT_SECRET; builds unless --no-build.
+bench_setup() {
+  [[ ${NO_BUILD:-0} -eq 1 ]] || build_all
+  bench_tmp
+  mkdir -p "$OUT"
+  RUNS="$BENCH_TMP/runs"
+  mkdir -p "$RUNS"
+  JWT_SECRET="$(openssl rand -hex 32)"
+}
+
 stop_pid() { # stop_pid PID [GRACE_SECS]
   local pid="$1" grace="${2:-15}" i
   kill -0 "$pid" 2>/dev/null || return 0
@@ -155,7 +165,7 @@ start_chatkit() {
     CHATKIT__LIMITS__REQUESTS_PER_MINUTE=0 \
     CHATKIT__LOG__LEVEL="${CHATKIT_LOG_LEVEL:-warn}" \
     OPENAI_API_KEY=sk-bench-not-a-key \
-    "$@" "$BIN/chatkit-rs" ${CHATKIT_ARGS:-} >"$out" 2>"${out%.out}.err" &
+    "$@" "${CK_BIN:-$BIN/chatkit-rs}" ${CHATKIT_ARGS:-} >"$out" 2>"${out%.out}.err" &
   CK_PID=$!
   PIDS+=("$CK_PID")
   CK_URL="$(wait_listening "$out" "$CK_PID" 120)"

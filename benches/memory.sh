@@ -66,12 +66,7 @@ else
 fi
 log "ulimit -n $(ulimit -n)"
 
-[[ $NO_BUILD -eq 1 ]] || build_all
-bench_tmp
-mkdir -p "$OUT"
-RUNS="$BENCH_TMP/runs"
-mkdir -p "$RUNS"
-JWT_SECRET="$(openssl rand -hex 32)"
+bench_setup
 start_pg
 LIVE_ENV=(CHATKIT__ACTORS__IDLE_TIMEOUT_SECS=86400 CHATKIT__ACTORS__MAX_LIVE=$((THREADS + WARM + STREAMS + 1000)))
 [[ "$MODEL_HTTP2" == on ]] && LIVE_ENV+=(CHATKIT__MODEL__HTTP2_PRIOR_KNOWLEDGE=true)

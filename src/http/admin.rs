@@ -87,12 +87,5 @@ const PAGE: &str = include_str!("admin.html");
 /// The admin view: a page over the two endpoints above (the token is pasted in the page and
 /// sent with each call; the page itself holds no data).
 pub async fn page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((
-            "content-security-policy",
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ))
-        .insert_header(("x-content-type-options", "nosniff"))
-        .body(PAGE)
+    super::inline_page(PAGE)
 }

@@ -120,7 +120,7 @@ fn json(body: Vec<u8>) -> HttpResponse {
         .body(body)
 }
 
-/// The `{}` body of `threads.delete` and `items.feedback` (exactly two bytes, §3.12).
+/// The `{}` body of `threads.delete` and `items.feedback` (exactly two bytes, protocol §3.12).
 fn empty_object() -> HttpResponse {
     json(b"{}".to_vec())
 }
@@ -168,7 +168,7 @@ async fn dispatch(
                 item_id: p.item_id,
             };
             match engine.start_turn(user, token, request).await {
-                // §3.4: an id that is never found gives an empty stream.
+                // protocol §3.4: an id that is never found gives an empty stream.
                 Err(EngineError::ItemNotFound) => Ok(sse::empty()),
                 other => sse::respond(other?, permit).await,
             }

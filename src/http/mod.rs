@@ -47,6 +47,18 @@ async fn authenticate(
         .map_err(error::ApiError::Unauthorized)
 }
 
+/// A self-contained page (inline script and style, talking only to this origin).
+fn inline_page(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "content-security-policy",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .body(body)
+}
+
 /// Which optional routes are on.
 #[derive(Clone, Copy, Debug)]
 pub struct Routes {

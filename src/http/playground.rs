@@ -27,15 +27,7 @@ pub async fn page(state: web::Data<AppState>) -> HttpResponse {
         ),
         None => PAGE.to_string(),
     };
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        // Everything the page needs is inline; it talks only to this origin.
-        .insert_header((
-            "content-security-policy",
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ))
-        .insert_header(("x-content-type-options", "nosniff"))
-        .body(page)
+    super::inline_page(page)
 }
 
 fn escape_html(text: &str) -> String {

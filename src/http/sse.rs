@@ -1,6 +1,6 @@
-//! Relays a turn's event channel as an SSE body (§1.3): each frame is already
+//! Relays a turn's event channel as an SSE body (protocol §1.3): each frame is already
 //! `data: <json>\n\n`; the body ends when the turn ends. Dropping the body (the client left)
-//! drops the receiver, which the turn notices as a cancellation (§8.8).
+//! drops the receiver, which the turn notices as a cancellation (protocol §8.8).
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
@@ -38,7 +38,7 @@ pub async fn respond(
     Ok(event_stream_response().streaming(body))
 }
 
-/// An empty stream (e.g. retry of an unknown item, §3.4).
+/// An empty stream (e.g. retry of an unknown item, protocol §3.4).
 pub fn empty() -> HttpResponse {
     event_stream_response().body(Bytes::new())
 }

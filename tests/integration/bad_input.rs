@@ -53,7 +53,7 @@ async fn each_bad_input_class_has_its_status_and_code() {
         "{}",
         reply.status
     );
-    // Unknown keys are ignored (§1.1).
+    // Unknown keys are ignored (protocol §1.1).
     let reply = server
         .post_raw(
             t,

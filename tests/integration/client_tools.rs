@@ -1,4 +1,4 @@
-//! Client tools (§6.3, §8.6): the turn ends with a pending `client_tool_call`; the browser's
+//! Client tools (protocol §6.3, §8.6): the turn ends with a pending `client_tool_call`; the browser's
 //! result continues the turn without new user input.
 
 use serde_json::json;
@@ -19,7 +19,7 @@ const TOOL_OUTPUT: &str = "threads.add_client_tool_output";
 async fn client_tool_round_trip() {
     let server = TestServer::start_with_config(CONFIG, &[("CHATKIT__TITLES__ENABLED", "false")]);
     let (alice, first) = alice_starts(&server, "add task buy milk").await;
-    // §8.6 / test_respond_with_tool_call: exactly 4 events.
+    // protocol §8.6 / test_respond_with_tool_call: exactly 4 events.
     assert_eq!(
         first.kinds(),
         [
@@ -54,7 +54,7 @@ async fn client_tool_round_trip() {
     assert_eq!(
         output.kinds()[0],
         "stream_options",
-        "no event for the completion (§13.11)"
+        "no event for the completion (protocol §13.11)"
     );
     output.assert_answered();
     let answer = output.done_items()[0]["content"][0]["text"].clone();

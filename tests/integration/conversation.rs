@@ -114,7 +114,7 @@ async fn create_streams_the_exact_event_sequence() {
     let mut expected = vec![event("thread.created", json!({ "thread": thread(None) }))];
     expected.extend(turn_start_events("Hello there"));
     expected.extend(answer_events(8));
-    // §8.7: the generated title is saved and announced last.
+    // protocol §8.7: the generated title is saved and announced last.
     expected.push(event(
         "thread.updated",
         json!({ "thread": thread(Some(TITLE)) }),

@@ -25,7 +25,11 @@ async fn model_cut_mid_stream_keeps_no_partial_answer() {
     assert!(kinds.iter().any(|k| k.ends_with("text_delta")), "{kinds:?}");
     let thread_id = stream.thread_id();
     let items = server.items(&alice, &thread_id).await;
-    assert_eq!(page_data(&items).len(), 1, "only the user message (§8.9)");
+    assert_eq!(
+        page_data(&items).len(),
+        1,
+        "only the user message (protocol §8.9)"
+    );
     let next = add_message(&server, &alice, &thread_id, "again").await;
     next.assert_answered();
 }

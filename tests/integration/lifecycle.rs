@@ -1,4 +1,4 @@
-//! Retry (§8.10) and idle retirement of thread actors.
+//! Retry (protocol §8.10) and idle retirement of thread actors.
 
 use serde_json::json;
 
@@ -26,7 +26,7 @@ async fn retry_after_item_regenerates_from_that_message() {
     let kinds = retry.kinds();
     assert_eq!(
         kinds[0], "stream_options",
-        "no removal events (§13.4): {kinds:?}"
+        "no removal events (protocol §13.4): {kinds:?}"
     );
     assert_eq!(kinds.last().unwrap(), "thread.item.done");
     let new_answer = retry.done_id(0);

@@ -1,4 +1,4 @@
-//! Paging: both orders, cursors, limits, hidden items filtered after paging (§2.1, §3.9, §3.10).
+//! Paging: both orders, cursors, limits, hidden items filtered after paging (protocol §2.1, §3.9, §3.10).
 
 use serde_json::{json, Value};
 

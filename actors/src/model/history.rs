@@ -3,7 +3,7 @@
 use super::wire::{ChatMessage, ToolCallRequest};
 use crate::protocol::{ItemBody, ThreadItem, ToolCallStatus};
 
-/// Wrapper the reference uses for hidden context (§6.11).
+/// Wrapper the reference uses for hidden context (protocol §6.11).
 const HIDDEN_CONTEXT_PREFIX: &str = "Hidden context for the agent (not shown to the user):";
 
 fn hidden(content: &str) -> ChatMessage {
@@ -13,7 +13,7 @@ fn hidden(content: &str) -> ChatMessage {
 }
 
 /// The model input for a thread: the instructions, then the items in order. Pending client
-/// tool calls are skipped; completed ones become a call + output pair (§6.3).
+/// tool calls are skipped; completed ones become a call + output pair (protocol §6.3).
 pub fn history_messages(instructions: &str, items: &[ThreadItem]) -> Vec<ChatMessage> {
     let mut messages = Vec::with_capacity(items.len() + 1);
     if !instructions.is_empty() {

@@ -1,4 +1,4 @@
-//! Thread stream events (§4) and item updates (§5). `type` is always the first key.
+//! Thread stream events (protocol §4) and item updates (protocol §5). `type` is always the first key.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::items::{Annotation, AssistantMessageContent, ThreadItem};
 use super::thread::Thread;
 
-/// One event of a streamed response; serialized as `data: <json>\n\n` (§1.3).
+/// One event of a streamed response; serialized as `data: <json>\n\n` (protocol §1.3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum ThreadStreamEvent {
@@ -60,7 +60,7 @@ pub enum ThreadStreamEvent {
 }
 
 impl ThreadStreamEvent {
-    /// The generic in-band failure (§1.4): `stream.error`, no message.
+    /// The generic in-band failure (protocol §1.4): `stream.error`, no message.
     pub fn stream_error(allow_retry: bool) -> Self {
         ThreadStreamEvent::Error {
             code: ErrorCode::StreamError,
@@ -88,13 +88,13 @@ impl ThreadStreamEvent {
     }
 }
 
-/// §4 `stream_options`.
+/// protocol §4 `stream_options`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamOptions {
     pub allow_cancel: bool,
 }
 
-/// §1.4 error codes; the enum is open upstream, we emit these two.
+/// protocol §1.4 error codes; the enum is open upstream, we emit these two.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorCode {
     #[serde(rename = "stream.error")]
@@ -112,7 +112,7 @@ pub enum NoticeLevel {
     Danger,
 }
 
-/// §5 `ThreadItemUpdate`.
+/// protocol §5 `ThreadItemUpdate`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum ThreadItemUpdate {

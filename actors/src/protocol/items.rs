@@ -1,4 +1,4 @@
-//! Thread items (§2.3, §6) and their content parts (§7). Every item is `id`, `thread_id`,
+//! Thread items (protocol §2.3, §6) and their content parts (protocol §7). Every item is `id`, `thread_id`,
 //! `created_at`, then `type` and the type's fields, in that key order.
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +18,7 @@ pub struct ThreadItem {
 }
 
 impl ThreadItem {
-    /// Hidden items are stored and shown to the model, never to the client (§2.3).
+    /// Hidden items are stored and shown to the model, never to the client (protocol §2.3).
     pub fn is_hidden(&self) -> bool {
         matches!(
             self.body,
@@ -68,7 +68,7 @@ impl ItemBody {
     }
 }
 
-/// §6.1. `attachments` holds full attachment objects; we accept none yet (EXTRA), so they are
+/// protocol §6.1. `attachments` holds full attachment objects; we accept none yet (EXTRA), so they are
 /// kept opaque.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserMessage {
@@ -97,7 +97,7 @@ impl UserMessage {
     }
 }
 
-/// §7.1 user content parts (`type` first).
+/// protocol §7.1 user content parts (`type` first).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum UserMessageContent {
@@ -107,7 +107,7 @@ pub enum UserMessageContent {
     InputTag {
         id: String,
         text: String,
-        /// Required by pydantic but optional in the JS type: accept a missing one (§13.13).
+        /// Required by pydantic but optional in the JS type: accept a missing one (protocol §13.13).
         #[serde(default)]
         data: Map<String, Value>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,7 +117,7 @@ pub enum UserMessageContent {
     },
 }
 
-/// §7.2; both keys omitted when null, so usually `{}`.
+/// protocol §7.2; both keys omitted when null, so usually `{}`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,7 +131,7 @@ pub struct ToolChoice {
     pub id: String,
 }
 
-/// §6.2.
+/// protocol §6.2.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AssistantMessage {
     pub content: Vec<AssistantMessageContent>,
@@ -148,7 +148,7 @@ literal_tag!(
     OutputText = "output_text"
 );
 
-/// Key order `annotations, text, type` (§6.2).
+/// Key order `annotations, text, type` (protocol §6.2).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssistantMessageContent {
     #[serde(default)]
@@ -173,7 +173,7 @@ literal_tag!(
     AnnotationTag = "annotation"
 );
 
-/// §7.4. Sources are kept as JSON: we forward them, we never build them.
+/// protocol §7.4. Sources are kept as JSON: we forward them, we never build them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Annotation {
     #[serde(rename = "type")]
@@ -183,7 +183,7 @@ pub struct Annotation {
     pub index: Option<i64>,
 }
 
-/// §6.3.
+/// protocol §6.3.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientToolCall {
     #[serde(default)]
@@ -203,7 +203,7 @@ pub enum ToolCallStatus {
     Completed,
 }
 
-/// §6.7. Tasks and summaries are kept as JSON (they are built by the tools issue).
+/// protocol §6.7. Tasks and summaries are kept as JSON (they are built by the tools issue).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowItem {
     pub workflow: Workflow,
@@ -227,28 +227,28 @@ pub enum WorkflowKind {
     Reasoning,
 }
 
-/// §6.8: a standalone task.
+/// protocol §6.8: a standalone task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskItem {
     pub task: Value,
 }
 
-/// §6.9: no fields besides the envelope.
+/// protocol §6.9: no fields besides the envelope.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EndOfTurn {}
 
-/// §6.10: server-only context for the model.
+/// protocol §6.10: server-only context for the model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HiddenContextItem {
     pub content: Value,
 }
 
-/// §6.11: server-only marker, e.g. the cancellation sentence.
+/// protocol §6.11: server-only marker, e.g. the cancellation sentence.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SdkHiddenContext {
     pub content: String,
 }
 
-/// The exact sentence stored when the user cancels a stream (§8.8).
+/// The exact sentence stored when the user cancels a stream (protocol §8.8).
 pub const CANCELLED_STREAM_CONTEXT: &str =
     "The user cancelled the stream. Stop responding to the prior request.";

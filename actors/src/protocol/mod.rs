@@ -1,5 +1,5 @@
-//! The ChatKit wire protocol (`../shared/chatkit-protocol.md`): requests, threads, items,
-//! pages and stream events, serialized exactly as the reference SDK does (§1.5).
+//! The ChatKit wire protocol (`specs/protocol.md`): requests, threads, items,
+//! pages and stream events, serialized exactly as the reference SDK does (protocol §1.5).
 
 pub mod events;
 pub mod items;

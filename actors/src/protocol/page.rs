@@ -1,4 +1,4 @@
-//! `Page<T>` (§2.1) and the paging parameters shared by `threads.list` and `items.list`.
+//! `Page<T>` (protocol §2.1) and the paging parameters shared by `threads.list` and `items.list`.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +29,7 @@ impl<T> Default for Page<T> {
     }
 }
 
-/// Sort order of a list (§3.9, §3.10); `desc` is the default.
+/// Sort order of a list (protocol §3.9, §3.10); `desc` is the default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {

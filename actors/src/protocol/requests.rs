@@ -1,8 +1,8 @@
-//! The request envelope (§1.1) and the params of all 16 operations (§3).
+//! The request envelope (protocol §1.1) and the params of all 16 operations (protocol §3).
 //!
 //! Parsing is two-step so each failure gets its own clear error: first the envelope (`type`,
 //! `params`, `metadata`), then the params of that op. Unknown keys are ignored everywhere;
-//! discriminators are required (§1.6).
+//! discriminators are required (protocol §1.6).
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -254,7 +254,7 @@ impl Operation {
     }
 }
 
-/// `limit`: null or 0 means 20 (§13.7); negative or over 1000 is refused.
+/// `limit`: null or 0 means 20 (protocol §13.7); negative or over 1000 is refused.
 pub fn page_size(limit: Option<i64>) -> Result<u32, String> {
     match limit {
         None | Some(0) => Ok(DEFAULT_PAGE_SIZE),
@@ -266,7 +266,7 @@ pub fn page_size(limit: Option<i64>) -> Result<u32, String> {
     }
 }
 
-/// `UserMessageInput` (§3.1).
+/// `UserMessageInput` (protocol §3.1).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserMessageInput {
     pub content: Vec<UserMessageContent>,
@@ -433,7 +433,7 @@ mod tests {
             ChatKitRequest::parse(br#"{"type":"threads.list"}"#),
             Err(RequestError::InvalidEnvelope(_))
         ));
-        // A content part without its discriminator is refused (§1.1).
+        // A content part without its discriminator is refused (protocol §1.1).
         assert!(matches!(
             ChatKitRequest::parse(br#"{"type":"threads.create","params":{"input":{"content":[{"text":"Hi"}],"attachments":[],"inference_options":{}}}}"#),
             Err(RequestError::InvalidParams { .. })

@@ -1,4 +1,4 @@
-//! Literal `type` fields that must sit in a specific key position (§1.5 key order), where
+//! Literal `type` fields that must sit in a specific key position (protocol §1.5 key order), where
 //! serde's internally tagged enums would put the tag first.
 
 /// Declares a unit struct that serializes as one fixed string and only deserializes from it.

@@ -1,4 +1,4 @@
-//! Threads as stored (`ThreadMeta`) and as sent (`Thread`, §2.2).
+//! Threads as stored (`ThreadMeta`) and as sent (`Thread`, protocol §2.2).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -7,7 +7,7 @@ use super::items::ThreadItem;
 use super::page::Page;
 use super::time::Timestamp;
 
-/// §2.2 `ThreadStatus`.
+/// protocol §2.2 `ThreadStatus`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum ThreadStatus {
@@ -32,7 +32,7 @@ pub struct ThreadMeta {
     pub title: Option<String>,
     pub status: ThreadStatus,
     pub allowed_image_domains: Option<Vec<String>>,
-    /// Server-private metadata; the wire form always carries `{}` (§1.5).
+    /// Server-private metadata; the wire form always carries `{}` (protocol §1.5).
     pub metadata: Map<String, Value>,
 }
 
@@ -63,7 +63,7 @@ impl ThreadMeta {
     }
 }
 
-/// §2.2 wire form, keys in this order.
+/// protocol §2.2 wire form, keys in this order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Thread<I = ThreadItem> {
     #[serde(default, skip_serializing_if = "Option::is_none")]

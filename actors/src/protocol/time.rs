@@ -1,4 +1,4 @@
-//! Timestamps in the exact shape the reference emits (§1.5): ISO-8601 without an offset,
+//! Timestamps in the exact shape the reference emits (protocol §1.5): ISO-8601 without an offset,
 //! microseconds as six digits, the fraction omitted when it is zero. We always use UTC wall time
 //! (see `specs/datetimes.md`); parsing accepts every shape pydantic accepts.
 
@@ -7,7 +7,7 @@ use std::fmt;
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Timelike, Utc};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-/// A point in time with microsecond precision, serialized offset-less (§1.5).
+/// A point in time with microsecond precision, serialized offset-less (protocol §1.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(NaiveDateTime);
 

@@ -7,39 +7,30 @@ use tokio_postgres::Client;
 use super::{SchemaName, StoreError};
 
 /// One migration file: its version, name and SQL.
-pub struct Migration {
+pub(crate) struct Migration {
     pub version: i32,
     pub name: &'static str,
     pub sql: &'static str,
 }
 
+/// A migration from its version and the file name (without `.sql`) in `sql/`.
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../../../sql/", $name, ".sql")),
+        }
+    };
+}
+
 /// Every migration, in order. Add new files at the end; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "0001_threads_and_items",
-        sql: include_str!("../../../sql/0001_threads_and_items.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "0002_cluster",
-        sql: include_str!("../../../sql/0002_cluster.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "0003_lease_liveness",
-        sql: include_str!("../../../sql/0003_lease_liveness.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "0004_items_fenced_not_keyed",
-        sql: include_str!("../../../sql/0004_items_fenced_not_keyed.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "0005_drop_threads_version",
-        sql: include_str!("../../../sql/0005_drop_threads_version.sql"),
-    },
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_threads_and_items"),
+    migration!(2, "0002_cluster"),
+    migration!(3, "0003_lease_liveness"),
+    migration!(4, "0004_items_fenced_not_keyed"),
+    migration!(5, "0005_drop_threads_version"),
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock`, shared by every instance.

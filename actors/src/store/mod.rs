@@ -305,7 +305,7 @@ fn order_sql(order: Order) -> (&'static str, &'static str) {
 }
 
 /// Cuts the `limit + 1` rows fetched into a page: `has_more` when the extra row exists, and
-/// `after` = the id of the last row returned (§2.1).
+/// `after` = the id of the last row returned (protocol §2.1).
 fn page_from<T>(rows: &mut Vec<T>, limit: u32, id_of: impl Fn(&T) -> String) -> Page<T> {
     let has_more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

@@ -19,7 +19,7 @@ pub enum WriteOp {
     InsertThread(ThreadMeta),
     /// Title, status, allowed image domains and private metadata.
     UpdateThread(ThreadMeta),
-    /// Insert or replace an item (upsert: §8.5 re-inserts items on `done`).
+    /// Insert or replace an item (upsert: protocol §8.5 re-inserts items on `done`).
     PutItem(ItemRecord),
     DeleteItems {
         thread_id: String,
@@ -41,7 +41,7 @@ pub enum WriteOp {
         thread_id: String,
         instance_id: String,
     },
-    /// Deletes every item after this one (retry, §3.4).
+    /// Deletes every item after this one (retry, protocol §3.4).
     DeleteItemsAfter {
         thread_id: String,
         item_id: String,

@@ -1,4 +1,4 @@
-//! Server-Sent Events as ChatKit (§1.3) and Chat Completions write them: `data: <json>\n\n`.
+//! Server-Sent Events as ChatKit (protocol §1.3) and Chat Completions write them: `data: <json>\n\n`.
 //! The splitter hands out each event's `data` payload; the classifiers look at as little of
 //! it as they can, so the generator's CPU stays small next to the server's: text deltas are
 //! recognised by their leading bytes, and only the two or three frames per turn that carry

@@ -1,6 +1,6 @@
 //! `chatkit-relay`: the practical ceiling for a ChatKit server on this machine. POST /chatkit
 //! reads the body, streams one Chat Completions request from the model and relays every text
-//! chunk as a ChatKit `text_delta` event, framed by the events a real turn has (§8.1). No auth,
+//! chunk as a ChatKit `text_delta` event, framed by the events a real turn has (protocol §8.1). No auth,
 //! no actors, no persistence: whatever chatkit-rs costs beyond this is the price of its features.
 //!
 //! Usage: chatkit-relay [--port P] [--model-url http://127.0.0.1:P/v1] [--workers N]

@@ -210,7 +210,7 @@ impl TurnRun<'_> {
                 Some(Ok(ModelEvent::Finished { .. })) => {}
                 Some(Ok(ModelEvent::TextDelta(delta))) => {
                     if !answer.started {
-                        // §8.5: a workflow closes when a message starts.
+                        // protocol §8.5: a workflow closes when a message starts.
                         if let Err(ended) = self.close_workflow(workflow).await {
                             return Round::Ended(ended);
                         }
@@ -325,7 +325,7 @@ impl TurnRun<'_> {
         }
     }
 
-    /// §8.6: the turn ends with a pending `client_tool_call` the browser will run.
+    /// protocol §8.6: the turn ends with a pending `client_tool_call` the browser will run.
     async fn end_with_client_call(&mut self, call: &RequestedCall) -> Ended {
         let arguments = match serde_json::from_str::<Value>(&call.arguments) {
             Ok(Value::Object(map)) => Value::Object(map),

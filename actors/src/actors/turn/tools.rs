@@ -108,7 +108,7 @@ impl TurnRun<'_> {
         Ok(outputs)
     }
 
-    /// Adds a task, opening the workflow (with that task) if none is open (§8.5).
+    /// Adds a task, opening the workflow (with that task) if none is open (protocol §8.5).
     async fn add_workflow_task(
         &mut self,
         workflow: &mut Option<WorkflowInProgress>,

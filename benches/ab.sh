@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# ab.sh — two builds of chatkit-rs side by side in one run: the same mock model, the same
+# PostgreSQL (settings as compare.sh), the same load (chatkit-load), alternating A B A B … so
+# that drift of the machine hits both alike. For "did this change cost anything": build the
+# baseline from an older commit into its own directory and pass its binary.
+#
+# Usage: benches/ab.sh --baseline BIN [--rounds N] [--concurrency N] [--duration S]
+#          [--warmup S] [--tokens N] [--new-thread-ratio R] [--no-build] [--out DIR]
+#   --baseline  the other chatkit-rs binary (A); B is this tree's release build
+#   --rounds    A/B pairs (default 3)
+# Prints each run and the mean of each side; writes results/ab-latest.md.
+# Example baseline: git worktree add /var/tmp/ck-base <rev> && (cd /var/tmp/ck-base &&
+#   cargo build --release --bin chatkit-rs) && cp $CARGO_TARGET_DIR/release/chatkit-rs /var/tmp/ck-base.bin
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BASELINE="" ROUNDS=3 CONCURRENCY=64 DURATION=20 WARMUP=5 TOKENS=8 NEW_RATIO=0.2 NO_BUILD=0
+OUT="$BENCH_DIR/results"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --baseline) BASELINE="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
+    --concurrency) CONCURRENCY="$2"; shift 2 ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    --warmup) WARMUP="$2"; shift 2 ;;
+    --tokens) TOKENS="$2"; shift 2 ;;
+    --new-thread-ratio) NEW_RATIO="$2"; shift 2 ;;
+    --no-build) NO_BUILD=1; shift ;;
+    --out) OUT="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+[[ -x "$BASELINE" ]] || die "--baseline BIN: an executable chatkit-rs is needed"
+
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+bench_setup
+start_mock "$TOKENS" 0 1
+start_pg
+
+run_side() { # run_side NAME BIN
+  local name="$1"
+  CK_BIN="$2" start_chatkit "$name"
+  "$BIN/chatkit-load" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
+    --new-thread-ratio "$NEW_RATIO" --timeout 60 --label "$name" --json "$RUNS/$name.json" \
+    --server-pid "$CK_PID" --url "$CK_URL/chatkit" --jwt-secret "$JWT_SECRET" \
+    --pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID" >&2
+  stop_pid "$CK_PID" 20; forget_pid "$CK_PID"
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+  run_side "a$r" "$BASELINE"
+  run_side "b$r" "$BIN/chatkit-rs"
+done
+
+summary() { # summary FILE: turns/s, ttft p50, ttft p99, turn p50, turn p99, server cpu ms/turn
+  jq -r '[.turns.per_sec, .ttft_ms.p50, .ttft_ms.p99, .turn_ms.p50, .turn_ms.p99,
+          .processes.server.cpu_ms_per_turn] | @tsv' "$1"
+}
+{
+  echo "# A/B: baseline vs this tree ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(cd "$REPO_DIR" && git rev-parse --short HEAD))"
+  echo
+  echo "A = \`$BASELINE\`, B = this tree. chatkit-load --concurrency $CONCURRENCY --duration $DURATION --warmup $WARMUP --new-thread-ratio $NEW_RATIO; mock $TOKENS tokens; Postgres as compare.sh."
+  echo
+  echo "| run | turns/s | first delta p50 ms | p99 ms | whole turn p50 ms | p99 ms | server CPU ms/turn |"
+  echo "|---|---|---|---|---|---|---|"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for side in a b; do
+      printf '| %s%s | %s |\n' "$side" "$r" "$(summary "$RUNS/$side$r.json" | sed 's/\t/ | /g')"
+    done
+  done
+  for side in a b; do
+    jq -rs '[ .[] | .turns.per_sec ] | add / length' "$RUNS/$side"[0-9]*.json >"$BENCH_TMP/mean-$side"
+  done
+  a="$(cat "$BENCH_TMP/mean-a")" b="$(cat "$BENCH_TMP/mean-b")"
+  echo
+  echo "Mean turns/s: A $(printf '%.0f' "$a"), B $(printf '%.0f' "$b"), B/A = $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')."
+} | tee "$OUT/ab-latest.md"
