@@ -27,6 +27,7 @@ while [[ $# -gt 0 ]]; do
     --new-thread-ratio) NEW_RATIO="$2"; shift 2 ;;
     --no-build) NO_BUILD=1; shift ;;
     --out) OUT="$2"; shift 2 ;;
+    --fast-pg) FAST_PG=1; shift ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac

@@ -19,6 +19,7 @@ while [[ $# -gt 0 ]]; do
     --warmup) WARMUP="$2"; shift 2 ;;
     --handovers) HANDOVERS="$2"; shift 2 ;;
     --no-build) NO_BUILD=1; shift ;;
+    --fast-pg) FAST_PG=1; shift ;;
     -h|--help) sed -n 2,10p "$0"; exit 0 ;;
     *) die "unknown option $1" ;;
   esac

@@ -13,7 +13,9 @@
 # Usage: benches/compare.sh [--concurrency N] [--duration S] [--warmup S] [--skip-peer]
 #          [--threads N] [--new-thread-ratio R] [--tool-ratio R] [--tokens N] [--mcp auto|on|off|both]
 #          [--mock-workers N] [--server-workers N] [--peer-dir DIR] [--out DIR] [--no-build]
-#          [--keep-tmp] [--top]
+#          [--keep-tmp] [--top] [--fast-pg]
+#   --fast-pg      Postgres with fsync, synchronous_commit and full_page_writes off (default: on,
+#                  as production and the embedded Postgres; the reference gets the same)
 #   --mcp          off: chatkit-rs without tools; on: chatkit-rs with the reference's MCP task
 #                  server (the same app as the peer); both: two runs, (c) and (c+mcp);
 #                  auto (default) = both when the peer runs, else off
@@ -49,7 +51,8 @@ while [[ $# -gt 0 ]]; do
     --no-build) NO_BUILD=1; shift ;;
     --keep-tmp) KEEP_TMP=1; shift ;;
     --top) TOP=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --fast-pg) FAST_PG=1; shift ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -85,8 +88,8 @@ start_pg
 PEER_PID="" PEER_URL="" PEER_PY="" PEER_MCP="" PEER_PM="" PEER_PGPORT="" MCP_URL=""
 if [[ $SKIP_PEER -eq 0 ]]; then
   [[ -x "$PEER_DIR/run_peer.sh" ]] || die "no $PEER_DIR/run_peer.sh (use --peer-dir or --skip-peer)"
-  # run_peer.sh always starts its own throwaway Postgres (it takes no database URL); it uses the
-  # same settings as ours (see start_pg), and its commits are counted in its own cluster.
+  # run_peer.sh always starts its own throwaway Postgres (it takes no database URL), with
+  # durability off: pg_make_like_ours gives it our settings; its commits are counted there.
   "$PEER_DIR/run_peer.sh" --llm-url "$MOCK_URL/v1" --jwt-secret "$JWT_SECRET" \
     >"$BENCH_TMP/peer.env" 2>"$BENCH_TMP/logs/run_peer.err" &
   PEER_PID=$!
@@ -114,6 +117,7 @@ if [[ $SKIP_PEER -eq 0 ]]; then
   done
   PEER_PM="$(head -1 "${PEER_LOG_DIR%/logs}/pgdata/postmaster.pid" 2>/dev/null || true)"
   [[ -n "$PEER_PY" ]] || die "cannot find peer_server.py under run_peer.sh (pid $PEER_PID)"
+  pg_make_like_ours "$PEER_PGPORT"
   log "peer at $PEER_URL (peer_server.py $PEER_PY, mcp_tasks.py $PEER_MCP, postmaster ${PEER_PM:-?}, pg port $PEER_PGPORT)"
 fi
 
@@ -186,7 +190,7 @@ jq -n \
   --slurpfile c "$RUNS/chatkit.json" --slurpfile cm "$RUNS/chatkit_mcp.json" --slurpfile d "$RUNS/peer.json" \
   --arg when "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg rev "$GIT_REV" --argjson dirty "$GIT_DIRTY" \
   --arg cpus "$(nproc)" --arg cpu_model "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
-  --arg pg "$("$PG_BIN/postgres" --version)" \
+  --arg pg "$("$PG_BIN/postgres" --version)" --arg pgset "$(pg_durability)" \
   --argjson conc "$CONCURRENCY" --argjson dur "$DURATION" --argjson warm "$WARMUP" \
   --argjson threads "$THREADS" --argjson ntr "$NEW_RATIO" --argjson tr "$TOOL_RATIO" \
   --argjson tokens "$TOKENS" --arg mcp "$MCP" --argjson mw "$MOCK_WORKERS" --argjson sw "$SERVER_WORKERS" \
@@ -217,8 +221,8 @@ jq -n \
     settings: {concurrency: $conc, duration_secs: $dur, warmup_secs: $warm, generator_threads: $threads,
       new_thread_ratio: $ntr, tool_ratio: $tr, mock_tokens: $tokens, mock_delay_ms: 0,
       mock_workers: $mw, server_workers: $sw, chatkit_mcp: $mcp,
-      postgres: "fsync=off synchronous_commit=off full_page_writes=off, 127.0.0.1 TCP (both servers)",
-      peer_database: "run_peer.sh starts its own cluster (same settings); it takes no database URL"},
+      postgres: "\($pgset), 127.0.0.1 TCP (both servers)",
+      peer_database: "run_peer.sh starts its own cluster; it is switched to the same settings (ALTER SYSTEM + reload)"},
     runs: {mock: $mock, relay: $relay, chatkit_rs: $ck, chatkit_rs_mcp: $ckm, peer: $peer},
     commits: {chatkit_rs: commits($ckx; $ck), chatkit_rs_mcp: commits($ckmx; $ckm), peer: commits($px; $peer)},
     ratios: {

@@ -103,9 +103,32 @@ build_all() {
     || die "cargo build failed"
 }
 
-# start_pg: a private cluster in $BENCH_TMP/pgdata with the same settings run_peer.sh gives
-# the reference's cluster (fsync/synchronous_commit/full_page_writes off), so both servers
-# get the same database. Sets PGPORT, PGDATA_DIR, PG_POSTMASTER; database `chatkit`.
+# Postgres durability of every benchmark: production's (fsync, synchronous_commit and
+# full_page_writes on, as the embedded Postgres runs) unless FAST_PG=1 (all three off, the
+# old benchmark settings). Scripts take --fast-pg to set it.
+FAST_PG="${FAST_PG:-0}"
+pg_durability() { # the three settings as `name=value` words
+  if [[ "$FAST_PG" == 1 ]]; then
+    echo "fsync=off synchronous_commit=off full_page_writes=off"
+  else
+    echo "fsync=on synchronous_commit=on full_page_writes=on"
+  fi
+}
+
+# pg_make_like_ours PORT: gives a running cluster (the reference's, which run_peer.sh starts
+# with everything off) our durability settings, so both servers run on the same terms.
+pg_make_like_ours() {
+  local kv
+  for kv in $(pg_durability); do
+    psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atqc "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null \
+      || die "cannot set ${kv%%=*} on the cluster at port $1"
+  done
+  psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atqc "SELECT pg_reload_conf()" >/dev/null
+  log "postgres at port $1 now runs with $(pg_durability)"
+}
+
+# start_pg: a private cluster in $BENCH_TMP/pgdata with $(pg_durability). Sets PGPORT,
+# PGDATA_DIR, PG_POSTMASTER; database `chatkit`.
 start_pg() {
   PG_BIN="$(pg_bindir)"
   PGPORT="$(free_port)"
@@ -121,12 +144,12 @@ start_pg() {
   as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres -A trust -E UTF8 --locale=C --no-sync \
     >"$BENCH_TMP/logs/initdb.log" 2>&1 || die "initdb failed (see $BENCH_TMP/logs/initdb.log)"
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -t 60 -l "$BENCH_TMP/logs/postgres.log" \
-    -o "-p $PGPORT -k $sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+    -o "-p $PGPORT -k $sock -c listen_addresses=127.0.0.1 $(printf -- '-c %s ' $(pg_durability))-c max_connections=200" \
     start >/dev/null 2>&1 || die "postgres did not start (see $BENCH_TMP/logs/postgres.log)"
   PG_DATADIRS+=("$PGDATA_DIR")
   as_pg "$PG_BIN/createdb" -h "$sock" -p "$PGPORT" -U postgres chatkit || die "createdb failed"
   PG_POSTMASTER="$(head -1 "$PGDATA_DIR/postmaster.pid")"
-  log "postgres $($PG_BIN/postgres --version | awk '{print $NF}') on 127.0.0.1:$PGPORT (postmaster $PG_POSTMASTER)"
+  log "postgres $($PG_BIN/postgres --version | awk '{print $NF}') on 127.0.0.1:$PGPORT (postmaster $PG_POSTMASTER, $(pg_durability))"
 }
 
 # xact_commit PORT: committed transactions of database `chatkit` so far.

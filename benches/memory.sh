@@ -43,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --model-http2) MODEL_HTTP2="$2"; shift 2 ;;
     --no-build) NO_BUILD=1; shift ;;
     --keep-tmp) KEEP_TMP=1; shift ;;
+    --fast-pg) FAST_PG=1; shift ;;
     -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac

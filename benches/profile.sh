@@ -18,6 +18,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) NO_BUILD=1; shift ;;
     --callers) CALLERS=1; shift ;;
     --server-env) SERVER_ENV+=("$2"); shift 2 ;;
+    --fast-pg) FAST_PG=1; shift ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac

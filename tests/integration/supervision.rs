@@ -56,6 +56,13 @@ async fn database_outage_mid_turn_restarts_the_actor_and_recovers() {
     assert_eq!(thread["items"]["data"].as_array().unwrap(), &acknowledged_a);
     let next = add_message(&server, &alice, &a_id, "are we good?").await;
     next.assert_answered();
+    // Bob's refused message was never stored (its model call, started while the input
+    // committed, was dropped with the failed commit).
+    let b_items = server.get_thread(&bob, &b_id).await;
+    assert!(
+        !b_items.to_string().contains("hello?"),
+        "nothing of the refused turn was stored: {b_items}"
+    );
     let next_b = add_message(&server, &bob, &b_id, "hello again").await;
     next_b.assert_answered();
     assert!(

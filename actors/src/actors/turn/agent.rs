@@ -12,8 +12,11 @@ use super::events::{begin_answer, AnswerInProgress, EventWriter, WorkflowInProgr
 use crate::engine::{EngineEnv, Lease};
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
+use crate::mcp::OfferedTool;
 use crate::metrics::METRICS;
-use crate::model::{ChatMessage, FunctionSpec, ModelError, ModelEvent, ToolCallRequest, ToolSpec};
+use crate::model::{
+    ChatMessage, FunctionSpec, ModelError, ModelEvent, ModelStream, ToolCallRequest, ToolSpec,
+};
 use crate::protocol::{
     AssistantMessageContent, ClientToolCall, ItemBody, ThreadItem, ThreadItemUpdate,
     ThreadStreamEvent, Timestamp, ToolCallStatus,
@@ -43,6 +46,13 @@ impl Ended {
             Ended::CommitFailed => "commit_failed",
         }
     }
+}
+
+/// What the turn starts while its input commits: the tools offered and the first model call.
+pub(super) struct HeadStart {
+    tools: Vec<OfferedTool>,
+    specs: Vec<ToolSpec>,
+    first: Result<ModelStream, ModelError>,
 }
 
 /// How one model round ended.
@@ -83,9 +93,11 @@ impl TurnRun<'_> {
         t
     }
 
-    /// Model rounds until an answer, a client tool call, or `agent.max_model_calls`.
-    pub(super) async fn agent(&mut self, mut input: Vec<ChatMessage>) -> Ended {
-        let agent = self.env.settings.agent.clone();
+    /// Lists the tools and starts the first model call; the turn runs this while its input
+    /// commits, so the model's time to first byte overlaps the commit. Nothing of it reaches
+    /// the client before the commit: the stream is only read by [`TurnRun::agent`].
+    pub(super) async fn start_agent(&mut self, input: &[ChatMessage]) -> Result<HeadStart, Ended> {
+        let agent = &self.env.settings.agent;
         let tools = if agent.mcp_servers.is_empty() {
             Vec::new()
         } else {
@@ -102,7 +114,7 @@ impl TurnRun<'_> {
                         .with_label_values(&[server.as_str()])
                         .inc();
                     tracing::warn!(thread_id = %self.thread_id, %error, "tool servers unavailable");
-                    return Ended::Failed;
+                    return Err(Ended::Failed);
                 }
             }
         };
@@ -115,9 +127,30 @@ impl TurnRun<'_> {
                 parameters: c.parameters.clone(),
             },
         }));
+        let first = self.env.model.stream(input, &specs).await;
+        Ok(HeadStart {
+            tools,
+            specs,
+            first,
+        })
+    }
+
+    /// Model rounds until an answer, a client tool call, or `agent.max_model_calls`; the
+    /// first round reads the call `head` started.
+    pub(super) async fn agent(&mut self, mut input: Vec<ChatMessage>, head: HeadStart) -> Ended {
+        let agent = self.env.settings.agent.clone();
+        let HeadStart {
+            tools,
+            specs,
+            first,
+        } = head;
+        let mut first = Some(first);
         let mut workflow: Option<WorkflowInProgress> = None;
         for _ in 0..agent.max_model_calls.max(1) {
-            match self.model_round(&input, &specs, &mut workflow).await {
+            match self
+                .model_round(&input, &specs, first.take(), &mut workflow)
+                .await
+            {
                 Round::Ended(ended) => return ended,
                 Round::Text(answer) => {
                     if let Err(ended) = self.close_workflow(&mut workflow).await {
@@ -176,18 +209,23 @@ impl TurnRun<'_> {
         Ended::Failed
     }
 
-    /// One model call: streams text as an assistant message, collects tool calls.
+    /// One model call (`started` already, or started here): streams text as an assistant
+    /// message, collects tool calls.
     async fn model_round(
         &mut self,
         input: &[ChatMessage],
         specs: &[ToolSpec],
+        started: Option<Result<ModelStream, ModelError>>,
         workflow: &mut Option<WorkflowInProgress>,
     ) -> Round {
         let tx = self.writer.sender();
-        let started = tokio::select! {
-            biased;
-            _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: None }),
-            started = self.env.model.stream(input, specs) => started,
+        let started = match started {
+            Some(started) => started,
+            None => tokio::select! {
+                biased;
+                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: None }),
+                started = self.env.model.stream(input, specs) => started,
+            },
         };
         let mut stream = match started {
             Ok(stream) => stream,

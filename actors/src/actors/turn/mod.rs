@@ -91,24 +91,6 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         lease,
     } = job;
 
-    if !plan.prelude_ops.is_empty() {
-        let committed = env
-            .persist_as(&lease, LeaseState::Streaming, plan.prelude_ops)
-            .await;
-        if let Err(error) = committed {
-            tracing::warn!(%thread_id, %error, "could not commit the turn's input");
-            // Nothing was acknowledged: the edge answers with a JSON error, not a stream.
-            let _ = tx.send(Err(error)).await;
-            METRICS.turns.with_label_values(&["rejected"]).inc();
-            outcome.reload = true;
-            outcome.mcp = Some(mcp);
-            return outcome;
-        }
-    }
-    outcome.prelude_committed = true;
-    outcome.committed.extend(plan.prelude_items);
-    outcome.removed_ids = plan.removed_ids;
-
     let mut run = TurnRun {
         env: env.clone(),
         thread_id,
@@ -117,10 +99,37 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         committed: Vec::new(),
         mcp,
         token,
-        lease,
+        lease: lease.clone(),
         started,
         first_token_seen: false,
     };
+    // The input commits while the tools are listed and the first model call starts: the
+    // model's time to first byte overlaps the commit. Its stream is read only after the
+    // input's events went out, so no model text precedes `thread.item.done` of the input.
+    let prelude_ops = plan.prelude_ops;
+    let commit = async {
+        if prelude_ops.is_empty() {
+            return Ok(());
+        }
+        env.persist_as(&lease, LeaseState::Streaming, prelude_ops)
+            .await
+    };
+    let (committed, head) = tokio::join!(commit, run.start_agent(&plan.model_input));
+    if let Err(error) = committed {
+        // Dropping `head` aborts the model call; nothing was acknowledged, so the edge
+        // answers with a JSON error, not a stream.
+        drop(head);
+        tracing::warn!(thread_id = %run.thread_id, %error, "could not commit the turn's input");
+        let _ = tx.send(Err(error)).await;
+        METRICS.turns.with_label_values(&["rejected"]).inc();
+        outcome.reload = true;
+        outcome.mcp = Some(run.mcp);
+        return outcome;
+    }
+    outcome.prelude_committed = true;
+    outcome.committed.extend(plan.prelude_items);
+    outcome.removed_ids = plan.removed_ids;
+
     for event in &plan.prelude_events {
         run.writer.send(event).await;
     }
@@ -131,10 +140,10 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         .send(&ThreadStreamEvent::StreamOptions { stream_options })
         .await;
 
-    let ended = if run.writer.is_open() {
-        run.agent(plan.model_input).await
-    } else {
-        Ended::Cancelled { partial: None }
+    let ended = match head {
+        Err(ended) => ended,
+        Ok(_) if !run.writer.is_open() => Ended::Cancelled { partial: None },
+        Ok(head) => run.agent(plan.model_input, head).await,
     };
     METRICS.turns.with_label_values(&[ended.label()]).inc();
     outcome.idle_written = matches!(ended, Ended::Answered | Ended::Cancelled { .. });

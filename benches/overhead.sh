@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# overhead.sh — what chatkit-rs adds to a turn, at fixed rates: the bare relay (b) and
+# chatkit-rs (c) each get the same open-loop load (Poisson arrivals, 1,000 users, limits off,
+# mock with 8 tokens and no delay, Postgres durable unless --fast-pg), and the added time to
+# the first text delta and to the whole turn is c − b at p50, p99 and max. After the fixed
+# rates it looks for the highest rate chatkit-rs holds with first-delta p99 under 50 ms
+# (stepping up from the last fixed rate; a step fails when p99 ≥ 50 ms, any turn errs, or
+# fewer than 95% of the offered turns completed).
+#
+# Usage: benches/overhead.sh [--rates "500 1500"] [--step 500] [--max-rate 8000] [--no-search]
+#          [--duration S] [--warmup S] [--users N] [--tokens N] [--fast-pg] [--no-build] [--out DIR]
+# Writes results/overhead-latest.md and .json.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RATES="500 1500" STEP=500 MAX_RATE=8000 SEARCH=1 DURATION=20 WARMUP=5 USERS=1000 TOKENS=8 NO_BUILD=0
+OUT="$BENCH_DIR/results"
+P99_LIMIT_MS=50
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --rates) RATES="$2"; shift 2 ;;
+    --step) STEP="$2"; shift 2 ;;
+    --max-rate) MAX_RATE="$2"; shift 2 ;;
+    --no-search) SEARCH=0; shift ;;
+    --duration) DURATION="$2"; shift 2 ;;
+    --warmup) WARMUP="$2"; shift 2 ;;
+    --users) USERS="$2"; shift 2 ;;
+    --tokens) TOKENS="$2"; shift 2 ;;
+    --no-build) NO_BUILD=1; shift ;;
+    --out) OUT="$2"; shift 2 ;;
+    --fast-pg) FAST_PG=1; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+bench_setup
+start_mock "$TOKENS" 0 1
+start_pg
+
+"$BIN/chatkit-relay" --port 0 --model-url "$MOCK_URL/v1" --workers 0 \
+  >"$BENCH_TMP/logs/relay.out" 2>"$BENCH_TMP/logs/relay.err" &
+RELAY_PID=$!
+PIDS+=("$RELAY_PID")
+RELAY_URL="$(wait_listening "$BENCH_TMP/logs/relay.out" "$RELAY_PID")"
+start_chatkit overhead CHATKIT__LIMITS__MAX_STREAMS_PER_USER=0 CHATKIT__LIMITS__MAX_OPEN_STREAMS=100000
+
+load_at() { # load_at NAME RATE URL PID: one open-loop run, JSON in $RUNS/NAME-RATE.json
+  "$BIN/chatkit-load" --rate "$2" --poisson --users "$USERS" --duration "$DURATION" \
+    --warmup "$WARMUP" --timeout 60 --label "$1@$2" --json "$RUNS/$1-$2.json" \
+    --server-pid "$4" --url "$3/chatkit" --jwt-secret "$JWT_SECRET" \
+    --pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID" >&2
+}
+
+measure() { # measure RATE: relay then chatkit-rs at RATE
+  log "---- $1 turns/s"
+  load_at relay "$1" "$RELAY_URL" "$RELAY_PID"
+  load_at chatkit "$1" "$CK_URL" "$CK_PID"
+}
+
+holds() { # holds RATE: chatkit-rs kept p99 < limit, no errors, ≥ 95% of the offered turns
+  jq -e --argjson rate "$1" --argjson limit "$P99_LIMIT_MS" --argjson dur "$DURATION" '
+    .ttft_ms.p99 < $limit and .turns.errors == 0 and .turns.per_sec >= 0.95 * $rate' \
+    "$RUNS/chatkit-$1.json" >/dev/null
+}
+
+MEASURED=()
+for rate in $RATES; do measure "$rate"; MEASURED+=("$rate"); done
+HIGHEST=""
+if [[ $SEARCH -eq 1 ]]; then
+  rate="${MEASURED[-1]}"
+  holds "$rate" && HIGHEST="$rate"
+  while [[ -n "$HIGHEST" && "$HIGHEST" == "$rate" && $((rate + STEP)) -le $MAX_RATE ]]; do
+    rate=$((rate + STEP))
+    measure "$rate"; MEASURED+=("$rate")
+    holds "$rate" && HIGHEST="$rate"
+  done
+fi
+
+row() { # row RATE: the markdown row of one rate
+  jq -rn --slurpfile b "$RUNS/relay-$1.json" --slurpfile c "$RUNS/chatkit-$1.json" --arg rate "$1" '
+    def d(k; q): (($c[0][k][q] - $b[0][k][q]) * 100 | round / 100);
+    "| \($rate) | \($c[0].turns.per_sec) | \($c[0].turns.errors) | " +
+    "\(d("ttft_ms"; "p50")) / \(d("ttft_ms"; "p99")) / \(d("ttft_ms"; "max")) | " +
+    "\(d("turn_ms"; "p50")) / \(d("turn_ms"; "p99")) / \(d("turn_ms"; "max")) | " +
+    "\($b[0].ttft_ms.p50) / \($b[0].ttft_ms.p99) | \($c[0].ttft_ms.p50) / \($c[0].ttft_ms.p99) / \($c[0].ttft_ms.max) |"'
+}
+{
+  echo "# Overhead at fixed rates ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(cd "$REPO_DIR" && git rev-parse --short HEAD))"
+  echo
+  echo "Open loop, Poisson arrivals, $USERS users, ${DURATION} s after ${WARMUP} s warm-up, mock $TOKENS tokens without delay; Postgres $(pg_durability); limits off. Added = chatkit-rs − bare relay, ms."
+  echo
+  echo "| offered turns/s | completed turns/s | errors | added first delta p50 / p99 / max | added whole turn p50 / p99 / max | relay first delta p50 / p99 | chatkit-rs first delta p50 / p99 / max |"
+  echo "|---|---|---|---|---|---|---|"
+  for rate in "${MEASURED[@]}"; do row "$rate"; done
+  echo
+  if [[ $SEARCH -eq 1 ]]; then
+    echo "Highest rate held with first-delta p99 < $P99_LIMIT_MS ms (step $STEP): ${HIGHEST:-none of those tried}."
+  fi
+} | tee "$OUT/overhead-latest.md"
+jq -s '.' "$RUNS"/*.json >"$OUT/overhead-latest.json"
