@@ -8,17 +8,21 @@
 # fewer than 95% of the offered turns completed).
 #
 # Usage: benches/overhead.sh [--rates "500 1500"] [--step 500] [--max-rate 8000] [--no-search]
-#          [--duration S] [--warmup S] [--users N] [--tokens N] [--fast-pg] [--no-build] [--out DIR]
+#          [--duration S] [--warmup S] [--users N] [--tokens N] [--baseline BIN] [--fast-pg]
+#          [--no-build] [--out DIR]
+#   --baseline BIN  also measure another chatkit-rs build at each rate, right before this one
+#                   (its rows are marked "A"), for before/after in one run
 # Writes results/overhead-latest.md and .json.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-RATES="500 1500" STEP=500 MAX_RATE=8000 SEARCH=1 DURATION=20 WARMUP=5 USERS=1000 TOKENS=8 NO_BUILD=0
+BASELINE="" RATES="500 1500" STEP=500 MAX_RATE=8000 SEARCH=1 DURATION=20 WARMUP=5 USERS=1000 TOKENS=8 NO_BUILD=0
 OUT="$BENCH_DIR/results"
 P99_LIMIT_MS=50
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --rates) RATES="$2"; shift 2 ;;
+    --baseline) BASELINE="$2"; shift 2 ;;
     --step) STEP="$2"; shift 2 ;;
     --max-rate) MAX_RATE="$2"; shift 2 ;;
     --no-search) SEARCH=0; shift ;;
@@ -29,7 +33,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) NO_BUILD=1; shift ;;
     --out) OUT="$2"; shift 2 ;;
     --fast-pg) FAST_PG=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -45,7 +49,13 @@ start_pg
 RELAY_PID=$!
 PIDS+=("$RELAY_PID")
 RELAY_URL="$(wait_listening "$BENCH_TMP/logs/relay.out" "$RELAY_PID")"
-start_chatkit overhead CHATKIT__LIMITS__MAX_STREAMS_PER_USER=0 CHATKIT__LIMITS__MAX_OPEN_STREAMS=100000
+LIMITS_OFF=(CHATKIT__LIMITS__MAX_STREAMS_PER_USER=0 CHATKIT__LIMITS__MAX_OPEN_STREAMS=100000)
+if [[ -n "$BASELINE" ]]; then
+  [[ -x "$BASELINE" ]] || die "--baseline BIN: an executable chatkit-rs is needed"
+  CK_BIN="$BASELINE" start_chatkit baseline "${LIMITS_OFF[@]}"
+  BASE_URL="$CK_URL" BASE_PID="$CK_PID"
+fi
+start_chatkit overhead "${LIMITS_OFF[@]}"
 
 load_at() { # load_at NAME RATE URL PID: one open-loop run, JSON in $RUNS/NAME-RATE.json
   "$BIN/chatkit-load" --rate "$2" --poisson --users "$USERS" --duration "$DURATION" \
@@ -54,9 +64,10 @@ load_at() { # load_at NAME RATE URL PID: one open-loop run, JSON in $RUNS/NAME-R
     --pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID" >&2
 }
 
-measure() { # measure RATE: relay then chatkit-rs at RATE
+measure() { # measure RATE: relay, the baseline if any, then chatkit-rs at RATE
   log "---- $1 turns/s"
   load_at relay "$1" "$RELAY_URL" "$RELAY_PID"
+  [[ -z "$BASELINE" ]] || load_at baseline "$1" "$BASE_URL" "$BASE_PID"
   load_at chatkit "$1" "$CK_URL" "$CK_PID"
 }
 
@@ -79,8 +90,9 @@ if [[ $SEARCH -eq 1 ]]; then
   done
 fi
 
-row() { # row RATE: the markdown row of one rate
-  jq -rn --slurpfile b "$RUNS/relay-$1.json" --slurpfile c "$RUNS/chatkit-$1.json" --arg rate "$1" '
+row() { # row RATE [NAME [MARK]]: the markdown row of one rate (of chatkit-rs, or NAME)
+  jq -rn --slurpfile b "$RUNS/relay-$1.json" --slurpfile c "$RUNS/${2:-chatkit}-$1.json" \
+    --arg rate "$1${3:-}" '
     def d(k; q): (($c[0][k][q] - $b[0][k][q]) * 100 | round / 100);
     "| \($rate) | \($c[0].turns.per_sec) | \($c[0].turns.errors) | " +
     "\(d("ttft_ms"; "p50")) / \(d("ttft_ms"; "p99")) / \(d("ttft_ms"; "max")) | " +
@@ -94,7 +106,11 @@ row() { # row RATE: the markdown row of one rate
   echo
   echo "| offered turns/s | completed turns/s | errors | added first delta p50 / p99 / max | added whole turn p50 / p99 / max | relay first delta p50 / p99 | chatkit-rs first delta p50 / p99 / max |"
   echo "|---|---|---|---|---|---|---|"
-  for rate in "${MEASURED[@]}"; do row "$rate"; done
+  for rate in "${MEASURED[@]}"; do
+    [[ -z "$BASELINE" ]] || row "$rate" baseline " (A)"
+    row "$rate"
+  done
+  [[ -z "$BASELINE" ]] || echo "(A) = \`$BASELINE\`; unmarked rows = this tree."
   echo
   if [[ $SEARCH -eq 1 ]]; then
     echo "Highest rate held with first-delta p99 < $P99_LIMIT_MS ms (step $STEP): ${HIGHEST:-none of those tried}."

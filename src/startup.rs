@@ -170,6 +170,10 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     // Small SSE writes must leave at once, not wait for the client's delayed ACK (~40 ms).
     .tcp_nodelay(true)
     .shutdown_timeout(settings.server.drain_timeout.as_secs())
+    // We handle SIGTERM/SIGINT ourselves: actix-server's own handling stops the whole actix
+    // System 300 ms after the drain, which would stop the engine's arbiters under
+    // `Engine::shutdown` (the actors, the persistence writer).
+    .disable_signals()
     .listen(listener);
     let server = match server {
         Ok(server) => server,
@@ -200,7 +204,15 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         // Also on stdout, for scripts and tests that start us with port 0.
         println!("listening on http://{addr}");
     }
-    let result = server.run().await;
+    let server = server.run();
+    let draining = server.handle();
+    actix_web::rt::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stop signal received; draining");
+        // Graceful, and without stopping the actix System (the engine shuts down after).
+        draining.stop(true).await;
+    });
+    let result = server.await;
     if let Some(handle) = metrics_handle {
         handle.stop(false).await;
     }
@@ -208,4 +220,21 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     drop(Arc::new(state));
     database.close();
     result.map_err(|e| StartError::Runtime(e.to_string()))
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -202,8 +202,10 @@ impl Handler<RetireAll> for Registry {
             .values()
             .map(|live| live.addr.send(RetireForShutdown))
             .collect();
+        tracing::debug!(live = retiring.len(), "retiring every thread actor");
         Box::pin(async move {
-            futures::future::join_all(retiring).await;
+            let answers = futures::future::join_all(retiring).await;
+            tracing::debug!(?answers, "every thread actor retired");
         })
     }
 }

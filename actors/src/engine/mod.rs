@@ -210,7 +210,7 @@ impl Engine {
     pub async fn shutdown(&self) {
         match tokio::time::timeout(TURNS_END_TIMEOUT, self.registry.send(RetireAll)).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => tracing::warn!("the registry stopped before shutdown"),
+            Ok(Err(error)) => tracing::warn!(%error, "the registry did not answer at shutdown"),
             Err(_) => tracing::warn!("turns still running at shutdown; their writes may be lost"),
         }
         let _ = self.env.persistence.send(FlushNow).await;

@@ -48,6 +48,8 @@ pub struct TurnOk {
     pub bytes: u64,
     /// The id announced by `thread.created`, for follow-ups.
     pub thread_id: Option<String>,
+    /// The client left after the first text delta (the turn is cancelled on the server).
+    pub cancelled: bool,
 }
 
 /// A failed turn: a short kind used as the error table's key, and a sample message.
@@ -98,15 +100,28 @@ impl Drop for OpenGuard<'_> {
 
 /// Runs one turn. `start` is the intended start (the arrival time in `--rate` mode), so queueing
 /// inside the generator counts against the latency instead of hiding it.
+/// One turn to send: its body, how to read the answer, when it was meant to start, and
+/// whether the client leaves after the first text delta.
+pub struct TurnSpec {
+    pub body: Bytes,
+    pub protocol: Protocol,
+    pub start: Instant,
+    pub leave_after_first_delta: bool,
+}
+
 pub async fn run_turn(
     client: &HttpClient,
     uri: &Uri,
     token: Option<&HeaderValue>,
-    body: Bytes,
-    protocol: Protocol,
-    start: Instant,
+    turn: TurnSpec,
     open: &OpenStreams,
 ) -> Result<TurnOk, TurnErr> {
+    let TurnSpec {
+        body,
+        protocol,
+        start,
+        leave_after_first_delta,
+    } = turn;
     let mut req = Request::builder()
         .method(Method::POST)
         .uri(uri.clone())
@@ -184,6 +199,12 @@ pub async fn run_turn(
                             ok.ttft = Some(start.elapsed());
                         }
                         ok.deltas += 1;
+                        if leave_after_first_delta {
+                            // Dropping the body closes the connection: the server cancels.
+                            ok.total = start.elapsed();
+                            ok.cancelled = true;
+                            return Ok(ok);
+                        }
                     }
                     ChatKitEvent::ThreadCreated { thread_id } => ok.thread_id = Some(thread_id),
                     ChatKitEvent::AssistantDone | ChatKitEvent::ClientToolCall => finished = true,

@@ -75,6 +75,10 @@ struct Cli {
     /// Probability that a turn is a tool turn ("add task <x>": the model calls add_task).
     #[arg(long, default_value_t = 0.0)]
     tool_ratio: f64,
+    /// Share of turns (ChatKit) whose client leaves after the first text delta, so the
+    /// server cancels them (protocol §8.8); counted as `cancelled`, not as completed.
+    #[arg(long, default_value_t = 0.0)]
+    cancel_ratio: f64,
     /// Generator threads (each a current-thread runtime with its own connection pool).
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -224,6 +228,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         ramp: Duration::from_secs_f64(cli.ramp.max(0.0)),
         new_thread_ratio: cli.new_thread_ratio.clamp(0.0, 1.0),
         tool_ratio: cli.tool_ratio.clamp(0.0, 1.0),
+        cancel_ratio: cli.cancel_ratio.clamp(0.0, 1.0),
         timeout: Duration::from_secs_f64(cli.timeout),
         error_pause: Duration::from_secs_f64(cli.error_pause_ms.max(0.0) / 1000.0),
         threads: cli.threads,

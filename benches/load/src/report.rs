@@ -191,6 +191,7 @@ impl Report {
                 "errors": st.error_count(),
                 "created_threads": st.created,
                 "followups": st.followups,
+                "cancelled": st.cancelled,
                 "warmup_completed": st.warmup_completed,
                 "warmup_errors": st.warmup_errors,
                 "completed_all": i.shared.completed_all.load(std::sync::atomic::Ordering::Relaxed),

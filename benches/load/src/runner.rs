@@ -24,7 +24,9 @@ use bytes::Bytes;
 use hyper::header::HeaderValue;
 use hyper::Uri;
 
-use crate::client::{build_client, run_turn, HttpClient, OpenStreams, Protocol, TurnErr, TurnOk};
+use crate::client::{
+    build_client, run_turn, HttpClient, OpenStreams, Protocol, TurnErr, TurnOk, TurnSpec,
+};
 use crate::histogram::Histogram;
 
 #[derive(Clone, Debug)]
@@ -65,6 +67,8 @@ pub struct Plan {
     pub ramp: Duration,
     pub new_thread_ratio: f64,
     pub tool_ratio: f64,
+    /// Share of turns whose client leaves after the first text delta.
+    pub cancel_ratio: f64,
     pub timeout: Duration,
     /// Closed loop: how long a virtual user waits after a failed turn.
     pub error_pause: Duration,
@@ -150,6 +154,8 @@ pub struct Stats {
     pub bytes: u64,
     pub created: u64,
     pub followups: u64,
+    /// Turns the client left after their first text delta (not in `completed`).
+    pub cancelled: u64,
     pub last_completion: Option<Instant>,
     pub threads_filled: u64,
 }
@@ -159,6 +165,7 @@ impl Stats {
         self.ttft.merge(&o.ttft);
         self.turn.merge(&o.turn);
         self.completed += o.completed;
+        self.cancelled += o.cancelled;
         self.completed_in_window += o.completed_in_window;
         self.warmup_completed += o.warmup_completed;
         self.warmup_errors += o.warmup_errors;
@@ -309,13 +316,18 @@ impl Ctx {
         start: Instant,
     ) -> Result<TurnOk, TurnErr> {
         let body = vu.body(&self.plan, kind);
+        let leave = self.plan.cancel_ratio > 0.0 && vu.rng.unit() < self.plan.cancel_ratio;
+        let turn = TurnSpec {
+            body,
+            protocol: self.plan.protocol,
+            start,
+            leave_after_first_delta: leave,
+        };
         let fut = run_turn(
             &self.client,
             &self.plan.uri,
             vu.token.as_ref(),
-            body,
-            self.plan.protocol,
-            start,
+            turn,
             &self.shared.open,
         );
         let result = match tokio::time::timeout(self.plan.timeout, fut).await {
@@ -344,7 +356,12 @@ impl Ctx {
                         st.completed_in_window += 1;
                     }
                 }
-                if measured {
+                if measured && ok.cancelled {
+                    st.cancelled += 1;
+                    if let Some(t) = ok.ttft {
+                        st.ttft.record(t.as_micros() as u64);
+                    }
+                } else if measured {
                     st.completed += 1;
                     st.turn.record(ok.total.as_micros() as u64);
                     if let Some(t) = ok.ttft {
