@@ -299,6 +299,23 @@ fn unavailable(server: &McpServerConfig, reason: String) -> McpError {
     }
 }
 
+/// The HTTP client of every MCP session. rmcp builds one per session by default, and each
+/// build sets up TLS anew (root certificates included): with a session per thread actor that
+/// cost CPU on every session opened and hundreds of KiB per live session. Ours keeps rmcp's
+/// choices: no idle pooling (a reused connection whose last body was not read to its end
+/// stalls ~40 ms on delayed ACKs) and no redirects (the caller's token must not follow one).
+fn session_http_client() -> reqwest::Client {
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .redirect(reqwest::redirect::Policy::none())
+            .tcp_nodelay(true)
+            .build()
+            .expect("the HTTP client for MCP sessions starts")
+    });
+    CLIENT.clone()
+}
+
 async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Session, McpError> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(server.url.clone());
     if let Some(token) = &token {
@@ -316,7 +333,7 @@ async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Se
         }
         config = config.custom_headers(headers);
     }
-    let transport = StreamableHttpClientTransport::from_config(config);
+    let transport = StreamableHttpClientTransport::with_client(session_http_client(), config);
     let events = SessionEvents::default();
     let service = tokio::time::timeout(server.timeout, events.clone().serve(transport))
         .await
