@@ -26,8 +26,14 @@ async fn sigterm_mid_stream_with_a_short_drain_stores_the_cut_answer_before_exit
     let status = server.wait();
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
     let logs = server.logs();
-    for trouble in ["did not answer at shutdown", "turns still running at shutdown"] {
-        assert!(!logs.contains(trouble), "the engine shut down in order: {trouble}");
+    for trouble in [
+        "did not answer at shutdown",
+        "turns still running at shutdown",
+    ] {
+        assert!(
+            !logs.contains(trouble),
+            "the engine shut down in order: {trouble}"
+        );
     }
     let stored = shared().postgres.psql(&format!(
         "SELECT kind FROM {}.items WHERE thread_id = '{thread_id}' ORDER BY created_at, seq",
