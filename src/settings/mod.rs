@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chatkit_actors::config::{self as engine_config, EngineSettings, SectionSource};
+use chatkit_actors::config::{self as engine_config, read_section, EngineSettings, SectionSource};
 use chatkit_actors::store::SchemaName;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::de::DeserializeOwned;
@@ -265,31 +265,24 @@ impl Settings {
     }
 }
 
-fn read<T: DeserializeOwned>(layers: &Layers, name: &str, problems: &mut Vec<String>) -> Option<T> {
-    layers
-        .section(name)
-        .map_err(|problem| problems.push(problem))
-        .ok()
-}
-
 fn validate(
     layers: &Layers,
     api_key: Option<String>,
     mut problems: Vec<String>,
 ) -> Result<Settings, SettingsError> {
     let mut warnings = Vec::new();
-    let server = read::<RawServer>(layers, "server", &mut problems)
+    let server = read_section::<RawServer>(layers, "server", &mut problems)
         .and_then(|raw| server_settings(raw, &mut problems));
-    let database = read::<RawDatabase>(layers, "database", &mut problems)
+    let database = read_section::<RawDatabase>(layers, "database", &mut problems)
         .and_then(|raw| database_settings(raw, &mut problems));
-    let admin = read::<RawAdmin>(layers, "admin", &mut problems);
+    let admin = read_section::<RawAdmin>(layers, "admin", &mut problems);
     if admin
         .as_ref()
         .is_some_and(|a| a.claim.is_empty() || a.value.is_empty())
     {
         problems.push("admin.claim and admin.value must not be empty".into());
     }
-    let auth = read::<auth::RawAuth>(layers, "auth", &mut problems)
+    let auth = read_section::<auth::RawAuth>(layers, "auth", &mut problems)
         .and_then(|raw| auth::validate_auth(&raw, &mut problems))
         .zip(admin)
         .map(|(mut auth, admin)| {
@@ -297,14 +290,14 @@ fn validate(
             auth.admin_value = admin.value;
             auth
         });
-    let limits = read::<RawLimits>(layers, "limits", &mut problems).map(|raw| {
+    let limits = read_section::<RawLimits>(layers, "limits", &mut problems).map(|raw| {
         crate::http::limits::LimitSettings {
             requests_per_minute: raw.requests_per_minute,
             max_streams_per_user: raw.max_streams_per_user,
             max_open_streams: raw.max_open_streams,
         }
     });
-    let metrics_bind = read::<RawMetrics>(layers, "metrics", &mut problems).map(|raw| {
+    let metrics_bind = read_section::<RawMetrics>(layers, "metrics", &mut problems).map(|raw| {
         if !raw.enabled {
             return None;
         }
@@ -317,7 +310,7 @@ fn validate(
             })
             .ok()
     });
-    let log = read::<RawLog>(layers, "log", &mut problems).and_then(|raw| {
+    let log = read_section::<RawLog>(layers, "log", &mut problems).and_then(|raw| {
         let json = match raw.format.as_str() {
             "text" => false,
             "json" => true,

@@ -24,6 +24,7 @@ pub(crate) struct Route {
 #[derive(Message)]
 #[rtype(result = "Addr<ThreadActor>")]
 pub(crate) struct SpawnNew {
+    pub thread_id: ThreadId,
     pub meta: ThreadMeta,
 }
 
@@ -171,9 +172,9 @@ impl Handler<SpawnNew> for Registry {
     type Result = MessageResult<SpawnNew>;
 
     fn handle(&mut self, msg: SpawnNew, ctx: &mut Context<Self>) -> Self::Result {
-        let thread_id = ThreadId::parse(msg.meta.id.clone()).expect("generated ids are valid");
+        let thread_id = msg.thread_id.clone();
         MessageResult(self.start_actor(ctx, thread_id, move |id, env, registry| {
-            ThreadActor::new_thread(id, msg.meta, env, registry)
+            ThreadActor::new_thread(id, msg.thread_id, msg.meta, env, registry)
         }))
     }
 }

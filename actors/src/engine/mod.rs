@@ -115,13 +115,11 @@ impl Engine {
     ) -> Result<TurnStream, EngineError> {
         let (thread_id, input) = match request {
             TurnRequest::Create { input } => {
-                let meta = ThreadMeta::new(
-                    ThreadId::generate().to_string(),
-                    user_id.to_string(),
-                    Timestamp::now(),
-                );
+                let thread_id = ThreadId::generate();
+                let meta =
+                    ThreadMeta::new(thread_id.to_string(), user_id.to_string(), Timestamp::now());
                 // A new actor cannot have retired yet: no routing loop.
-                let addr = self.registry.send(SpawnNew { meta }).await?;
+                let addr = self.registry.send(SpawnNew { thread_id, meta }).await?;
                 let turn = StartTurn {
                     user_id: user_id.clone(),
                     token,
@@ -223,13 +221,7 @@ impl Engine {
 
     async fn leave_cluster(&self) {
         let instance = &self.env.settings.cluster.instance_id;
-        let mut result = self.env.store.leave_cluster(instance).await;
-        if matches!(&result, Err(e) if e.is_unavailable()) {
-            // A pooled connection whose task lived on a stopped arbiter reports "connection
-            // closed"; the pool then opens a fresh one.
-            result = self.env.store.leave_cluster(instance).await;
-        }
-        if let Err(error) = result {
+        if let Err(error) = self.env.store.leave_cluster(instance).await {
             tracing::warn!(%error, "could not release this instance's leases; they will expire");
         }
     }

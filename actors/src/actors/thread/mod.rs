@@ -103,11 +103,11 @@ impl ThreadActor {
     /// An actor for a thread being created now; nothing is in the database yet.
     pub fn new_thread(
         actor_id: u64,
+        thread_id: ThreadId,
         meta: ThreadMeta,
         env: Arc<EngineEnv>,
         registry: Addr<Registry>,
     ) -> Self {
-        let thread_id = ThreadId::parse(meta.id.clone()).expect("generated ids are valid");
         let mut actor = Self::existing(actor_id, thread_id, env, registry);
         // The lease is created with the thread, in the same transaction.
         actor.lease = Some(FencingToken::FIRST);

@@ -1,0 +1,153 @@
+//! The engine's configuration: the `[model]`, `[actors]`, `[persistence]`, `[titles]`,
+//! `[agent]`, `[mcp]`, `[stream]` and `[cluster]` sections, deserialized here (serde enums and
+//! non-zero types refuse nonsense while parsing) and checked here, so the edge only says where
+//! the sections come from. Every problem is reported, one line each, never only the first.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+mod sections;
+pub use sections::{load, read_section, valid_name};
+
+/// The environment variable holding the model API key (never read from files).
+pub const MODEL_API_KEY_ENV: &str = "OPENAI_API_KEY";
+
+/// Where the sections come from (the edge's layered configuration).
+pub trait SectionSource {
+    /// The section `name`, deserialized; the error is one line naming the key at fault.
+    fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T, String>;
+}
+
+/// Everything the engine needs, validated.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    pub model: ModelSettings,
+    /// Items of history kept in memory and sent to the model (`model.history_limit`).
+    pub history_limit: u32,
+    pub actors: ActorSettings,
+    pub batch: BatchSettings,
+    pub titles: TitleSettings,
+    pub agent: AgentSettings,
+    /// `stream_options.allow_cancel` (protocol §4).
+    pub allow_cancel: bool,
+    pub cluster: ClusterSettings,
+}
+
+/// How to reach the model (`[model]`).
+#[derive(Clone)]
+pub struct ModelSettings {
+    pub base_url: String,
+    pub name: String,
+    /// From the environment only; never logged (Debug is redacted below).
+    pub api_key: Option<String>,
+    /// Longest wait for the response headers and for each chunk after that.
+    pub timeout: Duration,
+    /// Prepended as a system message when not empty.
+    pub instructions: String,
+    /// Speak HTTP/2 without negotiation (h2c) to a plain-http model server: every stream of
+    /// the process shares one connection. (Over https, HTTP/2 is negotiated by ALPN anyway.)
+    pub http2_prior_knowledge: bool,
+}
+
+impl std::fmt::Debug for ModelSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelSettings")
+            .field("base_url", &self.base_url)
+            .field("name", &self.name)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Thread actors (`[actors]`).
+#[derive(Clone, Debug)]
+pub struct ActorSettings {
+    /// A thread actor with no request for this long retires.
+    pub idle_timeout: Duration,
+    /// Arbiters (threads) that host thread actors.
+    pub arbiters: usize,
+    /// Capacity of each turn's event channel to the HTTP layer.
+    pub stream_buffer: usize,
+    /// At most this many thread actors stay live; the least recently used idle ones retire.
+    pub max_live: usize,
+}
+
+/// Group commit (`[persistence]`).
+#[derive(Clone, Debug)]
+pub struct BatchSettings {
+    pub max_batch: usize,
+    pub flush_interval: Duration,
+    /// Flushes (transactions) running at once.
+    pub max_in_flight: usize,
+}
+
+/// Automatic thread titles (protocol §8.7, §11.3): generated after the first answer of an
+/// untitled thread, saved, and announced with `thread.updated`.
+#[derive(Clone, Debug)]
+pub struct TitleSettings {
+    pub enabled: bool,
+    pub prompt: String,
+    pub max_chars: usize,
+}
+
+/// Tools and the tool loop (`[agent]`, `[[mcp.servers]]`).
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    /// Model calls per turn at most (each round of tool calls is one).
+    pub max_model_calls: u32,
+    pub tool_display: ToolDisplay,
+    /// Tools the browser runs (protocol §6.3): the turn ends with a pending `client_tool_call`.
+    pub client_tools: Vec<ClientToolSpec>,
+    pub mcp_servers: Vec<McpServerConfig>,
+}
+
+/// How server tool calls show in the transcript.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolDisplay {
+    /// Invisible, as in the reference.
+    #[default]
+    Hidden,
+    /// `progress_update` events naming the tool while it runs.
+    Progress,
+    /// A persisted `workflow` item with one task per call (protocol §8.5).
+    Workflow,
+}
+
+/// A client-side tool offered to the model.
+#[derive(Clone, Debug)]
+pub struct ClientToolSpec {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON schema of the arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// One configured MCP server (`[[mcp.servers]]`).
+#[derive(Clone, Debug)]
+pub struct McpServerConfig {
+    pub name: String,
+    pub url: String,
+    pub timeout: Duration,
+    /// Send the caller's bearer token on every request of the session.
+    pub forward_user_token: bool,
+    /// Static extra headers (e.g. an API key of the tool server itself).
+    pub headers: Vec<(String, String)>,
+    /// How long a `tools/list` answer is shared with other threads of the same caller
+    /// (`tools_cache_secs`; zero: every thread lists the tools on its own session).
+    pub tools_cache: Duration,
+}
+
+/// Several instances sharing one Postgres (`[cluster]`, `specs/cluster.md`).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    /// This instance's id (unique in the cluster).
+    pub instance_id: String,
+    /// A lease not renewed for this long is free to take.
+    pub lease_ttl: Duration,
+    /// How long a request waits for another instance to hand a thread over.
+    pub handover_timeout: Duration,
+}
