@@ -142,7 +142,13 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         })
         .transpose()?;
     let database = Database::open(&settings).await?;
-    let engine = Engine::start(database.store.clone(), settings.engine.clone());
+    let url_key = match &settings.engine.attachments.signing_key {
+        Some(key) => key.clone(),
+        None => database.store.url_signing_key().await.map_err(|error| {
+            StartError::Runtime(format!("cannot read the URL signing key: {error}"))
+        })?,
+    };
+    let engine = Engine::start(database.store.clone(), settings.engine.clone(), &url_key);
     let auth = Authenticator::new(settings.auth.clone());
     auth.warm_up().await;
     let state = web::Data::new(AppState {

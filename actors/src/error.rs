@@ -27,6 +27,20 @@ pub enum EngineError {
     Conflict(String),
     #[error("{0}")]
     InvalidInput(String),
+    /// Unknown attachment, or another user's: the two look the same.
+    #[error("attachment not found")]
+    AttachmentNotFound,
+    /// The file's type is not accepted, or its content is not what its type says.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the file is larger than the {0} bytes allowed")]
+    AttachmentTooLarge(u64),
+    /// An upload URL is good for one upload.
+    #[error("this attachment's bytes were uploaded already")]
+    AlreadyUploaded,
+    /// A signed URL that expired or was not signed by us.
+    #[error("{0}")]
+    BadSignature(crate::attachments::signing::SignatureError),
     #[error("operation {0} is not supported by this server")]
     Unsupported(&'static str),
     /// A dependency (database) is down: retry later.

@@ -12,6 +12,7 @@ pub(crate) mod prefix {
     pub const TOOL_CALL: &str = "tc";
     pub const WORKFLOW: &str = "wf";
     pub const SDK_HIDDEN_CONTEXT: &str = "shcx";
+    pub const ATTACHMENT: &str = "atc";
     pub const INSTANCE: &str = "inst";
 }
 
@@ -103,6 +104,19 @@ client_id!(
     ItemId,
     "item id"
 );
+
+client_id!(
+    /// An attachment's id (`atc_…`), from a request or an upload URL.
+    AttachmentId,
+    "attachment id"
+);
+
+impl AttachmentId {
+    /// A new attachment's id.
+    pub(crate) fn generate() -> Self {
+        AttachmentId(new_id(prefix::ATTACHMENT))
+    }
+}
 
 impl ThreadId {
     /// A new thread's id.

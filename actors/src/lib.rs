@@ -8,6 +8,8 @@
 //! - [`protocol`] — the ChatKit wire types (requests, threads, items, pages, stream events),
 //!   serialized byte for byte like the reference SDK (`specs/protocol.md`).
 //! - [`ids`] — identifiers: generated ones, and the newtypes client ids are parsed into.
+//! - [`attachments`] — accepted media types, signed upload and preview URLs, attachments in
+//!   the model's input.
 //! - [`text`] — cutting outside text on character boundaries.
 //! - [`error`] — the engine's error enum, mapped to HTTP by the edge.
 //! - [`store`] — Postgres: migrations, per-user reads with cursor paging, batched writes,
@@ -19,6 +21,7 @@
 //! - `mcp` — MCP tool servers over Streamable HTTP.
 
 mod actors;
+pub mod attachments;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -33,4 +36,4 @@ pub mod text;
 pub use config::EngineSettings;
 pub use engine::{Engine, TurnFrame, TurnRequest, TurnStream};
 pub use error::{EngineError, InactiveStatus};
-pub use ids::{BearerToken, ItemId, ThreadId, UserId};
+pub use ids::{AttachmentId, BearerToken, ItemId, ThreadId, UserId};

@@ -6,8 +6,9 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
-use chatkit_actors::protocol::{to_json, ChatKitRequest, Operation};
-use chatkit_actors::{EngineError, TurnRequest};
+use chatkit_actors::attachments::PublicOrigin;
+use chatkit_actors::protocol::{to_json, ChatKitRequest, Operation, RequestError};
+use chatkit_actors::{AttachmentId, EngineError, TurnRequest};
 use futures::StreamExt;
 use tracing::Instrument;
 
@@ -63,7 +64,8 @@ async fn handle(
     let span =
         tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id = %thread_id);
     let started = std::time::Instant::now();
-    let result = dispatch(state, caller, request.op)
+    let origin = super::attachments::public_origin(&req, state).ok();
+    let result = dispatch(state, caller, request.op, origin.as_ref())
         .instrument(span.clone())
         .await;
     span.in_scope(|| {
@@ -120,7 +122,8 @@ fn json(body: Vec<u8>) -> HttpResponse {
         .body(body)
 }
 
-/// The `{}` body of `threads.delete` and `items.feedback` (exactly two bytes, protocol §3.12).
+/// The `{}` body of `threads.delete`, `items.feedback` and `attachments.delete` (exactly two
+/// bytes, protocol §3.12).
 fn empty_object() -> HttpResponse {
     json(b"{}".to_vec())
 }
@@ -129,7 +132,17 @@ async fn dispatch(
     state: &AppState,
     caller: Caller,
     op: Operation,
+    origin: Option<&PublicOrigin>,
 ) -> Result<HttpResponse, ApiError> {
+    // Where the browser reaches us, for attachment URLs; only the ops that hand some out
+    // need it (a `Host` that is no host name is refused there).
+    let origin = || {
+        origin.ok_or_else(|| {
+            ApiError::BadRequest(RequestError::InvalidEnvelope(
+                "the Host header is not a host name".into(),
+            ))
+        })
+    };
     let engine = &state.engine;
     let user = &caller.user_id;
     let token = Some(caller.token.clone());
@@ -146,38 +159,43 @@ async fn dispatch(
     match op {
         Operation::ThreadsCreate(p) => {
             let request = TurnRequest::Create { input: p.input };
-            sse::respond(engine.start_turn(user, token, request).await?, permit).await
+            let stream = engine.start_turn(user, token, request, origin()?).await?;
+            sse::respond(stream, permit).await
         }
         Operation::ThreadsAddUserMessage(p) => {
             let request = TurnRequest::AddUserMessage {
                 thread_id: p.thread_id,
                 input: p.input,
             };
-            sse::respond(engine.start_turn(user, token, request).await?, permit).await
+            let stream = engine.start_turn(user, token, request, origin()?).await?;
+            sse::respond(stream, permit).await
         }
         Operation::ThreadsAddClientToolOutput(p) => {
             let request = TurnRequest::ClientToolOutput {
                 thread_id: p.thread_id,
                 result: p.result,
             };
-            sse::respond(engine.start_turn(user, token, request).await?, permit).await
+            let stream = engine.start_turn(user, token, request, origin()?).await?;
+            sse::respond(stream, permit).await
         }
         Operation::ThreadsRetryAfterItem(p) => {
             let request = TurnRequest::RetryAfterItem {
                 thread_id: p.thread_id,
                 item_id: p.item_id,
             };
-            match engine.start_turn(user, token, request).await {
+            match engine.start_turn(user, token, request, origin()?).await {
                 // protocol §3.4: an id that is never found gives an empty stream.
                 Err(EngineError::ItemNotFound) => Ok(sse::empty()),
                 other => sse::respond(other?, permit).await,
             }
         }
-        Operation::ThreadsGetById(p) => {
-            Ok(json(to_json(&engine.get_thread(user, &p.thread_id).await?)))
-        }
+        Operation::ThreadsGetById(p) => Ok(json(to_json(
+            &engine.get_thread(user, &p.thread_id, origin()?).await?,
+        ))),
         Operation::ThreadsList(p) => Ok(json(to_json(&engine.list_threads(user, &p).await?))),
-        Operation::ItemsList(p) => Ok(json(to_json(&engine.list_items(user, &p).await?))),
+        Operation::ItemsList(p) => Ok(json(to_json(
+            &engine.list_items(user, &p, origin()?).await?,
+        ))),
         Operation::ThreadsUpdate(p) => Ok(json(to_json(
             &engine.rename_thread(user, &p.thread_id, &p.title).await?,
         ))),
@@ -189,11 +207,19 @@ async fn dispatch(
             engine.feedback(user, &p).await?;
             Ok(empty_object())
         }
+        Operation::AttachmentsCreate(p) => Ok(json(to_json(
+            &engine.create_attachment(user, &p, origin()?).await?,
+        ))),
+        Operation::AttachmentsDelete(p) => {
+            // An id that cannot be ours names nothing: the same answer as a missing one.
+            let id = AttachmentId::parse(p.attachment_id)
+                .map_err(|_| ApiError::Engine(EngineError::AttachmentNotFound))?;
+            engine.delete_attachment(user, &id).await?;
+            Ok(empty_object())
+        }
         unsupported @ (Operation::ThreadsCustomAction(_)
         | Operation::ThreadsAddStructuredInput(_)
         | Operation::ThreadsSyncCustomAction(_)
-        | Operation::AttachmentsCreate(_)
-        | Operation::AttachmentsDelete(_)
         | Operation::InputTranscribe(_)) => Err(ApiError::Engine(EngineError::Unsupported(
             unsupported.name(),
         ))),

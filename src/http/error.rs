@@ -3,6 +3,7 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
+use chatkit_actors::attachments::signing::SignatureError;
 use chatkit_actors::protocol::RequestError;
 use chatkit_actors::{EngineError, InactiveStatus};
 use serde::Serialize;
@@ -28,6 +29,9 @@ pub enum ApiError {
     /// The handler panicked (caught by `panics::middleware`).
     #[error("internal error")]
     Panicked,
+    /// An upload's `multipart/form-data` body is malformed or has no `file` field.
+    #[error("{0}")]
+    BadUpload(String),
     /// The method is not served at this path; carries the one that is (`Allow`).
     #[error("method not allowed; use {0}")]
     MethodNotAllowed(&'static str),
@@ -63,6 +67,7 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_params")
             }
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::BadUpload(_) => (StatusCode::BAD_REQUEST, "invalid_upload"),
             ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Panicked => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -79,6 +84,20 @@ impl ApiError {
                 EngineError::Conflict(_) => (StatusCode::CONFLICT, "invalid_thread_state"),
                 EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_params"),
                 EngineError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported_operation"),
+                EngineError::AttachmentNotFound => (StatusCode::NOT_FOUND, "attachment_not_found"),
+                EngineError::UnsupportedMediaType(_) => {
+                    (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                }
+                EngineError::AttachmentTooLarge(_) => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                }
+                EngineError::AlreadyUploaded => (StatusCode::CONFLICT, "already_uploaded"),
+                EngineError::BadSignature(SignatureError::Expired) => {
+                    (StatusCode::FORBIDDEN, "link_expired")
+                }
+                EngineError::BadSignature(SignatureError::Invalid) => {
+                    (StatusCode::FORBIDDEN, "invalid_signature")
+                }
                 EngineError::Unavailable(_) | EngineError::Retired => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
                 }

@@ -1,6 +1,7 @@
 //! The HTTP edge: routes, shared state, the SSE relay and the error mapping.
 
 mod admin;
+mod attachments;
 mod chatkit;
 pub mod error;
 mod health;
@@ -86,6 +87,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, routes: Routes) {
             web::get().to(admin::instances),
         ))
         .service(only("POST", "/chatkit", web::post().to(chatkit::chatkit)))
+        .service(only(
+            "POST",
+            "/attachments",
+            web::post().to(attachments::direct_upload),
+        ))
+        .service(only(
+            "POST",
+            "/attachments/{id}/upload",
+            web::post().to(attachments::upload),
+        ))
+        .service(only(
+            "GET",
+            "/attachments/{id}/content",
+            web::get().to(attachments::content),
+        ))
         .service(only("GET", "/healthz", web::get().to(health::healthz)))
         .service(only("GET", "/readyz", web::get().to(health::readyz)))
         .default_service(web::to(not_found));

@@ -18,6 +18,8 @@ const OPTIONAL_KEYS: &[&str] = &[
     "auth.audience",
     "auth.issuer",
     "cluster.instance_id",
+    "attachments.public_url",
+    "attachments.signing_key",
     // The old name of agent.max_model_calls, still accepted.
     "agent.max_turns",
     // Refused with its own message (keys come from the environment).

@@ -33,6 +33,7 @@ pub struct EngineSettings {
     /// `stream_options.allow_cancel` (protocol §4).
     pub allow_cancel: bool,
     pub cluster: ClusterSettings,
+    pub attachments: AttachmentSettings,
 }
 
 /// How to reach the model (`[model]`).
@@ -150,4 +151,48 @@ pub struct ClusterSettings {
     pub lease_ttl: Duration,
     /// How long a request waits for another instance to hand a thread over.
     pub handover_timeout: Duration,
+}
+
+/// Attachments (`[attachments]`, protocol §3.14, §7.3).
+#[derive(Clone)]
+pub struct AttachmentSettings {
+    /// `attachments.create`, uploads and attachment ids in messages; off: 400 for all three.
+    pub enabled: bool,
+    /// Largest file accepted, in bytes.
+    pub max_bytes: u64,
+    /// Attachments one message may carry.
+    pub max_per_message: usize,
+    /// Media types accepted (`type/subtype`, or `type/*`), lowercase.
+    pub allowed_types: Vec<String>,
+    /// The origin of the URLs handed out (`https://chat.example.com`), when the request's own
+    /// `Host` is not what browsers reach (a proxy that rewrites it).
+    pub public_url: Option<String>,
+    /// Key of the URL signatures; `None`: one kept in the database, shared by every instance.
+    pub signing_key: Option<Vec<u8>>,
+    /// How long a two-phase upload URL is valid.
+    pub upload_url_ttl: Duration,
+    /// Preview and download URLs are valid for at least this long (and at most twice it: they
+    /// stay the same within a window, so browsers cache them).
+    pub url_ttl: Duration,
+    /// Uploads never used in a message are deleted after this long.
+    pub unused_ttl: Duration,
+    /// Longest time a client may take to send an upload.
+    pub upload_timeout: Duration,
+    /// Text files are given to the model up to this many bytes.
+    pub max_text_bytes_to_model: usize,
+}
+
+impl std::fmt::Debug for AttachmentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachmentSettings")
+            .field("enabled", &self.enabled)
+            .field("max_bytes", &self.max_bytes)
+            .field("allowed_types", &self.allowed_types)
+            .field("public_url", &self.public_url)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
 }

@@ -20,6 +20,8 @@ pub(crate) struct EngineEnv {
     pub settings: EngineSettings,
     /// Tool lists shared by every thread actor's MCP sessions.
     pub tool_catalog: Arc<ToolCatalog>,
+    /// Signs and checks attachment URLs.
+    pub url_signer: crate::attachments::UrlSigner,
 }
 
 /// The right to write a thread: this instance's id and the lease's fencing token.

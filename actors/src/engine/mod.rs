@@ -3,6 +3,7 @@
 //! ([`reads`]). [`Engine::start`] wires the actors; [`Engine::shutdown`] takes them down in
 //! the order that loses nothing.
 
+mod attachments;
 mod env;
 mod handover_listener;
 mod reads;
@@ -16,7 +17,8 @@ use tokio::sync::watch;
 
 use crate::actors::persistence::{FlushNow, PersistenceActor};
 use crate::actors::registry::{Registry, RetireAll, SpawnNew};
-use crate::actors::thread::{Delete, Rename, StartTurn, TurnInput};
+use crate::actors::thread::{Delete, NewMessage, Rename, StartTurn, TurnInput};
+use crate::attachments::{PublicOrigin, UrlSigner};
 use crate::config::EngineSettings;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
@@ -28,6 +30,7 @@ use crate::store::Store;
 pub use crate::actors::turn::{TurnFrame, TurnStream};
 /// What operators see of the cluster (`GET /admin/threads`, `GET /admin/instances`).
 pub use crate::store::cluster::{InstanceRow, LiveThreadFilter, LiveThreadRow};
+pub use attachments::{AttachmentContent, UploadAuth};
 pub(crate) use env::{EngineEnv, Lease};
 
 /// A streaming request, as the engine sees it.
@@ -65,9 +68,10 @@ pub struct Engine {
 const TURNS_END_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Engine {
-    /// Starts the persistence actor, the registry, the arbiter pool and the hand-over
-    /// listener. Must run inside an actix system.
-    pub fn start(store: Store, settings: EngineSettings) -> Engine {
+    /// Starts the persistence actor, the registry, the arbiter pool, the hand-over listener
+    /// and the clean-up of unused uploads. `url_key` signs attachment URLs (the configured
+    /// one, or [`Store::url_signing_key`]). Must run inside an actix system.
+    pub fn start(store: Store, settings: EngineSettings, url_key: &[u8]) -> Engine {
         let model = ModelClient::new(settings.model.clone());
         let core_arbiter = Arbiter::new();
         let batch = settings.batch.clone();
@@ -85,6 +89,7 @@ impl Engine {
             persistence,
             settings,
             tool_catalog: Arc::default(),
+            url_signer: UrlSigner::new(url_key),
         });
         let registry_env = env.clone();
         let registry = Registry::start_in_arbiter(&core_arbiter.handle(), move |_| {
@@ -97,6 +102,9 @@ impl Engine {
             env.settings.cluster.instance_id.clone(),
             stopped,
         ));
+        if env.settings.attachments.enabled {
+            core_arbiter.spawn(attachments::clean_up_unused(env.clone()));
+        }
         arbiters.push(core_arbiter);
         Engine {
             env,
@@ -106,15 +114,20 @@ impl Engine {
         }
     }
 
-    /// Starts a streamed turn. Errors here happen before anything was written.
+    /// Starts a streamed turn. Errors here happen before anything was written. `origin`
+    /// is where the browser reaches this server (the preview URLs of attachments).
     pub async fn start_turn(
         &self,
         user_id: &UserId,
         token: Option<BearerToken>,
         request: TurnRequest,
+        origin: &PublicOrigin,
     ) -> Result<TurnStream, EngineError> {
         let (thread_id, input) = match request {
             TurnRequest::Create { input } => {
+                let attachments = self
+                    .message_attachments(user_id, None, &input.attachments, origin)
+                    .await?;
                 let thread_id = ThreadId::generate();
                 let meta =
                     ThreadMeta::new(thread_id.to_string(), user_id.to_string(), Timestamp::now());
@@ -123,12 +136,18 @@ impl Engine {
                 let turn = StartTurn {
                     user_id: user_id.clone(),
                     token,
-                    input: TurnInput::UserMessage(input),
+                    input: TurnInput::UserMessage(NewMessage { input, attachments }),
                 };
                 return addr.send(turn).await?;
             }
             TurnRequest::AddUserMessage { thread_id, input } => {
-                (thread_id, TurnInput::UserMessage(input))
+                let attachments = self
+                    .message_attachments(user_id, Some(&thread_id), &input.attachments, origin)
+                    .await?;
+                (
+                    thread_id,
+                    TurnInput::UserMessage(NewMessage { input, attachments }),
+                )
             }
             TurnRequest::ClientToolOutput { thread_id, result } => {
                 (thread_id, TurnInput::ClientToolOutput(result))

@@ -5,13 +5,14 @@
 use serde_json::value::RawValue;
 
 use super::Engine;
+use crate::attachments::PublicOrigin;
 use crate::error::EngineError;
 use crate::ids::{ThreadId, UserId};
 use crate::protocol::requests::{
     page_size, FeedbackKind, FeedbackParams, ListItemsParams, ListThreadsParams,
 };
-use crate::protocol::{Order, Page, Thread, ThreadMeta};
-use crate::store::WriteOp;
+use crate::protocol::{ItemBody, Order, Page, Thread, ThreadMeta};
+use crate::store::{StoredItem, WriteOp};
 
 impl Engine {
     /// Ownership check for reads: the thread's metadata if `user_id` may see it. Another
@@ -29,15 +30,17 @@ impl Engine {
     }
 
     /// `threads.get_by_id`: the thread with its oldest 20 visible items (protocol §3.8).
+    /// `origin` is where the browser reaches this server (fresh attachment preview URLs).
     pub async fn get_thread(
         &self,
         user_id: &UserId,
         thread_id: &ThreadId,
+        origin: &PublicOrigin,
     ) -> Result<Thread<Box<RawValue>>, EngineError> {
         let meta = self.visible_thread(user_id, thread_id).await?;
         let first_page = page_size(None).map_err(EngineError::InvalidInput)?;
         let items = self
-            .visible_items(thread_id, first_page, Order::Asc, None)
+            .visible_items(thread_id, first_page, Order::Asc, None, origin)
             .await?;
         Ok(meta.to_wire(items))
     }
@@ -67,11 +70,12 @@ impl Engine {
         &self,
         user_id: &UserId,
         params: &ListItemsParams,
+        origin: &PublicOrigin,
     ) -> Result<Page<Box<RawValue>>, EngineError> {
         self.visible_thread(user_id, &params.thread_id).await?;
         let limit = page_size(params.limit).map_err(EngineError::InvalidInput)?;
         let after = params.after.as_ref().map(|id| id.as_str());
-        self.visible_items(&params.thread_id, limit, params.order, after)
+        self.visible_items(&params.thread_id, limit, params.order, after, origin)
             .await
     }
 
@@ -81,6 +85,7 @@ impl Engine {
         limit: u32,
         order: Order,
         after: Option<&str>,
+        origin: &PublicOrigin,
     ) -> Result<Page<Box<RawValue>>, EngineError> {
         let page = self
             .env
@@ -91,13 +96,34 @@ impl Engine {
             .data
             .iter()
             .filter(|item| !item.is_hidden())
-            .map(|item| item.raw_json())
+            .map(|item| self.item_json(item, origin))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page {
             data,
             has_more: page.has_more,
             after: page.after,
         })
+    }
+
+    /// An item's stored JSON, byte for byte, except that image attachments get preview URLs
+    /// valid now (the stored ones expire) for this origin.
+    fn item_json(
+        &self,
+        item: &StoredItem,
+        origin: &PublicOrigin,
+    ) -> Result<Box<RawValue>, EngineError> {
+        if item.kind != "user_message" || !item.body.contains("\"preview_url\"") {
+            return Ok(item.raw_json()?);
+        }
+        let mut parsed = item.parse()?;
+        if let ItemBody::UserMessage(message) = &mut parsed.body {
+            for attachment in &mut message.attachments {
+                self.refresh_preview(attachment, origin);
+            }
+        }
+        let json =
+            serde_json::to_string(&parsed).map_err(|e| EngineError::Internal(e.to_string()))?;
+        RawValue::from_string(json).map_err(|e| EngineError::Internal(e.to_string()))
     }
 
     /// `items.feedback`: recorded for the thread's owner; item ids are not checked

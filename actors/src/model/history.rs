@@ -1,6 +1,6 @@
 //! Thread items → the messages the model sees.
 
-use super::wire::{ChatMessage, ToolCallRequest};
+use super::wire::{ChatMessage, ContentPart, ToolCallRequest, UserContent};
 use crate::protocol::{ItemBody, ThreadItem, ToolCallStatus};
 
 /// Wrapper the reference uses for hidden context (protocol §6.11).
@@ -8,7 +8,8 @@ const HIDDEN_CONTEXT_PREFIX: &str = "Hidden context for the agent (not shown to 
 
 fn hidden(content: &str) -> ChatMessage {
     ChatMessage::User {
-        content: format!("{HIDDEN_CONTEXT_PREFIX}\n<HiddenContext>\n{content}\n</HiddenContext>"),
+        content: format!("{HIDDEN_CONTEXT_PREFIX}\n<HiddenContext>\n{content}\n</HiddenContext>")
+            .into(),
     }
 }
 
@@ -28,6 +29,15 @@ pub fn history_messages(instructions: &str, items: &[ThreadItem]) -> Vec<ChatMes
                 if let Some(quoted) = &m.quoted_text {
                     content = format!("{content}\n\nQuoted text: {quoted}");
                 }
+                // As the official bridge: the text, then one part per attachment (their
+                // content is put in place just before the model call).
+                let content = if m.attachments.is_empty() {
+                    UserContent::Text(content)
+                } else {
+                    let mut parts = vec![ContentPart::Text { text: content }];
+                    parts.extend(m.attachments.iter().cloned().map(ContentPart::Attachment));
+                    UserContent::Parts(parts)
+                };
                 messages.push(ChatMessage::User { content });
             }
             ItemBody::AssistantMessage(m) => messages.push(ChatMessage::Assistant {

@@ -16,7 +16,10 @@ use futures::{Stream, StreamExt};
 
 pub use crate::config::ModelSettings;
 pub use history::history_messages;
-pub use wire::{ChatMessage, FunctionSpec, ToolCallRequest, ToolSpec};
+pub use wire::{
+    ChatMessage, ContentPart, FileData, FunctionSpec, ImageUrl, ToolCallRequest, ToolSpec,
+    UserContent,
+};
 
 /// What can go wrong talking to the model. Messages are for logs; clients see `stream.error`.
 #[derive(Debug, thiserror::Error)]

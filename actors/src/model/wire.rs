@@ -14,7 +14,7 @@ pub enum ChatMessage {
         content: String,
     },
     User {
-        content: String,
+        content: UserContent,
     },
     Assistant {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,6 +26,56 @@ pub enum ChatMessage {
         tool_call_id: String,
         content: String,
     },
+}
+
+/// A user message's content: plain text, or parts when it carries attachments.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum UserContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+impl From<String> for UserContent {
+    fn from(text: String) -> Self {
+        UserContent::Text(text)
+    }
+}
+
+impl From<&str> for UserContent {
+    fn from(text: &str) -> Self {
+        UserContent::Text(text.to_string())
+    }
+}
+
+/// A part of a user message's content, as Chat Completions takes it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text {
+        text: String,
+    },
+    ImageUrl {
+        image_url: ImageUrl,
+    },
+    File {
+        file: FileData,
+    },
+    /// An attachment whose content is put in place before the request is sent
+    /// (`attachments::model_input`); never serialized.
+    #[serde(skip)]
+    Attachment(crate::protocol::Attachment),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ImageUrl {
+    pub url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FileData {
+    pub filename: String,
+    pub file_data: String,
 }
 
 /// A tool call the model made, as replayed in history.

@@ -68,13 +68,13 @@ impl ItemBody {
     }
 }
 
-/// protocol §6.1. `attachments` holds full attachment objects; we accept none yet (EXTRA), so they are
-/// kept opaque.
+/// protocol §6.1. `attachments` holds full attachment objects (protocol §7.3), stamped with the
+/// thread id.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserMessage {
     pub content: Vec<UserMessageContent>,
     #[serde(default)]
-    pub attachments: Vec<Value>,
+    pub attachments: Vec<super::Attachment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quoted_text: Option<String>,
     pub inference_options: InferenceOptions,

@@ -1,6 +1,7 @@
 //! The ChatKit wire protocol (`specs/protocol.md`): requests, threads, items,
 //! pages and stream events, serialized exactly as the reference SDK does (protocol §1.5).
 
+pub mod attachment;
 pub mod events;
 pub mod items;
 pub mod page;
@@ -9,6 +10,7 @@ pub mod tag;
 pub mod thread;
 pub mod time;
 
+pub use attachment::{Attachment, AttachmentKind, UploadDescriptor};
 pub use events::{ErrorCode, StreamOptions, ThreadItemUpdate, ThreadStreamEvent};
 pub use items::*;
 pub use page::{Order, Page};

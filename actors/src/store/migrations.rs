@@ -31,6 +31,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(3, "0003_lease_liveness"),
     migration!(4, "0004_items_fenced_not_keyed"),
     migration!(5, "0005_drop_threads_version"),
+    migration!(6, "0006_attachments"),
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock`, shared by every instance.

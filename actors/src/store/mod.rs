@@ -4,6 +4,7 @@
 //! stored item left only after its commit). Writes arrive as [`WriteOp`] batches from the
 //! persistence actor and run in one transaction each.
 
+mod attachments;
 pub(crate) mod cluster;
 mod error;
 mod migrations;
@@ -16,6 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::value::RawValue;
 use tokio_postgres::NoTls;
 
+pub(crate) use attachments::{AttachmentRow, NewAttachment, UploadStored};
 pub use error::StoreError;
 pub use schema::SchemaName;
 pub(crate) use writes::WriteOp;

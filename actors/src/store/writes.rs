@@ -57,6 +57,13 @@ pub enum WriteOp {
         item_ids: Vec<String>,
         kind: String,
     },
+    /// Stamps the user's uploaded attachments with the thread whose message carries them
+    /// (protocol §3.1), in the message's transaction.
+    LinkAttachments {
+        thread_id: String,
+        user_id: String,
+        attachment_ids: Vec<String>,
+    },
 }
 
 /// An item ready to store: its wire JSON serialized once.
@@ -91,7 +98,8 @@ impl WriteOp {
             | WriteOp::DeleteItemsAfter { thread_id, .. }
             | WriteOp::LeaseCheck { thread_id, .. }
             | WriteOp::InsertLease { thread_id, .. }
-            | WriteOp::Feedback { thread_id, .. } => thread_id,
+            | WriteOp::Feedback { thread_id, .. }
+            | WriteOp::LinkAttachments { thread_id, .. } => thread_id,
         }
     }
 }
@@ -108,6 +116,7 @@ struct Statements {
     lease_checks: Statement,
     insert_leases: Statement,
     feedback: Statement,
+    link_attachments: Statement,
 }
 
 async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
@@ -142,10 +151,12 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
         delete_items: tx
             .prepare_cached("DELETE FROM items WHERE thread_id = $1 AND id = ANY($2)")
             .await?,
-        // Items have no foreign key (sql/0004): they go with their thread explicitly.
+        // Items and attachments have no foreign key (sql/0004, sql/0006): they go with their
+        // thread explicitly.
         delete_thread: tx
             .prepare_cached(
-                "WITH items_gone AS (DELETE FROM items WHERE thread_id = $1)
+                "WITH items_gone AS (DELETE FROM items WHERE thread_id = $1),
+                      attachments_gone AS (DELETE FROM attachments WHERE thread_id = $1)
                  DELETE FROM threads WHERE id = $1",
             )
             .await?,
@@ -182,6 +193,14 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
                 "INSERT INTO feedback (thread_id, item_id, user_id, kind)
                  SELECT $1, unnest($3::text[]), $2, $4
                  ON CONFLICT (thread_id, item_id, user_id) DO UPDATE SET kind = excluded.kind, created_at = now()",
+            )
+            .await?,
+        // Only the caller's attachments, and only unlinked ones or this thread's (the engine
+        // checked both before the turn; a concurrent delete leaves the message's copy as is).
+        link_attachments: tx
+            .prepare_cached(
+                "UPDATE attachments SET thread_id = $1
+                 WHERE id = ANY($3) AND user_id = $2 AND (thread_id IS NULL OR thread_id = $1)",
             )
             .await?,
     })
@@ -440,6 +459,14 @@ async fn execute_one(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Resu
             kind,
         } => {
             tx.execute(&s.feedback, &[thread_id, user_id, item_ids, kind])
+                .await?;
+        }
+        WriteOp::LinkAttachments {
+            thread_id,
+            user_id,
+            attachment_ids,
+        } => {
+            tx.execute(&s.link_attachments, &[thread_id, user_id, attachment_ids])
                 .await?;
         }
         // Planned as multi-row statements, never one by one.

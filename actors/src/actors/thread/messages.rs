@@ -7,12 +7,20 @@ use crate::actors::turn::TurnStream;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, UserId};
 use crate::protocol::requests::UserMessageInput;
-use crate::protocol::ThreadMeta;
+use crate::protocol::{Attachment, ThreadMeta};
+
+/// A new user message: what the client sent, and the attachments it names, checked and
+/// resolved to full objects (`engine/attachments.rs`).
+#[derive(Clone, Debug)]
+pub(crate) struct NewMessage {
+    pub input: UserMessageInput,
+    pub attachments: Vec<Attachment>,
+}
 
 /// What starts a turn.
 #[derive(Clone, Debug)]
 pub(crate) enum TurnInput {
-    UserMessage(UserMessageInput),
+    UserMessage(NewMessage),
     /// Protocol §3.3: the browser's result for the pending client tool call.
     ClientToolOutput(Value),
     /// Protocol §3.4: drop everything after this user message and answer it again.

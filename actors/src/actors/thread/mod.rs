@@ -33,7 +33,8 @@ use crate::store::cluster::{FencingToken, LeaseState};
 
 use history::{newest_items, LoadedThread};
 pub(crate) use messages::{
-    Delete, Passivate, Rename, RetireForShutdown, StartTurn, TurnInput, YieldToOtherInstance,
+    Delete, NewMessage, Passivate, Rename, RetireForShutdown, StartTurn, TurnInput,
+    YieldToOtherInstance,
 };
 pub(crate) use plan::TurnPlan;
 use plan::{plan_turn, PlanSettings};

@@ -6,13 +6,13 @@ use crate::error::{EngineError, InactiveStatus};
 use crate::ids::{new_id, prefix};
 use crate::model::{history_messages, ChatMessage};
 use crate::protocol::{
-    ItemBody, Page, ThreadItem, ThreadMeta, ThreadStatus, ThreadStreamEvent, Timestamp,
+    Attachment, ItemBody, Page, ThreadItem, ThreadMeta, ThreadStatus, ThreadStreamEvent, Timestamp,
     ToolCallStatus, UserMessage,
 };
 use crate::store::WriteOp;
 
 use super::history::LoadedThread;
-use super::messages::TurnInput;
+use super::messages::{NewMessage, TurnInput};
 
 /// How many of the newest items the client-tool safety net looks at (protocol §3.3).
 const STALE_CALL_WINDOW: usize = 20;
@@ -40,8 +40,11 @@ pub(crate) struct TurnPlan {
     pub prelude_items: Vec<ThreadItem>,
     /// Item ids `prelude_ops` delete.
     pub removed_ids: Vec<String>,
-    /// The model's input: instructions and the history window.
+    /// The model's input: instructions and the history window (attachments as
+    /// placeholders, filled in by the turn).
     pub model_input: Vec<ChatMessage>,
+    /// The thread's user: only their attachments are read for the model.
+    pub owner: String,
     /// The newest `created_at` so far: items of the turn sort after it.
     pub last_created_at: Option<Timestamp>,
     /// Set when the thread is untitled and this is its first answer: the metadata and the
@@ -61,25 +64,35 @@ pub(crate) fn plan_turn(
         prelude_items: Vec::new(),
         removed_ids: Vec::new(),
         model_input: Vec::new(),
+        owner: thread.meta.user_id.clone(),
         last_created_at: thread.history.last().map(|i| i.created_at),
         title_from: None,
     };
     let mut model_items: Vec<ThreadItem> = thread.history.clone();
     match input {
-        TurnInput::UserMessage(input) => {
+        TurnInput::UserMessage(NewMessage { input, attachments }) => {
             refuse_inactive(&thread.meta.status)?;
-            if !input.attachments.is_empty() {
-                return Err(EngineError::InvalidInput(
-                    "attachments are not supported by this server".into(),
-                ));
-            }
+            // protocol §3.1: the attachments are stamped with the thread and stored, in
+            // the message's transaction.
+            let attachments: Vec<Attachment> = attachments
+                .into_iter()
+                .map(|a| Attachment {
+                    thread_id: Some(thread.meta.id.clone()),
+                    ..a
+                })
+                .collect();
+            let link = (!attachments.is_empty()).then(|| WriteOp::LinkAttachments {
+                thread_id: thread.meta.id.clone(),
+                user_id: thread.meta.user_id.clone(),
+                attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
+            });
             let item = ThreadItem {
                 id: new_id(prefix::MESSAGE),
                 thread_id: thread.meta.id.clone(),
                 created_at: Timestamp::now_after(plan.last_created_at),
                 body: ItemBody::UserMessage(UserMessage {
                     content: input.content,
-                    attachments: Vec::new(),
+                    attachments,
                     quoted_text: input.quoted_text,
                     inference_options: input.inference_options,
                 }),
@@ -96,6 +109,7 @@ pub(crate) fn plan_turn(
                 });
             }
             plan.prelude_ops.push(WriteOp::put_item(&item));
+            plan.prelude_ops.extend(link);
             plan.prelude_events
                 .push(ThreadStreamEvent::ItemDone { item: item.clone() });
             let answered_before = thread
@@ -217,14 +231,15 @@ mod tests {
     }
 
     fn message(text: &str) -> TurnInput {
-        TurnInput::UserMessage(
-            serde_json::from_value::<UserMessageInput>(json!({
+        TurnInput::UserMessage(NewMessage {
+            input: serde_json::from_value::<UserMessageInput>(json!({
                 "content": [{ "type": "input_text", "text": text }],
                 "attachments": [],
                 "inference_options": {}
             }))
             .unwrap(),
-        )
+            attachments: Vec::new(),
+        })
     }
 
     fn item(id: &str, body: ItemBody) -> ThreadItem {
@@ -269,6 +284,7 @@ mod tests {
                 WriteOp::PutItem(_) => "put_item",
                 WriteOp::DeleteItems { .. } => "delete_items",
                 WriteOp::DeleteItemsAfter { .. } => "delete_after",
+                WriteOp::LinkAttachments { .. } => "link_attachments",
                 _ => "other",
             })
             .collect()
@@ -312,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn locked_threads_and_attachments_are_refused() {
+    fn locked_threads_are_refused() {
         let mut locked = thread(true, vec![]);
         locked.meta.status = ThreadStatus::Locked { reason: None };
         assert!(matches!(
@@ -322,15 +338,53 @@ mod tests {
                 ..
             })
         ));
-        let with_attachment = TurnInput::UserMessage(
-            serde_json::from_value::<UserMessageInput>(json!({
-                "content": [], "attachments": ["atc_1"], "inference_options": {}
-            }))
-            .unwrap(),
-        );
-        assert!(matches!(
-            plan_turn(&thread(true, vec![]), with_attachment, &SETTINGS),
-            Err(EngineError::InvalidInput(_))
+    }
+
+    #[test]
+    fn attachments_are_stamped_with_the_thread_linked_in_the_same_commit_and_sent_as_parts() {
+        let photo = Attachment {
+            id: "atc_1".into(),
+            name: "cat.png".into(),
+            mime_type: "image/png".into(),
+            upload_descriptor: None,
+            thread_id: None,
+            kind: crate::protocol::AttachmentKind::Image,
+            preview_url: Some("http://x/attachments/atc_1/content?expires=1&signature=s".into()),
+        };
+        let TurnInput::UserMessage(mut new) = message("look") else {
+            unreachable!()
+        };
+        new.attachments = vec![photo.clone()];
+        let plan = plan_turn(
+            &thread(true, vec![]),
+            TurnInput::UserMessage(new),
+            &SETTINGS,
+        )
+        .unwrap();
+        assert_eq!(kinds(&plan.prelude_ops), ["put_item", "link_attachments"]);
+        let ItemBody::UserMessage(stored) = &plan.prelude_items[0].body else {
+            panic!("a user message")
+        };
+        assert_eq!(stored.attachments[0].thread_id.as_deref(), Some("thr_1"));
+        assert_eq!(stored.attachments[0].preview_url, photo.preview_url);
+        use crate::model::{ContentPart, UserContent};
+        match plan.model_input.last() {
+            Some(ChatMessage::User {
+                content: UserContent::Parts(parts),
+            }) => {
+                assert_eq!(
+                    parts[0],
+                    ContentPart::Text {
+                        text: "look".into()
+                    }
+                );
+                assert!(matches!(&parts[1], ContentPart::Attachment(a) if a.id == "atc_1"));
+                assert_eq!(parts.len(), 2);
+            }
+            other => panic!("a user message with parts, not {other:?}"),
+        }
+        assert!(crate::attachments::model_input::has_attachments(
+            &plan.model_input
         ));
     }
 

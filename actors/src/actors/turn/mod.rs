@@ -22,6 +22,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::actors::thread::TurnPlan;
+use crate::attachments::model_input::{has_attachments, put_in_place};
 use crate::engine::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix, BearerToken};
@@ -91,6 +92,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         lease,
     } = job;
 
+    let thread_id_for_log = thread_id.clone();
     let mut run = TurnRun {
         env: env.clone(),
         thread_id,
@@ -114,7 +116,20 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         env.persist_as(&lease, LeaseState::Streaming, prelude_ops)
             .await
     };
-    let (committed, head) = tokio::join!(commit, run.start_agent(&plan.model_input));
+    let mut model_input = plan.model_input;
+    let owner = plan.owner;
+    let head = async {
+        // Attachments' bytes are read while the input commits too.
+        if has_attachments(&model_input) {
+            let settings = &env.settings.attachments;
+            if let Err(error) = put_in_place(&env.store, &owner, settings, &mut model_input).await {
+                tracing::warn!(thread_id = %thread_id_for_log, %error, "could not read the attachments for the model");
+                return Err(Ended::Failed);
+            }
+        }
+        run.start_agent(&model_input).await
+    };
+    let (committed, head) = tokio::join!(commit, head);
     if let Err(error) = committed {
         // Dropping `head` aborts the model call; nothing was acknowledged, so the edge
         // answers with a JSON error, not a stream.
@@ -143,7 +158,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     let ended = match head {
         Err(ended) => ended,
         Ok(_) if !run.writer.is_open() => Ended::Cancelled { partial: None },
-        Ok(head) => run.agent(plan.model_input, head).await,
+        Ok(head) => run.agent(model_input, head).await,
     };
     METRICS.turns.with_label_values(&[ended.label()]).inc();
     outcome.idle_written = matches!(ended, Ended::Answered | Ended::Cancelled { .. });

@@ -23,7 +23,7 @@ pub(super) async fn save_title(
             content: settings.prompt.clone(),
         },
         ChatMessage::User {
-            content: text.to_string(),
+            content: text.into(),
         },
     ];
     let raw = match env.model.complete(&messages).await {
