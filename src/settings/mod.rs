@@ -252,6 +252,9 @@ impl Settings {
             .prefix_separator(ENV_SEPARATOR)
             .separator(ENV_SEPARATOR)
             .try_parsing(true)
+            // Lists from the environment are comma-separated (only these keys are lists).
+            .list_separator(",")
+            .with_list_parse_key("attachments.allowed_types")
             .source(Some(env.iter().cloned().collect()));
         let layers = builder
             .add_source(env_source)

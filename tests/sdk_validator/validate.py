@@ -14,6 +14,7 @@ Kinds (the SDK types, from chatkit/types.py of openai-chatkit 1.6.5):
   items_page    Page[ThreadItem]                 items.list body
   item          TypeAdapter(ThreadItem)          a thread item (e.g. a fixture or a stored row)
   request       TypeAdapter(ChatKitReq)          a request envelope (validated only)
+  attachment    TypeAdapter(Attachment)          attachments.create body, upload answers
   empty         must be exactly `{}`             threads.delete / items.feedback /
                                                  attachments.delete bodies (server.py returns
                                                  the literal b"{}")
@@ -58,6 +59,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from chatkit.types import (
+    Attachment,
     ChatKitReq,
     HiddenContextItem,
     Page,
@@ -80,8 +82,9 @@ ADAPTERS: dict[str, TypeAdapter[Any]] = {
     "items_page": TypeAdapter(Page[ThreadItem]),
     "item": TypeAdapter(ThreadItem),
     "request": TypeAdapter(ChatKitReq),
+    "attachment": TypeAdapter(Attachment),
 }
-REserialized = {"event", "thread", "threads_page", "items_page", "item"}
+REserialized = {"event", "thread", "threads_page", "items_page", "item", "attachment"}
 HIDDEN = (HiddenContextItem, SDKHiddenContextItem)
 
 DATETIME = TypeAdapter(datetime)

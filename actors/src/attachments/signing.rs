@@ -116,7 +116,8 @@ impl UrlSigner {
             &tag,
         )
         .map_err(|_| SignatureError::Invalid)?;
-        if now > expires {
+        // Valid before the second `expires`, not during it.
+        if now >= expires {
             return Err(SignatureError::Expired);
         }
         Ok(())

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 
-use super::processes::TestServer;
+use super::processes::{rand_suffix, TestServer};
 use super::sdk::{self, Kind};
 
 /// A user message input with one text part.
@@ -458,5 +458,75 @@ impl LiveStream {
 
     pub fn done_items(&self) -> Vec<Value> {
         done_items(&self.events)
+    }
+}
+
+/// A `multipart/form-data` body with one `file` field, as a browser sends it: the
+/// `Content-Type` header value and the body.
+pub fn file_form(filename: &str, content_type: &str, bytes: &[u8]) -> (String, Vec<u8>) {
+    let boundary = format!("----chatkit-test-{}", rand_suffix());
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {content_type}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// A response's status, headers and raw bytes.
+pub struct RawReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+impl TestServer {
+    /// POSTs a form (from [`file_form`]) to `url` (absolute, or a path of this server).
+    pub async fn post_form(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        form: &(String, Vec<u8>),
+    ) -> Reply {
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            self.url(url)
+        };
+        let mut req = self
+            .http
+            .post(url)
+            .header("content-type", &form.0)
+            .body(form.1.clone());
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        Reply::read(req.send().await.expect("request sent")).await
+    }
+
+    /// GETs `url` with no header, as an `<img>` tag or a download link does.
+    pub async fn get_raw(&self, url: &str) -> RawReply {
+        let response = self.http.get(url).send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body read").to_vec();
+        RawReply {
+            status,
+            headers,
+            bytes,
+        }
     }
 }

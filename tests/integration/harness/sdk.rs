@@ -63,6 +63,7 @@ pub enum Kind {
     ItemsPage,
     Item,
     Request,
+    Attachment,
     Empty,
 }
 
@@ -75,6 +76,7 @@ impl Kind {
             Kind::ItemsPage => "items_page",
             Kind::Item => "item",
             Kind::Request => "request",
+            Kind::Attachment => "attachment",
             Kind::Empty => "empty",
         }
     }
