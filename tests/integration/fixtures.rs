@@ -1,7 +1,9 @@
 //! JSON fixtures for every protocol type (`tests/fixtures/*.jsonl`): each line parses into our
 //! type, serializes back to the same bytes, and validates with the official SDK.
 
-use chatkit_actors::protocol::{ChatKitRequest, Page, Thread, ThreadItem, ThreadStreamEvent};
+use chatkit_actors::protocol::{
+    Attachment, ChatKitRequest, Page, Thread, ThreadItem, ThreadStreamEvent,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -40,6 +42,11 @@ fn events_round_trip() {
 #[test]
 fn items_round_trip() {
     assert!(round_trip::<ThreadItem>("items.jsonl", Kind::Item) >= 8);
+}
+
+#[test]
+fn attachments_round_trip() {
+    assert!(round_trip::<Attachment>("attachments.jsonl", Kind::Attachment) >= 4);
 }
 
 #[test]
