@@ -25,6 +25,7 @@ pub struct EngineMetrics {
     pub model_errors: IntCounterVec,
     pub mcp_call_seconds: HistogramVec,
     pub mcp_errors: IntCounterVec,
+    pub attachment_uploads: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
@@ -91,6 +92,12 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
         "chatkit_mcp_errors_total",
         "MCP servers unavailable or tool calls failed at the transport",
         &["server"]
+    )
+    .expect("metric registers"),
+    attachment_uploads: register_int_counter_vec!(
+        "chatkit_attachment_uploads_total",
+        "Attachment uploads by outcome (stored, or why they were refused)",
+        &["outcome"]
     )
     .expect("metric registers"),
 });

@@ -95,9 +95,18 @@ async fn read_file(
         }
         file.ok_or_else(|| bad_upload("the multipart/form-data body has no file field"))
     };
-    tokio::time::timeout(timeout, read)
+    let result = tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| ApiError::BodyTimeout)?
+        .map_err(|_| ApiError::BodyTimeout)
+        .and_then(|read| read);
+    if let Err(ApiError::Engine(EngineError::AttachmentTooLarge(_))) = &result {
+        // Refused here, before the engine sees it: counted with the engine's refusals.
+        chatkit_actors::metrics::METRICS
+            .attachment_uploads
+            .with_label_values(&["refused_size"])
+            .inc();
+    }
+    result
 }
 
 fn declared_length(req: &HttpRequest) -> Option<u64> {

@@ -413,6 +413,24 @@ async fn uploads_that_are_forged_foreign_mismatched_or_too_large_are_refused() {
     ));
     let reply = server.post_form(&bare, Some(&alice), &form).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
+    server
+        .post_form(&bare, Some(&alice), &form)
+        .await
+        .assert_error(409, "already_uploaded");
+    // Operators see the outcomes.
+    let metrics = server.metrics().await;
+    for outcome in [
+        "stored",
+        "refused_type",
+        "refused_size",
+        "refused_signature",
+        "refused_repeat",
+        "refused_not_found",
+        "refused_input",
+    ] {
+        let line = format!("chatkit_attachment_uploads_total{{outcome=\"{outcome}\"}}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
 }
 
 /// `json!` objects with one key replaced.
@@ -446,6 +464,16 @@ async fn expired_links_are_refused_and_files_download_instead_of_rendering() {
         )
         .await
         .assert_error(403, "link_expired");
+
+    // PDFs are left out of this server's types (for a model that takes no files).
+    server
+        .post_op(
+            &alice,
+            "attachments.create",
+            create_params("a.pdf", 10, "application/pdf"),
+        )
+        .await
+        .assert_error(415, "unsupported_media_type");
 
     let signer = UrlSigner::new(KEY.as_bytes());
     let origin = PublicOrigin::parse(&server.url("")).unwrap();

@@ -85,11 +85,6 @@ async fn extra_operations_answer_unsupported() {
             json!({ "thread_id": "thr_1", "item_id": "si_1", "input": {} }),
         ),
         (
-            "attachments.create",
-            json!({ "name": "a.png", "size": 3, "mime_type": "image/png" }),
-        ),
-        ("attachments.delete", json!({ "attachment_id": "atc_1" })),
-        (
             "input.transcribe",
             json!({ "audio_base64": "AAAA", "mime_type": "audio/webm" }),
         ),

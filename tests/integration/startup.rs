@@ -127,6 +127,13 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
     let dir = std::path::PathBuf::from(format!("/var/tmp/chatkit-it-embedded-{}", rand_suffix()));
     let _discard = DiscardOnDrop(dir.clone());
     let dir_text = dir.to_string_lossy().to_string();
+    // The server's log, shown when an exit is not clean.
+    let log = temp_path("embedded-server", "log");
+    let log_tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    };
     let start = || {
         let (child, listening) = spawn_listening(
             Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
@@ -136,7 +143,13 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
                 .env_remove("CHATKIT__DATABASE__URL")
                 .env("CHATKIT__AUTH__JWT_SECRET", SECRET)
                 .env("CHATKIT__MODEL__BASE_URL", shared().mock.base_url())
-                .stderr(Stdio::null()),
+                .stderr(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap(),
+                ),
             "chatkit-rs",
         );
         (child, listening.addr)
@@ -165,7 +178,11 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
 
     terminate(&child);
     let status = child.wait().unwrap();
-    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    assert!(
+        status.success(),
+        "SIGTERM exits 0: {status:?}\n{}",
+        log_tail()
+    );
     assert!(!pg_running(&dir), "the embedded cluster was stopped");
 
     let (mut child, addr) = start();
@@ -186,7 +203,12 @@ async fn embedded_postgres_survives_restarts_and_stops_on_sigterm() {
         "the thread survived the restart"
     );
     terminate(&child);
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "SIGTERM exits 0: {status:?}\n{}",
+        log_tail()
+    );
     assert!(!pg_running(&dir));
 }
 
@@ -210,7 +232,7 @@ fn migrations_are_recorded_and_idempotent() {
     ));
     assert_eq!(
         applied,
-        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness\n4|0004_items_fenced_not_keyed\n5|0005_drop_threads_version"
+        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness\n4|0004_items_fenced_not_keyed\n5|0005_drop_threads_version\n6|0006_attachments"
     );
 }
 

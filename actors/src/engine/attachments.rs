@@ -12,6 +12,7 @@ use crate::attachments::signing::{
 use crate::config::AttachmentSettings;
 use crate::error::EngineError;
 use crate::ids::{AttachmentId, ThreadId, UserId};
+use crate::metrics::METRICS;
 use crate::protocol::requests::CreateAttachmentParams;
 use crate::protocol::{Attachment, AttachmentKind, UploadDescriptor};
 use crate::store::{AttachmentRow, NewAttachment, UploadStored};
@@ -119,6 +120,16 @@ impl Engine {
         bytes: &[u8],
         origin: &PublicOrigin,
     ) -> Result<Attachment, EngineError> {
+        counted(self.store_two_phase_upload(id, auth, bytes, origin).await)
+    }
+
+    async fn store_two_phase_upload(
+        &self,
+        id: &AttachmentId,
+        auth: UploadAuth,
+        bytes: &[u8],
+        origin: &PublicOrigin,
+    ) -> Result<Attachment, EngineError> {
         self.refuse_if_disabled("attachment upload")?;
         match &auth.signed {
             Some((expires, signature)) => self
@@ -171,6 +182,20 @@ impl Engine {
     /// Direct upload (`uploadStrategy: {type: "direct"}`): one authenticated request creates
     /// and stores the attachment.
     pub async fn direct_upload(
+        &self,
+        user_id: &UserId,
+        name: &str,
+        declared_type: &str,
+        bytes: &[u8],
+        origin: &PublicOrigin,
+    ) -> Result<Attachment, EngineError> {
+        counted(
+            self.store_direct_upload(user_id, name, declared_type, bytes, origin)
+                .await,
+        )
+    }
+
+    async fn store_direct_upload(
         &self,
         user_id: &UserId,
         name: &str,
@@ -380,6 +405,25 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Counts an upload's outcome (`chatkit_attachment_uploads_total`).
+fn counted(result: Result<Attachment, EngineError>) -> Result<Attachment, EngineError> {
+    let outcome = match &result {
+        Ok(_) => "stored",
+        Err(EngineError::UnsupportedMediaType(_)) => "refused_type",
+        Err(EngineError::AttachmentTooLarge(_)) => "refused_size",
+        Err(EngineError::BadSignature(_)) => "refused_signature",
+        Err(EngineError::AlreadyUploaded) => "refused_repeat",
+        Err(EngineError::AttachmentNotFound) => "refused_not_found",
+        Err(EngineError::InvalidInput(_)) => "refused_input",
+        Err(_) => "failed",
+    };
+    METRICS
+        .attachment_uploads
+        .with_label_values(&[outcome])
+        .inc();
+    result
 }
 
 /// A file name: 1 to 255 characters, no control characters (they would reach headers and
