@@ -1,7 +1,7 @@
 //! Start-up: configuration validation, `--help`, the embedded PostgreSQL (created, kept across
 //! restarts, stopped on SIGTERM), and migrations applied once.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::json;
 
