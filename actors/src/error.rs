@@ -38,6 +38,15 @@ pub enum EngineError {
     /// An upload URL is good for one upload.
     #[error("this attachment's bytes were uploaded already")]
     AlreadyUploaded,
+    /// Another upload of the attachment is being received.
+    #[error("another upload of this attachment is in progress")]
+    UploadInProgress,
+    /// The upload's body broke off or is not a well-formed form.
+    #[error("the upload could not be read: {0}")]
+    UploadInterrupted(String),
+    /// The user's attachments would take more than `attachments.max_bytes_per_user`.
+    #[error("your attachments would take more than the {0} bytes allowed; delete some first")]
+    QuotaExceeded(u64),
     /// A signed URL that expired or was not signed by us.
     #[error("{0}")]
     BadSignature(crate::attachments::signing::SignatureError),

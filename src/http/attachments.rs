@@ -7,12 +7,12 @@
 //! - `GET /attachments/{id}/content` — the signed preview/download URL: raster images
 //!   inline, everything else as a download, never rendered as a page.
 
-use actix_multipart::Multipart;
+use actix_multipart::{Field, Multipart};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chatkit_actors::attachments::PublicOrigin;
-use chatkit_actors::engine::UploadAuth;
-use chatkit_actors::protocol::{to_json, RequestError};
+use chatkit_actors::engine::{UploadAuth, UploadBody};
+use chatkit_actors::protocol::{to_json, Attachment, RequestError};
 use chatkit_actors::{AttachmentId, EngineError};
 use futures::StreamExt;
 
@@ -39,74 +39,51 @@ pub(super) fn public_origin(req: &HttpRequest, state: &AppState) -> Result<Publi
     })
 }
 
-/// The file of an upload form.
-struct UploadedFile {
-    name: Option<String>,
-    content_type: Option<String>,
-    bytes: Vec<u8>,
-}
-
 fn bad_upload(message: impl Into<String>) -> ApiError {
     ApiError::BadUpload(message.into())
 }
 
-/// Reads the form's `file` field (at most `limit` bytes) within the upload time-out; other
-/// fields are read and dropped within a small allowance.
-async fn read_file(
-    mut form: Multipart,
-    limit: u64,
-    timeout: std::time::Duration,
-) -> Result<UploadedFile, ApiError> {
-    let read = async {
-        let mut file: Option<UploadedFile> = None;
-        let mut other_bytes = 0u64;
-        while let Some(field) = form.next().await {
-            let mut field =
-                field.map_err(|e| bad_upload(format!("the form could not be read: {e}")))?;
-            let is_file = field.name() == Some("file") && file.is_none();
-            let mut bytes = Vec::new();
-            while let Some(chunk) = field.next().await {
-                let chunk =
-                    chunk.map_err(|e| bad_upload(format!("the form could not be read: {e}")))?;
-                if is_file {
-                    if bytes.len() as u64 + chunk.len() as u64 > limit {
-                        return Err(ApiError::Engine(EngineError::AttachmentTooLarge(limit)));
-                    }
-                    bytes.extend_from_slice(&chunk);
-                } else {
-                    other_bytes += chunk.len() as u64;
-                    if other_bytes > FORM_OVERHEAD_BYTES {
-                        return Err(bad_upload(
-                            "the form carries too much besides its file field",
-                        ));
-                    }
-                }
-            }
-            if is_file {
-                file = Some(UploadedFile {
-                    name: field
-                        .content_disposition()
-                        .and_then(|d| d.get_filename())
-                        .map(str::to_string),
-                    content_type: field.content_type().map(|m| m.essence_str().to_string()),
-                    bytes,
-                });
+/// The form's `file` field (its name and type read, its bytes still to come); fields before
+/// it are read and dropped within a small allowance.
+async fn file_field(form: &mut Multipart) -> Result<Field, ApiError> {
+    let mut skipped = 0u64;
+    while let Some(field) = form.next().await {
+        let mut field =
+            field.map_err(|e| bad_upload(format!("the form could not be read: {e}")))?;
+        if field.name() == Some("file") {
+            return Ok(field);
+        }
+        while let Some(chunk) = field.next().await {
+            let chunk =
+                chunk.map_err(|e| bad_upload(format!("the form could not be read: {e}")))?;
+            skipped += chunk.len() as u64;
+            if skipped > FORM_OVERHEAD_BYTES {
+                return Err(bad_upload(
+                    "the form carries too much besides its file field",
+                ));
             }
         }
-        file.ok_or_else(|| bad_upload("the multipart/form-data body has no file field"))
-    };
-    let result = tokio::time::timeout(timeout, read)
-        .await
-        .map_err(|_| ApiError::BodyTimeout)
-        .and_then(|read| read);
-    if let Err(ApiError::Engine(EngineError::AttachmentTooLarge(_))) = &result {
-        // Refused here, before the engine sees it: counted with the engine's refusals.
-        chatkit_actors::metrics::METRICS
-            .attachment_uploads
-            .with_label_values(&["refused_size"])
-            .inc();
     }
-    result
+    Err(bad_upload("the multipart/form-data body has no file field"))
+}
+
+/// The field's bytes as the engine reads them.
+fn body_of(field: Field) -> UploadBody {
+    Box::pin(field.map(|chunk| chunk.map_err(|e| format!("the form broke off: {e}"))))
+}
+
+/// Counts a refusal made here, before the engine saw the upload, with the engine's.
+fn count_edge_refusal(error: &ApiError) {
+    let outcome = match error {
+        ApiError::Engine(EngineError::AttachmentTooLarge(_)) => "refused_size",
+        ApiError::BadUpload(_) => "interrupted",
+        ApiError::BodyTimeout => "timed_out",
+        _ => return,
+    };
+    chatkit_actors::metrics::METRICS
+        .attachment_uploads
+        .with_label_values(&[outcome])
+        .inc();
 }
 
 fn declared_length(req: &HttpRequest) -> Option<u64> {
@@ -117,15 +94,17 @@ fn declared_length(req: &HttpRequest) -> Option<u64> {
 }
 
 /// Refuses a body announced larger than a file of the largest size plus the form around it.
-fn check_declared_length(req: &HttpRequest, state: &AppState) -> Result<u64, ApiError> {
+fn check_declared_length(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let limit = state.engine.max_attachment_bytes();
     if declared_length(req).is_some_and(|n| n > limit + FORM_OVERHEAD_BYTES) {
-        return Err(ApiError::Engine(EngineError::AttachmentTooLarge(limit)));
+        let error = ApiError::Engine(EngineError::AttachmentTooLarge(limit));
+        count_edge_refusal(&error);
+        return Err(error);
     }
-    Ok(limit)
+    Ok(())
 }
 
-fn attachment_json(attachment: &chatkit_actors::protocol::Attachment) -> HttpResponse {
+fn attachment_json(attachment: &Attachment) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(to_json(attachment))
@@ -134,7 +113,7 @@ fn attachment_json(attachment: &chatkit_actors::protocol::Attachment) -> HttpRes
 /// `POST /attachments`: direct upload.
 pub async fn direct_upload(
     req: HttpRequest,
-    form: Multipart,
+    mut form: Multipart,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = super::authenticate(&req, &state).await?;
@@ -142,24 +121,51 @@ pub async fn direct_upload(
         .limits
         .check_rate(caller.user_id.as_str())
         .map_err(ApiError::RateLimited)?;
-    let limit = check_declared_length(&req, &state)?;
+    check_declared_length(&req, &state)?;
     let origin = public_origin(&req, &state)?;
-    let file = read_file(form, limit, state.engine.upload_timeout()).await?;
-    let name = file
-        .name
-        .ok_or_else(|| bad_upload("the file field has no filename"))?;
-    let attachment = state
-        .engine
-        .direct_upload(
-            &caller.user_id,
-            &name,
-            file.content_type.as_deref().unwrap_or(""),
-            &file.bytes,
-            &origin,
+    let engine = &state.engine;
+    let upload = async {
+        let field = file_field(&mut form).await?;
+        let name = field
+            .content_disposition()
+            .and_then(|d| d.get_filename())
+            .map(str::to_string)
+            .ok_or_else(|| bad_upload("the file field has no filename"))?;
+        let declared_type = field
+            .content_type()
+            .map(|m| m.essence_str().to_string())
+            .unwrap_or_default();
+        Ok::<_, ApiError>(
+            engine
+                .direct_upload(
+                    &caller.user_id,
+                    &name,
+                    &declared_type,
+                    body_of(field),
+                    &origin,
+                )
+                .await?,
         )
-        .await?;
-    tracing::info!(user_id = %caller.user_id, attachment_id = %attachment.id, bytes = file.bytes.len(), "attachment uploaded");
+    };
+    let attachment = within_upload_timeout(engine, upload).await?;
+    tracing::info!(user_id = %caller.user_id, attachment_id = %attachment.id, "attachment uploaded");
     Ok(attachment_json(&attachment))
+}
+
+/// Runs an upload within `attachments.upload_timeout_secs` (a slower one gets 408; what it
+/// stored is removed), counting refusals made at the edge.
+async fn within_upload_timeout(
+    engine: &chatkit_actors::Engine,
+    upload: impl std::future::Future<Output = Result<Attachment, ApiError>>,
+) -> Result<Attachment, ApiError> {
+    let result = tokio::time::timeout(engine.upload_timeout(), upload)
+        .await
+        .map_err(|_| ApiError::BodyTimeout)
+        .and_then(|done| done);
+    if let Err(error) = &result {
+        count_edge_refusal(error);
+    }
+    result
 }
 
 /// `expires` and `signature` from the query string, if both are there.
@@ -200,7 +206,7 @@ fn path_id(raw: &str) -> Result<AttachmentId, ApiError> {
 pub async fn upload(
     req: HttpRequest,
     path: web::Path<String>,
-    form: Multipart,
+    mut form: Multipart,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
@@ -220,18 +226,23 @@ pub async fn upload(
             .check_rate(caller.user_id.as_str())
             .map_err(ApiError::RateLimited)?;
     }
-    let limit = check_declared_length(&req, &state)?;
+    check_declared_length(&req, &state)?;
     let origin = public_origin(&req, &state)?;
-    let file = read_file(form, limit, state.engine.upload_timeout()).await?;
     let auth = UploadAuth {
         signed,
         caller: caller.map(|c| c.user_id),
     };
-    let attachment = state
-        .engine
-        .upload_attachment(&id, auth, &file.bytes, &origin)
-        .await?;
-    tracing::info!(attachment_id = %attachment.id, bytes = file.bytes.len(), "attachment uploaded");
+    let engine = &state.engine;
+    let upload = async {
+        let field = file_field(&mut form).await?;
+        Ok::<_, ApiError>(
+            engine
+                .upload_attachment(&id, auth, body_of(field), &origin)
+                .await?,
+        )
+    };
+    let attachment = within_upload_timeout(engine, upload).await?;
+    tracing::info!(attachment_id = %attachment.id, "attachment uploaded");
     Ok(attachment_json(&attachment))
 }
 
@@ -257,7 +268,12 @@ pub async fn content(
     } else {
         attachment_disposition(&content.name)
     };
+    let size = content.size;
+    let body = content
+        .chunks
+        .map(|chunk| chunk.map_err(|e| std::io::Error::other(e.to_string())));
     Ok(HttpResponse::Ok()
+        .no_chunking(size)
         .content_type(served_type.to_string())
         .insert_header((header::CONTENT_DISPOSITION, disposition))
         .insert_header((header::CACHE_CONTROL, format!("private, max-age={max_age}")))
@@ -268,7 +284,7 @@ pub async fn content(
         ))
         .insert_header(("cross-origin-resource-policy", "cross-origin"))
         .insert_header(("referrer-policy", "no-referrer"))
-        .body(content.bytes))
+        .streaming(body))
 }
 
 /// `attachment; filename="<ASCII fallback>"; filename*=UTF-8''<percent-encoded>` (RFC 6266).

@@ -92,6 +92,9 @@ impl ApiError {
                     (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
                 }
                 EngineError::AlreadyUploaded => (StatusCode::CONFLICT, "already_uploaded"),
+                EngineError::UploadInProgress => (StatusCode::CONFLICT, "upload_in_progress"),
+                EngineError::UploadInterrupted(_) => (StatusCode::BAD_REQUEST, "invalid_upload"),
+                EngineError::QuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
                 EngineError::BadSignature(SignatureError::Expired) => {
                     (StatusCode::FORBIDDEN, "link_expired")
                 }

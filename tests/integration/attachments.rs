@@ -771,3 +771,207 @@ async fn attachments_can_be_turned_off() {
     reply.assert_error(400, "invalid_params");
     assert!(reply.text.contains("not enabled"));
 }
+
+/// A real 1×1 JPEG.
+fn jpeg() -> Vec<u8> {
+    STANDARD
+        .decode("/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQABPxA=")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_message_with_two_images_sends_both_and_large_files_go_through_in_chunks() {
+    let server = TestServer::start();
+    let alice = token("alice");
+    let (image, photo) = (png(), jpeg());
+    let first = two_phase(&server, &alice, "a.png", "image/png", &image).await;
+    let second = direct(&server, &alice, "b.jpg", "image/jpeg", &photo)
+        .await
+        .json();
+    assert_eq!(second["type"], "image");
+    let ids = [
+        first["id"].as_str().unwrap(),
+        second["id"].as_str().unwrap(),
+    ];
+    server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": message_with("compare", &ids) }),
+        )
+        .await
+        .assert_answered();
+    assert_eq!(
+        parts_sent_for("compare"),
+        vec![
+            json!({ "type": "text", "text": "compare" }),
+            json!({ "type": "image_url", "image_url": { "url": data_url("image/png", &image) } }),
+            json!({ "type": "image_url", "image_url": { "url": data_url("image/jpeg", &photo) } }),
+        ]
+    );
+
+    // 3.2 MiB: stored in seven chunks, read back whole and in order, with its length.
+    let mut big = image.clone();
+    big.extend((0..3_300_000u32).map(|i| (i % 251) as u8));
+    let stored = two_phase(&server, &alice, "big.png", "image/png", &big).await;
+    let fetched = server
+        .get_raw(stored["preview_url"].as_str().unwrap())
+        .await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.header("content-length"), big.len().to_string());
+    assert!(fetched.bytes == big, "the same bytes, in order");
+    server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": message_with("big one", &[stored["id"].as_str().unwrap()]) }),
+        )
+        .await
+        .assert_answered();
+    assert_eq!(
+        parts_sent_for("big one")[1]["image_url"]["url"],
+        data_url("image/png", &big)
+    );
+}
+
+#[tokio::test]
+async fn each_user_has_a_quota_that_deleting_frees() {
+    let server = TestServer::start_with(&[("CHATKIT__ATTACHMENTS__MAX_BYTES_PER_USER", "1000")]);
+    let (alice, bob) = (token("alice"), token("bob"));
+    let first = create(&server, &alice, "a.txt", 600, "text/plain").await;
+    let reply = server
+        .post_op(
+            &alice,
+            "attachments.create",
+            create_params("b.txt", 500, "text/plain"),
+        )
+        .await;
+    reply.assert_error(413, "quota_exceeded");
+    direct(&server, &alice, "c.txt", "text/plain", &[b'c'; 500])
+        .await
+        .assert_error(413, "quota_exceeded");
+    create(&server, &bob, "b.txt", 500, "text/plain").await;
+    server
+        .call(
+            &alice,
+            "attachments.delete",
+            json!({ "attachment_id": first["id"] }),
+            Kind::Empty,
+        )
+        .await;
+    let reply = direct(&server, &alice, "c.txt", "text/plain", &[b'c'; 500]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+/// A streaming upload body the test feeds by hand.
+fn held_body(
+    form: &(String, Vec<u8>),
+    first: usize,
+) -> (
+    reqwest::Body,
+    futures::channel::mpsc::UnboundedSender<Result<Vec<u8>, std::io::Error>>,
+) {
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    tx.unbounded_send(Ok(form.1[..first].to_vec())).unwrap();
+    (reqwest::Body::wrap_stream(rx), tx)
+}
+
+#[tokio::test]
+async fn one_upload_at_a_time_and_an_abandoned_one_leaves_nothing_behind() {
+    let server = TestServer::start();
+    let alice = token("alice");
+    let mut bytes = png();
+    bytes.extend(std::iter::repeat_n(7u8, 700_000));
+    let created = create(&server, &alice, "a.png", bytes.len(), "image/png").await;
+    let url = upload_url(&created);
+    let form = file_form("a.png", "image/png", &bytes);
+    let http = reqwest::Client::new();
+
+    // An upload that is slow to send everything: a second one meanwhile is refused.
+    let (body, feed) = held_body(&form, 600_000);
+    let slow = tokio::spawn(
+        http.post(url.clone())
+            .header("content-type", form.0.clone())
+            .body(body)
+            .send(),
+    );
+    let claimed = format!(
+        "SELECT upload_token IS NOT NULL FROM {}.attachments WHERE id = '{}'",
+        server.schema,
+        created["id"].as_str().unwrap()
+    );
+    eventually("the first upload is being received", || {
+        shared().postgres.psql(&claimed) == "t"
+    })
+    .await;
+    server
+        .post_form(&url, None, &form)
+        .await
+        .assert_error(409, "upload_in_progress");
+    feed.unbounded_send(Ok(form.1[600_000..].to_vec())).unwrap();
+    drop(feed);
+    let done = slow.await.unwrap().unwrap();
+    assert_eq!(done.status(), 200);
+    server
+        .post_form(&url, None, &form)
+        .await
+        .assert_error(409, "already_uploaded");
+
+    // A client that leaves mid-upload: the attachment can be uploaded again at once.
+    let again = create(&server, &alice, "b.png", bytes.len(), "image/png").await;
+    let url = upload_url(&again);
+    let (body, feed) = held_body(&form, 600_000);
+    let left = tokio::spawn(
+        http.post(url.clone())
+            .header("content-type", form.0.clone())
+            .body(body)
+            .send(),
+    );
+    sleep_ms(300).await;
+    feed.unbounded_send(Err(std::io::Error::other("gone")))
+        .unwrap();
+    let _ = left.await;
+    eventually("the abandoned upload is released", async || {
+        server.post_form(&url, None, &form).await.status == 200
+    })
+    .await;
+    let stored = shared().postgres.psql(&format!(
+        "SELECT count(*), sum(octet_length(data)) FROM {}.attachment_chunks WHERE attachment_id = '{}'",
+        server.schema,
+        again["id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        stored,
+        format!("2|{}", bytes.len()),
+        "one copy of the bytes, in two chunks"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_acknowledged_before_a_crash_is_there_after_it() {
+    let mut server = TestServer::start();
+    let alice = token("alice");
+    let image = png();
+    let uploaded = two_phase(&server, &alice, "a.png", "image/png", &image).await;
+    let old_addr = server.addr.clone();
+    server.restart(); // SIGKILL, then a new process on the same database
+    let id = uploaded["id"].as_str().unwrap();
+    let stream = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": message_with("after the crash", &[id]) }),
+        )
+        .await;
+    stream.assert_answered();
+    assert_eq!(
+        parts_sent_for("after the crash")[1]["image_url"]["url"],
+        data_url("image/png", &image)
+    );
+    // The URL handed out before the crash still works (same key, same bytes).
+    let preview = uploaded["preview_url"]
+        .as_str()
+        .unwrap()
+        .replace(&old_addr, &server.addr);
+    assert_eq!(server.get_raw(&preview).await.bytes, image);
+}

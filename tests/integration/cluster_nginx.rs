@@ -250,3 +250,87 @@ async fn three_instances_behind_round_robin_nginx() {
     assert!(nodes[1].wait().success(), "the drained instance exited 0");
     nodes.truncate(1);
 }
+
+/// `path` through the balancer: status and body.
+async fn post_json(http: &reqwest::Client, base: &str, token: &str, body: &Value) -> (u16, Value) {
+    let response = http
+        .post(format!("{base}/chatkit"))
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn attachments_work_through_the_balancer_whatever_instance_serves_each_step() {
+    let schema = new_schema();
+    let nodes = [node(&schema, "node-1"), node(&schema, "node-2")];
+    let nginx = start_nginx(&nodes.iter().collect::<Vec<_>>()).await;
+    let http = reqwest::Client::new();
+    let alice = token("alice");
+    // Big enough to need the attachment location's body limit (the API's is 1 MiB).
+    let mut image = b"\x89PNG\r\n\x1a\n".to_vec();
+    image.extend((0..1_500_000u32).map(|i| (i % 253) as u8));
+    for round in 0..4 {
+        // Round robin: create, upload, message and preview alternate between the instances.
+        let params =
+            serde_json::json!({ "name": "a.png", "size": image.len(), "mime_type": "image/png" });
+        let (status, created) = post_json(
+            &http,
+            &nginx.url,
+            &alice,
+            &op_request("attachments.create", params),
+        )
+        .await;
+        assert_eq!(status, 200, "{created}");
+        let upload = created["upload_descriptor"]["url"].as_str().unwrap();
+        assert!(
+            upload.starts_with(&nginx.url),
+            "URLs name the balancer: {upload}"
+        );
+        let form = file_form("a.png", "image/png", &image);
+        let uploaded = http
+            .post(upload)
+            .header("content-type", &form.0)
+            .body(form.1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            uploaded.status(),
+            200,
+            "round {round}: {}",
+            uploaded.text().await.unwrap()
+        );
+        let id = created["id"].as_str().unwrap();
+        let input = serde_json::json!({
+            "content": [{ "type": "input_text", "text": format!("balanced {round}") }],
+            "attachments": [id],
+            "inference_options": {}
+        });
+        let stream = post_stream(
+            &http,
+            &nginx.url,
+            &alice,
+            &op_request("threads.create", serde_json::json!({ "input": input })),
+        )
+        .await
+        .expect("answered");
+        let preview = stream.done_items()[0]["attachments"][0]["preview_url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(preview.starts_with(&nginx.url), "{preview}");
+        for _ in 0..2 {
+            let fetched = http.get(&preview).send().await.unwrap();
+            assert_eq!(fetched.status(), 200);
+            assert!(
+                fetched.bytes().await.unwrap() == image,
+                "the same bytes from every instance"
+            );
+        }
+    }
+}

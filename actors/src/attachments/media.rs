@@ -170,33 +170,116 @@ fn looks_like_html(text: &str) -> bool {
     .any(|tag| start.starts_with(tag))
 }
 
-/// Checks the bytes against the declared type: an image or a PDF must carry that format's
-/// signature, text must be UTF-8 without NUL bytes (and not HTML under another name), and
-/// nothing may be an image or PDF declared as something else. The error says what is wrong.
-pub(crate) fn check_content(mime: &str, bytes: &[u8]) -> Result<(), String> {
-    let sniffed = sniff(bytes);
-    if is_raster_image(mime) || mime == PDF {
-        return match sniffed {
-            Some(found) if found == mime => Ok(()),
-            Some(found) => Err(format!("the content is {found}, not {mime}")),
-            None => Err(format!("the content is not {mime}")),
+/// How many bytes from the start decide the format (signatures, markup).
+const PREFIX_BYTES: usize = 512;
+
+/// Checks the bytes against the declared type as they arrive: an image or a PDF must carry
+/// that format's signature, text must be UTF-8 without NUL bytes (and not HTML under another
+/// name), and nothing may be an image or PDF declared as something else. Errors say what is
+/// wrong.
+pub(crate) struct ContentCheck {
+    mime: String,
+    textual: bool,
+    /// The first [`PREFIX_BYTES`], until the format was decided from them.
+    prefix: Vec<u8>,
+    prefix_checked: bool,
+    /// The bytes of a character cut by the end of the previous chunk.
+    utf8_pending: Vec<u8>,
+}
+
+impl ContentCheck {
+    pub(crate) fn new(mime: &str) -> ContentCheck {
+        ContentCheck {
+            mime: mime.to_string(),
+            textual: is_textual(mime),
+            prefix: Vec::with_capacity(PREFIX_BYTES),
+            prefix_checked: false,
+            utf8_pending: Vec::new(),
+        }
+    }
+
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
+        if !self.prefix_checked {
+            let take = (PREFIX_BYTES - self.prefix.len()).min(chunk.len());
+            self.prefix.extend_from_slice(&chunk[..take]);
+            if self.prefix.len() == PREFIX_BYTES {
+                self.check_prefix()?;
+            }
+        }
+        if !self.textual {
+            return Ok(());
+        }
+        if chunk.contains(&0) {
+            return Err(format!("the content is binary, not {}", self.mime));
+        }
+        let joined: Vec<u8>;
+        let text: &[u8] = if self.utf8_pending.is_empty() {
+            chunk
+        } else {
+            let mut bytes = std::mem::take(&mut self.utf8_pending);
+            bytes.extend_from_slice(chunk);
+            joined = bytes;
+            &joined
         };
+        match std::str::from_utf8(text) {
+            Ok(_) => Ok(()),
+            // A character cut by the end of the chunk: its first bytes wait for the next one.
+            Err(e) if e.error_len().is_none() => {
+                self.utf8_pending = text[e.valid_up_to()..].to_vec();
+                Ok(())
+            }
+            Err(_) => Err(self.not_utf8()),
+        }
     }
-    if let Some(found) = sniffed {
-        return Err(format!("the content is {found}, not {mime}"));
+
+    pub(crate) fn finish(mut self) -> Result<(), String> {
+        if !self.prefix_checked {
+            self.check_prefix()?;
+        }
+        if self.textual && !self.utf8_pending.is_empty() {
+            return Err(self.not_utf8());
+        }
+        Ok(())
     }
-    if is_textual(mime) {
-        let text = std::str::from_utf8(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes))
-            .map_err(|_| format!("the content is not UTF-8 text, as {mime} must be"))?;
-        if text.contains('\0') {
-            return Err(format!("the content is binary, not {mime}"));
+
+    fn not_utf8(&self) -> String {
+        format!("the content is not UTF-8 text, as {} must be", self.mime)
+    }
+
+    fn check_prefix(&mut self) -> Result<(), String> {
+        self.prefix_checked = true;
+        let mime = self.mime.as_str();
+        let sniffed = sniff(&self.prefix);
+        if is_raster_image(mime) || mime == PDF {
+            return match sniffed {
+                Some(found) if found == mime => Ok(()),
+                Some(found) => Err(format!("the content is {found}, not {mime}")),
+                None => Err(format!("the content is not {mime}")),
+            };
+        }
+        if let Some(found) = sniffed {
+            return Err(format!("the content is {found}, not {mime}"));
         }
         let markup_declared = mime == "text/html" || mime.contains("xml");
-        if !markup_declared && looks_like_html(text) {
-            return Err(format!("the content is HTML, not {mime}"));
+        if self.textual && !markup_declared {
+            let start = self
+                .prefix
+                .strip_prefix(b"\xEF\xBB\xBF")
+                .unwrap_or(&self.prefix);
+            if looks_like_html(&String::from_utf8_lossy(start)) {
+                return Err(format!("the content is HTML, not {mime}"));
+            }
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// [`ContentCheck`] of a whole content at once.
+#[cfg(test)]
+pub(crate) fn check_content(mime: &str, bytes: &[u8]) -> Result<(), String> {
+    let mut check = ContentCheck::new(mime);
+    check.feed(bytes)?;
+    check.finish()
 }
 
 /// How the content is served: inline with its own type for raster images (checked on
@@ -267,6 +350,29 @@ mod tests {
         assert!(check_content("text/markdown", b"  <!DOCTYPE html><p>").is_err());
         assert_eq!(check_content("text/html", b"<html></html>"), Ok(()));
         assert_eq!(check_content("application/zip", b"PK\x03\x04"), Ok(()));
+    }
+
+    #[test]
+    fn the_check_holds_when_bytes_arrive_one_at_a_time() {
+        let one_by_one = |mime: &str, bytes: &[u8]| {
+            let mut check = ContentCheck::new(mime);
+            for b in bytes {
+                check.feed(std::slice::from_ref(b))?;
+            }
+            check.finish()
+        };
+        let text = format!("{}é€😀 done", " ".repeat(600));
+        assert_eq!(one_by_one("text/plain", text.as_bytes()), Ok(()));
+        assert!(
+            one_by_one("text/plain", &text.as_bytes()[..text.len() - 7]).is_err(),
+            "cut inside a character"
+        );
+        assert!(one_by_one("text/plain", b"ok\xC3(").is_err());
+        assert_eq!(one_by_one("image/png", PNG), Ok(()));
+        assert!(one_by_one("image/png", b"<html>").is_err());
+        let mut long_png = PNG.to_vec();
+        long_png.extend(std::iter::repeat_n(0u8, 2000));
+        assert_eq!(one_by_one("image/png", &long_png), Ok(()));
     }
 
     #[test]

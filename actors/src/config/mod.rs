@@ -160,6 +160,8 @@ pub struct AttachmentSettings {
     pub enabled: bool,
     /// Largest file accepted, in bytes.
     pub max_bytes: u64,
+    /// What one user's attachments may take in all (0: no limit).
+    pub max_bytes_per_user: u64,
     /// Attachments one message may carry.
     pub max_per_message: usize,
     /// Media types accepted (`type/subtype`, or `type/*`), lowercase.

@@ -111,6 +111,7 @@ struct ClusterSection {
 struct AttachmentsSection {
     enabled: bool,
     max_bytes: NonZeroU64,
+    max_bytes_per_user: u64,
     max_per_message: NonZeroUsize,
     allowed_types: Vec<String>,
     public_url: Option<String>,
@@ -225,6 +226,7 @@ fn attachment_settings(
     (problems.len() == before).then(|| AttachmentSettings {
         enabled: raw.enabled,
         max_bytes: raw.max_bytes.get(),
+        max_bytes_per_user: raw.max_bytes_per_user,
         max_per_message: raw.max_per_message.get(),
         allowed_types,
         public_url,

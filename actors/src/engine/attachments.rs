@@ -2,7 +2,11 @@
 //! delete, the bytes behind a signed URL, and the ids a message carries. Another user's
 //! attachment answers exactly like a missing one on every path.
 
+use std::pin::Pin;
 use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 
 use super::Engine;
 use crate::attachments::media;
@@ -15,7 +19,7 @@ use crate::ids::{AttachmentId, ThreadId, UserId};
 use crate::metrics::METRICS;
 use crate::protocol::requests::CreateAttachmentParams;
 use crate::protocol::{Attachment, AttachmentKind, UploadDescriptor};
-use crate::store::{AttachmentRow, NewAttachment, UploadStored};
+use crate::store::{AttachmentRow, Claim, NewAttachment, Store, CHUNK_BYTES};
 
 /// Longest file name accepted, in characters.
 const MAX_NAME_CHARS: usize = 255;
@@ -30,14 +34,81 @@ pub struct UploadAuth {
     pub caller: Option<UserId>,
 }
 
+/// An upload's bytes as they arrive (a form field, read by the edge); an error is the
+/// client's (a broken form or connection), said in words.
+pub type UploadBody = Pin<Box<dyn Stream<Item = Result<Bytes, String>>>>;
+
 /// An attachment's bytes, for the content URL.
-#[derive(Debug)]
 pub struct AttachmentContent {
     pub name: String,
     pub mime_type: String,
-    pub bytes: Vec<u8>,
+    pub size: u64,
     /// When the URL that asked expires (Unix seconds): caches keep it no longer.
     pub expires: i64,
+    /// The bytes, chunk by chunk.
+    pub chunks: Pin<Box<dyn Stream<Item = Result<Bytes, EngineError>> + Send>>,
+}
+
+/// A claimed upload that is given up (its chunks deleted, a direct upload's row too) unless
+/// [`ClaimGuard::keep`] is called: on any error, and when the request is dropped mid-way
+/// (the client left or timed out).
+struct ClaimGuard {
+    store: Store,
+    id: String,
+    token: String,
+    direct: bool,
+    kept: bool,
+}
+
+impl ClaimGuard {
+    fn new(store: &Store, id: &str, token: &str, direct: bool) -> ClaimGuard {
+        ClaimGuard {
+            store: store.clone(),
+            id: id.to_string(),
+            token: token.to_string(),
+            direct,
+            kept: false,
+        }
+    }
+
+    fn keep(&mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        let (store, id, token, direct) = (
+            self.store.clone(),
+            std::mem::take(&mut self.id),
+            std::mem::take(&mut self.token),
+            self.direct,
+        );
+        tokio::spawn(async move {
+            if let Err(error) = store.abandon_upload(&id, &token, direct).await {
+                tracing::warn!(attachment_id = %id, %error, "could not remove an abandoned upload");
+            }
+        });
+    }
+}
+
+/// A fresh upload claim token.
+fn upload_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn size_mismatch(total: u64, declared: i64) -> EngineError {
+    EngineError::InvalidInput(format!(
+        "the upload has {}{total} bytes, but attachments.create declared {declared}",
+        if total > declared as u64 {
+            "at least "
+        } else {
+            ""
+        }
+    ))
 }
 
 impl Engine {
@@ -85,6 +156,7 @@ impl Engine {
             ));
         }
         self.check_size(params.size as u64)?;
+        self.check_quota(user_id, params.size as u64).await?;
         let id = AttachmentId::generate();
         let kind = media::kind_of(&mime);
         self.env
@@ -96,7 +168,7 @@ impl Engine {
                 mime_type: &mime,
                 kind,
                 declared_size: params.size,
-                content: None,
+                upload_token: None,
             })
             .await?;
         let expires = unix_now() + self.attachment_settings().upload_url_ttl.as_secs() as i64;
@@ -112,22 +184,23 @@ impl Engine {
     }
 
     /// The bytes of a two-phase upload, sent to its upload URL: once, with the declared size,
-    /// and content that is what the declared type says.
+    /// and content that is what the declared type says. Credentials and state are checked
+    /// before a byte of `body` is read; the bytes are stored in chunks as they arrive.
     pub async fn upload_attachment(
         &self,
         id: &AttachmentId,
         auth: UploadAuth,
-        bytes: &[u8],
+        body: UploadBody,
         origin: &PublicOrigin,
     ) -> Result<Attachment, EngineError> {
-        counted(self.store_two_phase_upload(id, auth, bytes, origin).await)
+        counted(self.receive_two_phase(id, auth, body, origin).await)
     }
 
-    async fn store_two_phase_upload(
+    async fn receive_two_phase(
         &self,
         id: &AttachmentId,
         auth: UploadAuth,
-        bytes: &[u8],
+        body: UploadBody,
         origin: &PublicOrigin,
     ) -> Result<Attachment, EngineError> {
         self.refuse_if_disabled("attachment upload")?;
@@ -159,57 +232,69 @@ impl Engine {
                 return Err(EngineError::AttachmentNotFound);
             }
         }
-        if row.uploaded {
+        if row.uploaded() {
             return Err(EngineError::AlreadyUploaded);
         }
-        self.check_size(bytes.len() as u64)?;
-        if bytes.len() as i64 != row.declared_size {
-            return Err(EngineError::InvalidInput(format!(
-                "the upload has {} bytes, but attachments.create declared {}",
-                bytes.len(),
-                row.declared_size
-            )));
+        let token = upload_token();
+        let stale_after = self.attachment_settings().upload_timeout;
+        match self
+            .env
+            .store
+            .claim_upload(id.as_str(), &token, stale_after)
+            .await?
+        {
+            Claim::Claimed => {}
+            Claim::AlreadyUploaded => return Err(EngineError::AlreadyUploaded),
+            Claim::InProgress => return Err(EngineError::UploadInProgress),
+            Claim::Missing => return Err(EngineError::AttachmentNotFound),
         }
-        media::check_content(&row.mime_type, bytes).map_err(EngineError::UnsupportedMediaType)?;
-        match self.env.store.store_upload(id.as_str(), bytes).await? {
-            UploadStored::Stored => {}
-            UploadStored::AlreadyUploaded => return Err(EngineError::AlreadyUploaded),
-            UploadStored::Missing => return Err(EngineError::AttachmentNotFound),
+        let mut claim = ClaimGuard::new(&self.env.store, id.as_str(), &token, false);
+        let size = self
+            .receive(id.as_str(), &row.mime_type, Some(row.declared_size), body)
+            .await?;
+        if !self
+            .env
+            .store
+            .finish_upload(id.as_str(), &token, size)
+            .await?
+        {
+            return Err(EngineError::UploadInProgress);
         }
+        claim.keep();
         Ok(self.wire_row(&row, origin))
     }
 
     /// Direct upload (`uploadStrategy: {type: "direct"}`): one authenticated request creates
-    /// and stores the attachment.
+    /// and stores the attachment, its bytes in chunks as they arrive.
     pub async fn direct_upload(
         &self,
         user_id: &UserId,
         name: &str,
         declared_type: &str,
-        bytes: &[u8],
+        body: UploadBody,
         origin: &PublicOrigin,
     ) -> Result<Attachment, EngineError> {
         counted(
-            self.store_direct_upload(user_id, name, declared_type, bytes, origin)
+            self.receive_direct(user_id, name, declared_type, body, origin)
                 .await,
         )
     }
 
-    async fn store_direct_upload(
+    async fn receive_direct(
         &self,
         user_id: &UserId,
         name: &str,
         declared_type: &str,
-        bytes: &[u8],
+        body: UploadBody,
         origin: &PublicOrigin,
     ) -> Result<Attachment, EngineError> {
         self.refuse_if_disabled("attachment upload")?;
         let name = checked_name(name)?;
         let mime = self.accepted_type(declared_type, name)?;
-        self.check_size(bytes.len() as u64)?;
-        media::check_content(&mime, bytes).map_err(EngineError::UnsupportedMediaType)?;
+        let used = self.check_quota(user_id, 0).await?;
         let id = AttachmentId::generate();
         let kind = media::kind_of(&mime);
+        let token = upload_token();
         self.env
             .store
             .insert_attachment(&NewAttachment {
@@ -218,11 +303,103 @@ impl Engine {
                 name,
                 mime_type: &mime,
                 kind,
-                declared_size: bytes.len() as i64,
-                content: Some(bytes),
+                declared_size: 0,
+                upload_token: Some(&token),
             })
             .await?;
+        let mut claim = ClaimGuard::new(&self.env.store, id.as_str(), &token, true);
+        let size = self.receive(id.as_str(), &mime, None, body).await?;
+        if let Some(quota) = self.quota() {
+            if used + size as u64 > quota {
+                return Err(EngineError::QuotaExceeded(quota));
+            }
+        }
+        if !self
+            .env
+            .store
+            .finish_upload(id.as_str(), &token, size)
+            .await?
+        {
+            return Err(EngineError::AttachmentNotFound);
+        }
+        claim.keep();
         Ok(self.wire(id.as_str(), name, &mime, kind, None, None, origin))
+    }
+
+    /// Reads `body` to its end, checking size and content as it goes and storing it in
+    /// chunks; returns its size. The caller holds the upload's claim (dropped on error, which
+    /// removes what was stored).
+    async fn receive(
+        &self,
+        id: &str,
+        mime: &str,
+        declared: Option<i64>,
+        mut body: UploadBody,
+    ) -> Result<i64, EngineError> {
+        let max = self.attachment_settings().max_bytes;
+        let mut check = media::ContentCheck::new(mime);
+        let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK_BYTES);
+        let mut seq: i32 = 0;
+        let mut total: u64 = 0;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(EngineError::UploadInterrupted)?;
+            total += piece.len() as u64;
+            if total > max {
+                return Err(EngineError::AttachmentTooLarge(max));
+            }
+            if let Some(declared) = declared {
+                if total > declared as u64 {
+                    return Err(size_mismatch(total, declared));
+                }
+            }
+            check
+                .feed(&piece)
+                .map_err(EngineError::UnsupportedMediaType)?;
+            let mut rest: &[u8] = &piece;
+            while !rest.is_empty() {
+                let room = CHUNK_BYTES - buffer.len();
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                buffer.extend_from_slice(now);
+                rest = later;
+                if buffer.len() == CHUNK_BYTES {
+                    self.env.store.insert_chunk(id, seq, &buffer).await?;
+                    buffer.clear();
+                    seq += 1;
+                }
+            }
+        }
+        if let Some(declared) = declared {
+            if total != declared as u64 {
+                return Err(size_mismatch(total, declared));
+            }
+        }
+        check.finish().map_err(EngineError::UnsupportedMediaType)?;
+        if !buffer.is_empty() {
+            self.env.store.insert_chunk(id, seq, &buffer).await?;
+        }
+        Ok(total as i64)
+    }
+
+    /// `attachments.max_bytes_per_user`, if any.
+    fn quota(&self) -> Option<u64> {
+        Some(self.attachment_settings().max_bytes_per_user).filter(|q| *q > 0)
+    }
+
+    /// Refuses `more` bytes the user's attachments cannot take; answers what they take now.
+    async fn check_quota(&self, user_id: &UserId, more: u64) -> Result<u64, EngineError> {
+        let Some(quota) = self.quota() else {
+            return Ok(0);
+        };
+        let used = self
+            .env
+            .store
+            .user_attachment_bytes(user_id.as_str())
+            .await?
+            .max(0) as u64;
+        if used + more > quota || used >= quota {
+            return Err(EngineError::QuotaExceeded(quota));
+        }
+        Ok(used)
     }
 
     /// `attachments.delete`: bytes and metadata (protocol §3.15).
@@ -243,7 +420,8 @@ impl Engine {
         }
     }
 
-    /// The bytes behind a signed content URL (preview or download).
+    /// The bytes behind a signed content URL (preview or download), as a stream of chunks
+    /// read one at a time.
     pub async fn attachment_content(
         &self,
         id: &AttachmentId,
@@ -260,17 +438,39 @@ impl Engine {
                 unix_now(),
             )
             .map_err(EngineError::BadSignature)?;
-        let (row, bytes) = self
+        let row = self
             .env
             .store
-            .attachment_bytes(id.as_str())
+            .attachment(id.as_str())
             .await?
             .ok_or(EngineError::AttachmentNotFound)?;
+        let size = row.size.ok_or(EngineError::AttachmentNotFound)?.max(0) as u64;
+        let store = self.env.store.clone();
+        let id = row.id.clone();
+        // (next chunk, bytes sent so far)
+        let chunks = futures::stream::try_unfold((0i32, 0u64), move |(seq, sent)| {
+            let store = store.clone();
+            let id = id.clone();
+            async move {
+                if sent >= size {
+                    return Ok(None);
+                }
+                match store.attachment_chunk(&id, seq).await? {
+                    Some(data) => {
+                        let sent = sent + data.len() as u64;
+                        Ok(Some((Bytes::from(data), (seq + 1, sent))))
+                    }
+                    // Deleted meanwhile: the response ends short of its length.
+                    None => Err(EngineError::AttachmentNotFound),
+                }
+            }
+        });
         Ok(AttachmentContent {
             name: row.name,
             mime_type: row.mime_type,
-            bytes,
+            size,
             expires,
+            chunks: Box::pin(chunks),
         })
     }
 
@@ -318,7 +518,7 @@ impl Engine {
                 .iter()
                 .find(|r| &r.id == id)
                 .ok_or_else(|| EngineError::InvalidInput(format!("unknown attachment {id}")))?;
-            if !row.uploaded {
+            if !row.uploaded() {
                 return Err(EngineError::InvalidInput(format!(
                     "attachment {id} has not been uploaded yet"
                 )));
@@ -417,6 +617,9 @@ fn counted(result: Result<Attachment, EngineError>) -> Result<Attachment, Engine
         Err(EngineError::AlreadyUploaded) => "refused_repeat",
         Err(EngineError::AttachmentNotFound) => "refused_not_found",
         Err(EngineError::InvalidInput(_)) => "refused_input",
+        Err(EngineError::QuotaExceeded(_)) => "refused_quota",
+        Err(EngineError::UploadInProgress) => "refused_in_progress",
+        Err(EngineError::UploadInterrupted(_)) => "interrupted",
         Err(_) => "failed",
     };
     METRICS

@@ -30,7 +30,7 @@ use crate::store::Store;
 pub use crate::actors::turn::{TurnFrame, TurnStream};
 /// What operators see of the cluster (`GET /admin/threads`, `GET /admin/instances`).
 pub use crate::store::cluster::{InstanceRow, LiveThreadFilter, LiveThreadRow};
-pub use attachments::{AttachmentContent, UploadAuth};
+pub use attachments::{AttachmentContent, UploadAuth, UploadBody};
 pub(crate) use env::{EngineEnv, Lease};
 
 /// A streaming request, as the engine sees it.

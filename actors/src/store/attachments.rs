@@ -1,11 +1,16 @@
-//! The `attachments` table (sql/0006): metadata and bytes, and the URL signing key kept in
-//! the database. Every read of an attachment is scoped to its owner by the caller of these
-//! functions; none of them returns bytes without an owner or a checked signature upstream.
+//! The `attachments` and `attachment_chunks` tables (sql/0006), and the URL signing key kept
+//! in the database. Bytes move in chunks, each its own statement on a pooled connection taken
+//! for just that statement: a slow client never holds a connection, and no request holds a
+//! whole file. Every read of an attachment is scoped to its owner by the callers of these
+//! functions; none of them hands out bytes without an owner or a checked signature upstream.
 
 use std::time::Duration;
 
 use super::{Store, StoreError};
 use crate::protocol::AttachmentKind;
+
+/// Bytes per stored chunk (and the most an upload buffers before writing).
+pub(crate) const CHUNK_BYTES: usize = 512 * 1024;
 
 /// An attachment's row, without its bytes.
 #[derive(Clone, Debug)]
@@ -17,7 +22,14 @@ pub(crate) struct AttachmentRow {
     pub mime_type: String,
     pub kind: AttachmentKind,
     pub declared_size: i64,
-    pub uploaded: bool,
+    /// Bytes stored, once uploaded.
+    pub size: Option<i64>,
+}
+
+impl AttachmentRow {
+    pub fn uploaded(&self) -> bool {
+        self.size.is_some()
+    }
 }
 
 /// A new attachment.
@@ -28,21 +40,23 @@ pub(crate) struct NewAttachment<'a> {
     pub mime_type: &'a str,
     pub kind: AttachmentKind,
     pub declared_size: i64,
-    /// The bytes when they come with the request (direct upload).
-    pub content: Option<&'a [u8]>,
+    /// Set for a direct upload: the row is created already claimed by it.
+    pub upload_token: Option<&'a str>,
 }
 
-/// How storing an upload's bytes went.
+/// How claiming an upload went.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum UploadStored {
-    Stored,
-    /// The bytes were sent before: an upload URL is good for one upload.
+pub(crate) enum Claim {
+    Claimed,
+    /// The bytes were stored before: an upload URL is good for one upload.
     AlreadyUploaded,
+    /// Another upload of it is being received.
+    InProgress,
     Missing,
 }
 
 const COLUMNS: &str =
-    "id, user_id, thread_id, name, mime_type, kind, declared_size, content IS NOT NULL";
+    "id, user_id, thread_id, name, mime_type, kind, declared_size, CASE WHEN uploaded_at IS NULL THEN NULL ELSE size END";
 
 fn row_to_attachment(row: &tokio_postgres::Row) -> Result<AttachmentRow, StoreError> {
     let kind: String = row.get(5);
@@ -55,7 +69,7 @@ fn row_to_attachment(row: &tokio_postgres::Row) -> Result<AttachmentRow, StoreEr
         kind: AttachmentKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("attachment kind {kind:?}")))?,
         declared_size: row.get(6),
-        uploaded: row.get(7),
+        size: row.get(7),
     })
 }
 
@@ -84,8 +98,8 @@ impl Store {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO attachments (id, user_id, name, mime_type, kind, declared_size, content, uploaded_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7::bytea IS NULL THEN NULL ELSE now() END)",
+                "INSERT INTO attachments (id, user_id, name, mime_type, kind, declared_size, upload_token, upload_started)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7::text IS NULL THEN NULL ELSE now() END)",
             )
             .await?;
         client
@@ -98,7 +112,7 @@ impl Store {
                     &new.mime_type,
                     &new.kind.as_str(),
                     &new.declared_size,
-                    &new.content,
+                    &new.upload_token,
                 ],
             )
             .await?;
@@ -139,49 +153,136 @@ impl Store {
             .collect()
     }
 
-    /// Stores the bytes of a two-phase upload, once.
-    pub(crate) async fn store_upload(
-        &self,
-        id: &str,
-        content: &[u8],
-    ) -> Result<UploadStored, StoreError> {
+    /// Bytes the user's attachments take or were announced to take.
+    pub(crate) async fn user_attachment_bytes(&self, user_id: &str) -> Result<i64, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
-                "WITH target AS (SELECT id, content IS NOT NULL AS uploaded FROM attachments WHERE id = $1),
-                      stored AS (UPDATE attachments SET content = $2, uploaded_at = now()
-                                 WHERE id = $1 AND content IS NULL RETURNING id)
-                 SELECT (SELECT uploaded FROM target), EXISTS (SELECT 1 FROM stored)",
+                "SELECT coalesce(sum(greatest(declared_size, coalesce(size, 0))), 0)::bigint
+                 FROM attachments WHERE user_id = $1",
             )
             .await?;
-        let row = client.query_one(&stmt, &[&id, &content]).await?;
-        let uploaded_before: Option<bool> = row.get(0);
-        let stored: bool = row.get(1);
-        Ok(match (uploaded_before, stored) {
-            (_, true) => UploadStored::Stored,
-            (Some(_), false) => UploadStored::AlreadyUploaded,
-            (None, false) => UploadStored::Missing,
+        Ok(client.query_one(&stmt, &[&user_id]).await?.get(0))
+    }
+
+    /// Claims the upload of a created attachment for the upload `token`: refused when it was
+    /// uploaded, or while another upload of it is younger than `stale_after` (an older one
+    /// was abandoned: its chunks go).
+    pub(crate) async fn claim_upload(
+        &self,
+        id: &str,
+        token: &str,
+        stale_after: Duration,
+    ) -> Result<Claim, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "WITH target AS (SELECT uploaded_at IS NOT NULL AS uploaded FROM attachments WHERE id = $1),
+                      claimed AS (UPDATE attachments SET upload_token = $2, upload_started = now()
+                                  WHERE id = $1 AND uploaded_at IS NULL
+                                    AND (upload_token IS NULL
+                                         OR upload_started < now() - make_interval(secs => $3))
+                                  RETURNING id),
+                      cleared AS (DELETE FROM attachment_chunks
+                                  WHERE attachment_id IN (SELECT id FROM claimed))
+                 SELECT (SELECT uploaded FROM target), EXISTS (SELECT 1 FROM claimed)",
+            )
+            .await?;
+        let row = client
+            .query_one(&stmt, &[&id, &token, &stale_after.as_secs_f64()])
+            .await?;
+        let uploaded: Option<bool> = row.get(0);
+        let claimed: bool = row.get(1);
+        Ok(match (uploaded, claimed) {
+            (_, true) => Claim::Claimed,
+            (None, false) => Claim::Missing,
+            (Some(true), false) => Claim::AlreadyUploaded,
+            (Some(false), false) => Claim::InProgress,
         })
     }
 
-    /// An attachment's bytes and row (`None`: absent or not uploaded).
-    pub(crate) async fn attachment_bytes(
+    pub(crate) async fn insert_chunk(
         &self,
         id: &str,
-    ) -> Result<Option<(AttachmentRow, Vec<u8>)>, StoreError> {
+        seq: i32,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS}, content FROM attachments WHERE id = $1 AND content IS NOT NULL"
-            ))
+            .prepare_cached(
+                "INSERT INTO attachment_chunks (attachment_id, seq, data) VALUES ($1, $2, $3)",
+            )
             .await?;
-        match client.query_opt(&stmt, &[&id]).await? {
-            Some(row) => Ok(Some((row_to_attachment(&row)?, row.get(8)))),
-            None => Ok(None),
-        }
+        client.execute(&stmt, &[&id, &seq, &data]).await?;
+        Ok(())
     }
 
-    /// The bytes of the `user_id`'s attachments among `ids`, by id.
+    /// Marks the claimed upload complete; false when the claim was lost meanwhile.
+    pub(crate) async fn finish_upload(
+        &self,
+        id: &str,
+        token: &str,
+        size: i64,
+    ) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE attachments SET uploaded_at = now(), size = $3, upload_token = NULL
+                 WHERE id = $1 AND upload_token = $2",
+            )
+            .await?;
+        Ok(client.execute(&stmt, &[&id, &token, &size]).await? == 1)
+    }
+
+    /// Gives up a claimed upload: its chunks go, and the attachment may be uploaded again (or,
+    /// for a direct upload, the attachment goes entirely).
+    pub(crate) async fn abandon_upload(
+        &self,
+        id: &str,
+        token: &str,
+        direct: bool,
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        if direct {
+            client
+                .execute(
+                    "DELETE FROM attachments WHERE id = $1 AND upload_token = $2",
+                    &[&id, &token],
+                )
+                .await?;
+        } else {
+            client
+                .execute(
+                    "WITH released AS (UPDATE attachments SET upload_token = NULL, upload_started = NULL
+                                       WHERE id = $1 AND upload_token = $2 RETURNING id)
+                     DELETE FROM attachment_chunks WHERE attachment_id IN (SELECT id FROM released)",
+                    &[&id, &token],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One chunk of an uploaded attachment (`None`: no such chunk, or the attachment went).
+    pub(crate) async fn attachment_chunk(
+        &self,
+        id: &str,
+        seq: i32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT data FROM attachment_chunks WHERE attachment_id = $1 AND seq = $2",
+            )
+            .await?;
+        Ok(client
+            .query_opt(&stmt, &[&id, &seq])
+            .await?
+            .map(|row| row.get(0)))
+    }
+
+    /// The whole bytes of the `user_id`'s uploaded attachments among `ids`, by id (for the
+    /// model's input, which carries them whole anyway).
     pub(crate) async fn attachment_contents(
         &self,
         user_id: &str,
@@ -190,8 +291,10 @@ impl Store {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
-                "SELECT id, content FROM attachments
-                 WHERE id = ANY($1) AND user_id = $2 AND content IS NOT NULL",
+                "SELECT a.id, coalesce(string_agg(c.data, ''::bytea ORDER BY c.seq), ''::bytea)
+                 FROM attachments a LEFT JOIN attachment_chunks c ON c.attachment_id = a.id
+                 WHERE a.id = ANY($1) AND a.user_id = $2 AND a.uploaded_at IS NOT NULL
+                 GROUP BY a.id",
             )
             .await?;
         Ok(client
@@ -202,7 +305,7 @@ impl Store {
             .collect())
     }
 
-    /// Deletes the `user_id`'s attachment; false when there was none.
+    /// Deletes the `user_id`'s attachment (its chunks go with it); false when there was none.
     pub(crate) async fn delete_attachment(
         &self,
         user_id: &str,

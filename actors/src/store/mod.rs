@@ -17,7 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::value::RawValue;
 use tokio_postgres::NoTls;
 
-pub(crate) use attachments::{AttachmentRow, NewAttachment, UploadStored};
+pub(crate) use attachments::{AttachmentRow, Claim, NewAttachment, CHUNK_BYTES};
 pub use error::StoreError;
 pub use schema::SchemaName;
 pub(crate) use writes::WriteOp;

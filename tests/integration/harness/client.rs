@@ -482,6 +482,8 @@ pub struct RawReply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub bytes: Vec<u8>,
+    /// False when the body broke off before its announced length.
+    pub complete: bool,
 }
 
 impl RawReply {
@@ -522,11 +524,15 @@ impl TestServer {
         let response = self.http.get(url).send().await.expect("request sent");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.expect("body read").to_vec();
+        let (bytes, complete) = match response.bytes().await {
+            Ok(bytes) => (bytes.to_vec(), true),
+            Err(_) => (Vec::new(), false),
+        };
         RawReply {
             status,
             headers,
             bytes,
+            complete,
         }
     }
 }
