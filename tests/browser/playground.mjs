@@ -1,33 +1,52 @@
-// Drives the playground page in headless Chromium against a real chatkit-rs server:
-// get a development token, send a message and watch the reply stream in, reload and see the
-// history, rename and delete the thread. Screenshots go to $ARTIFACTS.
+// Drives the playground page in headless Chromium against a real chatkit-rs server.
+// Scenarios:
+// - basics: get a development token, send a message and watch the reply stream in, reload and
+//   see the history, rename and delete the thread.
+// - attachments: a refused upload shows its error and is removed; an image (file picker) and a
+//   text file (dropped on the composer) upload as chips, are sent, and show in the transcript,
+//   also after a reload.
+// Screenshots go to $ARTIFACTS.
 //
-// usage: node playground.mjs http://127.0.0.1:PORT
+// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments]
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
 const base = process.argv[2];
+const scenarioName = process.argv[3] || "basics";
 const artifacts = process.env.ARTIFACTS || "browser-artifacts";
 mkdirSync(artifacts, { recursive: true });
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const step = (name) => console.log("step: " + name);
-try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-  page.on("pageerror", (e) => { console.error("page error: " + e.message); process.exitCode = 1; });
-  const shot = (name) => page.screenshot({ path: join(artifacts, name + ".png") });
+// A real 1×1 PNG.
+const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==", "base64");
 
-  step("open");
+const step = (name) => console.log("step: " + name);
+
+async function signIn(page, sub) {
   await page.goto(base + "/");
-  await page.getByTestId("dev-sub").fill("browser-user");
+  await page.getByTestId("dev-sub").fill(sub);
   await page.getByTestId("dev-token").click();
   await page.waitForFunction(() => document.getElementById("token").value.split(".").length === 3);
+}
+
+// Waits until the first element matching `selector` is an image that loaded.
+async function imageLoaded(page, selector) {
+  await page.waitForFunction((sel) => {
+    const img = document.querySelector(sel);
+    return img && img.complete && img.naturalWidth > 0;
+  }, selector);
+}
+
+async function openFirstThread(page) {
+  const thread = page.locator('[data-testid="thread"]').first();
+  await thread.waitFor();
+  await thread.click();
+}
+
+async function basics({ browser, page, shot }) {
+  step("open");
+  await signIn(page, "browser-user");
 
   step("send a message and watch it stream");
   await page.getByTestId("message").fill("Hello from the browser");
@@ -45,9 +64,7 @@ try {
 
   step("reload and see the history");
   await page.reload();
-  const thread = page.locator('[data-testid="thread"]').first();
-  await thread.waitFor();
-  await thread.click();
+  await openFirstThread(page);
   await page.locator('[data-testid="user_message"]', { hasText: "Hello from the browser" }).waitFor();
   await page.locator('[data-testid="assistant_message"]', { hasText: "tok7" }).waitFor();
   await shot("2-history-after-reload");
@@ -75,7 +92,80 @@ try {
   await page.getByTestId("delete").click();
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="thread"]').length === 0);
   await shot("4-deleted");
-  console.log("playground: all steps passed");
+}
+
+async function attachments({ page, shot }) {
+  const fileInput = page.getByTestId("file-input");
+  const chips = page.locator('[data-testid="pending-attachment"]');
+
+  step("open");
+  await signIn(page, "attachment-user");
+
+  step("a file that is not what its type says is refused, and the chip says why");
+  await fileInput.setInputFiles({ name: "fake.png", mimeType: "image/png", buffer: Buffer.from("not a png at all") });
+  const refused = page.locator('[data-testid="pending-attachment"][data-state="error"]', { hasText: "fake.png" });
+  await refused.waitFor();
+  const reason = await refused.textContent();
+  if (!/fake\.png — .+\(.+\)/.test(reason)) throw new Error("the refused chip shows no server error: " + reason);
+  await shot("attachments-1-refused");
+
+  step("removing a chip deletes its attachment");
+  const deleted = page.waitForResponse((r) => r.url().endsWith("/chatkit") && (r.request().postData() || "").includes('"attachments.delete"'));
+  await refused.getByTestId("remove-attachment").click();
+  const deleteReply = await deleted;
+  if (deleteReply.status() !== 200) throw new Error("attachments.delete answered " + deleteReply.status());
+  await chips.first().waitFor({ state: "detached" });
+
+  step("attach an image with the file picker and a text file by dropping it on the composer");
+  await fileInput.setInputFiles({ name: "pixel.png", mimeType: "image/png", buffer: PNG });
+  const dropped = await page.evaluateHandle(() => {
+    const data = new DataTransfer();
+    data.items.add(new File(["some notes\n"], "notes.txt", { type: "text/plain" }));
+    return data;
+  });
+  await page.getByTestId("composer").dispatchEvent("drop", { dataTransfer: dropped });
+  await page.locator('[data-testid="pending-attachment"][data-state="ready"]', { hasText: "pixel.png" }).waitFor();
+  await page.locator('[data-testid="pending-attachment"][data-state="ready"]', { hasText: "notes.txt" }).waitFor();
+  await imageLoaded(page, '[data-testid="pending-attachment-thumbnail"]');
+  await shot("attachments-2-chips");
+
+  step("send them and see them in the transcript");
+  await page.getByTestId("message").fill("What is in this picture?");
+  await page.getByTestId("send").click();
+  await chips.first().waitFor({ state: "detached" });
+  await page.locator('[data-testid="assistant_message"]', { hasText: "tok7" }).waitFor();
+  const sentImage = '[data-testid="user_message"] [data-testid="message-attachment-image"]';
+  await imageLoaded(page, sentImage);
+  await page.locator('[data-testid="message-attachment-file"]', { hasText: "notes.txt · text/plain" }).waitFor();
+  await shot("attachments-3-sent");
+
+  step("reload, open the thread and see them again");
+  await page.reload();
+  await openFirstThread(page);
+  await page.locator('[data-testid="user_message"]', { hasText: "What is in this picture?" }).waitFor();
+  await imageLoaded(page, sentImage);
+  const src = await page.locator(sentImage).getAttribute("src");
+  if (!src.startsWith(base + "/attachments/")) throw new Error("the image is not the server's preview: " + src);
+  await page.locator('[data-testid="message-attachment-file"]', { hasText: "notes.txt · text/plain" }).waitFor();
+  await shot("attachments-4-after-reload");
+}
+
+const scenarios = { basics, attachments };
+if (!scenarios[scenarioName]) throw new Error("unknown scenario " + scenarioName);
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+  page.on("pageerror", (e) => { console.error("page error: " + e.message); process.exitCode = 1; });
+  // A CSP refusal (e.g. of an image source) is only a console message.
+  page.on("console", (m) => { if (m.type() === "error") console.error("console error: " + m.text()); });
+  const shot = (name) => page.screenshot({ path: join(artifacts, name + ".png") });
+  await scenarios[scenarioName]({ browser, page, shot });
+  console.log("playground " + scenarioName + ": all steps passed");
 } finally {
   await browser.close();
 }

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Mutex;
 
 use crate::harness::*;
 
@@ -11,8 +12,12 @@ fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-#[test]
-fn playground_streams_a_reply_keeps_history_renames_and_deletes() {
+/// Runs `scenario` of `tests/browser/playground.mjs` against a development-mode server and
+/// checks that it passed and took each of `screenshots`.
+fn run_playground(scenario: &str, screenshots: &[&str]) {
+    // One Chromium at a time: both scenarios at once are slow on small machines.
+    static ONE_BROWSER: Mutex<()> = Mutex::new(());
+    let _browser = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let dir = browser_dir();
     ensure_debian_binary(&["/usr/bin/node", "/usr/local/bin/node"], "nodejs");
     ensure_debian_binary(&["/usr/bin/npm", "/usr/local/bin/npm"], "npm");
@@ -44,6 +49,7 @@ fn playground_streams_a_reply_keeps_history_renames_and_deletes() {
     let out = Command::new("node")
         .arg(dir.join("playground.mjs"))
         .arg(format!("http://{}", server.addr))
+        .arg(scenario)
         .env("ARTIFACTS", &artifacts)
         .env("ADMIN_TOKEN", admin_token())
         .env("CHROMIUM", &chromium)
@@ -53,21 +59,45 @@ fn playground_streams_a_reply_keeps_history_renames_and_deletes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "browser test failed\n{stdout}\n{stderr}"
+        "browser test {scenario} failed\n{stdout}\n{stderr}"
     );
-    assert!(stdout.contains("playground: all steps passed"), "{stdout}");
-    for shot in [
-        "1-streamed-reply",
-        "2-history-after-reload",
-        "3-renamed",
-        "4-deleted",
-    ] {
+    assert!(
+        stdout.contains(&format!("playground {scenario}: all steps passed")),
+        "{stdout}"
+    );
+    for shot in screenshots {
         assert!(
             artifacts.join(format!("{shot}.png")).exists(),
             "screenshot {shot}"
         );
     }
     eprintln!("browser screenshots in {}", artifacts.display());
+}
+
+#[test]
+fn playground_streams_a_reply_keeps_history_renames_and_deletes() {
+    run_playground(
+        "basics",
+        &[
+            "1-streamed-reply",
+            "2-history-after-reload",
+            "3-renamed",
+            "4-deleted",
+        ],
+    );
+}
+
+#[test]
+fn playground_uploads_attachments_and_shows_them_after_reload() {
+    run_playground(
+        "attachments",
+        &[
+            "attachments-1-refused",
+            "attachments-2-chips",
+            "attachments-3-sent",
+            "attachments-4-after-reload",
+        ],
+    );
 }
 
 #[tokio::test]
