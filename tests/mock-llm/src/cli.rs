@@ -20,8 +20,8 @@ pub struct Config {
     pub log: Option<PathBuf>,
     /// actix-web workers; `None` = one per core.
     pub workers: Option<usize>,
-    /// Refuse chat completions over HTTP/1.x with 505 (`--http-versions 2`): a test can tell
-    /// that its client really multiplexes over HTTP/2.
+    /// Refuse model requests (the POST endpoints) over HTTP/1.x with 505 (`--http-versions 2`):
+    /// a test can tell that its client really multiplexes over HTTP/2.
     pub http2_only: bool,
 }
 
@@ -47,7 +47,8 @@ const USAGE: &str =
                 [--workers WORKERS] [--http-versions {any,2}]";
 
 const HELP: &str = "
-OpenAI-compatible Chat Completions mock: the Rust twin of mock_llm.py, same reply script.
+OpenAI-compatible Chat Completions mock: the Rust twin of mock_llm.py, same reply script,
+plus the Responses API and audio transcriptions (see tests/mock-llm/README.md).
 
 options:
   -h, --help            show this help message and exit
@@ -62,7 +63,8 @@ options:
   --workers WORKERS     server worker threads (default: one per core)
   --http-versions {any,2}
                         any (default): HTTP/1.1 and HTTP/2 with prior knowledge (h2c);
-                        2: chat completions over HTTP/1.x get 505";
+                        2: POST requests (chat completions, responses,
+                        transcriptions) over HTTP/1.x get 505";
 
 const OPTIONS: &[&str] = &[
     "--host",

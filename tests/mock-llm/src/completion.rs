@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use futures::Stream;
 
 use crate::json::{write_str, write_str_ascii, Sink};
-use crate::script::{ReplyKind, Text, ToolCall, MIDFAIL_PAUSE};
+use crate::script::{self, ReplyKind, Text, ToolCall, Words, MIDFAIL_PAUSE};
 
 /// With no delay, chunks are batched into writes of about this size.
 const BATCH_BYTES: usize = 32 * 1024;
@@ -52,12 +52,16 @@ impl Usage {
     }
 }
 
-/// `completion_tokens` of a reply: one per text piece or argument piece.
+/// `completion_tokens` of a reply: one per text piece, reasoning piece or argument piece.
 pub fn completion_tokens(kind: &ReplyKind) -> u64 {
     match kind {
         ReplyKind::Text(text) | ReplyKind::Midfail(text) => text.piece_count() as u64,
         ReplyKind::ToolCalls(calls) => calls.iter().map(|c| c.argument_ranges().len() as u64).sum(),
+        ReplyKind::Think { subject, text } => {
+            (Words::new(script::chat_reasoning(subject)).count() + text.piece_count()) as u64
+        }
         ReplyKind::Fail => 0,
+        ReplyKind::Cite(_) => unreachable!("cite is a Responses API rule"),
     }
 }
 
@@ -67,7 +71,12 @@ pub fn chunk_count(kind: &ReplyKind) -> u32 {
     let n = match kind {
         ReplyKind::Text(text) | ReplyKind::Midfail(text) => 1 + text.piece_count(),
         ReplyKind::ToolCalls(calls) => calls.iter().map(|c| 1 + c.argument_ranges().len()).sum(),
+        // Reasoning chunks (the first carries the role), text chunks, finish.
+        ReplyKind::Think { subject, text } => {
+            Words::new(script::chat_reasoning(subject)).count() + text.piece_count()
+        }
         ReplyKind::Fail => 0,
+        ReplyKind::Cite(_) => unreachable!("cite is a Responses API rule"),
     };
     u32::try_from(n).unwrap_or(u32::MAX)
 }
@@ -76,6 +85,8 @@ pub fn chunk_count(kind: &ReplyKind) -> u32 {
 enum Step {
     Role,
     Text(usize),
+    /// Reasoning piece `i` (`think`); piece 0 carries the role.
+    Reasoning(usize),
     ToolHeader(usize),
     ToolArgs(usize, usize),
     Finish(&'static str),
@@ -95,6 +106,10 @@ impl Step {
 enum Body {
     Text(Text),
     Midfail(Text),
+    Think {
+        reasoning: Words,
+        text: Text,
+    },
     Tools {
         calls: Vec<ToolCall>,
         /// Argument pieces of each call as byte ranges into its `arguments`.
@@ -153,7 +168,12 @@ impl ChunkStream {
                     steps,
                 }
             }
+            ReplyKind::Think { subject, text } => Body::Think {
+                reasoning: Words::new(script::chat_reasoning(&subject)),
+                text,
+            },
             ReplyKind::Fail => unreachable!("fail is answered with HTTP 500, never streamed"),
+            ReplyKind::Cite(_) => unreachable!("cite is a Responses API rule"),
         };
         ChunkStream {
             prefix,
@@ -188,6 +208,16 @@ impl ChunkStream {
                 };
                 (n + 2, step)
             }
+            Body::Think { reasoning, text } => {
+                let (r, n) = (reasoning.count(), text.piece_count());
+                let step = match pos {
+                    p if p < r => Some(Step::Reasoning(p)),
+                    p if p < r + n => Some(Step::Text(p - r)),
+                    p if p == r + n => Some(Step::Finish("stop")),
+                    _ => None,
+                };
+                (r + n + 1, step)
+            }
             Body::Tools { steps, .. } => (steps.len(), steps.get(pos).copied()),
         };
         if step.is_some() {
@@ -221,7 +251,7 @@ impl ChunkStream {
             Step::Role => buf.put(b"{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}"),
             Step::Text(i) => {
                 let text = match &self.body {
-                    Body::Text(t) | Body::Midfail(t) => t,
+                    Body::Text(t) | Body::Midfail(t) | Body::Think { text: t, .. } => t,
                     Body::Tools { .. } => unreachable!("text step in a tool reply"),
                 };
                 self.scratch.clear();
@@ -229,6 +259,22 @@ impl ChunkStream {
                 buf.put(b"{\"content\":");
                 write_str(buf, &self.scratch);
                 buf.put(b"}");
+            }
+            Step::Reasoning(i) => {
+                let Body::Think { reasoning, .. } = &self.body else {
+                    unreachable!("reasoning step in a reply without reasoning")
+                };
+                buf.put(if i == 0 {
+                    b"{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":" as &[u8]
+                } else {
+                    b"{\"reasoning_content\":"
+                });
+                write_str(buf, reasoning.piece(i));
+                buf.put(if i == 0 {
+                    b",\"refusal\":null}" as &[u8]
+                } else {
+                    b"}"
+                });
             }
             Step::ToolHeader(i) => {
                 let Body::Tools { calls, .. } = &self.body else {
@@ -341,6 +387,14 @@ pub fn completion_object(completion: &Completion, kind: &ReplyKind, usage: Usage
             out.put(b", \"refusal\": null}");
             b"\"stop\""
         }
+        ReplyKind::Think { subject, text } => {
+            out.put(b"{\"role\": \"assistant\", \"content\": ");
+            write_str_ascii(&mut out, &text.joined());
+            out.put(b", \"reasoning_content\": ");
+            write_str_ascii(&mut out, &script::chat_reasoning(subject));
+            out.put(b", \"refusal\": null}");
+            b"\"stop\""
+        }
         ReplyKind::ToolCalls(calls) => {
             out.put(b"{\"role\": \"assistant\", \"content\": null, \"refusal\": null, \"tool_calls\": [");
             for (i, call) in calls.iter().enumerate() {
@@ -358,7 +412,7 @@ pub fn completion_object(completion: &Completion, kind: &ReplyKind, usage: Usage
             out.put(b"]}");
             b"\"tool_calls\""
         }
-        ReplyKind::Midfail(_) | ReplyKind::Fail => {
+        ReplyKind::Midfail(_) | ReplyKind::Fail | ReplyKind::Cite(_) => {
             unreachable!("no completion object for {kind:?}")
         }
     };
@@ -372,12 +426,27 @@ pub fn completion_object(completion: &Completion, kind: &ReplyKind, usage: Usage
 
 /// `{"error": {"message": …, "type": …, "param": null, "code": …}}` (`json.dumps` defaults).
 pub fn error_object(message: &str, etype: &str, code: Option<&str>) -> Vec<u8> {
+    error_object_with_param(message, etype, None, code)
+}
+
+/// [`error_object`] with a `param`.
+pub fn error_object_with_param(
+    message: &str,
+    etype: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
     out.put(b"{\"error\": {\"message\": ");
     write_str_ascii(&mut out, message);
     out.put(b", \"type\": ");
     write_str_ascii(&mut out, etype);
-    out.put(b", \"param\": null, \"code\": ");
+    out.put(b", \"param\": ");
+    match param {
+        Some(param) => write_str_ascii(&mut out, param),
+        None => out.put(b"null"),
+    }
+    out.put(b", \"code\": ");
     match code {
         Some(code) => write_str_ascii(&mut out, code),
         None => out.put(b"null"),

@@ -9,7 +9,9 @@
 //!
 //! Writers: [`write_str`] is `ensure_ascii=False` (the streamed chunks and the log),
 //! [`write_str_ascii`] is `json.dumps`' default `ensure_ascii=True` (aiohttp's
-//! `web.json_response`, used for every non-streamed body of the reference).
+//! `web.json_response`, used for every non-streamed body of the reference); [`write_compact`]
+//! and [`write_dumps`] write whole values with the one or the other (the extensions build their
+//! bodies as [`Value`]s with [`Object::from_pairs`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -44,6 +46,52 @@ impl Object {
     /// `dict.get(key)`.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// An object built in key order from distinct keys (for the bodies this mock writes).
+    pub fn from_pairs<K: Into<String>>(pairs: impl IntoIterator<Item = (K, Value)>) -> Self {
+        Object(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
+    }
+
+    /// Appends `key` (which must not be present yet).
+    pub fn push(&mut self, key: impl Into<String>, value: Value) {
+        self.0.push((key.into(), value));
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s)
+    }
+}
+
+impl From<u64> for Value {
+    fn from(n: u64) -> Self {
+        Value::Int(n.to_string().into())
+    }
+}
+
+impl From<usize> for Value {
+    fn from(n: usize) -> Self {
+        Value::Int(n.to_string().into())
+    }
+}
+
+impl From<Object> for Value {
+    fn from(o: Object) -> Self {
+        Value::Object(o)
+    }
+}
+
+impl From<Vec<Value>> for Value {
+    fn from(items: Vec<Value>) -> Self {
+        Value::Array(items)
     }
 }
 
@@ -636,6 +684,37 @@ pub fn float_repr(f: f64) -> String {
     out
 }
 
+/// `json.dumps(v)` with its defaults (`", "` / `": "` separators, `ensure_ascii=True`), as
+/// aiohttp's `web.json_response` writes a body.
+pub fn write_dumps(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Str(s) => write_str_ascii(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                write_dumps(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(obj) => {
+            out.push(b'{');
+            for (i, (k, item)) in obj.0.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                write_str_ascii(out, k);
+                out.extend_from_slice(b": ");
+                write_dumps(out, item);
+            }
+            out.push(b'}');
+        }
+        scalar => write_compact(out, scalar),
+    }
+}
+
 /// `json.dumps(v, separators=(",", ":"), ensure_ascii=False)`.
 pub fn write_compact(out: &mut Vec<u8>, v: &Value) {
     match v {
@@ -743,6 +822,26 @@ mod tests {
         );
         assert!(loads(br#""\ud800x""#).unwrap().has_lone_surrogate);
         assert!(!loads(br#""\ud83d\ude00""#).unwrap().has_lone_surrogate);
+    }
+
+    #[test]
+    fn dumps_defaults() {
+        let v = loads(br#"{"a": [1, 2.5, null, true], "\u00e9": {"b": "\u00e9"}}"#)
+            .unwrap()
+            .value;
+        let mut out = Vec::new();
+        write_dumps(&mut out, &v);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a": [1, 2.5, null, true], "\u00e9": {"b": "\u00e9"}}"#
+        );
+        let built = Value::from(Object::from_pairs([
+            ("n", Value::from(3u64)),
+            ("s", "x".into()),
+        ]));
+        let mut out = Vec::new();
+        write_compact(&mut out, &built);
+        assert_eq!(out, br#"{"n":3,"s":"x"}"#);
     }
 
     #[test]

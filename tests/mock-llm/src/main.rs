@@ -5,6 +5,8 @@
 //! * [`cli`]: the command line (the reference's options, plus `--workers`).
 //! * [`script`]: which reply a request gets (the reply script).
 //! * [`completion`]: the bytes of a reply: SSE chunks or one `chat.completion` object.
+//! * [`responses`], [`transcription`]: extensions beyond the reference, `POST /v1/responses`
+//!   and `POST /v1/audio/transcriptions` (the README describes every reply byte).
 //! * [`server`]: routes, the request log, and aiohttp's statuses and error pages.
 //! * [`json`], [`pytext`]: Python's `json` and `str`/`re` semantics the script depends on.
 //!
@@ -16,8 +18,10 @@ mod completion;
 mod ids;
 mod json;
 mod pytext;
+mod responses;
 mod script;
 mod server;
+mod transcription;
 mod unicode_tables;
 
 use std::process::ExitCode;

@@ -1,7 +1,8 @@
 //! Python `str` and `re` semantics, reimplemented for the handful of operations the reply
 //! script uses: `str.strip()`, `str.split()`, slicing by code points, and the six anchored,
-//! case-insensitive patterns of `mock_llm.py` (no regex crate: each pattern is a literal prefix
-//! followed by one simple tail, so a hand-written matcher is both exact and fast).
+//! case-insensitive patterns of `mock_llm.py` plus this mock's `think` and `cite` (no regex
+//! crate: each pattern is a literal prefix followed by one simple tail, so a hand-written
+//! matcher is both exact and fast).
 
 use crate::unicode_tables::{DECIMAL_ZEROS, WORD};
 
@@ -77,7 +78,7 @@ pub fn prefix_chars(s: &str, n: usize) -> &str {
 /// Whether the text char `c` matches the lowercase ASCII pattern char `p` under
 /// `re.IGNORECASE` (Unicode): `c` lowercases to `p` or is one of `re`'s extra case
 /// equivalents (`_casefix.py`). The exotic members were listed by running `re.match(p, ch, re.I)`
-/// over every code point for each letter of the six patterns.
+/// over every code point for each letter of the patterns (`think` and `cite` add none).
 fn eq_ignore_case(c: char, p: char) -> bool {
     if c.to_ascii_lowercase() == p {
         return true;
@@ -109,6 +110,17 @@ pub fn match_keyword(text: &str, literal: &str) -> bool {
         Some(rest) => rest.chars().next().is_none_or(|c| !is_word(c)),
         None => false,
     }
+}
+
+/// `^literal\b` followed by anything: returns the rest of the text after the keyword (for
+/// `^think\b\s*(.*)$` with DOTALL, whose group 1 stripped is `strip(rest)`: `\s*` takes the
+/// leading whitespace and the greedy `.*` everything else).
+pub fn match_keyword_rest<'a>(text: &'a str, literal: &str) -> Option<&'a str> {
+    let rest = strip_prefix_ignore_case(text, literal)?;
+    rest.chars()
+        .next()
+        .is_none_or(|c| !is_word(c))
+        .then_some(rest)
 }
 
 /// `^literal\s+(.+)$` with DOTALL, applied to already stripped text: returns group 1.
@@ -173,6 +185,18 @@ mod tests {
         assert!(match_keyword("\u{17f}low", "slow"));
         assert!(match_keyword("midfail\u{301}", "midfail")); // combining mark is not \w
         assert!(!match_keyword("fai", "fail"));
+    }
+
+    #[test]
+    fn keyword_rest() {
+        assert_eq!(match_keyword_rest("think", "think"), Some(""));
+        assert_eq!(
+            match_keyword_rest("Thin\u{212a} \n hard", "think"),
+            Some(" \n hard")
+        );
+        assert_eq!(match_keyword_rest("think!", "think"), Some("!"));
+        assert_eq!(match_keyword_rest("thinking", "think"), None);
+        assert_eq!(match_keyword_rest("c\u{130}te x", "cite"), Some(" x"));
     }
 
     #[test]

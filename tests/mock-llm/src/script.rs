@@ -1,5 +1,7 @@
 //! The reply script: which reply a request gets, decided from its `messages` and `tools`
-//! exactly as `plan_reply` in the reference `mock_llm.py` decides it (its docstring is the spec).
+//! exactly as `plan_reply` in the reference `mock_llm.py` decides it (its docstring is the spec),
+//! plus this mock's extensions (`think`, and `cite` for the Responses API; see the README).
+//! [`plan_for_user_text`] holds the rules on the user's text, shared by both APIs.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -15,7 +17,48 @@ pub const MAX_TOKENS_PER_REPLY: u64 = 100_000;
 /// `MIDFAIL_PAUSE_S`: lets the client consume the partial reply before the connection drops.
 pub const MIDFAIL_PAUSE: Duration = Duration::from_millis(100);
 /// Word tokens of a `midfail` reply.
-const MIDFAIL_TOKENS: usize = 3;
+pub const MIDFAIL_TOKENS: usize = 3;
+/// The text of the `cite` reply, and the span of it that its one annotation cites.
+pub const CITE_TEXT: &str = "According to the source, tok0.";
+pub const CITE_SPAN: &str = "the source";
+pub const CITE_TITLE: &str = "Example source";
+pub const CITE_URL: &str = "https://example.com/source";
+
+/// The API a request came in on: the rules differ only in `cite` (Responses API only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    ChatCompletions,
+    Responses,
+}
+
+/// `split_words(text)` with the pieces' byte offsets computed once: piece 0 is the text up to
+/// the first space, piece k > 0 runs from the k-th space (included) to the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Words {
+    text: String,
+    starts: Vec<usize>,
+}
+
+impl Words {
+    pub fn new(text: String) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices(' ').map(|(at, _)| at));
+        Words { text, starts }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn count(&self) -> usize {
+        self.starts.len()
+    }
+
+    pub fn piece(&self, i: usize) -> &str {
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.text.len());
+        &self.text[self.starts[i]..end]
+    }
+}
 
 /// The text of a reply, already cut into stream pieces.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,14 +68,14 @@ pub enum Text {
     Tokens(usize),
     /// `split_words(text)`: the text split on single spaces, pieces after the first prefixed
     /// with the space.
-    Words(String),
+    Words(Words),
 }
 
 impl Text {
     pub fn piece_count(&self) -> usize {
         match self {
             Text::Tokens(n) => (*n).max(1),
-            Text::Words(s) => s.split(' ').count(),
+            Text::Words(w) => w.count(),
         }
     }
 
@@ -47,13 +90,9 @@ impl Text {
                 }
                 let _ = write!(out, "tok{i}");
             }
-            Text::Words(s) => {
-                // Only the "Done: …" reply uses this; it has at most 200 code points of words.
-                if let Some(word) = s.split(' ').nth(i) {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    out.push_str(word);
+            Text::Words(w) => {
+                if i < w.count() {
+                    out.push_str(w.piece(i));
                 }
             }
         }
@@ -62,7 +101,7 @@ impl Text {
     /// `"".join(pieces)`.
     pub fn joined(&self) -> String {
         match self {
-            Text::Words(s) => s.clone(),
+            Text::Words(w) => w.as_str().to_owned(),
             Text::Tokens(n) => {
                 let mut out = String::new();
                 for i in 0..*n {
@@ -129,6 +168,34 @@ pub enum ReplyKind {
     Midfail(Text),
     /// HTTP 500 with an OpenAI-style error body.
     Fail,
+    /// `think …`: reasoning about `subject` (see [`chat_reasoning`], [`summary_parts`]), then
+    /// the text.
+    Think {
+        subject: String,
+        text: Text,
+    },
+    /// `cite` (Responses API only): [`CITE_TEXT`] with one `url_citation` annotation.
+    Cite(Text),
+}
+
+/// The `reasoning_content` of a `think` reply over Chat Completions.
+pub fn chat_reasoning(subject: &str) -> String {
+    format!("Thinking about {subject}.\n\nChecking the answer.")
+}
+
+/// The two reasoning summary parts of a `think` reply over the Responses API.
+pub fn summary_parts(subject: &str) -> [String; 2] {
+    [
+        format!("Thinking about {subject}."),
+        "Checking the answer.".to_owned(),
+    ]
+}
+
+/// Code point offsets of [`CITE_SPAN`] in [`CITE_TEXT`]: the annotation's start and end.
+pub fn cite_span() -> (usize, usize) {
+    let at = CITE_TEXT.find(CITE_SPAN).expect("the span is in the text");
+    let start = CITE_TEXT[..at].chars().count();
+    (start, start + CITE_SPAN.chars().count())
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -214,20 +281,11 @@ fn title_arguments(title: &str) -> String {
 
 /// `plan_reply(body, cfg)` for a body already checked to have a non-empty `messages` array.
 pub fn plan_reply(body: &Object, messages: &[Value], cfg: &Config) -> Result<Reply, Crash> {
-    let delay = delay_from_ms(cfg.delay_ms);
-    let text_reply = |text: Text, delay: Duration| Reply {
-        kind: ReplyKind::Text(text),
-        delay,
-    };
     let last = messages.last().and_then(Value::as_object);
     if let Some(last) = last {
         if last.get("role").and_then(Value::as_str) == Some("tool") {
             let content = content_text(last.get("content"));
-            let text = format!(
-                "Done: {}",
-                pytext::prefix_chars(&content, TOOL_CONTENT_LIMIT)
-            );
-            return Ok(text_reply(Text::Words(text), delay));
+            return Ok(done_reply(&content, cfg));
         }
     }
 
@@ -238,9 +296,34 @@ pub fn plan_reply(body: &Object, messages: &[Value], cfg: &Config) -> Result<Rep
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
         .map(|m| content_text(m.get("content")))
         .unwrap_or_default();
-    let user_text = pytext::strip(&user_text);
     let tools = offered_tools(body)?;
     let offered = |name: &str| tools.contains(&name);
+    plan_for_user_text(&user_text, offered, Api::ChatCompletions, cfg)
+}
+
+/// The reply to a tool result: "Done: " + its first 200 code points.
+pub fn done_reply(tool_output: &str, cfg: &Config) -> Reply {
+    let text = format!(
+        "Done: {}",
+        pytext::prefix_chars(tool_output, TOOL_CONTENT_LIMIT)
+    );
+    Reply {
+        kind: ReplyKind::Text(Text::Words(Words::new(text))),
+        delay: delay_from_ms(cfg.delay_ms),
+    }
+}
+
+/// The rules on the last user message's text (stripped here), first match wins; `offered`
+/// tells whether a tool of that name is offered.
+pub fn plan_for_user_text(
+    user_text: &str,
+    offered: impl Fn(&str) -> bool,
+    api: Api,
+    cfg: &Config,
+) -> Result<Reply, Crash> {
+    let delay = delay_from_ms(cfg.delay_ms);
+    let user_text = pytext::strip(user_text);
+    let default_tokens = || Text::Tokens(cfg.tokens.clamp(0, MAX_TOKENS_PER_REPLY as i64) as usize);
     let tool_reply = |calls: Vec<ToolCall>| Reply {
         kind: ReplyKind::ToolCalls(calls),
         delay,
@@ -273,17 +356,41 @@ pub fn plan_reply(body: &Object, messages: &[Value], cfg: &Config) -> Result<Rep
             delay: Duration::ZERO,
         });
     }
+    if let Some(rest) = pytext::match_keyword_rest(user_text, "think") {
+        let subject = match pytext::strip(rest) {
+            "" => "it",
+            subject => subject,
+        };
+        return Ok(Reply {
+            kind: ReplyKind::Think {
+                subject: subject.to_owned(),
+                text: default_tokens(),
+            },
+            delay,
+        });
+    }
+    if api == Api::Responses && pytext::match_keyword(user_text, "cite") {
+        return Ok(Reply {
+            kind: ReplyKind::Cite(Text::Words(Words::new(CITE_TEXT.to_owned()))),
+            delay,
+        });
+    }
     match pytext::match_int(user_text, "slow") {
         IntMatch::Value(n) => {
             let slow = delay_from_ms(cfg.delay_ms.max(cfg.slow_delay_ms));
             let n = n.min(MAX_TOKENS_PER_REPLY) as usize;
-            return Ok(text_reply(Text::Tokens(n), slow));
+            return Ok(Reply {
+                kind: ReplyKind::Text(Text::Tokens(n)),
+                delay: slow,
+            });
         }
         IntMatch::TooManyDigits => return Err(Crash),
         IntMatch::NoMatch => {}
     }
-    let n = cfg.tokens.clamp(0, MAX_TOKENS_PER_REPLY as i64) as usize;
-    Ok(text_reply(Text::Tokens(n), delay))
+    Ok(Reply {
+        kind: ReplyKind::Text(default_tokens()),
+        delay,
+    })
 }
 
 #[cfg(test)]
@@ -313,7 +420,39 @@ mod tests {
         assert_eq!(s, " tok2");
         assert_eq!(Text::Tokens(0).piece_count(), 1);
         assert_eq!(Text::Tokens(3).joined(), "tok0 tok1 tok2");
-        assert_eq!(Text::Words("Done: ".into()).piece_count(), 2);
+        let done = Text::Words(Words::new("Done: ".into()));
+        assert_eq!(done.piece_count(), 2);
+        let words = Words::new(" a  b".into());
+        let pieces: Vec<&str> = (0..words.count()).map(|i| words.piece(i)).collect();
+        assert_eq!(pieces, ["", " a", " ", " b"]);
+    }
+
+    #[test]
+    fn think_and_cite() {
+        let r = plan(r#"{"messages":[{"role":"user","content":" Think \n about  x \n"}]}"#);
+        let kind = r.unwrap().kind;
+        assert_eq!(
+            kind,
+            ReplyKind::Think {
+                subject: "about  x".into(),
+                text: Text::Tokens(8)
+            }
+        );
+        let r = plan(r#"{"messages":[{"role":"user","content":"think"}]}"#).unwrap();
+        assert!(matches!(r.kind, ReplyKind::Think { subject, .. } if subject == "it"));
+        // "thinking" is not "think\b"; "cite" is a Responses API rule only.
+        for text in ["thinking", "cite"] {
+            let body = format!(r#"{{"messages":[{{"role":"user","content":"{text}"}}]}}"#);
+            assert_eq!(plan(&body).unwrap().kind, ReplyKind::Text(Text::Tokens(8)));
+        }
+        let cfg = Config::default();
+        let r = plan_for_user_text("Cite!", |_| false, Api::Responses, &cfg).unwrap();
+        assert!(matches!(r.kind, ReplyKind::Cite(_)));
+        assert_eq!(cite_span(), (13, 23));
+        assert_eq!(
+            chat_reasoning("it"),
+            "Thinking about it.\n\nChecking the answer."
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, the request log, and the status/headers/bodies aiohttp produces for
 //! the reference (404/405/413 texts, its 500 page for unhandled exceptions, aborted
-//! connections for `midfail`).
+//! connections for `midfail`). The extensions (`/v1/responses`, `/v1/audio/transcriptions`)
+//! follow the same conventions.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -17,7 +18,9 @@ use futures::StreamExt;
 use crate::cli::Config;
 use crate::completion::{self, ChunkStream, Completion, Usage};
 use crate::json::{self, ParseError, Value};
+use crate::responses::{self, InvalidInput, ResponsePlan};
 use crate::script::{self, ReplyKind};
+use crate::transcription;
 
 /// aiohttp `client_max_size`: bodies longer than this get 413.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -35,7 +38,9 @@ struct AppState {
 impl AppState {
     /// `log_body`: the parsed body re-serialized compactly, or `{"_raw": <lossy text>}`.
     fn log_body(&self, raw: &[u8], parsed: Option<&Value>) {
-        let Some(log) = &self.log else { return };
+        if self.log.is_none() {
+            return;
+        }
         let mut line = Vec::with_capacity(raw.len() + 16);
         match parsed {
             Some(v) => json::write_compact(&mut line, v),
@@ -45,6 +50,12 @@ impl AppState {
                 line.push(b'}');
             }
         }
+        self.log_line(line);
+    }
+
+    /// Appends `line` and a newline to the log.
+    fn log_line(&self, mut line: Vec<u8>) {
+        let Some(log) = &self.log else { return };
         line.push(b'\n');
         let mut file = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Err(err) = file.write_all(&line) {
@@ -137,36 +148,79 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Bytes
     Ok(body)
 }
 
+/// `--http-versions 2`: model requests over HTTP/1.x get 505.
+fn refuse_http1(state: &AppState, req: &HttpRequest) -> Option<HttpResponse> {
+    (state.cfg.http2_only && req.version() != actix_web::http::Version::HTTP_2).then(|| {
+        text_response(
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "505: this mock was started with --http-versions 2",
+        )
+    })
+}
+
+/// The start of every JSON endpoint: the HTTP/2 check, the body read and parsed, the log line
+/// written; `Ok(None)` when the body is not JSON.
+async fn read_json(
+    state: &AppState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<Option<Value>, HttpResponse> {
+    if let Some(res) = refuse_http1(state, req) {
+        return Err(res);
+    }
+    let raw = read_body(req, payload).await?;
+    let parsed = match json::loads(&raw) {
+        // Encoding a lone surrogate for the UTF-8 log raises in the reference.
+        Ok(doc) if doc.has_lone_surrogate && state.log.is_some() => {
+            return Err(internal_error(req))
+        }
+        Ok(doc) => Some(doc.value),
+        Err(ParseError::Invalid) => None,
+        Err(ParseError::TooDeep) => return Err(internal_error(req)), // RecursionError
+    };
+    state.log_body(&raw, parsed.as_ref());
+    Ok(parsed)
+}
+
+fn not_an_object() -> HttpResponse {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "Request body must be a JSON object.",
+        "invalid_request_error",
+        None,
+    )
+}
+
+/// The `fail` rule's answer.
+fn mock_failure() -> HttpResponse {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The server had an error while processing your request. (mock failure)",
+        "server_error",
+        Some("mock_failure"),
+    )
+}
+
+fn event_stream(
+    body: impl futures::Stream<Item = Result<bytes::Bytes, actix_web::Error>> + 'static,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/event-stream; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .streaming(body)
+}
+
 async fn chat_completions(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    if state.cfg.http2_only && req.version() != actix_web::http::Version::HTTP_2 {
-        return text_response(
-            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
-            "505: this mock was started with --http-versions 2",
-        );
-    }
-    let raw = match read_body(&req, payload).await {
-        Ok(raw) => raw,
+    let parsed = match read_json(&state, &req, payload).await {
+        Ok(parsed) => parsed,
         Err(res) => return res,
     };
-    let parsed = match json::loads(&raw) {
-        // Encoding a lone surrogate for the UTF-8 log raises in the reference.
-        Ok(doc) if doc.has_lone_surrogate && state.log.is_some() => return internal_error(&req),
-        Ok(doc) => Some(doc.value),
-        Err(ParseError::Invalid) => None,
-        Err(ParseError::TooDeep) => return internal_error(&req), // RecursionError
-    };
-    state.log_body(&raw, parsed.as_ref());
     let Some(body) = parsed.as_ref().and_then(Value::as_object) else {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "Request body must be a JSON object.",
-            "invalid_request_error",
-            None,
-        );
+        return not_an_object();
     };
     let Some(messages) = body
         .get("messages")
@@ -186,12 +240,7 @@ async fn chat_completions(
         return internal_error(&req);
     };
     if reply.kind == ReplyKind::Fail {
-        return error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The server had an error while processing your request. (mock failure)",
-            "server_error",
-            Some("mock_failure"),
-        );
+        return mock_failure();
     }
 
     let completion = Completion {
@@ -232,10 +281,98 @@ async fn chat_completions(
     }
 
     let chunks = ChunkStream::new(&completion, reply.kind, reply.delay, include_usage, usage);
-    HttpResponse::Ok()
-        .content_type("text/event-stream; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
-        .streaming(chunks.into_stream())
+    event_stream(chunks.into_stream())
+}
+
+/// `POST /v1/responses` (an extension; see `responses`).
+async fn create_response(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let parsed = match read_json(&state, &req, payload).await {
+        Ok(parsed) => parsed,
+        Err(res) => return res,
+    };
+    let Some(body) = parsed.as_ref().and_then(Value::as_object) else {
+        return not_an_object();
+    };
+    let input = match responses::input_of(body) {
+        Ok(input) => input,
+        Err(err) => {
+            let (message, code) = match err {
+                InvalidInput::Missing => (
+                    "Missing required parameter: 'input'.",
+                    "missing_required_parameter",
+                ),
+                InvalidInput::WrongType => (
+                    "Invalid type for 'input': expected a string or an array of input items.",
+                    "invalid_type",
+                ),
+            };
+            let body = completion::error_object_with_param(
+                message,
+                "invalid_request_error",
+                Some("input"),
+                Some(code),
+            );
+            return json_response(StatusCode::BAD_REQUEST, body);
+        }
+    };
+    let cfg = &state.cfg;
+    let Ok(reply) = responses::plan_response(body, &input, cfg) else {
+        return internal_error(&req);
+    };
+    if reply.kind == ReplyKind::Fail {
+        return mock_failure();
+    }
+    let plan = ResponsePlan::new(reply, body, responses::input_tokens(body, &input), cfg);
+    if matches!(body.get("stream"), Some(Value::Bool(true))) {
+        return event_stream(plan.into_stream());
+    }
+    let total = plan.total_delay();
+    if !total.is_zero() {
+        tokio::time::sleep(total).await;
+    }
+    if plan.is_midfail() {
+        return abort_connection();
+    }
+    json_response(StatusCode::OK, plan.final_object())
+}
+
+/// `POST /v1/audio/transcriptions` (an extension; see `transcription`).
+async fn transcriptions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    if let Some(res) = refuse_http1(&state, &req) {
+        return res;
+    }
+    let raw = match read_body(&req, payload).await {
+        Ok(raw) => raw,
+        Err(res) => return res,
+    };
+    let upload = transcription::read_form(req.headers(), raw.freeze()).await;
+    state.log_line(upload.log_line());
+    match upload.transcript() {
+        Ok(text) => {
+            let mut body = Vec::with_capacity(64 + text.len());
+            body.extend_from_slice(b"{\"text\": ");
+            json::write_str_ascii(&mut body, &text);
+            body.push(b'}');
+            json_response(StatusCode::OK, body)
+        }
+        Err(refusal) => json_response(
+            StatusCode::BAD_REQUEST,
+            completion::error_object_with_param(
+                refusal.message,
+                "invalid_request_error",
+                refusal.param,
+                None,
+            ),
+        ),
+    }
 }
 
 async fn not_found() -> HttpResponse {
@@ -266,6 +403,16 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
             .service(
                 web::resource("/v1/chat/completions")
                     .route(web::post().to(chat_completions))
+                    .default_service(web::to(|| async { method_not_allowed("POST") })),
+            )
+            .service(
+                web::resource("/v1/responses")
+                    .route(web::post().to(create_response))
+                    .default_service(web::to(|| async { method_not_allowed("POST") })),
+            )
+            .service(
+                web::resource("/v1/audio/transcriptions")
+                    .route(web::post().to(transcriptions))
                     .default_service(web::to(|| async { method_not_allowed("POST") })),
             )
             .default_service(web::to(not_found))

@@ -1,200 +1,15 @@
 //! Black-box tests of the `mock-llm` binary: each test starts the real server on `--port 0`,
 //! reads its `listening on http://ADDR` line and talks raw HTTP/1.1 to it. The expected bytes
 //! were captured from the reference `mock_llm.py` for the same requests (ids and `created`
-//! normalized), so these tests pin the reply script byte for byte.
+//! normalized), so these tests pin the reply script byte for byte. The `think` test pins this
+//! mock's extension beyond the reference (README.md), like the tests in `extensions.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A running mock server, killed when dropped.
-struct MockLlm {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl MockLlm {
-    fn start(args: &[&str]) -> MockLlm {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mock-llm"))
-            .args(["--port", "0", "--workers", "1"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start mock-llm");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .strip_prefix("listening on http://")
-            .and_then(|rest| rest.strip_suffix('\n'))
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("a socket address");
-        MockLlm { child, addr }
-    }
-
-    fn request(&self, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Response {
-        let mut stream = TcpStream::connect(self.addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (name, value) in headers {
-            req.push_str(&format!("{name}: {value}\r\n"));
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).unwrap();
-        stream.write_all(body).unwrap();
-        let mut raw = Vec::new();
-        // An aborted connection may end in a reset instead of a clean EOF: keep what arrived.
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => raw.extend_from_slice(&buf[..n]),
-            }
-        }
-        Response::parse(&raw)
-    }
-
-    fn post(&self, body: &str) -> Response {
-        self.request("POST", "/v1/chat/completions", body.as_bytes(), &[])
-    }
-}
-
-impl Drop for MockLlm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An HTTP response as received; `complete` is false when the body was cut off.
-#[derive(Debug)]
-struct Response {
-    /// 0 when the server closed the connection without answering.
-    status: u16,
-    reason: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    complete: bool,
-}
-
-impl Response {
-    fn parse(raw: &[u8]) -> Response {
-        let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-            assert!(
-                raw.is_empty(),
-                "a partial head: {:?}",
-                String::from_utf8_lossy(raw)
-            );
-            return Response {
-                status: 0,
-                reason: String::new(),
-                headers: Vec::new(),
-                body: Vec::new(),
-                complete: false,
-            };
-        };
-        let head = std::str::from_utf8(&raw[..head_end]).expect("ASCII head");
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap();
-        let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(parts.next(), Some("HTTP/1.1"));
-        let status = parts.next().unwrap().parse().unwrap();
-        let reason = parts.next().unwrap_or_default().to_string();
-        let headers: Vec<(String, String)> = lines
-            .map(|l| {
-                let (k, v) = l.split_once(": ").expect("header line");
-                (k.to_ascii_lowercase(), v.to_string())
-            })
-            .collect();
-        let rest = &raw[head_end + 4..];
-        let mut res = Response {
-            status,
-            reason,
-            headers,
-            body: Vec::new(),
-            complete: false,
-        };
-        if res.header("transfer-encoding") == Some("chunked") {
-            (res.body, res.complete) = dechunk(rest);
-        } else {
-            let len: usize = res
-                .header("content-length")
-                .expect("content-length")
-                .parse()
-                .unwrap();
-            res.complete = rest.len() == len;
-            res.body = rest.to_vec();
-        }
-        res
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> &str {
-        std::str::from_utf8(&self.body).expect("UTF-8 body")
-    }
-
-    /// The payloads of the `data: …\n\n` events, checking the framing on the way.
-    fn events(&self) -> Vec<&str> {
-        let text = self.text();
-        let mut events = Vec::new();
-        let mut rest = text;
-        while !rest.is_empty() {
-            let end = rest
-                .find("\n\n")
-                .expect("every event ends with a blank line");
-            let event = rest[..end].strip_prefix("data: ").expect("data: prefix");
-            assert!(!event.contains('\n'), "one line per event");
-            events.push(event);
-            rest = &rest[end + 2..];
-        }
-        events
-    }
-}
-
-/// Decodes a chunked body; the flag says whether the terminating chunk arrived.
-fn dechunk(mut rest: &[u8]) -> (Vec<u8>, bool) {
-    let mut body = Vec::new();
-    loop {
-        let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
-            return (body, false);
-        };
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap(), 16).unwrap();
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return (body, rest == b"\r\n");
-        }
-        if rest.len() < size + 2 {
-            body.extend_from_slice(&rest[..size.min(rest.len())]);
-            return (body, false);
-        }
-        body.extend_from_slice(&rest[..size]);
-        rest = &rest[size + 2..];
-    }
-}
-
-fn is_hex24(s: &str) -> bool {
-    s.len() == 24
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+use common::{is_hex24, temp_path, MockLlm, Response};
 
 /// Replaces the random parts (`chatcmpl-…`, `call_…` ids and the `created` timestamp) with
 /// `X`/`T`, after checking their shape.
@@ -597,14 +412,6 @@ fn invalid_requests_get_400() {
     );
 }
 
-fn temp_path(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    std::env::temp_dir().join(format!("mock-llm-{}-{nanos}-{name}", std::process::id()))
-}
-
 #[test]
 fn request_log_appends_each_body_as_compact_json() {
     let path = temp_path("log.jsonl");
@@ -624,5 +431,61 @@ fn request_log_appends_each_body_as_compact_json() {
          {\"_raw\":\"not json \u{e9}\"}\n\
          {\"_raw\":\"\u{fffd}{\"}\n\
          {\"messages\":[{\"role\":\"user\",\"content\":\"midfail\"}]}\n"
+    );
+}
+
+#[test]
+fn think_streams_reasoning_content_before_the_text() {
+    let mock = MockLlm::start(&["--tokens", "2"]);
+    let body = r#"{"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":" THINK about  x \n"}]}"#;
+    let res = mock.post(body);
+    assert!(res.complete);
+    let mut want = vec![chunk(
+        r#"{"role":"assistant","content":null,"reasoning_content":"Thinking","refusal":null}"#,
+        "null",
+        true,
+    )];
+    for piece in [
+        " about",
+        " about",
+        " ",
+        r" x.\n\nChecking",
+        " the",
+        " answer.",
+    ] {
+        want.push(chunk(
+            &format!(r#"{{"reasoning_content":"{piece}"}}"#),
+            "null",
+            true,
+        ));
+    }
+    for piece in ["tok0", " tok1"] {
+        want.push(chunk(&format!(r#"{{"content":"{piece}"}}"#), "null", true));
+    }
+    want.push(chunk("{}", r#""stop""#, true));
+    want.push(
+        r#"{"id":"chatcmpl-X","object":"chat.completion.chunk","created":T,"model":"mock-model","system_fingerprint":"fp_mock","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9,"total_tokens":12}}"#.into(),
+    );
+    want.push("[DONE]".into());
+    assert_eq!(normalized_events(&res), want);
+
+    // "think" alone reasons about "it"; "thinking" is not the command.
+    let events = normalized_events(&mock.post(&user("Think!")));
+    assert!(events[2].contains(r#""delta":{"reasoning_content":" !.\n\nChecking"}"#));
+    let events = normalized_events(&mock.post(&user("think")));
+    assert!(events[2].contains(r#""delta":{"reasoning_content":" it.\n\nChecking"}"#));
+    assert_eq!(
+        normalized_events(&mock.post(&user("thinking"))),
+        text_stream(&["tok0", " tok1"], None)
+    );
+
+    // Without stream: content and reasoning_content, after the same pauses.
+    let mock = MockLlm::start(&["--tokens", "2", "--delay-ms", "30"]);
+    let started = Instant::now();
+    let res = mock.post(r#"{"model":"m","messages":[{"role":"user","content":"think \u00e9"}]}"#);
+    assert!(started.elapsed() >= Duration::from_millis(7 * 30));
+    assert_eq!(
+        normalize(res.text()),
+        r#"{"id": "chatcmpl-X", "object": "chat.completion", "created": T, "model": "m", "system_fingerprint": "fp_mock", "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok0 tok1", "reasoning_content": "Thinking about \u00e9.\n\nChecking the answer.", "refusal": null}, "logprobs": null, "finish_reason": "stop"}], "usage": {"prompt_tokens": 2, "completion_tokens": 7, "total_tokens": 9}}"#
     );
 }
