@@ -19,6 +19,8 @@ const OPTIONAL_KEYS: &[&str] = &[
     "auth.issuer",
     "cluster.instance_id",
     "attachments.public_url",
+    "model.reasoning_effort",
+    "transcription.base_url",
     "attachments.signing_key",
     // The old name of agent.max_model_calls, still accepted.
     "agent.max_turns",
@@ -39,6 +41,25 @@ const TABLE_LISTS: &[(&str, &[&str])] = &[
             "headers",
             "tools_cache_secs",
         ],
+    ),
+];
+
+/// Top-level lists of tables (`[[models]]`) and the keys their entries may have.
+const TOP_LEVEL_LISTS: &[(&str, &[&str])] = &[
+    (
+        "models",
+        &[
+            "id",
+            "label",
+            "model",
+            "base_url",
+            "reasoning_effort",
+            "timeout_secs",
+        ],
+    ),
+    (
+        "tool_choices",
+        &["id", "label", "force", "instructions", "tools"],
     ),
 ];
 
@@ -70,6 +91,7 @@ impl KnownKeys {
         let sections = keys
             .iter()
             .filter_map(|k| k.split_once('.').map(|(section, _)| section.to_string()))
+            .chain(TOP_LEVEL_LISTS.iter().map(|(name, _)| name.to_string()))
             .collect();
         KnownKeys { keys, sections }
     }
@@ -87,6 +109,10 @@ impl KnownKeys {
             if !self.sections.contains(&section) {
                 let hint = suggestion(&section, self.sections.iter(), |s| format!("[{s}]"));
                 problems.push(format!("{shown}: unknown section [{section}]{hint}"));
+                continue;
+            }
+            if let Some((_, allowed)) = TOP_LEVEL_LISTS.iter().find(|(k, _)| *k == section) {
+                check_list_entries(&section, value, allowed, &shown.to_string(), problems);
                 continue;
             }
             let ValueKind::Table(entries) = value.kind else {

@@ -195,14 +195,28 @@ impl SectionSource for Layers {
             Err(e) => return Err(one_line(&e.to_string())),
         };
         // config's own value deserializer (it reads "8" from the environment as a number),
-        // with the path of the key at fault.
+        // with the path of the key at fault (config appends "for key `…`" naming only the
+        // last part; we name it in full).
+        Layers::deserialize(value, name)
+    }
+
+    fn list<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>, String> {
+        match self.0.get::<config::Value>(name) {
+            Ok(value) => Layers::deserialize(value, name),
+            Err(config::ConfigError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) => Err(one_line(&e.to_string())),
+        }
+    }
+}
+
+impl Layers {
+    fn deserialize<T: DeserializeOwned>(value: config::Value, name: &str) -> Result<T, String> {
         serde_path_to_error::deserialize(value).map_err(|error| {
             let key = match error.path().to_string() {
                 path if path == "." || path.is_empty() => name.to_string(),
                 path => format!("{name}.{path}"),
             };
             let inner = one_line(&error.into_inner().to_string());
-            // config appends "for key `…`" naming only the last part; we named it in full.
             let inner = inner.split(" for key `").next().unwrap_or_default();
             if inner.contains("expected a nonzero") {
                 format!("{key} must be positive")

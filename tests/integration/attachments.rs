@@ -183,6 +183,7 @@ async fn two_phase_upload_then_a_message_the_model_sees_as_an_image() {
     let preview = stored["attachments"][0]["preview_url"].as_str().unwrap();
     let fetched = server.get_raw(preview).await;
     assert_eq!(fetched.status, 200);
+    assert!(fetched.complete);
     assert_eq!(fetched.bytes, image);
     assert_eq!(fetched.header("content-type"), "image/png");
     assert_eq!(fetched.header("content-disposition"), "inline");

@@ -21,6 +21,7 @@ mod isolation;
 mod jwks;
 mod lifecycle;
 mod limits;
+mod model_side;
 mod model_transport;
 mod paging;
 mod restart;

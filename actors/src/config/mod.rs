@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+mod choices;
 mod sections;
 pub use sections::{load, read_section, valid_name};
 
@@ -18,6 +19,9 @@ pub const MODEL_API_KEY_ENV: &str = "OPENAI_API_KEY";
 pub trait SectionSource {
     /// The section `name`, deserialized; the error is one line naming the key at fault.
     fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T, String>;
+
+    /// The list of tables `[[name]]` (empty when absent), deserialized entry by entry.
+    fn list<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>, String>;
 }
 
 /// Everything the engine needs, validated.
@@ -34,6 +38,56 @@ pub struct EngineSettings {
     pub allow_cancel: bool,
     pub cluster: ClusterSettings,
     pub attachments: AttachmentSettings,
+    /// What `inference_options.model` may name (`[[models]]`); none: the default only.
+    pub models: Vec<ModelChoice>,
+    /// What `inference_options.tool_choice.id` may name (`[[tool_choices]]`).
+    pub tool_choices: Vec<ToolChoiceSpec>,
+    pub transcription: TranscriptionSettings,
+}
+
+/// One entry of the composer's model picker (`[[models]]`): the default model's settings with
+/// this entry's overrides.
+#[derive(Clone, Debug)]
+pub struct ModelChoice {
+    pub id: String,
+    pub label: String,
+    pub settings: ModelSettings,
+}
+
+/// One entry of the composer's tool menu (`[[tool_choices]]`): a tool the first model call
+/// must call, or a profile (instructions and the tools offered).
+#[derive(Clone, Debug)]
+pub struct ToolChoiceSpec {
+    pub id: String,
+    pub label: String,
+    pub mode: ToolChoiceMode,
+}
+
+#[derive(Clone, Debug)]
+pub enum ToolChoiceMode {
+    /// `<mcp server>__<tool>` or a client tool's name.
+    Force(String),
+    Profile {
+        /// Replace the default instructions.
+        instructions: Option<String>,
+        /// Only these tools are offered (`<mcp server>__<tool>` or client tool names).
+        tools: Option<Vec<String>>,
+    },
+}
+
+/// Dictation (`input.transcribe`, `[transcription]`).
+#[derive(Clone, Debug)]
+pub struct TranscriptionSettings {
+    pub enabled: bool,
+    /// The transcription model (`whisper-1`, `gpt-4o-transcribe`…).
+    pub model: String,
+    /// The OpenAI-compatible server (`/audio/transcriptions` under it); defaults to the model's.
+    pub base_url: String,
+    /// Largest audio accepted, in bytes (decoded).
+    pub max_bytes: usize,
+    /// Requests per minute per user (0: no limit besides the general one).
+    pub requests_per_minute: u32,
+    pub timeout: Duration,
 }
 
 /// How to reach the model (`[model]`).
@@ -50,6 +104,8 @@ pub struct ModelSettings {
     /// Speak HTTP/2 without negotiation (h2c) to a plain-http model server: every stream of
     /// the process shares one connection. (Over https, HTTP/2 is negotiated by ALPN anyway.)
     pub http2_prior_knowledge: bool,
+    /// `reasoning_effort` sent with every request (`minimal`, `low`, `medium`, `high`).
+    pub reasoning_effort: Option<String>,
 }
 
 impl std::fmt::Debug for ModelSettings {

@@ -22,6 +22,7 @@ struct ModelSection {
     timeout_secs: NonZeroU64,
     instructions: String,
     http2_prior_knowledge: bool,
+    reasoning_effort: Option<String>,
     /// Present only to refuse it with a clear message (keys come from the environment).
     api_key: Option<serde::de::IgnoredAny>,
 }
@@ -154,6 +155,10 @@ pub fn load(
         .and_then(|(agent, mcp)| agent_settings(agent, mcp, problems, warnings));
     let cluster = cluster.and_then(|c| cluster_settings(c, problems));
     let attachments = attachments.and_then(|a| attachment_settings(a, problems));
+    let default_model = model.as_ref().map(|(m, _)| m);
+    let models = super::choices::model_choices(source, default_model, problems);
+    let tool_choices = super::choices::tool_choices(source, agent.as_ref(), problems);
+    let transcription = super::choices::transcription(source, default_model, problems);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -180,6 +185,9 @@ pub fn load(
         allow_cancel: stream?.allow_cancel,
         cluster: cluster?,
         attachments: attachments?,
+        models: models?,
+        tool_choices: tool_choices?,
+        transcription: transcription?,
     })
 }
 
@@ -275,6 +283,11 @@ fn model_settings(
     if raw.name.trim().is_empty() {
         problems.push("model.name must not be empty".into());
     }
+    super::choices::check_reasoning_effort(
+        "model.reasoning_effort",
+        &raw.reasoning_effort,
+        problems,
+    );
     let api_key = api_key.filter(|k| !k.is_empty());
     if let Some(warning) = url.and_then(|u| missing_key_warning(&u, api_key.is_some())) {
         warnings.push(warning);
@@ -288,6 +301,7 @@ fn model_settings(
                 timeout: Duration::from_secs(raw.timeout_secs.get()),
                 instructions: raw.instructions,
                 http2_prior_knowledge: raw.http2_prior_knowledge,
+                reasoning_effort: raw.reasoning_effort,
             },
             raw.history_limit.get(),
         )

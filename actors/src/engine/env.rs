@@ -9,13 +9,14 @@ use crate::actors::persistence::{Persist, PersistenceActor};
 use crate::config::EngineSettings;
 use crate::error::EngineError;
 use crate::mcp::ToolCatalog;
-use crate::model::ModelClient;
+use crate::model::ModelCatalog;
 use crate::store::cluster::{FencingToken, LeaseState};
 use crate::store::{Store, WriteOp};
 
 pub(crate) struct EngineEnv {
     pub store: Store,
-    pub model: ModelClient,
+    /// The default model and the model picker's.
+    pub models: ModelCatalog,
     pub persistence: Addr<PersistenceActor>,
     pub settings: EngineSettings,
     /// Tool lists shared by every thread actor's MCP sessions.

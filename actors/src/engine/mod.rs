@@ -22,10 +22,20 @@ use crate::attachments::{PublicOrigin, UrlSigner};
 use crate::config::EngineSettings;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
-use crate::model::ModelClient;
+use crate::model::ModelCatalog;
 use crate::protocol::requests::UserMessageInput;
-use crate::protocol::{Page, Thread, ThreadMeta, Timestamp};
+use crate::protocol::{InferenceOptions, Page, Thread, ThreadMeta, Timestamp};
 use crate::store::Store;
+use crate::text::shorten_for_display;
+
+/// "this server offers: a, b" or "this server offers no <what>".
+fn offer_list(what: &str, ids: &[&str]) -> String {
+    if ids.is_empty() {
+        format!("this server offers no {what}")
+    } else {
+        format!("this server offers: {}", ids.join(", "))
+    }
+}
 
 pub use crate::actors::turn::{TurnFrame, TurnStream};
 /// What operators see of the cluster (`GET /admin/threads`, `GET /admin/instances`).
@@ -72,7 +82,7 @@ impl Engine {
     /// and the clean-up of unused uploads. `url_key` signs attachment URLs (the configured
     /// one, or [`Store::url_signing_key`]). Must run inside an actix system.
     pub fn start(store: Store, settings: EngineSettings, url_key: &[u8]) -> Engine {
-        let model = ModelClient::new(settings.model.clone());
+        let models = ModelCatalog::new(settings.model.clone(), &settings.models);
         let core_arbiter = Arbiter::new();
         let batch = settings.batch.clone();
         let persist_store = store.clone();
@@ -85,7 +95,7 @@ impl Engine {
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let env = Arc::new(EngineEnv {
             store,
-            model,
+            models,
             persistence,
             settings,
             tool_catalog: Arc::default(),
@@ -125,6 +135,7 @@ impl Engine {
     ) -> Result<TurnStream, EngineError> {
         let (thread_id, input) = match request {
             TurnRequest::Create { input } => {
+                self.check_inference(&input.inference_options)?;
                 let attachments = self
                     .message_attachments(user_id, None, &input.attachments, origin)
                     .await?;
@@ -141,6 +152,7 @@ impl Engine {
                 return addr.send(turn).await?;
             }
             TurnRequest::AddUserMessage { thread_id, input } => {
+                self.check_inference(&input.inference_options)?;
                 let attachments = self
                     .message_attachments(user_id, Some(&thread_id), &input.attachments, origin)
                     .await?;
@@ -162,6 +174,37 @@ impl Engine {
             input: input.clone(),
         })
         .await
+    }
+
+    /// protocol §7.2: a model the picker does not offer, or a tool choice the menu does not
+    /// have, is refused before anything is stored.
+    fn check_inference(&self, options: &InferenceOptions) -> Result<(), EngineError> {
+        let settings = &self.env.settings;
+        if let Some(model) = &options.model {
+            if self.env.models.get(Some(model)).is_none() {
+                let offered: Vec<&str> = settings.models.iter().map(|m| m.id.as_str()).collect();
+                return Err(EngineError::InvalidInput(format!(
+                    "unknown model {:?}; {}",
+                    shorten_for_display(model, 64),
+                    offer_list("models", &offered)
+                )));
+            }
+        }
+        if let Some(choice) = &options.tool_choice {
+            if !settings.tool_choices.iter().any(|t| t.id == choice.id) {
+                let offered: Vec<&str> = settings
+                    .tool_choices
+                    .iter()
+                    .map(|t| t.id.as_str())
+                    .collect();
+                return Err(EngineError::InvalidInput(format!(
+                    "unknown tool choice {:?}; {}",
+                    shorten_for_display(&choice.id, 64),
+                    offer_list("tool choices", &offered)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// `threads.update`.

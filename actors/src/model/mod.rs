@@ -40,6 +40,8 @@ pub enum ModelError {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelEvent {
     TextDelta(String),
+    /// Reasoning text the model shows (never sent back to it).
+    ReasoningDelta(String),
     /// A piece of the `index`-th tool call: id and name come first, arguments in pieces.
     ToolCallDelta {
         index: u32,
@@ -53,6 +55,39 @@ pub enum ModelEvent {
 }
 
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
+
+/// The default model and the picker's, by id.
+#[derive(Clone)]
+pub struct ModelCatalog {
+    default: ModelClient,
+    choices: std::sync::Arc<Vec<(String, ModelClient)>>,
+}
+
+impl ModelCatalog {
+    pub fn new(default: ModelSettings, choices: &[crate::config::ModelChoice]) -> Self {
+        ModelCatalog {
+            default: ModelClient::new(default),
+            choices: std::sync::Arc::new(
+                choices
+                    .iter()
+                    .map(|c| (c.id.clone(), ModelClient::new(c.settings.clone())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The default model (no id), the picker's model `id`, or `None` for an unknown id.
+    pub fn get(&self, id: Option<&str>) -> Option<&ModelClient> {
+        match id {
+            None => Some(&self.default),
+            Some(id) => self.choices.iter().find(|(c, _)| c == id).map(|(_, m)| m),
+        }
+    }
+
+    pub fn default_model(&self) -> &ModelClient {
+        &self.default
+    }
+}
 
 /// A cheaply cloneable client for one configured model.
 #[derive(Clone)]
@@ -90,16 +125,23 @@ impl ModelClient {
     }
 
     /// Starts a streamed completion. Dropping the returned stream aborts the HTTP request.
+    /// Streams an answer to `messages`, offering `tools`; `forced` names a tool the model must
+    /// call.
     pub async fn stream(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
+        forced: Option<&str>,
     ) -> Result<ModelStream, ModelError> {
         let request = wire::ChatRequest {
             model: &self.settings.name,
             messages,
             stream: true,
             tools: if tools.is_empty() { None } else { Some(tools) },
+            tool_choice: forced.map(
+                |name| serde_json::json!({ "type": "function", "function": { "name": name } }),
+            ),
+            reasoning_effort: self.settings.reasoning_effort.as_deref(),
         };
         let timeout = self.settings.timeout;
         let started = tokio::time::timeout(
@@ -175,13 +217,16 @@ struct StreamState {
 impl ModelClient {
     /// A whole answer as one string (streamed underneath), for short side requests like titles.
     pub async fn complete(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
-        let mut stream = self.stream(messages, &[]).await?;
+        let mut stream = self.stream(messages, &[], None).await?;
         let mut text = String::new();
         while let Some(event) = stream.next().await {
             match event? {
                 ModelEvent::TextDelta(delta) => text.push_str(&delta),
-                // The stream ends by itself right after (see `stream`).
-                ModelEvent::Finished { .. } | ModelEvent::ToolCallDelta { .. } => {}
+                // The stream ends by itself right after a finish (see `stream`); a title
+                // has no use for reasoning or tool calls.
+                ModelEvent::Finished { .. }
+                | ModelEvent::ToolCallDelta { .. }
+                | ModelEvent::ReasoningDelta(_) => {}
             }
         }
         Ok(text)

@@ -126,6 +126,11 @@ pub(super) struct ChatRequest<'a> {
     pub stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tools: Option<&'a [ToolSpec]>,
+    /// `{"type":"function","function":{"name":…}}` when a tool must be called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +151,11 @@ struct ChoiceChunk {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
+    /// The reasoning extension of vLLM, DeepSeek, llama.cpp (`reasoning` on some others).
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
     #[serde(default)]
     tool_calls: Option<Vec<ToolCallChunk>>,
 }
@@ -175,6 +185,10 @@ impl Chunk {
             return;
         };
         if let Some(delta) = choice.delta {
+            let reasoning = delta.reasoning_content.or(delta.reasoning);
+            if let Some(thought) = reasoning.filter(|t| !t.is_empty()) {
+                out.push_back(ModelEvent::ReasoningDelta(thought));
+            }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 out.push_back(ModelEvent::TextDelta(text));
             }

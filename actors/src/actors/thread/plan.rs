@@ -6,8 +6,8 @@ use crate::error::{EngineError, InactiveStatus};
 use crate::ids::{new_id, prefix};
 use crate::model::{history_messages, ChatMessage};
 use crate::protocol::{
-    Attachment, ItemBody, Page, ThreadItem, ThreadMeta, ThreadStatus, ThreadStreamEvent, Timestamp,
-    ToolCallStatus, UserMessage,
+    Attachment, InferenceOptions, ItemBody, Page, ThreadItem, ThreadMeta, ThreadStatus,
+    ThreadStreamEvent, Timestamp, ToolCallStatus, UserMessage,
 };
 use crate::store::WriteOp;
 
@@ -45,6 +45,9 @@ pub(crate) struct TurnPlan {
     pub model_input: Vec<ChatMessage>,
     /// The thread's user: only their attachments are read for the model.
     pub owner: String,
+    /// The model and tool choice of the newest user message in the window (protocol §7.2):
+    /// a continuation (client tool output, retry) runs as that message asked.
+    pub inference: InferenceOptions,
     /// The newest `created_at` so far: items of the turn sort after it.
     pub last_created_at: Option<Timestamp>,
     /// Set when the thread is untitled and this is its first answer: the metadata and the
@@ -65,6 +68,7 @@ pub(crate) fn plan_turn(
         removed_ids: Vec::new(),
         model_input: Vec::new(),
         owner: thread.meta.user_id.clone(),
+        inference: InferenceOptions::default(),
         last_created_at: thread.history.last().map(|i| i.created_at),
         title_from: None,
     };
@@ -190,6 +194,22 @@ pub(crate) fn plan_turn(
     }
     let skip = model_items.len().saturating_sub(settings.history_limit);
     plan.model_input = history_messages(settings.instructions, &model_items[skip..]);
+    plan.inference = model_items
+        .iter()
+        .rev()
+        .find_map(|item| match &item.body {
+            ItemBody::UserMessage(m) => Some(m.inference_options.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    // A forced tool applies to the answer of the message, not to the turns continuing it
+    // (after a client tool's output the model would be forced to call it again).
+    if !model_items
+        .last()
+        .is_some_and(|i| matches!(i.body, ItemBody::UserMessage(_)))
+    {
+        plan.inference.tool_choice = None;
+    }
     Ok(plan)
 }
 

@@ -9,17 +9,19 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::events::{begin_answer, AnswerInProgress, EventWriter, WorkflowInProgress};
+use crate::config::ToolChoiceMode;
 use crate::engine::{EngineEnv, Lease};
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
 use crate::mcp::OfferedTool;
 use crate::metrics::METRICS;
 use crate::model::{
-    ChatMessage, FunctionSpec, ModelError, ModelEvent, ModelStream, ToolCallRequest, ToolSpec,
+    ChatMessage, FunctionSpec, ModelClient, ModelError, ModelEvent, ModelStream, ToolCallRequest,
+    ToolSpec,
 };
 use crate::protocol::{
     AssistantMessageContent, ClientToolCall, ItemBody, ThreadItem, ThreadItemUpdate,
-    ThreadStreamEvent, Timestamp, ToolCallStatus,
+    ThreadStreamEvent, Timestamp, ToolCallStatus, WorkflowKind,
 };
 use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
@@ -84,6 +86,10 @@ pub(super) struct TurnRun<'a> {
     pub lease: Lease,
     pub started: Instant,
     pub first_token_seen: bool,
+    /// The model of this turn (the picker's choice, or the default).
+    pub model: ModelClient,
+    /// The tool menu's choice for this turn, if any.
+    pub tool_choice: Option<ToolChoiceMode>,
 }
 
 impl TurnRun<'_> {
@@ -118,8 +124,20 @@ impl TurnRun<'_> {
                 }
             }
         };
+        let mut tools = tools;
+        let mut client_tools: Vec<&crate::config::ClientToolSpec> =
+            agent.client_tools.iter().collect();
+        // A profile offers only its tools (named `<server>__<tool>` or as client tools).
+        if let Some(ToolChoiceMode::Profile {
+            tools: Some(allowed),
+            ..
+        }) = &self.tool_choice
+        {
+            tools.retain(|t| allowed.contains(&format!("{}__{}", t.server, t.tool_name)));
+            client_tools.retain(|c| allowed.contains(&c.name));
+        }
         let mut specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
-        specs.extend(agent.client_tools.iter().map(|c| ToolSpec {
+        specs.extend(client_tools.iter().map(|c| ToolSpec {
             kind: "function",
             function: FunctionSpec {
                 name: c.name.clone(),
@@ -127,7 +145,27 @@ impl TurnRun<'_> {
                 parameters: c.parameters.clone(),
             },
         }));
-        let first = self.env.model.stream(input, &specs).await;
+        // A forced tool is called by the first model call only (then the model goes on).
+        let forced = match &self.tool_choice {
+            Some(ToolChoiceMode::Force(name)) => {
+                let exposed = tools
+                    .iter()
+                    .find(|t| &format!("{}__{}", t.server, t.tool_name) == name)
+                    .map(|t| t.exposed_name.clone())
+                    .or_else(|| {
+                        client_tools
+                            .iter()
+                            .find(|c| &c.name == name)
+                            .map(|c| c.name.clone())
+                    });
+                if exposed.is_none() {
+                    tracing::warn!(thread_id = %self.thread_id, tool = %name, "the forced tool is not offered by its server; the model chooses");
+                }
+                exposed
+            }
+            _ => None,
+        };
+        let first = self.model.stream(input, &specs, forced.as_deref()).await;
         Ok(HeadStart {
             tools,
             specs,
@@ -179,6 +217,15 @@ impl TurnRun<'_> {
                         }
                         return self.end_with_client_call(call).await;
                     }
+                    // Reasoning ends where the tools start.
+                    if workflow
+                        .as_ref()
+                        .is_some_and(|w| w.kind == WorkflowKind::Reasoning)
+                    {
+                        if let Err(ended) = self.close_workflow(&mut workflow).await {
+                            return ended;
+                        }
+                    }
                     let outputs = match self.run_server_tools(&calls, &tools, &mut workflow).await {
                         Ok(outputs) => outputs,
                         Err(ended) => return ended,
@@ -224,7 +271,7 @@ impl TurnRun<'_> {
             None => tokio::select! {
                 biased;
                 _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: None }),
-                started = self.env.model.stream(input, specs) => started,
+                started = self.model.stream(input, specs, None) => started,
             },
         };
         let mut stream = match started {
@@ -246,6 +293,11 @@ impl TurnRun<'_> {
                 None => break,
                 // The stream ends right after (it reads the body to its end first).
                 Some(Ok(ModelEvent::Finished { .. })) => {}
+                Some(Ok(ModelEvent::ReasoningDelta(delta))) => {
+                    if let Err(ended) = self.show_reasoning(workflow, &delta).await {
+                        return Round::Ended(ended);
+                    }
+                }
                 Some(Ok(ModelEvent::TextDelta(delta))) => {
                     if !answer.started {
                         // protocol §8.5: a workflow closes when a message starts.

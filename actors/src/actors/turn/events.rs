@@ -13,15 +13,52 @@ use crate::protocol::{
     ThreadStreamEvent, Timestamp, Workflow, WorkflowItem, WorkflowKind,
 };
 
-/// A workflow item being built from tool calls.
+/// A workflow item being built: from tool calls (`custom`), or from the model's reasoning
+/// (`reasoning`: one `thought` task per paragraph of the reasoning text).
 pub(super) struct WorkflowInProgress {
     pub id: String,
+    pub kind: WorkflowKind,
     pub created_at: Timestamp,
     pub started: Instant,
     pub tasks: Vec<Value>,
+    /// The reasoning text so far (reasoning workflows).
+    pub reasoning: String,
+    /// When the thoughts were last brought up to date on the client.
+    pub shown_at: Option<Instant>,
+}
+
+/// How often the thought being written is re-sent while it grows: each update carries the
+/// whole thought (protocol §5), so one per delta would send the reasoning quadratically.
+pub(super) const THOUGHT_UPDATE_INTERVAL: std::time::Duration =
+    std::time::Duration::from_millis(100);
+
+/// The reasoning's thoughts: its paragraphs (cut at blank lines), trimmed, empty ones dropped.
+pub(super) fn thoughts(reasoning: &str) -> Vec<&str> {
+    reasoning
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// A `thought` task (protocol §7.6).
+pub(super) fn thought_task(content: &str) -> Value {
+    serde_json::json!({ "status_indicator": "none", "type": "thought", "content": content })
 }
 
 impl WorkflowInProgress {
+    pub fn new(kind: WorkflowKind, created_at: Timestamp, tasks: Vec<Value>) -> Self {
+        WorkflowInProgress {
+            id: new_id(prefix::WORKFLOW),
+            kind,
+            created_at,
+            started: Instant::now(),
+            tasks,
+            reasoning: String::new(),
+            shown_at: None,
+        }
+    }
+
     pub fn item(&self, thread_id: &str, summary: Option<Value>) -> ThreadItem {
         ThreadItem {
             id: self.id.clone(),
@@ -29,7 +66,7 @@ impl WorkflowInProgress {
             created_at: self.created_at,
             body: ItemBody::Workflow(WorkflowItem {
                 workflow: Workflow {
-                    kind: WorkflowKind::Custom,
+                    kind: self.kind,
                     tasks: self.tasks.clone(),
                     summary,
                     expanded: false,

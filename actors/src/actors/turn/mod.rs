@@ -23,11 +23,13 @@ use tokio::sync::mpsc;
 
 use crate::actors::thread::TurnPlan;
 use crate::attachments::model_input::{has_attachments, put_in_place};
+use crate::config::ToolChoiceMode;
 use crate::engine::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
 use crate::metrics::METRICS;
+use crate::model::ChatMessage;
 use crate::protocol::{
     ItemBody, SdkHiddenContext, StreamOptions, ThreadItem, ThreadStreamEvent,
     CANCELLED_STREAM_CONTEXT,
@@ -93,6 +95,28 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     } = job;
 
     let thread_id_for_log = thread_id.clone();
+    // Validated when the message arrived; a model or choice removed from the configuration
+    // since falls back to the default.
+    let model = env
+        .models
+        .get(plan.inference.model.as_deref())
+        .unwrap_or_else(|| env.models.default_model())
+        .clone();
+    let tool_choice = plan.inference.tool_choice.as_ref().and_then(|choice| {
+        env.settings
+            .tool_choices
+            .iter()
+            .find(|spec| spec.id == choice.id)
+            .map(|spec| spec.mode.clone())
+    });
+    let mut model_input = plan.model_input;
+    if let Some(ToolChoiceMode::Profile {
+        instructions: Some(instructions),
+        ..
+    }) = &tool_choice
+    {
+        with_instructions(&mut model_input, instructions);
+    }
     let mut run = TurnRun {
         env: env.clone(),
         thread_id,
@@ -104,6 +128,8 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         lease: lease.clone(),
         started,
         first_token_seen: false,
+        model,
+        tool_choice,
     };
     // The input commits while the tools are listed and the first model call starts: the
     // model's time to first byte overlaps the commit. Its stream is read only after the
@@ -116,7 +142,6 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         env.persist_as(&lease, LeaseState::Streaming, prelude_ops)
             .await
     };
-    let mut model_input = plan.model_input;
     let owner = plan.owner;
     let head = async {
         // Attachments' bytes are read while the input commits too.
@@ -226,6 +251,17 @@ impl TurnRun<'_> {
                 false
             }
         }
+    }
+}
+
+/// Replaces the instructions (the leading system message) of a model input.
+fn with_instructions(input: &mut Vec<ChatMessage>, instructions: &str) {
+    let system = ChatMessage::System {
+        content: instructions.to_string(),
+    };
+    match input.first_mut() {
+        Some(first @ ChatMessage::System { .. }) => *first = system,
+        _ => input.insert(0, system),
     }
 }
 

@@ -26,7 +26,7 @@ pub(super) async fn save_title(
             content: text.into(),
         },
     ];
-    let raw = match env.model.complete(&messages).await {
+    let raw = match env.models.default_model().complete(&messages).await {
         Ok(raw) => raw,
         Err(error) => {
             tracing::warn!(thread_id = %meta.id, %error, "title generation failed");

@@ -6,12 +6,11 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::agent::{Ended, RequestedCall, TurnRun};
-use super::events::WorkflowInProgress;
+use super::events::{thought_task, thoughts, WorkflowInProgress, THOUGHT_UPDATE_INTERVAL};
 use crate::config::ToolDisplay;
-use crate::ids::{new_id, prefix};
 use crate::mcp::{OfferedTool, ToolOutput};
 use crate::metrics::METRICS;
-use crate::protocol::{ThreadItemUpdate, ThreadStreamEvent};
+use crate::protocol::{ThreadItemUpdate, ThreadStreamEvent, WorkflowKind};
 use crate::store::cluster::LeaseState;
 use crate::text::clip_chars;
 
@@ -129,12 +128,11 @@ impl TurnRun<'_> {
                 index
             }
             None => {
-                let opened = WorkflowInProgress {
-                    id: new_id(prefix::WORKFLOW),
-                    created_at: self.next_timestamp(),
-                    started: Instant::now(),
-                    tasks: vec![task],
-                };
+                let opened = WorkflowInProgress::new(
+                    WorkflowKind::Custom,
+                    self.next_timestamp(),
+                    vec![task],
+                );
                 let event = ThreadStreamEvent::ItemAdded {
                     item: opened.item(&self.thread_id, None),
                 };
@@ -163,14 +161,88 @@ impl TurnRun<'_> {
         self.writer.send(&event).await;
     }
 
+    /// Shows the model's reasoning as a `reasoning` workflow (protocol §8.5): opened (closing a
+    /// tool workflow first) with `thread.item.added` and no tasks, then one `thought` task per
+    /// paragraph, the one being written re-sent at most every [`THOUGHT_UPDATE_INTERVAL`].
+    pub(super) async fn show_reasoning(
+        &mut self,
+        workflow: &mut Option<WorkflowInProgress>,
+        delta: &str,
+    ) -> Result<(), Ended> {
+        if workflow
+            .as_ref()
+            .is_some_and(|w| w.kind != WorkflowKind::Reasoning)
+        {
+            self.close_workflow(workflow).await?;
+        }
+        let open = match workflow {
+            Some(open) => open,
+            None => {
+                let opened =
+                    WorkflowInProgress::new(WorkflowKind::Reasoning, self.next_timestamp(), vec![]);
+                let event = ThreadStreamEvent::ItemAdded {
+                    item: opened.item(&self.thread_id, None),
+                };
+                self.writer.send(&event).await;
+                workflow.insert(opened)
+            }
+        };
+        open.reasoning.push_str(delta);
+        self.show_thoughts(open, false).await;
+        Ok(())
+    }
+
+    /// Brings the client's thoughts up to the reasoning text: new paragraphs are added, a
+    /// finished one is sent whole, the one being written when it is due (or `flush`).
+    async fn show_thoughts(&mut self, open: &mut WorkflowInProgress, flush: bool) {
+        let due = flush
+            || open
+                .shown_at
+                .is_none_or(|at| at.elapsed() >= THOUGHT_UPDATE_INTERVAL);
+        let current: Vec<String> = thoughts(&open.reasoning)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let last = current.len().saturating_sub(1);
+        for (index, thought) in current.iter().enumerate() {
+            let task = thought_task(thought);
+            let update = if index >= open.tasks.len() {
+                open.tasks.push(task.clone());
+                ThreadItemUpdate::WorkflowTaskAdded {
+                    task_index: index,
+                    task,
+                }
+            } else if open.tasks[index] != task && (due || index < last) {
+                open.tasks[index] = task.clone();
+                ThreadItemUpdate::WorkflowTaskUpdated {
+                    task_index: index,
+                    task,
+                }
+            } else {
+                continue;
+            };
+            let event = ThreadStreamEvent::ItemUpdated {
+                item_id: open.id.clone(),
+                update,
+            };
+            self.writer.send(&event).await;
+        }
+        if due {
+            open.shown_at = Some(Instant::now());
+        }
+    }
+
     /// Commits and announces an open workflow with its duration summary.
     pub(super) async fn close_workflow(
         &mut self,
         workflow: &mut Option<WorkflowInProgress>,
     ) -> Result<(), Ended> {
-        let Some(open) = workflow.take() else {
+        let Some(mut open) = workflow.take() else {
             return Ok(());
         };
+        if open.kind == WorkflowKind::Reasoning {
+            self.show_thoughts(&mut open, true).await;
+        }
         let summary = json!({ "duration": open.started.elapsed().as_secs() });
         let item = open.item(&self.thread_id, Some(summary));
         self.commit_and_announce(item, LeaseState::Streaming).await

@@ -1,0 +1,237 @@
+//! What the composer may choose: the model picker (`[[models]]`), the tool menu
+//! (`[[tool_choices]]`), and dictation (`[transcription]`).
+
+use std::collections::HashSet;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{
+    AgentSettings, ModelChoice, ModelSettings, SectionSource, ToolChoiceMode, ToolChoiceSpec,
+    TranscriptionSettings,
+};
+
+/// `reasoning_effort` values the OpenAI APIs take.
+pub(super) const REASONING_EFFORTS: &[&str] = &["minimal", "low", "medium", "high"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    id: String,
+    label: Option<String>,
+    model: String,
+    base_url: Option<String>,
+    reasoning_effort: Option<String>,
+    timeout_secs: Option<NonZeroU64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolChoiceEntry {
+    id: String,
+    label: Option<String>,
+    force: Option<String>,
+    instructions: Option<String>,
+    tools: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct TranscriptionSection {
+    enabled: bool,
+    model: String,
+    base_url: Option<String>,
+    max_bytes: NonZeroUsize,
+    requests_per_minute: u32,
+    timeout_secs: NonZeroU64,
+}
+
+/// An id the client sends: 1 to 64 printable ASCII characters without spaces.
+fn valid_choice_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn http_url(url: &str) -> bool {
+    url::Url::parse(url)
+        .ok()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+}
+
+pub(super) fn check_reasoning_effort(
+    key: &str,
+    effort: &Option<String>,
+    problems: &mut Vec<String>,
+) {
+    if let Some(effort) = effort {
+        if !REASONING_EFFORTS.contains(&effort.as_str()) {
+            problems.push(format!(
+                "{key} {effort:?} is not one of {}",
+                REASONING_EFFORTS.join(", ")
+            ));
+        }
+    }
+}
+
+/// `[[models]]`: each entry the default model's settings with its own overrides.
+pub(super) fn model_choices(
+    source: &impl SectionSource,
+    default: Option<&ModelSettings>,
+    problems: &mut Vec<String>,
+) -> Option<Vec<ModelChoice>> {
+    let entries = source
+        .list::<ModelEntry>("models")
+        .map_err(|p| problems.push(p))
+        .ok()?;
+    let before = problems.len();
+    let mut seen = HashSet::new();
+    let mut choices = Vec::new();
+    for entry in entries {
+        if !valid_choice_id(&entry.id) {
+            problems.push(format!(
+                "models.id {:?} must be 1 to 64 printable characters without spaces",
+                entry.id
+            ));
+        } else if !seen.insert(entry.id.clone()) {
+            problems.push(format!("models.id {:?} is used twice", entry.id));
+        }
+        if entry.model.trim().is_empty() {
+            problems.push(format!("models {:?}: model must not be empty", entry.id));
+        }
+        if let Some(url) = &entry.base_url {
+            if !http_url(url) {
+                problems.push(format!(
+                    "models {:?}: base_url {url:?} is not an http(s) URL",
+                    entry.id
+                ));
+            }
+        }
+        check_reasoning_effort(
+            &format!("models {:?}: reasoning_effort", entry.id),
+            &entry.reasoning_effort,
+            problems,
+        );
+        if let Some(default) = default {
+            let mut settings = default.clone();
+            settings.name = entry.model;
+            if let Some(url) = entry.base_url {
+                settings.base_url = url;
+            }
+            if entry.reasoning_effort.is_some() {
+                settings.reasoning_effort = entry.reasoning_effort;
+            }
+            if let Some(timeout) = entry.timeout_secs {
+                settings.timeout = Duration::from_secs(timeout.get());
+            }
+            choices.push(ModelChoice {
+                label: entry.label.unwrap_or_else(|| entry.id.clone()),
+                id: entry.id,
+                settings,
+            });
+        }
+    }
+    (problems.len() == before && default.is_some()).then_some(choices)
+}
+
+/// `[[tool_choices]]`: a forced tool, or a profile; tool names must name a configured MCP
+/// server (`<server>__<tool>`) or client tool.
+pub(super) fn tool_choices(
+    source: &impl SectionSource,
+    agent: Option<&AgentSettings>,
+    problems: &mut Vec<String>,
+) -> Option<Vec<ToolChoiceSpec>> {
+    let entries = source
+        .list::<ToolChoiceEntry>("tool_choices")
+        .map_err(|p| problems.push(p))
+        .ok()?;
+    let agent = agent?;
+    let before = problems.len();
+    let known_tool = |name: &str| {
+        agent.client_tools.iter().any(|t| t.name == name)
+            || name.split_once("__").is_some_and(|(server, tool)| {
+                !tool.is_empty() && agent.mcp_servers.iter().any(|s| s.name == server)
+            })
+    };
+    let mut seen = HashSet::new();
+    let mut choices = Vec::new();
+    for entry in entries {
+        let id = entry.id.clone();
+        if !valid_choice_id(&id) {
+            problems.push(format!(
+                "tool_choices.id {id:?} must be 1 to 64 printable characters without spaces"
+            ));
+        } else if !seen.insert(id.clone()) {
+            problems.push(format!("tool_choices.id {id:?} is used twice"));
+        }
+        let profile = entry.instructions.is_some() || entry.tools.is_some();
+        let mode = match (entry.force, profile) {
+            (Some(_), true) => {
+                problems.push(format!(
+                    "tool_choices {id:?}: force a tool, or give instructions and/or tools, not both"
+                ));
+                continue;
+            }
+            (None, false) => {
+                problems.push(format!(
+                    "tool_choices {id:?}: needs force = \"<server>__<tool>\", or instructions and/or tools"
+                ));
+                continue;
+            }
+            (Some(tool), false) => {
+                if !known_tool(&tool) {
+                    problems.push(format!(
+                        "tool_choices {id:?}: force {tool:?} names no configured MCP server (<server>__<tool>) or client tool"
+                    ));
+                }
+                ToolChoiceMode::Force(tool)
+            }
+            (None, true) => {
+                for tool in entry.tools.iter().flatten() {
+                    if !known_tool(tool) {
+                        problems.push(format!(
+                            "tool_choices {id:?}: tool {tool:?} names no configured MCP server (<server>__<tool>) or client tool"
+                        ));
+                    }
+                }
+                ToolChoiceMode::Profile {
+                    instructions: entry.instructions,
+                    tools: entry.tools,
+                }
+            }
+        };
+        choices.push(ToolChoiceSpec {
+            label: entry.label.unwrap_or_else(|| id.clone()),
+            id,
+            mode,
+        });
+    }
+    (problems.len() == before).then_some(choices)
+}
+
+/// `[transcription]`.
+pub(super) fn transcription(
+    source: &impl SectionSource,
+    model: Option<&ModelSettings>,
+    problems: &mut Vec<String>,
+) -> Option<TranscriptionSettings> {
+    let raw = super::read_section::<TranscriptionSection>(source, "transcription", problems)?;
+    if let Some(url) = &raw.base_url {
+        if !http_url(url) {
+            problems.push(format!(
+                "transcription.base_url {url:?} is not an http(s) URL"
+            ));
+            return None;
+        }
+    }
+    if raw.model.trim().is_empty() {
+        problems.push("transcription.model must not be empty".into());
+        return None;
+    }
+    Some(TranscriptionSettings {
+        enabled: raw.enabled,
+        model: raw.model,
+        base_url: raw.base_url.or_else(|| model.map(|m| m.base_url.clone()))?,
+        max_bytes: raw.max_bytes.get(),
+        requests_per_minute: raw.requests_per_minute,
+        timeout: Duration::from_secs(raw.timeout_secs.get()),
+    })
+}

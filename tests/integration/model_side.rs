@@ -1,0 +1,355 @@
+//! The model's side of ChatKit (issue 16): visible reasoning, the model picker, the tool menu,
+//! tags and quotes as the official bridge sends them.
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn input(content: Value, inference_options: Value) -> Value {
+    json!({ "content": content, "attachments": [], "inference_options": inference_options })
+}
+
+fn text(t: &str) -> Value {
+    json!([{ "type": "input_text", "text": t }])
+}
+
+/// The model request of the turn whose user text is `asked` (first content of a user message).
+fn request_for(asked: &str) -> Value {
+    shared()
+        .mock
+        .last_request_where(&format!("asking {asked:?}"), |r| {
+            r["messages"].as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|m| m["role"] == "user" && m["content"] == asked)
+            })
+        })
+}
+
+#[tokio::test]
+async fn reasoning_streams_as_a_thought_workflow_stored_and_shown_after_reload() {
+    let server = TestServer::start_with(&[("CHATKIT__TITLES__ENABLED", "false")]);
+    let alice = token("alice");
+    let stream = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("think about cats"), json!({})) }),
+        )
+        .await;
+    stream.assert_answered();
+    let kinds = stream.kinds();
+    let workflow_added = kinds.iter().position(|k| k == "thread.item.added").unwrap();
+    let added = &stream.events[workflow_added]["item"];
+    assert_eq!(added["type"], "workflow");
+    assert_eq!(
+        added["workflow"],
+        json!({ "type": "reasoning", "tasks": [], "expanded": false })
+    );
+    // The thoughts stream live, then the workflow closes before the answer starts.
+    let first_task = stream
+        .events
+        .iter()
+        .find(|e| e["update"]["type"] == "workflow.task.added")
+        .expect("a thought was added");
+    assert_eq!(first_task["update"]["task"]["type"], "thought");
+    let done = stream.done_items();
+    let workflow = done.iter().find(|i| i["type"] == "workflow").unwrap();
+    assert_eq!(
+        workflow["workflow"]["tasks"],
+        json!([
+            { "status_indicator": "none", "type": "thought", "content": "Thinking about about cats." },
+            { "status_indicator": "none", "type": "thought", "content": "Checking the answer." }
+        ])
+    );
+    assert_eq!(workflow["workflow"]["expanded"], false);
+    assert!(workflow["workflow"]["summary"]["duration"].is_u64());
+    let workflow_done = kinds
+        .iter()
+        .enumerate()
+        .position(|(i, k)| {
+            k == "thread.item.done" && stream.events[i]["item"]["type"] == "workflow"
+        })
+        .unwrap();
+    let answer_added = kinds
+        .iter()
+        .enumerate()
+        .position(|(i, k)| {
+            k == "thread.item.added" && stream.events[i]["item"]["type"] == "assistant_message"
+        })
+        .unwrap();
+    assert!(
+        workflow_done < answer_added,
+        "collapsed before the answer starts"
+    );
+
+    // Stored, shown after a reload, and never sent back to the model.
+    let thread_id = stream.thread_id();
+    let items = server.items_asc(&alice, &thread_id).await;
+    let types: Vec<&str> = page_data(&items)
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["user_message", "workflow", "assistant_message"]);
+    assert_eq!(&page_data(&items)[1], workflow);
+    add_message(&server, &alice, &thread_id, "and dogs?")
+        .await
+        .assert_answered();
+    let next = request_for("and dogs?");
+    assert!(
+        !next.to_string().contains("Checking the answer"),
+        "reasoning is not sent back: {next}"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_mid_reasoning_stores_only_the_cancellation_marker() {
+    let model = MockModel::start(&["--delay-ms", "300"]);
+    let server = TestServer::start_with_model(&model, &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let alice = token("alice");
+    let thread_id = create_thread_with(&server, &alice, &model, "hi").await;
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "think slowly")
+        .await;
+    // user done, stream_options, workflow added, first thought added.
+    assert_eq!(live.read_events(4).await, 4);
+    assert_eq!(live.events[3]["update"]["type"], "workflow.task.added");
+    drop(live);
+    let items_sql = format!(
+        "SELECT string_agg(kind, ',' ORDER BY created_at, seq) FROM {}.items WHERE thread_id = '{thread_id}'",
+        server.schema
+    );
+    eventually("the cancellation is stored", || {
+        shared()
+            .postgres
+            .psql(&items_sql)
+            .ends_with("sdk_hidden_context")
+    })
+    .await;
+    assert_eq!(
+        shared().postgres.psql(&items_sql),
+        "user_message,assistant_message,user_message,sdk_hidden_context",
+        "a pending workflow is not stored (protocol §8.8)"
+    );
+}
+
+/// A first exchange on `model` (whose answers take a while): the thread id.
+async fn create_thread_with(
+    server: &TestServer,
+    token: &str,
+    _model: &MockModel,
+    text: &str,
+) -> String {
+    let stream = create_thread(server, token, text).await;
+    stream.assert_answered();
+    stream.thread_id()
+}
+
+const PICKER: &str = r#"
+[[models]]
+id = "fast"
+label = "Fast"
+model = "mock-fast"
+
+[[models]]
+id = "deep"
+label = "Think harder"
+model = "mock-deep"
+reasoning_effort = "high"
+"#;
+
+#[tokio::test]
+async fn the_picked_model_answers_and_unknown_ones_are_refused_before_anything_is_stored() {
+    let server = TestServer::start_with_config(PICKER, &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let alice = token("alice");
+    let deep = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("use deep"), json!({ "model": "deep" })) }),
+        )
+        .await;
+    deep.assert_answered();
+    let request = request_for("use deep");
+    assert_eq!(request["model"], "mock-deep");
+    assert_eq!(request["reasoning_effort"], "high");
+    assert_eq!(
+        deep.done_items()[0]["inference_options"],
+        json!({ "model": "deep" })
+    );
+    let thread_id = deep.thread_id();
+    add_message(&server, &alice, &thread_id, "no choice")
+        .await
+        .assert_answered();
+    let request = request_for("no choice");
+    assert_ne!(request["model"], "mock-deep", "no id: the default model");
+    assert!(request.get("reasoning_effort").is_none());
+
+    let before = page_data(&server.items_asc(&alice, &thread_id).await).len();
+    let refused = server
+        .post_op(
+            &alice,
+            "threads.add_user_message",
+            json!({ "thread_id": thread_id, "input": input(text("x"), json!({ "model": "gpt-9" })) }),
+        )
+        .await;
+    refused.assert_error(400, "invalid_params");
+    assert_eq!(
+        refused.json()["error"]["message"],
+        "unknown model \"gpt-9\"; this server offers: fast, deep"
+    );
+    assert_eq!(
+        page_data(&server.items_asc(&alice, &thread_id).await).len(),
+        before
+    );
+    let refused = server
+        .post_op(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("x"), json!({ "model": "gpt-9" })) }),
+        )
+        .await;
+    refused.assert_error(400, "invalid_params");
+    assert_eq!(
+        page_data(&server.list_threads(&alice, json!({})).await).len(),
+        1
+    );
+}
+
+fn tools_config(mcp: &McpServer) -> String {
+    format!(
+        r#"
+[[mcp.servers]]
+name = "tasks"
+url = "{}"
+forward_user_token = true
+
+[[tool_choices]]
+id = "add"
+label = "Add a task"
+force = "tasks__add_task"
+
+[[tool_choices]]
+id = "planner"
+instructions = "You plan the week."
+tools = ["tasks__list_tasks"]
+"#,
+        mcp.url()
+    )
+}
+
+#[tokio::test]
+async fn the_tool_menu_forces_a_tool_or_runs_a_profile() {
+    let mcp = McpServer::start(&[]);
+    let server = TestServer::start_with_config(
+        &tools_config(&mcp),
+        &[("CHATKIT__TITLES__ENABLED", "false")],
+    );
+    let alice = token("alice");
+    let forced = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("add task water plants"), json!({ "tool_choice": { "id": "add" } })) }),
+        )
+        .await;
+    forced.assert_answered();
+    let first = shared().mock.last_request_where("forcing add_task", |r| {
+        r["tool_choice"]["function"]["name"] == "add_task"
+    });
+    assert_eq!(
+        first["tool_choice"],
+        json!({ "type": "function", "function": { "name": "add_task" } })
+    );
+    assert_eq!(last_message(&first)["content"], "add task water plants");
+    // The call after the tool's result is the model's own choice again.
+    let follow_up = request_for("add task water plants");
+    assert_eq!(last_message(&follow_up)["role"], "tool");
+    assert!(follow_up.get("tool_choice").is_none());
+    assert!(forced.answer_text().starts_with("Done: "));
+
+    let planned = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("plan my week"), json!({ "tool_choice": { "id": "planner" } })) }),
+        )
+        .await;
+    planned.assert_answered();
+    let request = request_for("plan my week");
+    assert_eq!(
+        request["messages"][0],
+        json!({ "role": "system", "content": "You plan the week." })
+    );
+    assert_eq!(tool_names(&request), ["list_tasks"]);
+    assert!(request.get("tool_choice").is_none());
+
+    server
+        .post_op(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("x"), json!({ "tool_choice": { "id": "web" } })) }),
+        )
+        .await
+        .assert_error(400, "invalid_params");
+}
+
+#[tokio::test]
+async fn tags_and_quotes_reach_the_model_as_the_official_bridge_sends_them() {
+    let server = TestServer::start_with(&[
+        ("CHATKIT__TITLES__ENABLED", "false"),
+        ("CHATKIT__MODEL__INSTRUCTIONS", ""),
+    ]);
+    let alice = token("alice");
+    let tag = |id: &str, label: &str| json!({ "type": "input_tag", "id": id, "text": label, "data": { "path": format!("/docs/{id}") }, "group": "Docs", "interactive": true });
+    let first = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": {
+                "content": [{ "type": "input_text", "text": "first" }],
+                "attachments": [],
+                "quoted_text": "an older quote",
+                "inference_options": {}
+            } }),
+        )
+        .await;
+    first.assert_answered();
+    let thread_id = first.thread_id();
+    let second = server
+        .stream(
+            &alice,
+            "threads.add_user_message",
+            json!({ "thread_id": thread_id, "input": {
+                "content": [
+                    { "type": "input_text", "text": "compare " }, tag("d1", "Plan"),
+                    { "type": "input_text", "text": " with " }, tag("d2", "Budget"), tag("d1", "Plan")
+                ],
+                "attachments": [],
+                "quoted_text": "the third line",
+                "inference_options": {}
+            } }),
+        )
+        .await;
+    second.assert_answered();
+    let request = request_for("compare @Plan with @Budget@Plan");
+    let messages = request["messages"].as_array().unwrap();
+    let header = "# User-provided context for @-mentions\n- When referencing resolved entities, use their canonical names **without** '@'.\n- The '@' form appears only in user text and should not be echoed.";
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m["role"] != "assistant")
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            // The older quote went with its own turn only.
+            json!({ "role": "user", "content": "first" }),
+            json!({ "role": "user", "content": "compare @Plan with @Budget@Plan" }),
+            json!({ "role": "user", "content": "The user is referring to this in particular: \nthe third line" }),
+            json!({ "role": "user", "content": [
+                { "type": "text", "text": header },
+                { "type": "text", "text": "@Plan: {\"id\":\"d1\",\"text\":\"Plan\",\"group\":\"Docs\",\"data\":{\"path\":\"/docs/d1\"}}" },
+                { "type": "text", "text": "@Budget: {\"id\":\"d2\",\"text\":\"Budget\",\"group\":\"Docs\",\"data\":{\"path\":\"/docs/d2\"}}" }
+            ] }),
+        ]
+    );
+}
