@@ -156,6 +156,13 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         auth,
         auth_settings: settings.auth.clone(),
         limits: crate::http::limits::Limiter::new(settings.limits.clone()),
+        transcription_limits: crate::http::limits::Limiter::new(
+            crate::http::limits::LimitSettings {
+                requests_per_minute: engine.transcriptions_per_minute(),
+                max_streams_per_user: 0,
+                max_open_streams: 0,
+            },
+        ),
         max_body_bytes: settings.server.max_body_bytes,
         body_timeout: settings.server.body_timeout,
         model_notice: settings.model_warning.clone(),

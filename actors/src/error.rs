@@ -38,6 +38,9 @@ pub enum EngineError {
     /// An upload URL is good for one upload.
     #[error("this attachment's bytes were uploaded already")]
     AlreadyUploaded,
+    /// The transcription provider could not make sense of the audio (its words, cut short).
+    #[error("the audio could not be transcribed: {0}")]
+    InvalidAudio(String),
     /// Another upload of the attachment is being received.
     #[error("another upload of this attachment is in progress")]
     UploadInProgress,

@@ -44,15 +44,29 @@ async fn handle(
         .limits
         .check_rate(caller.user_id.as_str())
         .map_err(ApiError::RateLimited)?;
+    // Dictation's audio comes in the JSON body: only `input.transcribe` may be that large
+    // (checked once the op is known).
+    let body_limit = state
+        .engine
+        .max_transcribe_body_bytes()
+        .map_or(state.max_body_bytes, |audio| {
+            audio.max(state.max_body_bytes)
+        });
     if let Some(length) = declared_length(&req) {
-        if length > state.max_body_bytes as u64 {
+        if length > body_limit as u64 {
             return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
         }
     }
-    let body = read_body(payload, state.max_body_bytes, state.body_timeout).await?;
+    let body = read_body(payload, body_limit, state.body_timeout).await?;
     #[cfg(debug_assertions)]
     fault_injection::panic_if_marked(&body);
-    let request = ChatKitRequest::parse(&body)?;
+    let parsed = ChatKitRequest::parse(&body);
+    let is_transcription =
+        matches!(&parsed, Ok(r) if matches!(r.op, Operation::InputTranscribe(_)));
+    if body.len() > state.max_body_bytes && !is_transcription {
+        return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
+    }
+    let request = parsed?;
     let op = request.op.name();
     *op_name = op;
     let thread_id = request
@@ -217,12 +231,19 @@ async fn dispatch(
             engine.delete_attachment(user, &id).await?;
             Ok(empty_object())
         }
+        Operation::InputTranscribe(p) => {
+            state
+                .transcription_limits
+                .check_rate(user.as_str())
+                .map_err(ApiError::RateLimited)?;
+            let text = engine.transcribe(&p).await?;
+            Ok(json(to_json(&serde_json::json!({ "text": text }))))
+        }
         unsupported @ (Operation::ThreadsCustomAction(_)
         | Operation::ThreadsAddStructuredInput(_)
-        | Operation::ThreadsSyncCustomAction(_)
-        | Operation::InputTranscribe(_)) => Err(ApiError::Engine(EngineError::Unsupported(
-            unsupported.name(),
-        ))),
+        | Operation::ThreadsSyncCustomAction(_)) => Err(ApiError::Engine(
+            EngineError::Unsupported(unsupported.name()),
+        )),
     }
 }
 

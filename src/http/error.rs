@@ -93,6 +93,7 @@ impl ApiError {
                 }
                 EngineError::AlreadyUploaded => (StatusCode::CONFLICT, "already_uploaded"),
                 EngineError::UploadInProgress => (StatusCode::CONFLICT, "upload_in_progress"),
+                EngineError::InvalidAudio(_) => (StatusCode::BAD_REQUEST, "invalid_audio"),
                 EngineError::UploadInterrupted(_) => (StatusCode::BAD_REQUEST, "invalid_upload"),
                 EngineError::QuotaExceeded(_) => (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"),
                 EngineError::BadSignature(SignatureError::Expired) => {

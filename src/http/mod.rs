@@ -24,6 +24,8 @@ pub struct AppState {
     pub engine: Engine,
     pub auth: Authenticator,
     pub limits: std::sync::Arc<limits::Limiter>,
+    /// Dictation's own per-user rate (`transcription.requests_per_minute`).
+    pub transcription_limits: std::sync::Arc<limits::Limiter>,
     /// For development tokens (`POST /dev/token`, development mode only).
     pub auth_settings: crate::settings::AuthSettings,
     pub max_body_bytes: usize,

@@ -84,10 +84,6 @@ async fn extra_operations_answer_unsupported() {
             "threads.add_structured_input",
             json!({ "thread_id": "thr_1", "item_id": "si_1", "input": {} }),
         ),
-        (
-            "input.transcribe",
-            json!({ "audio_base64": "AAAA", "mime_type": "audio/webm" }),
-        ),
     ] {
         let reply = server
             .post(&alice, &json!({ "type": op, "params": params }))

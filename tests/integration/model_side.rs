@@ -353,3 +353,94 @@ async fn tags_and_quotes_reach_the_model_as_the_official_bridge_sends_them() {
         ]
     );
 }
+
+fn transcribe(audio: &[u8], mime: &str) -> Value {
+    use base64::Engine as _;
+    json!({
+        "audio_base64": base64::engine::general_purpose::STANDARD.encode(audio),
+        "mime_type": mime
+    })
+}
+
+#[tokio::test]
+async fn dictation_transcribes_through_the_configured_server_and_refuses_bad_audio() {
+    let server = TestServer::start_with(&[
+        ("CHATKIT__TRANSCRIPTION__MAX_BYTES", "2000000"),
+        ("CHATKIT__TRANSCRIPTION__REQUESTS_PER_MINUTE", "6"),
+    ]);
+    let alice = token("alice");
+    let audio = vec![0x1a_u8; 1_500_000];
+    let reply = server
+        .post_op(
+            &alice,
+            "input.transcribe",
+            transcribe(&audio, "audio/webm;codecs=opus"),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(
+        reply.text,
+        r#"{"text":"transcribed 1500000 bytes of audio/webm"}"#
+    );
+    let seen = shared()
+        .mock
+        .last_request_where("a transcription", |r| r.get("_transcription").is_some());
+    assert_eq!(
+        seen["_transcription"],
+        json!({ "model": "whisper-1", "filename": "audio.webm", "content_type": "audio/webm", "bytes": 1_500_000 })
+    );
+
+    let garbage = server
+        .post_op(
+            &alice,
+            "input.transcribe",
+            transcribe(b"garbage bytes", "audio/ogg"),
+        )
+        .await;
+    garbage.assert_error(400, "invalid_audio");
+    assert!(
+        garbage.text.contains("could not be decoded"),
+        "{}",
+        garbage.text
+    );
+    server
+        .post_op(
+            &alice,
+            "input.transcribe",
+            transcribe(&vec![1u8; 2_000_001], "audio/webm"),
+        )
+        .await
+        .assert_error(413, "payload_too_large");
+    server
+        .post_op(&alice, "input.transcribe", transcribe(b"abc", "text/html"))
+        .await
+        .assert_error(415, "unsupported_media_type");
+    server
+        .post_op(
+            &alice,
+            "input.transcribe",
+            json!({ "audio_base64": "%%%not base64", "mime_type": "audio/webm" }),
+        )
+        .await
+        .assert_error(400, "invalid_params");
+    server
+        .post_op(&alice, "input.transcribe", transcribe(b"", "audio/webm"))
+        .await
+        .assert_error(400, "invalid_params");
+    // Its own rate (6 a minute here): the seventh within the minute waits.
+    let seventh = server
+        .post_op(
+            &alice,
+            "input.transcribe",
+            transcribe(b"hello", "audio/webm"),
+        )
+        .await;
+    seventh.assert_error(429, "rate_limited");
+    assert!(seventh.headers.contains_key("retry-after"));
+    // Only dictation gets the larger body: other ops keep server.max_body_bytes.
+    let big = json!({ "type": "threads.list", "params": {}, "metadata": { "pad": "x".repeat(1_200_000) } });
+    server
+        .post_raw(Some(&alice), big.to_string())
+        .await
+        .assert_error(413, "payload_too_large");
+}

@@ -17,6 +17,8 @@ pub(crate) struct EngineEnv {
     pub store: Store,
     /// The default model and the model picker's.
     pub models: ModelCatalog,
+    /// Dictation (`input.transcribe`).
+    pub transcriber: crate::model::Transcriber,
     pub persistence: Addr<PersistenceActor>,
     pub settings: EngineSettings,
     /// Tool lists shared by every thread actor's MCP sessions.

@@ -4,6 +4,7 @@
 //! the order that loses nothing.
 
 mod attachments;
+mod dictation;
 mod env;
 mod handover_listener;
 mod reads;
@@ -95,6 +96,10 @@ impl Engine {
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let env = Arc::new(EngineEnv {
             store,
+            transcriber: crate::model::Transcriber::new(
+                &settings.transcription,
+                settings.model.api_key.clone(),
+            ),
             models,
             persistence,
             settings,

@@ -3,6 +3,7 @@
 //! strict types reject (e.g. `finish_reason: ""`).
 
 mod history;
+mod transcription;
 mod transport;
 mod wire;
 
@@ -16,6 +17,7 @@ use futures::{Stream, StreamExt};
 
 pub use crate::config::ModelSettings;
 pub use history::history_messages;
+pub use transcription::{Transcriber, TranscriptionError};
 pub use wire::{
     ChatMessage, ContentPart, FileData, FunctionSpec, ImageUrl, ToolCallRequest, ToolSpec,
     UserContent,
