@@ -64,6 +64,14 @@ pub enum TurnRequest {
     },
 }
 
+/// What the composer can offer (`Engine::composer_options`).
+#[derive(Clone, Debug, Default)]
+pub struct ComposerOptions {
+    pub models: Vec<(String, String)>,
+    pub tools: Vec<(String, String)>,
+    pub dictation: bool,
+}
+
 /// Handle to the running engine; cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -210,6 +218,25 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// What the composer can offer (the playground shows it): the model picker's and the tool
+    /// menu's `(id, label)`, and whether dictation is on.
+    pub fn composer_options(&self) -> ComposerOptions {
+        let settings = &self.env.settings;
+        ComposerOptions {
+            models: settings
+                .models
+                .iter()
+                .map(|m| (m.id.clone(), m.label.clone()))
+                .collect(),
+            tools: settings
+                .tool_choices
+                .iter()
+                .map(|t| (t.id.clone(), t.label.clone()))
+                .collect(),
+            dictation: settings.transcription.enabled,
+        }
     }
 
     /// `threads.update`.
