@@ -20,6 +20,7 @@ const OPTIONAL_KEYS: &[&str] = &[
     "cluster.instance_id",
     "attachments.public_url",
     "model.reasoning_effort",
+    "model.reasoning_summary",
     "transcription.base_url",
     "attachments.signing_key",
     // The old name of agent.max_model_calls, still accepted.
@@ -53,7 +54,9 @@ const TOP_LEVEL_LISTS: &[(&str, &[&str])] = &[
             "label",
             "model",
             "base_url",
+            "api",
             "reasoning_effort",
+            "reasoning_summary",
             "timeout_secs",
         ],
     ),

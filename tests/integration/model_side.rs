@@ -444,3 +444,140 @@ async fn dictation_transcribes_through_the_configured_server_and_refuses_bad_aud
         .await
         .assert_error(413, "payload_too_large");
 }
+
+/// The newest Responses API request whose input mentions `asked`.
+fn responses_request_for(asked: &str) -> Value {
+    shared()
+        .mock
+        .last_request_where(&format!("a Responses request asking {asked:?}"), |r| {
+            r.get("input").is_some() && r["input"].to_string().contains(asked)
+        })
+}
+
+fn responses_server(extra_config: &str) -> TestServer {
+    TestServer::start_with_config(
+        &format!("[model]\napi = \"responses\"\nreasoning_summary = \"auto\"\n{extra_config}"),
+        &[("CHATKIT__TITLES__ENABLED", "false")],
+    )
+}
+
+#[tokio::test]
+async fn the_responses_api_streams_text_reasoning_and_citations_statelessly() {
+    let server = responses_server("");
+    let alice = token("alice");
+    // A plain turn: the same events as over Chat Completions.
+    let plain = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("hello there"), json!({})) }),
+        )
+        .await;
+    plain.assert_answered();
+    assert!(plain.answer_text().starts_with("tok0 tok1"));
+    let request = responses_request_for("hello there");
+    assert_eq!(request["store"], false);
+    assert_eq!(request["stream"], true);
+    assert_eq!(request["instructions"], "You are a helpful assistant.");
+    assert_eq!(
+        request["input"],
+        json!([{ "role": "user", "content": [{ "type": "input_text", "text": "hello there" }] }])
+    );
+    assert_eq!(request["reasoning"], json!({ "summary": "auto" }));
+    assert_eq!(request["include"], json!(["reasoning.encrypted_content"]));
+
+    // Reasoning summaries become thoughts.
+    let thread_id = plain.thread_id();
+    let reasoning = add_message(&server, &alice, &thread_id, "think about rain").await;
+    reasoning.assert_answered();
+    let workflow = reasoning
+        .done_items()
+        .into_iter()
+        .find(|i| i["type"] == "workflow")
+        .expect("a reasoning workflow");
+    assert_eq!(
+        workflow["workflow"]["tasks"],
+        json!([
+            { "status_indicator": "none", "type": "thought", "content": "Thinking about about rain." },
+            { "status_indicator": "none", "type": "thought", "content": "Checking the answer." }
+        ])
+    );
+    // The history goes back as input items (the earlier answer as output text).
+    let request = responses_request_for("think about rain");
+    assert_eq!(request["input"][1]["role"], "assistant");
+    assert_eq!(request["input"][1]["content"][0]["type"], "output_text");
+
+    // Citations become annotations, streamed and stored.
+    let cited = add_message(&server, &alice, &thread_id, "cite your source").await;
+    cited.assert_answered();
+    let added = cited
+        .events
+        .iter()
+        .find(|e| e["update"]["type"] == "assistant_message.content_part.annotation_added")
+        .expect("an annotation was streamed");
+    let annotation = json!({
+        "type": "annotation",
+        "source": { "title": "Example source", "type": "url", "url": "https://example.com/source" },
+        "index": 23
+    });
+    assert_eq!(added["update"]["annotation"], annotation);
+    assert_eq!(added["update"]["annotation_index"], 0);
+    let answer = cited.done_items().last().unwrap().clone();
+    assert_eq!(
+        answer["content"][0]["text"],
+        "According to the source, tok0."
+    );
+    assert_eq!(answer["content"][0]["annotations"], json!([annotation]));
+    let items = server.items_asc(&alice, &thread_id).await;
+    assert_eq!(
+        page_data(&items).last().unwrap()["content"][0]["annotations"],
+        json!([annotation])
+    );
+}
+
+#[tokio::test]
+async fn the_responses_api_runs_the_tool_loop_and_forced_tools() {
+    let mcp = McpServer::start(&[]);
+    let config = tools_config(&mcp).replace("[[mcp.servers]]", "[[mcp.servers]]");
+    let server = responses_server(&format!("\n{config}"));
+    let alice = token("alice");
+    let added = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("add task call mom"), json!({ "tool_choice": { "id": "add" } })) }),
+        )
+        .await;
+    added.assert_answered();
+    assert!(
+        added.answer_text().starts_with("Done: "),
+        "{}",
+        added.answer_text()
+    );
+    assert_eq!(mcp.tool_calls()[0]["args"]["title"], "call mom");
+    let first = shared()
+        .mock
+        .last_request_where("a forced Responses call", |r| {
+            r["tool_choice"] == json!({ "type": "function", "name": "add_task" })
+        });
+    assert!(first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["type"] == "function" && t.get("function").is_none()));
+    let follow_up = shared()
+        .mock
+        .last_request_where("the call after the tool", |r| {
+            r["input"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|x| x["type"] == "function_call_output"))
+                && r["input"].to_string().contains("call mom")
+        });
+    let input = follow_up["input"].as_array().unwrap();
+    let kinds: Vec<&str> = input
+        .iter()
+        .map(|i| i["type"].as_str().unwrap_or("message"))
+        .collect();
+    assert_eq!(kinds, ["message", "function_call", "function_call_output"]);
+    assert!(follow_up.get("tool_choice").is_none());
+}

@@ -23,6 +23,8 @@ struct ModelEntry {
     model: String,
     base_url: Option<String>,
     reasoning_effort: Option<String>,
+    reasoning_summary: Option<String>,
+    api: Option<super::ModelApi>,
     timeout_secs: Option<NonZeroU64>,
 }
 
@@ -55,6 +57,24 @@ fn http_url(url: &str) -> bool {
     url::Url::parse(url)
         .ok()
         .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+}
+
+/// `reasoning.summary` values of the Responses API.
+const REASONING_SUMMARIES: &[&str] = &["auto", "concise", "detailed"];
+
+pub(super) fn check_reasoning_summary(
+    key: &str,
+    summary: &Option<String>,
+    problems: &mut Vec<String>,
+) {
+    if let Some(summary) = summary {
+        if !REASONING_SUMMARIES.contains(&summary.as_str()) {
+            problems.push(format!(
+                "{key} {summary:?} is not one of {}",
+                REASONING_SUMMARIES.join(", ")
+            ));
+        }
+    }
 }
 
 pub(super) fn check_reasoning_effort(
@@ -110,6 +130,11 @@ pub(super) fn model_choices(
             &entry.reasoning_effort,
             problems,
         );
+        check_reasoning_summary(
+            &format!("models {:?}: reasoning_summary", entry.id),
+            &entry.reasoning_summary,
+            problems,
+        );
         if let Some(default) = default {
             let mut settings = default.clone();
             settings.name = entry.model;
@@ -118,6 +143,12 @@ pub(super) fn model_choices(
             }
             if entry.reasoning_effort.is_some() {
                 settings.reasoning_effort = entry.reasoning_effort;
+            }
+            if entry.reasoning_summary.is_some() {
+                settings.reasoning_summary = entry.reasoning_summary;
+            }
+            if let Some(api) = entry.api {
+                settings.api = api;
             }
             if let Some(timeout) = entry.timeout_secs {
                 settings.timeout = Duration::from_secs(timeout.get());

@@ -106,6 +106,18 @@ pub struct ModelSettings {
     pub http2_prior_knowledge: bool,
     /// `reasoning_effort` sent with every request (`minimal`, `low`, `medium`, `high`).
     pub reasoning_effort: Option<String>,
+    /// Reasoning summaries asked of the Responses API (`auto`, `concise`, `detailed`).
+    pub reasoning_summary: Option<String>,
+    pub api: ModelApi,
+}
+
+/// Which OpenAI API a model is spoken to with (`model.api`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelApi {
+    #[default]
+    ChatCompletions,
+    Responses,
 }
 
 impl std::fmt::Debug for ModelSettings {

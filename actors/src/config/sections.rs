@@ -23,6 +23,8 @@ struct ModelSection {
     instructions: String,
     http2_prior_knowledge: bool,
     reasoning_effort: Option<String>,
+    reasoning_summary: Option<String>,
+    api: super::ModelApi,
     /// Present only to refuse it with a clear message (keys come from the environment).
     api_key: Option<serde::de::IgnoredAny>,
 }
@@ -288,6 +290,11 @@ fn model_settings(
         &raw.reasoning_effort,
         problems,
     );
+    super::choices::check_reasoning_summary(
+        "model.reasoning_summary",
+        &raw.reasoning_summary,
+        problems,
+    );
     let api_key = api_key.filter(|k| !k.is_empty());
     if let Some(warning) = url.and_then(|u| missing_key_warning(&u, api_key.is_some())) {
         warnings.push(warning);
@@ -302,6 +309,8 @@ fn model_settings(
                 instructions: raw.instructions,
                 http2_prior_knowledge: raw.http2_prior_knowledge,
                 reasoning_effort: raw.reasoning_effort,
+                reasoning_summary: raw.reasoning_summary,
+                api: raw.api,
             },
             raw.history_limit.get(),
         )

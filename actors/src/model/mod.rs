@@ -3,6 +3,7 @@
 //! strict types reject (e.g. `finish_reason: ""`).
 
 mod history;
+mod responses;
 mod transcription;
 mod transport;
 mod wire;
@@ -15,7 +16,7 @@ use async_openai::error::OpenAIError;
 use async_openai::Client;
 use futures::{Stream, StreamExt};
 
-pub use crate::config::ModelSettings;
+pub use crate::config::{ModelApi, ModelSettings};
 pub use history::history_messages;
 pub use transcription::{Transcriber, TranscriptionError};
 pub use wire::{
@@ -51,9 +52,15 @@ pub enum ModelEvent {
         name: Option<String>,
         arguments: String,
     },
+    /// A citation of the text streamed so far (protocol §7.4), already converted.
+    Annotation(crate::protocol::Annotation),
+    /// A reasoning item the provider wants back on the next call (Responses, encrypted).
+    ReasoningItem(serde_json::Value),
     Finished {
         reason: String,
     },
+    /// The provider reported a failure inside the stream (never yielded: becomes an error).
+    Failed(String),
 }
 
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
@@ -126,15 +133,28 @@ impl ModelClient {
         }
     }
 
-    /// Starts a streamed completion. Dropping the returned stream aborts the HTTP request.
     /// Streams an answer to `messages`, offering `tools`; `forced` names a tool the model must
-    /// call.
+    /// call. Dropping the returned stream aborts the HTTP request.
     pub async fn stream(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
         forced: Option<&str>,
     ) -> Result<ModelStream, ModelError> {
+        if self.settings.api == ModelApi::Responses {
+            let request = responses::request(&self.settings, messages, tools, forced);
+            let timeout = self.settings.timeout;
+            let started = tokio::time::timeout(
+                timeout,
+                self.client
+                    .responses()
+                    .create_stream_byot::<_, responses::StreamEvent>(request),
+            )
+            .await
+            .map_err(|_| ModelError::Timeout(timeout))?
+            .map_err(map_error)?;
+            return Ok(events_of(started, timeout));
+        }
         let request = wire::ChatRequest {
             model: &self.settings.name,
             messages,
@@ -155,62 +175,80 @@ impl ModelClient {
         .await
         .map_err(|_| ModelError::Timeout(timeout))?
         .map_err(map_error)?;
-        let events = futures::stream::unfold(
-            StreamState {
-                inner: started,
-                queued: std::collections::VecDeque::new(),
-                failed: false,
-                finished: false,
-            },
-            move |mut state| async move {
-                loop {
-                    if let Some(event) = state.queued.pop_front() {
-                        state.finished |= matches!(event, ModelEvent::Finished { .. });
-                        return Some((Ok(event), state));
+        Ok(events_of(started, timeout))
+    }
+}
+
+/// A streamed response's pieces (Chat Completions chunks, Responses events) as events.
+pub(crate) trait IntoEvents {
+    fn into_events(self, out: &mut std::collections::VecDeque<ModelEvent>);
+}
+
+/// The events of a started response: each wait bounded by `timeout`; after the finish, the
+/// rest of the body is read (briefly) rather than dropped.
+fn events_of<C: IntoEvents + Send + 'static>(
+    started: Pin<Box<dyn Stream<Item = Result<C, OpenAIError>> + Send>>,
+    timeout: Duration,
+) -> ModelStream {
+    let events = futures::stream::unfold(
+        StreamState {
+            inner: started,
+            queued: std::collections::VecDeque::new(),
+            failed: false,
+            finished: false,
+        },
+        move |mut state| async move {
+            loop {
+                if let Some(event) = state.queued.pop_front() {
+                    state.finished |= matches!(event, ModelEvent::Finished { .. });
+                    if let ModelEvent::Failed(message) = event {
+                        state.failed = true;
+                        return Some((Err(ModelError::Protocol(message)), state));
                     }
-                    if state.failed {
-                        return None;
+                    return Some((Ok(event), state));
+                }
+                if state.failed {
+                    return None;
+                }
+                // After the finish reason only `[DONE]` and the end of the body are left.
+                // Read up to them rather than drop the response early: an HTTP/2 stream
+                // dropped early is reset, and a peer that sees many resets closes the
+                // connection every other stream shares.
+                let wait = if state.finished {
+                    DRAIN_AFTER_FINISH
+                } else {
+                    timeout
+                };
+                match tokio::time::timeout(wait, state.inner.next()).await {
+                    Err(_) if state.finished => return None,
+                    Err(_) => {
+                        state.failed = true;
+                        return Some((Err(ModelError::Timeout(timeout)), state));
                     }
-                    // After the finish reason only `[DONE]` and the end of the body are left.
-                    // Read up to them rather than drop the response early: an HTTP/2 stream
-                    // dropped early is reset, and a peer that sees many resets closes the
-                    // connection every other stream shares.
-                    let wait = if state.finished {
-                        DRAIN_AFTER_FINISH
-                    } else {
-                        timeout
-                    };
-                    match tokio::time::timeout(wait, state.inner.next()).await {
-                        Err(_) if state.finished => return None,
-                        Err(_) => {
-                            state.failed = true;
-                            return Some((Err(ModelError::Timeout(timeout)), state));
-                        }
-                        Ok(None) => return None,
-                        Ok(Some(Err(_))) if state.finished => return None,
-                        Ok(Some(Err(e))) => {
-                            state.failed = true;
-                            return Some((Err(map_stream_error(e)), state));
-                        }
-                        Ok(Some(Ok(chunk))) => {
-                            // Chunks after the finish reason (usage, say) carry no events.
-                            if !state.finished {
-                                chunk.into_events(&mut state.queued);
-                            }
+                    Ok(None) => return None,
+                    Ok(Some(Err(_))) if state.finished => return None,
+                    Ok(Some(Err(e))) => {
+                        state.failed = true;
+                        return Some((Err(map_stream_error(e)), state));
+                    }
+                    Ok(Some(Ok(chunk))) => {
+                        // Chunks after the finish reason (usage, say) carry no events.
+                        if !state.finished {
+                            chunk.into_events(&mut state.queued);
                         }
                     }
                 }
-            },
-        );
-        Ok(Box::pin(events))
-    }
+            }
+        },
+    );
+    Box::pin(events)
 }
 
 /// How long a stream waits for the end of the body once the model sent its finish reason.
 const DRAIN_AFTER_FINISH: Duration = Duration::from_secs(1);
 
-struct StreamState {
-    inner: Pin<Box<dyn Stream<Item = Result<wire::Chunk, OpenAIError>> + Send>>,
+struct StreamState<C> {
+    inner: Pin<Box<dyn Stream<Item = Result<C, OpenAIError>> + Send>>,
     queued: std::collections::VecDeque<ModelEvent>,
     failed: bool,
     finished: bool,
@@ -228,7 +266,10 @@ impl ModelClient {
                 // has no use for reasoning or tool calls.
                 ModelEvent::Finished { .. }
                 | ModelEvent::ToolCallDelta { .. }
-                | ModelEvent::ReasoningDelta(_) => {}
+                | ModelEvent::ReasoningDelta(_)
+                | ModelEvent::Annotation(_)
+                | ModelEvent::ReasoningItem(_)
+                | ModelEvent::Failed(_) => {}
             }
         }
         Ok(text)

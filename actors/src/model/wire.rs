@@ -22,6 +22,10 @@ pub enum ChatMessage {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         tool_calls: Vec<ToolCallRequest>,
     },
+    /// An item only the Responses API takes back (an encrypted reasoning item), passed as is;
+    /// Chat Completions requests leave it out.
+    #[serde(skip)]
+    ProviderItem(serde_json::Value),
     Tool {
         tool_call_id: String,
         content: String,
@@ -122,6 +126,7 @@ pub struct FunctionSpec {
 #[derive(Serialize)]
 pub(super) struct ChatRequest<'a> {
     pub model: &'a str,
+    #[serde(serialize_with = "chat_messages")]
     pub messages: &'a [ChatMessage],
     pub stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +136,15 @@ pub(super) struct ChatRequest<'a> {
     pub tool_choice: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<&'a str>,
+}
+
+/// The messages Chat Completions takes (items only the Responses API takes left out).
+fn chat_messages<S: serde::Serializer>(messages: &&[ChatMessage], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(
+        messages
+            .iter()
+            .filter(|m| !matches!(m, ChatMessage::ProviderItem(_))),
+    )
 }
 
 #[derive(Deserialize)]
@@ -178,9 +192,9 @@ struct FunctionChunk {
     arguments: Option<String>,
 }
 
-impl Chunk {
+impl super::IntoEvents for Chunk {
     /// Turns one chunk into events (only the first choice counts: we never ask for `n > 1`).
-    pub(super) fn into_events(self, out: &mut VecDeque<ModelEvent>) {
+    fn into_events(self, out: &mut VecDeque<ModelEvent>) {
         let Some(choice) = self.choices.into_iter().next() else {
             return;
         };
@@ -237,6 +251,7 @@ mod tests {
 
     #[test]
     fn lenient_chunks() {
+        use crate::model::IntoEvents;
         let chunk: Chunk = serde_json::from_str(
             r#"{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi","refusal":null},"finish_reason":""}]}"#,
         )

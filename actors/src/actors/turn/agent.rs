@@ -60,7 +60,8 @@ pub(super) struct HeadStart {
 /// How one model round ended.
 enum Round {
     Text(AnswerInProgress),
-    ToolCalls(AnswerInProgress, Vec<RequestedCall>),
+    /// Text (maybe none), the calls, and reasoning items the provider wants back next call.
+    ToolCalls(AnswerInProgress, Vec<RequestedCall>, Vec<serde_json::Value>),
     Ended(Ended),
 }
 
@@ -199,7 +200,7 @@ impl TurnRun<'_> {
                         Err(ended) => ended,
                     };
                 }
-                Round::ToolCalls(answer, calls) => {
+                Round::ToolCalls(answer, calls, reasoning_items) => {
                     let text = answer.text.clone();
                     if answer.started {
                         if let Err(ended) =
@@ -230,6 +231,7 @@ impl TurnRun<'_> {
                         Ok(outputs) => outputs,
                         Err(ended) => return ended,
                     };
+                    input.extend(reasoning_items.into_iter().map(ChatMessage::ProviderItem));
                     input.push(ChatMessage::Assistant {
                         content: (!text.is_empty()).then_some(text),
                         tool_calls: calls
@@ -283,6 +285,7 @@ impl TurnRun<'_> {
         };
         let mut answer = AnswerInProgress::new(&self.thread_id);
         let mut calls: Vec<RequestedCall> = Vec::new();
+        let mut reasoning_items: Vec<serde_json::Value> = Vec::new();
         loop {
             let next = tokio::select! {
                 biased;
@@ -298,6 +301,22 @@ impl TurnRun<'_> {
                         return Round::Ended(ended);
                     }
                 }
+                Some(Ok(ModelEvent::ReasoningItem(item))) => reasoning_items.push(item),
+                // A citation belongs to the text streamed so far (protocol §8.3).
+                Some(Ok(ModelEvent::Annotation(annotation))) if answer.started => {
+                    let annotation_index = answer.annotations.len();
+                    answer.annotations.push(annotation.clone());
+                    let event = ThreadStreamEvent::ItemUpdated {
+                        item_id: answer.id.clone(),
+                        update: ThreadItemUpdate::AnnotationAdded {
+                            content_index: 0,
+                            annotation_index,
+                            annotation,
+                        },
+                    };
+                    self.writer.send(&event).await;
+                }
+                Some(Ok(ModelEvent::Annotation(_) | ModelEvent::Failed(_))) => {}
                 Some(Ok(ModelEvent::TextDelta(delta))) => {
                     if !answer.started {
                         // protocol §8.5: a workflow closes when a message starts.
@@ -369,7 +388,7 @@ impl TurnRun<'_> {
             }
             Round::Text(answer)
         } else {
-            Round::ToolCalls(answer, calls)
+            Round::ToolCalls(answer, calls, reasoning_items)
         }
     }
 

@@ -110,6 +110,8 @@ pub(super) struct AnswerInProgress {
     pub thread_id: String,
     pub created_at: Timestamp,
     pub text: String,
+    /// Citations of the text (protocol §7.4), in order.
+    pub annotations: Vec<crate::protocol::Annotation>,
     /// Its `thread.item.added` went out.
     pub started: bool,
 }
@@ -121,6 +123,7 @@ impl AnswerInProgress {
             thread_id: thread_id.to_string(),
             created_at: Timestamp::now(),
             text: String::new(),
+            annotations: Vec::new(),
             started: false,
         }
     }
@@ -135,7 +138,9 @@ impl AnswerInProgress {
     }
 
     pub fn finish(&self) -> ThreadItem {
-        self.item(vec![AssistantMessageContent::text(self.text.clone())])
+        let mut content = AssistantMessageContent::text(self.text.clone());
+        content.annotations = self.annotations.clone();
+        self.item(vec![content])
     }
 }
 
