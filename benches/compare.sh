@@ -5,7 +5,8 @@
 #   (a) mock     the mock model alone (Chat Completions streams, --raw-openai)
 #   (b) relay    chatkit-relay: bare actix-web relaying the model as ChatKit SSE (the ceiling)
 #   (c) chatkit  chatkit-rs, release build, titles off, its own schema (with --mcp: also with
-#                the reference's MCP task server, the same app as the peer)
+#                the reference's MCP task server, the same app as the peer; with --responses on:
+#                also speaking the Responses API to the same mock, (c+resp))
 #   (d) peer     the Python reference (../shared/peer/run_peer.sh --llm-url <our mock>)
 # Prints every figure and the ratios (c)/(d) and (c)/(b); writes results/latest.json and
 # results/latest.md. See benches/README.md for how to read them.
@@ -19,6 +20,7 @@
 #   --mcp          off: chatkit-rs without tools; on: chatkit-rs with the reference's MCP task
 #                  server (the same app as the peer); both: two runs, (c) and (c+mcp);
 #                  auto (default) = both when the peer runs, else off
+#   --responses    on (default): one more chatkit-rs run with model.api = responses; off: none
 #   --mock-workers mock-llm worker threads (default 1, so the mock takes little of 2 cores)
 #   --server-workers HTTP workers of chatkit-rs and the relay (default 0 = one per core)
 #   --top          also record the CPU of each thread of the server over the measured window
@@ -28,7 +30,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CONCURRENCY=64 DURATION=20 WARMUP=5 SKIP_PEER=0 THREADS=1 NEW_RATIO=0.2 TOOL_RATIO=0
-TOKENS=8 MCP=auto MOCK_WORKERS=1 SERVER_WORKERS=0 NO_BUILD=0 TOP=0
+TOKENS=8 MCP=auto MOCK_WORKERS=1 SERVER_WORKERS=0 NO_BUILD=0 TOP=0 RESPONSES=on
 PEER_DIR="${PEER_DIR:-$(cd "$REPO_DIR/.." && pwd)/shared/peer}"
 OUT="$BENCH_DIR/results"
 SETTLE=11 # seconds: Postgres 15 backends publish their transaction counts within 10 s of idling
@@ -38,6 +40,7 @@ while [[ $# -gt 0 ]]; do
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
     --duration) DURATION="$2"; shift 2 ;;
     --warmup) WARMUP="$2"; shift 2 ;;
+    --responses) RESPONSES="$2"; shift 2 ;;
     --skip-peer) SKIP_PEER=1; shift ;;
     --threads) THREADS="$2"; shift 2 ;;
     --new-thread-ratio) NEW_RATIO="$2"; shift 2 ;;
@@ -138,7 +141,7 @@ stop_pid "$RELAY_PID"; forget_pid "$RELAY_PID"
 # run_chatkit NAME WITH_MCP: a fresh chatkit-rs (schema bench_NAME) measured like the others;
 # sets XACT_<NAME>="before after" (commits in our cluster over the whole run, settled).
 run_chatkit() {
-  local name="$1" with_mcp="$2" x0 x1
+  local name="$1" with_mcp="$2" api="${3:-chat_completions}" x0 x1
   local watch=(--pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID")
   CHATKIT_ARGS=""
   if [[ $with_mcp -eq 1 ]]; then
@@ -152,7 +155,7 @@ EOF
     CHATKIT_ARGS="--config $BENCH_TMP/chatkit-mcp.toml"
     [[ -n "$PEER_MCP" ]] && watch+=(--pid "mcp=$PEER_MCP")
   fi
-  start_chatkit "$name" CHATKIT__SERVER__WORKERS="$SERVER_WORKERS"
+  start_chatkit "$name" CHATKIT__SERVER__WORKERS="$SERVER_WORKERS" CHATKIT__MODEL__API="$api"
   x0="$(xact_commit "$PGPORT")"
   run_load "$name" "$CK_PID" --url "$CK_URL/chatkit" --jwt-secret "$JWT_SECRET" "${watch[@]}"
   sleep "$SETTLE"
@@ -164,9 +167,10 @@ EOF
     SERVER_EXITS+=("$name")
   fi
 }
-XACT_chatkit="" XACT_chatkit_mcp=""
+XACT_chatkit="" XACT_chatkit_mcp="" XACT_chatkit_responses=""
 if [[ "$MCP" == off || "$MCP" == both ]]; then run_chatkit chatkit 0; fi
 if [[ "$MCP" == on || "$MCP" == both ]]; then run_chatkit chatkit_mcp 1; fi
+if [[ "$RESPONSES" == on ]]; then run_chatkit chatkit_responses 0 responses; fi
 
 # ---- (d) the Python reference ----------------------------------------------------------------
 PEER_X0="" PEER_X1=""
@@ -182,12 +186,13 @@ if [[ $SKIP_PEER -eq 0 ]]; then
 fi
 
 # ---- results ---------------------------------------------------------------------------------
-for r in peer chatkit chatkit_mcp; do [[ -f "$RUNS/$r.json" ]] || echo null >"$RUNS/$r.json"; done
+for r in peer chatkit chatkit_mcp chatkit_responses; do [[ -f "$RUNS/$r.json" ]] || echo null >"$RUNS/$r.json"; done
 GIT_REV="$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 GIT_DIRTY="$(cd "$REPO_DIR" && git status --porcelain 2>/dev/null | grep -qv '^??' && echo true || echo false)"
 jq -n \
   --slurpfile a "$RUNS/mock.json" --slurpfile b "$RUNS/relay.json" \
   --slurpfile c "$RUNS/chatkit.json" --slurpfile cm "$RUNS/chatkit_mcp.json" --slurpfile d "$RUNS/peer.json" \
+  --slurpfile cr "$RUNS/chatkit_responses.json" --arg crx "$XACT_chatkit_responses" \
   --arg when "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg rev "$GIT_REV" --argjson dirty "$GIT_DIRTY" \
   --arg cpus "$(nproc)" --arg cpu_model "$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
   --arg pg "$("$PG_BIN/postgres" --version)" --arg pgset "$(pg_durability)" \
@@ -210,7 +215,7 @@ jq -n \
     ([$r.processes | to_entries[] | select(.key != "mock") | .value.cpu_ms_per_turn] | add // 0) * 1000 | round / 1000 end;
   def with_stack($r): if $r == null then null else $r + {stack_cpu_ms_per_turn: stack($r)} end;
   (with_stack($a[0])) as $mock | (with_stack($b[0])) as $relay | (with_stack($c[0])) as $ck
-  | (with_stack($cm[0])) as $ckm | (with_stack($d[0])) as $peer
+  | (with_stack($cm[0])) as $ckm | (with_stack($d[0])) as $peer | (with_stack($cr[0])) as $ckr
   # Like for like: against the peer, chatkit-rs with the same MCP tools if measured; against
   # the relay (no tools), chatkit-rs without.
   | ($ckm // $ck) as $c_vs_peer | ($ck // $ckm) as $c_vs_relay
@@ -223,8 +228,8 @@ jq -n \
       mock_workers: $mw, server_workers: $sw, chatkit_mcp: $mcp,
       postgres: "\($pgset), 127.0.0.1 TCP (both servers)",
       peer_database: "run_peer.sh starts its own cluster; it is switched to the same settings (ALTER SYSTEM + reload)"},
-    runs: {mock: $mock, relay: $relay, chatkit_rs: $ck, chatkit_rs_mcp: $ckm, peer: $peer},
-    commits: {chatkit_rs: commits($ckx; $ck), chatkit_rs_mcp: commits($ckmx; $ckm), peer: commits($px; $peer)},
+    runs: {mock: $mock, relay: $relay, chatkit_rs: $ck, chatkit_rs_mcp: $ckm, chatkit_rs_responses: $ckr, peer: $peer},
+    commits: {chatkit_rs: commits($ckx; $ck), chatkit_rs_mcp: commits($ckmx; $ckm), chatkit_rs_responses: commits($crx; $ckr), peer: commits($px; $peer)},
     ratios: {
       chatkit_vs_peer_uses: (if $ckm != null then "chatkit_rs_mcp" else "chatkit_rs" end),
       chatkit_vs_relay_uses: (if $ck != null then "chatkit_rs" else "chatkit_rs_mcp" end),
@@ -254,6 +259,7 @@ jq -r '
   row("(b) relay"; .runs.relay; null),
   row("(c) chatkit-rs"; .runs.chatkit_rs; .commits.chatkit_rs),
   row("(c+mcp) chatkit-rs + MCP tools"; .runs.chatkit_rs_mcp; .commits.chatkit_rs_mcp),
+  row("(c+resp) chatkit-rs, Responses API"; .runs.chatkit_rs_responses; .commits.chatkit_rs_responses),
   row("(d) Python reference"; .runs.peer; .commits.peer),
   "",
   (if (.servers_exited_during_run | length) > 0 then "**Exited during the run (figures invalid): \(.servers_exited_during_run | join(", "))**\n" else empty end),
