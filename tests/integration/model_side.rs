@@ -581,3 +581,41 @@ async fn the_responses_api_runs_the_tool_loop_and_forced_tools() {
     assert_eq!(kinds, ["message", "function_call", "function_call_output"]);
     assert!(follow_up.get("tool_choice").is_none());
 }
+
+#[tokio::test]
+async fn the_responses_api_sees_attached_images_and_files_as_input_parts() {
+    use base64::Engine as _;
+    let server = responses_server("");
+    let alice = token("alice");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+        .unwrap();
+    let upload = |name: &'static str, mime: &'static str, bytes: Vec<u8>| {
+        let server = &server;
+        let alice = alice.clone();
+        async move {
+            let reply = server
+                .post_form("/attachments", Some(&alice), &file_form(name, mime, &bytes))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            reply.json()["id"].as_str().unwrap().to_string()
+        }
+    };
+    let image = upload("a.png", "image/png", png.clone()).await;
+    let pdf = upload("r.pdf", "application/pdf", b"%PDF-1.4\n%%EOF\n".to_vec()).await;
+    let message = json!({ "content": text("what is this"), "attachments": [image, pdf], "inference_options": {} });
+    server
+        .stream(&alice, "threads.create", json!({ "input": message }))
+        .await
+        .assert_answered();
+    let request = responses_request_for("what is this");
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    assert_eq!(
+        request["input"][0]["content"],
+        json!([
+            { "type": "input_text", "text": "what is this" },
+            { "type": "input_image", "image_url": format!("data:image/png;base64,{}", b64(&png)) },
+            { "type": "input_file", "filename": "r.pdf", "file_data": format!("data:application/pdf;base64,{}", b64(b"%PDF-1.4\n%%EOF\n")) }
+        ])
+    );
+}
