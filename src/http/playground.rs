@@ -3,6 +3,7 @@
 //! `POST /dev/token` minting a short-lived token for a chosen user id.
 
 use actix_web::{web, HttpResponse};
+use chatkit_actors::engine::ComposerOptions;
 use serde::Deserialize;
 
 use super::AppState;
@@ -15,19 +16,60 @@ const DEV_TOKEN_TTL_SECS: u64 = 15 * 60;
 /// Where the page shows a problem of the server's configuration (the model not configured).
 const NOTICE_SLOT: &str = "<!--SERVER-NOTICE-->";
 
+/// Where the page reads what its composer offers (model picker, tool menu, dictation).
+const COMPOSER_SLOT: &str = "<!--COMPOSER-OPTIONS-->";
+
 pub async fn page(state: web::Data<AppState>) -> HttpResponse {
-    let page = match &state.model_notice {
-        Some(notice) => PAGE.replacen(
-            NOTICE_SLOT,
-            &format!(
-                r#"<div id="notice" data-testid="notice" role="alert">{}</div>"#,
-                escape_html(notice)
-            ),
-            1,
+    let notice = match &state.model_notice {
+        Some(notice) => format!(
+            r#"<div id="notice" data-testid="notice" role="alert">{}</div>"#,
+            escape_html(notice)
         ),
-        None => PAGE.to_string(),
+        None => String::new(),
     };
+    let options = composer_options_json(&state.engine.composer_options());
+    let page = PAGE.replacen(NOTICE_SLOT, &notice, 1).replacen(
+        COMPOSER_SLOT,
+        &format!(
+            r#"<script type="application/json" id="composer-options">{}</script>"#,
+            json_for_script(&options)
+        ),
+        1,
+    );
     super::inline_page(page)
+}
+
+/// `{"models": [{"id", "label"}], "tools": [{"id", "label"}], "dictation": bool}`.
+fn composer_options_json(options: &ComposerOptions) -> serde_json::Value {
+    let entries = |list: &[(String, String)]| {
+        list.iter()
+            .map(|(id, label)| serde_json::json!({ "id": id, "label": label }))
+            .collect::<Vec<_>>()
+    };
+    serde_json::json!({
+        "models": entries(&options.models),
+        "tools": entries(&options.tools),
+        "dictation": options.dictation,
+    })
+}
+
+/// JSON that cannot end its `<script>` element or open a comment, nor break a JavaScript
+/// string: `<`, `>`, `&` and the line/paragraph separators as `\uXXXX` escapes (they can only
+/// occur inside JSON strings, where the escape means the same character).
+fn json_for_script(value: &serde_json::Value) -> String {
+    let json = value.to_string();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn escape_html(text: &str) -> String {

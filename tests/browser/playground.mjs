@@ -5,9 +5,14 @@
 // - attachments: a refused upload shows its error and is removed; an image (file picker) and a
 //   text file (dropped on the composer) upload as chips, are sent, and show in the transcript,
 //   also after a reload.
+// - reasoning (a server offering the models Fast and Deep, and a slow mock model): the model
+//   picker lists them; "Deep" goes into the message's inference_options; the thoughts of
+//   "think about cats" stream into an open reasoning block that collapses to "Thought for N s"
+//   when it is done, before the answer; after a reload it is there again, collapsed, and opens
+//   on a click.
 // Screenshots go to $ARTIFACTS.
 //
-// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments]
+// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments|reasoning]
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -150,7 +155,83 @@ async function attachments({ page, shot }) {
   await shot("attachments-4-after-reload");
 }
 
-const scenarios = { basics, attachments };
+const THOUGHTS = ["Thinking about about cats.", "Checking the answer."];
+
+// The texts of the visible thoughts of the first reasoning block.
+function visibleThoughts(page) {
+  return page.evaluate(() => [...document.querySelectorAll('[data-testid="reasoning"] [data-testid="thought"]')]
+    .filter((t) => t.checkVisibility())
+    .map((t) => t.textContent));
+}
+
+async function expectCollapsed(page) {
+  const collapsed = page.locator('[data-testid="reasoning"][data-state="collapsed"]');
+  await collapsed.waitFor();
+  const summary = await collapsed.getByTestId("reasoning-summary").textContent();
+  if (!/^▸ Thought for \d+ s$/.test(summary)) throw new Error("collapsed summary: " + summary);
+  const shown = await visibleThoughts(page);
+  if (shown.length) throw new Error("a collapsed block shows thoughts: " + JSON.stringify(shown));
+  const hidden = await collapsed.getByTestId("thought").count();
+  if (hidden !== 2) throw new Error("the collapsed block holds " + hidden + " thoughts");
+}
+
+async function reasoning({ page, shot }) {
+  step("open");
+  await signIn(page, "reasoning-user");
+
+  step("the model picker offers the configured models; no tool menu without tools");
+  const picker = page.getByTestId("model-picker");
+  await picker.waitFor();
+  const labels = await picker.locator("option").allTextContents();
+  if (JSON.stringify(labels) !== JSON.stringify(["Default", "Fast", "Deep"])) throw new Error("picker options: " + labels);
+  if (await page.getByTestId("tool-menu").isVisible()) throw new Error("a tool menu without tools");
+  await page.getByTestId("dictate").waitFor(); // dictation is on by default
+  await picker.selectOption({ label: "Deep" });
+  await shot("reasoning-1-picker");
+
+  step("send with Deep and watch the thoughts stream");
+  const sent = page.waitForRequest((r) => r.url().endsWith("/chatkit") && (r.postData() || "").includes("think about cats"));
+  await page.getByTestId("message").fill("think about cats");
+  await page.getByTestId("send").click();
+  const options = JSON.parse((await sent).postData()).params.input.inference_options;
+  if (JSON.stringify(options) !== JSON.stringify({ model: "deep" })) throw new Error("inference_options: " + JSON.stringify(options));
+  await page.locator('[data-testid="reasoning"][data-state="streaming"]').waitFor();
+  // Both thoughts show while the block is still streaming (the answer has not started).
+  await page.waitForFunction(() => {
+    const block = document.querySelector('[data-testid="reasoning"][data-state="streaming"]');
+    const thoughts = block ? [...block.querySelectorAll('[data-testid="thought"]')] : [];
+    return thoughts.length === 2 && thoughts.every((t) => t.checkVisibility())
+      && !document.querySelector('[data-testid="assistant_message"]');
+  });
+  await shot("reasoning-2-thinking");
+
+  step("done: the block collapses, then the answer");
+  await expectCollapsed(page);
+  await page.waitForFunction(() => {
+    const el = document.querySelector('[data-testid="assistant_message"]');
+    return el && el.textContent === "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7";
+  });
+  const order = await page.evaluate(() => [...document.querySelectorAll("#transcript > .item")].map((i) => i.dataset.testid));
+  if (JSON.stringify(order) !== JSON.stringify(["user_message", "reasoning", "assistant_message"])) throw new Error("transcript: " + order);
+  await page.waitForFunction(() => !document.getElementById("send").disabled);
+  await shot("reasoning-3-collapsed");
+
+  step("reload: the stored reasoning is collapsed, and a click opens it");
+  await page.reload();
+  await openFirstThread(page);
+  await page.locator('[data-testid="assistant_message"]', { hasText: "tok7" }).waitFor();
+  await expectCollapsed(page);
+  await shot("reasoning-4-after-reload");
+  await page.getByTestId("reasoning-summary").click();
+  await page.locator('[data-testid="reasoning"][data-state="expanded"]').waitFor();
+  const shown = await visibleThoughts(page);
+  if (JSON.stringify(shown) !== JSON.stringify(THOUGHTS)) throw new Error("expanded thoughts: " + JSON.stringify(shown));
+  await shot("reasoning-5-expanded");
+  await page.getByTestId("reasoning-summary").click();
+  await expectCollapsed(page);
+}
+
+const scenarios = { basics, attachments, reasoning };
 if (!scenarios[scenarioName]) throw new Error("unknown scenario " + scenarioName);
 
 const browser = await chromium.launch({

@@ -15,7 +15,13 @@ fn browser_dir() -> PathBuf {
 /// Runs `scenario` of `tests/browser/playground.mjs` against a development-mode server and
 /// checks that it passed and took each of `screenshots`.
 fn run_playground(scenario: &str, screenshots: &[&str]) {
-    // One Chromium at a time: both scenarios at once are slow on small machines.
+    let server = TestServer::start_with(&[("CHATKIT__SERVER__MODE", "development")]);
+    run_playground_on(&server, scenario, screenshots);
+}
+
+/// Runs `scenario` against `server` (which must be in development mode), as [`run_playground`].
+fn run_playground_on(server: &TestServer, scenario: &str, screenshots: &[&str]) {
+    // One Chromium at a time: the scenarios at once are slow on small machines.
     static ONE_BROWSER: Mutex<()> = Mutex::new(());
     let _browser = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let dir = browser_dir();
@@ -45,7 +51,6 @@ fn run_playground(scenario: &str, screenshots: &[&str]) {
                 .unwrap()
                 .join("browser-artifacts")
         });
-    let server = TestServer::start_with(&[("CHATKIT__SERVER__MODE", "development")]);
     let out = Command::new("node")
         .arg(dir.join("playground.mjs"))
         .arg(format!("http://{}", server.addr))
@@ -98,6 +103,96 @@ fn playground_uploads_attachments_and_shows_them_after_reload() {
             "attachments-4-after-reload",
         ],
     );
+}
+
+/// The model picker's choices (issue 16).
+const TWO_MODELS: &str = r#"
+[[models]]
+id = "fast"
+label = "Fast"
+model = "mock-fast"
+
+[[models]]
+id = "deep"
+label = "Deep"
+model = "mock-deep"
+"#;
+
+#[test]
+fn playground_picks_a_model_and_shows_reasoning_live_then_collapsed() {
+    // A model slow enough (a pause between chunks) for the thoughts to be seen as they stream.
+    let model = MockModel::start(&["--delay-ms", "250"]);
+    let base_url = model.base_url();
+    let server = TestServer::start_with_config(
+        TWO_MODELS,
+        &[
+            ("CHATKIT__SERVER__MODE", "development"),
+            ("CHATKIT__MODEL__BASE_URL", &base_url),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+        ],
+    );
+    run_playground_on(
+        &server,
+        "reasoning",
+        &[
+            "reasoning-1-picker",
+            "reasoning-2-thinking",
+            "reasoning-3-collapsed",
+            "reasoning-4-after-reload",
+            "reasoning-5-expanded",
+        ],
+    );
+    let request = model.last_request_where("asking \"think about cats\"", |r| {
+        r["messages"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|m| m["role"] == "user" && m["content"] == "think about cats")
+        })
+    });
+    assert_eq!(request["model"], "mock-deep", "the picked model answered");
+}
+
+#[tokio::test]
+async fn playground_embeds_the_composer_options_as_inert_json() {
+    let label = "</script><script>alert(1)</script> & <!-- \u{2028}";
+    let server = TestServer::start_with_config(
+        r#"
+[[models]]
+id = "x"
+label = "</script><script>alert(1)</script> & <!-- \u2028"
+model = "mock-x"
+"#,
+        &[
+            ("CHATKIT__SERVER__MODE", "development"),
+            ("CHATKIT__TRANSCRIPTION__ENABLED", "false"),
+        ],
+    );
+    let page = reqwest::get(server.url("/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open = r#"<script type="application/json" id="composer-options">"#;
+    let start = page
+        .find(open)
+        .expect("the composer options are in the page")
+        + open.len();
+    let end = start + page[start..].find("</script>").unwrap();
+    let embedded = &page[start..end];
+    assert!(
+        !embedded.contains(['<', '>', '&', '\u{2028}']),
+        "escaped: {embedded}"
+    );
+    let options: serde_json::Value = serde_json::from_str(embedded).unwrap();
+    assert_eq!(
+        options,
+        serde_json::json!({
+            "models": [{ "id": "x", "label": label }],
+            "tools": [],
+            "dictation": false
+        })
+    );
+    assert!(!page.contains("<script>alert"));
 }
 
 #[tokio::test]
