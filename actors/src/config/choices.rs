@@ -62,19 +62,24 @@ fn http_url(url: &str) -> bool {
 /// `reasoning.summary` values of the Responses API.
 const REASONING_SUMMARIES: &[&str] = &["auto", "concise", "detailed"];
 
+/// An optional setting that must be one of `allowed`.
+fn check_one_of(key: &str, value: &Option<String>, allowed: &[&str], problems: &mut Vec<String>) {
+    if let Some(value) = value {
+        if !allowed.contains(&value.as_str()) {
+            problems.push(format!(
+                "{key} {value:?} is not one of {}",
+                allowed.join(", ")
+            ));
+        }
+    }
+}
+
 pub(super) fn check_reasoning_summary(
     key: &str,
     summary: &Option<String>,
     problems: &mut Vec<String>,
 ) {
-    if let Some(summary) = summary {
-        if !REASONING_SUMMARIES.contains(&summary.as_str()) {
-            problems.push(format!(
-                "{key} {summary:?} is not one of {}",
-                REASONING_SUMMARIES.join(", ")
-            ));
-        }
-    }
+    check_one_of(key, summary, REASONING_SUMMARIES, problems);
 }
 
 pub(super) fn check_reasoning_effort(
@@ -82,14 +87,7 @@ pub(super) fn check_reasoning_effort(
     effort: &Option<String>,
     problems: &mut Vec<String>,
 ) {
-    if let Some(effort) = effort {
-        if !REASONING_EFFORTS.contains(&effort.as_str()) {
-            problems.push(format!(
-                "{key} {effort:?} is not one of {}",
-                REASONING_EFFORTS.join(", ")
-            ));
-        }
-    }
+    check_one_of(key, effort, REASONING_EFFORTS, problems);
 }
 
 /// `[[models]]`: each entry the default model's settings with its own overrides.

@@ -141,19 +141,12 @@ impl ModelClient {
         tools: &[ToolSpec],
         forced: Option<&str>,
     ) -> Result<ModelStream, ModelError> {
+        let timeout = self.settings.timeout;
         if self.settings.api == ModelApi::Responses {
             let request = responses::request(&self.settings, messages, tools, forced);
-            let timeout = self.settings.timeout;
-            let started = tokio::time::timeout(
-                timeout,
-                self.client
-                    .responses()
-                    .create_stream_byot::<_, responses::StreamEvent>(request),
-            )
-            .await
-            .map_err(|_| ModelError::Timeout(timeout))?
-            .map_err(map_error)?;
-            return Ok(events_of(started, timeout));
+            let responses = self.client.responses();
+            let started = responses.create_stream_byot::<_, responses::StreamEvent>(request);
+            return Ok(events_of(within(timeout, started).await?, timeout));
         }
         let request = wire::ChatRequest {
             model: &self.settings.name,
@@ -165,18 +158,21 @@ impl ModelClient {
             ),
             reasoning_effort: self.settings.reasoning_effort.as_deref(),
         };
-        let timeout = self.settings.timeout;
-        let started = tokio::time::timeout(
-            timeout,
-            self.client
-                .chat()
-                .create_stream_byot::<_, wire::Chunk>(request),
-        )
+        let chat = self.client.chat();
+        let started = chat.create_stream_byot::<_, wire::Chunk>(request);
+        Ok(events_of(within(timeout, started).await?, timeout))
+    }
+}
+
+/// A started response within `timeout` (the wait for its headers).
+async fn within<T>(
+    timeout: Duration,
+    started: impl std::future::Future<Output = Result<T, OpenAIError>>,
+) -> Result<T, ModelError> {
+    tokio::time::timeout(timeout, started)
         .await
         .map_err(|_| ModelError::Timeout(timeout))?
-        .map_err(map_error)?;
-        Ok(events_of(started, timeout))
-    }
+        .map_err(map_error)
 }
 
 /// A streamed response's pieces (Chat Completions chunks, Responses events) as events.
