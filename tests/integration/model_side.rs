@@ -538,7 +538,7 @@ async fn the_responses_api_streams_text_reasoning_and_citations_statelessly() {
 #[tokio::test]
 async fn the_responses_api_runs_the_tool_loop_and_forced_tools() {
     let mcp = McpServer::start(&[]);
-    let config = tools_config(&mcp).replace("[[mcp.servers]]", "[[mcp.servers]]");
+    let config = tools_config(&mcp);
     let server = responses_server(&format!("\n{config}"));
     let alice = token("alice");
     let added = server
