@@ -1,6 +1,7 @@
 //! HTTP-level fuzzing: thousands of mutated and random bodies, headers, methods and paths
 //! against the real server. Zero 5xx, the process stays up, memory stays flat.
 
+use chatkit_actors::attachments::signing::Purpose;
 use serde_json::json;
 
 use crate::harness::*;
@@ -320,4 +321,147 @@ async fn hostile_unicode_in_every_string_field_of_every_op_causes_no_5xx() {
     assert_eq!(health.status(), 200, "the process stayed up");
     assert_eq!(server.log_count("panic"), 0, "no panic, caught or not");
     eprintln!("unicode fuzz: {REQUESTS} requests over every op, 0 5xx, statuses {statuses:?}");
+}
+
+/// Percent-encodes every byte of `text` (query values and path segments of any Unicode).
+fn percent(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+#[tokio::test]
+async fn hostile_uploads_names_types_paths_and_signatures_cause_no_5xx() {
+    const REQUESTS: usize = 600;
+    const KEY: &str = "fuzz-signing-key-0123456789abcdef0123456789";
+    let server = TestServer::start_with(&[
+        ("CHATKIT__LIMITS__REQUESTS_PER_MINUTE", "0"),
+        ("CHATKIT__ATTACHMENTS__MAX_BYTES", "65536"),
+        ("CHATKIT__ATTACHMENTS__MAX_BYTES_PER_USER", "0"),
+        ("CHATKIT__ATTACHMENTS__SIGNING_KEY", KEY),
+        ("RUST_LOG", "warn"),
+    ]);
+    let signer = chatkit_actors::attachments::UrlSigner::new(KEY.as_bytes());
+    let origin = chatkit_actors::attachments::PublicOrigin::parse(&server.url("")).unwrap();
+    let mut downloads = 0;
+    let alice = token("alice");
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let created: serde_json::Value = server
+        .call(
+            &alice,
+            "attachments.create",
+            json!({ "name": "a.txt", "size": 5, "mime_type": "text/plain" }),
+            Kind::Attachment,
+        )
+        .await;
+    let upload_url = created["upload_descriptor"]["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = created["id"].as_str().unwrap().to_string();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..REQUESTS {
+        // Names and types reach the form's part headers as raw bytes (quotes, CR/LF, NUL…);
+        // every other direct upload is a plausible text file with a hostile name, so it is
+        // stored and downloaded again.
+        let plausible = i % 10 == 0;
+        let mut name = rng.hostile_string(600);
+        let mut mime = rng.hostile_string(200);
+        let mut content = rng.hostile_string(4_000).into_bytes();
+        if plausible {
+            name = name.replace(|c: char| c.is_control() || c == '"', "_");
+            name.truncate(
+                name.char_indices()
+                    .nth(200)
+                    .map_or(name.len(), |(at, _)| at),
+            );
+            mime = "text/plain".into();
+            content = rng.hostile_string(4_000).replace('\0', "").into_bytes();
+        }
+        let boundary = "xYzBoundary";
+        let mut form = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {mime}\r\n\r\n"
+        )
+        .into_bytes();
+        form.extend_from_slice(&content);
+        form.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let hostile = rng.hostile_string(300);
+        let request = match i % 5 {
+            0 => http
+                .post(server.url("/attachments"))
+                .bearer_auth(&alice)
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(form),
+            1 => http
+                .post(upload_url.clone())
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(form),
+            2 => http.get(server.url(&format!(
+                "/attachments/{id}/content?expires={}&signature={}",
+                percent(&hostile),
+                percent(&rng.hostile_string(300))
+            ))),
+            3 => http.get(server.url(&format!(
+                "/attachments/{}/content?expires=99999999999&signature=x",
+                percent(&hostile)
+            ))),
+            _ => http
+                .post(server.url(&format!("/attachments/{}/upload", percent(&hostile))))
+                .bearer_auth(&alice)
+                .header(
+                    "content-type",
+                    rng.hostile_string(100).replace(['\r', '\n', '\0'], " "),
+                )
+                .body(rng.hostile_string(2_000)),
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            // A header value reqwest itself refuses to send is no request at all.
+            Err(e) if e.is_builder() => continue,
+            Err(e) => panic!("request {i} got no answer: {e}"),
+        };
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert!(status < 500, "request {i} got {status}: {text}");
+        if status >= 400 {
+            assert!(
+                text.starts_with("{\"error\":"),
+                "request {i}: a JSON error, not {text:?}"
+            );
+        } else if i % 5 == 0 {
+            // Stored under its hostile name: it downloads with a safe Content-Disposition.
+            let stored: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let url = signer.url(
+                &origin,
+                Purpose::Content,
+                stored["id"].as_str().unwrap(),
+                i64::MAX / 2,
+            );
+            let fetched = server.get_raw(&url).await;
+            assert_eq!(fetched.status, 200);
+            assert!(fetched
+                .header("content-disposition")
+                .starts_with("attachment; filename=\""));
+            downloads += 1;
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(
+        downloads > 20,
+        "hostile names were stored and downloaded: {downloads}"
+    );
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(server.log_count("panic"), 0, "no panic, caught or not");
+    eprintln!("upload fuzz: {REQUESTS} requests, 0 5xx, statuses {statuses:?}");
 }
