@@ -35,6 +35,7 @@ impl Database {
             max_size: settings.database.pool_size,
             connect_timeout: settings.database.connect_timeout,
             wait_timeout: settings.database.connect_timeout,
+            operation_timeout: settings.database.operation_timeout,
         };
         let store = Store::new(pg_config, settings.database.schema.clone(), &pool)
             .map_err(|e| e.to_string());
@@ -212,6 +213,9 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     if let Some(metrics) = metrics {
         actix_web::rt::spawn(metrics);
     }
+    // Watch SIGTERM/SIGINT before saying we listen: a signal that arrives right after the
+    // line (scripts and tests stop us as soon as they read it) must be handled, not kill us.
+    let stop_signal = StopSignal::watch();
     for addr in server.addrs() {
         tracing::info!("listening on http://{addr}");
         // Also on stdout, for scripts and tests that start us with port 0.
@@ -220,7 +224,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     let server = server.run();
     let draining = server.handle();
     actix_web::rt::spawn(async move {
-        shutdown_signal().await;
+        stop_signal.received().await;
         tracing::info!("stop signal received; draining");
         // Graceful, and without stopping the actix System (the engine shuts down after).
         draining.stop(true).await;
@@ -235,19 +239,44 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     result.map_err(|e| StartError::Runtime(e.to_string()))
 }
 
-/// SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM or SIGINT (Ctrl-C), watched from the moment [`StopSignal::watch`] returns.
+struct StopSignal {
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    fn watch() -> StopSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch {name}");
+                None
             }
+        };
+        StopSignal {
+            terminate: watch(SignalKind::terminate(), "SIGTERM"),
+            interrupt: watch(SignalKind::interrupt(), "SIGINT"),
         }
-        Err(error) => {
-            tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
+    }
+
+    async fn received(mut self) {
+        let terminate = async {
+            match &mut self.terminate {
+                Some(stream) => stream.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let interrupt = async {
+            match &mut self.interrupt {
+                Some(stream) => stream.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = terminate => {}
+            _ = interrupt => {}
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct EngineMetrics {
     pub mcp_call_seconds: HistogramVec,
     pub mcp_errors: IntCounterVec,
     pub attachment_uploads: IntCounterVec,
+    pub database_timeouts: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
@@ -92,6 +93,12 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
         "chatkit_mcp_errors_total",
         "MCP servers unavailable or tool calls failed at the transport",
         &["server"]
+    )
+    .expect("metric registers"),
+    database_timeouts: register_int_counter_vec!(
+        "chatkit_database_timeouts_total",
+        "Database operations that took longer than database.operation_timeout_secs",
+        &["operation"]
     )
     .expect("metric registers"),
     attachment_uploads: register_int_counter_vec!(

@@ -45,6 +45,7 @@ struct RawDatabase {
     embedded_dir: String,
     pool_size: usize,
     connect_timeout_secs: u64,
+    operation_timeout_secs: std::num::NonZeroU64,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +126,8 @@ pub struct DatabaseSettings {
     pub schema: SchemaName,
     pub pool_size: usize,
     pub connect_timeout: Duration,
+    /// The longest a database operation may take (`database.operation_timeout_secs`).
+    pub operation_timeout: Duration,
 }
 
 /// Key material and checks for JWT verification.
@@ -437,5 +440,6 @@ fn database_settings(raw: RawDatabase, problems: &mut Vec<String>) -> Option<Dat
         schema: schema.ok()?,
         pool_size: raw.pool_size,
         connect_timeout: Duration::from_secs(raw.connect_timeout_secs.max(1)),
+        operation_timeout: Duration::from_secs(raw.operation_timeout_secs.get()),
     })
 }

@@ -83,3 +83,29 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
         .to_string()
         .contains("The user cancelled the stream."));
 }
+
+#[tokio::test]
+async fn resending_a_message_whose_answer_failed_answers_it_without_a_copy() {
+    let server = TestServer::start_with(&[("CHATKIT__TITLES__ENABLED", "false")]);
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "hi").await.thread_id();
+    let first = add_message(&server, &alice, &thread_id, "midfail now").await;
+    first.assert_ends_in_error();
+    let user_message = first.done_items()[0].clone();
+    // The same message again (the client's retry): the stored one is announced and answered
+    // again, nothing is stored twice (specs/persistence.md).
+    let again = add_message(&server, &alice, &thread_id, "midfail now").await;
+    again.assert_ends_in_error();
+    assert_eq!(again.done_items()[0], user_message);
+    let items = server.items_asc(&alice, &thread_id).await;
+    let texts: Vec<&str> = page_data(&items)
+        .iter()
+        .filter(|i| i["type"] == "user_message")
+        .map(|i| i["content"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["hi", "midfail now"]);
+    // A different message is a new one, as always.
+    add_message(&server, &alice, &thread_id, "and now?")
+        .await
+        .assert_answered();
+}

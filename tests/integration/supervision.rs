@@ -178,3 +178,75 @@ async fn killed_backends_and_a_postgres_restart_under_load_fail_cleanly_and_reco
         totals.0, totals.1
     );
 }
+
+#[tokio::test]
+async fn a_stalled_database_answers_503_within_the_deadline_and_service_comes_back() {
+    let pg = TestPostgres::start_private("stall");
+    let server = TestServer::start_with(&[
+        ("CHATKIT__DATABASE__URL", &pg.url()),
+        ("CHATKIT__DATABASE__CONNECT_TIMEOUT_SECS", "2"),
+        ("CHATKIT__DATABASE__OPERATION_TIMEOUT_SECS", "2"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+    ]);
+    let alice = token("alice");
+    let first = create_thread(&server, &alice, "before the stall").await;
+    first.assert_answered();
+    let thread_id = first.thread_id();
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "slow 20")
+        .await;
+    assert!(live.read_events(5).await >= 5);
+
+    // Every process of the database frozen: connections open, nothing answers.
+    pg.pause();
+    let started = std::time::Instant::now();
+    live.read_to_end().await;
+    assert_eq!(
+        live.events.last().unwrap(),
+        &stream_error(),
+        "the stream in flight ends in-band"
+    );
+    let list = async || server.post_op(&alice, "threads.list", json!({})).await;
+    let during = list().await;
+    during.assert_error(503, "unavailable");
+    assert_eq!(during.headers["retry-after"], "1");
+    let refused = add_message(&server, &alice, &thread_id, "during the stall").await;
+    refused.reply.assert_error(503, "unavailable");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(12),
+        "three requests each answered within the 2 s deadline (plus the pool's): {waited:?}"
+    );
+    assert!(server
+        .metrics()
+        .await
+        .contains("chatkit_database_timeouts_total"));
+
+    // The database runs again: service comes back by itself, the thread takes messages.
+    pg.resume();
+    Patience::tries(100)
+        .every(Duration::from_millis(100))
+        .until("service recovered after the stall", async || {
+            list().await.status_is(200)
+        })
+        .await;
+    // The refused message's commit was sent before the deadline, so it may have completed
+    // once the database ran again: sending it again answers it, never stores a second copy.
+    let retried = add_message(&server, &alice, &thread_id, "during the stall").await;
+    retried.assert_answered();
+    let copies = user_messages_saying(&pg, &server.schema, &thread_id, "during the stall");
+    assert_eq!(copies, 1, "one user message, whatever the first commit did");
+    add_message(&server, &alice, &thread_id, "after the stall")
+        .await
+        .assert_answered();
+    assert_eq!(server.log_count("panic"), 0);
+}
+
+/// User messages of `thread_id` saying `text`.
+fn user_messages_saying(pg: &TestPostgres, schema: &str, thread_id: &str, text: &str) -> usize {
+    pg.psql(&format!(
+        "SELECT count(*) FROM {schema}.items WHERE thread_id = '{thread_id}' AND kind = 'user_message' AND body LIKE '%{text}%'"
+    ))
+    .parse()
+    .unwrap()
+}

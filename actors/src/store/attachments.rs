@@ -77,24 +77,28 @@ impl Store {
     /// The key that signs URLs when the configuration has none: created once per database by
     /// whichever instance starts first, read by all.
     pub async fn url_signing_key(&self) -> Result<Vec<u8>, StoreError> {
-        let client = self.pool.get().await?;
-        let fresh: [u8; 32] = rand::random();
-        client
+        self.timed("url_signing_key", async move {
+            let client = self.pool.get().await?;
+            let fresh: [u8; 32] = rand::random();
+            client
             .execute(
                 "INSERT INTO url_signing_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
                 &[&fresh.as_slice()],
             )
             .await?;
-        let row = client
-            .query_one("SELECT key FROM url_signing_key WHERE id = 1", &[])
-            .await?;
-        Ok(row.get(0))
+            let row = client
+                .query_one("SELECT key FROM url_signing_key WHERE id = 1", &[])
+                .await?;
+            Ok(row.get(0))
+        })
+        .await
     }
 
     pub(crate) async fn insert_attachment(
         &self,
         new: &NewAttachment<'_>,
     ) -> Result<(), StoreError> {
+        self.timed("insert_attachment", async move {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
@@ -117,20 +121,25 @@ impl Store {
             )
             .await?;
         Ok(())
+        })
+        .await
     }
 
     /// An attachment's row, whoever owns it (the caller checks).
     pub(crate) async fn attachment(&self, id: &str) -> Result<Option<AttachmentRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM attachments WHERE id = $1"))
-            .await?;
-        client
-            .query_opt(&stmt, &[&id])
-            .await?
-            .as_ref()
-            .map(row_to_attachment)
-            .transpose()
+        self.timed("attachment", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM attachments WHERE id = $1"))
+                .await?;
+            client
+                .query_opt(&stmt, &[&id])
+                .await?
+                .as_ref()
+                .map(row_to_attachment)
+                .transpose()
+        })
+        .await
     }
 
     /// The rows of `ids` that belong to `user_id` (others' and unknown ones are left out).
@@ -139,30 +148,36 @@ impl Store {
         user_id: &str,
         ids: &[String],
     ) -> Result<Vec<AttachmentRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM attachments WHERE id = ANY($1) AND user_id = $2"
-            ))
-            .await?;
-        client
-            .query(&stmt, &[&ids, &user_id])
-            .await?
-            .iter()
-            .map(row_to_attachment)
-            .collect()
+        self.timed("user_attachments", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM attachments WHERE id = ANY($1) AND user_id = $2"
+                ))
+                .await?;
+            client
+                .query(&stmt, &[&ids, &user_id])
+                .await?
+                .iter()
+                .map(row_to_attachment)
+                .collect()
+        })
+        .await
     }
 
     /// Bytes the user's attachments take or were announced to take.
     pub(crate) async fn user_attachment_bytes(&self, user_id: &str) -> Result<i64, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT coalesce(sum(greatest(declared_size, coalesce(size, 0))), 0)::bigint
+        self.timed("user_attachment_bytes", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT coalesce(sum(greatest(declared_size, coalesce(size, 0))), 0)::bigint
                  FROM attachments WHERE user_id = $1",
-            )
-            .await?;
-        Ok(client.query_one(&stmt, &[&user_id]).await?.get(0))
+                )
+                .await?;
+            Ok(client.query_one(&stmt, &[&user_id]).await?.get(0))
+        })
+        .await
     }
 
     /// Claims the upload of a created attachment for the upload `token`: refused when it was
@@ -174,6 +189,7 @@ impl Store {
         token: &str,
         stale_after: Duration,
     ) -> Result<Claim, StoreError> {
+        self.timed("claim_upload", async move {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
@@ -199,6 +215,8 @@ impl Store {
             (Some(true), false) => Claim::AlreadyUploaded,
             (Some(false), false) => Claim::InProgress,
         })
+        })
+        .await
     }
 
     pub(crate) async fn insert_chunk(
@@ -207,14 +225,17 @@ impl Store {
         seq: i32,
         data: &[u8],
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "INSERT INTO attachment_chunks (attachment_id, seq, data) VALUES ($1, $2, $3)",
-            )
-            .await?;
-        client.execute(&stmt, &[&id, &seq, &data]).await?;
-        Ok(())
+        self.timed("insert_chunk", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "INSERT INTO attachment_chunks (attachment_id, seq, data) VALUES ($1, $2, $3)",
+                )
+                .await?;
+            client.execute(&stmt, &[&id, &seq, &data]).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Marks the claimed upload complete; false when the claim was lost meanwhile.
@@ -224,14 +245,17 @@ impl Store {
         token: &str,
         size: i64,
     ) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "UPDATE attachments SET uploaded_at = now(), size = $3, upload_token = NULL
+        self.timed("finish_upload", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "UPDATE attachments SET uploaded_at = now(), size = $3, upload_token = NULL
                  WHERE id = $1 AND upload_token = $2",
-            )
-            .await?;
-        Ok(client.execute(&stmt, &[&id, &token, &size]).await? == 1)
+                )
+                .await?;
+            Ok(client.execute(&stmt, &[&id, &token, &size]).await? == 1)
+        })
+        .await
     }
 
     /// Gives up a claimed upload: its chunks go, and the attachment may be uploaded again (or,
@@ -242,6 +266,7 @@ impl Store {
         token: &str,
         direct: bool,
     ) -> Result<(), StoreError> {
+        self.timed("abandon_upload", async move {
         let client = self.pool.get().await?;
         if direct {
             client
@@ -261,6 +286,8 @@ impl Store {
                 .await?;
         }
         Ok(())
+        })
+        .await
     }
 
     /// One chunk of an uploaded attachment (`None`: no such chunk, or the attachment went).
@@ -269,16 +296,19 @@ impl Store {
         id: &str,
         seq: i32,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT data FROM attachment_chunks WHERE attachment_id = $1 AND seq = $2",
-            )
-            .await?;
-        Ok(client
-            .query_opt(&stmt, &[&id, &seq])
-            .await?
-            .map(|row| row.get(0)))
+        self.timed("attachment_chunk", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT data FROM attachment_chunks WHERE attachment_id = $1 AND seq = $2",
+                )
+                .await?;
+            Ok(client
+                .query_opt(&stmt, &[&id, &seq])
+                .await?
+                .map(|row| row.get(0)))
+        })
+        .await
     }
 
     /// The whole bytes of the `user_id`'s uploaded attachments among `ids`, by id (for the
@@ -288,21 +318,24 @@ impl Store {
         user_id: &str,
         ids: &[String],
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT a.id, coalesce(string_agg(c.data, ''::bytea ORDER BY c.seq), ''::bytea)
+        self.timed("attachment_contents", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT a.id, coalesce(string_agg(c.data, ''::bytea ORDER BY c.seq), ''::bytea)
                  FROM attachments a LEFT JOIN attachment_chunks c ON c.attachment_id = a.id
                  WHERE a.id = ANY($1) AND a.user_id = $2 AND a.uploaded_at IS NOT NULL
                  GROUP BY a.id",
-            )
-            .await?;
-        Ok(client
-            .query(&stmt, &[&ids, &user_id])
-            .await?
-            .iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect())
+                )
+                .await?;
+            Ok(client
+                .query(&stmt, &[&ids, &user_id])
+                .await?
+                .iter()
+                .map(|row| (row.get(0), row.get(1)))
+                .collect())
+        })
+        .await
     }
 
     /// Deletes the `user_id`'s attachment (its chunks go with it); false when there was none.
@@ -311,23 +344,29 @@ impl Store {
         user_id: &str,
         id: &str,
     ) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached("DELETE FROM attachments WHERE id = $1 AND user_id = $2")
-            .await?;
-        Ok(client.execute(&stmt, &[&id, &user_id]).await? == 1)
+        self.timed("delete_attachment", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached("DELETE FROM attachments WHERE id = $1 AND user_id = $2")
+                .await?;
+            Ok(client.execute(&stmt, &[&id, &user_id]).await? == 1)
+        })
+        .await
     }
 
     /// Deletes uploads older than `age` that no message carries; returns how many.
     pub(crate) async fn delete_unused_attachments(&self, age: Duration) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
-        let seconds = age.as_secs_f64();
-        Ok(client
-            .execute(
-                "DELETE FROM attachments
+        self.timed("delete_unused_attachments", async move {
+            let client = self.pool.get().await?;
+            let seconds = age.as_secs_f64();
+            Ok(client
+                .execute(
+                    "DELETE FROM attachments
                  WHERE thread_id IS NULL AND created_at < now() - make_interval(secs => $1)",
-                &[&seconds],
-            )
-            .await?)
+                    &[&seconds],
+                )
+                .await?)
+        })
+        .await
     }
 }

@@ -108,6 +108,7 @@ impl Store {
         instance_id: &str,
         ttl: Duration,
     ) -> Result<LeaseAttempt, StoreError> {
+        self.timed("acquire_lease", async move {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
@@ -177,6 +178,8 @@ impl Store {
             }
         }
         Ok(LeaseAttempt::Held { owner, state })
+        })
+        .await
     }
 
     /// Gives a lease up (retirement, deletion, shutdown).
@@ -186,6 +189,7 @@ impl Store {
         instance_id: &str,
         fencing: FencingToken,
     ) -> Result<(), StoreError> {
+        self.timed("release_lease", async move {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
@@ -196,6 +200,8 @@ impl Store {
             .execute(&stmt, &[&thread_id, &instance_id, &fencing.get()])
             .await?;
         Ok(())
+        })
+        .await
     }
 
     /// Gives up whatever lease this instance holds on a thread, whatever its fencing token
@@ -205,12 +211,17 @@ impl Store {
         thread_id: &str,
         instance_id: &str,
     ) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached("DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2")
-            .await?;
-        client.execute(&stmt, &[&thread_id, &instance_id]).await?;
-        Ok(())
+        self.timed("release_own_lease", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(
+                    "DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2",
+                )
+                .await?;
+            client.execute(&stmt, &[&thread_id, &instance_id]).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Asks the owner of a thread to hand it over (`LISTEN`ers get the thread id).
@@ -219,44 +230,53 @@ impl Store {
         thread_id: &str,
         owner: &str,
     ) -> Result<(), StoreError> {
-        // Every instance hears it; only `owner` acts. Payload: `<owner> <thread id>`, ids only.
-        let client = self.pool.get().await?;
-        let payload = format!("{owner} {thread_id}");
-        client
-            .execute("SELECT pg_notify($1, $2)", &[&HANDOVER_CHANNEL, &payload])
-            .await?;
-        Ok(())
+        self.timed("request_handover", async move {
+            // Every instance hears it; only `owner` acts. Payload: `<owner> <thread id>`, ids only.
+            let client = self.pool.get().await?;
+            let payload = format!("{owner} {thread_id}");
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&HANDOVER_CHANNEL, &payload])
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Records that this instance lives: its leases stay valid while this is fresh.
     pub(crate) async fn heartbeat(&self, instance_id: &str) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        client
-            .execute(
-                "INSERT INTO instances (instance_id) VALUES ($1)
+        self.timed("heartbeat", async move {
+            let client = self.pool.get().await?;
+            client
+                .execute(
+                    "INSERT INTO instances (instance_id) VALUES ($1)
                  ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
-                &[&instance_id],
-            )
-            .await?;
-        Ok(())
+                    &[&instance_id],
+                )
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Leaves the cluster: all leases released, the instance forgotten.
     pub(crate) async fn leave_cluster(&self, instance_id: &str) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            "DELETE FROM thread_leases WHERE instance_id = $1",
-            &[&instance_id],
-        )
-        .await?;
-        tx.execute(
-            "DELETE FROM instances WHERE instance_id = $1",
-            &[&instance_id],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.timed("leave_cluster", async move {
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            tx.execute(
+                "DELETE FROM thread_leases WHERE instance_id = $1",
+                &[&instance_id],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM instances WHERE instance_id = $1",
+                &[&instance_id],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Live threads across the cluster, by thread id, after `after`.
@@ -267,6 +287,7 @@ impl Store {
         after: Option<&str>,
         ttl: Duration,
     ) -> Result<(Vec<LiveThreadRow>, bool), StoreError> {
+        self.timed("live_threads", async move {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
@@ -310,6 +331,8 @@ impl Store {
         let has_more = out.len() > limit as usize;
         out.truncate(limit as usize);
         Ok((out, has_more))
+        })
+        .await
     }
 
     /// Instances seen within `stale_after`, with their live-thread counts.
@@ -317,26 +340,29 @@ impl Store {
         &self,
         stale_after: Duration,
     ) -> Result<Vec<InstanceRow>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT i.instance_id, i.started_at, i.heartbeat_at,
+        self.timed("instances", async move {
+            let client = self.pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT i.instance_id, i.started_at, i.heartbeat_at,
                         (SELECT count(*) FROM thread_leases l WHERE l.instance_id = i.instance_id)
                  FROM instances i
                  WHERE i.heartbeat_at > now() - $1 * interval '1 millisecond'
                  ORDER BY i.instance_id",
-                &[&millis(stale_after)],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| InstanceRow {
-                instance_id: r.get(0),
-                started_at: r.get(1),
-                heartbeat_at: r.get(2),
-                live_threads: r.get(3),
-            })
-            .collect())
+                    &[&millis(stale_after)],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| InstanceRow {
+                    instance_id: r.get(0),
+                    started_at: r.get(1),
+                    heartbeat_at: r.get(2),
+                    live_threads: r.get(3),
+                })
+                .collect())
+        })
+        .await
     }
 }
 

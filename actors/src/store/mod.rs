@@ -54,6 +54,9 @@ pub struct PoolSettings {
     pub max_size: usize,
     pub connect_timeout: Duration,
     pub wait_timeout: Duration,
+    /// The longest any database operation may take, from waiting for a connection to the
+    /// last row (a stalled database must not stall the server).
+    pub operation_timeout: Duration,
 }
 
 /// Handle to the database; cheap to clone.
@@ -63,6 +66,7 @@ pub struct Store {
     schema: SchemaName,
     /// For the dedicated `LISTEN` connection (not pooled).
     pg_config: tokio_postgres::Config,
+    operation_timeout: Duration,
 }
 
 const THREAD_COLUMNS: &str =
@@ -98,7 +102,33 @@ impl Store {
             pool,
             schema,
             pg_config: listen_config,
+            operation_timeout: settings.operation_timeout,
         })
+    }
+
+    /// Runs one database operation within `operation_timeout`: past it the caller gets
+    /// `Unavailable` (503, or the in-band error of a stream) at once. A connection left with
+    /// a request in flight answers again once the database does, so the pool heals by itself.
+    /// A write that timed out here may still commit: it was never acknowledged (see
+    /// specs/persistence.md, "A database that stalls").
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        operation: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.operation_timeout, operation).await {
+            Ok(result) => result,
+            Err(_) => {
+                crate::metrics::METRICS
+                    .database_timeouts
+                    .with_label_values(&[what])
+                    .inc();
+                Err(StoreError::Unavailable(format!(
+                    "{what} took longer than {:?}",
+                    self.operation_timeout
+                )))
+            }
+        }
     }
 
     pub(crate) fn schema(&self) -> &SchemaName {
@@ -126,8 +156,11 @@ impl Store {
 
     /// Runs one batch of writes in one transaction.
     pub(crate) async fn apply(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
-        writes::apply_batch(&mut client, ops).await
+        self.timed("apply", async move {
+            let mut client = self.pool.get().await?;
+            writes::apply_batch(&mut client, ops).await
+        })
+        .await
     }
 
     /// A thread by id, whoever owns it (the caller checks ownership).
@@ -135,14 +168,17 @@ impl Store {
         &self,
         thread_id: &str,
     ) -> Result<Option<ThreadMeta>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"
-            ))
-            .await?;
-        let row = client.query_opt(&stmt, &[&thread_id]).await?;
-        row.map(|row| thread_from_row(&row)).transpose()
+        self.timed("load_thread", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"
+                ))
+                .await?;
+            let row = client.query_opt(&stmt, &[&thread_id]).await?;
+            row.map(|row| thread_from_row(&row)).transpose()
+        })
+        .await
     }
 
     /// A thread visible to `user_id`, or `None` (another user's thread looks absent).
@@ -151,10 +187,13 @@ impl Store {
         user_id: &str,
         thread_id: &str,
     ) -> Result<Option<ThreadMeta>, StoreError> {
-        Ok(self
-            .load_thread(thread_id)
-            .await?
-            .filter(|t| t.user_id == user_id))
+        self.timed("load_user_thread", async move {
+            Ok(self
+                .load_thread(thread_id)
+                .await?
+                .filter(|t| t.user_id == user_id))
+        })
+        .await
     }
 
     /// The user's threads by `created_at` (then insertion order), strictly after `after`.
@@ -165,19 +204,22 @@ impl Store {
         order: Order,
         after: Option<&str>,
     ) -> Result<Page<ThreadMeta>, StoreError> {
-        let query = KeysetQuery {
-            table: "threads",
-            columns: THREAD_COLUMNS,
-            scope: "user_id",
-        };
-        let rows = self
-            .keyset_rows(&query, user_id, limit, order, after)
-            .await?;
-        let mut threads = rows
-            .iter()
-            .map(thread_from_row)
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(page_from(&mut threads, limit, |t| t.id.clone()))
+        self.timed("list_threads", async move {
+            let query = KeysetQuery {
+                table: "threads",
+                columns: THREAD_COLUMNS,
+                scope: "user_id",
+            };
+            let rows = self
+                .keyset_rows(&query, user_id, limit, order, after)
+                .await?;
+            let mut threads = rows
+                .iter()
+                .map(thread_from_row)
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(page_from(&mut threads, limit, |t| t.id.clone()))
+        })
+        .await
     }
 
     /// A thread's items (hidden ones included) in `created_at` order, strictly after `after`.
@@ -188,16 +230,19 @@ impl Store {
         order: Order,
         after: Option<&str>,
     ) -> Result<Page<StoredItem>, StoreError> {
-        let query = KeysetQuery {
-            table: "items",
-            columns: ITEM_COLUMNS,
-            scope: "thread_id",
-        };
-        let rows = self
-            .keyset_rows(&query, thread_id, limit, order, after)
-            .await?;
-        let mut items: Vec<StoredItem> = rows.iter().map(item_from_row).collect();
-        Ok(page_from(&mut items, limit, |i| i.id.clone()))
+        self.timed("list_items", async move {
+            let query = KeysetQuery {
+                table: "items",
+                columns: ITEM_COLUMNS,
+                scope: "thread_id",
+            };
+            let rows = self
+                .keyset_rows(&query, thread_id, limit, order, after)
+                .await?;
+            let mut items: Vec<StoredItem> = rows.iter().map(item_from_row).collect();
+            Ok(page_from(&mut items, limit, |i| i.id.clone()))
+        })
+        .await
     }
 
     /// Up to `limit + 1` rows of `query.table` whose `query.scope` column is `scope`, ordered
@@ -255,14 +300,17 @@ impl Store {
         thread_id: &str,
         limit: u32,
     ) -> Result<Vec<ThreadItem>, StoreError> {
-        let page = self.list_items(thread_id, limit, Order::Desc, None).await?;
-        let mut items = page
-            .data
-            .iter()
-            .map(StoredItem::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        items.reverse();
-        Ok(items)
+        self.timed("recent_items", async move {
+            let page = self.list_items(thread_id, limit, Order::Desc, None).await?;
+            let mut items = page
+                .data
+                .iter()
+                .map(StoredItem::parse)
+                .collect::<Result<Vec<_>, _>>()?;
+            items.reverse();
+            Ok(items)
+        })
+        .await
     }
 
     /// One item of a thread.
@@ -271,14 +319,17 @@ impl Store {
         thread_id: &str,
         item_id: &str,
     ) -> Result<Option<StoredItem>, StoreError> {
-        let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {ITEM_COLUMNS} FROM items WHERE thread_id = $1 AND id = $2"
-            ))
-            .await?;
-        let row = client.query_opt(&stmt, &[&thread_id, &item_id]).await?;
-        Ok(row.as_ref().map(item_from_row))
+        self.timed("load_item", async move {
+            let client = self.pool.get().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {ITEM_COLUMNS} FROM items WHERE thread_id = $1 AND id = $2"
+                ))
+                .await?;
+            let row = client.query_opt(&stmt, &[&thread_id, &item_id]).await?;
+            Ok(row.as_ref().map(item_from_row))
+        })
+        .await
     }
 }
 

@@ -60,7 +60,43 @@ impl TestPostgres {
 
     /// Stops the server (immediate: like a crash), keeping the data.
     pub fn stop_server(&self) {
+        // A paused server could not act on the stop.
+        self.resume();
         let _ = self.cluster.stop_server(StopMode::Immediate);
+    }
+
+    /// Freezes the whole server (postmaster and every backend, SIGSTOP): connections stay
+    /// open and nothing answers, as with a stalled primary.
+    pub fn pause(&self) {
+        self.signal_all(libc::SIGSTOP);
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal_all(libc::SIGCONT);
+    }
+
+    fn signal_all(&self, signal: libc::c_int) {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // "pid (comm) state ppid …": the parent is the second field after the comm.
+            let parent = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split(' ').nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if parent == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            unsafe { libc::kill(pid, signal) };
+        }
     }
 
     /// Connection string (key=value form) for the server under test.

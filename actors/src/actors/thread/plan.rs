@@ -74,6 +74,26 @@ pub(crate) fn plan_turn(
     };
     let mut model_items: Vec<ThreadItem> = thread.history.clone();
     match input {
+        TurnInput::UserMessage(NewMessage { input, attachments })
+            if is_resend_of_unanswered(thread, &input, &attachments) =>
+        {
+            // The same message again while the thread's newest item is that message with
+            // no answer (its answer failed, or its commit timed out on our side and completed
+            // later): answer it instead of storing a copy (specs/persistence.md).
+            refuse_inactive(&thread.meta.status)?;
+            let unanswered = thread.history.last().expect("checked").clone();
+            let answered_before = thread
+                .history
+                .iter()
+                .any(|i| matches!(i.body, ItemBody::AssistantMessage(_)));
+            if let ItemBody::UserMessage(message) = &unanswered.body {
+                if settings.titles_enabled && thread.meta.title.is_none() && !answered_before {
+                    plan.title_from = Some((thread.meta.clone(), message.plain_text()));
+                }
+            }
+            plan.prelude_events
+                .push(ThreadStreamEvent::ItemDone { item: unanswered });
+        }
         TurnInput::UserMessage(NewMessage { input, attachments }) => {
             refuse_inactive(&thread.meta.status)?;
             // protocol §3.1: the attachments are stamped with the thread and stored, in
@@ -213,6 +233,26 @@ pub(crate) fn plan_turn(
     Ok(plan)
 }
 
+/// Whether `input` repeats the thread's newest item, a stored user message nothing answered.
+fn is_resend_of_unanswered(
+    thread: &LoadedThread,
+    input: &crate::protocol::requests::UserMessageInput,
+    attachments: &[Attachment],
+) -> bool {
+    let Some(ItemBody::UserMessage(last)) = thread.history.last().map(|i| &i.body) else {
+        return false;
+    };
+    thread.persisted
+        && last.content == input.content
+        && last.quoted_text == input.quoted_text
+        && last.inference_options == input.inference_options
+        && last
+            .attachments
+            .iter()
+            .map(|a| &a.id)
+            .eq(attachments.iter().map(|a| &a.id))
+}
+
 /// A locked or closed thread takes no new input.
 fn refuse_inactive(status: &ThreadStatus) -> Result<(), EngineError> {
     let (status, reason) = match status {
@@ -308,6 +348,33 @@ mod tests {
                 _ => "other",
             })
             .collect()
+    }
+
+    #[test]
+    fn resending_the_unanswered_newest_message_answers_it_without_a_copy() {
+        let history = vec![user_item("msg_1", "hello"), user_item("msg_2", "again")];
+        let plan = plan_turn(&thread(true, history.clone()), message("again"), &SETTINGS).unwrap();
+        assert!(plan.prelude_ops.is_empty(), "nothing stored twice");
+        assert!(
+            matches!(&plan.prelude_events[..], [ThreadStreamEvent::ItemDone { item }] if item.id == "msg_2")
+        );
+        assert_eq!(
+            plan.model_input.len(),
+            3,
+            "instructions and the two messages"
+        );
+        // Anything else, or a message that was answered, is a new message.
+        let plan = plan_turn(&thread(true, history), message("other"), &SETTINGS).unwrap();
+        assert_eq!(kinds(&plan.prelude_ops), ["put_item"]);
+        let answered = vec![
+            user_item("msg_1", "again"),
+            item(
+                "msg_2",
+                ItemBody::AssistantMessage(AssistantMessage { content: vec![] }),
+            ),
+        ];
+        let plan = plan_turn(&thread(true, answered), message("again"), &SETTINGS).unwrap();
+        assert_eq!(kinds(&plan.prelude_ops), ["put_item"]);
     }
 
     #[test]
