@@ -4,8 +4,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    Histogram, HistogramVec, IntCounterVec, IntGauge,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
 /// Seconds buckets from 1 ms to ~30 s.
@@ -26,6 +26,7 @@ pub struct EngineMetrics {
     pub mcp_call_seconds: HistogramVec,
     pub mcp_errors: IntCounterVec,
     pub attachment_uploads: IntCounterVec,
+    pub attachment_upload_bytes: IntCounter,
     pub database_timeouts: IntCounterVec,
 }
 
@@ -93,6 +94,11 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
         "chatkit_mcp_errors_total",
         "MCP servers unavailable or tool calls failed at the transport",
         &["server"]
+    )
+    .expect("metric registers"),
+    attachment_upload_bytes: register_int_counter!(
+        "chatkit_attachment_upload_bytes_total",
+        "Bytes of attachments stored"
     )
     .expect("metric registers"),
     database_timeouts: register_int_counter_vec!(

@@ -436,6 +436,11 @@ async fn uploads_that_are_forged_foreign_mismatched_or_too_large_are_refused() {
         let line = format!("chatkit_attachment_uploads_total{{outcome=\"{outcome}\"}}");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
+    // One PNG of 70 bytes was stored.
+    assert!(
+        metrics.contains("chatkit_attachment_upload_bytes_total 70"),
+        "{metrics}"
+    );
 }
 
 /// `json!` objects with one key replaced.

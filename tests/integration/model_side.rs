@@ -619,3 +619,79 @@ async fn the_responses_api_sees_attached_images_and_files_as_input_parts() {
         ])
     );
 }
+
+#[tokio::test]
+async fn the_responses_api_gets_tags_and_the_quote_as_input_items() {
+    let server = responses_server("");
+    let alice = token("alice");
+    let stream = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": {
+                "content": [
+                    { "type": "input_text", "text": "summarize " },
+                    { "type": "input_tag", "id": "d9", "text": "Roadmap", "data": { "v": 2 }, "interactive": false }
+                ],
+                "attachments": [],
+                "quoted_text": "Q3 goals",
+                "inference_options": {}
+            } }),
+        )
+        .await;
+    stream.assert_answered();
+    let request = responses_request_for("summarize @Roadmap");
+    let header = "# User-provided context for @-mentions\n- When referencing resolved entities, use their canonical names **without** '@'.\n- The '@' form appears only in user text and should not be echoed.";
+    assert_eq!(
+        request["input"],
+        json!([
+            { "role": "user", "content": [{ "type": "input_text", "text": "summarize @Roadmap" }] },
+            { "role": "user", "content": [{ "type": "input_text", "text": "The user is referring to this in particular: \nQ3 goals" }] },
+            { "role": "user", "content": [
+                { "type": "input_text", "text": header },
+                { "type": "input_text", "text": "@Roadmap: {\"id\":\"d9\",\"text\":\"Roadmap\",\"data\":{\"v\":2}}" }
+            ] }
+        ])
+    );
+}
+
+#[tokio::test]
+async fn cancelling_mid_reasoning_over_the_responses_api_stores_only_the_marker() {
+    let model = MockModel::start(&["--delay-ms", "300"]);
+    // The harness points every server at the shared mock through the environment, which
+    // wins over files: this one gets the slow mock the same way.
+    let base_url = model.base_url();
+    let server = TestServer::start_with_config(
+        "[model]\napi = \"responses\"\nreasoning_summary = \"auto\"\n",
+        &[
+            ("CHATKIT__MODEL__BASE_URL", base_url.as_str()),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+        ],
+    );
+    let alice = token("alice");
+    let thread_id = create_thread_with(&server, &alice, &model, "hi").await;
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "think slowly")
+        .await;
+    // user done, stream_options, workflow added, first thought added.
+    assert_eq!(live.read_events(4).await, 4);
+    assert_eq!(live.events[3]["update"]["type"], "workflow.task.added");
+    drop(live);
+    let items_sql = format!(
+        "SELECT string_agg(kind, ',' ORDER BY created_at, seq) FROM {}.items WHERE thread_id = '{thread_id}'",
+        server.schema
+    );
+    eventually("the cancellation is stored", || {
+        let kinds = shared().postgres.psql(&items_sql);
+        if kinds.ends_with("sdk_hidden_context") {
+            Ok(())
+        } else {
+            Err(kinds)
+        }
+    })
+    .await;
+    assert_eq!(
+        shared().postgres.psql(&items_sql),
+        "user_message,assistant_message,user_message,sdk_hidden_context"
+    );
+}

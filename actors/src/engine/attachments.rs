@@ -261,6 +261,7 @@ impl Engine {
             return Err(EngineError::UploadInProgress);
         }
         claim.keep();
+        METRICS.attachment_upload_bytes.inc_by(size.max(0) as u64);
         Ok(self.wire_row(&row, origin))
     }
 
@@ -323,6 +324,7 @@ impl Engine {
             return Err(EngineError::AttachmentNotFound);
         }
         claim.keep();
+        METRICS.attachment_upload_bytes.inc_by(size.max(0) as u64);
         Ok(self.wire(id.as_str(), name, &mime, kind, None, None, origin))
     }
 
