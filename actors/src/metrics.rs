@@ -28,6 +28,7 @@ pub struct EngineMetrics {
     pub attachment_uploads: IntCounterVec,
     pub attachment_upload_bytes: IntCounter,
     pub database_timeouts: IntCounterVec,
+    pub model_tokens: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
@@ -99,6 +100,12 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
     attachment_upload_bytes: register_int_counter!(
         "chatkit_attachment_upload_bytes_total",
         "Bytes of attachments stored"
+    )
+    .expect("metric registers"),
+    model_tokens: register_int_counter_vec!(
+        "chatkit_model_tokens_total",
+        "Tokens the model reported using, by direction (input, output)",
+        &["direction"]
     )
     .expect("metric registers"),
     database_timeouts: register_int_counter_vec!(

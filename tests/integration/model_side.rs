@@ -492,6 +492,12 @@ async fn the_responses_api_streams_text_reasoning_and_citations_statelessly() {
         json!([{ "role": "user", "content": [{ "type": "input_text", "text": "hello there" }] }])
     );
     assert_eq!(request["reasoning"], json!({ "summary": "auto" }));
+    // The usage the provider reports is counted.
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("chatkit_model_tokens_total{direction=\"output\"}"),
+        "{metrics}"
+    );
     assert_eq!(request["include"], json!(["reasoning.encrypted_content"]));
 
     // Reasoning summaries become thoughts.

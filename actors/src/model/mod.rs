@@ -56,6 +56,11 @@ pub enum ModelEvent {
     Annotation(crate::protocol::Annotation),
     /// A reasoning item the provider wants back on the next call (Responses, encrypted).
     ReasoningItem(serde_json::Value),
+    /// Tokens the call used, when the provider says (Responses: `response.completed`).
+    Usage {
+        input: u64,
+        output: u64,
+    },
     Finished {
         reason: String,
     },
@@ -265,6 +270,7 @@ impl ModelClient {
                 | ModelEvent::ReasoningDelta(_)
                 | ModelEvent::Annotation(_)
                 | ModelEvent::ReasoningItem(_)
+                | ModelEvent::Usage { .. }
                 | ModelEvent::Failed(_) => {}
             }
         }

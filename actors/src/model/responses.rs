@@ -206,6 +206,14 @@ impl IntoEvents for StreamEvent {
                 }
             }
             "response.completed" => {
+                if let Some(usage) = self.response.as_ref().map(|r| &r["usage"]) {
+                    if let (Some(input), Some(output)) = (
+                        usage["input_tokens"].as_u64(),
+                        usage["output_tokens"].as_u64(),
+                    ) {
+                        out.push_back(ModelEvent::Usage { input, output });
+                    }
+                }
                 let called = self
                     .response
                     .as_ref()
@@ -299,7 +307,7 @@ mod tests {
             json!({"type": "response.output_text.delta", "output_index": 2, "delta": "See"}),
             json!({"type": "response.output_text.annotation.added", "annotation": {"type": "url_citation", "url": "https://e.x/", "title": "E", "start_index": 0, "end_index": 3}}),
             json!({"type": "response.output_text.annotation.added", "annotation": {"type": "mystery"}}),
-            json!({"type": "response.completed", "response": {"output": [{"type": "function_call"}]}}),
+            json!({"type": "response.completed", "response": {"output": [{"type": "function_call"}], "usage": {"input_tokens": 12, "output_tokens": 5}}}),
         ]);
         assert_eq!(
             got,
@@ -328,6 +336,10 @@ mod tests {
                     source: json!({"title": "E", "type": "url", "url": "https://e.x/"}),
                     index: Some(3),
                 }),
+                ModelEvent::Usage {
+                    input: 12,
+                    output: 5
+                },
                 ModelEvent::Finished {
                     reason: "tool_calls".into()
                 },

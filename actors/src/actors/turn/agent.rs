@@ -302,6 +302,16 @@ impl TurnRun<'_> {
                     }
                 }
                 Some(Ok(ModelEvent::ReasoningItem(item))) => reasoning_items.push(item),
+                Some(Ok(ModelEvent::Usage { input, output })) => {
+                    METRICS
+                        .model_tokens
+                        .with_label_values(&["input"])
+                        .inc_by(input);
+                    METRICS
+                        .model_tokens
+                        .with_label_values(&["output"])
+                        .inc_by(output);
+                }
                 // A citation belongs to the text streamed so far (protocol §8.3).
                 Some(Ok(ModelEvent::Annotation(annotation))) if answer.started => {
                     let annotation_index = answer.annotations.len();
