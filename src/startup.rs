@@ -37,7 +37,8 @@ impl Database {
             wait_timeout: settings.database.connect_timeout,
             operation_timeout: settings.database.operation_timeout,
         };
-        let store = Store::new(pg_config, settings.database.schema.clone(), &pool)
+        let listen = settings.database.listen.as_deref().cloned();
+        let store = Store::new(pg_config, listen, settings.database.schema.clone(), &pool)
             .map_err(|e| e.to_string());
         let store = match store {
             Ok(store) => store,

@@ -12,6 +12,7 @@ use config::{Value, ValueKind};
 const OPTIONAL_KEYS: &[&str] = &[
     "server.playground",
     "database.url",
+    "database.listen_url",
     "auth.jwt_secret",
     "auth.public_key_pem",
     "auth.jwks_url",

@@ -41,6 +41,7 @@ struct RawServer {
 #[derive(Deserialize)]
 struct RawDatabase {
     url: Option<String>,
+    listen_url: Option<String>,
     schema: String,
     embedded_dir: String,
     pool_size: usize,
@@ -123,6 +124,8 @@ impl std::fmt::Debug for DatabaseTarget {
 #[derive(Clone, Debug)]
 pub struct DatabaseSettings {
     pub target: DatabaseTarget,
+    /// The `LISTEN` connection's server (`database.listen_url`); `None`: the pool's.
+    pub listen: Option<Box<tokio_postgres::Config>>,
     pub schema: SchemaName,
     pub pool_size: usize,
     pub connect_timeout: Duration,
@@ -429,6 +432,25 @@ fn database_settings(raw: RawDatabase, problems: &mut Vec<String>) -> Option<Dat
         },
         _ => Some(DatabaseTarget::Embedded(PathBuf::from(&raw.embedded_dir))),
     };
+    let listen = match raw.listen_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => {
+            if raw.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                problems.push(
+                    "database.listen_url needs database.url (the embedded database is reached directly)".into(),
+                );
+            }
+            match tokio_postgres::Config::from_str(url) {
+                Ok(config) => Some(Box::new(config)),
+                Err(_) => {
+                    problems.push(
+                        "database.listen_url is not a valid PostgreSQL connection string".into(),
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     if raw.pool_size == 0 {
         problems.push("database.pool_size must be positive".into());
     }
@@ -437,6 +459,7 @@ fn database_settings(raw: RawDatabase, problems: &mut Vec<String>) -> Option<Dat
     }
     Some(DatabaseSettings {
         target: target?,
+        listen,
         schema: schema.ok()?,
         pool_size: raw.pool_size,
         connect_timeout: Duration::from_secs(raw.connect_timeout_secs.max(1)),

@@ -230,3 +230,29 @@ async fn a_stale_lease_of_a_live_instance_is_handed_over_at_once() {
     ));
     assert_eq!(owner, "node-2");
 }
+
+#[tokio::test]
+async fn hand_overs_work_with_the_listen_connection_on_its_own_url() {
+    // database.listen_url: the LISTEN connection on a URL of its own (a direct connection
+    // beside a pooler); here the same server, so the hand-over path runs through it.
+    let schema = new_schema();
+    let url = shared().postgres.url();
+    let listen = [("CHATKIT__DATABASE__LISTEN_URL", url.as_str())];
+    let nodes = [
+        TestServer::start_node(&schema, "node-1", &listen),
+        TestServer::start_node(&schema, "node-2", &listen),
+    ];
+    let alice = token("alice");
+    let thread_id = answered_thread(&nodes[0], &alice, "on node-1")
+        .await
+        .thread_id();
+    let started = std::time::Instant::now();
+    add_message(&nodes[1], &alice, &thread_id, "now node-2")
+        .await
+        .assert_answered();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "handed over at once (not after the 3 s lease): {:?}",
+        started.elapsed()
+    );
+}

@@ -430,3 +430,39 @@ fn a_metrics_port_in_use_refuses_to_start_unless_metrics_are_off() {
     assert!(server.metrics_url.is_none());
     drop(taken);
 }
+
+#[test]
+fn a_listen_url_needs_a_database_url_and_must_parse() {
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            (
+                "CHATKIT__DATABASE__LISTEN_URL",
+                "host=127.0.0.1 password=hunter2-secret",
+            ),
+        ],
+        &["check-config"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("database.listen_url needs database.url"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ("CHATKIT__DATABASE__URL", "host=127.0.0.1"),
+            (
+                "CHATKIT__DATABASE__LISTEN_URL",
+                "postgres://u:hunter2-secret@[bad",
+            ),
+        ],
+        &["check-config"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("database.listen_url is not a valid PostgreSQL connection string"));
+    assert!(
+        !stderr.contains("hunter2-secret"),
+        "a password was printed: {stderr}"
+    );
+}

@@ -74,13 +74,17 @@ const THREAD_COLUMNS: &str =
 
 impl Store {
     /// Builds the pool (connections are opened lazily) with `search_path` set to `schema`.
+    /// `listen` is where the dedicated `LISTEN` connection goes (`database.listen_url`: a
+    /// direct connection when the pool goes through PgBouncer in transaction mode, which
+    /// cannot hold a `LISTEN`); `None`: the pool's server.
     pub fn new(
         mut pg_config: tokio_postgres::Config,
+        listen: Option<tokio_postgres::Config>,
         schema: SchemaName,
         settings: &PoolSettings,
     ) -> Result<Self, StoreError> {
         pg_config.options(format!("-c search_path={schema}"));
-        let listen_config = pg_config.clone();
+        let listen_config = listen.unwrap_or_else(|| pg_config.clone());
         pg_config.connect_timeout(settings.connect_timeout);
         pg_config.application_name("chatkit-rs");
         let manager = Manager::from_config(
