@@ -16,6 +16,7 @@ mod drain;
 mod failures;
 mod fixtures;
 mod fuzz;
+mod ha;
 mod hostile;
 mod isolation;
 mod jwks;

@@ -1,0 +1,470 @@
+//! A real high-availability PostgreSQL (issue 17): Patroni with etcd (Debian packages), a
+//! primary and a synchronous standby on loopback, the server on a multi-host URL with
+//! `target_session_attrs=read-write`, conversations running; then every process of the
+//! primary's node is killed. Figures: seconds without a completed turn, from the new primary
+//! accepting connections to the first turn, acknowledged and lost items.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `command` as the `postgres` user when we are root (initdb refuses root), in a process
+/// group of its own so the whole node can be killed at once.
+fn as_postgres(program: &str) -> Command {
+    let mut command = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        Command::new(program)
+    };
+    command.process_group(0);
+    command
+}
+
+struct Node {
+    name: String,
+    pg_port: u16,
+    rest_port: u16,
+    dir: PathBuf,
+    patroni: Option<Child>,
+}
+
+impl Node {
+    fn rest(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.rest_port)
+    }
+
+    /// SIGKILL to Patroni's process group and to the postmaster and its children.
+    fn kill(&mut self) {
+        if let Some(child) = &mut self.patroni {
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+        }
+        self.patroni = None;
+        let pid_file = self.dir.join("data/postmaster.pid");
+        if let Some(pid) = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+        {
+            for child in children_of(pid) {
+                unsafe { libc::kill(child, libc::SIGKILL) };
+            }
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// etcd and two Patroni nodes, stopped and removed on drop.
+struct PatroniCluster {
+    dir: PathBuf,
+    etcd: Child,
+    nodes: Vec<Node>,
+}
+
+impl Drop for PatroniCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        unsafe { libc::kill(-(self.etcd.id() as i32), libc::SIGKILL) };
+        let _ = self.etcd.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn patroni_config(node: &Node, etcd_port: u16) -> String {
+    let dir = node.dir.display();
+    format!(
+        r#"scope: chatkit-ha
+name: {name}
+restapi:
+  listen: 127.0.0.1:{rest}
+  connect_address: 127.0.0.1:{rest}
+etcd3:
+  host: 127.0.0.1:{etcd_port}
+bootstrap:
+  dcs:
+    ttl: 10
+    loop_wait: 1
+    retry_timeout: 3
+    maximum_lag_on_failover: 1048576
+    synchronous_mode: true
+    postgresql:
+      use_pg_rewind: false
+      parameters:
+        max_connections: 100
+  initdb:
+  - encoding: UTF8
+  - locale: C
+  pg_hba:
+  - local all all trust
+  - host all all 127.0.0.1/32 trust
+  - host replication all 127.0.0.1/32 trust
+postgresql:
+  listen: 127.0.0.1:{pg}
+  connect_address: 127.0.0.1:{pg}
+  data_dir: {dir}/data
+  bin_dir: {BIN_DIR}
+  pgpass: {dir}/pgpass
+  authentication:
+    superuser:
+      username: postgres
+      password: postgres
+    replication:
+      username: postgres
+      password: postgres
+  parameters:
+    unix_socket_directories: '{dir}'
+"#,
+        name = node.name,
+        rest = node.rest_port,
+        pg = node.pg_port,
+    )
+}
+
+impl PatroniCluster {
+    async fn start() -> PatroniCluster {
+        let etcd_bin = ensure_debian_binary(&["/usr/bin/etcd"], "etcd-server");
+        let patroni_bin = ensure_debian_binary(&["/usr/bin/patroni"], "patroni");
+        let dir = PathBuf::from(format!("/var/tmp/chatkit-it-ha-{}", rand_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (etcd_port, peer_port) = (free_port(), free_port());
+        let etcd = as_postgres(&etcd_bin)
+            .args(["--name", "e0", "--data-dir"])
+            .arg(dir.join("etcd"))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{etcd_port}"
+            ))
+            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"
+            ))
+            .arg(format!("--initial-cluster=e0=http://127.0.0.1:{peer_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        register_child(etcd.id());
+        let mut cluster = PatroniCluster {
+            dir: dir.clone(),
+            etcd,
+            nodes: Vec::new(),
+        };
+        for n in 1..=2 {
+            let node_dir = dir.join(format!("node{n}"));
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let mut node = Node {
+                name: format!("node{n}"),
+                pg_port: free_port(),
+                rest_port: free_port(),
+                dir: node_dir,
+                patroni: None,
+            };
+            let config = dir.join(format!("node{n}.yml"));
+            std::fs::write(&config, patroni_config(&node, etcd_port)).unwrap();
+            chown_postgres(&dir);
+            let log = std::fs::File::create(dir.join(format!("node{n}.log"))).unwrap();
+            let child = as_postgres(&patroni_bin)
+                .arg(&config)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start patroni");
+            register_child(child.id());
+            node.patroni = Some(child);
+            cluster.nodes.push(node);
+        }
+        // A leader and a synchronous standby.
+        let http = reqwest::Client::new();
+        Patience::within(Duration::from_secs(90))
+            .every(Duration::from_millis(250))
+            .until("a primary and a synchronous standby", async || {
+                let Ok(reply) = http.get(cluster.nodes[0].rest("/cluster")).send().await else {
+                    return false;
+                };
+                let roles: Vec<String> = reply
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|c| c["members"].as_array().cloned())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{}:{}",
+                            m["role"].as_str().unwrap_or(""),
+                            m["state"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                roles.iter().any(|r| r == "leader:running")
+                    && roles
+                        .iter()
+                        .any(|r| r == "sync_standby:running" || r == "sync_standby:streaming")
+            })
+            .await;
+        cluster
+    }
+
+    /// The node whose REST API says it is the primary.
+    async fn primary(&self) -> Option<usize> {
+        let http = reqwest::Client::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.patroni.is_none() {
+                continue;
+            }
+            if let Ok(reply) = http.get(node.rest("/primary")).send().await {
+                if reply.status().is_success() {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Both nodes in one URL; only the writable one is used.
+    fn url(&self) -> String {
+        let ports: Vec<String> = self.nodes.iter().map(|n| n.pg_port.to_string()).collect();
+        format!(
+            "host={} port={} user=postgres dbname=postgres target_session_attrs=read-write connect_timeout=2",
+            vec!["127.0.0.1"; self.nodes.len()].join(","),
+            ports.join(",")
+        )
+    }
+
+    fn psql(&self, node: usize, sql: &str) -> String {
+        let out = Command::new(format!("{BIN_DIR}/psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.nodes[node].pg_port.to_string(),
+            ])
+            .args(["-U", "postgres", "-d", "postgres", "-At", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+fn chown_postgres(dir: &Path) {
+    if unsafe { libc::geteuid() } == 0 {
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:"])
+            .arg(dir)
+            .status();
+    }
+}
+
+/// What the conversations saw: every acknowledged item, and when turns completed.
+#[derive(Default)]
+struct Seen {
+    acknowledged: Vec<Value>,
+    completed_at: Vec<Instant>,
+    threads: Vec<String>,
+    refused: usize,
+}
+
+/// One user's conversation until `stop`: a thread, then messages; whatever the server
+/// acknowledged (each `thread.item.done`) is recorded.
+async fn converse(
+    server: Arc<TestServer>,
+    user: String,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let token = token(&user);
+    let mut thread: Option<String> = None;
+    let mut turn = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let body = turn_request(thread.as_deref(), &format!("{user} turn {turn}"));
+        let reply = server.post_raw(Some(&token), body.to_string()).await;
+        let ok = reply.status == 200;
+        {
+            let stream = Stream::parse(reply);
+            let done = stream.done_items();
+            let mut seen = seen.lock().unwrap();
+            seen.acknowledged.extend(done.iter().cloned());
+            if ok
+                && done
+                    .last()
+                    .is_some_and(|i| i["type"] == "assistant_message")
+            {
+                seen.completed_at.push(Instant::now());
+                if thread.is_none() {
+                    let id = stream.thread_id();
+                    seen.threads.push(id.clone());
+                    thread = Some(id);
+                }
+            } else {
+                seen.refused += 1;
+                if thread.is_none() && !done.is_empty() {
+                    let id = done[0]["thread_id"].as_str().unwrap().to_string();
+                    seen.threads.push(id.clone());
+                    thread = Some(id);
+                }
+            }
+        }
+        turn += 1;
+        if !ok {
+            sleep_ms(100).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn killing_the_primary_node_fails_over_with_nothing_acknowledged_lost() {
+    let mut cluster = PatroniCluster::start().await;
+    let server = Arc::new(TestServer::start_with(&[
+        ("CHATKIT__DATABASE__URL", &cluster.url()),
+        ("CHATKIT__DATABASE__CONNECT_TIMEOUT_SECS", "2"),
+        ("CHATKIT__DATABASE__OPERATION_TIMEOUT_SECS", "2"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+        ("CHATKIT__LIMITS__REQUESTS_PER_MINUTE", "0"),
+    ]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let users: Vec<_> = (0..4)
+        .map(|u| {
+            tokio::spawn(converse(
+                server.clone(),
+                format!("ha-user-{u}"),
+                stop.clone(),
+                seen.clone(),
+            ))
+        })
+        .collect();
+    sleep_ms(3_000).await;
+    let old = cluster.primary().await.expect("a primary");
+    let before = seen.lock().unwrap().completed_at.len();
+    assert!(before > 0, "turns completed before the failover");
+
+    // Every process of the primary's node, at once.
+    let killed_at = Instant::now();
+    cluster.nodes[old].kill();
+    let survivor = 1 - old;
+    let mut promoted_at = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if cluster.primary().await == Some(survivor) {
+            promoted_at = Some(Instant::now());
+            break;
+        }
+        sleep_ms(100).await;
+    }
+    let promoted_at = promoted_at.expect("the standby was promoted");
+    let first_after = loop {
+        let done = seen
+            .lock()
+            .unwrap()
+            .completed_at
+            .iter()
+            .copied()
+            .find(|t| *t > promoted_at);
+        if let Some(t) = done {
+            break t;
+        }
+        assert!(
+            promoted_at.elapsed() < Duration::from_secs(30),
+            "no turn completed after the promotion"
+        );
+        sleep_ms(50).await;
+    };
+    sleep_ms(2_000).await;
+    stop.store(true, Ordering::Relaxed);
+    for user in users {
+        user.await.unwrap();
+    }
+
+    // Every acknowledged item is on the new primary, byte for byte.
+    let seen = seen.lock().unwrap();
+    let schema = &server.schema;
+    let mut lost = 0;
+    for item in &seen.acknowledged {
+        let id = item["id"].as_str().unwrap();
+        let thread = item["thread_id"].as_str().unwrap();
+        let stored = cluster.psql(
+            survivor,
+            &format!(
+                "SELECT body FROM {schema}.items WHERE thread_id = '{thread}' AND id = '{id}'"
+            ),
+        );
+        match serde_json::from_str::<Value>(&stored) {
+            Ok(body) if &body == item => {}
+            _ => lost += 1,
+        }
+    }
+    let outage = first_after.duration_since(killed_at);
+    let to_first_turn = first_after.duration_since(promoted_at);
+    eprintln!(
+        "failover: primary killed; promoted after {:.1} s; first turn {:.2} s after the promotion; \
+         {:.1} s without a completed turn; {} turns completed, {} refused or cut; \
+         {} items acknowledged, {lost} lost",
+        promoted_at.duration_since(killed_at).as_secs_f64(),
+        to_first_turn.as_secs_f64(),
+        outage.as_secs_f64(),
+        seen.completed_at.len(),
+        seen.refused,
+        seen.acknowledged.len()
+    );
+    assert_eq!(lost, 0, "acknowledged items missing after the failover");
+    assert!(
+        to_first_turn < Duration::from_secs(5),
+        "first turn {to_first_turn:?} after the new primary took over"
+    );
+    // Every thread takes new messages.
+    let threads = seen.threads.clone();
+    drop(seen);
+    for thread in threads {
+        let owner = cluster.psql(
+            survivor,
+            &format!("SELECT user_id FROM {schema}.threads WHERE id = '{thread}'"),
+        );
+        let reply = add_message(&server, &token(&owner), &thread, "still here?").await;
+        reply.assert_answered();
+    }
+}
