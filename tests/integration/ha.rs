@@ -421,7 +421,7 @@ async fn killing_the_primary_node_fails_over_with_nothing_acknowledged_lost() {
     }
 
     // Every acknowledged item is on the new primary, byte for byte.
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let schema = &server.schema;
     let mut lost = 0;
     for item in &seen.acknowledged {
@@ -457,9 +457,7 @@ async fn killing_the_primary_node_fails_over_with_nothing_acknowledged_lost() {
         "first turn {to_first_turn:?} after the new primary took over"
     );
     // Every thread takes new messages.
-    let threads = seen.threads.clone();
-    drop(seen);
-    for thread in threads {
+    for thread in seen.threads {
         let owner = cluster.psql(
             survivor,
             &format!("SELECT user_id FROM {schema}.threads WHERE id = '{thread}'"),
