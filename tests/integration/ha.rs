@@ -261,6 +261,55 @@ impl PatroniCluster {
         None
     }
 
+    /// A planned switchover from `leader` to `candidate` through Patroni's REST API; when it
+    /// was asked for.
+    async fn switchover(&self, leader: usize, candidate: usize) -> Instant {
+        let asked = Instant::now();
+        let reply = reqwest::Client::new()
+            .post(self.nodes[leader].rest("/switchover"))
+            .json(&serde_json::json!({
+                "leader": self.nodes[leader].name,
+                "candidate": self.nodes[candidate].name
+            }))
+            .send()
+            .await
+            .expect("Patroni answers");
+        let status = reply.status();
+        assert!(
+            status.is_success(),
+            "switchover refused: {}",
+            reply.text().await.unwrap_or_default()
+        );
+        asked
+    }
+
+    /// Waits until `node` streams as the synchronous standby again.
+    async fn wait_for_sync_standby(&self, node: usize) {
+        let http = reqwest::Client::new();
+        let name = self.nodes[node].name.clone();
+        Patience::within(Duration::from_secs(90))
+            .every(Duration::from_millis(250))
+            .until(
+                "the old primary is back as synchronous standby",
+                async || {
+                    let other = 1 - node;
+                    let Ok(reply) = http.get(self.nodes[other].rest("/cluster")).send().await
+                    else {
+                        return false;
+                    };
+                    reply
+                        .json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|c| c["members"].as_array().cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|m| m["name"] == name.as_str() && m["role"] == "sync_standby")
+                },
+            )
+            .await;
+    }
+
     /// Both nodes in one URL; only the writable one is used.
     fn url(&self) -> String {
         let ports: Vec<String> = self.nodes.iter().map(|n| n.pg_port.to_string()).collect();
@@ -356,8 +405,67 @@ async fn converse(
     }
 }
 
+/// How one change of primary went.
+struct Change {
+    promoted_after: Duration,
+    first_turn_after_promotion: Duration,
+    without_turns: Duration,
+}
+
+/// Waits for `expected` to be the primary after a change that started at `started`, then for
+/// the first turn completed after that.
+async fn measure(
+    cluster: &PatroniCluster,
+    seen: &Mutex<Seen>,
+    started: Instant,
+    expected: usize,
+) -> Change {
+    let deadline = started + Duration::from_secs(60);
+    let promoted_at = loop {
+        if cluster.primary().await == Some(expected) {
+            break Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {expected} never became the primary"
+        );
+        sleep_ms(100).await;
+    };
+    let first_turn = loop {
+        let done = seen
+            .lock()
+            .unwrap()
+            .completed_at
+            .iter()
+            .copied()
+            .find(|t| *t > promoted_at);
+        if let Some(t) = done {
+            break t;
+        }
+        assert!(
+            promoted_at.elapsed() < Duration::from_secs(30),
+            "no turn completed after the promotion"
+        );
+        sleep_ms(50).await;
+    };
+    let last_before = seen
+        .lock()
+        .unwrap()
+        .completed_at
+        .iter()
+        .copied()
+        .filter(|t| *t <= started)
+        .max()
+        .unwrap_or(started);
+    Change {
+        promoted_after: promoted_at.duration_since(started),
+        first_turn_after_promotion: first_turn.duration_since(promoted_at),
+        without_turns: first_turn.duration_since(last_before),
+    }
+}
+
 #[tokio::test]
-async fn killing_the_primary_node_fails_over_with_nothing_acknowledged_lost() {
+async fn switchover_and_killing_the_primary_node_lose_nothing_acknowledged() {
     let mut cluster = PatroniCluster::start().await;
     let server = Arc::new(TestServer::start_with(&[
         ("CHATKIT__DATABASE__URL", &cluster.url()),
@@ -379,41 +487,24 @@ async fn killing_the_primary_node_fails_over_with_nothing_acknowledged_lost() {
         })
         .collect();
     sleep_ms(3_000).await;
-    let old = cluster.primary().await.expect("a primary");
-    let before = seen.lock().unwrap().completed_at.len();
-    assert!(before > 0, "turns completed before the failover");
+    assert!(
+        !seen.lock().unwrap().completed_at.is_empty(),
+        "turns completed before any change"
+    );
 
-    // Every process of the primary's node, at once.
+    // 1. A planned switchover to the synchronous standby.
+    let first = cluster.primary().await.expect("a primary");
+    let other = 1 - first;
+    let switched = cluster.switchover(first, other).await;
+    let switchover = measure(&cluster, &seen, switched, other).await;
+    cluster.wait_for_sync_standby(first).await;
+
+    // 2. Every process of the (new) primary's node killed at once: the old primary, back as
+    // synchronous standby, takes over again.
     let killed_at = Instant::now();
-    cluster.nodes[old].kill();
-    let survivor = 1 - old;
-    let mut promoted_at = None;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if cluster.primary().await == Some(survivor) {
-            promoted_at = Some(Instant::now());
-            break;
-        }
-        sleep_ms(100).await;
-    }
-    let promoted_at = promoted_at.expect("the standby was promoted");
-    let first_after = loop {
-        let done = seen
-            .lock()
-            .unwrap()
-            .completed_at
-            .iter()
-            .copied()
-            .find(|t| *t > promoted_at);
-        if let Some(t) = done {
-            break t;
-        }
-        assert!(
-            promoted_at.elapsed() < Duration::from_secs(30),
-            "no turn completed after the promotion"
-        );
-        sleep_ms(50).await;
-    };
+    cluster.nodes[other].kill();
+    let failover = measure(&cluster, &seen, killed_at, first).await;
+    let survivor = first;
     sleep_ms(2_000).await;
     stop.store(true, Ordering::Relaxed);
     for user in users {
@@ -438,24 +529,31 @@ async fn killing_the_primary_node_fails_over_with_nothing_acknowledged_lost() {
             _ => lost += 1,
         }
     }
-    let outage = first_after.duration_since(killed_at);
-    let to_first_turn = first_after.duration_since(promoted_at);
+    for (what, change) in [
+        ("switchover", &switchover),
+        ("failover (kill -9)", &failover),
+    ] {
+        eprintln!(
+            "{what}: new primary after {:.1} s; first turn {:.2} s after it; {:.1} s without a completed turn",
+            change.promoted_after.as_secs_f64(),
+            change.first_turn_after_promotion.as_secs_f64(),
+            change.without_turns.as_secs_f64(),
+        );
+    }
     eprintln!(
-        "failover: primary killed; promoted after {:.1} s; first turn {:.2} s after the promotion; \
-         {:.1} s without a completed turn; {} turns completed, {} refused or cut; \
-         {} items acknowledged, {lost} lost",
-        promoted_at.duration_since(killed_at).as_secs_f64(),
-        to_first_turn.as_secs_f64(),
-        outage.as_secs_f64(),
+        "{} turns completed, {} refused or cut; {} items acknowledged, {lost} lost",
         seen.completed_at.len(),
         seen.refused,
         seen.acknowledged.len()
     );
     assert_eq!(lost, 0, "acknowledged items missing after the failover");
-    assert!(
-        to_first_turn < Duration::from_secs(5),
-        "first turn {to_first_turn:?} after the new primary took over"
-    );
+    for change in [&switchover, &failover] {
+        assert!(
+            change.first_turn_after_promotion < Duration::from_secs(5),
+            "first turn {:?} after the new primary took over",
+            change.first_turn_after_promotion
+        );
+    }
     // Every thread takes new messages.
     for thread in seen.threads {
         let owner = cluster.psql(
