@@ -17,12 +17,22 @@ use crate::harness::*;
 
 const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
+/// A free port below the kernel's ephemeral range (32768 and up), so that the port-0 binds of
+/// the tests running alongside cannot take it between this check and Patroni's bind.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let spread = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            .wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+        let port = 20_000 + (spread % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `command` as the `postgres` user when we are root (initdb refuses root), in a process
