@@ -82,24 +82,6 @@ impl Node {
     }
 }
 
-fn children_of(parent: i32) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split(' ').nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if ppid == Some(parent) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
 /// etcd and two Patroni nodes, stopped and removed on drop.
 struct PatroniCluster {
     dir: PathBuf,
@@ -224,32 +206,17 @@ impl PatroniCluster {
             cluster.nodes.push(node);
         }
         // A leader and a synchronous standby.
-        let http = reqwest::Client::new();
         Patience::within(Duration::from_secs(90))
             .every(Duration::from_millis(250))
             .until("a primary and a synchronous standby", async || {
-                let Ok(reply) = http.get(cluster.nodes[0].rest("/cluster")).send().await else {
-                    return false;
-                };
-                let roles: Vec<String> = reply
-                    .json::<Value>()
-                    .await
-                    .ok()
-                    .and_then(|c| c["members"].as_array().cloned())
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|m| {
-                        format!(
-                            "{}:{}",
-                            m["role"].as_str().unwrap_or(""),
-                            m["state"].as_str().unwrap_or("")
-                        )
+                let members = cluster.members(0).await;
+                let has = |role: &str| {
+                    members.iter().any(|m| {
+                        m["role"] == role
+                            && matches!(m["state"].as_str(), Some("running" | "streaming"))
                     })
-                    .collect();
-                roles.iter().any(|r| r == "leader:running")
-                    && roles
-                        .iter()
-                        .any(|r| r == "sync_standby:running" || r == "sync_standby:streaming")
+                };
+                has("leader") && has("sync_standby")
             })
             .await;
         cluster
@@ -293,26 +260,29 @@ impl PatroniCluster {
         asked
     }
 
+    /// The cluster's members as node `asked` reports them (none when it does not answer).
+    async fn members(&self, asked: usize) -> Vec<Value> {
+        let Ok(reply) = reqwest::get(self.nodes[asked].rest("/cluster")).await else {
+            return Vec::new();
+        };
+        reply
+            .json::<Value>()
+            .await
+            .ok()
+            .and_then(|c| c["members"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
     /// Waits until `node` streams as the synchronous standby again.
     async fn wait_for_sync_standby(&self, node: usize) {
-        let http = reqwest::Client::new();
         let name = self.nodes[node].name.clone();
         Patience::within(Duration::from_secs(90))
             .every(Duration::from_millis(250))
             .until(
                 "the old primary is back as synchronous standby",
                 async || {
-                    let other = 1 - node;
-                    let Ok(reply) = http.get(self.nodes[other].rest("/cluster")).send().await
-                    else {
-                        return false;
-                    };
-                    reply
-                        .json::<Value>()
+                    self.members(1 - node)
                         .await
-                        .ok()
-                        .and_then(|c| c["members"].as_array().cloned())
-                        .unwrap_or_default()
                         .iter()
                         .any(|m| m["name"] == name.as_str() && m["role"] == "sync_standby")
                 },

@@ -80,20 +80,7 @@ impl TestPostgres {
         let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
         let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
         let mut pids = vec![postmaster];
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // "pid (comm) state ppid …": the parent is the second field after the comm.
-            let parent = stat
-                .rsplit_once(") ")
-                .and_then(|(_, rest)| rest.split(' ').nth(1))
-                .and_then(|p| p.parse::<i32>().ok());
-            if parent == Some(postmaster) {
-                pids.push(pid);
-            }
-        }
+        pids.extend(super::processes::children_of(postmaster));
         for pid in pids {
             unsafe { libc::kill(pid, signal) };
         }

@@ -522,3 +522,23 @@ pub fn ensure_debian_binary(candidates: &[&str], package: &str) -> String {
     assert!(ok, "apt-get install {package} failed");
     find().unwrap_or_else(|| panic!("{package} installed but none of {candidates:?} exists"))
 }
+
+/// The processes whose parent is `parent` (from `/proc`).
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "pid (comm) state ppid …": the parent is the second field after the comm.
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
