@@ -174,8 +174,13 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         playground: settings.server.playground,
         dev_tokens: settings.server.development,
     };
+    let cors_origins = settings.server.cors_allowed_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::Condition::new(
+                !cors_origins.is_empty(),
+                crate::http::cors(&cors_origins),
+            ))
             .wrap(actix_web::middleware::from_fn(panics::middleware))
             .wrap(actix_web::middleware::from_fn(request_id::middleware))
             .app_data(state_for_app.clone())

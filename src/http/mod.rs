@@ -62,6 +62,34 @@ fn inline_page(body: impl actix_web::body::MessageBody + 'static) -> HttpRespons
         .body(body)
 }
 
+/// CORS for pages of `origins` (`*`: any): preflights answered, and the answers carry the
+/// headers a browser needs to read them (`x-request-id` and `retry-after` readable too). A
+/// request from another origin is served as any other, only without those headers (the
+/// browser keeps its answer from the page).
+pub fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            actix_web::http::header::RETRY_AFTER,
+        ])
+        .max_age(3600)
+        .block_on_origin_mismatch(false);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
+}
+
 /// Which optional routes are on.
 #[derive(Clone, Copy, Debug)]
 pub struct Routes {

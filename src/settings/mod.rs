@@ -36,6 +36,8 @@ struct RawServer {
     drain_timeout_secs: u64,
     mode: String,
     playground: Option<bool>,
+    #[serde(default)]
+    cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -102,6 +104,8 @@ pub struct ServerSettings {
     pub development: bool,
     /// Serve the playground page at `/` (default: in development mode only).
     pub playground: bool,
+    /// Origins whose pages may call this server from the browser (CORS); `["*"]`: any.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -275,6 +279,7 @@ impl Settings {
             // Lists from the environment are comma-separated (only these keys are lists).
             .list_separator(",")
             .with_list_parse_key("attachments.allowed_types")
+            .with_list_parse_key("server.cors_allowed_origins")
             .source(Some(env.iter().cloned().collect()));
         let layers = builder
             .add_source(env_source)
@@ -404,6 +409,25 @@ fn server_settings(raw: RawServer, problems: &mut Vec<String>) -> Option<ServerS
     if raw.body_timeout_secs == 0 {
         problems.push("server.body_timeout_secs must be positive".into());
     }
+    let mut cors_allowed_origins = Vec::new();
+    for origin in raw.cors_allowed_origins {
+        let origin = origin.trim().trim_end_matches('/').to_string();
+        let valid = origin == "*"
+            || url::Url::parse(&origin).ok().is_some_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.has_host()
+                    && u.path() == "/"
+                    && u.query().is_none()
+                    && u.username().is_empty()
+            });
+        if valid {
+            cors_allowed_origins.push(origin);
+        } else {
+            problems.push(format!(
+                "server.cors_allowed_origins {origin:?} is not an origin (scheme://host[:port]) or \"*\""
+            ));
+        }
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -415,6 +439,7 @@ fn server_settings(raw: RawServer, problems: &mut Vec<String>) -> Option<ServerS
         drain_timeout: Duration::from_secs(raw.drain_timeout_secs),
         development,
         playground: raw.playground.unwrap_or(development),
+        cors_allowed_origins,
     })
 }
 

@@ -11,6 +11,7 @@ mod client_tools;
 mod cluster;
 mod cluster_nginx;
 mod conversation;
+mod cors;
 mod crash;
 mod drain;
 mod failures;

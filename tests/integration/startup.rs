@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::harness::postgres::DiscardOnDrop;
 use crate::harness::*;
 
-fn chatkit(envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+pub(crate) fn chatkit(envs: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
         .args(args)
         .env_clear()
