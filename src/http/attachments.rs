@@ -86,17 +86,10 @@ fn count_edge_refusal(error: &ApiError) {
         .inc();
 }
 
-fn declared_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Refuses a body announced larger than a file of the largest size plus the form around it.
 fn check_declared_length(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let limit = state.engine.max_attachment_bytes();
-    if declared_length(req).is_some_and(|n| n > limit + FORM_OVERHEAD_BYTES) {
+    if super::declared_length(req).is_some_and(|n| n > limit + FORM_OVERHEAD_BYTES) {
         let error = ApiError::Engine(EngineError::AttachmentTooLarge(limit));
         count_edge_refusal(&error);
         return Err(error);
@@ -117,10 +110,7 @@ pub async fn direct_upload(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = super::authenticate(&req, &state).await?;
-    state
-        .limits
-        .check_rate(caller.user_id.as_str())
-        .map_err(ApiError::RateLimited)?;
+    state.check_rate(&caller)?;
     check_declared_length(&req, &state)?;
     let origin = public_origin(&req, &state)?;
     let engine = &state.engine;
@@ -211,20 +201,15 @@ pub async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let signed = signed_query(&req)?;
+    // A token, if any, must hold; with neither a token nor a signature the request is as
+    // any other unauthenticated one (401).
     let has_token = req.headers().contains_key(header::AUTHORIZATION);
-    if signed.is_none() && !has_token {
-        // Neither credential: as any other unauthenticated request.
-        super::authenticate(&req, &state).await?;
-    }
-    let caller = match has_token {
+    let caller = match has_token || signed.is_none() {
         true => Some(super::authenticate(&req, &state).await?),
         false => None,
     };
     if let Some(caller) = &caller {
-        state
-            .limits
-            .check_rate(caller.user_id.as_str())
-            .map_err(ApiError::RateLimited)?;
+        state.check_rate(caller)?;
     }
     check_declared_length(&req, &state)?;
     let origin = public_origin(&req, &state)?;

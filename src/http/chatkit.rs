@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
-use chatkit_actors::attachments::PublicOrigin;
-use chatkit_actors::protocol::{to_json, ChatKitRequest, Operation, RequestError};
+use chatkit_actors::protocol::{to_json, ChatKitRequest, Operation};
 use chatkit_actors::{AttachmentId, EngineError, TurnRequest};
 use futures::StreamExt;
 use tracing::Instrument;
@@ -40,10 +38,7 @@ async fn handle(
     op_name: &mut &'static str,
 ) -> Result<HttpResponse, ApiError> {
     let caller = super::authenticate(&req, state).await?;
-    state
-        .limits
-        .check_rate(caller.user_id.as_str())
-        .map_err(ApiError::RateLimited)?;
+    state.check_rate(&caller)?;
     // Dictation's audio comes in the JSON body: only `input.transcribe` may be that large
     // (checked once the op is known).
     let body_limit = state
@@ -52,7 +47,7 @@ async fn handle(
         .map_or(state.max_body_bytes, |audio| {
             audio.max(state.max_body_bytes)
         });
-    if let Some(length) = declared_length(&req) {
+    if let Some(length) = super::declared_length(&req) {
         if length > body_limit as u64 {
             return Err(ApiError::PayloadTooLarge(state.max_body_bytes));
         }
@@ -78,8 +73,7 @@ async fn handle(
     let span =
         tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id = %thread_id);
     let started = std::time::Instant::now();
-    let origin = super::attachments::public_origin(&req, state).ok();
-    let result = dispatch(state, caller, request.op, origin.as_ref())
+    let result = dispatch(state, &req, caller, request.op)
         .instrument(span.clone())
         .await;
     span.in_scope(|| {
@@ -95,13 +89,6 @@ async fn handle(
         );
     });
     result
-}
-
-fn declared_length(req: &HttpRequest) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Reads the whole body, refusing more than `limit` bytes or a client slower than `timeout`.
@@ -144,19 +131,13 @@ fn empty_object() -> HttpResponse {
 
 async fn dispatch(
     state: &AppState,
+    req: &HttpRequest,
     caller: Caller,
     op: Operation,
-    origin: Option<&PublicOrigin>,
 ) -> Result<HttpResponse, ApiError> {
-    // Where the browser reaches us, for attachment URLs; only the ops that hand some out
-    // need it (a `Host` that is no host name is refused there).
-    let origin = || {
-        origin.ok_or_else(|| {
-            ApiError::BadRequest(RequestError::InvalidEnvelope(
-                "the Host header is not a host name".into(),
-            ))
-        })
-    };
+    // Where the browser reaches us, for attachment URLs: worked out only by the ops that
+    // hand some out (a `Host` that is no host name is refused there).
+    let origin = || super::attachments::public_origin(req, state);
     let engine = &state.engine;
     let user = &caller.user_id;
     let token = Some(caller.token.clone());
@@ -173,7 +154,7 @@ async fn dispatch(
     match op {
         Operation::ThreadsCreate(p) => {
             let request = TurnRequest::Create { input: p.input };
-            let stream = engine.start_turn(user, token, request, origin()?).await?;
+            let stream = engine.start_turn(user, token, request, &origin()?).await?;
             sse::respond(stream, permit).await
         }
         Operation::ThreadsAddUserMessage(p) => {
@@ -181,7 +162,7 @@ async fn dispatch(
                 thread_id: p.thread_id,
                 input: p.input,
             };
-            let stream = engine.start_turn(user, token, request, origin()?).await?;
+            let stream = engine.start_turn(user, token, request, &origin()?).await?;
             sse::respond(stream, permit).await
         }
         Operation::ThreadsAddClientToolOutput(p) => {
@@ -189,7 +170,7 @@ async fn dispatch(
                 thread_id: p.thread_id,
                 result: p.result,
             };
-            let stream = engine.start_turn(user, token, request, origin()?).await?;
+            let stream = engine.start_turn(user, token, request, &origin()?).await?;
             sse::respond(stream, permit).await
         }
         Operation::ThreadsRetryAfterItem(p) => {
@@ -197,18 +178,18 @@ async fn dispatch(
                 thread_id: p.thread_id,
                 item_id: p.item_id,
             };
-            match engine.start_turn(user, token, request, origin()?).await {
+            match engine.start_turn(user, token, request, &origin()?).await {
                 // protocol §3.4: an id that is never found gives an empty stream.
                 Err(EngineError::ItemNotFound) => Ok(sse::empty()),
                 other => sse::respond(other?, permit).await,
             }
         }
         Operation::ThreadsGetById(p) => Ok(json(to_json(
-            &engine.get_thread(user, &p.thread_id, origin()?).await?,
+            &engine.get_thread(user, &p.thread_id, &origin()?).await?,
         ))),
         Operation::ThreadsList(p) => Ok(json(to_json(&engine.list_threads(user, &p).await?))),
         Operation::ItemsList(p) => Ok(json(to_json(
-            &engine.list_items(user, &p, origin()?).await?,
+            &engine.list_items(user, &p, &origin()?).await?,
         ))),
         Operation::ThreadsUpdate(p) => Ok(json(to_json(
             &engine.rename_thread(user, &p.thread_id, &p.title).await?,
@@ -222,7 +203,7 @@ async fn dispatch(
             Ok(empty_object())
         }
         Operation::AttachmentsCreate(p) => Ok(json(to_json(
-            &engine.create_attachment(user, &p, origin()?).await?,
+            &engine.create_attachment(user, &p, &origin()?).await?,
         ))),
         Operation::AttachmentsDelete(p) => {
             // An id that cannot be ours names nothing: the same answer as a missing one.

@@ -34,6 +34,23 @@ pub struct AppState {
     pub model_notice: Option<String>,
 }
 
+impl AppState {
+    /// One request of `caller` against the per-user rate (429 beyond it).
+    fn check_rate(&self, caller: &crate::auth::Caller) -> Result<(), error::ApiError> {
+        self.limits
+            .check_rate(caller.user_id.as_str())
+            .map_err(error::ApiError::RateLimited)
+    }
+}
+
+/// The body length a request announces (`Content-Length`), if it does.
+fn declared_length(req: &actix_web::HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The caller of a request, from its `Authorization` header.
 async fn authenticate(
     req: &actix_web::HttpRequest,

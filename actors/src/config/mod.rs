@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+mod attachments;
 mod choices;
 mod sections;
 pub use sections::{load, read_section, valid_name};

@@ -9,6 +9,7 @@ mod env;
 mod handover_listener;
 mod reads;
 mod routing;
+mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +42,9 @@ fn offer_list(what: &str, ids: &[&str]) -> String {
 pub use crate::actors::turn::{TurnFrame, TurnStream};
 /// What operators see of the cluster (`GET /admin/threads`, `GET /admin/instances`).
 pub use crate::store::cluster::{InstanceRow, LiveThreadFilter, LiveThreadRow};
-pub use attachments::{AttachmentContent, UploadAuth, UploadBody};
+pub use attachments::AttachmentContent;
 pub(crate) use env::{EngineEnv, Lease};
+pub use uploads::{UploadAuth, UploadBody};
 
 /// A streaming request, as the engine sees it.
 #[derive(Debug)]

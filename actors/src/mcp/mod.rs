@@ -39,6 +39,13 @@ pub enum ToolOutput {
     Failed(String),
 }
 
+impl OfferedTool {
+    /// How the configuration names it: `<mcp server>__<tool>` (whatever the model sees).
+    pub fn configured_name(&self) -> String {
+        format!("{}__{}", self.server, self.tool_name)
+    }
+}
+
 impl ToolOutput {
     pub fn text(&self) -> &str {
         match self {

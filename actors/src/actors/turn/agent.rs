@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::choice::{offer, Offer};
 use super::events::{begin_answer, AnswerInProgress, EventWriter, WorkflowInProgress};
 use crate::config::ToolChoiceMode;
 use crate::engine::{EngineEnv, Lease};
@@ -16,8 +17,7 @@ use crate::mcp::McpSessions;
 use crate::mcp::OfferedTool;
 use crate::metrics::METRICS;
 use crate::model::{
-    ChatMessage, FunctionSpec, ModelClient, ModelError, ModelEvent, ModelStream, ToolCallRequest,
-    ToolSpec,
+    ChatMessage, ModelClient, ModelError, ModelEvent, ModelStream, ToolCallRequest, ToolSpec,
 };
 use crate::protocol::{
     AssistantMessageContent, ClientToolCall, ItemBody, ThreadItem, ThreadItemUpdate,
@@ -125,47 +125,16 @@ impl TurnRun<'_> {
                 }
             }
         };
-        let mut tools = tools;
-        let mut client_tools: Vec<&crate::config::ClientToolSpec> =
-            agent.client_tools.iter().collect();
-        // A profile offers only its tools (named `<server>__<tool>` or as client tools).
-        if let Some(ToolChoiceMode::Profile {
-            tools: Some(allowed),
-            ..
-        }) = &self.tool_choice
-        {
-            tools.retain(|t| allowed.contains(&format!("{}__{}", t.server, t.tool_name)));
-            client_tools.retain(|c| allowed.contains(&c.name));
-        }
-        let mut specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
-        specs.extend(client_tools.iter().map(|c| ToolSpec {
-            kind: "function",
-            function: FunctionSpec {
-                name: c.name.clone(),
-                description: c.description.clone(),
-                parameters: c.parameters.clone(),
-            },
-        }));
-        // A forced tool is called by the first model call only (then the model goes on).
-        let forced = match &self.tool_choice {
-            Some(ToolChoiceMode::Force(name)) => {
-                let exposed = tools
-                    .iter()
-                    .find(|t| &format!("{}__{}", t.server, t.tool_name) == name)
-                    .map(|t| t.exposed_name.clone())
-                    .or_else(|| {
-                        client_tools
-                            .iter()
-                            .find(|c| &c.name == name)
-                            .map(|c| c.name.clone())
-                    });
-                if exposed.is_none() {
-                    tracing::warn!(thread_id = %self.thread_id, tool = %name, "the forced tool is not offered by its server; the model chooses");
-                }
-                exposed
-            }
-            _ => None,
-        };
+        let Offer {
+            tools,
+            specs,
+            forced,
+        } = offer(
+            self.tool_choice.as_ref(),
+            tools,
+            &agent.client_tools,
+            &self.thread_id,
+        );
         let first = self.model.stream(input, &specs, forced.as_deref()).await;
         Ok(HeadStart {
             tools,

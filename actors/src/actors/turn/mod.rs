@@ -11,6 +11,7 @@
 //! - `titles.rs` — the thread's title after its first answer.
 
 mod agent;
+mod choice;
 mod events;
 mod titles;
 mod tools;
