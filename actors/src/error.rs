@@ -53,6 +53,18 @@ pub enum EngineError {
     /// A signed URL that expired or was not signed by us.
     #[error("{0}")]
     BadSignature(crate::attachments::signing::SignatureError),
+    /// A widget action whose sender is not a widget item (protocol §3.5).
+    #[error("item {0} is not a widget")]
+    NotAWidget(String),
+    /// An action type no `[[widget_actions]]` entry maps to a tool.
+    #[error("{0}")]
+    UnknownAction(String),
+    /// The sender widget holds no such action (a forged or altered action).
+    #[error("{0}")]
+    ActionNotInWidget(String),
+    /// A sync widget action's tool failed (details are logged).
+    #[error("{0}")]
+    ActionFailed(String),
     #[error("operation {0} is not supported by this server")]
     Unsupported(&'static str),
     /// A dependency (database) is down: retry later.

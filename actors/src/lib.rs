@@ -19,6 +19,8 @@
 //!   to them, and the persistence actor that group-commits their writes.
 //! - `model` — the OpenAI-compatible streaming client and the history → messages mapping.
 //! - `mcp` — MCP tool servers over Streamable HTTP.
+//! - [`widgets`] — widgets from tool results (validation, `.widget` templates, streaming
+//!   diffs) and the actions a widget may send.
 
 mod actors;
 pub mod attachments;
@@ -32,6 +34,7 @@ mod model;
 pub mod protocol;
 pub mod store;
 pub mod text;
+pub mod widgets;
 
 pub use config::EngineSettings;
 pub use engine::{Engine, TurnFrame, TurnRequest, TurnStream};

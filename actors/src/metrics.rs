@@ -14,6 +14,11 @@ fn latency_buckets() -> Vec<f64> {
 }
 
 pub struct EngineMetrics {
+    /// Widgets from tool results by source (`meta`, `template`, `result`, `progress`,
+    /// `action`) and outcome (`shown`, `rejected`).
+    pub widgets: IntCounterVec,
+    /// Widget actions by outcome (`replaced`, `recorded`, `failed`).
+    pub widget_actions: IntCounterVec,
     pub live_thread_actors: IntGauge,
     pub turns_in_flight: IntGauge,
     pub turns: IntCounterVec,
@@ -117,6 +122,18 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
     attachment_uploads: register_int_counter_vec!(
         "chatkit_attachment_uploads_total",
         "Attachment uploads by outcome (stored, or why they were refused)",
+        &["outcome"]
+    )
+    .expect("metric registers"),
+    widgets: register_int_counter_vec!(
+        "chatkit_widgets_total",
+        "Widgets from tool results by source and outcome (shown or rejected)",
+        &["source", "outcome"]
+    )
+    .expect("metric registers"),
+    widget_actions: register_int_counter_vec!(
+        "chatkit_widget_actions_total",
+        "Widget actions by outcome (replaced, recorded, failed)",
         &["outcome"]
     )
     .expect("metric registers"),

@@ -220,9 +220,23 @@ async fn dispatch(
             let text = engine.transcribe(&p).await?;
             Ok(json(to_json(&serde_json::json!({ "text": text }))))
         }
-        unsupported @ (Operation::ThreadsCustomAction(_)
-        | Operation::ThreadsAddStructuredInput(_)
-        | Operation::ThreadsSyncCustomAction(_)) => Err(ApiError::Engine(
+        Operation::ThreadsCustomAction(p) => {
+            let stream = engine
+                .custom_action(user, token, &p.thread_id, p.item_id, p.action)
+                .await?;
+            sse::respond(stream, permit).await
+        }
+        Operation::ThreadsSyncCustomAction(p) => {
+            let updated = engine
+                .sync_custom_action(user, token, &p.thread_id, p.item_id, p.action)
+                .await?;
+            // protocol §3.6: `{"updated_item": …}`, or `{}` when nothing was replaced.
+            match updated {
+                Some(item) => Ok(json(to_json(&serde_json::json!({ "updated_item": item })))),
+                None => Ok(empty_object()),
+            }
+        }
+        unsupported @ Operation::ThreadsAddStructuredInput(_) => Err(ApiError::Engine(
             EngineError::Unsupported(unsupported.name()),
         )),
     }

@@ -84,6 +84,12 @@ impl ApiError {
                 EngineError::Conflict(_) => (StatusCode::CONFLICT, "invalid_thread_state"),
                 EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_params"),
                 EngineError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported_operation"),
+                EngineError::NotAWidget(_) => (StatusCode::BAD_REQUEST, "not_a_widget"),
+                EngineError::UnknownAction(_) => (StatusCode::BAD_REQUEST, "unknown_action"),
+                EngineError::ActionNotInWidget(_) => {
+                    (StatusCode::FORBIDDEN, "action_not_in_widget")
+                }
+                EngineError::ActionFailed(_) => (StatusCode::BAD_GATEWAY, "action_failed"),
                 EngineError::AttachmentNotFound => (StatusCode::NOT_FOUND, "attachment_not_found"),
                 EngineError::UnsupportedMediaType(_) => {
                     (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")

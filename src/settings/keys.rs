@@ -42,6 +42,7 @@ const TABLE_LISTS: &[(&str, &[&str])] = &[
             "forward_user_token",
             "headers",
             "tools_cache_secs",
+            "widgets",
         ],
     ),
 ];
@@ -65,6 +66,8 @@ const TOP_LEVEL_LISTS: &[(&str, &[&str])] = &[
         "tool_choices",
         &["id", "label", "force", "instructions", "tools"],
     ),
+    ("widgets", &["tool", "template"]),
+    ("widget_actions", &["type", "tool", "then"]),
 ];
 
 /// Keys inside list entries whose own keys are free (HTTP header names).

@@ -153,11 +153,15 @@ impl std::fmt::Display for SettingsError {
 
 /// The merged layers, read section by section so that one bad section does not hide the
 /// problems of the others.
-struct Layers(config::Config);
+struct Layers {
+    config: config::Config,
+    /// The configuration file's directory (relative paths in it are relative to it).
+    base_dir: std::path::PathBuf,
+}
 
 impl SectionSource for Layers {
     fn section<T: DeserializeOwned>(&self, name: &str) -> Result<T, String> {
-        let value = match self.0.get::<config::Value>(name) {
+        let value = match self.config.get::<config::Value>(name) {
             Ok(value) => value,
             // A section with no keys (`[mcp]` with only comments) is an empty table.
             Err(config::ConfigError::NotFound(_)) => {
@@ -172,11 +176,15 @@ impl SectionSource for Layers {
     }
 
     fn list<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>, String> {
-        match self.0.get::<config::Value>(name) {
+        match self.config.get::<config::Value>(name) {
             Ok(value) => Layers::deserialize(value, name),
             Err(config::ConfigError::NotFound(_)) => Ok(Vec::new()),
             Err(e) => Err(one_line(&e.to_string())),
         }
+    }
+
+    fn base_dir(&self) -> std::path::PathBuf {
+        self.base_dir.clone()
     }
 }
 
@@ -250,7 +258,15 @@ impl Settings {
             .iter()
             .find(|(name, _)| name == MODEL_API_KEY_ENV)
             .map(|(_, key)| key.clone());
-        validate(&Layers(layers), api_key, problems)
+        let base_dir = file
+            .and_then(std::path::Path::parent)
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| std::path::PathBuf::from("."));
+        let layers = Layers {
+            config: layers,
+            base_dir,
+        };
+        validate(&layers, api_key, problems)
     }
 }
 

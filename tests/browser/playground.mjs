@@ -10,9 +10,14 @@
 //   "think about cats" stream into an open reasoning block that collapses to "Thought for N s"
 //   when it is done, before the answer; after a reload it is there again, collapsed, and opens
 //   on a click.
+// - widgets (a server with the mcp-tasks MCP server and the widget action tasks.complete →
+//   tasks__complete_task_card, then = "replace"): "add task Water the plants" adds a task (the
+//   model calls add_task); "call show_task {"task_id": …}" shows its card, a widget with a
+//   Complete button; Complete runs the action and the card is replaced in place by one with the
+//   badge "done" and no Complete button, also after a reload.
 // Screenshots go to $ARTIFACTS.
 //
-// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments|reasoning]
+// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments|reasoning|widgets]
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -231,7 +236,83 @@ async function reasoning({ page, shot }) {
   await expectCollapsed(page);
 }
 
-const scenarios = { basics, attachments, reasoning };
+// Waits until the reply has finished streaming and, with `n`, until the `n`th answer starts
+// with "Done:" (the mock model's answer to a tool result). An error on the status line fails.
+async function replyOver(page, n = 0) {
+  const outcome = await page.waitForFunction((n) => {
+    const status = document.getElementById("status");
+    if (status.style.color) return "error: " + status.textContent;
+    const answers = document.querySelectorAll('[data-testid="assistant_message"]');
+    const answered = !n || (answers.length >= n && answers[n - 1].textContent.startsWith("Done:"));
+    return answered && !document.getElementById("send").disabled && "done";
+  }, n);
+  const result = await outcome.jsonValue();
+  if (result !== "done") throw new Error("the reply: " + result);
+}
+
+// Waits until the widget item `itemId` shows the badge "done" and no Complete button.
+async function expectCompleted(page, itemId) {
+  const outcome = await page.waitForFunction((id) => {
+    const status = document.getElementById("status");
+    if (status.style.color) return "error: " + status.textContent;
+    const card = [...document.querySelectorAll('[data-testid="widget"]')].find((w) => w.dataset.itemId === id);
+    if (!card || card.dataset.state === "loading") return false;
+    const badges = [...card.querySelectorAll('[data-widget-type="Badge"]')].map((b) => b.textContent.trim().toLowerCase());
+    const buttons = [...card.querySelectorAll("button")].map((b) => b.textContent.trim());
+    return badges.includes("done") && !buttons.includes("Complete") && "done";
+  }, itemId);
+  const result = await outcome.jsonValue();
+  if (result !== "done") throw new Error("the completed card: " + result);
+}
+
+async function widgets({ page, shot }) {
+  step("open");
+  await signIn(page, "widget-user");
+
+  step("add a task (the model calls add_task) and read its id from the answer");
+  await page.getByTestId("message").fill("add task Water the plants");
+  await page.getByTestId("send").click();
+  await replyOver(page, 1);
+  const added = await page.locator('[data-testid="assistant_message"]').first().textContent();
+  const taskId = (/"id"\s*:\s*"([^"]+)"/.exec(added) || [])[1];
+  if (!taskId) throw new Error("no task id in the answer: " + added);
+
+  step("show the task's card");
+  const before = await page.locator('[data-testid="widget"]').count();
+  await page.getByTestId("message").fill(`call show_task {"task_id":"${taskId}"}`);
+  await page.getByTestId("send").click();
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="widget"]').length > n, before);
+  const itemId = await page.locator('[data-testid="widget"]').nth(before).getAttribute("data-item-id");
+  if (!itemId) throw new Error("the widget has no data-item-id");
+  const card = page.locator(`[data-testid="widget"][data-item-id="${itemId}"]`);
+  const complete = card.getByRole("button", { name: "Complete", exact: true });
+  await complete.waitFor();
+  // The reply goes on after the tool call: an action is refused while it streams.
+  await replyOver(page);
+  await shot("widget-card");
+
+  step("Complete runs the action; the card is replaced by the completed one");
+  const sent = page.waitForRequest((r) => r.url().endsWith("/chatkit") && (r.postData() || "").includes('"tasks.complete"'));
+  await complete.click();
+  const request = JSON.parse((await sent).postData());
+  if (!["threads.custom_action", "threads.sync_custom_action"].includes(request.type)) throw new Error("the action went as " + request.type);
+  const { item_id, action } = request.params;
+  if (item_id !== itemId) throw new Error("the action names the item " + item_id + ", not " + itemId);
+  if (!JSON.stringify(action.payload).includes(taskId)) throw new Error("the action's payload: " + JSON.stringify(action.payload));
+  await expectCompleted(page, itemId);
+  const clientActions = await page.evaluate(() => window.__clientActions.length);
+  if (clientActions) throw new Error("a server action was handled on the page");
+  await shot("widget-completed");
+
+  step("reload: the thread shows the completed card");
+  await page.reload();
+  await openFirstThread(page);
+  await page.locator('[data-testid="user_message"]', { hasText: "call show_task" }).waitFor();
+  await expectCompleted(page, itemId);
+  await shot("widget-after-reload");
+}
+
+const scenarios = { basics, attachments, reasoning, widgets };
 if (!scenarios[scenarioName]) throw new Error("unknown scenario " + scenarioName);
 
 const browser = await chromium.launch({

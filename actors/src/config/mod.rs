@@ -11,7 +11,9 @@ use serde::Deserialize;
 mod attachments;
 mod choices;
 mod sections;
+mod widgets;
 pub use sections::{load, read_section, valid_name};
+pub use widgets::{ActionThen, ConfiguredTool, WidgetActionSpec, WidgetSettings};
 
 /// The environment variable holding the model API key (never read from files).
 pub const MODEL_API_KEY_ENV: &str = "OPENAI_API_KEY";
@@ -23,6 +25,12 @@ pub trait SectionSource {
 
     /// The list of tables `[[name]]` (empty when absent), deserialized entry by entry.
     fn list<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>, String>;
+
+    /// What relative paths in the configuration (widget templates) are relative to: the
+    /// directory of the configuration file.
+    fn base_dir(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(".")
+    }
 }
 
 /// Everything the engine needs, validated.
@@ -44,6 +52,8 @@ pub struct EngineSettings {
     /// What `inference_options.tool_choice.id` may name (`[[tool_choices]]`).
     pub tool_choices: Vec<ToolChoiceSpec>,
     pub transcription: TranscriptionSettings,
+    /// `[[widgets]]` and `[[widget_actions]]` (`specs/widgets.md`).
+    pub widgets: WidgetSettings,
 }
 
 /// One entry of the composer's model picker (`[[models]]`): the default model's settings with
@@ -209,6 +219,19 @@ pub struct McpServerConfig {
     /// How long a `tools/list` answer is shared with other threads of the same caller
     /// (`tools_cache_secs`; zero: every thread lists the tools on its own session).
     pub tools_cache: Duration,
+    /// Where its tools' widgets come from (`widgets`, `specs/widgets.md`).
+    pub widgets: WidgetMode,
+}
+
+/// `[[mcp.servers]] widgets`: how a server's tool results carry widgets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WidgetMode {
+    /// In the result's `_meta["chatkit/widget"]` (or through a configured template).
+    #[default]
+    Meta,
+    /// The result itself is the widget root (`structuredContent` or its first text block).
+    Result,
 }
 
 /// Several instances sharing one Postgres (`[cluster]`, `specs/cluster.md`).

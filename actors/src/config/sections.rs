@@ -87,6 +87,8 @@ struct McpServerSection {
     headers: std::collections::BTreeMap<String, String>,
     #[serde(default = "default_tools_cache")]
     tools_cache_secs: u64,
+    #[serde(default)]
+    widgets: super::WidgetMode,
 }
 
 fn default_mcp_timeout() -> NonZeroU64 {
@@ -141,6 +143,11 @@ pub fn load(
     let models = super::choices::model_choices(source, default_model, problems);
     let tool_choices = super::choices::tool_choices(source, agent.as_ref(), problems);
     let transcription = super::choices::transcription(source, default_model, problems);
+    let widgets = super::widgets::widget_settings(
+        source,
+        agent.as_ref().map(|a| a.mcp_servers.as_slice()),
+        problems,
+    );
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -170,6 +177,7 @@ pub fn load(
         models: models?,
         tool_choices: tool_choices?,
         transcription: transcription?,
+        widgets: widgets?,
     })
 }
 
@@ -335,6 +343,7 @@ fn agent_settings(
             forward_user_token: server.forward_user_token,
             headers: server.headers.into_iter().collect(),
             tools_cache: Duration::from_secs(server.tools_cache_secs),
+            widgets: server.widgets,
         });
     }
     (problems.len() == before).then_some(AgentSettings {

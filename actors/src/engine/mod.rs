@@ -3,6 +3,7 @@
 //! ([`reads`]). [`Engine::start`] wires the actors; [`Engine::shutdown`] takes them down in
 //! the order that loses nothing.
 
+mod actions;
 mod attachments;
 mod dictation;
 mod env;

@@ -10,12 +10,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, ContentBlock, Tool};
+use rmcp::handler::client::progress::ProgressDispatcher;
+use rmcp::model::{
+    CallToolRequestParams, ContentBlock, ProgressNotificationParam, ProgressToken,
+    RequestMetaObject, Tool,
+};
 use rmcp::service::{MaybeSendFuture, NotificationContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
-use serde_json::Value;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
 
 pub use crate::config::McpServerConfig;
 pub(crate) use crate::ids::BearerToken;
@@ -52,7 +57,40 @@ impl ToolOutput {
             ToolOutput::Ok(t) | ToolOutput::Failed(t) => t,
         }
     }
+
+    pub fn failed(&self) -> bool {
+        matches!(self, ToolOutput::Failed(_))
+    }
 }
+
+/// A tool call's result: what the model sees, and what the interface may use (never the
+/// model): the result's `_meta`, its structured content and its first text block.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolResult {
+    pub output: ToolOutput,
+    pub meta: Option<Map<String, Value>>,
+    pub structured: Option<Value>,
+    pub first_text: Option<String>,
+}
+
+impl ToolResult {
+    /// The model named a tool nobody offered.
+    pub fn unknown_tool(name: &str) -> Self {
+        Self::failed(format!("there is no tool named {name}"))
+    }
+
+    fn failed(text: String) -> Self {
+        ToolResult {
+            output: ToolOutput::Failed(text),
+            meta: None,
+            structured: None,
+            first_text: None,
+        }
+    }
+}
+
+/// Where the `_meta` of a tool's progress notifications go while it runs (streamed widgets).
+pub type ProgressSink = mpsc::Sender<Map<String, Value>>;
 
 /// A tool offered to the model, and where it lives.
 #[derive(Clone, Debug)]
@@ -67,6 +105,7 @@ pub struct OfferedTool {
 #[derive(Clone, Default)]
 struct SessionEvents {
     tools_changed: Arc<AtomicBool>,
+    progress: ProgressDispatcher,
 }
 
 impl ClientHandler for SessionEvents {
@@ -76,6 +115,14 @@ impl ClientHandler for SessionEvents {
     ) -> impl std::future::Future<Output = ()> + MaybeSendFuture + '_ {
         self.tools_changed.store(true, Ordering::Release);
         std::future::ready(())
+    }
+
+    fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) -> impl std::future::Future<Output = ()> + MaybeSendFuture + '_ {
+        self.progress.handle_notification(params)
     }
 }
 
@@ -214,50 +261,101 @@ impl McpSessions {
         }
     }
 
-    /// Calls a tool. Tool errors, bad arguments and timeouts are results the model sees; a
-    /// transport failure is an `Err` (then `forget` the server so the next turn re-opens it).
+    /// Calls a tool with `arguments` (JSON text from the model). Tool errors, bad arguments
+    /// and timeouts are results the model sees; a transport failure is an `Err` (then
+    /// `forget` the server so the next turn re-opens it). With `progress`, the tool is sent a
+    /// progress token and the `_meta` of its progress notifications go there.
     pub async fn call(
         &self,
         server: &McpServerConfig,
         tool: &str,
         arguments: &str,
-    ) -> Result<ToolOutput, McpError> {
+        progress: Option<ProgressSink>,
+    ) -> Result<ToolResult, McpError> {
         let raw = if arguments.trim().is_empty() {
             "{}"
         } else {
             arguments
         };
-        let arguments = match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(map)) => map,
-            _ => {
-                return Ok(ToolOutput::Failed(
-                    "the tool arguments are not a JSON object".into(),
-                ))
-            }
-        };
+        match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Object(map)) => self.call_with(server, tool, map, progress).await,
+            _ => Ok(ToolResult::failed(
+                "the tool arguments are not a JSON object".into(),
+            )),
+        }
+    }
+
+    /// As [`McpSessions::call`], with the arguments as an object (a widget action's payload).
+    pub async fn call_with(
+        &self,
+        server: &McpServerConfig,
+        tool: &str,
+        arguments: Map<String, Value>,
+        progress: Option<ProgressSink>,
+    ) -> Result<ToolResult, McpError> {
         let Some(session) = self.sessions.get(&server.name) else {
             return Err(unavailable(server, "no session".into()));
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments);
+        let subscription = match &progress {
+            Some(_) => {
+                let token = ProgressToken(rmcp::model::NumberOrString::String(
+                    crate::ids::new_id("progress").into(),
+                ));
+                params.meta = Some(RequestMetaObject::with_progress_token(token.clone()));
+                Some(session.events.progress.subscribe(token).await)
+            }
+            None => None,
+        };
         let peer = session.service.peer().clone();
-        match tokio::time::timeout(server.timeout, peer.call_tool(params)).await {
-            Err(_) => Ok(ToolOutput::Failed(format!(
+        let call = tokio::time::timeout(server.timeout, peer.call_tool(params));
+        let answer = match (subscription, progress) {
+            (Some(mut updates), Some(sink)) => {
+                use futures::StreamExt;
+                tokio::pin!(call);
+                loop {
+                    tokio::select! {
+                        answer = &mut call => break answer,
+                        Some(update) = updates.next() => {
+                            if let Some(meta) = update.meta {
+                                // A full sink (the client not reading) drops an intermediate
+                                // state; the final one comes with the result.
+                                let _ = sink.try_send(meta.0 .0);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => call.await,
+        };
+        match answer {
+            Err(_) => Ok(ToolResult::failed(format!(
                 "the tool {tool} timed out after {} s",
                 server.timeout.as_secs_f32()
             ))),
             Ok(Ok(result)) => {
                 let text = result_text(&result.content, result.structured_content.as_ref());
-                if result.is_error == Some(true) {
-                    Ok(ToolOutput::Failed(text))
+                let first_text = result.content.iter().find_map(|block| match block {
+                    ContentBlock::Text(text) => Some(text.text.clone()),
+                    _ => None,
+                });
+                let output = if result.is_error == Some(true) {
+                    ToolOutput::Failed(text)
                 } else {
-                    Ok(ToolOutput::Ok(text))
-                }
+                    ToolOutput::Ok(text)
+                };
+                Ok(ToolResult {
+                    output,
+                    meta: result.meta.map(|meta| meta.0),
+                    structured: result.structured_content,
+                    first_text,
+                })
             }
             Ok(Err(error)) if session.service.is_closed() => {
                 Err(unavailable(server, error.to_string()))
             }
-            Ok(Err(error)) => Ok(ToolOutput::Failed(format!(
+            Ok(Err(error)) => Ok(ToolResult::failed(format!(
                 "the tool {tool} failed: {error}"
             ))),
         }

@@ -13,6 +13,11 @@ fn hidden(content: &str) -> ChatMessage {
     }
 }
 
+/// How the official bridge shows the model a widget: `…(id: <item id>) was displayed to the
+/// user:<compact JSON>`.
+const WIDGET_PREFIX_START: &str = "The following graphical UI widget (id: ";
+const WIDGET_PREFIX_END: &str = ") was displayed to the user:";
+
 /// How the official bridge introduces the quoted text of the newest message.
 const QUOTE_PREFIX: &str = "The user is referring to this in particular: \n";
 
@@ -115,6 +120,14 @@ pub fn history_messages(instructions: &str, items: &[ThreadItem]) -> Vec<ChatMes
                     content: output,
                 });
             }
+            // As the official bridge's `widget_to_input`.
+            ItemBody::Widget(w) => messages.push(ChatMessage::User {
+                content: format!(
+                    "{WIDGET_PREFIX_START}{}{WIDGET_PREFIX_END}{}",
+                    item.id, w.widget
+                )
+                .into(),
+            }),
             ItemBody::HiddenContext(h) => match &h.content {
                 serde_json::Value::String(text) => messages.push(hidden(text)),
                 other => messages.push(hidden(&other.to_string())),
@@ -179,6 +192,21 @@ mod tests {
                     {"type": "text", "text": "@Budget: {\"id\":\"d2\",\"text\":\"Budget\",\"group\":\"Docs\",\"data\":{\"k\":\"d2\"}}"}
                 ]}
             ])
+        );
+    }
+
+    #[test]
+    fn widgets_are_shown_to_the_model_as_the_official_bridge_does() {
+        let widget: ThreadItem = serde_json::from_value(json!({
+            "id": "msg_w", "thread_id": "thr_1", "created_at": "2025-01-01T00:00:00",
+            "type": "widget", "widget": {"type": "Card", "children": [{"type": "Text", "value": "hi"}]},
+            "copy_text": "hi"
+        }))
+        .unwrap();
+        let sent = serde_json::to_value(history_messages("", &[widget])).unwrap();
+        assert_eq!(
+            sent,
+            json!([{"role": "user", "content": "The following graphical UI widget (id: msg_w) was displayed to the user:{\"type\":\"Card\",\"children\":[{\"type\":\"Text\",\"value\":\"hi\"}]}"}])
         );
     }
 }

@@ -41,6 +41,8 @@ pub enum ItemBody {
     AssistantMessage(AssistantMessage),
     #[serde(rename = "client_tool_call")]
     ClientToolCall(ClientToolCall),
+    #[serde(rename = "widget")]
+    Widget(WidgetItem),
     #[serde(rename = "workflow")]
     Workflow(WorkflowItem),
     #[serde(rename = "task")]
@@ -59,6 +61,7 @@ impl ItemBody {
             ItemBody::UserMessage(_) => "user_message",
             ItemBody::AssistantMessage(_) => "assistant_message",
             ItemBody::ClientToolCall(_) => "client_tool_call",
+            ItemBody::Widget(_) => "widget",
             ItemBody::Workflow(_) => "workflow",
             ItemBody::Task(_) => "task",
             ItemBody::EndOfTurn(_) => "end_of_turn",
@@ -201,6 +204,15 @@ pub enum ToolCallStatus {
     #[default]
     Pending,
     Completed,
+}
+
+/// protocol §6.4: a widget root (`Card`, `ListView` or `Basic`), kept as JSON (validated by
+/// `widgets::validated_root` before it is stored).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WidgetItem {
+    pub widget: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_text: Option<String>,
 }
 
 /// protocol §6.7. Tasks and summaries are kept as JSON (they are built by the tools issue).

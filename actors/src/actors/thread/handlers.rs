@@ -7,13 +7,15 @@ use tokio::sync::oneshot;
 
 use super::history::window_ending_at;
 use super::messages::{
-    Delete, Passivate, Rename, RetireForShutdown, StartTurn, TurnInput, YieldToOtherInstance,
+    Delete, Passivate, Rename, RetireForShutdown, StartTurn, SyncAction, TurnInput,
+    YieldToOtherInstance,
 };
+use super::plan::{action_sender, refuse_inactive};
 use super::{ThreadActor, ThreadState};
-use crate::actors::turn::TurnStream;
+use crate::actors::turn::{run_sync_action, TurnStream};
 use crate::engine::Lease;
 use crate::error::EngineError;
-use crate::protocol::ThreadMeta;
+use crate::protocol::{ThreadItem, ThreadMeta};
 use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
 
@@ -69,6 +71,59 @@ impl ThreadActor {
                 }
             }
         }))
+    }
+}
+
+impl Handler<SyncAction> for ThreadActor {
+    type Result = ResponseActFuture<Self, Result<Option<ThreadItem>, EngineError>>;
+
+    /// Protocol §3.6; the one message that runs while a turn streams.
+    fn handle(&mut self, msg: SyncAction, ctx: &mut Context<Self>) -> Self::Result {
+        self.last_activity = Instant::now();
+        let user_id = msg.user_id.clone();
+        self.with_lease(
+            &user_id,
+            move |act, _ctx, lease| {
+                let busy = act.busy;
+                let checked = act.live_for(&msg.user_id).and_then(|live| {
+                    refuse_inactive(&live.meta.status)?;
+                    let sender = action_sender(live, &msg.action)?;
+                    Ok((sender, live.history.last().map(|i| i.created_at)))
+                });
+                let (sender, floor) = match checked {
+                    Ok(checked) => checked,
+                    Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+                };
+                // A turn streaming meanwhile keeps the thread marked as streaming.
+                let state = if busy {
+                    LeaseState::Streaming
+                } else {
+                    LeaseState::Idle
+                };
+                let run = run_sync_action(
+                    act.env.clone(),
+                    lease,
+                    state,
+                    sender,
+                    msg.action,
+                    msg.token,
+                    floor,
+                );
+                Box::pin(run.into_actor(act).map(|done, act, _ctx| {
+                    let done = done?;
+                    let limit = act.env.settings.history_limit as usize;
+                    if let ThreadState::Ready(live) = &mut act.state {
+                        for item in done.replaced.iter().chain([&done.record]) {
+                            live.put(item.clone());
+                        }
+                        let excess = live.history.len().saturating_sub(limit);
+                        live.history.drain(..excess);
+                    }
+                    Ok(done.replaced)
+                }))
+            },
+            ctx,
+        )
     }
 }
 

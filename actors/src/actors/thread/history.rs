@@ -42,14 +42,19 @@ impl LoadedThread {
         self.history
             .retain(|i| !outcome.removed_ids.contains(&i.id));
         for item in outcome.committed.drain(..) {
-            match self.history.iter_mut().find(|i| i.id == item.id) {
-                Some(existing) => *existing = item,
-                None => self.history.push(item),
-            }
+            self.put(item);
         }
         let excess = self.history.len().saturating_sub(limit);
         self.history.drain(..excess);
         !outcome.removed_ids.is_empty() && self.history.len() < limit
+    }
+
+    /// Puts a committed item in the window: in place of the item with its id, or at the end.
+    pub fn put(&mut self, item: ThreadItem) {
+        match self.history.iter_mut().find(|i| i.id == item.id) {
+            Some(existing) => *existing = item,
+            None => self.history.push(item),
+        }
     }
 
     /// A retry target memory cannot tell about: the window is full (the thread may be

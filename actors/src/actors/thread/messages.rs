@@ -4,10 +4,11 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use crate::actors::turn::TurnStream;
+use crate::config::WidgetActionSpec;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, UserId};
 use crate::protocol::requests::UserMessageInput;
-use crate::protocol::{Attachment, ThreadMeta};
+use crate::protocol::{Attachment, ThreadItem, ThreadMeta};
 
 /// A new user message: what the client sent, and the attachments it names, checked and
 /// resolved to full objects (`engine/attachments.rs`).
@@ -15,6 +16,20 @@ use crate::protocol::{Attachment, ThreadMeta};
 pub(crate) struct NewMessage {
     pub input: UserMessageInput,
     pub attachments: Vec<Attachment>,
+}
+
+/// A widget action (protocol §3.5, §3.6), checked by the engine against the configuration;
+/// the actor checks it against the sender widget.
+#[derive(Clone, Debug)]
+pub(crate) struct WidgetAction {
+    pub item_id: ItemId,
+    pub action_type: String,
+    /// An object, or null.
+    pub payload: Value,
+    /// The tool the action type maps to, and what follows it.
+    pub spec: WidgetActionSpec,
+    /// The sender as stored, in case memory does not hold it (older than the window).
+    pub stored_sender: Option<ThreadItem>,
 }
 
 /// What starts a turn.
@@ -25,6 +40,18 @@ pub(crate) enum TurnInput {
     ClientToolOutput(Value),
     /// Protocol §3.4: drop everything after this user message and answer it again.
     RetryAfter(ItemId),
+    /// Protocol §3.5: a widget's action, run by its tool (`specs/widgets.md`).
+    Action(WidgetAction),
+}
+
+/// Protocol §3.6: run a widget action's tool and answer with the replaced item, if any.
+/// Allowed while a turn streams.
+#[derive(Message)]
+#[rtype(result = "Result<Option<ThreadItem>, EngineError>")]
+pub(crate) struct SyncAction {
+    pub user_id: UserId,
+    pub token: Option<BearerToken>,
+    pub action: WidgetAction,
 }
 
 /// Start a turn; answers with the event stream, or why not (before anything was written).

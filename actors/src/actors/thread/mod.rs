@@ -33,11 +33,11 @@ use crate::store::cluster::{FencingToken, LeaseState};
 
 use history::{newest_items, LoadedThread};
 pub(crate) use messages::{
-    Delete, NewMessage, Passivate, Rename, RetireForShutdown, StartTurn, TurnInput,
-    YieldToOtherInstance,
+    Delete, NewMessage, Passivate, Rename, RetireForShutdown, StartTurn, SyncAction, TurnInput,
+    WidgetAction, YieldToOtherInstance,
 };
-pub(crate) use plan::TurnPlan;
 use plan::{plan_turn, PlanSettings};
+pub(crate) use plan::{PlannedAction, TurnPlan};
 
 /// Capacity of a thread actor's mailbox.
 const MAILBOX_CAPACITY: usize = 64;

@@ -12,7 +12,8 @@ use crate::protocol::{
 use crate::store::WriteOp;
 
 use super::history::LoadedThread;
-use super::messages::{NewMessage, TurnInput};
+use super::messages::{NewMessage, TurnInput, WidgetAction};
+use crate::widgets::check_action_in_widget;
 
 /// How many of the newest items the client-tool safety net looks at (protocol §3.3).
 const STALE_CALL_WINDOW: usize = 20;
@@ -53,6 +54,38 @@ pub(crate) struct TurnPlan {
     /// Set when the thread is untitled and this is its first answer: the metadata and the
     /// text to title it from.
     pub title_from: Option<(ThreadMeta, String)>,
+    /// A widget action: the turn calls its tool first (and builds the model's input after).
+    pub action: Option<PlannedAction>,
+}
+
+/// A widget action, checked against its sender.
+#[derive(Debug)]
+pub(crate) struct PlannedAction {
+    pub sender: ThreadItem,
+    pub action: WidgetAction,
+    /// The history window, for the model turn that may follow.
+    pub history: Vec<ThreadItem>,
+    pub history_limit: usize,
+}
+
+/// The widget item that sent `action`, if it holds that action (protocol §3.5; no forged
+/// calls: `widgets/actions.rs`).
+pub(crate) fn action_sender(
+    thread: &LoadedThread,
+    action: &WidgetAction,
+) -> Result<ThreadItem, EngineError> {
+    let sender = thread
+        .history
+        .iter()
+        .find(|i| action.item_id == i.id)
+        .or(action.stored_sender.as_ref())
+        .cloned()
+        .ok_or(EngineError::ItemNotFound)?;
+    let ItemBody::Widget(widget) = &sender.body else {
+        return Err(EngineError::NotAWidget(action.item_id.to_string()));
+    };
+    check_action_in_widget(&widget.widget, &action.action_type, &action.payload)?;
+    Ok(sender)
 }
 
 /// Plans the turn `input` starts on `thread`, or says why it cannot run.
@@ -71,6 +104,7 @@ pub(crate) fn plan_turn(
         inference: InferenceOptions::default(),
         last_created_at: thread.history.last().map(|i| i.created_at),
         title_from: None,
+        action: None,
     };
     let mut model_items: Vec<ThreadItem> = thread.history.clone();
     match input {
@@ -211,6 +245,16 @@ pub(crate) fn plan_turn(
             model_items.truncate(position + 1);
             plan.last_created_at = model_items.last().map(|i| i.created_at);
         }
+        TurnInput::Action(action) => {
+            refuse_inactive(&thread.meta.status)?;
+            let sender = action_sender(thread, &action)?;
+            plan.action = Some(PlannedAction {
+                sender,
+                action,
+                history: model_items.clone(),
+                history_limit: settings.history_limit,
+            });
+        }
     }
     let skip = model_items.len().saturating_sub(settings.history_limit);
     plan.model_input = history_messages(settings.instructions, &model_items[skip..]);
@@ -254,7 +298,7 @@ fn is_resend_of_unanswered(
 }
 
 /// A locked or closed thread takes no new input.
-fn refuse_inactive(status: &ThreadStatus) -> Result<(), EngineError> {
+pub(super) fn refuse_inactive(status: &ThreadStatus) -> Result<(), EngineError> {
     let (status, reason) = match status {
         ThreadStatus::Active => return Ok(()),
         ThreadStatus::Locked { reason } => (InactiveStatus::Locked, reason),

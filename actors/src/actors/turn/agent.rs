@@ -36,6 +36,8 @@ pub(super) enum Ended {
     Failed,
     /// A commit failed: in-band error, and the actor reloads.
     CommitFailed,
+    /// A widget action's tool failed: in-band error, nothing written.
+    ActionFailed,
 }
 
 impl Ended {
@@ -46,6 +48,7 @@ impl Ended {
             Ended::Cancelled { .. } => "cancelled",
             Ended::Failed => "failed",
             Ended::CommitFailed => "commit_failed",
+            Ended::ActionFailed => "action_failed",
         }
     }
 }

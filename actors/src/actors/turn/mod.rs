@@ -6,10 +6,12 @@
 //! (and, for its duration, the actor's MCP sessions) and reports back a [`TurnOutcome`].
 //!
 //! - `agent.rs` — the model rounds and the tool loop, and committing what they produce.
-//! - `tools.rs` — server tool calls through MCP, shown as configured.
+//! - `tools.rs` — server tool calls through MCP, shown as configured, and their widgets.
+//! - `action.rs` — a widget action: its tool, the replaced widget, the model's answer.
 //! - `events.rs` — the event writer and the items being streamed.
 //! - `titles.rs` — the thread's title after its first answer.
 
+mod action;
 mod agent;
 mod choice;
 mod events;
@@ -38,9 +40,13 @@ use crate::protocol::{
 use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
 
+pub(crate) use action::run_sync_action;
 use agent::{Ended, TurnRun};
 use events::{AnswerInProgress, EventWriter};
 use titles::save_title;
+
+/// What the client reads when a widget action's tool failed (details are logged).
+pub(crate) const ACTION_FAILED: &str = "The action could not be completed.";
 
 /// What the HTTP layer reads: SSE frames, or one error instead of the first frame when the
 /// turn failed before anything was acknowledged (the edge answers that as JSON).
@@ -132,59 +138,71 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         model,
         tool_choice,
     };
-    // The input commits while the tools are listed and the first model call starts: the
-    // model's time to first byte overlaps the commit. Its stream is read only after the
-    // input's events went out, so no model text precedes `thread.item.done` of the input.
-    let prelude_ops = plan.prelude_ops;
-    let commit = async {
-        if prelude_ops.is_empty() {
-            return Ok(());
-        }
-        env.persist_as(&lease, LeaseState::Streaming, prelude_ops)
-            .await
-    };
-    let owner = plan.owner;
-    let head = async {
-        // Attachments' bytes are read while the input commits too.
-        if has_attachments(&model_input) {
-            let settings = &env.settings.attachments;
-            if let Err(error) = put_in_place(&env.store, &owner, settings, &mut model_input).await {
-                tracing::warn!(thread_id = %thread_id_for_log, %error, "could not read the attachments for the model");
-                return Err(Ended::Failed);
-            }
-        }
-        run.start_agent(&model_input).await
-    };
-    let (committed, head) = tokio::join!(commit, head);
-    if let Err(error) = committed {
-        // Dropping `head` aborts the model call; nothing was acknowledged, so the edge
-        // answers with a JSON error, not a stream.
-        drop(head);
-        tracing::warn!(thread_id = %run.thread_id, %error, "could not commit the turn's input");
-        let _ = tx.send(Err(error)).await;
-        METRICS.turns.with_label_values(&["rejected"]).inc();
-        outcome.reload = true;
-        outcome.mcp = Some(run.mcp);
-        return outcome;
-    }
-    outcome.prelude_committed = true;
-    outcome.committed.extend(plan.prelude_items);
-    outcome.removed_ids = plan.removed_ids;
-
-    for event in &plan.prelude_events {
-        run.writer.send(event).await;
-    }
     let stream_options = StreamOptions {
         allow_cancel: env.settings.allow_cancel,
     };
-    run.writer
-        .send(&ThreadStreamEvent::StreamOptions { stream_options })
-        .await;
+    let ended = if let Some(action) = plan.action {
+        // Nothing is written before the tool answers (protocol §3.5: stream_options first).
+        outcome.prelude_committed = true;
+        run.writer
+            .send(&ThreadStreamEvent::StreamOptions { stream_options })
+            .await;
+        run.widget_action(action, &env.settings.model.instructions)
+            .await
+    } else {
+        // The input commits while the tools are listed and the first model call starts: the
+        // model's time to first byte overlaps the commit. Its stream is read only after the
+        // input's events went out, so no model text precedes `thread.item.done` of the input.
+        let prelude_ops = plan.prelude_ops;
+        let commit = async {
+            if prelude_ops.is_empty() {
+                return Ok(());
+            }
+            env.persist_as(&lease, LeaseState::Streaming, prelude_ops)
+                .await
+        };
+        let owner = plan.owner;
+        let head = async {
+            // Attachments' bytes are read while the input commits too.
+            if has_attachments(&model_input) {
+                let settings = &env.settings.attachments;
+                if let Err(error) =
+                    put_in_place(&env.store, &owner, settings, &mut model_input).await
+                {
+                    tracing::warn!(thread_id = %thread_id_for_log, %error, "could not read the attachments for the model");
+                    return Err(Ended::Failed);
+                }
+            }
+            run.start_agent(&model_input).await
+        };
+        let (committed, head) = tokio::join!(commit, head);
+        if let Err(error) = committed {
+            // Dropping `head` aborts the model call; nothing was acknowledged, so the edge
+            // answers with a JSON error, not a stream.
+            drop(head);
+            tracing::warn!(thread_id = %run.thread_id, %error, "could not commit the turn's input");
+            let _ = tx.send(Err(error)).await;
+            METRICS.turns.with_label_values(&["rejected"]).inc();
+            outcome.reload = true;
+            outcome.mcp = Some(run.mcp);
+            return outcome;
+        }
+        outcome.prelude_committed = true;
+        outcome.committed.extend(plan.prelude_items);
+        outcome.removed_ids = plan.removed_ids;
 
-    let ended = match head {
-        Err(ended) => ended,
-        Ok(_) if !run.writer.is_open() => Ended::Cancelled { partial: None },
-        Ok(head) => run.agent(model_input, head).await,
+        for event in &plan.prelude_events {
+            run.writer.send(event).await;
+        }
+        run.writer
+            .send(&ThreadStreamEvent::StreamOptions { stream_options })
+            .await;
+
+        match head {
+            Err(ended) => ended,
+            Ok(_) if !run.writer.is_open() => Ended::Cancelled { partial: None },
+            Ok(head) => run.agent(model_input, head).await,
+        }
     };
     METRICS.turns.with_label_values(&[ended.label()]).inc();
     outcome.idle_written = matches!(ended, Ended::Answered | Ended::Cancelled { .. });
@@ -204,6 +222,10 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
                 .send(&ThreadStreamEvent::stream_error(true))
                 .await;
             outcome.reload = true;
+        }
+        Ended::ActionFailed => {
+            let event = ThreadStreamEvent::custom_error(ACTION_FAILED, true);
+            run.writer.send(&event).await
         }
         Ended::Cancelled { partial } => {
             if !run.store_cancelled(partial).await {

@@ -3,19 +3,95 @@
 
 use std::time::Instant;
 
+use futures::StreamExt;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use super::agent::{Ended, RequestedCall, TurnRun};
 use super::events::{thought_task, thoughts, WorkflowInProgress, THOUGHT_UPDATE_INTERVAL};
 use crate::config::ToolDisplay;
-use crate::mcp::{OfferedTool, ToolOutput};
+use crate::ids::{new_id, prefix};
+use crate::mcp::{OfferedTool, ToolOutput, ToolResult};
 use crate::metrics::METRICS;
-use crate::protocol::{ThreadItemUpdate, ThreadStreamEvent, WorkflowKind};
+use crate::protocol::{
+    ItemBody, ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, WidgetItem, WorkflowKind,
+};
 use crate::store::cluster::LeaseState;
 use crate::text::clip_chars;
+use crate::widgets::{diff_widget, progress_widget, tool_extras, ToolExtras, ToolWidget};
 
 /// A workflow task shows at most this much of a tool's output.
 const MAX_TASK_CONTENT_CHARS: usize = 500;
+/// Widget states of one running tool held while the client catches up (older ones are
+/// dropped: each state is whole).
+pub(super) const PROGRESS_BUFFER: usize = 8;
+
+/// A widget being streamed while its tool runs (protocol §8.13): announced with
+/// `thread.item.added`, then updated.
+#[derive(Clone, Debug)]
+pub(super) struct StreamedWidget {
+    pub id: String,
+    pub created_at: Timestamp,
+    /// The state the client has.
+    pub state: Value,
+}
+
+/// A widget item of the thread.
+pub(super) fn widget_item(
+    thread_id: &str,
+    id: String,
+    created_at: Timestamp,
+    widget: ToolWidget,
+) -> ThreadItem {
+    ThreadItem {
+        id,
+        thread_id: thread_id.to_string(),
+        created_at,
+        body: ItemBody::Widget(WidgetItem {
+            widget: widget.widget,
+            copy_text: widget.copy_text,
+        }),
+    }
+}
+
+/// Shows a tool's new widget state: the first announces the item, later ones are diffed
+/// against what the client has.
+async fn show_widget_state(
+    writer: &mut super::events::EventWriter<'_>,
+    thread_id: &str,
+    floor: &mut Option<Timestamp>,
+    streamed: &mut Option<StreamedWidget>,
+    state: Value,
+) {
+    match streamed {
+        None => {
+            let created_at = Timestamp::now_after(*floor);
+            *floor = Some(created_at);
+            let id = new_id(prefix::MESSAGE);
+            let widget = ToolWidget {
+                widget: state.clone(),
+                copy_text: None,
+            };
+            let item = widget_item(thread_id, id.clone(), created_at, widget);
+            writer.send(&ThreadStreamEvent::ItemAdded { item }).await;
+            *streamed = Some(StreamedWidget {
+                id,
+                created_at,
+                state,
+            });
+        }
+        Some(shown) => {
+            for update in diff_widget(&shown.state, &state) {
+                let event = ThreadStreamEvent::ItemUpdated {
+                    item_id: shown.id.clone(),
+                    update,
+                };
+                writer.send(&event).await;
+            }
+            shown.state = state;
+        }
+    }
+}
 
 impl TurnRun<'_> {
     /// Runs the round's server tool calls in parallel, showing them as configured.
@@ -43,7 +119,8 @@ impl TurnRun<'_> {
                 }
             }
         }
-        let servers = &self.env.settings.agent.mcp_servers;
+        let env = self.env.clone();
+        let servers = &env.settings.agent.mcp_servers;
         // The tools may have been offered from the shared catalog: open the sessions the
         // calls need first (one by one: a session belongs to this actor).
         for server in servers {
@@ -65,36 +142,86 @@ impl TurnRun<'_> {
             }
         }
         let mcp = &self.mcp;
-        let runs = calls.iter().map(|call| async move {
+        let mut sinks = Vec::with_capacity(calls.len());
+        let mut receivers = Vec::with_capacity(calls.len());
+        for _ in calls {
+            let (sink, receiver) = mpsc::channel(PROGRESS_BUFFER);
+            sinks.push(sink);
+            receivers.push(receiver);
+        }
+        let runs = calls.iter().zip(sinks).map(|(call, sink)| async move {
             let Some(tool) = tools.iter().find(|t| t.exposed_name == call.name) else {
-                return (None, Ok(ToolOutput::Failed(format!("there is no tool named {}", call.name))));
+                return (None, Ok(ToolResult::unknown_tool(&call.name)));
             };
             let server = servers.iter().find(|s| s.name == tool.server).expect("offered tools come from configured servers");
             let started = Instant::now();
-            let result = mcp.call(server, &tool.tool_name, &call.arguments).await;
+            let result = mcp.call(server, &tool.tool_name, &call.arguments, Some(sink)).await;
             METRICS.mcp_call_seconds.with_label_values(&[server.name.as_str()]).observe(started.elapsed().as_secs_f64());
             if result.is_err() {
                 METRICS.mcp_errors.with_label_values(&[server.name.as_str()]).inc();
             }
             tracing::debug!(server = %server.name, tool = %tool.tool_name, elapsed = ?started.elapsed(), ok = result.is_ok(), "tool call");
-            (Some(server.name.clone()), result)
+            (Some((server, tool.tool_name.as_str())), result)
         });
-        let results = futures::future::join_all(runs).await;
+        // Widgets streamed through progress notifications are shown while the calls run.
+        let mut updates = futures::stream::select_all(receivers.into_iter().enumerate().map(
+            |(index, receiver)| {
+                futures::stream::unfold(receiver, move |mut receiver| async move {
+                    receiver.recv().await.map(|meta| ((index, meta), receiver))
+                })
+                .boxed()
+            },
+        ));
+        let mut streamed: Vec<Option<StreamedWidget>> = vec![None; calls.len()];
+        let results = {
+            let joined = futures::future::join_all(runs);
+            tokio::pin!(joined);
+            loop {
+                tokio::select! {
+                    results = &mut joined => break results,
+                    Some((index, meta)) = updates.next() => {
+                        if let Some(state) = progress_widget(&meta) {
+                            let floor = &mut self.floor;
+                            show_widget_state(&mut self.writer, &self.thread_id, floor, &mut streamed[index], state).await;
+                        }
+                    }
+                }
+            }
+        };
         let mut outputs = Vec::with_capacity(results.len());
+        let mut widgets = Vec::new();
         let mut failed = false;
-        for (server, result) in results {
+        for ((origin, result), streamed) in results.into_iter().zip(streamed) {
             match result {
-                Ok(output) => outputs.push(output),
+                Ok(result) => {
+                    let extras = match origin {
+                        Some((server, tool)) => {
+                            tool_extras(&result, server, tool, &env.settings.widgets)
+                        }
+                        None => ToolExtras::default(),
+                    };
+                    for event in &extras.events {
+                        self.writer.send(event).await;
+                    }
+                    widgets.push((streamed, extras.widget, result.output.failed()));
+                    outputs.push(result.output);
+                }
                 Err(error) => {
                     tracing::warn!(thread_id = %self.thread_id, %error, "tool server failed");
-                    if let Some(server) = server {
-                        self.mcp.forget(&server);
+                    if let Some((server, _)) = origin {
+                        self.mcp.forget(&server.name);
                     }
+                    widgets.push((streamed, None, true));
                     failed = true;
                 }
             }
         }
         if failed {
+            for (streamed, _, _) in widgets {
+                if let Some(streamed) = streamed {
+                    self.withdraw_widget(streamed).await;
+                }
+            }
             return Err(Ended::Failed);
         }
         if display == ToolDisplay::Workflow {
@@ -104,7 +231,56 @@ impl TurnRun<'_> {
                 self.update_workflow_task(workflow, index, task).await;
             }
         }
+        // The widgets, in call order, before the model's follow-up text.
+        if widgets.iter().any(|(s, w, _)| s.is_some() || w.is_some()) {
+            self.close_workflow(workflow).await?;
+        }
+        for (streamed, widget, call_failed) in widgets {
+            match (streamed, widget) {
+                (Some(streamed), _) if call_failed => self.withdraw_widget(streamed).await,
+                (Some(streamed), widget) => self.finish_streamed_widget(streamed, widget).await?,
+                (None, Some(widget)) => {
+                    let created_at = self.next_timestamp();
+                    let item =
+                        widget_item(&self.thread_id, new_id(prefix::MESSAGE), created_at, widget);
+                    self.commit_and_announce(item, LeaseState::Streaming)
+                        .await?;
+                }
+                (None, None) => {}
+            }
+        }
         Ok(outputs)
+    }
+
+    /// Commits a streamed widget in its final state (the result's widget, or the last
+    /// progress state) and announces it, after the updates that lead there.
+    async fn finish_streamed_widget(
+        &mut self,
+        streamed: StreamedWidget,
+        widget: Option<ToolWidget>,
+    ) -> Result<(), Ended> {
+        let last = ToolWidget {
+            widget: streamed.state.clone(),
+            copy_text: None,
+        };
+        let last = widget.unwrap_or(last);
+        for update in diff_widget(&streamed.state, &last.widget) {
+            let event = ThreadStreamEvent::ItemUpdated {
+                item_id: streamed.id.clone(),
+                update,
+            };
+            self.writer.send(&event).await;
+        }
+        let item = widget_item(&self.thread_id, streamed.id, streamed.created_at, last);
+        self.commit_and_announce(item, LeaseState::Streaming).await
+    }
+
+    /// A streamed widget whose tool failed: the client drops it (nothing was stored).
+    async fn withdraw_widget(&mut self, streamed: StreamedWidget) {
+        let event = ThreadStreamEvent::ItemRemoved {
+            item_id: streamed.id,
+        };
+        self.writer.send(&event).await;
     }
 
     /// Adds a task, opening the workflow (with that task) if none is open (protocol §8.5).

@@ -1,0 +1,100 @@
+//! Widget actions (protocol §3.5, §3.6; `specs/widgets.md`): the request is checked against
+//! the configuration here (an item id, a mapped type, an object payload), then the thread's
+//! actor checks it against the sender widget and runs it.
+
+use serde_json::Value;
+
+use super::{routing, Engine};
+use crate::actors::thread::{StartTurn, SyncAction, TurnInput, WidgetAction};
+use crate::error::EngineError;
+use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
+use crate::protocol::requests::CustomAction;
+use crate::protocol::ThreadItem;
+use crate::text::shorten_for_display;
+
+impl Engine {
+    /// `threads.custom_action`: the action's tool runs, and what follows streams.
+    pub async fn custom_action(
+        &self,
+        user_id: &UserId,
+        token: Option<BearerToken>,
+        thread_id: &ThreadId,
+        item_id: Option<ItemId>,
+        action: CustomAction,
+    ) -> Result<crate::TurnStream, EngineError> {
+        let action = self.widget_action(thread_id, item_id, action).await?;
+        routing::deliver(&self.registry, thread_id, || StartTurn {
+            user_id: user_id.clone(),
+            token: token.clone(),
+            input: TurnInput::Action(action.clone()),
+        })
+        .await
+    }
+
+    /// `threads.sync_custom_action`: the action's tool runs; answers with the replaced item.
+    pub async fn sync_custom_action(
+        &self,
+        user_id: &UserId,
+        token: Option<BearerToken>,
+        thread_id: &ThreadId,
+        item_id: Option<ItemId>,
+        action: CustomAction,
+    ) -> Result<Option<ThreadItem>, EngineError> {
+        let action = self.widget_action(thread_id, item_id, action).await?;
+        routing::deliver(&self.registry, thread_id, || SyncAction {
+            user_id: user_id.clone(),
+            token: token.clone(),
+            action: action.clone(),
+        })
+        .await
+    }
+
+    async fn widget_action(
+        &self,
+        thread_id: &ThreadId,
+        item_id: Option<ItemId>,
+        action: CustomAction,
+    ) -> Result<WidgetAction, EngineError> {
+        let item_id = item_id.ok_or_else(|| {
+            EngineError::InvalidInput(
+                "item_id is required: this server runs actions of widgets only".into(),
+            )
+        })?;
+        let spec = self
+            .env
+            .settings
+            .widgets
+            .actions
+            .get(&action.kind)
+            .cloned()
+            .ok_or_else(|| {
+                EngineError::UnknownAction(format!(
+                    "no tool handles the action type {:?}",
+                    shorten_for_display(&action.kind, 64)
+                ))
+            })?;
+        if !matches!(action.payload, Value::Null | Value::Object(_)) {
+            return Err(EngineError::InvalidInput(
+                "action.payload must be an object or null".into(),
+            ));
+        }
+        // The sender as stored, for when it is older than the actor's window; the actor checks
+        // the caller owns the thread before looking at it.
+        let stored_sender = match self
+            .env
+            .store
+            .load_item(thread_id.as_str(), item_id.as_str())
+            .await?
+        {
+            Some(stored) if !stored.is_hidden() => Some(stored.parse()?),
+            _ => None,
+        };
+        Ok(WidgetAction {
+            item_id,
+            action_type: action.kind,
+            payload: action.payload,
+            spec,
+            stored_sender,
+        })
+    }
+}
