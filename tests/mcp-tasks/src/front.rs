@@ -1,5 +1,6 @@
 //! The HTTP front: hyper 1 connections, each request logged, authenticated,
-//! then handed to rmcp's `StreamableHttpService` (a tower service) at `/mcp`.
+//! then handed to one of rmcp's `StreamableHttpService`s (tower services): the
+//! `tasks` server at `/mcp`, the `board` server at `/widgets`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,20 +21,25 @@ use tokio::net::TcpListener;
 use tower_service::Service;
 
 use crate::auth::{unauthorized, BearerAuth};
+use crate::board::BoardServer;
 use crate::log::EventLog;
 use crate::tools::TaskServer;
 
-/// Path the MCP endpoint is served at.
+/// Path the `tasks` MCP endpoint is served at.
 pub const MCP_PATH: &str = "/mcp";
+/// Path the `board` MCP endpoint is served at.
+pub const WIDGETS_PATH: &str = "/widgets";
 
 pub type McpService = StreamableHttpService<TaskServer, LocalSessionManager>;
+pub type BoardService = StreamableHttpService<BoardServer, LocalSessionManager>;
 type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
 
-/// What every connection needs: the gate, the log and the MCP service.
+/// What every connection needs: the gate, the log and the MCP services.
 pub struct Front {
     pub auth: BearerAuth,
     pub log: Arc<EventLog>,
     pub mcp: McpService,
+    pub widgets: BoardService,
 }
 
 impl Front {
@@ -78,12 +84,13 @@ impl Front {
             Ok(caller) => caller,
             Err(error) => return unauthorized(&error),
         };
-        if request.uri().path() != MCP_PATH {
-            return not_found();
-        }
         request.extensions_mut().insert(caller);
-        let mut mcp = self.mcp.clone();
-        match mcp.call(request).await {
+        let served = match request.uri().path() {
+            MCP_PATH => self.mcp.clone().call(request).await,
+            WIDGETS_PATH => self.widgets.clone().call(request).await,
+            _ => return not_found(),
+        };
+        match served {
             Ok(response) => response,
             Err(never) => match never {},
         }

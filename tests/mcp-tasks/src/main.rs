@@ -5,9 +5,15 @@
 //! - [`options`]: the command line.
 //! - [`auth`]: the bearer-JWT gate that answers 401 before any MCP processing
 //!   and hands the verified `sub` to the tools.
-//! - [`front`]: hyper connections in front of rmcp's `StreamableHttpService`.
+//! - [`front`]: hyper connections in front of rmcp's `StreamableHttpService`s,
+//!   `/mcp` (the `tasks` server) and `/widgets` (the `board` server).
 //! - [`tools`]: the MCP tools (`add_task`, `list_tasks`, `update_task`,
 //!   `complete_task`, `delete_task`, `slow_echo`).
+//! - [`widget_tools`]: the `tasks` tools that answer ChatKit widgets in
+//!   `_meta` (`show_task`, `complete_task_card`, `delete_task_card`,
+//!   `draft_report`, `highlight_task`, `bad_widget`).
+//! - [`board`]: the `board` server's `task_board`, a widget as its result.
+//! - [`widgets`]: the widget JSON and `_meta` builders.
 //! - [`store`]: the in-memory task lists, one per user.
 //! - [`log`]: the `--log` JSON-lines file tests read back.
 //!
@@ -15,11 +21,14 @@
 //! line; it stops on SIGTERM or SIGINT.
 
 mod auth;
+mod board;
 mod front;
 mod log;
 mod options;
 mod store;
 mod tools;
+mod widget_tools;
+mod widgets;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,6 +40,7 @@ use rmcp::transport::streamable_http_server::{
 use tokio::net::TcpListener;
 
 use crate::auth::BearerAuth;
+use crate::board::BoardServer;
 use crate::front::Front;
 use crate::log::EventLog;
 use crate::options::{Exit, Options, USAGE};
@@ -64,17 +74,21 @@ async fn run(options: Options) -> Result<(), String> {
         EventLog::open(options.log.as_deref())
             .map_err(|error| format!("cannot open the log file: {error}"))?,
     );
-    let server = TaskServer::new(
-        Arc::new(TaskStore::default()),
-        Arc::clone(&log),
-        options.tool_delay,
-    );
+    let store = Arc::new(TaskStore::default());
+    let server = TaskServer::new(Arc::clone(&store), Arc::clone(&log), options.tool_delay);
+    let board = BoardServer::new(store, Arc::clone(&log));
     // The default config: sessions, SSE keep-alive, and `allowed_hosts` limited
-    // to localhost/127.0.0.1/::1, which suits a loopback-only server.
+    // to localhost/127.0.0.1/::1, which suits a loopback-only server. Both
+    // endpoints share its cancellation token.
     let config = StreamableHttpServerConfig::default();
     let sessions_stop = config.cancellation_token.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(server.clone()),
+        Arc::new(LocalSessionManager::default()),
+        config.clone(),
+    );
+    let widgets = StreamableHttpService::new(
+        move || Ok(board.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
@@ -86,6 +100,7 @@ async fn run(options: Options) -> Result<(), String> {
         ),
         log,
         mcp,
+        widgets,
     });
 
     let listener = TcpListener::bind(options.addr)

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 pub const USAGE: &str = "\
 usage: mcp-tasks --jwt-secret SECRET [--host HOST] [--port PORT] [--aud AUD] [--iss ISS] [--log FILE]
 
-Task-list MCP server over Streamable HTTP at http://HOST:PORT/mcp.
+Task-list MCP server over Streamable HTTP at http://HOST:PORT/mcp, and its
+task board (a widget server) at http://HOST:PORT/widgets.
 Every request needs `Authorization: Bearer <JWT>` (HS256, exp and sub required).
 
   --host HOST         bind address, loopback only (default 127.0.0.1)

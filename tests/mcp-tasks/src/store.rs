@@ -24,6 +24,16 @@ pub enum TaskStatus {
     Done,
 }
 
+impl TaskStatus {
+    /// The status as the tools write it (`"open"`, `"done"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Open => "open",
+            TaskStatus::Done => "done",
+        }
+    }
+}
+
 /// One task, serialised exactly as the tools return it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Task {
@@ -117,6 +127,11 @@ impl TaskList {
         }
         task.updated_at = now_iso();
         Ok(task.clone())
+    }
+
+    pub fn get(&self, task_id: &str) -> Result<Task, ToolError> {
+        let index = self.position(task_id)?;
+        Ok(self.tasks[index].clone())
     }
 
     pub fn complete(&mut self, task_id: &str) -> Result<Task, ToolError> {

@@ -5,6 +5,8 @@
 //! caller's task list only, logs the call, and answers with one text content
 //! item: the compact JSON of the result, or the error message as a tool error.
 //! No tool takes a user id or a token: credentials travel on the transport.
+//! The widget tools (`widget_tools`) join this router; their `_meta` is built
+//! by `widgets`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +31,7 @@ const MAX_SLOW_ECHO_SECONDS: f64 = 60.0;
 #[derive(Clone)]
 pub struct TaskServer {
     store: Arc<TaskStore>,
-    log: Arc<EventLog>,
+    pub(crate) log: Arc<EventLog>,
     delay: std::time::Duration,
     tool_router: ToolRouter<Self>,
 }
@@ -67,7 +69,7 @@ pub struct UpdateTaskArgs {
 #[schemars(crate = "rmcp::schemars")]
 pub struct TaskIdArgs {
     /// Id of the task, as returned by add_task or list_tasks.
-    task_id: String,
+    pub(crate) task_id: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -92,10 +94,11 @@ impl TaskServer {
             store,
             log,
             delay,
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router() + Self::widget_tool_router(),
         }
     }
 
+    /// Also answers the created task as `structuredContent`.
     #[tool(description = "Add a task to the caller's task list.")]
     async fn add_task(
         &self,
@@ -104,9 +107,17 @@ impl TaskServer {
     ) -> CallToolResult {
         tokio::time::sleep(self.delay).await;
         let logged = json!({"title": args.title, "description": args.description});
-        self.run("add_task", logged, &ctx, |tasks| {
-            tasks.add(&args.title, args.description.as_deref())
-        })
+        self.run_then(
+            "add_task",
+            logged,
+            &ctx,
+            |tasks| tasks.add(&args.title, args.description.as_deref()),
+            |task, mut result| {
+                result.structured_content =
+                    Some(serde_json::to_value(task).expect("tasks serialise"));
+                result
+            },
+        )
     }
 
     #[tool(description = "List the caller's tasks, optionally only those with a status.")]
@@ -216,6 +227,19 @@ impl TaskServer {
         ctx: &RequestContext<RoleServer>,
         op: impl FnOnce(&mut TaskList) -> Result<T, ToolError>,
     ) -> CallToolResult {
+        self.run_then(tool, logged, ctx, op, |_, result| result)
+    }
+
+    /// [`Self::run`], then `finish` adds the interface-only parts (`_meta`,
+    /// structured content) to a successful result, from the tool's value.
+    pub(crate) fn run_then<T: Serialize>(
+        &self,
+        tool: &str,
+        logged: Value,
+        ctx: &RequestContext<RoleServer>,
+        op: impl FnOnce(&mut TaskList) -> Result<T, ToolError>,
+        finish: impl FnOnce(&T, CallToolResult) -> CallToolResult,
+    ) -> CallToolResult {
         let sub = match caller(ctx) {
             Ok(sub) => sub,
             Err(error) => return self.fail(tool, logged, None, &error),
@@ -224,7 +248,10 @@ impl TaskServer {
             Ok(value) => {
                 self.log.tool_call(tool, logged, Some(&sub), None);
                 let text = serde_json::to_string(&value).expect("tool results serialise");
-                CallToolResult::success(vec![ContentBlock::text(text)])
+                finish(
+                    &value,
+                    CallToolResult::success(vec![ContentBlock::text(text)]),
+                )
             }
             Err(error) => self.fail(tool, logged, Some(&sub), &error),
         }
@@ -232,7 +259,7 @@ impl TaskServer {
 
     /// Logs a failed call and reports it as an MCP tool error, worded as
     /// FastMCP words it for the reference server.
-    fn fail(
+    pub(crate) fn fail(
         &self,
         tool: &str,
         logged: Value,
@@ -248,7 +275,7 @@ impl TaskServer {
 
 /// The `sub` the auth gate verified for the HTTP request carrying this call.
 /// rmcp puts that request's `http::request::Parts` in the context extensions.
-fn caller(ctx: &RequestContext<RoleServer>) -> Result<String, ToolError> {
+pub(crate) fn caller(ctx: &RequestContext<RoleServer>) -> Result<String, ToolError> {
     ctx.extensions
         .get::<http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<Caller>())

@@ -5,14 +5,17 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::{encode, get_current_timestamp, EncodingKey, Header};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::{ClientInitializeError, RunningService};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, NotificationMetaObject, ProgressNotificationParam,
+};
+use rmcp::service::{ClientInitializeError, NotificationContext, Peer, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -65,6 +68,10 @@ impl Server {
         format!("{}/mcp", self.base)
     }
 
+    fn widgets_url(&self) -> String {
+        format!("{}/widgets", self.base)
+    }
+
     fn log_lines(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
@@ -96,13 +103,16 @@ fn token(sub: &str) -> String {
     token_with(json!({"sub": sub, "exp": get_current_timestamp() + 600}))
 }
 
-async fn try_connect(url: &str, token: Option<&str>) -> Result<Client, ClientInitializeError> {
+fn transport(url: &str, token: Option<&str>) -> StreamableHttpClientTransport<reqwest::Client> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(url);
     if let Some(token) = token {
         config = config.auth_header(token);
     }
-    let transport = StreamableHttpClientTransport::from_config(config);
-    tokio::time::timeout(CONNECT, ().serve(transport))
+    StreamableHttpClientTransport::from_config(config)
+}
+
+async fn try_connect(url: &str, token: Option<&str>) -> Result<Client, ClientInitializeError> {
+    tokio::time::timeout(CONNECT, ().serve(transport(url, token)))
         .await
         .expect("the client settles in time")
 }
@@ -113,7 +123,7 @@ async fn connect(server: &Server, token: &str) -> Client {
         .expect("client connects")
 }
 
-async fn call(client: &Client, tool: &'static str, args: Value) -> CallToolResult {
+async fn call(client: &Peer<RoleClient>, tool: &'static str, args: Value) -> CallToolResult {
     let Value::Object(args) = args else {
         panic!("tool arguments are an object")
     };
@@ -142,7 +152,7 @@ fn tool_error(result: &CallToolResult) -> &str {
 }
 
 #[tokio::test]
-async fn tools_list_shows_the_six_tools_with_schemas() {
+async fn tools_list_shows_every_tool_with_schemas() {
     let server = Server::start(&[]).await;
     let client = connect(&server, &token("alice")).await;
     let tools = client.list_all_tools().await.expect("tools/list");
@@ -152,9 +162,15 @@ async fn tools_list_shows_the_six_tools_with_schemas() {
         names,
         [
             "add_task",
+            "bad_widget",
             "complete_task",
+            "complete_task_card",
             "delete_task",
+            "delete_task_card",
+            "draft_report",
+            "highlight_task",
             "list_tasks",
+            "show_task",
             "slow_echo",
             "update_task"
         ]
@@ -179,6 +195,22 @@ async fn tools_list_shows_the_six_tools_with_schemas() {
     assert_eq!(schema("delete_task")["required"], json!(["task_id"]));
     let echo = schema("slow_echo");
     assert_eq!(echo["properties"]["seconds"]["type"], "number");
+    for name in [
+        "show_task",
+        "complete_task_card",
+        "delete_task_card",
+        "highlight_task",
+    ] {
+        assert_eq!(schema(name)["required"], json!(["task_id"]), "{name}");
+    }
+    let report = schema("draft_report");
+    assert_eq!(report["required"], json!(["topic"]));
+    assert!(report["properties"]["steps"]["type"]
+        .to_string()
+        .contains("integer"));
+    assert!(schema("bad_widget")
+        .get("required")
+        .is_none_or(|r| r == &json!([])));
     client.cancel().await.expect("close");
 }
 
@@ -563,4 +595,496 @@ async fn refuses_non_loopback_hosts() {
     assert_eq!(output.status.code(), Some(2));
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
+
+// ---------------------------------------------------------------------------
+// Widget tools (specs/widgets.md): `_meta["chatkit/…"]` on the results.
+// ---------------------------------------------------------------------------
+
+/// The `_meta` of a result as JSON (null when absent).
+fn meta(result: &CallToolResult) -> Value {
+    serde_json::to_value(&result.meta).expect("meta serialises")
+}
+
+/// The task card `show_task` and `complete_task_card` send.
+fn task_card(task: &Value, description: &str) -> Value {
+    let id = task["id"].as_str().unwrap();
+    let done = task["status"] == "done";
+    let mut buttons = Vec::new();
+    if !done {
+        buttons.push(json!({"type": "Button", "label": "Complete",
+            "onClickAction": {"type": "tasks.complete", "payload": {"task_id": id}}}));
+    }
+    buttons.push(
+        json!({"type": "Button", "label": "Delete", "style": "secondary",
+        "onClickAction": {"type": "tasks.delete", "payload": {"task_id": id}}}),
+    );
+    json!({
+        "type": "Card",
+        "id": format!("task-{id}"),
+        "children": [
+            {"type": "Row", "children": [
+                {"type": "Title", "value": task["title"]},
+                {"type": "Spacer"},
+                {"type": "Badge", "label": task["status"],
+                 "color": if done { "success" } else { "secondary" }},
+            ]},
+            {"type": "Text", "value": description},
+            {"type": "Row", "children": buttons},
+        ],
+    })
+}
+
+#[tokio::test]
+async fn task_cards_ride_in_meta_and_add_task_is_structured() {
+    let server = Server::start(&[]).await;
+    let client = connect(&server, &token("alice")).await;
+
+    let added = call(
+        &client,
+        "add_task",
+        json!({"title": "Buy milk", "description": "2 l"}),
+    )
+    .await;
+    let task = ok_json(&added);
+    assert_eq!(added.structured_content.as_ref(), Some(&task));
+    assert_eq!(meta(&added), Value::Null);
+    let id = task["id"].as_str().unwrap().to_owned();
+    let plain = call(&client, "add_task", json!({"title": "No description"})).await;
+    assert_eq!(
+        plain.structured_content.as_ref().unwrap()["description"],
+        Value::Null
+    );
+
+    // show_task: the task's JSON for the model, its card and copy text for the UI.
+    let shown = call(&client, "show_task", json!({"task_id": id})).await;
+    assert_eq!(ok_json(&shown), task);
+    assert!(shown.structured_content.is_none());
+    assert_eq!(
+        meta(&shown),
+        json!({"chatkit/widget": task_card(&task, "2 l"), "chatkit/copy_text": "Buy milk"})
+    );
+    let other = ok_json(&plain);
+    let shown = call(&client, "show_task", json!({"task_id": other["id"]})).await;
+    assert_eq!(meta(&shown)["chatkit/widget"], task_card(&other, ""));
+
+    // complete_task_card: done, and the card has lost its Complete button.
+    let completed = call(&client, "complete_task_card", json!({"task_id": id})).await;
+    let done = ok_json(&completed);
+    assert_eq!(done["status"], "done");
+    assert_eq!(done["id"], json!(id));
+    let card = task_card(&done, "2 l");
+    assert_eq!(card["children"][2]["children"].as_array().unwrap().len(), 1);
+    assert_eq!(meta(&completed), json!({"chatkit/widget": card}));
+    let shown = call(&client, "show_task", json!({"task_id": id})).await;
+    assert_eq!(meta(&shown)["chatkit/widget"], card);
+
+    // delete_task_card: gone, and the card says so.
+    let deleted = call(&client, "delete_task_card", json!({"task_id": id})).await;
+    assert_eq!(ok_json(&deleted), json!({"deleted": true, "id": id}));
+    assert_eq!(
+        meta(&deleted),
+        json!({"chatkit/widget": {"type": "Card", "id": format!("task-{id}"),
+            "children": [{"type": "Text", "value": "Task deleted."}]}})
+    );
+    let listed = ok_json(&call(&client, "list_tasks", json!({})).await);
+    assert_eq!(listed["count"], 1);
+
+    // Failures are plain tool errors, without a widget.
+    for tool in ["show_task", "complete_task_card", "delete_task_card"] {
+        let missing = call(&client, tool, json!({"task_id": id})).await;
+        assert_eq!(
+            tool_error(&missing),
+            format!("Error executing tool {tool}: no task with id '{id}'")
+        );
+        assert_eq!(meta(&missing), Value::Null);
+    }
+    // Another user's task is out of reach here too.
+    let bob = connect(&server, &token("bob")).await;
+    let theirs = call(&bob, "show_task", json!({"task_id": other["id"]})).await;
+    assert_eq!(theirs.is_error, Some(true));
+    bob.cancel().await.expect("close");
+    client.cancel().await.expect("close");
+
+    let log = server.log_lines();
+    let tools: Vec<&str> = log
+        .iter()
+        .filter_map(|line| line["tool"].as_str())
+        .collect();
+    assert_eq!(
+        &tools[..7],
+        [
+            "add_task",
+            "add_task",
+            "show_task",
+            "show_task",
+            "complete_task_card",
+            "show_task",
+            "delete_task_card"
+        ]
+    );
+    let card_calls: Vec<&Value> = log
+        .iter()
+        .filter(|line| line["tool"] == "complete_task_card")
+        .collect();
+    assert_eq!(card_calls[0]["args"], json!({"task_id": id}));
+    assert_eq!(card_calls[0]["sub"], "alice");
+    assert_eq!(card_calls[0]["ok"], true);
+    assert_eq!(card_calls[1]["ok"], false);
+}
+
+#[tokio::test]
+async fn highlight_task_sends_an_effect_and_a_notice_and_bad_widget_a_bad_widget() {
+    let server = Server::start(&[]).await;
+    let client = connect(&server, &token("alice")).await;
+
+    // No such task is needed.
+    let highlighted = call(&client, "highlight_task", json!({"task_id": "task_x"})).await;
+    assert_eq!(ok_json(&highlighted), json!({"highlighted": "task_x"}));
+    assert_eq!(
+        meta(&highlighted),
+        json!({
+            "chatkit/client_effect": {"name": "highlight_task", "data": {"task_id": "task_x"}},
+            "chatkit/notice": {"level": "info", "message": "Task highlighted.", "title": "Tasks"},
+        })
+    );
+
+    let bad = call(&client, "bad_widget", json!({})).await;
+    assert_eq!(ok_json(&bad), json!({"ok": true}));
+    assert_eq!(
+        meta(&bad),
+        json!({"chatkit/widget": {"type": "Card", "children": [{"type": "NotAComponent"}]}})
+    );
+    client.cancel().await.expect("close");
+
+    let log = server.log_lines();
+    let calls: Vec<&Value> = log
+        .iter()
+        .filter(|line| line.get("tool").is_some())
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0]["tool"], "highlight_task");
+    assert_eq!(calls[0]["args"], json!({"task_id": "task_x"}));
+    assert_eq!(calls[1]["tool"], "bad_widget");
+    assert_eq!(calls[1]["args"], json!({}));
+    assert!(calls.iter().all(|c| c["ok"] == true && c["sub"] == "alice"));
+}
+
+/// One progress notification as the client got it, with its `_meta`.
+#[derive(Debug)]
+struct Progress {
+    params: ProgressNotificationParam,
+    meta: Value,
+}
+
+/// A client that keeps every progress notification it receives.
+#[derive(Clone, Default)]
+struct ProgressLog(Arc<Mutex<Vec<Progress>>>);
+
+impl ClientHandler for ProgressLog {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        context: NotificationContext<RoleClient>,
+    ) {
+        // rmcp 3.11's client moves the notification's `_meta` out of the params
+        // into the context's extensions (its `context.meta` stays empty: it is
+        // taken after the extensions were swapped out).
+        let meta = if context.meta.is_empty() {
+            context.extensions.get::<NotificationMetaObject>()
+        } else {
+            Some(&context.meta)
+        };
+        let meta = serde_json::to_value(meta).expect("meta serialises");
+        self.0.lock().unwrap().push(Progress { params, meta });
+    }
+}
+
+impl ProgressLog {
+    /// Waits for `count` notifications and returns them in progress order
+    /// (rmcp handles each notification in a task of its own).
+    async fn take(&self, count: usize) -> Vec<Progress> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.0.lock().unwrap().len();
+            if got >= count || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut all = std::mem::take(&mut *self.0.lock().unwrap());
+        all.sort_by(|a, b| a.params.progress.total_cmp(&b.params.progress));
+        all
+    }
+}
+
+/// `draft_report`'s card with `words` words, streaming or final.
+fn report_card(topic: &str, words: usize, last: bool) -> Value {
+    let body: Vec<String> = (0..words).map(|i| format!("w{i}")).collect();
+    let mut children = vec![
+        json!({"type": "Title", "value": format!("Report: {topic}")}),
+        json!({"type": "Markdown", "id": "body", "value": body.join(" "), "streaming": !last}),
+    ];
+    if last {
+        children.push(json!({"type": "Badge", "label": "final"}));
+    }
+    json!({"type": "Card", "id": "report", "children": children})
+}
+
+#[tokio::test]
+async fn draft_report_streams_its_card_in_progress_notifications() {
+    let server = Server::start(&[]).await;
+    let progress = ProgressLog::default();
+    let client = tokio::time::timeout(
+        CONNECT,
+        progress
+            .clone()
+            .serve(transport(&server.url(), Some(&token("alice")))),
+    )
+    .await
+    .expect("the client settles in time")
+    .expect("client connects");
+
+    // rmcp's client puts a progress token on every request.
+    let started = Instant::now();
+    let result = call(&client, "draft_report", json!({"topic": "Q3", "steps": 3})).await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(ok_json(&result), json!({"topic": "Q3", "words": 3}));
+    let last = report_card("Q3", 3, true);
+    assert_eq!(meta(&result), json!({"chatkit/widget": last}));
+
+    let notes = progress.take(4).await;
+    assert_eq!(notes.len(), 4, "{notes:#?}");
+    let states: Vec<&Value> = notes.iter().map(|note| &note.meta).collect();
+    assert_eq!(
+        states,
+        [
+            &json!({"chatkit/widget": report_card("Q3", 1, false)}),
+            &json!({"chatkit/widget": report_card("Q3", 2, false)}),
+            &json!({"chatkit/widget": report_card("Q3", 3, false)}),
+            &json!({"chatkit/widget": last}),
+        ]
+    );
+    assert_eq!(states[0]["chatkit/widget"]["children"][1]["value"], "w0");
+    for (k, note) in notes.iter().enumerate() {
+        assert_eq!(note.params.progress_token, notes[0].params.progress_token);
+        assert_eq!(note.params.progress, (k + 1) as f64);
+        assert_eq!(note.params.total, Some(4.0));
+    }
+
+    // steps defaults to 5 and is clamped to 1..=50.
+    let result = call(&client, "draft_report", json!({"topic": "d"})).await;
+    assert_eq!(ok_json(&result)["words"], 5);
+    assert_eq!(progress.take(6).await.len(), 6);
+    let result = call(&client, "draft_report", json!({"topic": "x", "steps": -7})).await;
+    assert_eq!(ok_json(&result)["words"], 1);
+    assert_eq!(meta(&result)["chatkit/widget"], report_card("x", 1, true));
+    let notes = progress.take(2).await;
+    assert_eq!(notes.len(), 2);
+    assert_eq!(notes[0].meta["chatkit/widget"], report_card("x", 1, false));
+    client.cancel().await.expect("close");
+
+    let log = server.log_lines();
+    let reports: Vec<&Value> = log
+        .iter()
+        .filter(|line| line["tool"] == "draft_report")
+        .collect();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(reports[0]["args"], json!({"topic": "Q3", "steps": 3}));
+    assert_eq!(reports[1]["args"], json!({"topic": "d", "steps": null}));
+    assert!(reports.iter().all(|r| r["ok"] == true));
+}
+
+/// The JSON-RPC messages of a Streamable HTTP answer (an SSE stream or one
+/// JSON body).
+fn rpc_messages(body: &str) -> Vec<Value> {
+    if let Ok(message) = serde_json::from_str::<Value>(body) {
+        return vec![message];
+    }
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str(data.trim()).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn draft_report_over_raw_http_notifies_only_with_a_progress_token() {
+    let server = Server::start(&[]).await;
+    let http = reqwest::Client::new();
+    let bearer = format!("Bearer {}", token("alice"));
+    let post = |body: Value, session: Option<&str>| {
+        let mut request = http
+            .post(server.url())
+            .header("authorization", &bearer)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        request.send()
+    };
+    let initialize = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                          "clientInfo": {"name": "raw", "version": "0"}}}),
+        None,
+    )
+    .await
+    .expect("initialize");
+    assert_eq!(initialize.status(), 200);
+    let session = initialize.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = initialize.text().await;
+    let initialized = post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+    )
+    .await
+    .expect("initialized");
+    assert!(initialized.status().is_success());
+
+    let answer = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+               "params": {"name": "draft_report", "arguments": {"topic": "t", "steps": 2}}}),
+        Some(&session),
+    )
+    .await
+    .expect("tools/call");
+    assert_eq!(answer.status(), 200);
+    let messages = rpc_messages(&answer.text().await.unwrap());
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0]["id"], 2);
+    let result = &messages[0]["result"];
+    assert_eq!(
+        result["content"],
+        json!([{"type": "text", "text": "{\"topic\":\"t\",\"words\":2}"}])
+    );
+    assert_eq!(
+        result["_meta"],
+        json!({"chatkit/widget": report_card("t", 2, true)})
+    );
+
+    // With a token: the states on the wire, in `params._meta`, then the result.
+    let answer = post(
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+               "params": {"_meta": {"progressToken": "p1"}, "name": "draft_report",
+                          "arguments": {"topic": "t", "steps": 1}}}),
+        Some(&session),
+    )
+    .await
+    .expect("tools/call");
+    let messages = rpc_messages(&answer.text().await.unwrap());
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    let last = report_card("t", 1, true);
+    assert_eq!(
+        messages[0],
+        json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {
+            "_meta": {"chatkit/widget": report_card("t", 1, false)},
+            "progressToken": "p1", "progress": 1.0, "total": 2.0}})
+    );
+    assert_eq!(
+        messages[1]["params"]["_meta"],
+        json!({"chatkit/widget": last})
+    );
+    assert_eq!(messages[1]["params"]["progress"], 2.0);
+    assert_eq!(messages[2]["id"], 3);
+    assert_eq!(
+        messages[2]["result"]["_meta"],
+        json!({"chatkit/widget": last})
+    );
+}
+
+#[tokio::test]
+async fn the_widgets_endpoint_serves_the_task_board_from_the_same_store() {
+    let server = Server::start(&[]).await;
+    let board = try_connect(&server.widgets_url(), Some(&token("alice")))
+        .await
+        .expect("client connects to /widgets");
+    let info = board.peer_info().expect("server info");
+    let name = info.server_info.as_ref().map(|about| about.name.as_str());
+    assert_eq!(name, Some("board"));
+    let tools = board.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+    assert_eq!(names, ["task_board"]);
+
+    let empty = call(&board, "task_board", json!({})).await;
+    let root = ok_json(&empty);
+    assert_eq!(
+        root,
+        json!({"type": "ListView", "children": [
+            {"type": "ListViewItem", "children": [{"type": "Text", "value": "No tasks."}]},
+        ]})
+    );
+    assert_eq!(empty.structured_content.as_ref(), Some(&root));
+    assert!(!text(&empty).contains('\n') && !text(&empty).contains(": "));
+
+    let tasks = connect(&server, &token("alice")).await;
+    let milk = ok_json(&call(&tasks, "add_task", json!({"title": "Buy milk"})).await);
+    let bread = ok_json(&call(&tasks, "add_task", json!({"title": "Bake bread"})).await);
+    let _ = call(&tasks, "complete_task", json!({"task_id": bread["id"]})).await;
+
+    let full = call(&board, "task_board", json!({})).await;
+    let row = |task: &Value, status: &str| {
+        let id = task["id"].as_str().unwrap();
+        json!({
+            "type": "ListViewItem",
+            "id": format!("row-{id}"),
+            "children": [
+                {"type": "Text", "value": task["title"]},
+                {"type": "Badge", "label": status},
+            ],
+            "onClickAction": {"type": "tasks.complete", "payload": {"task_id": id}},
+        })
+    };
+    let root = json!({"type": "ListView", "children": [row(&milk, "open"), row(&bread, "done")]});
+    assert_eq!(ok_json(&full), root);
+    assert_eq!(full.structured_content.as_ref(), Some(&root));
+    assert_eq!(meta(&full), Value::Null);
+
+    // Another user's board is their own; the same auth gate guards /widgets.
+    let bob = try_connect(&server.widgets_url(), Some(&token("bob")))
+        .await
+        .expect("bob connects");
+    let theirs = ok_json(&call(&bob, "task_board", json!({})).await);
+    assert_eq!(theirs["children"][0]["children"][0]["value"], "No tasks.");
+    assert!(try_connect(&server.widgets_url(), None).await.is_err());
+    let refused = reqwest::Client::new()
+        .post(server.widgets_url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    // The /mcp tools are not on /widgets, nor the board on /mcp.
+    let wrong = board
+        .call_tool(CallToolRequestParams::new("list_tasks"))
+        .await;
+    assert!(
+        wrong.is_err() || wrong.as_ref().is_ok_and(|r| r.is_error == Some(true)),
+        "{wrong:?}"
+    );
+    let wrong = tasks
+        .call_tool(CallToolRequestParams::new("task_board"))
+        .await;
+    assert!(
+        wrong.is_err() || wrong.as_ref().is_ok_and(|r| r.is_error == Some(true)),
+        "{wrong:?}"
+    );
+
+    for client in [board, tasks, bob] {
+        client.cancel().await.expect("close");
+    }
+    let log = server.log_lines();
+    let boards: Vec<&Value> = log
+        .iter()
+        .filter(|line| line["tool"] == "task_board")
+        .collect();
+    assert_eq!(boards.len(), 3);
+    assert_eq!(boards[0]["args"], json!({}));
+    assert_eq!(boards[0]["sub"], "alice");
+    assert_eq!(boards[2]["sub"], "bob");
 }

@@ -291,7 +291,7 @@ impl ChunkStream {
                 buf.put(b",\"id\":");
                 write_str(buf, &call.call_id);
                 buf.put(b",\"type\":\"function\",\"function\":{\"name\":");
-                write_str(buf, call.name);
+                write_str(buf, &call.name);
                 buf.put(b",\"arguments\":\"\"}}]");
                 buf.put(if i == 0 {
                     b",\"refusal\":null}" as &[u8]
@@ -404,7 +404,7 @@ pub fn completion_object(completion: &Completion, kind: &ReplyKind, usage: Usage
                 out.put(b"{\"id\": ");
                 write_str_ascii(&mut out, &call.call_id);
                 out.put(b", \"type\": \"function\", \"function\": {\"name\": ");
-                write_str_ascii(&mut out, call.name);
+                write_str_ascii(&mut out, &call.name);
                 out.put(b", \"arguments\": ");
                 write_str_ascii(&mut out, &call.arguments);
                 out.put(b"}}");

@@ -153,7 +153,22 @@ pub struct Document {
 /// `json.loads(raw)` for a `bytes` body, including its encoding sniffing (UTF-8 with optional
 /// BOM, UTF-16 and UTF-32).
 pub fn loads(raw: &[u8]) -> Result<Document, ParseError> {
-    let (text, mut has_lone_surrogate) = decode(raw).ok_or(ParseError::Invalid)?;
+    let (text, lone_code_unit) = decode(raw).ok_or(ParseError::Invalid)?;
+    let (value, lone_escape) = parse(&text)?;
+    Ok(Document {
+        value,
+        has_lone_surrogate: lone_code_unit || lone_escape,
+    })
+}
+
+/// `json.loads(text)` for a `str` (no encoding sniffing). A lone surrogate escape becomes
+/// U+FFFD.
+pub fn loads_str(text: &str) -> Result<Value, ParseError> {
+    parse(text).map(|(value, _)| value)
+}
+
+/// Parses a whole document; the flag tells whether a lone surrogate escape was replaced.
+fn parse(text: &str) -> Result<(Value, bool), ParseError> {
     if text.starts_with('\u{feff}') {
         return Err(ParseError::Invalid); // "Unexpected UTF-8 BOM"
     }
@@ -169,11 +184,7 @@ pub fn loads(raw: &[u8]) -> Result<Document, ParseError> {
     if p.i != p.s.len() {
         return Err(ParseError::Invalid);
     }
-    has_lone_surrogate |= p.lone_surrogate;
-    Ok(Document {
-        value,
-        has_lone_surrogate,
-    })
+    Ok((value, p.lone_surrogate))
 }
 
 /// `json.detect_encoding` + `bytes.decode(encoding, "surrogatepass")`; the flag tells whether

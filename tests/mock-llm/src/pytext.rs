@@ -1,7 +1,7 @@
 //! Python `str` and `re` semantics, reimplemented for the handful of operations the reply
 //! script uses: `str.strip()`, `str.split()`, slicing by code points, and the six anchored,
-//! case-insensitive patterns of `mock_llm.py` plus this mock's `think` and `cite` (no regex
-//! crate: each pattern is a literal prefix followed by one simple tail, so a hand-written
+//! case-insensitive patterns of `mock_llm.py` plus this mock's `think`, `cite` and `call` (no
+//! regex crate: each pattern is a literal prefix followed by one simple tail, so a hand-written
 //! matcher is both exact and fast).
 
 use crate::unicode_tables::{DECIMAL_ZEROS, WORD};
@@ -135,6 +135,42 @@ pub fn match_rest<'a>(text: &'a str, literal: &str) -> Option<&'a str> {
     Some(group)
 }
 
+/// Whether `c` matches `[A-Za-z0-9_.\-]` under `re.IGNORECASE` (Unicode): the ASCII class plus
+/// the four code points whose case folds into it (listed by running the pattern over every
+/// code point with CPython 3.11).
+fn is_call_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '_' | '.' | '-' | '\u{130}' | '\u{131}' | '\u{17f}' | '\u{212a}'
+        )
+}
+
+/// `^call\s+([A-Za-z0-9_.\-]+)\s*(\{.*\})?\s*$` (case-insensitive, DOTALL) applied to already
+/// stripped text: returns groups 1 and 2. Group 1 can only be the whole run of name characters
+/// (a shorter one would leave a name character where `\s`, `{` or the end must follow); what
+/// follows it, whitespace aside, is either nothing or, since the text ends with a non-space,
+/// group 2 when it starts with `{` and the text ends with `}` (greedy `.*` reaches the last `}`).
+pub fn match_call(text: &str) -> Option<(&str, Option<&str>)> {
+    let rest = strip_prefix_ignore_case(text, "call")?;
+    let named = rest.trim_start_matches(is_space);
+    if named.len() == rest.len() {
+        return None;
+    }
+    let end = named
+        .find(|c: char| !is_call_name_char(c))
+        .unwrap_or(named.len());
+    if end == 0 {
+        return None;
+    }
+    let (name, tail) = named.split_at(end);
+    let tail = tail.trim_matches(is_space);
+    if tail.is_empty() {
+        return Some((name, None));
+    }
+    (tail.len() >= 2 && tail.starts_with('{') && tail.ends_with('}')).then_some((name, Some(tail)))
+}
+
 /// Outcome of `^literal\s+(\d+)` followed by `int(group 1)`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum IntMatch {
@@ -211,6 +247,35 @@ mod tests {
         );
         assert_eq!(match_rest("add taskx", "add task"), None);
         assert_eq!(match_rest("add task", "add task"), None);
+    }
+
+    #[test]
+    fn call_groups_follow_python_re() {
+        // Expected groups from `re.match(PATTERN, text.strip(), re.I | re.S)`.
+        type Groups<'a> = Option<(&'a str, Option<&'a str>)>;
+        let cases: [(&str, Groups); 14] = [
+            ("call foo", Some(("foo", None))),
+            ("CALL Foo.bar-1_x {}", Some(("Foo.bar-1_x", Some("{}")))),
+            ("call  foo {\"a\":1}", Some(("foo", Some("{\"a\":1}")))),
+            ("call foo{\"a\":1}", Some(("foo", Some("{\"a\":1}")))),
+            ("call foo\n{\"a\"}", Some(("foo", Some("{\"a\"}")))),
+            ("call foo {a} {b}", Some(("foo", Some("{a} {b}")))),
+            (
+                "call foo {\"a\":\"}\"}",
+                Some(("foo", Some("{\"a\":\"}\"}"))),
+            ),
+            ("ca\u{17f}l x", None), // ſ is not l
+            ("call \u{212a}\u{130}", Some(("\u{212a}\u{130}", None))),
+            ("call foo {\"a\":1} x", None),
+            ("call foo bar", None),
+            ("call foo {", None),
+            ("callfoo", None),
+            ("call", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(match_call(text), want, "{text:?}");
+        }
+        assert_eq!(match_call("call {}"), None);
     }
 
     #[test]

@@ -420,7 +420,7 @@ impl ResponsePlan {
                 ("status", "in_progress".into()),
                 ("arguments", "".into()),
                 ("call_id", call.call_id.as_str().into()),
-                ("name", call.name.into()),
+                ("name", call.name.as_str().into()),
             ]),
         }
         .into()
@@ -457,7 +457,7 @@ impl ResponsePlan {
                 ("status", "completed".into()),
                 ("arguments", call.arguments.as_str().into()),
                 ("call_id", call.call_id.as_str().into()),
-                ("name", call.name.into()),
+                ("name", call.name.as_str().into()),
             ]),
         }
         .into()

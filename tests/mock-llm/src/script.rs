@@ -1,6 +1,7 @@
 //! The reply script: which reply a request gets, decided from its `messages` and `tools`
 //! exactly as `plan_reply` in the reference `mock_llm.py` decides it (its docstring is the spec),
-//! plus this mock's extensions (`think`, and `cite` for the Responses API; see the README).
+//! plus this mock's extensions (`think`, `call`, and `cite` for the Responses API; see the
+//! README).
 //! [`plan_for_user_text`] holds the rules on the user's text, shared by both APIs.
 
 use std::ops::Range;
@@ -117,16 +118,16 @@ impl Text {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {
     pub call_id: String,
-    pub name: &'static str,
+    pub name: String,
     /// Compact JSON text (what the model "wrote").
     pub arguments: String,
 }
 
 impl ToolCall {
-    fn new(name: &'static str, arguments: String) -> Self {
+    fn new(name: impl Into<String>, arguments: String) -> Self {
         ToolCall {
             call_id: format!("call_{}", crate::ids::uuid4_hex24()),
-            name,
+            name: name.into(),
             arguments,
         }
     }
@@ -279,6 +280,17 @@ fn title_arguments(title: &str) -> String {
     String::from_utf8(out).expect("JSON of a str is UTF-8")
 }
 
+/// The arguments of a `call` command: group 2 re-serialized compactly when it is a JSON object,
+/// else (absent, not JSON, not an object) `{}`.
+fn call_arguments(group: Option<&str>) -> String {
+    let Some(Ok(value @ Value::Object(_))) = group.map(crate::json::loads_str) else {
+        return "{}".to_owned();
+    };
+    let mut out = Vec::new();
+    crate::json::write_compact(&mut out, &value);
+    String::from_utf8(out).expect("compact JSON is UTF-8")
+}
+
 /// `plan_reply(body, cfg)` for a body already checked to have a non-empty `messages` array.
 pub fn plan_reply(body: &Object, messages: &[Value], cfg: &Config) -> Result<Reply, Crash> {
     let last = messages.last().and_then(Value::as_object);
@@ -387,6 +399,12 @@ pub fn plan_for_user_text(
         IntMatch::TooManyDigits => return Err(Crash),
         IntMatch::NoMatch => {}
     }
+    if let Some((name, json)) = pytext::match_call(user_text) {
+        if offered(name) {
+            let call = ToolCall::new(name, call_arguments(json));
+            return Ok(tool_reply(vec![call]));
+        }
+    }
     Ok(Reply {
         kind: ReplyKind::Text(default_tokens()),
         delay,
@@ -463,6 +481,42 @@ mod tests {
         assert!(plan(tools).is_ok());
         let tools = r#"{"messages":[{"role":"user","content":"hi"}],"tools":{"a":1}}"#;
         assert!(plan(tools).is_ok());
+    }
+
+    #[test]
+    fn call_calls_an_offered_tool_with_compact_object_arguments() {
+        let cfg = Config::default();
+        let plan = |text: &str| {
+            let offered = |name: &str| ["show_task", "a.b-c"].contains(&name);
+            match plan_for_user_text(text, offered, Api::ChatCompletions, &cfg)
+                .unwrap()
+                .kind
+            {
+                ReplyKind::ToolCalls(calls) => {
+                    assert_eq!(calls.len(), 1);
+                    Some((calls[0].name.clone(), calls[0].arguments.clone()))
+                }
+                _ => None,
+            }
+        };
+        let call = |name: &str, args: &str| Some((name.to_owned(), args.to_owned()));
+        assert_eq!(
+            plan(" Call show_task { \"task_id\" : \"t\u{e9}\", \"n\": 1.50, \"n\": [1e400] } "),
+            call("show_task", "{\"task_id\":\"t\u{e9}\",\"n\":[Infinity]}")
+        );
+        assert_eq!(plan("call a.b-c"), call("a.b-c", "{}"));
+        for text in ["call show_task {not json}", "call show_task {} {}"] {
+            assert_eq!(plan(text), call("show_task", "{}"), "{text}");
+        }
+        // Not offered (names are exact), or not the pattern: the default reply.
+        for text in [
+            "call Show_task",
+            "call other {}",
+            "call show_task x",
+            "calls show_task",
+        ] {
+            assert_eq!(plan(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -465,6 +465,43 @@ fn responses_add_task_calls_the_function_and_echoes_its_output() {
 }
 
 #[test]
+fn responses_call_calls_the_offered_function_named() {
+    let mock = MockLlm::start(&[]);
+    let tools = r#""tools":[{"type":"function","name":"draft_report"},{"type":"function","name":"bad_widget"}]"#;
+    let body = format!(
+        r#"{{"stream":true,{tools},"input":"call draft_report {{ \"topic\": \"Q\u00e9\", \"steps\": 2 }}"}}"#
+    );
+    let res = post(&mock, &body);
+    assert!(res.complete);
+    let args = r#"{\"topic\":\"Qé\",\"steps\":2}"#;
+    let mut want = opening();
+    want.extend(call_events(
+        0,
+        "draft_report",
+        &[r#"{\"topic\""#, r#":\"Qé\",\"s"#, r#"teps\":2}"#],
+    ));
+    want.push(completed(
+        &[call_done("draft_report", args)],
+        &usage(8, 3, 0),
+    ));
+    assert_eq!(sse(&res), want);
+
+    // No arguments: `{}` in one piece.
+    let body = format!(r#"{{"stream":true,{tools},"input":"Call bad_widget"}}"#);
+    let mut want = opening();
+    want.extend(call_events(0, "bad_widget", &["{}"]));
+    want.push(completed(&[call_done("bad_widget", "{}")], &usage(2, 1, 0)));
+    assert_eq!(sse(&post(&mock, &body)), want);
+
+    // Not offered (here in the Chat Completions shape): the default reply.
+    let nested = r#""tools":[{"type":"function","function":{"name":"bad_widget"}}]"#;
+    let res = post(&mock, &format!(r#"{{{nested},"input":"call bad_widget"}}"#));
+    assert!(res
+        .text()
+        .contains(r#""text": "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7""#));
+}
+
+#[test]
 fn responses_two_tools_stream_two_function_calls() {
     let mock = MockLlm::start(&[]);
     let body = format!(r#"{{"stream":true,{FLAT_TOOLS},"input":"two tools"}}"#);

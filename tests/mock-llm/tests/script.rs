@@ -1,8 +1,9 @@
 //! Black-box tests of the `mock-llm` binary: each test starts the real server on `--port 0`,
 //! reads its `listening on http://ADDR` line and talks raw HTTP/1.1 to it. The expected bytes
 //! were captured from the reference `mock_llm.py` for the same requests (ids and `created`
-//! normalized), so these tests pin the reply script byte for byte. The `think` test pins this
-//! mock's extension beyond the reference (README.md), like the tests in `extensions.rs`.
+//! normalized), so these tests pin the reply script byte for byte. The `think` and `call` tests
+//! pin this mock's extensions beyond the reference (README.md), like the tests in
+//! `extensions.rs`.
 
 mod common;
 
@@ -487,5 +488,67 @@ fn think_streams_reasoning_content_before_the_text() {
     assert_eq!(
         normalize(res.text()),
         r#"{"id": "chatcmpl-X", "object": "chat.completion", "created": T, "model": "m", "system_fingerprint": "fp_mock", "choices": [{"index": 0, "message": {"role": "assistant", "content": "tok0 tok1", "reasoning_content": "Thinking about \u00e9.\n\nChecking the answer.", "refusal": null}, "logprobs": null, "finish_reason": "stop"}], "usage": {"prompt_tokens": 2, "completion_tokens": 7, "total_tokens": 9}}"#
+    );
+}
+
+#[test]
+fn call_streams_one_tool_call_to_the_offered_tool_named() {
+    let mock = MockLlm::start(&[]);
+    let tools = r#""tools":[{"type":"function","function":{"name":"show_task"}},{"type":"function","function":{"name":"bad_widget"}}]"#;
+    let ask = |text: &str| {
+        format!(r#"{{"stream":true,{tools},"messages":[{{"role":"user","content":"{text}"}}]}}"#)
+    };
+    let head = r#"{"id":"chatcmpl-X","object":"chat.completion.chunk","created":T,"model":"mock-model","system_fingerprint":"fp_mock","choices":[{"index":0,"delta":"#;
+    let call_stream = |name: &str, pieces: &[&str]| {
+        let mut want = vec![format!(
+            r#"{head}{{"role":"assistant","content":null,"tool_calls":[{{"index":0,"id":"call_X","type":"function","function":{{"name":"{name}","arguments":""}}}}],"refusal":null}},"logprobs":null,"finish_reason":null}}]}}"#
+        )];
+        for p in pieces {
+            want.push(format!(
+                r#"{head}{{"tool_calls":[{{"index":0,"function":{{"arguments":"{p}"}}}}]}},"logprobs":null,"finish_reason":null}}]}}"#
+            ));
+        }
+        want.push(format!(
+            r#"{head}{{}},"logprobs":null,"finish_reason":"tool_calls"}}]}}"#
+        ));
+        want.push("[DONE]".into());
+        want
+    };
+
+    // The object is re-serialized compactly (raw UTF-8), then cut in 3 pieces.
+    let res = mock.post(&ask(r#" CALL show_task {\"task_id\" :  \"t\u00e9\"} "#));
+    assert!(res.complete);
+    assert_eq!(
+        normalized_events(&res),
+        call_stream("show_task", &[r#"{\"tas"#, r#"k_id\""#, r#":\"té\"}"#])
+    );
+    // No object, or one that is not JSON: `{}`, in one piece.
+    for text in ["call bad_widget", r#"call bad_widget {nope}"#] {
+        assert_eq!(
+            normalized_events(&mock.post(&ask(text))),
+            call_stream("bad_widget", &["{}"]),
+            "{text}"
+        );
+    }
+    // A tool that is not offered (names are exact), or text after the object: default reply.
+    for text in [
+        "call Show_task {}",
+        "call list_tasks",
+        r#"call show_task {} now"#,
+    ] {
+        assert_eq!(
+            normalized_events(&mock.post(&ask(text))),
+            text_stream(&EIGHT, None),
+            "{text}"
+        );
+    }
+
+    // Without stream: one chat.completion with the call.
+    let body = format!(
+        r#"{{{tools},"messages":[{{"role":"user","content":"call show_task {{\"task_id\":\"x\"}}"}}]}}"#
+    );
+    assert_eq!(
+        normalize(mock.post(&body).text()),
+        r#"{"id": "chatcmpl-X", "object": "chat.completion", "created": T, "model": "mock-model", "system_fingerprint": "fp_mock", "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": null, "tool_calls": [{"id": "call_X", "type": "function", "function": {"name": "show_task", "arguments": "{\"task_id\":\"x\"}"}}]}, "logprobs": null, "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}}"#
     );
 }
