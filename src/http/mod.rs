@@ -73,7 +73,7 @@ fn inline_page(body: impl actix_web::body::MessageBody + 'static) -> HttpRespons
         .content_type("text/html; charset=utf-8")
         .insert_header((
             "content-security-policy",
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' blob: data: https:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         ))
         .insert_header(("x-content-type-options", "nosniff"))
         .body(body)

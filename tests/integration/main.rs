@@ -32,3 +32,4 @@ mod secrets;
 mod startup;
 mod supervision;
 mod tools;
+mod widgets;

@@ -114,11 +114,11 @@ pub(super) fn widget_settings(
         .list::<WidgetActionEntry>("widget_actions")
         .map_err(|p| problems.push(p))
         .ok();
-    let (widgets, actions, servers) = (widgets?, actions?, servers?);
+    let servers = servers?;
     let before = problems.len();
     let mut settings = WidgetSettings::default();
     let base = source.base_dir();
-    for entry in widgets {
+    for entry in widgets.iter().flatten() {
         let Some(tool) = configured_tool("widgets.tool", &entry.tool, servers, problems) else {
             continue;
         };
@@ -138,7 +138,7 @@ pub(super) fn widget_settings(
             }
         }
     }
-    for entry in actions {
+    for entry in actions.iter().flatten() {
         let valid_type = !entry.kind.is_empty()
             && entry.kind.chars().count() <= 128
             && !entry.kind.chars().any(char::is_control);
@@ -164,5 +164,5 @@ pub(super) fn widget_settings(
             ));
         }
     }
-    (problems.len() == before).then_some(settings)
+    (problems.len() == before && widgets.is_some() && actions.is_some()).then_some(settings)
 }

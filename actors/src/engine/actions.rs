@@ -26,7 +26,7 @@ impl Engine {
         routing::deliver(&self.registry, thread_id, || StartTurn {
             user_id: user_id.clone(),
             token: token.clone(),
-            input: TurnInput::Action(action.clone()),
+            input: TurnInput::Action(Box::new(action.clone())),
         })
         .await
     }

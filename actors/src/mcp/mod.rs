@@ -10,12 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::handler::client::progress::ProgressDispatcher;
 use rmcp::model::{
-    CallToolRequestParams, ContentBlock, ProgressNotificationParam, ProgressToken,
-    RequestMetaObject, Tool,
+    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest,
+    ContentBlock, ProgressNotificationParam, RequestId, ServerResult, Tool,
 };
-use rmcp::service::{MaybeSendFuture, NotificationContext, RoleClient, RunningService};
+use rmcp::service::{
+    MaybeSendFuture, NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService,
+    ServiceError,
+};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
@@ -27,7 +29,9 @@ pub(crate) use crate::ids::BearerToken;
 use crate::model::{FunctionSpec, ToolSpec};
 
 mod catalog;
+mod progress;
 pub use catalog::ToolCatalog;
+use progress::ProgressRoutes;
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +109,7 @@ pub struct OfferedTool {
 #[derive(Clone, Default)]
 struct SessionEvents {
     tools_changed: Arc<AtomicBool>,
-    progress: ProgressDispatcher,
+    progress: ProgressRoutes,
 }
 
 impl ClientHandler for SessionEvents {
@@ -119,10 +123,21 @@ impl ClientHandler for SessionEvents {
 
     fn on_progress(
         &self,
-        params: ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
+        mut params: ProgressNotificationParam,
+        context: NotificationContext<RoleClient>,
     ) -> impl std::future::Future<Output = ()> + MaybeSendFuture + '_ {
-        self.progress.handle_notification(params)
+        // rmcp 3.11 moves a notification's `_meta` into the context's extensions before
+        // decoding the params, so `params.meta` arrives empty.
+        if params.meta.is_none() {
+            params.meta = context
+                .extensions
+                .get::<rmcp::model::NotificationMetaObject>()
+                .cloned();
+        }
+        if let Some(meta) = params.meta {
+            self.progress.deliver(params.progress_token, meta.0 .0);
+        }
+        std::future::ready(())
     }
 }
 
@@ -298,36 +313,17 @@ impl McpSessions {
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments);
-        let subscription = match &progress {
-            Some(_) => {
-                let token = ProgressToken(rmcp::model::NumberOrString::String(
-                    crate::ids::new_id("progress").into(),
-                ));
-                params.meta = Some(RequestMetaObject::with_progress_token(token.clone()));
-                Some(session.events.progress.subscribe(token).await)
-            }
-            None => None,
-        };
         let peer = session.service.peer().clone();
-        let call = tokio::time::timeout(server.timeout, peer.call_tool(params));
-        let answer = match (subscription, progress) {
-            (Some(mut updates), Some(sink)) => {
-                use futures::StreamExt;
-                tokio::pin!(call);
-                loop {
-                    tokio::select! {
-                        answer = &mut call => break answer,
-                        Some(update) = updates.next() => {
-                            if let Some(meta) = update.meta {
-                                // A full sink (the client not reading) drops an intermediate
-                                // state; the final one comes with the result.
-                                let _ = sink.try_send(meta.0 .0);
-                            }
-                        }
-                    }
-                }
+        let answer = match progress {
+            None => tokio::time::timeout(server.timeout, peer.call_tool(params)).await,
+            Some(sink) => {
+                let routes = session.events.progress.clone();
+                tokio::time::timeout(
+                    server.timeout,
+                    call_with_progress(peer, params, routes, sink),
+                )
+                .await
             }
-            _ => call.await,
         };
         match answer {
             Err(_) => Ok(ToolResult::failed(format!(
@@ -374,6 +370,54 @@ impl McpSessions {
     pub async fn close(self) {
         for (_, session) in self.sessions {
             let _ = tokio::time::timeout(Duration::from_secs(2), session.service.cancel()).await;
+        }
+    }
+}
+
+/// `tools/call` with its progress notifications routed to `sink` while it runs; a call
+/// abandoned (timed out, the turn cancelled) is cancelled on the server, as rmcp's own
+/// `call_tool` does.
+async fn call_with_progress(
+    peer: Peer<RoleClient>,
+    params: CallToolRequestParams,
+    routes: ProgressRoutes,
+    sink: ProgressSink,
+) -> Result<rmcp::model::CallToolResult, ServiceError> {
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let handle = peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await?;
+    let _route = routes.route(handle.progress_token.clone(), sink);
+    let mut abandoned = CancelOnDrop {
+        peer: peer.clone(),
+        id: Some(handle.id.clone()),
+    };
+    let answer = handle.await_response().await;
+    abandoned.id = None;
+    match answer? {
+        ServerResult::CallToolResult(result) => Ok(result),
+        _ => Err(ServiceError::UnexpectedResponse),
+    }
+}
+
+/// Tells the server a request was abandoned (`notifications/cancelled`) unless disarmed.
+struct CancelOnDrop {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let peer = self.peer.clone();
+            tokio::spawn(async move {
+                let _ = peer
+                    .notify_cancelled(CancelledNotificationParam::new(
+                        Some(id),
+                        Some("abandoned".into()),
+                    ))
+                    .await;
+            });
         }
     }
 }

@@ -17,4 +17,6 @@ pub(crate) use actions::check_action_in_widget;
 pub(crate) use diff::diff_widget;
 pub(crate) use source::{progress_widget, tool_extras, ToolExtras, ToolWidget};
 pub use template::WidgetTemplate;
-pub use validate::{scrub_nulls, validated_root, WidgetError, MAX_WIDGET_BYTES, ROOT_TYPES};
+pub use validate::{
+    canonical, scrub_nulls, validated_root, WidgetError, MAX_WIDGET_BYTES, ROOT_TYPES,
+};

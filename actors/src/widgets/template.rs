@@ -58,6 +58,7 @@ impl WidgetTemplate {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(RENDER_FUEL));
+        env.add_filter("tojson", strict_tojson);
         env.add_template_owned(TEMPLATE_NAME, file.template)
             .map_err(|e| format!("has a template that does not compile ({e})"))?;
         Ok(WidgetTemplate {
@@ -85,6 +86,23 @@ impl WidgetTemplate {
     }
 }
 
+/// `tojson` that refuses an undefined value, as Jinja2's does under `StrictUndefined`
+/// (minijinja's strict mode lets filters take undefined values, and its `tojson` writes
+/// `null`).
+fn strict_tojson(
+    value: &minijinja::Value,
+    indent: Option<minijinja::Value>,
+    args: minijinja::value::Kwargs,
+) -> Result<minijinja::Value, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "tojson of an undefined value",
+        ));
+    }
+    minijinja::filters::tojson(value, indent, args)
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -95,7 +113,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::widgets::scrub_nulls;
+    use crate::widgets::canonical;
 
     fn fixtures() -> std::path::PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/widgets")
@@ -132,7 +150,7 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(
                 preview,
-                scrub_nulls(&file["outputJsonPreview"]),
+                canonical(&file["outputJsonPreview"]),
                 "{}",
                 path.display()
             );
@@ -192,10 +210,11 @@ mod tests {
             r#"{"type":"Card","children":[{"type":"Text","value":{{ missing | tojson }}}]}"#,
         ))
         .unwrap();
-        assert!(matches!(
-            template.render(&Map::new()),
-            Err(WidgetError::Template(_))
-        ));
+        let rendered = template.render(&Map::new());
+        assert!(
+            matches!(rendered, Err(WidgetError::Template(_))),
+            "{rendered:?}"
+        );
         let not_a_root =
             WidgetTemplate::from_json(&widget_file(r#"{"type":"Text","value":"x"}"#)).unwrap();
         assert_eq!(not_a_root.render(&Map::new()), Err(WidgetError::BadRoot));

@@ -66,27 +66,68 @@ pub enum WidgetError {
     Template(String),
 }
 
-/// Checks `root` and returns it with nulls scrubbed, as the SDK serializes widgets.
+/// Checks `root` and returns it in its canonical form ([`canonical`]).
 pub fn validated_root(root: &Value) -> Result<Value, WidgetError> {
-    let scrubbed = scrub_nulls(root);
-    match scrubbed.get("type").and_then(Value::as_str) {
+    let canonical = canonical(root);
+    match canonical.get("type").and_then(Value::as_str) {
         Some(kind) if ROOT_TYPES.contains(&kind) => {}
         _ => return Err(WidgetError::BadRoot),
     }
-    check_node(&scrubbed, "$", 0)?;
-    if serde_json::to_vec(&scrubbed).map_or(usize::MAX, |v| v.len()) > MAX_WIDGET_BYTES {
+    check_node(&canonical, "$", 0)?;
+    if serde_json::to_vec(&canonical).map_or(usize::MAX, |v| v.len()) > MAX_WIDGET_BYTES {
         return Err(WidgetError::TooLarge);
     }
-    Ok(scrubbed)
+    Ok(canonical)
 }
 
-/// Drops object keys whose value is null (except `children`, as the SDK's `_drop_none`) and
-/// nulls in arrays, recursively.
+/// A widget tree as the SDK serializes one built from a template (`DynamicWidgetRoot`):
+/// every node's `key`, `id`, `type` and `children` first, then its other props in their
+/// order; nulls dropped everywhere (`_drop_none` and `exclude_none`).
+pub fn canonical(node: &Value) -> Value {
+    const FIRST: [&str; 4] = ["key", "id", "type", "children"];
+    match node {
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for key in FIRST {
+                match map.get(key) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(children)) if key == "children" => {
+                        out.insert(
+                            key.into(),
+                            Value::Array(
+                                children
+                                    .iter()
+                                    .filter(|c| !c.is_null())
+                                    .map(canonical)
+                                    .collect(),
+                            ),
+                        );
+                    }
+                    Some(child) if key == "children" => {
+                        out.insert(key.into(), canonical(child));
+                    }
+                    Some(value) => {
+                        out.insert(key.into(), value.clone());
+                    }
+                }
+            }
+            for (key, value) in map {
+                if !FIRST.contains(&key.as_str()) && !value.is_null() {
+                    out.insert(key.clone(), scrub_nulls(value));
+                }
+            }
+            Value::Object(out)
+        }
+        other => scrub_nulls(other),
+    }
+}
+
+/// Drops nulls (object values and array elements), recursively.
 pub fn scrub_nulls(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .filter(|(key, v)| !v.is_null() || key.as_str() == "children")
+                .filter(|(_, v)| !v.is_null())
                 .map(|(key, v)| (key.clone(), scrub_nulls(v)))
                 .collect(),
         ),
@@ -205,19 +246,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn a_card_with_actions_is_valid_and_nulls_are_scrubbed() {
-        let card = json!({"type": "Card", "size": null, "children": [
-            {"type": "Text", "value": "hi", "color": null},
-            {"type": "Button", "label": "Go", "onClickAction": {"type": "a.go", "payload": {"x": null}}},
+    fn a_card_with_actions_is_valid_canonical_and_without_nulls() {
+        let card = json!({"size": null, "children": [
+            {"value": "hi", "type": "Text", "color": null},
+            {"label": "Go", "type": "Button", "onClickAction": {"type": "a.go", "payload": {"x": null}}},
             null
-        ]});
+        ], "type": "Card", "id": "c1"});
         let valid = validated_root(&card).unwrap();
         assert_eq!(
-            valid,
-            json!({"type": "Card", "children": [
+            serde_json::to_string(&valid).unwrap(),
+            json!({"id": "c1", "type": "Card", "children": [
                 {"type": "Text", "value": "hi"},
                 {"type": "Button", "label": "Go", "onClickAction": {"type": "a.go", "payload": {}}}
             ]})
+            .to_string()
         );
         assert_eq!(actions_of(&valid).len(), 1);
     }

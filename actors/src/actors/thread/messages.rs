@@ -41,7 +41,7 @@ pub(crate) enum TurnInput {
     /// Protocol §3.4: drop everything after this user message and answer it again.
     RetryAfter(ItemId),
     /// Protocol §3.5: a widget's action, run by its tool (`specs/widgets.md`).
-    Action(WidgetAction),
+    Action(Box<WidgetAction>),
 }
 
 /// Protocol §3.6: run a widget action's tool and answer with the replaced item, if any.

@@ -250,7 +250,7 @@ pub(crate) fn plan_turn(
             let sender = action_sender(thread, &action)?;
             plan.action = Some(PlannedAction {
                 sender,
-                action,
+                action: *action,
                 history: model_items.clone(),
                 history_limit: settings.history_limit,
             });
