@@ -212,3 +212,34 @@ async fn playground_and_dev_tokens_are_off_in_production_mode() {
         "no token minting outside development mode"
     );
 }
+
+#[test]
+fn playground_renders_a_widget_and_a_button_replaces_the_card_also_after_reload() {
+    let mcp = McpServer::start(&[]);
+    let config = format!(
+        r#"
+[[mcp.servers]]
+name = "tasks"
+url = "{}"
+forward_user_token = true
+
+[[widget_actions]]
+type = "tasks.complete"
+tool = "tasks__complete_task_card"
+then = "replace"
+"#,
+        mcp.url()
+    );
+    let server = TestServer::start_with_config(
+        &config,
+        &[
+            ("CHATKIT__SERVER__MODE", "development"),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+        ],
+    );
+    run_playground_on(
+        &server,
+        "widgets",
+        &["widget-card", "widget-completed", "widget-after-reload"],
+    );
+}
