@@ -71,20 +71,24 @@ async fn each_bad_input_class_has_its_status_and_code() {
 async fn extra_operations_answer_unsupported() {
     let server = TestServer::start();
     let alice = token("alice");
-    for (op, params) in [
-        (
-            "threads.custom_action",
-            json!({ "thread_id": "thr_1", "action": { "type": "x" } }),
-        ),
-        (
-            "threads.sync_custom_action",
-            json!({ "thread_id": "thr_1", "action": { "type": "x" } }),
-        ),
-        (
-            "threads.add_structured_input",
-            json!({ "thread_id": "thr_1", "item_id": "si_1", "input": {} }),
-        ),
-    ] {
+    // Widget actions are answered (tests/integration/widgets.rs); without a sender widget, or
+    // with a type no tool handles, they are refused before anything runs.
+    for op in ["threads.custom_action", "threads.sync_custom_action"] {
+        let params = json!({ "thread_id": "thr_1", "action": { "type": "x" } });
+        server
+            .post(&alice, &json!({ "type": op, "params": params }))
+            .await
+            .assert_error(400, "invalid_params");
+        let params = json!({ "thread_id": "thr_1", "item_id": "msg_1", "action": { "type": "x" } });
+        server
+            .post(&alice, &json!({ "type": op, "params": params }))
+            .await
+            .assert_error(400, "unknown_action");
+    }
+    for (op, params) in [(
+        "threads.add_structured_input",
+        json!({ "thread_id": "thr_1", "item_id": "si_1", "input": {} }),
+    )] {
         let reply = server
             .post(&alice, &json!({ "type": op, "params": params }))
             .await;

@@ -334,3 +334,112 @@ async fn attachments_work_through_the_balancer_whatever_instance_serves_each_ste
         }
     }
 }
+
+#[tokio::test]
+async fn a_widget_made_on_one_instance_takes_its_action_on_another() {
+    let mcp = McpServer::start(&[]);
+    let config = format!(
+        r#"
+[[mcp.servers]]
+name = "tasks"
+url = "{}"
+forward_user_token = true
+
+[[widget_actions]]
+type = "tasks.complete"
+tool = "tasks__complete_task_card"
+"#,
+        mcp.url()
+    );
+    let schema = new_schema();
+    let nodes = [
+        TestServer::start_node_with_config(&schema, "node-1", &config),
+        TestServer::start_node_with_config(&schema, "node-2", &config),
+    ];
+    let nginx = start_nginx(&nodes.iter().collect::<Vec<_>>()).await;
+    let http = reqwest::Client::new();
+    let alice = token("alice");
+    for round in 0..2 {
+        // Round robin: the task, its card and the action land on alternating instances.
+        let added = post_stream(
+            &http,
+            &nginx.url,
+            &alice,
+            &turn_request(None, &format!("add task balanced {round}")),
+        )
+        .await
+        .expect("answered");
+        let thread_id = added.thread_id();
+        let task: Value =
+            serde_json::from_str(added.answer_text().strip_prefix("Done: ").unwrap()).unwrap();
+        let task_id = task["id"].as_str().unwrap();
+        let show = format!(r#"call show_task {{"task_id":"{task_id}"}}"#);
+        let shown = post_stream(
+            &http,
+            &nginx.url,
+            &alice,
+            &turn_request(Some(&thread_id), &show),
+        )
+        .await
+        .expect("answered");
+        let card = shown
+            .done_items()
+            .into_iter()
+            .find(|i| i["type"] == "widget")
+            .expect("a card");
+        let params = serde_json::json!({
+            "thread_id": thread_id,
+            "item_id": card["id"],
+            "action": {"type": "tasks.complete", "payload": {"task_id": task_id}}
+        });
+        let acted = post_stream(
+            &http,
+            &nginx.url,
+            &alice,
+            &op_request("threads.custom_action", params.clone()),
+        )
+        .await
+        .expect("the action streams");
+        assert_eq!(
+            acted.kinds(),
+            ["stream_options", "thread.item.replaced"],
+            "round {round}"
+        );
+        assert!(acted.raw.contains(r#""label":"done""#), "{}", acted.raw);
+        // The sync variant through the balancer: the card no longer holds that action.
+        let (status, body) = post_json(
+            &http,
+            &nginx.url,
+            &alice,
+            &op_request("threads.sync_custom_action", params),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("action_not_in_widget")),
+            "{body}"
+        );
+        // Every instance reads the replaced card.
+        for _ in 0..2 {
+            let (status, page) = post_json(
+                &http,
+                &nginx.url,
+                &alice,
+                &op_request(
+                    "items.list",
+                    serde_json::json!({"thread_id": thread_id, "order": "asc"}),
+                ),
+            )
+            .await;
+            assert_eq!(status, 200);
+            let stored = page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["id"] == card["id"])
+                .unwrap()
+                .clone();
+            assert_eq!(stored, acted.events[1]["item"]);
+        }
+    }
+}

@@ -347,6 +347,23 @@ impl TestServer {
         Self::start_on_schema(schema, &settings)
     }
 
+    /// As [`TestServer::start_node`], with a TOML config file too.
+    pub fn start_node_with_config(schema: &str, name: &str, toml: &str) -> TestServer {
+        let path = temp_path("config", "toml");
+        std::fs::write(&path, toml).unwrap();
+        let settings = [
+            ("CHATKIT__CLUSTER__INSTANCE_ID", name),
+            ("CHATKIT__CLUSTER__LEASE_TTL_SECS", "3"),
+            ("CHATKIT__CLUSTER__HANDOVER_TIMEOUT_SECS", "5"),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+        ];
+        Self::start_full(
+            schema,
+            &settings,
+            vec!["--config".into(), path.to_string_lossy().to_string()],
+        )
+    }
+
     /// Starts with the model at `model` (another mock) plus settings.
     pub fn start_with_model(model: &MockModel, extra: &[(&str, &str)]) -> TestServer {
         let base_url = model.base_url();
