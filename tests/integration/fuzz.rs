@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::harness::*;
 
-struct Rng(u64);
+pub(crate) struct Rng(pub u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -15,7 +15,7 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
@@ -233,7 +233,7 @@ impl Rng {
 
     /// A string of a length class from empty to `max_bytes` (lengths around the 64-byte
     /// cuts included).
-    fn hostile_string(&mut self, max_bytes: usize) -> String {
+    pub(crate) fn hostile_string(&mut self, max_bytes: usize) -> String {
         let target = match self.below(5) {
             0 => self.below(16),
             1 => 56 + self.below(16),

@@ -52,6 +52,10 @@ then = "both"
 type = "tasks.add"
 tool = "tasks__add_task"
 then = "respond"
+
+[[widget_actions]]
+type = "report.redo"
+tool = "tasks__draft_report"
 "#,
         tasks = mcp.url(),
         addr = mcp.addr,
@@ -312,7 +316,7 @@ async fn a_tool_reporting_progress_streams_its_widget() {
     let final_widget = &done[0]["widget"];
     assert_eq!(final_widget["children"][1]["value"], "w0 w1 w2 w3");
     assert_eq!(final_widget["children"][1]["streaming"], false);
-    assert_eq!(labels(final_widget), ["final"]);
+    assert_eq!(labels(final_widget), ["final", "Redo"]);
     // Announced before the follow-up text, stored in its final state.
     assert!(
         added
@@ -323,6 +327,58 @@ async fn a_tool_reporting_progress_streams_its_widget() {
     );
     let items = stored(&server, &alice, &thread_id).await;
     assert!(items.iter().any(|i| i == &done[0]));
+}
+
+#[tokio::test]
+async fn an_actions_tool_reporting_progress_updates_the_card_it_replaces() {
+    let mcp = McpServer::start(&[]);
+    let server = server_with_widgets(&mcp);
+    let alice = token("alice");
+    let (thread_id, _) = add_task(&server, &alice, None, "Report").await;
+    let drafted = add_message(
+        &server,
+        &alice,
+        &thread_id,
+        r#"call draft_report {"topic":"rust","steps":3}"#,
+    )
+    .await;
+    let card = widgets_of(&drafted)[0].clone();
+    let item_id = card["id"].as_str().unwrap();
+
+    let params = action(
+        &thread_id,
+        item_id,
+        "report.redo",
+        json!({"topic": "rust", "steps": 3}),
+    );
+    let stream = server.stream(&alice, "threads.custom_action", params).await;
+    assert_eq!(stream.status, 200, "{}", stream.raw);
+    let kinds = stream.kinds();
+    assert_eq!(kinds.first().map(String::as_str), Some("stream_options"));
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("thread.item.replaced"),
+        "{kinds:?}"
+    );
+    // The card restarts (a root update: its text no longer extends), then grows by deltas.
+    assert_eq!(kinds[1], "thread.item.updated:updated", "{kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "thread.item.updated:value_delta"),
+        "{kinds:?}"
+    );
+    assert!(stream
+        .events
+        .iter()
+        .filter(|e| e["type"] == "thread.item.updated")
+        .all(|e| e["item_id"] == item_id));
+    let replaced = &stream.events.last().unwrap()["item"];
+    assert_eq!(replaced["id"], item_id);
+    assert_eq!(
+        replaced["widget"], card["widget"],
+        "the final card is drawn again"
+    );
+    let items = stored(&server, &alice, &thread_id).await;
+    assert!(items.iter().any(|i| i == replaced));
 }
 
 #[tokio::test]
@@ -648,6 +704,64 @@ async fn a_tool_failing_mid_action_writes_nothing() {
         metrics.contains(r#"chatkit_widget_actions_total{outcome="failed"} 2"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn hostile_unicode_in_every_field_of_an_action_gets_no_5xx_and_forges_nothing() {
+    const REQUESTS: usize = 400;
+    let mcp = McpServer::start(&[]);
+    let server = TestServer::start_with_config(
+        &config(&mcp),
+        &[
+            ("CHATKIT__TITLES__ENABLED", "false"),
+            ("CHATKIT__LIMITS__REQUESTS_PER_MINUTE", "0"),
+            ("RUST_LOG", "warn"),
+        ],
+    );
+    let alice = token("alice");
+    let (thread_id, task_id) = add_task(&server, &alice, None, "Fuzzed").await;
+    let card = show_task(&server, &alice, &thread_id, &task_id).await;
+    let item_id = card["id"].as_str().unwrap().to_string();
+    let mut rng = crate::fuzz::Rng(0x2545_f491_4f6c_dd1d);
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..REQUESTS {
+        let op = ["threads.custom_action", "threads.sync_custom_action"][i % 2];
+        // Each field hostile now and then, the others right, so that every check is reached.
+        let mut hostile = |rng: &mut crate::fuzz::Rng, right: &str| {
+            if rng.below(3) == 0 {
+                Value::String(rng.hostile_string(64 * 1024))
+            } else {
+                Value::String(right.to_string())
+            }
+        };
+        let kind = hostile(&mut rng, "tasks.delete");
+        let item = hostile(&mut rng, &item_id);
+        let thread = hostile(&mut rng, &thread_id);
+        let mut payload = serde_json::Map::new();
+        payload.insert("task_id".into(), hostile(&mut rng, "t_not_this_one"));
+        let extra = rng.hostile_string(4096);
+        payload.insert(extra, Value::String(rng.hostile_string(64 * 1024)));
+        let params = json!({"thread_id": thread, "item_id": item, "action": {"type": kind, "payload": payload}});
+        let reply = server.post_op(&alice, op, params).await;
+        assert!(
+            reply.status < 500,
+            "request {i} got {}: {}",
+            reply.text,
+            reply.status
+        );
+        *statuses.entry(reply.status).or_insert(0) += 1;
+    }
+    // No payload named the card's task: no tool ran, nothing was written.
+    let calls: Vec<Value> = mcp
+        .tool_calls()
+        .into_iter()
+        .filter(|c| c["tool"] == "delete_task_card")
+        .collect();
+    assert!(calls.is_empty(), "{calls:?}");
+    let items = stored(&server, &alice, &thread_id).await;
+    assert!(items.iter().any(|i| i == &card), "the card is unchanged");
+    assert_eq!(server.log_count("panic"), 0);
+    eprintln!("action fuzz: {REQUESTS} requests, statuses {statuses:?}");
 }
 
 #[test]

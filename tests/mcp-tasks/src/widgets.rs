@@ -86,7 +86,8 @@ fn card_id(task_id: &str) -> String {
 
 /// One state of `draft_report`'s card: the first `words` words (`w0 w1 …`)
 /// while streaming; when `last`, every word, not streaming, and a `final`
-/// badge (a new node, so a root change rather than a text delta).
+/// badge (a new node, so a root change rather than a text delta) and a Redo
+/// button.
 pub fn report_card(topic: &str, words: usize, last: bool) -> Value {
     let body: Vec<String> = (0..words).map(|i| format!("w{i}")).collect();
     let mut children = vec![
@@ -95,6 +96,9 @@ pub fn report_card(topic: &str, words: usize, last: bool) -> Value {
     ];
     if last {
         children.push(json!({"type": "Badge", "label": "final"}));
+        // Drafting again is an action (`report.redo`), its progress updating this card.
+        children.push(json!({"type": "Button", "label": "Redo", "onClickAction":
+            {"type": "report.redo", "payload": {"topic": topic, "steps": words}}}));
     }
     json!({"type": "Card", "id": "report", "children": children})
 }

@@ -827,6 +827,9 @@ fn report_card(topic: &str, words: usize, last: bool) -> Value {
     ];
     if last {
         children.push(json!({"type": "Badge", "label": "final"}));
+        // Drafting again is an action (`report.redo`), its progress updating this card.
+        children.push(json!({"type": "Button", "label": "Redo", "onClickAction":
+            {"type": "report.redo", "payload": {"topic": topic, "steps": words}}}));
     }
     json!({"type": "Card", "id": "report", "children": children})
 }
