@@ -727,7 +727,7 @@ async fn hostile_unicode_in_every_field_of_an_action_gets_no_5xx_and_forges_noth
     for i in 0..REQUESTS {
         let op = ["threads.custom_action", "threads.sync_custom_action"][i % 2];
         // Each field hostile now and then, the others right, so that every check is reached.
-        let mut hostile = |rng: &mut crate::fuzz::Rng, right: &str| {
+        let hostile = |rng: &mut crate::fuzz::Rng, right: &str| {
             if rng.below(3) == 0 {
                 Value::String(rng.hostile_string(64 * 1024))
             } else {
