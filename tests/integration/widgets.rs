@@ -403,8 +403,9 @@ async fn a_button_action_replaces_the_card_and_the_model_learns_of_it() {
     assert_eq!(replaced["id"], item_id);
     assert_eq!(replaced["created_at"], card["created_at"]);
     assert_eq!(labels(&replaced["widget"]), ["done", "Delete"]);
-    // The tool ran with the caller's token (as alice).
+    // The tool ran with the caller's token on the transport (the MCP server saw alice).
     let call = mcp.tool_calls().pop().unwrap();
+    assert_eq!(call["sub"], "alice");
     assert_eq!(call["tool"], "complete_task_card");
     assert_eq!(call["args"], json!({"task_id": task_id}));
     // Stored in place (same id, same position); the record is hidden from the client...
