@@ -206,16 +206,23 @@ async fn a_stalled_database_answers_503_within_the_deadline_and_service_comes_ba
         &stream_error(),
         "the stream in flight ends in-band"
     );
+    // A new thread, refused: if its COMMIT reached the server before the freeze it
+    // completes when the server runs again, after the client was told 503.
+    server
+        .post(&alice, &create_request("a new thread during the stall"))
+        .await
+        .assert_error(503, "unavailable");
     let list = async || server.post_op(&alice, "threads.list", json!({})).await;
     let during = list().await;
     during.assert_error(503, "unavailable");
     assert_eq!(during.headers["retry-after"], "1");
     let refused = add_message(&server, &alice, &thread_id, "during the stall").await;
     refused.reply.assert_error(503, "unavailable");
+
     let waited = started.elapsed();
     assert!(
-        waited < Duration::from_secs(12),
-        "three requests each answered within the 2 s deadline (plus the pool's): {waited:?}"
+        waited < Duration::from_secs(16),
+        "four requests each answered within the 2 s deadline (plus the pool's): {waited:?}"
     );
     assert!(server
         .metrics()
@@ -237,6 +244,111 @@ async fn a_stalled_database_answers_503_within_the_deadline_and_service_comes_ba
     let copies = user_messages_saying(&pg, &server.schema, &thread_id, "during the stall");
     assert_eq!(copies, 1, "one user message, whatever the first commit did");
     add_message(&server, &alice, &thread_id, "after the stall")
+        .await
+        .assert_answered();
+    // The new thread's commit may have completed late too: the client never heard of that
+    // thread (it got 503), so it does not stay behind to duplicate the client's retry.
+    Patience::tries(100)
+        .every(Duration::from_millis(200))
+        .until("no thread the client was not told about", async || {
+            let page = server.list_threads(&alice, json!({})).await;
+            if page_data(&page).len() == 1 {
+                Ok(())
+            } else {
+                Err(format!("threads: {page}"))
+            }
+        })
+        .await;
+    let created = create_thread(&server, &alice, "a new thread during the stall").await;
+    created.assert_answered();
+    assert_eq!(server.log_count("panic"), 0);
+}
+
+#[tokio::test]
+async fn commits_waiting_for_an_absent_synchronous_standby_are_bounded_and_a_late_new_thread_is_undone(
+) {
+    let pg = TestPostgres::start_private("sync-stall");
+    let server = TestServer::start_with(&[
+        ("CHATKIT__DATABASE__URL", &pg.url()),
+        ("CHATKIT__DATABASE__OPERATION_TIMEOUT_SECS", "2"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+    ]);
+    let alice = token("alice");
+    let first = create_thread(&server, &alice, "before the stall").await;
+    first.assert_answered();
+    let thread_id = first.thread_id();
+
+    // Every commit now waits for a synchronous standby that is not there (what a promoted
+    // node in strict synchronous mode does until a standby returns): written locally, never
+    // acknowledged by the server.
+    pg.psql("ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'");
+    pg.psql("SELECT pg_reload_conf()");
+    let started = std::time::Instant::now();
+    server
+        .post(&alice, &create_request("a new thread during the stall"))
+        .await
+        .assert_error(503, "unavailable");
+    let create_waited = started.elapsed();
+    add_message(&server, &alice, &thread_id, "a message during the stall")
+        .await
+        .reply
+        .assert_error(503, "unavailable");
+    let waited = started.elapsed();
+    eprintln!("sync stall: create refused after {create_waited:?}, both after {waited:?}");
+    assert!(
+        waited < Duration::from_secs(12),
+        "each refused within the deadlines: {waited:?}"
+    );
+    // A read needs no commit, but the pool's connections may all be held by commits that
+    // wait on the server: it answers at once or fails fast, never waits with them.
+    let read_started = std::time::Instant::now();
+    let read = server.post_op(&alice, "threads.list", json!({})).await;
+    assert!(read.status == 200 || read.status == 503, "{}", read.text);
+    assert!(
+        read_started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        read_started.elapsed()
+    );
+
+    // The standby requirement goes: the waiting commits complete. The new thread the client
+    // was refused is then in the database; the instance that gave up on it deletes it.
+    pg.psql("ALTER SYSTEM RESET synchronous_standby_names");
+    pg.psql("SELECT pg_reload_conf()");
+    Patience::tries(150)
+        .every(Duration::from_millis(200))
+        .until("the late new thread undone", async || {
+            if server.log_count("whose creation was not acknowledged") == 1 {
+                Ok(())
+            } else {
+                Err(server
+                    .logs()
+                    .lines()
+                    .rev()
+                    .take(5)
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+            }
+        })
+        .await;
+    let page = server.list_threads(&alice, json!({})).await;
+    assert_eq!(
+        field_of(&page, "id"),
+        [thread_id.as_str()],
+        "no thread the client was not told about"
+    );
+    // The refused message did commit late: sending it again answers it, no second copy.
+    let retried = add_message(&server, &alice, &thread_id, "a message during the stall").await;
+    retried.assert_answered();
+    assert_eq!(
+        user_messages_saying(
+            &pg,
+            &server.schema,
+            &thread_id,
+            "a message during the stall"
+        ),
+        1
+    );
+    create_thread(&server, &alice, "a new thread after the stall")
         .await
         .assert_answered();
     assert_eq!(server.log_count("panic"), 0);

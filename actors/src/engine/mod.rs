@@ -45,6 +45,7 @@ pub use crate::actors::turn::{TurnFrame, TurnStream};
 pub use crate::store::cluster::{InstanceRow, LiveThreadFilter, LiveThreadRow};
 pub use attachments::AttachmentContent;
 pub(crate) use env::{EngineEnv, Lease};
+pub(crate) use routing::deliver;
 pub use uploads::{UploadAuth, UploadBody};
 
 /// A streaming request, as the engine sees it.

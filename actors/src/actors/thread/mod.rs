@@ -12,6 +12,7 @@ mod history;
 mod lease;
 mod messages;
 mod plan;
+mod reaper;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -274,6 +275,18 @@ impl ThreadActor {
                 // The cluster view shows the thread idle again (rides on the next commit).
                 let idle = self.lease_with(fencing).check(LeaseState::Idle);
                 self.env.persistence.do_send(Persist(vec![idle]));
+            }
+        }
+        if let (Some(item_id), ThreadState::Ready(live)) =
+            (outcome.unacknowledged_thread.take(), &self.state)
+        {
+            if let Ok(user_id) = UserId::parse(live.meta.user_id.clone()) {
+                let lost = reaper::Unacknowledged {
+                    thread_id: self.thread_id.clone(),
+                    user_id,
+                    item_id,
+                };
+                actix::spawn(reaper::reap(self.env.clone(), self.registry.clone(), lost));
             }
         }
         if outcome.reload {

@@ -56,6 +56,8 @@ pub(crate) struct TurnPlan {
     pub title_from: Option<(ThreadMeta, String)>,
     /// A widget action: the turn calls its tool first (and builds the model's input after).
     pub action: Option<PlannedAction>,
+    /// The prelude creates the thread (`thread.created`).
+    pub creates_thread: bool,
 }
 
 /// A widget action, checked against its sender.
@@ -105,6 +107,7 @@ pub(crate) fn plan_turn(
         last_created_at: thread.history.last().map(|i| i.created_at),
         title_from: None,
         action: None,
+        creates_thread: false,
     };
     let mut model_items: Vec<ThreadItem> = thread.history.clone();
     match input {
@@ -156,6 +159,7 @@ pub(crate) fn plan_turn(
                 }),
             };
             if !thread.persisted {
+                plan.creates_thread = true;
                 plan.prelude_ops
                     .push(WriteOp::InsertThread(thread.meta.clone()));
                 plan.prelude_ops.push(WriteOp::InsertLease {

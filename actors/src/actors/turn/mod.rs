@@ -84,6 +84,9 @@ pub(crate) struct TurnOutcome {
     pub mcp: Option<McpSessions>,
     /// The turn's last write already set the lease state back to idle.
     pub idle_written: bool,
+    /// The input of a new thread did not commit (in time): its thread and first message id,
+    /// for the actor to come back for if the commit completes late.
+    pub unacknowledged_thread: Option<String>,
 }
 
 /// Runs one turn to its end. Never panics on purpose; the actor catches it if it does.
@@ -184,6 +187,10 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             let _ = tx.send(Err(error)).await;
             METRICS.turns.with_label_values(&["rejected"]).inc();
             outcome.reload = true;
+            if plan.creates_thread {
+                outcome.unacknowledged_thread =
+                    plan.prelude_items.first().map(|item| item.id.clone());
+            }
             outcome.mcp = Some(run.mcp);
             return outcome;
         }
