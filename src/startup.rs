@@ -36,6 +36,7 @@ impl Database {
             connect_timeout: settings.database.connect_timeout,
             wait_timeout: settings.database.connect_timeout,
             operation_timeout: settings.database.operation_timeout,
+            prepared_statements: settings.database.prepared_statements,
         };
         let listen = settings.database.listen.as_deref().cloned();
         let store = Store::new(pg_config, listen, settings.database.schema.clone(), &pool)

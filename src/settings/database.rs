@@ -17,6 +17,7 @@ pub(super) struct RawDatabase {
     pool_size: usize,
     connect_timeout_secs: u64,
     operation_timeout_secs: std::num::NonZeroU64,
+    prepared_statements: bool,
 }
 
 #[derive(Clone)]
@@ -46,11 +47,15 @@ pub struct DatabaseSettings {
     pub connect_timeout: Duration,
     /// The longest a database operation may take (`database.operation_timeout_secs`).
     pub operation_timeout: Duration,
+    /// Statements prepared by name per connection (`database.prepared_statements`); off behind
+    /// PgBouncer in transaction mode.
+    pub prepared_statements: bool,
 }
 
 pub(super) fn database_settings(
     raw: RawDatabase,
     problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
 ) -> Option<DatabaseSettings> {
     let before = problems.len();
     let schema = SchemaName::parse(&raw.schema).map_err(|p| problems.push(p));
@@ -87,6 +92,18 @@ pub(super) fn database_settings(
     if raw.pool_size == 0 {
         problems.push("database.pool_size must be positive".into());
     }
+    // Unnamed statements are for a transaction pooler, which cannot hold the LISTEN session.
+    if !raw.prepared_statements
+        && listen.is_none()
+        && matches!(target, Some(DatabaseTarget::External(_)))
+    {
+        warnings.push(
+            "database.prepared_statements = false (a pooler in transaction mode?) without \
+             database.listen_url: the LISTEN connection for hand-overs goes to database.url too; \
+             point database.listen_url at PostgreSQL directly"
+                .into(),
+        );
+    }
     if problems.len() != before {
         return None;
     }
@@ -97,5 +114,6 @@ pub(super) fn database_settings(
         pool_size: raw.pool_size,
         connect_timeout: Duration::from_secs(raw.connect_timeout_secs.max(1)),
         operation_timeout: Duration::from_secs(raw.operation_timeout_secs.get()),
+        prepared_statements: raw.prepared_statements,
     })
 }

@@ -279,7 +279,7 @@ fn validate(
     let server = read_section::<RawServer>(layers, "server", &mut problems)
         .and_then(|raw| server_settings(raw, &mut problems));
     let database = read_section::<RawDatabase>(layers, "database", &mut problems)
-        .and_then(|raw| database_settings(raw, &mut problems));
+        .and_then(|raw| database_settings(raw, &mut problems, &mut warnings));
     let admin = read_section::<RawAdmin>(layers, "admin", &mut problems);
     if admin
         .as_ref()

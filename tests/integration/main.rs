@@ -26,6 +26,7 @@ mod limits;
 mod model_side;
 mod model_transport;
 mod paging;
+mod pgbouncer;
 mod restart;
 mod robustness;
 mod secrets;

@@ -466,3 +466,34 @@ fn a_listen_url_needs_a_database_url_and_must_parse() {
         "a password was printed: {stderr}"
     );
 }
+
+#[test]
+fn prepared_statements_off_without_a_listen_url_is_a_warning_and_the_setting_must_be_a_bool() {
+    let base = [
+        ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("CHATKIT__DATABASE__URL", "host=127.0.0.1 port=6432"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut envs = base.to_vec();
+        envs.extend_from_slice(extra);
+        chatkit(&envs, &["check-config"])
+    };
+    let (code, stdout, stderr) = with(&[("CHATKIT__DATABASE__PREPARED_STATEMENTS", "false")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("configuration is valid"));
+    assert!(
+        stderr.contains("warning: database.prepared_statements = false")
+            && stderr.contains("database.listen_url"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = with(&[
+        ("CHATKIT__DATABASE__PREPARED_STATEMENTS", "false"),
+        ("CHATKIT__DATABASE__LISTEN_URL", "host=127.0.0.1 port=5432"),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("warning:"), "{stderr}");
+    let (code, _, stderr) = with(&[("CHATKIT__DATABASE__PREPARED_STATEMENTS", "sometimes")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("prepared_statements"), "{stderr}");
+}

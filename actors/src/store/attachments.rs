@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use tokio_postgres::types::Type;
+
 use super::{Store, StoreError};
 use crate::protocol::AttachmentKind;
 
@@ -79,14 +81,14 @@ impl Store {
     pub async fn url_signing_key(&self) -> Result<Vec<u8>, StoreError> {
         self.timed("url_signing_key", async move {
             let client = self.pool.get().await?;
+            let sql = self.sql(&client);
             let fresh: [u8; 32] = rand::random();
-            client
-            .execute(
+            sql.execute(
                 "INSERT INTO url_signing_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
-                &[&fresh.as_slice()],
+                &[(&fresh.as_slice(), Type::BYTEA)],
             )
             .await?;
-            let row = client
+            let row = sql
                 .query_one("SELECT key FROM url_signing_key WHERE id = 1", &[])
                 .await?;
             Ok(row.get(0))
@@ -100,23 +102,18 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.timed("insert_attachment", async move {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
+        self.sql(&client)
+            .execute(
                 "INSERT INTO attachments (id, user_id, name, mime_type, kind, declared_size, upload_token, upload_started)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7::text IS NULL THEN NULL ELSE now() END)",
-            )
-            .await?;
-        client
-            .execute(
-                &stmt,
                 &[
-                    &new.id,
-                    &new.user_id,
-                    &new.name,
-                    &new.mime_type,
-                    &new.kind.as_str(),
-                    &new.declared_size,
-                    &new.upload_token,
+                    (&new.id, Type::TEXT),
+                    (&new.user_id, Type::TEXT),
+                    (&new.name, Type::TEXT),
+                    (&new.mime_type, Type::TEXT),
+                    (&new.kind.as_str(), Type::TEXT),
+                    (&new.declared_size, Type::INT8),
+                    (&new.upload_token, Type::TEXT),
                 ],
             )
             .await?;
@@ -129,11 +126,11 @@ impl Store {
     pub(crate) async fn attachment(&self, id: &str) -> Result<Option<AttachmentRow>, StoreError> {
         self.timed("attachment", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(&format!("SELECT {COLUMNS} FROM attachments WHERE id = $1"))
-                .await?;
-            client
-                .query_opt(&stmt, &[&id])
+            self.sql(&client)
+                .query_opt(
+                    &format!("SELECT {COLUMNS} FROM attachments WHERE id = $1"),
+                    &[(&id, Type::TEXT)],
+                )
                 .await?
                 .as_ref()
                 .map(row_to_attachment)
@@ -150,13 +147,13 @@ impl Store {
     ) -> Result<Vec<AttachmentRow>, StoreError> {
         self.timed("user_attachments", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM attachments WHERE id = ANY($1) AND user_id = $2"
-                ))
-                .await?;
-            client
-                .query(&stmt, &[&ids, &user_id])
+            self.sql(&client)
+                .query(
+                    &format!(
+                        "SELECT {COLUMNS} FROM attachments WHERE id = ANY($1) AND user_id = $2"
+                    ),
+                    &[(&ids, Type::TEXT_ARRAY), (&user_id, Type::TEXT)],
+                )
                 .await?
                 .iter()
                 .map(row_to_attachment)
@@ -169,13 +166,15 @@ impl Store {
     pub(crate) async fn user_attachment_bytes(&self, user_id: &str) -> Result<i64, StoreError> {
         self.timed("user_attachment_bytes", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(
+            Ok(self
+                .sql(&client)
+                .query_one(
                     "SELECT coalesce(sum(greatest(declared_size, coalesce(size, 0))), 0)::bigint
                  FROM attachments WHERE user_id = $1",
+                    &[(&user_id, Type::TEXT)],
                 )
-                .await?;
-            Ok(client.query_one(&stmt, &[&user_id]).await?.get(0))
+                .await?
+                .get(0))
         })
         .await
     }
@@ -191,8 +190,9 @@ impl Store {
     ) -> Result<Claim, StoreError> {
         self.timed("claim_upload", async move {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
+        let row = self
+            .sql(&client)
+            .query_one(
                 "WITH target AS (SELECT uploaded_at IS NOT NULL AS uploaded FROM attachments WHERE id = $1),
                       claimed AS (UPDATE attachments SET upload_token = $2, upload_started = now()
                                   WHERE id = $1 AND uploaded_at IS NULL
@@ -202,10 +202,12 @@ impl Store {
                       cleared AS (DELETE FROM attachment_chunks
                                   WHERE attachment_id IN (SELECT id FROM claimed))
                  SELECT (SELECT uploaded FROM target), EXISTS (SELECT 1 FROM claimed)",
+                &[
+                    (&id, Type::TEXT),
+                    (&token, Type::TEXT),
+                    (&stale_after.as_secs_f64(), Type::FLOAT8),
+                ],
             )
-            .await?;
-        let row = client
-            .query_one(&stmt, &[&id, &token, &stale_after.as_secs_f64()])
             .await?;
         let uploaded: Option<bool> = row.get(0);
         let claimed: bool = row.get(1);
@@ -227,12 +229,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.timed("insert_chunk", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(
+            self.sql(&client)
+                .execute(
                     "INSERT INTO attachment_chunks (attachment_id, seq, data) VALUES ($1, $2, $3)",
+                    &[(&id, Type::TEXT), (&seq, Type::INT4), (&data, Type::BYTEA)],
                 )
                 .await?;
-            client.execute(&stmt, &[&id, &seq, &data]).await?;
             Ok(())
         })
         .await
@@ -247,13 +249,15 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.timed("finish_upload", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(
+            let updated = self
+                .sql(&client)
+                .execute(
                     "UPDATE attachments SET uploaded_at = now(), size = $3, upload_token = NULL
                  WHERE id = $1 AND upload_token = $2",
+                    &[(&id, Type::TEXT), (&token, Type::TEXT), (&size, Type::INT8)],
                 )
                 .await?;
-            Ok(client.execute(&stmt, &[&id, &token, &size]).await? == 1)
+            Ok(updated == 1)
         })
         .await
     }
@@ -268,20 +272,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.timed("abandon_upload", async move {
         let client = self.pool.get().await?;
+        let sql = self.sql(&client);
         if direct {
-            client
-                .execute(
-                    "DELETE FROM attachments WHERE id = $1 AND upload_token = $2",
-                    &[&id, &token],
-                )
-                .await?;
+            sql.execute(
+                "DELETE FROM attachments WHERE id = $1 AND upload_token = $2",
+                &[(&id, Type::TEXT), (&token, Type::TEXT)],
+            )
+            .await?;
         } else {
-            client
-                .execute(
+            sql.execute(
                     "WITH released AS (UPDATE attachments SET upload_token = NULL, upload_started = NULL
                                        WHERE id = $1 AND upload_token = $2 RETURNING id)
                      DELETE FROM attachment_chunks WHERE attachment_id IN (SELECT id FROM released)",
-                    &[&id, &token],
+                    &[(&id, Type::TEXT), (&token, Type::TEXT)],
                 )
                 .await?;
         }
@@ -298,13 +301,12 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.timed("attachment_chunk", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(
+            Ok(self
+                .sql(&client)
+                .query_opt(
                     "SELECT data FROM attachment_chunks WHERE attachment_id = $1 AND seq = $2",
+                    &[(&id, Type::TEXT), (&seq, Type::INT4)],
                 )
-                .await?;
-            Ok(client
-                .query_opt(&stmt, &[&id, &seq])
                 .await?
                 .map(|row| row.get(0)))
         })
@@ -320,16 +322,15 @@ impl Store {
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         self.timed("attachment_contents", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(
+            Ok(self
+                .sql(&client)
+                .query(
                     "SELECT a.id, coalesce(string_agg(c.data, ''::bytea ORDER BY c.seq), ''::bytea)
                  FROM attachments a LEFT JOIN attachment_chunks c ON c.attachment_id = a.id
                  WHERE a.id = ANY($1) AND a.user_id = $2 AND a.uploaded_at IS NOT NULL
                  GROUP BY a.id",
+                    &[(&ids, Type::TEXT_ARRAY), (&user_id, Type::TEXT)],
                 )
-                .await?;
-            Ok(client
-                .query(&stmt, &[&ids, &user_id])
                 .await?
                 .iter()
                 .map(|row| (row.get(0), row.get(1)))
@@ -346,10 +347,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.timed("delete_attachment", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached("DELETE FROM attachments WHERE id = $1 AND user_id = $2")
+            let deleted = self
+                .sql(&client)
+                .execute(
+                    "DELETE FROM attachments WHERE id = $1 AND user_id = $2",
+                    &[(&id, Type::TEXT), (&user_id, Type::TEXT)],
+                )
                 .await?;
-            Ok(client.execute(&stmt, &[&id, &user_id]).await? == 1)
+            Ok(deleted == 1)
         })
         .await
     }
@@ -359,13 +364,13 @@ impl Store {
         self.timed("delete_unused_attachments", async move {
             let client = self.pool.get().await?;
             let seconds = age.as_secs_f64();
-            Ok(client
+            self.sql(&client)
                 .execute(
                     "DELETE FROM attachments
                  WHERE thread_id IS NULL AND created_at < now() - make_interval(secs => $1)",
-                    &[&seconds],
+                    &[(&seconds, Type::FLOAT8)],
                 )
-                .await?)
+                .await
         })
         .await
     }

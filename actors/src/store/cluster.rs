@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio_postgres::types::Type;
 
 use super::{Store, StoreError};
 
@@ -110,8 +111,9 @@ impl Store {
     ) -> Result<LeaseAttempt, StoreError> {
         self.timed("acquire_lease", async move {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
+        let sql = self.sql(&client);
+        if let Some(row) = sql
+            .query_opt(
                 "INSERT INTO thread_leases (thread_id, instance_id)
                  VALUES ($1, $2)
                  ON CONFLICT (thread_id) DO UPDATE
@@ -123,18 +125,23 @@ impl Store {
                                    WHERE i.instance_id = thread_leases.instance_id
                                      AND i.heartbeat_at > now() - $3 * interval '1 millisecond')
                  RETURNING fencing",
+                &[
+                    (&thread_id, Type::TEXT),
+                    (&instance_id, Type::TEXT),
+                    (&millis(ttl), Type::FLOAT8),
+                ],
             )
-            .await?;
-        if let Some(row) = client
-            .query_opt(&stmt, &[&thread_id, &instance_id, &millis(ttl)])
             .await?
         {
             return Ok(LeaseAttempt::Acquired(FencingToken(row.get(0))));
         }
-        let holder = client
-            .prepare_cached("SELECT instance_id, state FROM thread_leases WHERE thread_id = $1")
-            .await?;
-        let Some(row) = client.query_opt(&holder, &[&thread_id]).await? else {
+        let Some(row) = sql
+            .query_opt(
+                "SELECT instance_id, state FROM thread_leases WHERE thread_id = $1",
+                &[(&thread_id, Type::TEXT)],
+            )
+            .await?
+        else {
             // Released between the two statements: try again.
             return Box::pin(self.acquire_lease(thread_id, instance_id, ttl)).await;
         };
@@ -146,31 +153,29 @@ impl Store {
         };
         // The owner's LISTEN connection is gone: its process died (the kernel closed its
         // sockets), so take over without waiting for the lease to expire.
-        let alive = client
-            .prepare_cached(
+        let listener = listener_application_name(self.schema().as_str(), &owner);
+        let alive: i64 = sql
+            .query_one(
                 "SELECT count(*) FROM pg_stat_activity
                  WHERE application_name = $1 AND datname = current_database()",
-            )
-            .await?;
-        let alive: i64 = client
-            .query_one(
-                &alive,
-                &[&listener_application_name(self.schema().as_str(), &owner)],
+                &[(&listener, Type::TEXT)],
             )
             .await?
             .get(0);
         if alive == 0 {
-            let takeover = client
-                .prepare_cached(
+            if let Some(row) = sql
+                .query_opt(
                     "UPDATE thread_leases
                      SET instance_id = $2, fencing = fencing + 1,
                          state = 'idle', live_since = now(), last_activity = now()
                      WHERE thread_id = $1 AND instance_id = $3
                      RETURNING fencing",
+                    &[
+                        (&thread_id, Type::TEXT),
+                        (&instance_id, Type::TEXT),
+                        (&owner, Type::TEXT),
+                    ],
                 )
-                .await?;
-            if let Some(row) = client
-                .query_opt(&takeover, &[&thread_id, &instance_id, &owner])
                 .await?
             {
                 tracing::info!(%thread_id, dead_owner = %owner, "took over a thread from a dead instance");
@@ -191,13 +196,15 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.timed("release_lease", async move {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
+        self.sql(&client)
+            .execute(
                 "DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2 AND fencing = $3",
+                &[
+                    (&thread_id, Type::TEXT),
+                    (&instance_id, Type::TEXT),
+                    (&fencing.get(), Type::INT8),
+                ],
             )
-            .await?;
-        client
-            .execute(&stmt, &[&thread_id, &instance_id, &fencing.get()])
             .await?;
         Ok(())
         })
@@ -213,12 +220,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.timed("release_own_lease", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(
+            self.sql(&client)
+                .execute(
                     "DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2",
+                    &[(&thread_id, Type::TEXT), (&instance_id, Type::TEXT)],
                 )
                 .await?;
-            client.execute(&stmt, &[&thread_id, &instance_id]).await?;
             Ok(())
         })
         .await
@@ -234,8 +241,11 @@ impl Store {
             // Every instance hears it; only `owner` acts. Payload: `<owner> <thread id>`, ids only.
             let client = self.pool.get().await?;
             let payload = format!("{owner} {thread_id}");
-            client
-                .execute("SELECT pg_notify($1, $2)", &[&HANDOVER_CHANNEL, &payload])
+            self.sql(&client)
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[(&HANDOVER_CHANNEL, Type::TEXT), (&payload, Type::TEXT)],
+                )
                 .await?;
             Ok(())
         })
@@ -246,11 +256,11 @@ impl Store {
     pub(crate) async fn heartbeat(&self, instance_id: &str) -> Result<(), StoreError> {
         self.timed("heartbeat", async move {
             let client = self.pool.get().await?;
-            client
+            self.sql(&client)
                 .execute(
                     "INSERT INTO instances (instance_id) VALUES ($1)
                  ON CONFLICT (instance_id) DO UPDATE SET heartbeat_at = now()",
-                    &[&instance_id],
+                    &[(&instance_id, Type::TEXT)],
                 )
                 .await?;
             Ok(())
@@ -263,14 +273,15 @@ impl Store {
         self.timed("leave_cluster", async move {
             let mut client = self.pool.get().await?;
             let tx = client.transaction().await?;
-            tx.execute(
+            let sql = self.sql_in(&tx);
+            sql.execute(
                 "DELETE FROM thread_leases WHERE instance_id = $1",
-                &[&instance_id],
+                &[(&instance_id, Type::TEXT)],
             )
             .await?;
-            tx.execute(
+            sql.execute(
                 "DELETE FROM instances WHERE instance_id = $1",
-                &[&instance_id],
+                &[(&instance_id, Type::TEXT)],
             )
             .await?;
             tx.commit().await?;
@@ -289,8 +300,9 @@ impl Store {
     ) -> Result<(Vec<LiveThreadRow>, bool), StoreError> {
         self.timed("live_threads", async move {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
+        let rows = self
+            .sql(&client)
+            .query(
                 "SELECT l.thread_id, t.user_id, l.instance_id, l.state, l.live_since, l.last_activity,
                         (SELECT count(*) FROM items i WHERE i.thread_id = l.thread_id)
                  FROM thread_leases l JOIN threads t ON t.id = l.thread_id
@@ -301,18 +313,13 @@ impl Store {
                    AND ($3::text IS NULL OR l.state = $3)
                    AND ($4::text IS NULL OR l.thread_id > $4)
                  ORDER BY l.thread_id LIMIT $5",
-            )
-            .await?;
-        let rows = client
-            .query(
-                &stmt,
                 &[
-                    &filter.instance_id,
-                    &filter.user_id,
-                    &filter.state,
-                    &after,
-                    &(limit as i64 + 1),
-                    &millis(ttl),
+                    (&filter.instance_id, Type::TEXT),
+                    (&filter.user_id, Type::TEXT),
+                    (&filter.state, Type::TEXT),
+                    (&after, Type::TEXT),
+                    (&(limit as i64 + 1), Type::INT8),
+                    (&millis(ttl), Type::FLOAT8),
                 ],
             )
             .await?;
@@ -342,14 +349,15 @@ impl Store {
     ) -> Result<Vec<InstanceRow>, StoreError> {
         self.timed("instances", async move {
             let client = self.pool.get().await?;
-            let rows = client
+            let rows = self
+                .sql(&client)
                 .query(
                     "SELECT i.instance_id, i.started_at, i.heartbeat_at,
                         (SELECT count(*) FROM thread_leases l WHERE l.instance_id = i.instance_id)
                  FROM instances i
                  WHERE i.heartbeat_at > now() - $1 * interval '1 millisecond'
                  ORDER BY i.instance_id",
-                    &[&millis(stale_after)],
+                    &[(&millis(stale_after), Type::FLOAT8)],
                 )
                 .await?;
             Ok(rows

@@ -25,15 +25,26 @@ pub enum StoreError {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         // Connection trouble (08…), operator intervention such as a terminated backend or a
-        // shutting-down server (57…), and resource exhaustion (53…) are transient.
+        // shutting-down server (57…), and resource exhaustion (53…) are transient; so is a
+        // write refused by a read-only server (25006): a standby reached during a failover
+        // (through a pooler not yet pointed at the new primary).
         let transient = match error.code() {
             None => true,
-            Some(code) => matches!(&code.code()[..2], "08" | "57" | "53"),
+            Some(code) => {
+                matches!(&code.code()[..2], "08" | "57" | "53")
+                    || *code == tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION
+            }
+        };
+        // tokio-postgres shows a server error as just "db error": add its code and message
+        // (for the logs; the edge never shows them).
+        let message = match error.as_db_error() {
+            Some(db) => format!("{error}: {} {}", db.code().code(), db.message()),
+            None => error.to_string(),
         };
         if error.is_closed() || transient {
-            StoreError::Unavailable(error.to_string())
+            StoreError::Unavailable(message)
         } else {
-            StoreError::Query(error.to_string())
+            StoreError::Query(message)
         }
     }
 }

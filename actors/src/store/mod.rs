@@ -9,17 +9,20 @@ pub(crate) mod cluster;
 mod error;
 mod migrations;
 mod schema;
+mod sql;
 mod writes;
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use serde_json::value::RawValue;
+use tokio_postgres::types::Type;
 use tokio_postgres::NoTls;
 
 pub(crate) use attachments::{AttachmentRow, Claim, NewAttachment, CHUNK_BYTES};
 pub use error::StoreError;
 pub use schema::SchemaName;
+use sql::Sql;
 pub(crate) use writes::WriteOp;
 
 use crate::protocol::{Order, Page, ThreadItem, ThreadMeta, ThreadStatus, Timestamp};
@@ -57,6 +60,9 @@ pub struct PoolSettings {
     /// The longest any database operation may take, from waiting for a connection to the
     /// last row (a stalled database must not stall the server).
     pub operation_timeout: Duration,
+    /// Statements prepared by name and kept per connection (`database.prepared_statements`);
+    /// `false`: unnamed statements only, as PgBouncer's transaction pooling needs.
+    pub prepared_statements: bool,
 }
 
 /// Handle to the database; cheap to clone.
@@ -67,6 +73,7 @@ pub struct Store {
     /// For the dedicated `LISTEN` connection (not pooled).
     pg_config: tokio_postgres::Config,
     operation_timeout: Duration,
+    prepared_statements: bool,
 }
 
 const THREAD_COLUMNS: &str =
@@ -107,7 +114,18 @@ impl Store {
             schema,
             pg_config: listen_config,
             operation_timeout: settings.operation_timeout,
+            prepared_statements: settings.prepared_statements,
         })
+    }
+
+    /// How statements run on a pooled connection (`store/sql.rs`).
+    fn sql<'c>(&self, client: &'c deadpool_postgres::Object) -> Sql<'c> {
+        Sql::on_client(client, self.prepared_statements)
+    }
+
+    /// How statements run inside a transaction.
+    fn sql_in<'c>(&self, tx: &'c deadpool_postgres::Transaction<'_>) -> Sql<'c> {
+        Sql::in_transaction(tx, self.prepared_statements)
     }
 
     /// Runs one database operation within `operation_timeout`: past it the caller gets
@@ -147,13 +165,18 @@ impl Store {
     /// Applies pending migrations; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, StoreError> {
         let mut client = self.pool.get().await?;
-        migrations::apply(&mut client, &self.schema).await
+        let applied =
+            migrations::apply(&mut client, &self.schema, self.prepared_statements).await?;
+        migrations::check_search_path(self.sql(&client), &self.schema).await?;
+        Ok(applied)
     }
 
     /// Database reachable and schema current (for `/readyz`).
     pub(crate) async fn is_ready(&self) -> bool {
         match self.pool.get().await {
-            Ok(client) => migrations::all_applied(&client).await.unwrap_or(false),
+            Ok(client) => migrations::all_applied(self.sql(&client))
+                .await
+                .unwrap_or(false),
             Err(_) => false,
         }
     }
@@ -162,7 +185,7 @@ impl Store {
     pub(crate) async fn apply(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         self.timed("apply", async move {
             let mut client = self.pool.get().await?;
-            writes::apply_batch(&mut client, ops).await
+            writes::apply_batch(&mut client, ops, self.prepared_statements).await
         })
         .await
     }
@@ -174,12 +197,13 @@ impl Store {
     ) -> Result<Option<ThreadMeta>, StoreError> {
         self.timed("load_thread", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"
-                ))
+            let row = self
+                .sql(&client)
+                .query_opt(
+                    &format!("SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"),
+                    &[(&thread_id, Type::TEXT)],
+                )
                 .await?;
-            let row = client.query_opt(&stmt, &[&thread_id]).await?;
             row.map(|row| thread_from_row(&row)).transpose()
         })
         .await
@@ -265,37 +289,47 @@ impl Store {
             scope: scope_column,
         } = query;
         let client = self.pool.get().await?;
+        let sql = self.sql(&client);
         let (cmp, dir) = order_sql(order);
         let fetch = limit as i64 + 1;
         let Some(cursor) = after else {
-            let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {columns} FROM {table} WHERE {scope_column} = $1
+            return sql
+                .query(
+                    &format!(
+                        "SELECT {columns} FROM {table} WHERE {scope_column} = $1
                      ORDER BY created_at {dir}, seq {dir} LIMIT $2"
-                ))
-                .await?;
-            return Ok(client.query(&stmt, &[&scope, &fetch]).await?);
+                    ),
+                    &[(&scope, Type::TEXT), (&fetch, Type::INT8)],
+                )
+                .await;
         };
-        let cursor_stmt = client
-            .prepare_cached(&format!(
-                "SELECT created_at, seq FROM {table} WHERE {scope_column} = $1 AND id = $2"
-            ))
-            .await?;
-        let Some(cursor_row) = client.query_opt(&cursor_stmt, &[&scope, &cursor]).await? else {
+        let Some(cursor_row) = sql
+            .query_opt(
+                &format!(
+                    "SELECT created_at, seq FROM {table} WHERE {scope_column} = $1 AND id = $2"
+                ),
+                &[(&scope, Type::TEXT), (&cursor, Type::TEXT)],
+            )
+            .await?
+        else {
             return Err(StoreError::CursorNotFound);
         };
         let created: chrono::NaiveDateTime = cursor_row.get(0);
         let seq: i64 = cursor_row.get(1);
-        let stmt = client
-            .prepare_cached(&format!(
+        sql.query(
+            &format!(
                 "SELECT {columns} FROM {table}
                  WHERE {scope_column} = $1 AND (created_at, seq) {cmp} ($2, $3)
                  ORDER BY created_at {dir}, seq {dir} LIMIT $4"
-            ))
-            .await?;
-        Ok(client
-            .query(&stmt, &[&scope, &created, &seq, &fetch])
-            .await?)
+            ),
+            &[
+                (&scope, Type::TEXT),
+                (&created, Type::TIMESTAMP),
+                (&seq, Type::INT8),
+                (&fetch, Type::INT8),
+            ],
+        )
+        .await
     }
 
     /// The newest `limit` items of a thread, oldest first, parsed (the actor's history).
@@ -325,12 +359,13 @@ impl Store {
     ) -> Result<Option<StoredItem>, StoreError> {
         self.timed("load_item", async move {
             let client = self.pool.get().await?;
-            let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {ITEM_COLUMNS} FROM items WHERE thread_id = $1 AND id = $2"
-                ))
+            let row = self
+                .sql(&client)
+                .query_opt(
+                    &format!("SELECT {ITEM_COLUMNS} FROM items WHERE thread_id = $1 AND id = $2"),
+                    &[(&thread_id, Type::TEXT), (&item_id, Type::TEXT)],
+                )
                 .await?;
-            let row = client.query_opt(&stmt, &[&thread_id, &item_id]).await?;
             Ok(row.as_ref().map(item_from_row))
         })
         .await

@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
-use deadpool_postgres::{Object, Transaction};
+use deadpool_postgres::Object;
 use serde_json::Value;
-use tokio_postgres::Statement;
+use tokio_postgres::types::Type;
 
 use super::cluster::{FencingToken, LeaseState};
+use super::sql::{Ready, Sql};
 use super::StoreError;
 use crate::protocol::{ThreadItem, ThreadMeta, Timestamp};
 
@@ -105,104 +106,151 @@ impl WriteOp {
 }
 
 struct Statements {
-    generic_plans: Statement,
-    insert_threads: Statement,
-    update_thread: Statement,
-    put_items: Statement,
-    delete_items: Statement,
-    delete_thread: Statement,
-    set_title: Statement,
-    delete_after: Statement,
-    lease_checks: Statement,
-    insert_leases: Statement,
-    feedback: Statement,
-    link_attachments: Statement,
+    generic_plans: Ready,
+    insert_threads: Ready,
+    update_thread: Ready,
+    put_items: Ready,
+    delete_items: Ready,
+    delete_thread: Ready,
+    set_title: Ready,
+    delete_after: Ready,
+    lease_checks: Ready,
+    insert_leases: Ready,
+    feedback: Ready,
+    link_attachments: Ready,
 }
 
-async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
+/// A statement's text and its parameters' types.
+type Text = (&'static str, &'static [Type]);
+
+// Statistics of the hot lease table change constantly (autoanalyze), and each change replans
+// the prepared statements: custom plans for a few dozen threads chose a hash join over a
+// sequential scan of every lease. The generic plans (key lookups) are right for every batch
+// size, and skip planning on each execution too.
+const GENERIC_PLANS: Text = ("SET LOCAL plan_cache_mode = force_generic_plan", &[]);
+
+const INSERT_THREADS: Text = (
+    "INSERT INTO threads (id, user_id, created_at, title, status, allowed_image_domains, metadata)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::text[], $5::jsonb[],
+                          $6::jsonb[], $7::jsonb[])",
+    &[
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TIMESTAMP_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::JSONB_ARRAY,
+        Type::JSONB_ARRAY,
+        Type::JSONB_ARRAY,
+    ],
+);
+
+const UPDATE_THREAD: Text = (
+    "UPDATE threads SET title = $2, status = $3, allowed_image_domains = $4, metadata = $5
+     WHERE id = $1",
+    &[
+        Type::TEXT,
+        Type::TEXT,
+        Type::JSONB,
+        Type::JSONB,
+        Type::JSONB,
+    ],
+);
+
+const PUT_ITEMS: Text = (
+    "INSERT INTO items (thread_id, id, created_at, kind, body)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::text[], $5::text[])
+     ON CONFLICT (thread_id, id) DO UPDATE SET kind = excluded.kind, body = excluded.body",
+    &[
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TIMESTAMP_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+    ],
+);
+
+const DELETE_ITEMS: Text = (
+    "DELETE FROM items WHERE thread_id = $1 AND id = ANY($2)",
+    &[Type::TEXT, Type::TEXT_ARRAY],
+);
+
+// Items and attachments have no foreign key (sql/0004, sql/0006): they go with their thread
+// explicitly.
+const DELETE_THREAD: Text = (
+    "WITH items_gone AS (DELETE FROM items WHERE thread_id = $1),
+          attachments_gone AS (DELETE FROM attachments WHERE thread_id = $1)
+     DELETE FROM threads WHERE id = $1",
+    &[Type::TEXT],
+);
+
+// `l.thread_id = ANY($1)` keeps the lease table on its primary key: joined with the unnest
+// alone, batches of a few dozen threads were planned as a hash join over a sequential scan of
+// every lease (seen in benches/profile.sh as most of Postgres' CPU).
+const LEASE_CHECKS: Text = (
+    "UPDATE thread_leases AS l SET state = v.state, last_activity = now()
+     FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[])
+          AS v(thread_id, instance_id, fencing, state)
+     WHERE l.thread_id = ANY($1::text[])
+       AND l.thread_id = v.thread_id AND l.instance_id = v.instance_id
+       AND l.fencing = v.fencing",
+    &[
+        Type::TEXT_ARRAY,
+        Type::TEXT_ARRAY,
+        Type::INT8_ARRAY,
+        Type::TEXT_ARRAY,
+    ],
+);
+
+const INSERT_LEASES: Text = (
+    "INSERT INTO thread_leases (thread_id, instance_id, state)
+     SELECT t, i, 'streaming' FROM unnest($1::text[], $2::text[]) AS v(t, i)",
+    &[Type::TEXT_ARRAY, Type::TEXT_ARRAY],
+);
+
+const DELETE_AFTER: Text = (
+    "DELETE FROM items WHERE thread_id = $1 AND (created_at, seq) >
+       (SELECT created_at, seq FROM items WHERE thread_id = $1 AND id = $2)",
+    &[Type::TEXT, Type::TEXT],
+);
+
+const SET_TITLE: Text = (
+    "UPDATE threads SET title = $2 WHERE id = $1 AND title IS NULL",
+    &[Type::TEXT, Type::TEXT],
+);
+
+const FEEDBACK: Text = (
+    "INSERT INTO feedback (thread_id, item_id, user_id, kind)
+     SELECT $1, unnest($3::text[]), $2, $4
+     ON CONFLICT (thread_id, item_id, user_id) DO UPDATE SET kind = excluded.kind, created_at = now()",
+    &[Type::TEXT, Type::TEXT, Type::TEXT_ARRAY, Type::TEXT],
+);
+
+// Only the caller's attachments, and only unlinked ones or this thread's (the engine checked
+// both before the turn; a concurrent delete leaves the message's copy as is).
+const LINK_ATTACHMENTS: Text = (
+    "UPDATE attachments SET thread_id = $1
+     WHERE id = ANY($3) AND user_id = $2 AND (thread_id IS NULL OR thread_id = $1)",
+    &[Type::TEXT, Type::TEXT, Type::TEXT_ARRAY],
+);
+
+/// Every statement a batch may run, made ready before the first is sent: with prepared
+/// statements, those this connection has not prepared yet are prepared now, one after the
+/// other; without, nothing goes to the server here.
+async fn prepare(sql: &Sql<'_>) -> Result<Statements, StoreError> {
+    let ready = |(text, types): Text| sql.ready(text, types);
     Ok(Statements {
-        // Statistics of the hot lease table change constantly (autoanalyze), and each change
-        // replans the prepared statements: custom plans for a few dozen threads chose a hash
-        // join over a sequential scan of every lease. The generic plans (key lookups) are
-        // right for every batch size, and skip planning on each execution too.
-        generic_plans: tx
-            .prepare_cached("SET LOCAL plan_cache_mode = force_generic_plan")
-            .await?,
-        insert_threads: tx
-            .prepare_cached(
-                "INSERT INTO threads (id, user_id, created_at, title, status, allowed_image_domains, metadata)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::text[], $5::jsonb[],
-                                      $6::jsonb[], $7::jsonb[])",
-            )
-            .await?,
-        update_thread: tx
-            .prepare_cached(
-                "UPDATE threads SET title = $2, status = $3, allowed_image_domains = $4, metadata = $5
-                 WHERE id = $1",
-            )
-            .await?,
-        put_items: tx
-            .prepare_cached(
-                "INSERT INTO items (thread_id, id, created_at, kind, body)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::text[], $5::text[])
-                 ON CONFLICT (thread_id, id) DO UPDATE SET kind = excluded.kind, body = excluded.body",
-            )
-            .await?,
-        delete_items: tx
-            .prepare_cached("DELETE FROM items WHERE thread_id = $1 AND id = ANY($2)")
-            .await?,
-        // Items and attachments have no foreign key (sql/0004, sql/0006): they go with their
-        // thread explicitly.
-        delete_thread: tx
-            .prepare_cached(
-                "WITH items_gone AS (DELETE FROM items WHERE thread_id = $1),
-                      attachments_gone AS (DELETE FROM attachments WHERE thread_id = $1)
-                 DELETE FROM threads WHERE id = $1",
-            )
-            .await?,
-        // `l.thread_id = ANY($1)` keeps the lease table on its primary key: joined with the
-        // unnest alone, batches of a few dozen threads were planned as a hash join over a
-        // sequential scan of every lease (seen in benches/profile.sh as most of Postgres' CPU).
-        lease_checks: tx
-            .prepare_cached(
-                "UPDATE thread_leases AS l SET state = v.state, last_activity = now()
-                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[])
-                      AS v(thread_id, instance_id, fencing, state)
-                 WHERE l.thread_id = ANY($1::text[])
-                   AND l.thread_id = v.thread_id AND l.instance_id = v.instance_id
-                   AND l.fencing = v.fencing",
-            )
-            .await?,
-        insert_leases: tx
-            .prepare_cached(
-                "INSERT INTO thread_leases (thread_id, instance_id, state)
-                 SELECT t, i, 'streaming' FROM unnest($1::text[], $2::text[]) AS v(t, i)",
-            )
-            .await?,
-        delete_after: tx
-            .prepare_cached(
-                "DELETE FROM items WHERE thread_id = $1 AND (created_at, seq) >
-                   (SELECT created_at, seq FROM items WHERE thread_id = $1 AND id = $2)",
-            )
-            .await?,
-        set_title: tx
-            .prepare_cached("UPDATE threads SET title = $2 WHERE id = $1 AND title IS NULL")
-            .await?,
-        feedback: tx
-            .prepare_cached(
-                "INSERT INTO feedback (thread_id, item_id, user_id, kind)
-                 SELECT $1, unnest($3::text[]), $2, $4
-                 ON CONFLICT (thread_id, item_id, user_id) DO UPDATE SET kind = excluded.kind, created_at = now()",
-            )
-            .await?,
-        // Only the caller's attachments, and only unlinked ones or this thread's (the engine
-        // checked both before the turn; a concurrent delete leaves the message's copy as is).
-        link_attachments: tx
-            .prepare_cached(
-                "UPDATE attachments SET thread_id = $1
-                 WHERE id = ANY($3) AND user_id = $2 AND (thread_id IS NULL OR thread_id = $1)",
-            )
-            .await?,
+        generic_plans: ready(GENERIC_PLANS).await?,
+        insert_threads: ready(INSERT_THREADS).await?,
+        update_thread: ready(UPDATE_THREAD).await?,
+        put_items: ready(PUT_ITEMS).await?,
+        delete_items: ready(DELETE_ITEMS).await?,
+        delete_thread: ready(DELETE_THREAD).await?,
+        lease_checks: ready(LEASE_CHECKS).await?,
+        insert_leases: ready(INSERT_LEASES).await?,
+        delete_after: ready(DELETE_AFTER).await?,
+        set_title: ready(SET_TITLE).await?,
+        feedback: ready(FEEDBACK).await?,
+        link_attachments: ready(LINK_ATTACHMENTS).await?,
     })
 }
 
@@ -211,17 +259,23 @@ async fn prepare(tx: &Transaction<'_>) -> Result<Statements, StoreError> {
 /// The common ops (thread and lease inserts, lease checks, item upserts) of many threads go
 /// to Postgres as one multi-row statement per kind: a group commit of a hundred writes is a
 /// handful of statements, not hundreds (see [`plan`]).
-pub(super) async fn apply_batch(client: &mut Object, ops: &[WriteOp]) -> Result<(), StoreError> {
+pub(super) async fn apply_batch(
+    client: &mut Object,
+    ops: &[WriteOp],
+    prepared_statements: bool,
+) -> Result<(), StoreError> {
     let steps = plan(ops);
     let tx = client.transaction().await?;
-    let stmts = prepare(&tx).await?;
+    let sql = Sql::in_transaction(&tx, prepared_statements);
+    let stmts = prepare(&sql).await?;
     // Polled in order, so the statements reach the server in order, without waiting for each
-    // other's round trip (tokio-postgres pipelines them on the connection).
+    // other's round trip (tokio-postgres pipelines them on the connection; each request leaves
+    // when its future is first polled, every statement being ready).
     let settings = std::iter::once(&Step::GenericPlans);
     futures::future::try_join_all(
         settings
             .chain(steps.iter())
-            .map(|step| execute(&tx, &stmts, step)),
+            .map(|step| execute(&sql, &stmts, step)),
     )
     .await?;
     tx.commit().await?;
@@ -368,13 +422,13 @@ fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
     }
 }
 
-async fn execute(tx: &Transaction<'_>, s: &Statements, step: &Step<'_>) -> Result<(), StoreError> {
+async fn execute(sql: &Sql<'_>, s: &Statements, step: &Step<'_>) -> Result<(), StoreError> {
     match step {
         Step::GenericPlans => {
-            tx.execute(&s.generic_plans, &[]).await?;
+            sql.execute_ready(&s.generic_plans, &[]).await?;
         }
         Step::InsertThreads(t) => {
-            tx.execute(
+            sql.execute_ready(
                 &s.insert_threads,
                 &[
                     &t.ids,
@@ -392,7 +446,7 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, step: &Step<'_>) -> Resul
             thread_ids,
             instance_ids,
         } => {
-            tx.execute(&s.insert_leases, &[thread_ids, instance_ids])
+            sql.execute_ready(&s.insert_leases, &[thread_ids, instance_ids])
                 .await?;
         }
         Step::LeaseChecks {
@@ -401,8 +455,8 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, step: &Step<'_>) -> Resul
             fencings,
             states,
         } => {
-            let updated = tx
-                .execute(
+            let updated = sql
+                .execute_ready(
                     &s.lease_checks,
                     &[thread_ids, instance_ids, fencings, states],
                 )
@@ -419,19 +473,19 @@ async fn execute(tx: &Transaction<'_>, s: &Statements, step: &Step<'_>) -> Resul
             kinds,
             bodies,
         } => {
-            tx.execute(&s.put_items, &[thread_ids, ids, created_at, kinds, bodies])
+            sql.execute_ready(&s.put_items, &[thread_ids, ids, created_at, kinds, bodies])
                 .await?;
         }
-        Step::One(op) => execute_one(tx, s, op).await?,
+        Step::One(op) => execute_one(sql, s, op).await?,
     }
     Ok(())
 }
 
-async fn execute_one(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Result<(), StoreError> {
+async fn execute_one(sql: &Sql<'_>, s: &Statements, op: &WriteOp) -> Result<(), StoreError> {
     match op {
         WriteOp::UpdateThread(t) => {
             let (status, domains, metadata) = thread_json(t);
-            tx.execute(
+            sql.execute_ready(
                 &s.update_thread,
                 &[&t.id, &t.title, &status, &domains, &metadata],
             )
@@ -441,16 +495,18 @@ async fn execute_one(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Resu
             thread_id,
             item_ids,
         } => {
-            tx.execute(&s.delete_items, &[thread_id, item_ids]).await?;
+            sql.execute_ready(&s.delete_items, &[thread_id, item_ids])
+                .await?;
         }
         WriteOp::DeleteThread { thread_id } => {
-            tx.execute(&s.delete_thread, &[thread_id]).await?;
+            sql.execute_ready(&s.delete_thread, &[thread_id]).await?;
         }
         WriteOp::DeleteItemsAfter { thread_id, item_id } => {
-            tx.execute(&s.delete_after, &[thread_id, item_id]).await?;
+            sql.execute_ready(&s.delete_after, &[thread_id, item_id])
+                .await?;
         }
         WriteOp::SetTitleIfUntitled { thread_id, title } => {
-            tx.execute(&s.set_title, &[thread_id, title]).await?;
+            sql.execute_ready(&s.set_title, &[thread_id, title]).await?;
         }
         WriteOp::Feedback {
             thread_id,
@@ -458,7 +514,7 @@ async fn execute_one(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Resu
             item_ids,
             kind,
         } => {
-            tx.execute(&s.feedback, &[thread_id, user_id, item_ids, kind])
+            sql.execute_ready(&s.feedback, &[thread_id, user_id, item_ids, kind])
                 .await?;
         }
         WriteOp::LinkAttachments {
@@ -466,7 +522,7 @@ async fn execute_one(tx: &Transaction<'_>, s: &Statements, op: &WriteOp) -> Resu
             user_id,
             attachment_ids,
         } => {
-            tx.execute(&s.link_attachments, &[thread_id, user_id, attachment_ids])
+            sql.execute_ready(&s.link_attachments, &[thread_id, user_id, attachment_ids])
                 .await?;
         }
         // Planned as multi-row statements, never one by one.

@@ -10,10 +10,12 @@
 //! | [`tokens`] | JWT minting ([`token`], [`admin_token`], [`sign`]…) and the shared [`SECRET`] |
 //! | [`wait`] | [`eventually`]: polling a check (sync or async) until it holds or a deadline passes; [`sleep_ms`] |
 //! | [`postgres`] | [`postgres::TestPostgres`]: throwaway clusters, run by the server's own `embedded_pg` |
+//! | [`pgbouncer`] | [`pgbouncer::PgBouncer`] in transaction mode in front of a server, its admin console |
 //! | [`sdk`] | the official Python SDK as a validator ([`Kind`]) |
 
 pub mod client;
 pub mod events;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod processes;
 pub mod sdk;

@@ -86,6 +86,12 @@ impl TestPostgres {
         }
     }
 
+    /// The directory of its unix socket and the port in the socket's name (nothing listens on
+    /// TCP): where a pooler in front of it connects.
+    pub fn socket(&self) -> (&Path, u16) {
+        (self.cluster.socket_dir(), self.cluster.port())
+    }
+
     /// Connection string (key=value form) for the server under test.
     pub fn url(&self) -> String {
         self.cluster.connection_string()

@@ -100,30 +100,39 @@ pub struct Listening {
 /// its stdout up to the `listening on http://ADDR` line (the rest is drained in the
 /// background).
 pub fn spawn_listening(command: &mut Command, what: &str) -> (Child, Listening) {
+    let (child, listening) = try_spawn_listening(command, what);
+    let listening = listening.unwrap_or_else(|| panic!("{what} exited before listening"));
+    (child, listening)
+}
+
+/// As [`spawn_listening`]; `None` when the process exited before listening.
+fn try_spawn_listening(command: &mut Command, what: &str) -> (Child, Option<Listening>) {
     let mut child = command
         .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("start {what}: {e}"));
     register_child(child.id());
-    let listening = read_until_listening(&mut child, what);
+    let listening = read_until_listening(&mut child);
     (child, listening)
 }
 
-fn read_until_listening(child: &mut Child, what: &str) -> Listening {
+fn read_until_listening(child: &mut Child) -> Option<Listening> {
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     let mut metrics_url = None;
     loop {
         line.clear();
         let n = reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "{what} exited before listening");
+        if n == 0 {
+            return None;
+        }
         if let Some(url) = line.trim().strip_prefix("metrics on ") {
             metrics_url = Some(url.to_string());
         }
         if let Some(addr) = line.trim().strip_prefix("listening on http://") {
             let addr = addr.to_string();
             std::thread::spawn(move || drain(reader));
-            return Listening { addr, metrics_url };
+            return Some(Listening { addr, metrics_url });
         }
     }
 }
@@ -337,6 +346,17 @@ impl TestServer {
     /// An instance named `name` of a cluster sharing `schema`: leases of 3 s, hand-overs
     /// within 5 s, titles off, plus `extra` settings.
     pub fn start_node(schema: &str, name: &str, extra: &[(&str, &str)]) -> TestServer {
+        Self::try_start_node(schema, name, extra)
+            .unwrap_or_else(|_| panic!("chatkit-rs exited before listening"))
+    }
+
+    /// As [`TestServer::start_node`]; a process that exits before listening is an `Err` with
+    /// what it logged.
+    pub fn try_start_node(
+        schema: &str,
+        name: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<TestServer, String> {
         let mut settings = vec![
             ("CHATKIT__CLUSTER__INSTANCE_ID", name),
             ("CHATKIT__CLUSTER__LEASE_TTL_SECS", "3"),
@@ -344,7 +364,8 @@ impl TestServer {
             ("CHATKIT__TITLES__ENABLED", "false"),
         ];
         settings.extend_from_slice(extra);
-        Self::start_on_schema(schema, &settings)
+        let (env, log_path) = Self::environment(schema, &settings);
+        Self::try_spawn(schema.to_string(), env, Vec::new(), log_path)
     }
 
     /// As [`TestServer::start_node`], with a TOML config file too.
@@ -377,6 +398,12 @@ impl TestServer {
     }
 
     fn start_full(schema: &str, extra: &[(&str, &str)], args: Vec<String>) -> TestServer {
+        let (env, log_path) = Self::environment(schema, extra);
+        Self::spawn(schema.to_string(), env, args, log_path)
+    }
+
+    /// The environment of a server on `schema` with `extra` settings, and its log file.
+    fn environment(schema: &str, extra: &[(&str, &str)]) -> (Vec<(String, String)>, PathBuf) {
         let shared = shared();
         let mut env: Vec<(String, String)> = vec![
             ("CHATKIT__SERVER__BIND".into(), "127.0.0.1:0".into()),
@@ -396,7 +423,7 @@ impl TestServer {
             env.push((k.to_string(), v.to_string()));
         }
         let log_path = temp_path(&format!("server-{schema}"), "log");
-        Self::spawn(schema.to_string(), env, args, log_path)
+        (env, log_path)
     }
 
     fn spawn(
@@ -405,12 +432,22 @@ impl TestServer {
         args: Vec<String>,
         log_path: PathBuf,
     ) -> TestServer {
+        Self::try_spawn(schema, env, args, log_path)
+            .unwrap_or_else(|_| panic!("chatkit-rs exited before listening"))
+    }
+
+    fn try_spawn(
+        schema: String,
+        env: Vec<(String, String)>,
+        args: Vec<String>,
+        log_path: PathBuf,
+    ) -> Result<TestServer, String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log_path)
             .unwrap();
-        let (child, listening) = spawn_listening(
+        let (mut child, listening) = try_spawn_listening(
             Command::new(env!("CARGO_BIN_EXE_chatkit-rs"))
                 .args(&args)
                 .env_remove("OPENAI_API_KEY")
@@ -418,11 +455,15 @@ impl TestServer {
                 .stderr(log),
             "chatkit-rs",
         );
+        let Some(listening) = listening else {
+            let _ = child.wait();
+            return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
+        };
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
             .unwrap();
-        TestServer {
+        Ok(TestServer {
             addr: listening.addr,
             metrics_url: listening.metrics_url,
             schema,
@@ -431,7 +472,7 @@ impl TestServer {
             env,
             args,
             http,
-        }
+        })
     }
 
     /// Kills the process with SIGKILL (no flush, no cleanup) and waits for it.
@@ -558,4 +599,48 @@ pub fn children_of(parent: i32) -> Vec<i32> {
         }
     }
     pids
+}
+
+/// A free TCP port on loopback below the kernel's ephemeral range (32768 and up), so that the
+/// port-0 binds of the tests running alongside cannot take it between this check and the bind
+/// of a server that needs its port in a configuration file (Patroni, PgBouncer).
+pub fn free_low_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let spread = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            .wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed));
+        let port = 20_000 + (spread % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// `command` as the `postgres` user when we are root (initdb and PgBouncer refuse root), in a
+/// process group of its own so that it and its children can be killed at once.
+pub fn as_postgres(program: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = if unsafe { libc::geteuid() } == 0 {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", program]);
+        c
+    } else {
+        Command::new(program)
+    };
+    command.process_group(0);
+    command
+}
+
+/// Gives `dir` (recursively) to the `postgres` user when we are root.
+pub fn chown_postgres(dir: &Path) {
+    if unsafe { libc::geteuid() } == 0 {
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:"])
+            .arg(dir)
+            .status();
+    }
 }
