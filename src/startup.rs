@@ -37,10 +37,17 @@ impl Database {
             wait_timeout: settings.database.connect_timeout,
             operation_timeout: settings.database.operation_timeout,
             prepared_statements: settings.database.prepared_statements,
+            replica_max_wait: settings.database.replica_max_wait,
         };
         let listen = settings.database.listen.as_deref().cloned();
-        let store = Store::new(pg_config, listen, settings.database.schema.clone(), &pool)
-            .map_err(|e| e.to_string());
+        let store = Store::with_replicas(
+            pg_config,
+            listen,
+            settings.database.replicas.0.clone(),
+            settings.database.schema.clone(),
+            &pool,
+        )
+        .map_err(|e| e.to_string());
         let store = match store {
             Ok(store) => store,
             Err(e) => {

@@ -19,6 +19,9 @@ pub struct EngineMetrics {
     pub widgets: IntCounterVec,
     /// Widget actions by outcome (`replaced`, `recorded`, `failed`).
     pub widget_actions: IntCounterVec,
+    /// Client reads with standbys configured, by where they ran (`replica`) or why not
+    /// (`behind`, `unreachable`).
+    pub replica_reads: IntCounterVec,
     pub live_thread_actors: IntGauge,
     pub turns_in_flight: IntGauge,
     pub turns: IntCounterVec,
@@ -129,6 +132,12 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
         "chatkit_widgets_total",
         "Widgets from tool results by source and outcome (shown or rejected)",
         &["source", "outcome"]
+    )
+    .expect("metric registers"),
+    replica_reads: register_int_counter_vec!(
+        "chatkit_replica_reads_total",
+        "Client reads with standbys configured: run on a caught-up standby, or why not",
+        &["outcome"]
     )
     .expect("metric registers"),
     widget_actions: register_int_counter_vec!(

@@ -18,6 +18,18 @@ pub(super) struct RawDatabase {
     connect_timeout_secs: u64,
     operation_timeout_secs: std::num::NonZeroU64,
     prepared_statements: bool,
+    replica_urls: Vec<String>,
+    replica_max_wait_ms: u64,
+}
+
+/// Standbys for the client's reads (`database.replica_urls`); their URLs may hold passwords.
+#[derive(Clone, Default)]
+pub struct ReplicaTargets(pub Vec<tokio_postgres::Config>);
+
+impl std::fmt::Debug for ReplicaTargets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplicaTargets(<{} redacted>)", self.0.len())
+    }
 }
 
 #[derive(Clone)]
@@ -50,6 +62,10 @@ pub struct DatabaseSettings {
     /// Statements prepared by name per connection (`database.prepared_statements`); off behind
     /// PgBouncer in transaction mode.
     pub prepared_statements: bool,
+    /// Standbys the client's reads may use once caught up (`database.replica_urls`).
+    pub replicas: ReplicaTargets,
+    /// How long a read waits for a standby to catch up (`database.replica_max_wait_ms`).
+    pub replica_max_wait: Duration,
 }
 
 pub(super) fn database_settings(
@@ -89,6 +105,26 @@ pub(super) fn database_settings(
         }
         _ => None,
     };
+    let mut replicas = Vec::new();
+    for (index, url) in raw.replica_urls.iter().enumerate() {
+        if raw.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+            problems.push(
+                "database.replica_urls needs database.url (the embedded database has no standbys)"
+                    .into(),
+            );
+            break;
+        }
+        match tokio_postgres::Config::from_str(url.trim()) {
+            Ok(config) => replicas.push(config),
+            // The URL may hold a password: never echo it.
+            Err(_) => problems.push(format!(
+                "database.replica_urls[{index}] is not a valid PostgreSQL connection string"
+            )),
+        }
+    }
+    if raw.replica_max_wait_ms > 10_000 {
+        problems.push("database.replica_max_wait_ms must be at most 10000".into());
+    }
     if raw.pool_size == 0 {
         problems.push("database.pool_size must be positive".into());
     }
@@ -115,5 +151,7 @@ pub(super) fn database_settings(
         connect_timeout: Duration::from_secs(raw.connect_timeout_secs.max(1)),
         operation_timeout: Duration::from_secs(raw.operation_timeout_secs.get()),
         prepared_statements: raw.prepared_statements,
+        replicas: ReplicaTargets(replicas),
+        replica_max_wait: Duration::from_millis(raw.replica_max_wait_ms),
     })
 }

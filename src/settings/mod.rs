@@ -249,6 +249,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("attachments.allowed_types")
             .with_list_parse_key("server.cors_allowed_origins")
+            .with_list_parse_key("database.replica_urls")
             .source(Some(env.iter().cloned().collect()));
         let layers = builder
             .add_source(env_source)

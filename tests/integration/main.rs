@@ -27,6 +27,7 @@ mod model_side;
 mod model_transport;
 mod paging;
 mod pgbouncer;
+mod replicas;
 mod restart;
 mod robustness;
 mod secrets;

@@ -12,7 +12,7 @@ use crate::protocol::requests::{
     page_size, FeedbackKind, FeedbackParams, ListItemsParams, ListThreadsParams,
 };
 use crate::protocol::{ItemBody, Order, Page, Thread, ThreadMeta};
-use crate::store::{StoredItem, WriteOp};
+use crate::store::{ReadFrom, StoredItem, WriteOp};
 
 impl Engine {
     /// Ownership check for reads: the thread's metadata if `user_id` may see it. Another
@@ -90,7 +90,13 @@ impl Engine {
         let page = self
             .env
             .store
-            .list_items(thread_id.as_str(), limit, order, after)
+            .list_items(
+                ReadFrom::CaughtUpStandby,
+                thread_id.as_str(),
+                limit,
+                order,
+                after,
+            )
             .await?;
         let data = page
             .data

@@ -8,6 +8,7 @@ mod attachments;
 pub(crate) mod cluster;
 mod error;
 mod migrations;
+mod replicas;
 mod schema;
 mod sql;
 mod writes;
@@ -63,6 +64,17 @@ pub struct PoolSettings {
     /// Statements prepared by name and kept per connection (`database.prepared_statements`);
     /// `false`: unnamed statements only, as PgBouncer's transaction pooling needs.
     pub prepared_statements: bool,
+    /// How long a read waits for a standby to catch up before it goes to the primary
+    /// (`database.replica_max_wait_ms`).
+    pub replica_max_wait: Duration,
+}
+
+/// Where a read runs: the primary (what the thread actors load: authoritative), or a standby
+/// that has caught up with the primary (the client's reads, `database.replica_urls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadFrom {
+    Primary,
+    CaughtUpStandby,
 }
 
 /// Handle to the database; cheap to clone.
@@ -74,6 +86,33 @@ pub struct Store {
     pg_config: tokio_postgres::Config,
     operation_timeout: Duration,
     prepared_statements: bool,
+    /// Standbys for the client's reads (`database.replica_urls`); `None`: every read on the
+    /// primary.
+    replicas: Option<std::sync::Arc<replicas::Replicas>>,
+}
+
+/// A connection pool to one server (connections open lazily).
+fn build_pool(
+    mut pg_config: tokio_postgres::Config,
+    settings: &PoolSettings,
+) -> Result<Pool, StoreError> {
+    pg_config.connect_timeout(settings.connect_timeout);
+    pg_config.application_name("chatkit-rs");
+    let manager = Manager::from_config(
+        pg_config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.max_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(settings.wait_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .build()
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
 }
 
 const THREAD_COLUMNS: &str =
@@ -85,37 +124,58 @@ impl Store {
     /// direct connection when the pool goes through PgBouncer in transaction mode, which
     /// cannot hold a `LISTEN`); `None`: the pool's server.
     pub fn new(
+        pg_config: tokio_postgres::Config,
+        listen: Option<tokio_postgres::Config>,
+        schema: SchemaName,
+        settings: &PoolSettings,
+    ) -> Result<Self, StoreError> {
+        Self::with_replicas(pg_config, listen, Vec::new(), schema, settings)
+    }
+
+    /// As [`Store::new`], with standbys for the client's reads (`database.replica_urls`).
+    pub fn with_replicas(
         mut pg_config: tokio_postgres::Config,
         listen: Option<tokio_postgres::Config>,
+        replicas: Vec<tokio_postgres::Config>,
         schema: SchemaName,
         settings: &PoolSettings,
     ) -> Result<Self, StoreError> {
         pg_config.options(format!("-c search_path={schema}"));
         let listen_config = listen.unwrap_or_else(|| pg_config.clone());
-        pg_config.connect_timeout(settings.connect_timeout);
-        pg_config.application_name("chatkit-rs");
-        let manager = Manager::from_config(
-            pg_config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(settings.max_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(settings.wait_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
-            .build()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let pool = build_pool(pg_config, settings)?;
+        let replica_pools = replicas
+            .into_iter()
+            .map(|mut config| {
+                config.options(format!("-c search_path={schema}"));
+                build_pool(config, settings)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let replicas = (!replica_pools.is_empty()).then(|| {
+            std::sync::Arc::new(replicas::Replicas::new(
+                replica_pools,
+                settings.replica_max_wait,
+                settings.prepared_statements,
+            ))
+        });
         Ok(Store {
             pool,
             schema,
             pg_config: listen_config,
             operation_timeout: settings.operation_timeout,
             prepared_statements: settings.prepared_statements,
+            replicas,
         })
+    }
+
+    /// A connection for a read from `from`: a standby that caught up with the primary when
+    /// there is one, else the primary.
+    async fn reader(&self, from: ReadFrom) -> Result<deadpool_postgres::Object, StoreError> {
+        if let (ReadFrom::CaughtUpStandby, Some(replicas)) = (from, &self.replicas) {
+            if let Some(client) = replicas.caught_up(&self.pool).await {
+                return Ok(client);
+            }
+        }
+        Ok(self.pool.get().await?)
     }
 
     /// How statements run on a pooled connection (`store/sql.rs`).
@@ -196,17 +256,27 @@ impl Store {
         thread_id: &str,
     ) -> Result<Option<ThreadMeta>, StoreError> {
         self.timed("load_thread", async move {
-            let client = self.pool.get().await?;
+            let client = self.reader(ReadFrom::Primary).await?;
+            self.thread_on(&client, thread_id).await
+        })
+        .await
+    }
+
+    async fn thread_on(
+        &self,
+        client: &deadpool_postgres::Object,
+        thread_id: &str,
+    ) -> Result<Option<ThreadMeta>, StoreError> {
+        {
             let row = self
-                .sql(&client)
+                .sql(client)
                 .query_opt(
                     &format!("SELECT {THREAD_COLUMNS} FROM threads WHERE id = $1"),
                     &[(&thread_id, Type::TEXT)],
                 )
                 .await?;
             row.map(|row| thread_from_row(&row)).transpose()
-        })
-        .await
+        }
     }
 
     /// A thread visible to `user_id`, or `None` (another user's thread looks absent).
@@ -216,8 +286,9 @@ impl Store {
         thread_id: &str,
     ) -> Result<Option<ThreadMeta>, StoreError> {
         self.timed("load_user_thread", async move {
+            let client = self.reader(ReadFrom::CaughtUpStandby).await?;
             Ok(self
-                .load_thread(thread_id)
+                .thread_on(&client, thread_id)
                 .await?
                 .filter(|t| t.user_id == user_id))
         })
@@ -238,8 +309,9 @@ impl Store {
                 columns: THREAD_COLUMNS,
                 scope: "user_id",
             };
+            let client = self.reader(ReadFrom::CaughtUpStandby).await?;
             let rows = self
-                .keyset_rows(&query, user_id, limit, order, after)
+                .keyset_rows(&client, &query, user_id, limit, order, after)
                 .await?;
             let mut threads = rows
                 .iter()
@@ -253,6 +325,7 @@ impl Store {
     /// A thread's items (hidden ones included) in `created_at` order, strictly after `after`.
     pub(crate) async fn list_items(
         &self,
+        from: ReadFrom,
         thread_id: &str,
         limit: u32,
         order: Order,
@@ -264,8 +337,9 @@ impl Store {
                 columns: ITEM_COLUMNS,
                 scope: "thread_id",
             };
+            let client = self.reader(from).await?;
             let rows = self
-                .keyset_rows(&query, thread_id, limit, order, after)
+                .keyset_rows(&client, &query, thread_id, limit, order, after)
                 .await?;
             let mut items: Vec<StoredItem> = rows.iter().map(item_from_row).collect();
             Ok(page_from(&mut items, limit, |i| i.id.clone()))
@@ -277,6 +351,7 @@ impl Store {
     /// by `(created_at, seq)`, strictly after the row `after` (which must be in scope).
     async fn keyset_rows(
         &self,
+        client: &deadpool_postgres::Object,
         query: &KeysetQuery,
         scope: &str,
         limit: u32,
@@ -288,8 +363,7 @@ impl Store {
             columns,
             scope: scope_column,
         } = query;
-        let client = self.pool.get().await?;
-        let sql = self.sql(&client);
+        let sql = self.sql(client);
         let (cmp, dir) = order_sql(order);
         let fetch = limit as i64 + 1;
         let Some(cursor) = after else {
@@ -339,7 +413,9 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ThreadItem>, StoreError> {
         self.timed("recent_items", async move {
-            let page = self.list_items(thread_id, limit, Order::Desc, None).await?;
+            let page = self
+                .list_items(ReadFrom::Primary, thread_id, limit, Order::Desc, None)
+                .await?;
             let mut items = page
                 .data
                 .iter()

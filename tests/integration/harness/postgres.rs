@@ -53,6 +53,46 @@ impl TestPostgres {
         TestPostgres { dir, cluster }
     }
 
+    /// A streaming standby of this cluster (`pg_basebackup -R`: it follows the primary over
+    /// the unix socket), running in a private directory of its own.
+    pub fn standby(&self, tag: &str) -> TestPostgres {
+        let dir = PathBuf::from(format!("{}-{tag}", dir_of(std::process::id())));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        super::processes::chown_postgres(&dir);
+        let data = dir.join("data");
+        let out = super::processes::as_postgres(
+            &self
+                .cluster
+                .bin_dir()
+                .join("pg_basebackup")
+                .to_string_lossy(),
+        )
+        .arg("-h")
+        .arg(self.cluster.socket_dir())
+        .args([
+            "-p",
+            &self.cluster.port().to_string(),
+            "-U",
+            ROLE,
+            "-X",
+            "stream",
+            "-R",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_basebackup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = EmbeddedPostgres::start_with(&data, options(&dir))
+            .unwrap_or_else(|e| panic!("standby in {}: {e}", dir.display()));
+        TestPostgres { dir, cluster }
+    }
+
     /// Starts the server again (after [`TestPostgres::stop_server`]).
     pub fn start_server(&self) {
         self.cluster.start_server().unwrap();
@@ -77,7 +117,10 @@ impl TestPostgres {
     }
 
     fn signal_all(&self, signal: libc::c_int) {
-        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        // No pid file: the server is not running (stopped already), nothing to signal.
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.join("data/postmaster.pid")) else {
+            return;
+        };
         let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
         let mut pids = vec![postmaster];
         pids.extend(super::processes::children_of(postmaster));
