@@ -97,7 +97,7 @@ impl std::fmt::Display for InactiveStatus {
 impl From<StoreError> for EngineError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(m) => EngineError::Unavailable(m),
+            StoreError::Unavailable(m) | StoreError::TimedOut(m) => EngineError::Unavailable(m),
             StoreError::CursorNotFound => EngineError::CursorNotFound,
             StoreError::LeaseLost => EngineError::Unavailable("lease lost".into()),
             StoreError::Query(m) | StoreError::Corrupt(m) => EngineError::Internal(m),

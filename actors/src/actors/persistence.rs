@@ -124,10 +124,11 @@ impl PersistenceActor {
             let started = std::time::Instant::now();
             METRICS.batch_writes.observe(batch.len() as f64);
             let mut result = store.apply(&all).await;
-            if matches!(&result, Err(e) if e.is_unavailable()) {
+            if matches!(&result, Err(e) if e.is_broken_connection()) {
                 // A connection that died (restarted or terminated backend) is replaced by the
                 // pool: try once more. Safe because every write is idempotent (upserts,
-                // deletes by id, absolute updates).
+                // deletes by id, absolute updates). Not after a timeout: a stalled database
+                // would make the writers wait twice the deadline.
                 result = store.apply(&all).await;
             }
             METRICS
@@ -192,6 +193,7 @@ fn write_threads(ops: &[WriteOp]) -> Vec<String> {
 fn clone_error(error: &StoreError) -> StoreError {
     match error {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::TimedOut(m) => StoreError::TimedOut(m.clone()),
         StoreError::Query(m) => StoreError::Query(m.clone()),
         StoreError::CursorNotFound => StoreError::CursorNotFound,
         StoreError::LeaseLost => StoreError::LeaseLost,

@@ -7,6 +7,11 @@ pub enum StoreError {
     /// The database cannot be reached or the connection broke: retryable, 503 at the edge.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The operation did not finish within `database.operation_timeout_secs` (or no pooled
+    /// connection came free in time): the database stalls. 503 at the edge like
+    /// `Unavailable`, but not worth an immediate retry, which would only wait as long again.
+    #[error("database unavailable: {0}")]
+    TimedOut(String),
     /// A statement failed for another reason (constraint, bug).
     #[error("database query failed: {0}")]
     Query(String),
@@ -51,12 +56,21 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl From<PoolError> for StoreError {
     fn from(error: PoolError) -> Self {
-        StoreError::Unavailable(error.to_string())
+        match error {
+            PoolError::Timeout(_) => StoreError::TimedOut(error.to_string()),
+            other => StoreError::Unavailable(other.to_string()),
+        }
     }
 }
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::TimedOut(_))
+    }
+
+    /// A broken connection (the pool opens another): worth one immediate retry. Not a
+    /// timeout: the database is stalled and a retry would wait as long again.
+    pub fn is_broken_connection(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
 }

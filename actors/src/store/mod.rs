@@ -205,7 +205,7 @@ impl Store {
                     .database_timeouts
                     .with_label_values(&[what])
                     .inc();
-                Err(StoreError::Unavailable(format!(
+                Err(StoreError::TimedOut(format!(
                     "{what} took longer than {:?}",
                     self.operation_timeout
                 )))
