@@ -8,13 +8,15 @@
 #          [--warmup S] [--tokens N] [--new-thread-ratio R] [--no-build] [--out DIR]
 #   --baseline  the other chatkit-rs binary (A); B is this tree's release build
 #   --rounds    A/B pairs (default 3)
+#   --mcp       both sides with the test MCP server (tests/mcp-tasks) attached: its tools
+#               offered on every turn (none called), as compare.sh's (c+mcp)
 # Prints each run and the mean of each side; writes results/ab-latest.md.
 # Example baseline: git worktree add /var/tmp/ck-base <rev> && (cd /var/tmp/ck-base &&
 #   cargo build --release --bin chatkit-rs) && cp $CARGO_TARGET_DIR/release/chatkit-rs /var/tmp/ck-base.bin
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BASELINE="" ROUNDS=3 CONCURRENCY=64 DURATION=20 WARMUP=5 TOKENS=8 NEW_RATIO=0.2 NO_BUILD=0
+BASELINE="" ROUNDS=3 CONCURRENCY=64 DURATION=20 WARMUP=5 TOKENS=8 NEW_RATIO=0.2 NO_BUILD=0 MCP=0
 OUT="$BENCH_DIR/results"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -28,7 +30,8 @@ while [[ $# -gt 0 ]]; do
     --no-build) NO_BUILD=1; shift ;;
     --out) OUT="$2"; shift 2 ;;
     --fast-pg) FAST_PG=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --mcp) MCP=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -39,6 +42,16 @@ trap 'exit 130' INT TERM
 bench_setup
 start_mock "$TOKENS" 0 1
 start_pg
+if [[ $MCP -eq 1 ]]; then
+  [[ $NO_BUILD -eq 1 ]] || (cd "$REPO_DIR" && cargo build --release -q -p mcp-tasks)
+  "$BIN/mcp-tasks" --port 0 --jwt-secret "$JWT_SECRET" >"$BENCH_TMP/logs/mcp.out" 2>"$BENCH_TMP/logs/mcp.err" &
+  MCP_PID=$!
+  PIDS+=("$MCP_PID")
+  MCP_URL="$(wait_listening "$BENCH_TMP/logs/mcp.out" "$MCP_PID")"
+  printf '[[mcp.servers]]\nname = "tasks"\nurl = "%s/mcp"\nforward_user_token = true\n' "$MCP_URL" \
+    >"$BENCH_TMP/chatkit-mcp.toml"
+  export CHATKIT_ARGS="--config $BENCH_TMP/chatkit-mcp.toml"
+fi
 
 run_side() { # run_side NAME BIN
   local name="$1"

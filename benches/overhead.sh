@@ -55,7 +55,8 @@ if [[ -n "$BASELINE" ]]; then
   CK_BIN="$BASELINE" start_chatkit baseline "${LIMITS_OFF[@]}"
   BASE_URL="$CK_URL" BASE_PID="$CK_PID"
 fi
-start_chatkit overhead "${LIMITS_OFF[@]}"
+METRICS_PORT="${METRICS_PORT:-19464}"
+start_chatkit overhead "${LIMITS_OFF[@]}" CHATKIT__METRICS__BIND="127.0.0.1:$METRICS_PORT"
 
 load_at() { # load_at NAME RATE URL PID: one open-loop run, JSON in $RUNS/NAME-RATE.json
   "$BIN/chatkit-load" --rate "$2" --poisson --users "$USERS" --duration "$DURATION" \
@@ -64,11 +65,35 @@ load_at() { # load_at NAME RATE URL PID: one open-loop run, JSON in $RUNS/NAME-R
     --pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID" >&2
 }
 
+# inside RATE BEFORE AFTER: from two /metrics scrapes around a chatkit-rs run, what the
+# engine saw meanwhile (warm-up included): group commits, their mean latency and batch size,
+# and the server-side time to first token (request in → first delta out).
+inside() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+rate, before, after = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read()
+def total(text, name):
+    m = re.search(r"^" + re.escape(name) + r" ([0-9.e+-]+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+def delta(name): return total(after, name) - total(before, name)
+commits = delta("chatkit_persistence_commit_seconds_count")
+writes = delta("chatkit_persistence_batch_writes_sum")
+ttft_n = delta("chatkit_time_to_first_token_seconds_count")
+commit_ms = 1000 * delta("chatkit_persistence_commit_seconds_sum") / commits if commits else 0
+ttft_ms = 1000 * delta("chatkit_time_to_first_token_seconds_sum") / ttft_n if ttft_n else 0
+print(f"| {rate} | {commits:.0f} | {writes / commits if commits else 0:.1f} | {commit_ms:.2f} | {ttft_ms:.2f} |")
+PY
+}
+INSIDE=()
+
 measure() { # measure RATE: relay, the baseline if any, then chatkit-rs at RATE
   log "---- $1 turns/s"
   load_at relay "$1" "$RELAY_URL" "$RELAY_PID"
   [[ -z "$BASELINE" ]] || load_at baseline "$1" "$BASE_URL" "$BASE_PID"
+  curl -s "http://127.0.0.1:$METRICS_PORT/metrics" >"$RUNS/metrics-before-$1.txt"
   load_at chatkit "$1" "$CK_URL" "$CK_PID"
+  curl -s "http://127.0.0.1:$METRICS_PORT/metrics" >"$RUNS/metrics-after-$1.txt"
+  INSIDE+=("$(inside "$1" "$RUNS/metrics-before-$1.txt" "$RUNS/metrics-after-$1.txt")")
 }
 
 holds() { # holds RATE: chatkit-rs kept p99 < limit, no errors, ≥ 95% of the offered turns
@@ -115,5 +140,11 @@ row() { # row RATE [NAME [MARK]]: the markdown row of one rate (of chatkit-rs, o
   if [[ $SEARCH -eq 1 ]]; then
     echo "Highest rate held with first-delta p99 < $P99_LIMIT_MS ms (step $STEP): ${HIGHEST:-none of those tried}."
   fi
+  echo
+  echo "Inside chatkit-rs during each run (its /metrics, warm-up included): group commits, writes per commit, mean commit latency (BEGIN to COMMIT answered, fsync included), mean time from the turn's start in its thread actor to the model's first delta."
+  echo
+  echo "| offered turns/s | group commits | writes per commit | commit ms (mean) | turn start → first model delta ms (mean) |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${INSIDE[@]}"
 } | tee "$OUT/overhead-latest.md"
 jq -s '.' "$RUNS"/*.json >"$OUT/overhead-latest.json"

@@ -5,11 +5,14 @@
 # top symbols by self time) and, with --callers, results/profile-server-callers.txt.
 #
 # Usage: benches/profile.sh [--concurrency N] [--duration S] [--warmup S] [--no-build] [--callers]
-#          [--server-env VAR=VALUE]...
+#          [--server-env VAR=VALUE]... [--mcp] [--tag NAME]
+#   --mcp   chatkit-rs with the test MCP server (tests/mcp-tasks) attached: its tools are
+#           offered on every turn (none called), as compare.sh's (c+mcp)
+#   --tag   write results/profile-server-NAME.txt (and -db-, -callers-) instead
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONCURRENCY=64 DURATION=10 WARMUP=3 NO_BUILD=0 CALLERS=0 SERVER_ENV=()
+CONCURRENCY=64 DURATION=10 WARMUP=3 NO_BUILD=0 CALLERS=0 SERVER_ENV=() MCP=0 TAG=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
@@ -19,7 +22,9 @@ while [[ $# -gt 0 ]]; do
     --callers) CALLERS=1; shift ;;
     --server-env) SERVER_ENV+=("$2"); shift 2 ;;
     --fast-pg) FAST_PG=1; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --mcp) MCP=1; shift ;;
+    --tag) TAG="-$2"; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -34,6 +39,16 @@ mkdir -p "$OUT"
 JWT_SECRET="$(openssl rand -hex 32)"
 start_mock 8 0 1
 start_pg
+if [[ $MCP -eq 1 ]]; then
+  [[ $NO_BUILD -eq 1 ]] || (cd "$REPO_DIR" && cargo build --release -q -p mcp-tasks)
+  "$BIN/mcp-tasks" --port 0 --jwt-secret "$JWT_SECRET" >"$BENCH_TMP/logs/mcp.out" 2>"$BENCH_TMP/logs/mcp.err" &
+  MCP_PID=$!
+  PIDS+=("$MCP_PID")
+  MCP_URL="$(wait_listening "$BENCH_TMP/logs/mcp.out" "$MCP_PID")"
+  printf '[[mcp.servers]]\nname = "tasks"\nurl = "%s/mcp"\nforward_user_token = true\n' "$MCP_URL" \
+    >"$BENCH_TMP/chatkit-mcp.toml"
+  export CHATKIT_ARGS="--config $BENCH_TMP/chatkit-mcp.toml"
+fi
 start_chatkit profile "${SERVER_ENV[@]}"
 
 "$BIN/chatkit-load" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
@@ -57,9 +72,9 @@ flat_report() {
   { perf report -i "$data" --sort symbol --stdio "$@" 2>/dev/null || true; } \
     | sed -e 's/[[:space:]-]*$//' | grep -v '^#' | grep -v '^$' | head -"$lines" || true
 }
-flat_report "$BENCH_TMP/server.data" 80 --no-children -g none >"$OUT/profile-server.txt"
-flat_report "$BENCH_TMP/db.data" 60 --no-children -g none >"$OUT/profile-db.txt"
+flat_report "$BENCH_TMP/server.data" 80 --no-children -g none >"$OUT/profile-server$TAG.txt"
+flat_report "$BENCH_TMP/db.data" 60 --no-children -g none >"$OUT/profile-db$TAG.txt"
 if [[ $CALLERS -eq 1 ]]; then
-  flat_report "$BENCH_TMP/server.data" 1500 --children -g none >"$OUT/profile-server-callers.txt"
+  flat_report "$BENCH_TMP/server.data" 1500 --children -g none >"$OUT/profile-server-callers$TAG.txt"
 fi
 log "wrote $OUT/profile-server.txt and $OUT/profile-db.txt"

@@ -203,7 +203,7 @@ pub struct ClientToolSpec {
     pub name: String,
     pub description: Option<String>,
     /// JSON schema of the arguments.
-    pub parameters: serde_json::Value,
+    pub parameters: crate::model::ToolSchema,
 }
 
 /// One configured MCP server (`[[mcp.servers]]`).

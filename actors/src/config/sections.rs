@@ -314,7 +314,7 @@ fn agent_settings(
         client_tools.push(ClientToolSpec {
             name: tool.name,
             description: tool.description,
-            parameters,
+            parameters: crate::model::ToolSchema::new(&parameters),
         });
     }
     let mut mcp_servers: Vec<McpServerConfig> = Vec::new();

@@ -10,10 +10,13 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::Tool;
+use serde_json::Value;
+
+use crate::model::ToolSchema;
 
 use super::BearerToken;
 
@@ -29,8 +32,32 @@ pub struct CatalogKey {
     caller: Option<u64>,
 }
 
+/// A listed tool as the model is offered it: converted once when the list arrives (its schema
+/// shared), so a turn offering it copies no schema.
+#[derive(Clone, Debug)]
+pub struct ListedTool {
+    pub name: String,
+    pub description: Option<String>,
+    pub parameters: ToolSchema,
+}
+
+/// A server's tools, shared by the catalog, the sessions and every turn.
+pub type ToolList = Arc<[ListedTool]>;
+
+/// Converts a `tools/list` answer.
+pub fn listed(tools: &[Tool]) -> ToolList {
+    tools
+        .iter()
+        .map(|tool| ListedTool {
+            name: tool.name.to_string(),
+            description: tool.description.as_ref().map(|d| d.to_string()),
+            parameters: ToolSchema::new(&Value::Object((*tool.input_schema).clone())),
+        })
+        .collect()
+}
+
 struct Entry {
-    tools: Vec<Tool>,
+    tools: ToolList,
     fetched: Instant,
 }
 
@@ -51,7 +78,7 @@ impl ToolCatalog {
     }
 
     /// The list fetched less than `ttl` ago, if any.
-    pub fn get(&self, key: &CatalogKey, ttl: Duration) -> Option<Vec<Tool>> {
+    pub fn get(&self, key: &CatalogKey, ttl: Duration) -> Option<ToolList> {
         if ttl.is_zero() {
             return None;
         }
@@ -62,7 +89,7 @@ impl ToolCatalog {
             .map(|e| e.tools.clone())
     }
 
-    pub fn put(&self, key: CatalogKey, tools: Vec<Tool>, ttl: Duration) {
+    pub fn put(&self, key: CatalogKey, tools: ToolList, ttl: Duration) {
         if ttl.is_zero() {
             return;
         }
@@ -107,7 +134,7 @@ mod tests {
         let alice = BearerToken::new("token-a");
         let bob = BearerToken::new("token-b");
         let key_a = catalog.key("tasks", Some(&alice));
-        catalog.put(key_a.clone(), vec![tool("add_task")], ttl);
+        catalog.put(key_a.clone(), listed(&[tool("add_task")]), ttl);
         assert_eq!(catalog.get(&key_a, ttl).unwrap()[0].name, "add_task");
         assert!(catalog
             .get(&catalog.key("tasks", Some(&bob)), ttl)

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest,
-    ContentBlock, ProgressNotificationParam, RequestId, ServerResult, Tool,
+    ContentBlock, ProgressNotificationParam, RequestId, ServerResult,
 };
 use rmcp::service::{
     MaybeSendFuture, NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService,
@@ -31,6 +31,7 @@ use crate::model::{FunctionSpec, ToolSpec};
 mod catalog;
 mod progress;
 pub use catalog::ToolCatalog;
+use catalog::ToolList;
 use progress::ProgressRoutes;
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
@@ -145,7 +146,7 @@ struct Session {
     service: RunningService<RoleClient, SessionEvents>,
     events: SessionEvents,
     token: Option<BearerToken>,
-    tools: Option<Vec<Tool>>,
+    tools: Option<ToolList>,
 }
 
 /// The MCP sessions of one thread actor.
@@ -169,30 +170,34 @@ impl McpSessions {
         servers: &[McpServerConfig],
         token: Option<&BearerToken>,
     ) -> Result<Vec<OfferedTool>, McpError> {
-        let mut all = Vec::new();
+        let mut lists = Vec::with_capacity(servers.len());
         for server in servers {
-            let tools = self.tools_of(server, token).await?;
-            all.extend(tools.into_iter().map(|tool| (server.name.clone(), tool)));
+            lists.push((server, self.tools_of(server, token).await?));
         }
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for (_, tool) in &all {
-            *counts.entry(tool.name.to_string()).or_default() += 1;
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (_, tools) in &lists {
+            for tool in tools.iter() {
+                *counts.entry(tool.name.as_str()).or_default() += 1;
+            }
         }
+        let all = lists
+            .iter()
+            .flat_map(|(server, tools)| tools.iter().map(move |tool| (*server, tool)));
         Ok(all
-            .into_iter()
             .map(|(server, tool)| {
-                let name = tool.name.to_string();
-                let exposed_name = if counts[&name] > 1 {
-                    format!("{server}__{name}")
+                let name = tool.name.clone();
+                let exposed_name = if counts[name.as_str()] > 1 {
+                    format!("{}__{name}", server.name)
                 } else {
                     name.clone()
                 };
+                let server = server.name.clone();
                 let spec = ToolSpec {
                     kind: "function",
                     function: FunctionSpec {
                         name: exposed_name.clone(),
-                        description: tool.description.as_ref().map(|d| d.to_string()),
-                        parameters: Value::Object((*tool.input_schema).clone()),
+                        description: tool.description.clone(),
+                        parameters: tool.parameters.clone(),
                     },
                 };
                 OfferedTool {
@@ -209,7 +214,7 @@ impl McpSessions {
         &mut self,
         server: &McpServerConfig,
         token: Option<&BearerToken>,
-    ) -> Result<Vec<Tool>, McpError> {
+    ) -> Result<ToolList, McpError> {
         let wanted_token = forwarded(server, token);
         let key = self.catalog.key(&server.name, wanted_token.as_ref());
         if !self.has_live_session(server, &wanted_token) {
@@ -225,6 +230,7 @@ impl McpSessions {
                 tokio::time::timeout(server.timeout, session.service.peer().list_all_tools()).await;
             match listed {
                 Ok(Ok(tools)) => {
+                    let tools = catalog::listed(&tools);
                     self.catalog.put(key, tools.clone(), server.tools_cache);
                     session.tools = Some(tools);
                 }
@@ -240,7 +246,7 @@ impl McpSessions {
                 }
             }
         }
-        Ok(session.tools.clone().unwrap_or_default())
+        Ok(session.tools.clone().unwrap_or_else(|| Arc::from([])))
     }
 
     fn has_live_session(&self, server: &McpServerConfig, token: &Option<BearerToken>) -> bool {

@@ -20,8 +20,8 @@ pub use crate::config::{ModelApi, ModelSettings};
 pub use history::history_messages;
 pub use transcription::{Transcriber, TranscriptionError};
 pub use wire::{
-    ChatMessage, ContentPart, FileData, FunctionSpec, ImageUrl, ToolCallRequest, ToolSpec,
-    UserContent,
+    ChatMessage, ContentPart, FileData, FunctionSpec, ImageUrl, ToolCallRequest, ToolSchema,
+    ToolSpec, UserContent,
 };
 
 /// What can go wrong talking to the model. Messages are for logs; clients see `stream.error`.

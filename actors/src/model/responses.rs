@@ -75,7 +75,7 @@ pub(super) fn request(
                 if let Some(description) = &t.function.description {
                     tool.insert("description".into(), description.clone().into());
                 }
-                tool.insert("parameters".into(), t.function.parameters.clone());
+                tool.insert("parameters".into(), t.function.parameters.to_value());
                 Value::Object(tool)
             })
             .collect();
@@ -388,7 +388,7 @@ mod tests {
             function: super::super::FunctionSpec {
                 name: "add".into(),
                 description: None,
-                parameters: json!({"type": "object"}),
+                parameters: super::super::ToolSchema::new(&json!({"type": "object"})),
             },
         }];
         assert_eq!(
