@@ -149,10 +149,21 @@ struct Session {
     tools: Option<ToolList>,
 }
 
+/// The tools a turn may offer, and their specs for the model: built once per set of tool
+/// lists and shared by the turns that offer them.
+#[derive(Clone)]
+pub struct OfferedTools {
+    pub tools: Arc<[OfferedTool]>,
+    pub specs: Arc<[ToolSpec]>,
+}
+
 /// The MCP sessions of one thread actor.
 pub struct McpSessions {
     sessions: HashMap<String, Session>,
     catalog: Arc<ToolCatalog>,
+    /// The tools last offered, and the lists they were built from (the same lists, by
+    /// pointer, give the same offer).
+    offered: Option<(Vec<ToolList>, OfferedTools)>,
 }
 
 impl McpSessions {
@@ -160,6 +171,7 @@ impl McpSessions {
         McpSessions {
             sessions: HashMap::new(),
             catalog,
+            offered: None,
         }
     }
 
@@ -169,11 +181,32 @@ impl McpSessions {
         &mut self,
         servers: &[McpServerConfig],
         token: Option<&BearerToken>,
-    ) -> Result<Vec<OfferedTool>, McpError> {
+    ) -> Result<OfferedTools, McpError> {
         let mut lists = Vec::with_capacity(servers.len());
         for server in servers {
-            lists.push((server, self.tools_of(server, token).await?));
+            lists.push(self.tools_of(server, token).await?);
         }
+        if let Some((built_from, offered)) = &self.offered {
+            if built_from.len() == lists.len()
+                && built_from
+                    .iter()
+                    .zip(&lists)
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
+            {
+                return Ok(offered.clone());
+            }
+        }
+        let offered = build_offer(servers, &lists);
+        self.offered = Some((lists, offered.clone()));
+        Ok(offered)
+    }
+}
+
+/// Every listed tool of every server, named uniquely across servers (`server__` prefixed on
+/// collisions).
+fn build_offer(servers: &[McpServerConfig], lists: &[ToolList]) -> OfferedTools {
+    {
+        let lists: Vec<(&McpServerConfig, &ToolList)> = servers.iter().zip(lists).collect();
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for (_, tools) in &lists {
             for tool in tools.iter() {
@@ -183,7 +216,7 @@ impl McpSessions {
         let all = lists
             .iter()
             .flat_map(|(server, tools)| tools.iter().map(move |tool| (*server, tool)));
-        Ok(all
+        let tools: Arc<[OfferedTool]> = all
             .map(|(server, tool)| {
                 let name = tool.name.clone();
                 let exposed_name = if counts[name.as_str()] > 1 {
@@ -207,9 +240,13 @@ impl McpSessions {
                     spec,
                 }
             })
-            .collect())
+            .collect();
+        let specs = tools.iter().map(|t| t.spec.clone()).collect();
+        OfferedTools { tools, specs }
     }
+}
 
+impl McpSessions {
     async fn tools_of(
         &mut self,
         server: &McpServerConfig,

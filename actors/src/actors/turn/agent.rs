@@ -14,7 +14,7 @@ use crate::config::ToolChoiceMode;
 use crate::engine::{EngineEnv, Lease};
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
-use crate::mcp::OfferedTool;
+use crate::mcp::{OfferedTool, OfferedTools};
 use crate::metrics::METRICS;
 use crate::model::{
     ChatMessage, ModelClient, ModelError, ModelEvent, ModelStream, ToolCallRequest, ToolSpec,
@@ -55,8 +55,8 @@ impl Ended {
 
 /// What the turn starts while its input commits: the tools offered and the first model call.
 pub(super) struct HeadStart {
-    tools: Vec<OfferedTool>,
-    specs: Vec<ToolSpec>,
+    tools: Arc<[OfferedTool]>,
+    specs: Arc<[ToolSpec]>,
     first: Result<ModelStream, ModelError>,
 }
 
@@ -109,7 +109,10 @@ impl TurnRun<'_> {
     pub(super) async fn start_agent(&mut self, input: &[ChatMessage]) -> Result<HeadStart, Ended> {
         let agent = &self.env.settings.agent;
         let tools = if agent.mcp_servers.is_empty() {
-            Vec::new()
+            OfferedTools {
+                tools: Arc::from([]),
+                specs: Arc::from([]),
+            }
         } else {
             match self
                 .mcp

@@ -1,14 +1,16 @@
 //! What a turn offers the model: every tool, or a profile's (protocol §7.2 `tool_choice`,
 //! `[[tool_choices]]`), and the tool its first call must call.
 
+use std::sync::Arc;
+
 use crate::config::{ClientToolSpec, ToolChoiceMode};
-use crate::mcp::OfferedTool;
+use crate::mcp::{OfferedTool, OfferedTools};
 use crate::model::{FunctionSpec, ToolSpec};
 
 /// The tools of a turn, as the model sees them.
 pub(super) struct Offer {
-    pub tools: Vec<OfferedTool>,
-    pub specs: Vec<ToolSpec>,
+    pub tools: Arc<[OfferedTool]>,
+    pub specs: Arc<[ToolSpec]>,
     /// The name the first model call must call (then the model goes on by itself).
     pub forced: Option<String>,
 }
@@ -17,10 +19,19 @@ pub(super) struct Offer {
 /// its own, named `<server>__<tool>` or as client tools), and the forced one's name.
 pub(super) fn offer(
     choice: Option<&ToolChoiceMode>,
-    mut tools: Vec<OfferedTool>,
+    offered: OfferedTools,
     client_tools: &[ClientToolSpec],
     thread_id: &str,
 ) -> Offer {
+    // The common case: every MCP tool, no client tools: the shared specs as they are.
+    if choice.is_none() && client_tools.is_empty() {
+        return Offer {
+            tools: offered.tools,
+            specs: offered.specs,
+            forced: None,
+        };
+    }
+    let mut tools: Vec<OfferedTool> = offered.tools.to_vec();
     let mut client_tools: Vec<&ClientToolSpec> = client_tools.iter().collect();
     if let Some(ToolChoiceMode::Profile {
         tools: Some(allowed),
@@ -59,8 +70,8 @@ pub(super) fn offer(
         _ => None,
     };
     Offer {
-        tools,
-        specs,
+        tools: tools.into(),
+        specs: specs.into(),
         forced,
     }
 }
