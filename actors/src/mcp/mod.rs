@@ -10,14 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest,
-    ContentBlock, ProgressNotificationParam, RequestId, ServerResult,
-};
-use rmcp::service::{
-    MaybeSendFuture, NotificationContext, Peer, PeerRequestOptions, RoleClient, RunningService,
-    ServiceError,
-};
+use rmcp::model::{CallToolRequestParams, ContentBlock, ProgressNotificationParam};
+use rmcp::service::{MaybeSendFuture, NotificationContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
@@ -26,13 +20,15 @@ use tokio::sync::mpsc;
 
 pub use crate::config::McpServerConfig;
 pub(crate) use crate::ids::BearerToken;
-use crate::model::{FunctionSpec, ToolSpec};
 
 mod catalog;
+mod offer;
 mod progress;
 pub use catalog::ToolCatalog;
 use catalog::ToolList;
-use progress::ProgressRoutes;
+use offer::build_offer;
+pub use offer::{OfferedTool, OfferedTools};
+use progress::{call_with_progress, ProgressRoutes};
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
 #[derive(Debug, thiserror::Error)]
@@ -47,13 +43,6 @@ pub enum ToolOutput {
     Ok(String),
     /// The tool failed (or timed out); the model is told and may recover.
     Failed(String),
-}
-
-impl OfferedTool {
-    /// How the configuration names it: `<mcp server>__<tool>` (whatever the model sees).
-    pub fn configured_name(&self) -> String {
-        format!("{}__{}", self.server, self.tool_name)
-    }
 }
 
 impl ToolOutput {
@@ -97,16 +86,6 @@ impl ToolResult {
 /// Where the `_meta` of a tool's progress notifications go while it runs (streamed widgets).
 pub type ProgressSink = mpsc::Sender<Map<String, Value>>;
 
-/// A tool offered to the model, and where it lives.
-#[derive(Clone, Debug)]
-pub struct OfferedTool {
-    /// The function name the model sees (unique across servers).
-    pub exposed_name: String,
-    pub server: String,
-    pub tool_name: String,
-    pub spec: ToolSpec,
-}
-
 #[derive(Clone, Default)]
 struct SessionEvents {
     tools_changed: Arc<AtomicBool>,
@@ -147,14 +126,6 @@ struct Session {
     events: SessionEvents,
     token: Option<BearerToken>,
     tools: Option<ToolList>,
-}
-
-/// The tools a turn may offer, and their specs for the model: built once per set of tool
-/// lists and shared by the turns that offer them.
-#[derive(Clone)]
-pub struct OfferedTools {
-    pub tools: Arc<[OfferedTool]>,
-    pub specs: Arc<[ToolSpec]>,
 }
 
 /// The MCP sessions of one thread actor.
@@ -199,50 +170,6 @@ impl McpSessions {
         let offered = build_offer(servers, &lists);
         self.offered = Some((lists, offered.clone()));
         Ok(offered)
-    }
-}
-
-/// Every listed tool of every server, named uniquely across servers (`server__` prefixed on
-/// collisions).
-fn build_offer(servers: &[McpServerConfig], lists: &[ToolList]) -> OfferedTools {
-    {
-        let lists: Vec<(&McpServerConfig, &ToolList)> = servers.iter().zip(lists).collect();
-        let mut counts: HashMap<&str, usize> = HashMap::new();
-        for (_, tools) in &lists {
-            for tool in tools.iter() {
-                *counts.entry(tool.name.as_str()).or_default() += 1;
-            }
-        }
-        let all = lists
-            .iter()
-            .flat_map(|(server, tools)| tools.iter().map(move |tool| (*server, tool)));
-        let tools: Arc<[OfferedTool]> = all
-            .map(|(server, tool)| {
-                let name = tool.name.clone();
-                let exposed_name = if counts[name.as_str()] > 1 {
-                    format!("{}__{name}", server.name)
-                } else {
-                    name.clone()
-                };
-                let server = server.name.clone();
-                let spec = ToolSpec {
-                    kind: "function",
-                    function: FunctionSpec {
-                        name: exposed_name.clone(),
-                        description: tool.description.clone(),
-                        parameters: tool.parameters.clone(),
-                    },
-                };
-                OfferedTool {
-                    exposed_name,
-                    server,
-                    tool_name: name,
-                    spec,
-                }
-            })
-            .collect();
-        let specs = tools.iter().map(|t| t.spec.clone()).collect();
-        OfferedTools { tools, specs }
     }
 }
 
@@ -413,54 +340,6 @@ impl McpSessions {
     pub async fn close(self) {
         for (_, session) in self.sessions {
             let _ = tokio::time::timeout(Duration::from_secs(2), session.service.cancel()).await;
-        }
-    }
-}
-
-/// `tools/call` with its progress notifications routed to `sink` while it runs; a call
-/// abandoned (timed out, the turn cancelled) is cancelled on the server, as rmcp's own
-/// `call_tool` does.
-async fn call_with_progress(
-    peer: Peer<RoleClient>,
-    params: CallToolRequestParams,
-    routes: ProgressRoutes,
-    sink: ProgressSink,
-) -> Result<rmcp::model::CallToolResult, ServiceError> {
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-    let handle = peer
-        .send_request_with_option(request, PeerRequestOptions::no_options())
-        .await?;
-    let _route = routes.route(handle.progress_token.clone(), sink);
-    let mut abandoned = CancelOnDrop {
-        peer: peer.clone(),
-        id: Some(handle.id.clone()),
-    };
-    let answer = handle.await_response().await;
-    abandoned.id = None;
-    match answer? {
-        ServerResult::CallToolResult(result) => Ok(result),
-        _ => Err(ServiceError::UnexpectedResponse),
-    }
-}
-
-/// Tells the server a request was abandoned (`notifications/cancelled`) unless disarmed.
-struct CancelOnDrop {
-    peer: Peer<RoleClient>,
-    id: Option<RequestId>,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let peer = self.peer.clone();
-            tokio::spawn(async move {
-                let _ = peer
-                    .notify_cancelled(CancelledNotificationParam::new(
-                        Some(id),
-                        Some("abandoned".into()),
-                    ))
-                    .await;
-            });
         }
     }
 }

@@ -7,7 +7,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rmcp::model::ProgressToken;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, ProgressToken, RequestId, ServerResult,
+};
+use rmcp::service::{Peer, PeerRequestOptions, RoleClient, ServiceError};
 use serde_json::{Map, Value};
 
 use super::ProgressSink;
@@ -79,6 +83,54 @@ impl Drop for RouteGuard {
             .remove(&self.token);
         // The sender is dropped after the lock is released.
         drop(removed);
+    }
+}
+
+/// `tools/call` with its progress notifications routed to `sink` while it runs; a call
+/// abandoned (timed out, the turn cancelled) is cancelled on the server, as rmcp's own
+/// `call_tool` does.
+pub(super) async fn call_with_progress(
+    peer: Peer<RoleClient>,
+    params: CallToolRequestParams,
+    routes: ProgressRoutes,
+    sink: ProgressSink,
+) -> Result<CallToolResult, ServiceError> {
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let handle = peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await?;
+    let _route = routes.route(handle.progress_token.clone(), sink);
+    let mut abandoned = CancelOnDrop {
+        peer: peer.clone(),
+        id: Some(handle.id.clone()),
+    };
+    let answer = handle.await_response().await;
+    abandoned.id = None;
+    match answer? {
+        ServerResult::CallToolResult(result) => Ok(result),
+        _ => Err(ServiceError::UnexpectedResponse),
+    }
+}
+
+/// Tells the server a request was abandoned (`notifications/cancelled`) unless disarmed.
+struct CancelOnDrop {
+    peer: Peer<RoleClient>,
+    id: Option<RequestId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let peer = self.peer.clone();
+            tokio::spawn(async move {
+                let _ = peer
+                    .notify_cancelled(CancelledNotificationParam::new(
+                        Some(id),
+                        Some("abandoned".into()),
+                    ))
+                    .await;
+            });
+        }
     }
 }
 
