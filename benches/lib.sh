@@ -169,6 +169,21 @@ start_mock() {
   log "mock-llm --tokens $1 --delay-ms $2 at $MOCK_URL (pid $MOCK_PID)"
 }
 
+# attach_test_mcp_server: starts the test MCP server (tests/mcp-tasks, built unless
+# NO_BUILD=1) with $JWT_SECRET and has every later start_chatkit offer its tools (CHATKIT_ARGS).
+attach_test_mcp_server() {
+  [[ "${NO_BUILD:-0}" -eq 1 ]] || (cd "$REPO_DIR" && cargo build --release -q -p mcp-tasks)
+  "$BIN/mcp-tasks" --port 0 --jwt-secret "$JWT_SECRET" >"$BENCH_TMP/logs/mcp.out" 2>"$BENCH_TMP/logs/mcp.err" &
+  MCP_PID=$!
+  PIDS+=("$MCP_PID")
+  local url
+  url="$(wait_listening "$BENCH_TMP/logs/mcp.out" "$MCP_PID")"
+  printf '[[mcp.servers]]\nname = "tasks"\nurl = "%s/mcp"\nforward_user_token = true\n' "$url" \
+    >"$BENCH_TMP/chatkit-mcp.toml"
+  export CHATKIT_ARGS="--config $BENCH_TMP/chatkit-mcp.toml"
+  log "test MCP server at $url (pid $MCP_PID), its tools offered by chatkit-rs"
+}
+
 # start_chatkit NAME [VAR=VALUE...]: chatkit-rs on a free port against our cluster, titles off
 # (the reference has none), the per-user request rate limit off (virtual users send far more
 # than people do; the reference has none either), metrics on a free port, own schema

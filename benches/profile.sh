@@ -39,16 +39,7 @@ mkdir -p "$OUT"
 JWT_SECRET="$(openssl rand -hex 32)"
 start_mock 8 0 1
 start_pg
-if [[ $MCP -eq 1 ]]; then
-  [[ $NO_BUILD -eq 1 ]] || (cd "$REPO_DIR" && cargo build --release -q -p mcp-tasks)
-  "$BIN/mcp-tasks" --port 0 --jwt-secret "$JWT_SECRET" >"$BENCH_TMP/logs/mcp.out" 2>"$BENCH_TMP/logs/mcp.err" &
-  MCP_PID=$!
-  PIDS+=("$MCP_PID")
-  MCP_URL="$(wait_listening "$BENCH_TMP/logs/mcp.out" "$MCP_PID")"
-  printf '[[mcp.servers]]\nname = "tasks"\nurl = "%s/mcp"\nforward_user_token = true\n' "$MCP_URL" \
-    >"$BENCH_TMP/chatkit-mcp.toml"
-  export CHATKIT_ARGS="--config $BENCH_TMP/chatkit-mcp.toml"
-fi
+[[ $MCP -eq 0 ]] || attach_test_mcp_server
 start_chatkit profile "${SERVER_ENV[@]}"
 
 "$BIN/chatkit-load" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
