@@ -83,28 +83,6 @@ fn node(schema: &str, name: &str) -> TestServer {
     )
 }
 
-/// One streaming request through the balancer: the parsed stream of a 200, else why not.
-async fn post_stream(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    body: &Value,
-) -> Result<Stream, String> {
-    let response = http
-        .post(format!("{base}/chatkit"))
-        .bearer_auth(token)
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let text = response.text().await.map_err(|e| e.to_string())?;
-    if status != 200 {
-        return Err(format!("HTTP {status} {text}"));
-    }
-    Ok(Stream::from_event_stream(text))
-}
-
 /// One user's conversation through the balancer: `turns` turns saying `"{label} {turn}"`, on
 /// `thread` or a new thread, each must be answered. The thread id and the announced items.
 async fn conversation(

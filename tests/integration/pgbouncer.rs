@@ -37,28 +37,6 @@ fn node(schema: &str, name: &str, settings: &[(&'static str, String)]) -> TestSe
     TestServer::start_node(schema, name, &settings)
 }
 
-/// One streaming request: the parsed stream of a 200, else the status and body.
-async fn post_stream(
-    http: &reqwest::Client,
-    addr: &str,
-    token: &str,
-    body: &Value,
-) -> Result<Stream, String> {
-    let response = http
-        .post(format!("http://{addr}/chatkit"))
-        .bearer_auth(token)
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let text = response.text().await.map_err(|e| e.to_string())?;
-    if status != 200 {
-        return Err(format!("HTTP {status} {text}"));
-    }
-    Ok(Stream::from_event_stream(text))
-}
-
 /// A turn whose last announced item is the answer, with no in-band error.
 fn answered(stream: &Stream) -> bool {
     let kinds = stream.kinds();
@@ -85,7 +63,7 @@ async fn conversation(
     for turn in 0..turns {
         let addr = &addrs[(offset + turn) % addrs.len()];
         let body = turn_request(thread.as_deref(), &format!("{user} turn {turn}"));
-        let stream = post_stream(&http, addr, &token, &body)
+        let stream = post_stream(&http, &format!("http://{addr}"), &token, &body)
             .await
             .map_err(|e| format!("{user} turn {turn}: {e}"))?;
         if !answered(&stream) {
@@ -237,7 +215,7 @@ async fn two_instances_through_pgbouncer_in_transaction_mode() {
         let mut announced = announced.clone();
         for (turn, addr) in addrs.iter().enumerate() {
             let body = add_message_request(thread_id, &format!("{user} after the restart {turn}"));
-            let stream = post_stream(&http, addr, &token(&user), &body)
+            let stream = post_stream(&http, &format!("http://{addr}"), &token(&user), &body)
                 .await
                 .expect("answered after the restart");
             assert!(answered(&stream), "{:?}", stream.kinds());

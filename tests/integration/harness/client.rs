@@ -536,3 +536,26 @@ impl TestServer {
         }
     }
 }
+
+/// One streaming request to `base` (a server or a balancer in front of several): the parsed
+/// stream of a 200, else the status and body.
+pub async fn post_stream(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: &Value,
+) -> Result<Stream, String> {
+    let response = http
+        .post(format!("{base}/chatkit"))
+        .bearer_auth(token)
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("HTTP {status} {text}"));
+    }
+    Ok(Stream::from_event_stream(text))
+}
