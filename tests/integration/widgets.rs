@@ -88,6 +88,29 @@ async fn add_task(
     (stream.thread_id(), task["id"].as_str().unwrap().to_string())
 }
 
+/// A widget server with alice's thread holding one task she added through the model.
+struct WithTask {
+    mcp: McpServer,
+    server: TestServer,
+    alice: String,
+    thread_id: String,
+    task_id: String,
+}
+
+async fn with_a_task(title: &str) -> WithTask {
+    let mcp = McpServer::start(&[]);
+    let server = server_with_widgets(&mcp);
+    let alice = token("alice");
+    let (thread_id, task_id) = add_task(&server, &alice, None, title).await;
+    WithTask {
+        mcp,
+        server,
+        alice,
+        thread_id,
+        task_id,
+    }
+}
+
 /// The widget items announced done in `stream`.
 fn widgets_of(stream: &Stream) -> Vec<Value> {
     stream
@@ -140,10 +163,13 @@ async fn stored(server: &TestServer, token: &str, thread_id: &str) -> Vec<Value>
 
 #[tokio::test]
 async fn a_widget_in_the_results_meta_is_shown_stored_and_given_to_the_model() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, task_id) = add_task(&server, &alice, None, "Water the plants").await;
+    let WithTask {
+        mcp: _mcp,
+        server,
+        alice,
+        thread_id,
+        task_id,
+    } = with_a_task("Water the plants").await;
 
     let text = format!(r#"call show_task {{"task_id":"{task_id}"}}"#);
     let stream = add_message(&server, &alice, &thread_id, &text).await;
@@ -196,10 +222,13 @@ async fn a_widget_in_the_results_meta_is_shown_stored_and_given_to_the_model() {
 
 #[tokio::test]
 async fn a_template_renders_the_results_json_and_a_result_server_gives_its_result() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, _) = add_task(&server, &alice, None, "First").await;
+    let WithTask {
+        mcp: _mcp,
+        server,
+        alice,
+        thread_id,
+        task_id: _,
+    } = with_a_task("First").await;
     add_task(&server, &alice, Some(&thread_id), "Second").await;
 
     // list_tasks answers JSON text; the configured template makes it a card with a form.
@@ -228,10 +257,13 @@ async fn a_template_renders_the_results_json_and_a_result_server_gives_its_resul
 
 #[tokio::test]
 async fn an_invalid_widget_is_dropped_the_effects_and_notices_are_shown_not_stored() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, task_id) = add_task(&server, &alice, None, "Check").await;
+    let WithTask {
+        mcp: _mcp,
+        server,
+        alice,
+        thread_id,
+        task_id,
+    } = with_a_task("Check").await;
 
     let bad = add_message(&server, &alice, &thread_id, "call bad_widget").await;
     bad.assert_answered();
@@ -273,10 +305,13 @@ async fn an_invalid_widget_is_dropped_the_effects_and_notices_are_shown_not_stor
 
 #[tokio::test]
 async fn a_tool_reporting_progress_streams_its_widget() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, _) = add_task(&server, &alice, None, "Report").await;
+    let WithTask {
+        mcp: _mcp,
+        server,
+        alice,
+        thread_id,
+        task_id: _,
+    } = with_a_task("Report").await;
 
     let text = r#"call draft_report {"topic":"rust","steps":4}"#;
     let stream = add_message(&server, &alice, &thread_id, text).await;
@@ -331,10 +366,13 @@ async fn a_tool_reporting_progress_streams_its_widget() {
 
 #[tokio::test]
 async fn an_actions_tool_reporting_progress_updates_the_card_it_replaces() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, _) = add_task(&server, &alice, None, "Report").await;
+    let WithTask {
+        mcp: _mcp,
+        server,
+        alice,
+        thread_id,
+        task_id: _,
+    } = with_a_task("Report").await;
     let drafted = add_message(
         &server,
         &alice,
@@ -383,10 +421,13 @@ async fn an_actions_tool_reporting_progress_updates_the_card_it_replaces() {
 
 #[tokio::test]
 async fn a_button_action_replaces_the_card_and_the_model_learns_of_it() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, task_id) = add_task(&server, &alice, None, "Water the plants").await;
+    let WithTask {
+        mcp,
+        server,
+        alice,
+        thread_id,
+        task_id,
+    } = with_a_task("Water the plants").await;
     let card = show_task(&server, &alice, &thread_id, &task_id).await;
     let item_id = card["id"].as_str().unwrap();
 
@@ -441,10 +482,13 @@ async fn a_button_action_replaces_the_card_and_the_model_learns_of_it() {
 
 #[tokio::test]
 async fn a_form_submission_starts_a_model_answer_and_both_replaces_then_answers() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, task_id) = add_task(&server, &alice, None, "First").await;
+    let WithTask {
+        mcp,
+        server,
+        alice,
+        thread_id,
+        task_id,
+    } = with_a_task("First").await;
     let listed = add_message(&server, &alice, &thread_id, "list tasks").await;
     let list = widgets_of(&listed)[0].clone();
 
@@ -492,10 +536,13 @@ async fn a_form_submission_starts_a_model_answer_and_both_replaces_then_answers(
 
 #[tokio::test]
 async fn a_sync_action_runs_while_a_reply_streams() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, task_id) = add_task(&server, &alice, None, "Sync me").await;
+    let WithTask {
+        mcp: _mcp,
+        server,
+        alice,
+        thread_id,
+        task_id,
+    } = with_a_task("Sync me").await;
     let card = show_task(&server, &alice, &thread_id, &task_id).await;
     let item_id = card["id"].as_str().unwrap();
 
@@ -659,10 +706,13 @@ async fn forged_actions_are_refused_before_anything_runs() {
 
 #[tokio::test]
 async fn a_tool_failing_mid_action_writes_nothing() {
-    let mcp = McpServer::start(&[]);
-    let server = server_with_widgets(&mcp);
-    let alice = token("alice");
-    let (thread_id, task_id) = add_task(&server, &alice, None, "Doomed").await;
+    let WithTask {
+        mcp: _mcp,
+        server,
+        alice,
+        thread_id,
+        task_id,
+    } = with_a_task("Doomed").await;
     let card = show_task(&server, &alice, &thread_id, &task_id).await;
     let item_id = card["id"].as_str().unwrap();
     // The task goes away behind the card's back: completing it is a tool error.
