@@ -73,10 +73,11 @@ async fn reads_go_to_a_caught_up_standby_and_never_miss_the_callers_writes() {
 
     let on_standby = turns_then_reads(&with_standby, &alice, &thread_id, 40).await;
     let metrics = with_standby.metrics().await;
-    // Each turn's reads: the thread list, and the items with their ownership check.
+    // Each turn's reads: the thread list, and the items (their ownership checked on the same
+    // connection).
     let replica = replica_reads(&metrics, "replica");
     assert!(
-        replica >= 120,
+        replica >= 80,
         "the reads ran on the standby: {replica}\n{metrics}"
     );
     assert_eq!(replica_reads(&metrics, "behind"), 0, "{metrics}");

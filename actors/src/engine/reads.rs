@@ -12,7 +12,7 @@ use crate::protocol::requests::{
     page_size, FeedbackKind, FeedbackParams, ListItemsParams, ListThreadsParams,
 };
 use crate::protocol::{ItemBody, Order, Page, Thread, ThreadMeta};
-use crate::store::{ReadFrom, StoredItem, WriteOp};
+use crate::store::{StoredItem, WriteOp};
 
 impl Engine {
     /// Ownership check for reads: the thread's metadata if `user_id` may see it. Another
@@ -37,10 +37,9 @@ impl Engine {
         thread_id: &ThreadId,
         origin: &PublicOrigin,
     ) -> Result<Thread<Box<RawValue>>, EngineError> {
-        let meta = self.visible_thread(user_id, thread_id).await?;
         let first_page = page_size(None).map_err(EngineError::InvalidInput)?;
-        let items = self
-            .visible_items(thread_id, first_page, Order::Asc, None, origin)
+        let (meta, items) = self
+            .visible_items(user_id, thread_id, first_page, Order::Asc, None, origin)
             .await?;
         Ok(meta.to_wire(items))
     }
@@ -72,43 +71,51 @@ impl Engine {
         params: &ListItemsParams,
         origin: &PublicOrigin,
     ) -> Result<Page<Box<RawValue>>, EngineError> {
-        self.visible_thread(user_id, &params.thread_id).await?;
         let limit = page_size(params.limit).map_err(EngineError::InvalidInput)?;
         let after = params.after.as_ref().map(|id| id.as_str());
-        self.visible_items(&params.thread_id, limit, params.order, after, origin)
-            .await
+        let (_, page) = self
+            .visible_items(
+                user_id,
+                &params.thread_id,
+                limit,
+                params.order,
+                after,
+                origin,
+            )
+            .await?;
+        Ok(page)
     }
 
+    /// The user's thread and a page of its visible items (ownership checked on the same read).
     async fn visible_items(
         &self,
+        user_id: &UserId,
         thread_id: &ThreadId,
         limit: u32,
         order: Order,
         after: Option<&str>,
         origin: &PublicOrigin,
-    ) -> Result<Page<Box<RawValue>>, EngineError> {
-        let page = self
+    ) -> Result<(ThreadMeta, Page<Box<RawValue>>), EngineError> {
+        let (meta, page) = self
             .env
             .store
-            .list_items(
-                ReadFrom::CaughtUpStandby,
-                thread_id.as_str(),
-                limit,
-                order,
-                after,
-            )
-            .await?;
+            .user_thread_items(user_id.as_str(), thread_id.as_str(), limit, order, after)
+            .await?
+            .ok_or(EngineError::ThreadNotFound)?;
         let data = page
             .data
             .iter()
             .filter(|item| !item.is_hidden())
             .map(|item| self.item_json(item, origin))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            data,
-            has_more: page.has_more,
-            after: page.after,
-        })
+        Ok((
+            meta,
+            Page {
+                data,
+                has_more: page.has_more,
+                after: page.after,
+            },
+        ))
     }
 
     /// An item's stored JSON, byte for byte, except that image attachments get preview URLs

@@ -72,7 +72,7 @@ pub struct PoolSettings {
 /// Where a read runs: the primary (what the thread actors load: authoritative), or a standby
 /// that has caught up with the primary (the client's reads, `database.replica_urls`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ReadFrom {
+enum ReadFrom {
     Primary,
     CaughtUpStandby,
 }
@@ -325,26 +325,64 @@ impl Store {
     /// A thread's items (hidden ones included) in `created_at` order, strictly after `after`.
     pub(crate) async fn list_items(
         &self,
-        from: ReadFrom,
         thread_id: &str,
         limit: u32,
         order: Order,
         after: Option<&str>,
     ) -> Result<Page<StoredItem>, StoreError> {
         self.timed("list_items", async move {
-            let query = KeysetQuery {
-                table: "items",
-                columns: ITEM_COLUMNS,
-                scope: "thread_id",
-            };
-            let client = self.reader(from).await?;
-            let rows = self
-                .keyset_rows(&client, &query, thread_id, limit, order, after)
-                .await?;
-            let mut items: Vec<StoredItem> = rows.iter().map(item_from_row).collect();
-            Ok(page_from(&mut items, limit, |i| i.id.clone()))
+            let client = self.reader(ReadFrom::Primary).await?;
+            self.items_on(&client, thread_id, limit, order, after).await
         })
         .await
+    }
+
+    /// A thread visible to `user_id` and a page of its items (hidden ones included), read on
+    /// one connection (a caught-up standby when there is one): `None` when the thread is not
+    /// the user's.
+    pub(crate) async fn user_thread_items(
+        &self,
+        user_id: &str,
+        thread_id: &str,
+        limit: u32,
+        order: Order,
+        after: Option<&str>,
+    ) -> Result<Option<(ThreadMeta, Page<StoredItem>)>, StoreError> {
+        self.timed("user_thread_items", async move {
+            let client = self.reader(ReadFrom::CaughtUpStandby).await?;
+            let Some(meta) = self
+                .thread_on(&client, thread_id)
+                .await?
+                .filter(|t| t.user_id == user_id)
+            else {
+                return Ok(None);
+            };
+            let page = self
+                .items_on(&client, thread_id, limit, order, after)
+                .await?;
+            Ok(Some((meta, page)))
+        })
+        .await
+    }
+
+    async fn items_on(
+        &self,
+        client: &deadpool_postgres::Object,
+        thread_id: &str,
+        limit: u32,
+        order: Order,
+        after: Option<&str>,
+    ) -> Result<Page<StoredItem>, StoreError> {
+        let query = KeysetQuery {
+            table: "items",
+            columns: ITEM_COLUMNS,
+            scope: "thread_id",
+        };
+        let rows = self
+            .keyset_rows(client, &query, thread_id, limit, order, after)
+            .await?;
+        let mut items: Vec<StoredItem> = rows.iter().map(item_from_row).collect();
+        Ok(page_from(&mut items, limit, |i| i.id.clone()))
     }
 
     /// Up to `limit + 1` rows of `query.table` whose `query.scope` column is `scope`, ordered
@@ -413,9 +451,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<ThreadItem>, StoreError> {
         self.timed("recent_items", async move {
-            let page = self
-                .list_items(ReadFrom::Primary, thread_id, limit, Order::Desc, None)
-                .await?;
+            let page = self.list_items(thread_id, limit, Order::Desc, None).await?;
             let mut items = page
                 .data
                 .iter()

@@ -7,7 +7,6 @@ use crate::engine::EngineEnv;
 use crate::error::EngineError;
 use crate::ids::{ItemId, ThreadId};
 use crate::protocol::{Order, ThreadItem, ThreadMeta};
-use crate::store::ReadFrom;
 
 pub(crate) struct LoadedThread {
     pub meta: ThreadMeta,
@@ -93,7 +92,6 @@ pub(crate) async fn window_ending_at(
     let limit = env.settings.history_limit.saturating_sub(1).max(1);
     let before = store
         .list_items(
-            ReadFrom::Primary,
             thread_id.as_str(),
             limit,
             Order::Desc,
