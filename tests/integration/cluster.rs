@@ -229,6 +229,12 @@ async fn a_stale_lease_of_a_live_instance_is_handed_over_at_once() {
         "SELECT instance_id FROM {schema}.thread_leases WHERE thread_id = '{thread_id}'"
     ));
     assert_eq!(owner, "node-2");
+    // The fenced-out attempt rolled back whole (its lease check fails in the server, whose
+    // COMMIT was already sent): the message is stored once, by the attempt that answered.
+    let stored = shared().postgres.psql(&format!(
+        "SELECT count(*) FROM {schema}.items WHERE thread_id = '{thread_id}' AND body LIKE '%still mine?%'"
+    ));
+    assert_eq!(stored, "1");
 }
 
 #[tokio::test]

@@ -27,8 +27,14 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// What `leases_held` (sql/0007) raises when a write's thread is leased by another instance.
+const LEASE_LOST_SQLSTATE: &str = "CK001";
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
+        if error.code().map(|code| code.code()) == Some(LEASE_LOST_SQLSTATE) {
+            return StoreError::LeaseLost;
+        }
         // Connection trouble (08…), operator intervention such as a terminated backend or a
         // shutting-down server (57…), and resource exhaustion (53…) are transient; so is a
         // write refused by a read-only server (25006): a standby reached during a failover

@@ -185,14 +185,19 @@ const DELETE_THREAD: Text = (
 
 // `l.thread_id = ANY($1)` keeps the lease table on its primary key: joined with the unnest
 // alone, batches of a few dozen threads were planned as a hash join over a sequential scan of
-// every lease (seen in benches/profile.sh as most of Postgres' CPU).
+// every lease (seen in benches/profile.sh as most of Postgres' CPU). Every thread must still
+// hold its lease: `leases_held` (sql/0007) raises CK001 otherwise, aborting the transaction
+// whose COMMIT is already on its way.
 const LEASE_CHECKS: Text = (
-    "UPDATE thread_leases AS l SET state = v.state, last_activity = now()
-     FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[])
-          AS v(thread_id, instance_id, fencing, state)
-     WHERE l.thread_id = ANY($1::text[])
-       AND l.thread_id = v.thread_id AND l.instance_id = v.instance_id
-       AND l.fencing = v.fencing",
+    "WITH checked AS (
+       UPDATE thread_leases AS l SET state = v.state, last_activity = now()
+       FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[])
+            AS v(thread_id, instance_id, fencing, state)
+       WHERE l.thread_id = ANY($1::text[])
+         AND l.thread_id = v.thread_id AND l.instance_id = v.instance_id
+         AND l.fencing = v.fencing
+       RETURNING 1)
+     SELECT leases_held(cardinality($1::text[]), count(*)) FROM checked",
     &[
         Type::TEXT_ARRAY,
         Type::TEXT_ARRAY,
@@ -258,27 +263,34 @@ async fn prepare(sql: &Sql<'_>) -> Result<Statements, StoreError> {
 ///
 /// The common ops (thread and lease inserts, lease checks, item upserts) of many threads go
 /// to Postgres as one multi-row statement per kind: a group commit of a hundred writes is a
-/// handful of statements, not hundreds (see [`plan`]).
+/// handful of statements, not hundreds (see [`plan`]). `BEGIN`, the statements and `COMMIT`
+/// leave together and their answers come back together: one round trip per group commit
+/// (three before: `BEGIN`, the statements, `COMMIT`, each a wake-up of the backend and of the
+/// connection task, which on a busy small machine cost as much as the WAL flush). If a
+/// statement fails, Postgres aborts the transaction and answers the `COMMIT` with a rollback;
+/// the failed statement's error is the result.
 pub(super) async fn apply_batch(
     client: &mut Object,
     ops: &[WriteOp],
     prepared_statements: bool,
 ) -> Result<(), StoreError> {
     let steps = plan(ops);
-    let tx = client.transaction().await?;
-    let sql = Sql::in_transaction(&tx, prepared_statements);
+    let sql = Sql::on_client(client, prepared_statements);
+    // Prepared (or looked up in the connection's cache) before anything is sent: from here
+    // on, each request leaves when its future is first polled, and the joins below poll them
+    // in order, so they reach the server in order without waiting for each other's answers.
     let stmts = prepare(&sql).await?;
-    // Polled in order, so the statements reach the server in order, without waiting for each
-    // other's round trip (tokio-postgres pipelines them on the connection; each request leaves
-    // when its future is first polled, every statement being ready).
     let settings = std::iter::once(&Step::GenericPlans);
-    futures::future::try_join_all(
+    let statements = futures::future::try_join_all(
         settings
             .chain(steps.iter())
             .map(|step| execute(&sql, &stmts, step)),
-    )
-    .await?;
-    tx.commit().await?;
+    );
+    futures::try_join!(
+        sql.batch_execute("BEGIN"),
+        statements,
+        sql.batch_execute("COMMIT")
+    )?;
     Ok(())
 }
 
@@ -455,16 +467,12 @@ async fn execute(sql: &Sql<'_>, s: &Statements, step: &Step<'_>) -> Result<(), S
             fencings,
             states,
         } => {
-            let updated = sql
-                .execute_ready(
-                    &s.lease_checks,
-                    &[thread_ids, instance_ids, fencings, states],
-                )
-                .await?;
-            // Every thread of the statement must still hold its lease.
-            if updated != thread_ids.len() as u64 {
-                return Err(StoreError::LeaseLost);
-            }
+            // A lost lease fails in the server (`leases_held`), aborting the transaction.
+            sql.execute_ready(
+                &s.lease_checks,
+                &[thread_ids, instance_ids, fencings, states],
+            )
+            .await?;
         }
         Step::PutItems {
             thread_ids,
