@@ -9,14 +9,17 @@
 #
 # Usage: benches/overhead.sh [--rates "500 1500"] [--step 500] [--max-rate 8000] [--no-search]
 #          [--duration S] [--warmup S] [--users N] [--tokens N] [--baseline BIN] [--fast-pg]
-#          [--no-build] [--out DIR]
+#          [--no-build] [--out DIR] [--delay-ms D]
+#   --delay-ms D    the mock waits D ms before each chunk after the first (its role chunk): the
+#                   first text comes D ms after the request, as a real model's time to first
+#                   token would (default 0: the fastest possible model)
 #   --baseline BIN  also measure another chatkit-rs build at each rate, right before this one
 #                   (its rows are marked "A"), for before/after in one run
 # Writes results/overhead-latest.md and .json.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BASELINE="" RATES="500 1500" STEP=500 MAX_RATE=8000 SEARCH=1 DURATION=20 WARMUP=5 USERS=1000 TOKENS=8 NO_BUILD=0
+DELAY_MS=0 BASELINE="" RATES="500 1500" STEP=500 MAX_RATE=8000 SEARCH=1 DURATION=20 WARMUP=5 USERS=1000 TOKENS=8 NO_BUILD=0
 OUT="$BENCH_DIR/results"
 P99_LIMIT_MS=50
 while [[ $# -gt 0 ]]; do
@@ -31,9 +34,10 @@ while [[ $# -gt 0 ]]; do
     --users) USERS="$2"; shift 2 ;;
     --tokens) TOKENS="$2"; shift 2 ;;
     --no-build) NO_BUILD=1; shift ;;
+    --delay-ms) DELAY_MS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --fast-pg) FAST_PG=1; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -41,7 +45,7 @@ done
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 bench_setup
-start_mock "$TOKENS" 0 1
+start_mock "$TOKENS" "$DELAY_MS" 1
 start_pg
 
 "$BIN/chatkit-relay" --port 0 --model-url "$MOCK_URL/v1" --workers 0 \
@@ -122,15 +126,16 @@ row() { # row RATE [NAME [MARK]]: the markdown row of one rate (of chatkit-rs, o
     "| \($rate) | \($c[0].turns.per_sec) | \($c[0].turns.errors) | " +
     "\(d("ttft_ms"; "p50")) / \(d("ttft_ms"; "p99")) / \(d("ttft_ms"; "max")) | " +
     "\(d("turn_ms"; "p50")) / \(d("turn_ms"; "p99")) / \(d("turn_ms"; "max")) | " +
-    "\($b[0].ttft_ms.p50) / \($b[0].ttft_ms.p99) | \($c[0].ttft_ms.p50) / \($c[0].ttft_ms.p99) / \($c[0].ttft_ms.max) |"'
+    "\($b[0].ttft_ms.p50) / \($b[0].ttft_ms.p99) | \($c[0].ttft_ms.p50) / \($c[0].ttft_ms.p99) / \($c[0].ttft_ms.max) | " +
+    "\($b[0].machine_cpu_steal_pct // "?") / \($c[0].machine_cpu_steal_pct // "?") |"'
 }
 {
   echo "# Overhead at fixed rates ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(cd "$REPO_DIR" && git rev-parse --short HEAD))"
   echo
-  echo "Open loop, Poisson arrivals, $USERS users, ${DURATION} s after ${WARMUP} s warm-up, mock $TOKENS tokens without delay; Postgres $(pg_durability); limits off. Added = chatkit-rs − bare relay, ms."
+  echo "Open loop, Poisson arrivals, $USERS users, ${DURATION} s after ${WARMUP} s warm-up, mock $TOKENS tokens $( [[ "$DELAY_MS" == 0 ]] && echo "without delay" || echo "$DELAY_MS ms apart (first text after $DELAY_MS ms)"); Postgres $(pg_durability); limits off. Added = chatkit-rs − bare relay, ms."
   echo
-  echo "| offered turns/s | completed turns/s | errors | added first delta p50 / p99 / max | added whole turn p50 / p99 / max | relay first delta p50 / p99 | chatkit-rs first delta p50 / p99 / max |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| offered turns/s | completed turns/s | errors | added first delta p50 / p99 / max | added whole turn p50 / p99 / max | relay first delta p50 / p99 | chatkit-rs first delta p50 / p99 / max | CPU stolen by the host, relay / chatkit-rs run % |"
+  echo "|---|---|---|---|---|---|---|---|"
   for rate in "${MEASURED[@]}"; do
     [[ -z "$BASELINE" ]] || row "$rate" baseline " (A)"
     row "$rate"

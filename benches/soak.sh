@@ -77,18 +77,25 @@ server_alive soak "$CK_PID" "$BENCH_TMP/logs/chatkit-soak.err" || die "chatkit-r
   echo
   echo "$MINUTES minutes at $RATE turns/s offered (Poisson, $USERS users): new threads $NEW_RATIO, tool turns $TOOL_RATIO (tests/mcp-tasks over MCP), cancellations $CANCEL_RATIO (client leaves after the first delta), idle actors retire after 30 s; Postgres $(pg_durability). Graph: soak-latest.svg."
   echo
-  echo "| minute | completed turns/s | cancelled | errors | first delta p50 / p99 ms | whole turn p50 / p99 ms | RSS at end MiB | open fds at end |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| minute | completed turns/s | cancelled | errors | first delta p50 / p99 ms | whole turn p50 / p99 ms | RSS at end MiB | open fds at end | CPU stolen by the host % |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for ((m = 1; m <= MINUTES; m++)); do
     f="$RUNS/minute-$m.json"
-    [[ -s "$f" ]] || { echo "| $m | – | – | – | – | – | – | – |"; continue; }
+    [[ -s "$f" ]] || { echo "| $m | – | – | – | – | – | – | – | – |"; continue; }
     secs=$((m * 60))
     sample="$(awk -F'\t' -v s="$secs" 'NR > 1 && $1 <= s + 5 {last = $0} END {print last}' "$SAMPLES")"
     rss="$(echo "$sample" | awk -F'\t' '{printf "%.1f", $2 / 1024}')"
     fds="$(echo "$sample" | awk -F'\t' '{print $3}')"
     jq -r --arg m "$m" --arg rss "$rss" --arg fds "$fds" '
-      "| \($m) | \(.turns.per_sec) | \(.turns.cancelled // 0) | \(.turns.errors) | \(.ttft_ms.p50) / \(.ttft_ms.p99) | \(.turn_ms.p50) / \(.turn_ms.p99) | \($rss) | \($fds) |"' "$f"
+      "| \($m) | \(.turns.per_sec) | \(.turns.cancelled // 0) | \(.turns.errors) | \(.ttft_ms.p50) / \(.ttft_ms.p99) | \(.turn_ms.p50) / \(.turn_ms.p99) | \($rss) | \($fds) | \(.machine_cpu_steal_pct // "?") |"' "$f"
   done
+  echo
+  echo "Errors by kind over the whole soak (chatkit-load's kinds: \`http:<status>:<code>\`, \`inband:<code>\`, \`transport:…\`), with one sample each:"
+  echo
+  jq -rs '[.[] | .errors | to_entries[]] | group_by(.key)
+    | map({kind: .[0].key, count: (map(.value.count) | add), sample: .[0].value.sample})
+    | if length == 0 then "- none" else .[] | "- `\(.kind)`: \(.count) (e.g. \(.sample | tostring | .[0:200]))" end' \
+    "$RUNS"/minute-*.json
 } | tee "$OUT/soak-latest.md"
 python3 "$BENCH_DIR/soak_svg.py" "$SAMPLES" "$RUNS" "$MINUTES" >"$OUT/soak-latest.svg"
 log "graph: $OUT/soak-latest.svg"

@@ -89,8 +89,9 @@ pub struct Snapshot {
     pub alive: Vec<bool>,
     /// This generator process.
     pub self_cpu_secs: f64,
-    /// Whole machine, from /proc/stat: (busy, total) in seconds of CPU time.
-    pub machine: (f64, f64),
+    /// Whole machine, from /proc/stat: busy, total and steal (time the hypervisor gave this
+    /// VM's CPUs to others while it wanted them; counted in busy), in seconds of CPU time.
+    pub machine: MachineCpu,
 }
 
 pub struct Watcher {
@@ -186,12 +187,20 @@ fn status_kib(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn machine_cpu(tck: f64) -> (f64, f64) {
+/// CPU time of the whole machine since boot, in seconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MachineCpu {
+    pub busy: f64,
+    pub total: f64,
+    pub steal: f64,
+}
+
+fn machine_cpu(tck: f64) -> MachineCpu {
     let Ok(text) = fs::read_to_string("/proc/stat") else {
-        return (0.0, 0.0);
+        return MachineCpu::default();
     };
     let Some(line) = text.lines().next() else {
-        return (0.0, 0.0);
+        return MachineCpu::default();
     };
     let v: Vec<u64> = line
         .split_ascii_whitespace()
@@ -201,7 +210,11 @@ fn machine_cpu(tck: f64) -> (f64, f64) {
     // user nice system idle iowait irq softirq steal (guest is already in user).
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    ((total - idle) as f64 / tck, total as f64 / tck)
+    MachineCpu {
+        busy: (total - idle) as f64 / tck,
+        total: total as f64 / tck,
+        steal: v.get(7).copied().unwrap_or(0) as f64 / tck,
+    }
 }
 
 /// Samples RSS in the background; keeps each group's peak while `measuring` is set.

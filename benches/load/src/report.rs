@@ -128,13 +128,20 @@ impl Report {
                 }),
             );
         }
-        let (busy0, total0) = i.start.machine;
-        let (busy1, total1) = i.end.machine;
-        let machine_busy = if total1 > total0 {
-            (busy1 - busy0) / (total1 - total0) * 100.0
-        } else {
-            0.0
+        let (m0, m1) = (i.start.machine, i.end.machine);
+        let (busy0, total0, busy1, total1) = (m0.busy, m0.total, m1.busy, m1.total);
+        let share = |part: f64| {
+            if total1 > total0 {
+                part / (total1 - total0) * 100.0
+            } else {
+                0.0
+            }
         };
+        let machine_busy = share(busy1 - busy0);
+        // CPU time the hypervisor gave to other VMs while this one wanted it: on a shared
+        // host, the runs with much of it are the noisy ones.
+        let steal = m1.steal - m0.steal;
+        let machine_steal = share(steal);
         // CPU burnt by neither the watched processes nor the generator: other tenants of the
         // machine (builds, tests). Large values mean the figures are noisy.
         let watched: f64 = (0..i.watcher.groups().len())
@@ -145,7 +152,7 @@ impl Report {
             .sum();
         let generator = i.end.self_cpu_secs - i.start.self_cpu_secs;
         let other_cores = if secs > 0.0 {
-            ((busy1 - busy0) - watched - generator).max(0.0) / secs
+            ((busy1 - busy0) - steal - watched - generator).max(0.0) / secs
         } else {
             0.0
         };
@@ -206,6 +213,7 @@ impl Report {
             "processes": processes,
             "generator_cpu_secs": round(i.end.self_cpu_secs - i.start.self_cpu_secs, 3),
             "machine_cpu_busy_pct": round(machine_busy, 1),
+            "machine_cpu_steal_pct": round(machine_steal, 1),
             "other_cpu_cores": round(other_cores, 2),
             "fill": fill,
         });
@@ -300,9 +308,10 @@ impl Report {
         }
         let _ = write!(
             s,
-            "generator cpu        {:.2} s   machine busy {:.0} %   other processes {:.2} cores",
+            "generator cpu        {:.2} s   machine busy {:.0} % (stolen by the host {:.1} %)   other processes {:.2} cores",
             f(&d["generator_cpu_secs"]),
             f(&d["machine_cpu_busy_pct"]),
+            f(&d["machine_cpu_steal_pct"]),
             f(&d["other_cpu_cores"])
         );
         if !d["fill"].is_null() {
