@@ -4,8 +4,8 @@
 # mock with 8 tokens and no delay, Postgres durable unless --fast-pg), and the added time to
 # the first text delta and to the whole turn is c − b at p50, p99 and max. After the fixed
 # rates it looks for the highest rate chatkit-rs holds with first-delta p99 under 50 ms
-# (stepping up from the last fixed rate; a step fails when p99 ≥ 50 ms, any turn errs, or
-# fewer than 95% of the offered turns completed).
+# (stepping up from the last fixed rate while it holds, down from it when it does not; a step
+# fails when p99 ≥ 50 ms, any turn errs, or fewer than 95% of the offered turns completed).
 #
 # Usage: benches/overhead.sh [--rates "500 1500"] [--step 500] [--max-rate 8000] [--no-search]
 #          [--duration S] [--warmup S] [--users N] [--tokens N] [--baseline BIN] [--fast-pg]
@@ -115,6 +115,13 @@ if [[ $SEARCH -eq 1 ]]; then
   while [[ -n "$HIGHEST" && "$HIGHEST" == "$rate" && $((rate + STEP)) -le $MAX_RATE ]]; do
     rate=$((rate + STEP))
     measure "$rate"; MEASURED+=("$rate")
+    holds "$rate" && HIGHEST="$rate"
+  done
+  # The last fixed rate did not hold: step down until a rate does (one measured already
+  # counts as it was).
+  while [[ -z "$HIGHEST" && $((rate - STEP)) -gt 0 ]]; do
+    rate=$((rate - STEP))
+    [[ -f "$RUNS/chatkit-$rate.json" ]] || { measure "$rate"; MEASURED+=("$rate"); }
     holds "$rate" && HIGHEST="$rate"
   done
 fi
