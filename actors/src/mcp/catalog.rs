@@ -24,6 +24,11 @@ use super::BearerToken;
 /// distinct callers only costs them a `tools/list` each).
 const MAX_ENTRIES: usize = 10_000;
 
+/// Expired entries are swept when the map has grown to twice its size after the last sweep
+/// (and at least this big): callers come and go (tokens are re-signed every few minutes), and
+/// their stale entries should not wait for `MAX_ENTRIES`.
+const SWEEP_FROM: usize = 1_024;
+
 /// Which list: a server, and who asks (none when the server never sees the caller's token).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct CatalogKey {
@@ -34,7 +39,7 @@ pub struct CatalogKey {
 
 /// A listed tool as the model is offered it: converted once when the list arrives (its schema
 /// shared), so a turn offering it copies no schema.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ListedTool {
     pub name: String,
     pub description: Option<String>,
@@ -64,9 +69,19 @@ struct Entry {
 /// The process-wide cache of `tools/list` answers.
 #[derive(Default)]
 pub struct ToolCatalog {
-    entries: Mutex<HashMap<CatalogKey, Entry>>,
+    entries: Mutex<Entries>,
     /// Random per process, so fingerprints mean nothing outside it.
     hasher: RandomState,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_key: HashMap<CatalogKey, Entry>,
+    /// Each server's latest list: most callers see the same tools, and an equal list is
+    /// stored as this one (one copy per server, not one per caller).
+    latest: HashMap<String, ToolList>,
+    /// Sweep expired entries when `by_key` reaches this size.
+    sweep_at: usize,
 }
 
 impl ToolCatalog {
@@ -84,35 +99,61 @@ impl ToolCatalog {
         }
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
+            .by_key
             .get(key)
             .filter(|e| e.fetched.elapsed() < ttl)
             .map(|e| e.tools.clone())
     }
 
-    pub fn put(&self, key: CatalogKey, tools: ToolList, ttl: Duration) {
+    /// Keeps `tools` for `key`; returns the list as kept (shared with other callers' equal
+    /// lists of the same server).
+    pub fn put(&self, key: CatalogKey, tools: ToolList, ttl: Duration) -> ToolList {
         if ttl.is_zero() {
-            return;
+            return tools;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
-            entries.retain(|_, e| e.fetched.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
+        let Entries {
+            by_key,
+            latest,
+            sweep_at,
+        } = &mut *entries;
+        let tools = match latest.get(&key.server) {
+            Some(shared) if Arc::ptr_eq(shared, &tools) || **shared == *tools => shared.clone(),
+            _ => {
+                latest.insert(key.server.clone(), tools.clone());
+                tools
             }
+        };
+        if by_key.len() >= (*sweep_at).max(SWEEP_FROM) && !by_key.contains_key(&key) {
+            by_key.retain(|_, e| e.fetched.elapsed() < ttl);
+            if by_key.len() >= MAX_ENTRIES {
+                by_key.clear();
+            }
+            *sweep_at = (by_key.len() * 2).min(MAX_ENTRIES);
         }
-        entries.insert(
+        by_key.insert(
             key,
             Entry {
-                tools,
+                tools: tools.clone(),
                 fetched: Instant::now(),
             },
         );
+        tools
     }
 
     /// Drops a list (its server failed, or announced a change).
     pub fn forget(&self, key: &CatalogKey) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(key);
+        entries.by_key.remove(key);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_key
+            .len()
     }
 }
 
@@ -154,6 +195,54 @@ mod tests {
         );
         catalog.forget(&key_a);
         assert!(catalog.get(&key_a, ttl).is_none());
+    }
+
+    #[test]
+    fn callers_with_the_same_tools_share_one_list() {
+        let catalog = ToolCatalog::default();
+        let ttl = Duration::from_secs(60);
+        let key = |token: &str| catalog.key("tasks", Some(&BearerToken::new(token)));
+        catalog.put(key("a"), listed(&[tool("add_task")]), ttl);
+        catalog.put(key("b"), listed(&[tool("add_task")]), ttl);
+        let (a, b) = (
+            catalog.get(&key("a"), ttl).unwrap(),
+            catalog.get(&key("b"), ttl).unwrap(),
+        );
+        assert!(Arc::ptr_eq(&a, &b), "one copy for equal lists");
+        catalog.put(key("c"), listed(&[tool("delete_task")]), ttl);
+        let c = catalog.get(&key("c"), ttl).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(c[0].name, "delete_task");
+        assert_eq!(catalog.get(&key("a"), ttl).unwrap()[0].name, "add_task");
+        // Another server's equal list is its own.
+        catalog.put(catalog.key("other", None), listed(&[tool("add_task")]), ttl);
+        let other = catalog.get(&catalog.key("other", None), ttl).unwrap();
+        assert_eq!(*other, *a);
+    }
+
+    #[test]
+    fn expired_callers_are_swept_long_before_the_limit() {
+        let catalog = ToolCatalog::default();
+        let ttl = Duration::from_millis(50);
+        let list = listed(&[tool("add_task")]);
+        for i in 0..SWEEP_FROM {
+            catalog.put(
+                catalog.key("tasks", Some(&BearerToken::new(format!("old-{i}")))),
+                list.clone(),
+                ttl,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        catalog.put(
+            catalog.key("tasks", Some(&BearerToken::new("new"))),
+            list,
+            ttl,
+        );
+        assert_eq!(
+            catalog.len(),
+            1,
+            "the expired callers went when the map had grown"
+        );
     }
 
     #[test]

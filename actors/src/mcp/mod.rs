@@ -194,8 +194,11 @@ impl McpSessions {
                 tokio::time::timeout(server.timeout, session.service.peer().list_all_tools()).await;
             match listed {
                 Ok(Ok(tools)) => {
-                    let tools = catalog::listed(&tools);
-                    self.catalog.put(key, tools.clone(), server.tools_cache);
+                    // Kept as the catalog keeps it: one copy shared by every caller that
+                    // sees the same tools.
+                    let tools = self
+                        .catalog
+                        .put(key, catalog::listed(&tools), server.tools_cache);
                     session.tools = Some(tools);
                 }
                 Ok(Err(e)) => {
