@@ -5,14 +5,16 @@
 # top symbols by self time) and, with --callers, results/profile-server-callers.txt.
 #
 # Usage: benches/profile.sh [--concurrency N] [--duration S] [--warmup S] [--no-build] [--callers]
-#          [--server-env VAR=VALUE]... [--mcp] [--tag NAME]
+#          [--server-env VAR=VALUE]... [--mcp] [--tag NAME] [--rate R]
+#   --rate  open loop at R turns/s (Poisson, 1,000 users, as overhead.sh) instead of the closed
+#           loop at --concurrency
 #   --mcp   chatkit-rs with the test MCP server (tests/mcp-tasks) attached: its tools are
 #           offered on every turn (none called), as compare.sh's (c+mcp)
 #   --tag   write results/profile-server-NAME.txt (and -db-, -callers-) instead
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONCURRENCY=64 DURATION=10 WARMUP=3 NO_BUILD=0 CALLERS=0 SERVER_ENV=() MCP=0 TAG=""
+RATE="" CONCURRENCY=64 DURATION=10 WARMUP=3 NO_BUILD=0 CALLERS=0 SERVER_ENV=() MCP=0 TAG=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
@@ -24,7 +26,8 @@ while [[ $# -gt 0 ]]; do
     --fast-pg) FAST_PG=1; shift ;;
     --mcp) MCP=1; shift ;;
     --tag) TAG="-$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --rate) RATE="$2"; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -42,7 +45,9 @@ start_pg
 [[ $MCP -eq 0 ]] || attach_test_mcp_server
 start_chatkit profile "${SERVER_ENV[@]}"
 
-"$BIN/chatkit-load" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
+LOAD_MODE=(--concurrency "$CONCURRENCY")
+[[ -z "$RATE" ]] || LOAD_MODE=(--rate "$RATE" --poisson --users 1000)
+"$BIN/chatkit-load" "${LOAD_MODE[@]}" --duration "$DURATION" --warmup "$WARMUP" \
   --url "$CK_URL/chatkit" --jwt-secret "$JWT_SECRET" --server-pid "$CK_PID" \
   --pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID" >"$BENCH_TMP/load.txt" 2>&1 &
 LOAD=$!
