@@ -5,6 +5,7 @@
 //! persistence actor and run in one transaction each.
 
 mod attachments;
+mod batch_plan;
 pub(crate) mod cluster;
 mod error;
 mod migrations;
@@ -244,8 +245,8 @@ impl Store {
     /// Runs one batch of writes in one transaction.
     pub(crate) async fn apply(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         self.timed("apply", async move {
-            let mut client = self.pool.get().await?;
-            writes::apply_batch(&mut client, ops, self.prepared_statements).await
+            let client = self.pool.get().await?;
+            writes::apply_batch(&client, ops, self.prepared_statements).await
         })
         .await
     }

@@ -2,13 +2,10 @@
 //! pipelined on the connection. (Each write of a thread is fenced by its lease, which is what
 //! keeps memory and storage in step across instances; `threads.version` is no longer bumped.)
 
-use std::collections::HashMap;
-
-use chrono::NaiveDateTime;
 use deadpool_postgres::Object;
-use serde_json::Value;
 use tokio_postgres::types::Type;
 
+use super::batch_plan::{plan, thread_json, Step};
 use super::cluster::{FencingToken, LeaseState};
 use super::sql::{Ready, Sql};
 use super::StoreError;
@@ -263,14 +260,14 @@ async fn prepare(sql: &Sql<'_>) -> Result<Statements, StoreError> {
 ///
 /// The common ops (thread and lease inserts, lease checks, item upserts) of many threads go
 /// to Postgres as one multi-row statement per kind: a group commit of a hundred writes is a
-/// handful of statements, not hundreds (see [`plan`]). `BEGIN`, the statements and `COMMIT`
+/// handful of statements, not hundreds (see `batch_plan.rs`). `BEGIN`, the statements and `COMMIT`
 /// leave together and their answers come back together: one round trip per group commit
 /// (three before: `BEGIN`, the statements, `COMMIT`, each a wake-up of the backend and of the
 /// connection task, which on a busy small machine cost as much as the WAL flush). If a
 /// statement fails, Postgres aborts the transaction and answers the `COMMIT` with a rollback;
 /// the failed statement's error is the result.
 pub(super) async fn apply_batch(
-    client: &mut Object,
+    client: &Object,
     ops: &[WriteOp],
     prepared_statements: bool,
 ) -> Result<(), StoreError> {
@@ -292,146 +289,6 @@ pub(super) async fn apply_batch(
         sql.batch_execute("COMMIT")
     )?;
     Ok(())
-}
-
-/// One statement of a batch.
-#[derive(Debug)]
-enum Step<'a> {
-    /// `SET LOCAL plan_cache_mode`, first in every batch.
-    GenericPlans,
-    InsertThreads(ThreadRows<'a>),
-    InsertLeases {
-        thread_ids: Vec<&'a str>,
-        instance_ids: Vec<&'a str>,
-    },
-    LeaseChecks {
-        thread_ids: Vec<&'a str>,
-        instance_ids: Vec<&'a str>,
-        fencings: Vec<i64>,
-        states: Vec<&'a str>,
-    },
-    PutItems {
-        thread_ids: Vec<&'a str>,
-        ids: Vec<&'a str>,
-        created_at: Vec<NaiveDateTime>,
-        kinds: Vec<&'a str>,
-        bodies: Vec<&'a str>,
-    },
-    /// A rarer op, on its own.
-    One(&'a WriteOp),
-}
-
-#[derive(Debug, Default)]
-struct ThreadRows<'a> {
-    ids: Vec<&'a str>,
-    user_ids: Vec<&'a str>,
-    created_at: Vec<NaiveDateTime>,
-    titles: Vec<Option<&'a str>>,
-    statuses: Vec<Value>,
-    domains: Vec<Option<Value>>,
-    metadata: Vec<Value>,
-}
-
-/// Orders a batch into statements. Ops of different threads touch different rows, so they
-/// commute; ops of one thread must keep their order. The batch runs in rounds: round k holds
-/// the k-th op of every thread, and within a round the ops of one kind become one statement.
-/// (One op per thread per round also keeps an upsert from touching a row twice.)
-fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
-    let mut queues: Vec<(&str, std::collections::VecDeque<&WriteOp>)> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for op in ops {
-        let thread = op.thread_id();
-        let at = *index.entry(thread).or_insert_with(|| {
-            queues.push((thread, Default::default()));
-            queues.len() - 1
-        });
-        queues[at].1.push_back(op);
-    }
-    let mut steps = Vec::new();
-    loop {
-        let mut threads = ThreadRows::default();
-        let (mut lease_threads, mut lease_instances) = (Vec::new(), Vec::new());
-        let (mut check_threads, mut check_instances, mut fencings, mut states) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut item_threads, mut item_ids, mut item_times, mut kinds, mut bodies) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut singles = Vec::new();
-        let mut any = false;
-        for (_, queue) in &mut queues {
-            let Some(op) = queue.pop_front() else {
-                continue;
-            };
-            any = true;
-            match op {
-                WriteOp::InsertThread(t) => {
-                    let (status, domains, metadata) = thread_json(t);
-                    threads.ids.push(t.id.as_str());
-                    threads.user_ids.push(t.user_id.as_str());
-                    threads.created_at.push(t.created_at.naive());
-                    threads.titles.push(t.title.as_deref());
-                    threads.statuses.push(status);
-                    threads.domains.push(domains);
-                    threads.metadata.push(metadata);
-                }
-                WriteOp::InsertLease {
-                    thread_id,
-                    instance_id,
-                } => {
-                    lease_threads.push(thread_id.as_str());
-                    lease_instances.push(instance_id.as_str());
-                }
-                WriteOp::LeaseCheck {
-                    thread_id,
-                    instance_id,
-                    fencing,
-                    state,
-                } => {
-                    check_threads.push(thread_id.as_str());
-                    check_instances.push(instance_id.as_str());
-                    fencings.push(fencing.get());
-                    states.push(state.as_str());
-                }
-                WriteOp::PutItem(r) => {
-                    item_threads.push(r.thread_id.as_str());
-                    item_ids.push(r.id.as_str());
-                    item_times.push(r.created_at.naive());
-                    kinds.push(r.kind);
-                    bodies.push(r.body.as_str());
-                }
-                other => singles.push(Step::One(other)),
-            }
-        }
-        if !any {
-            return steps;
-        }
-        if !threads.ids.is_empty() {
-            steps.push(Step::InsertThreads(threads));
-        }
-        if !lease_threads.is_empty() {
-            steps.push(Step::InsertLeases {
-                thread_ids: lease_threads,
-                instance_ids: lease_instances,
-            });
-        }
-        if !check_threads.is_empty() {
-            steps.push(Step::LeaseChecks {
-                thread_ids: check_threads,
-                instance_ids: check_instances,
-                fencings,
-                states,
-            });
-        }
-        if !item_threads.is_empty() {
-            steps.push(Step::PutItems {
-                thread_ids: item_threads,
-                ids: item_ids,
-                created_at: item_times,
-                kinds,
-                bodies,
-            });
-        }
-        steps.extend(singles);
-    }
 }
 
 async fn execute(sql: &Sql<'_>, s: &Statements, step: &Step<'_>) -> Result<(), StoreError> {
@@ -540,110 +397,4 @@ async fn execute_one(sql: &Sql<'_>, s: &Statements, op: &WriteOp) -> Result<(), 
         | WriteOp::PutItem(_) => unreachable!("planned as a multi-row step"),
     }
     Ok(())
-}
-
-fn thread_json(t: &ThreadMeta) -> (Value, Option<Value>, Value) {
-    let status = serde_json::to_value(&t.status).expect("status serializes");
-    let domains = t
-        .allowed_image_domains
-        .as_ref()
-        .map(|d| Value::from(d.clone()));
-    (status, domains, Value::Object(t.metadata.clone()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(thread: &str, state: LeaseState) -> WriteOp {
-        WriteOp::LeaseCheck {
-            thread_id: thread.into(),
-            instance_id: "i1".into(),
-            fencing: FencingToken::FIRST,
-            state,
-        }
-    }
-
-    fn item(thread: &str, id: &str) -> WriteOp {
-        WriteOp::PutItem(ItemRecord {
-            thread_id: thread.into(),
-            id: id.into(),
-            created_at: Timestamp::now_after(None),
-            kind: "user_message",
-            body: "{}".into(),
-        })
-    }
-
-    /// (kind, threads or item ids) per step, for assertions.
-    fn shape(steps: &[Step<'_>]) -> Vec<(&'static str, Vec<String>)> {
-        steps
-            .iter()
-            .map(|step| match step {
-                Step::InsertThreads(t) => {
-                    ("threads", t.ids.iter().map(|s| s.to_string()).collect())
-                }
-                Step::InsertLeases { thread_ids, .. } => {
-                    ("leases", thread_ids.iter().map(|s| s.to_string()).collect())
-                }
-                Step::LeaseChecks { thread_ids, .. } => {
-                    ("checks", thread_ids.iter().map(|s| s.to_string()).collect())
-                }
-                Step::PutItems { ids, .. } => {
-                    ("items", ids.iter().map(|s| s.to_string()).collect())
-                }
-                Step::One(op) => ("one", vec![op.thread_id().to_string()]),
-                Step::GenericPlans => ("settings", vec![]),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn many_threads_become_one_statement_per_kind_and_round() {
-        let mut ops = Vec::new();
-        for t in ["a", "b", "c"] {
-            ops.push(check(t, LeaseState::Idle));
-            ops.push(item(t, &format!("{t}1")));
-        }
-        let steps = plan(&ops);
-        assert_eq!(
-            shape(&steps),
-            vec![
-                ("checks", vec!["a".into(), "b".into(), "c".into()]),
-                ("items", vec!["a1".into(), "b1".into(), "c1".into()]),
-            ]
-        );
-    }
-
-    #[test]
-    fn one_threads_ops_keep_their_order_across_rounds() {
-        // Two writes of thread a in one batch (the same item twice: an upsert must not touch
-        // one row twice in one statement), interleaved with thread b; a rare op in between.
-        let ops = vec![
-            check("a", LeaseState::Streaming),
-            item("a", "x"),
-            check("b", LeaseState::Idle),
-            WriteOp::DeleteItemsAfter {
-                thread_id: "b".into(),
-                item_id: "y".into(),
-            },
-            check("a", LeaseState::Idle),
-            item("a", "x"),
-        ];
-        let steps = plan(&ops);
-        assert_eq!(
-            shape(&steps),
-            vec![
-                ("checks", vec!["a".into(), "b".into()]),
-                ("items", vec!["x".into()]),
-                ("one", vec!["b".into()]),
-                ("checks", vec!["a".into()]),
-                ("items", vec!["x".into()]),
-            ]
-        );
-    }
-
-    #[test]
-    fn an_empty_batch_plans_nothing() {
-        assert!(plan(&[]).is_empty());
-    }
 }

@@ -1,0 +1,259 @@
+//! How a batch of writes becomes statements: ops of many threads grouped into one multi-row
+//! statement per kind, in rounds that keep each thread's ops in order (see [`plan`]).
+
+use std::collections::{HashMap, VecDeque};
+
+use chrono::NaiveDateTime;
+use serde_json::Value;
+
+use super::writes::WriteOp;
+use crate::protocol::ThreadMeta;
+
+/// One statement of a batch.
+#[derive(Debug)]
+pub(super) enum Step<'a> {
+    /// `SET LOCAL plan_cache_mode`, first in every batch.
+    GenericPlans,
+    InsertThreads(ThreadRows<'a>),
+    InsertLeases {
+        thread_ids: Vec<&'a str>,
+        instance_ids: Vec<&'a str>,
+    },
+    LeaseChecks {
+        thread_ids: Vec<&'a str>,
+        instance_ids: Vec<&'a str>,
+        fencings: Vec<i64>,
+        states: Vec<&'a str>,
+    },
+    PutItems {
+        thread_ids: Vec<&'a str>,
+        ids: Vec<&'a str>,
+        created_at: Vec<NaiveDateTime>,
+        kinds: Vec<&'a str>,
+        bodies: Vec<&'a str>,
+    },
+    /// A rarer op, on its own.
+    One(&'a WriteOp),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct ThreadRows<'a> {
+    pub(super) ids: Vec<&'a str>,
+    pub(super) user_ids: Vec<&'a str>,
+    pub(super) created_at: Vec<NaiveDateTime>,
+    pub(super) titles: Vec<Option<&'a str>>,
+    pub(super) statuses: Vec<Value>,
+    pub(super) domains: Vec<Option<Value>>,
+    pub(super) metadata: Vec<Value>,
+}
+
+/// Orders a batch into statements. Ops of different threads touch different rows, so they
+/// commute; ops of one thread must keep their order. The batch runs in rounds: round k holds
+/// the k-th op of every thread, and within a round the ops of one kind become one statement.
+/// (One op per thread per round also keeps an upsert from touching a row twice.)
+pub(super) fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
+    let mut queues: Vec<(&str, VecDeque<&WriteOp>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for op in ops {
+        let thread = op.thread_id();
+        let at = *index.entry(thread).or_insert_with(|| {
+            queues.push((thread, Default::default()));
+            queues.len() - 1
+        });
+        queues[at].1.push_back(op);
+    }
+    let mut steps = Vec::new();
+    loop {
+        let mut threads = ThreadRows::default();
+        let (mut lease_threads, mut lease_instances) = (Vec::new(), Vec::new());
+        let (mut check_threads, mut check_instances, mut fencings, mut states) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut item_threads, mut item_ids, mut item_times, mut kinds, mut bodies) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut singles = Vec::new();
+        let mut any = false;
+        for (_, queue) in &mut queues {
+            let Some(op) = queue.pop_front() else {
+                continue;
+            };
+            any = true;
+            match op {
+                WriteOp::InsertThread(t) => {
+                    let (status, domains, metadata) = thread_json(t);
+                    threads.ids.push(t.id.as_str());
+                    threads.user_ids.push(t.user_id.as_str());
+                    threads.created_at.push(t.created_at.naive());
+                    threads.titles.push(t.title.as_deref());
+                    threads.statuses.push(status);
+                    threads.domains.push(domains);
+                    threads.metadata.push(metadata);
+                }
+                WriteOp::InsertLease {
+                    thread_id,
+                    instance_id,
+                } => {
+                    lease_threads.push(thread_id.as_str());
+                    lease_instances.push(instance_id.as_str());
+                }
+                WriteOp::LeaseCheck {
+                    thread_id,
+                    instance_id,
+                    fencing,
+                    state,
+                } => {
+                    check_threads.push(thread_id.as_str());
+                    check_instances.push(instance_id.as_str());
+                    fencings.push(fencing.get());
+                    states.push(state.as_str());
+                }
+                WriteOp::PutItem(r) => {
+                    item_threads.push(r.thread_id.as_str());
+                    item_ids.push(r.id.as_str());
+                    item_times.push(r.created_at.naive());
+                    kinds.push(r.kind);
+                    bodies.push(r.body.as_str());
+                }
+                other => singles.push(Step::One(other)),
+            }
+        }
+        if !any {
+            return steps;
+        }
+        if !threads.ids.is_empty() {
+            steps.push(Step::InsertThreads(threads));
+        }
+        if !lease_threads.is_empty() {
+            steps.push(Step::InsertLeases {
+                thread_ids: lease_threads,
+                instance_ids: lease_instances,
+            });
+        }
+        if !check_threads.is_empty() {
+            steps.push(Step::LeaseChecks {
+                thread_ids: check_threads,
+                instance_ids: check_instances,
+                fencings,
+                states,
+            });
+        }
+        if !item_threads.is_empty() {
+            steps.push(Step::PutItems {
+                thread_ids: item_threads,
+                ids: item_ids,
+                created_at: item_times,
+                kinds,
+                bodies,
+            });
+        }
+        steps.extend(singles);
+    }
+}
+
+pub(super) fn thread_json(t: &ThreadMeta) -> (Value, Option<Value>, Value) {
+    let status = serde_json::to_value(&t.status).expect("status serializes");
+    let domains = t
+        .allowed_image_domains
+        .as_ref()
+        .map(|d| Value::from(d.clone()));
+    (status, domains, Value::Object(t.metadata.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Timestamp;
+    use crate::store::cluster::{FencingToken, LeaseState};
+    use crate::store::writes::ItemRecord;
+
+    fn check(thread: &str, state: LeaseState) -> WriteOp {
+        WriteOp::LeaseCheck {
+            thread_id: thread.into(),
+            instance_id: "i1".into(),
+            fencing: FencingToken::FIRST,
+            state,
+        }
+    }
+
+    fn item(thread: &str, id: &str) -> WriteOp {
+        WriteOp::PutItem(ItemRecord {
+            thread_id: thread.into(),
+            id: id.into(),
+            created_at: Timestamp::now_after(None),
+            kind: "user_message",
+            body: "{}".into(),
+        })
+    }
+
+    /// (kind, threads or item ids) per step, for assertions.
+    fn shape(steps: &[Step<'_>]) -> Vec<(&'static str, Vec<String>)> {
+        steps
+            .iter()
+            .map(|step| match step {
+                Step::InsertThreads(t) => {
+                    ("threads", t.ids.iter().map(|s| s.to_string()).collect())
+                }
+                Step::InsertLeases { thread_ids, .. } => {
+                    ("leases", thread_ids.iter().map(|s| s.to_string()).collect())
+                }
+                Step::LeaseChecks { thread_ids, .. } => {
+                    ("checks", thread_ids.iter().map(|s| s.to_string()).collect())
+                }
+                Step::PutItems { ids, .. } => {
+                    ("items", ids.iter().map(|s| s.to_string()).collect())
+                }
+                Step::One(op) => ("one", vec![op.thread_id().to_string()]),
+                Step::GenericPlans => ("settings", vec![]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn many_threads_become_one_statement_per_kind_and_round() {
+        let mut ops = Vec::new();
+        for t in ["a", "b", "c"] {
+            ops.push(check(t, LeaseState::Idle));
+            ops.push(item(t, &format!("{t}1")));
+        }
+        let steps = plan(&ops);
+        assert_eq!(
+            shape(&steps),
+            vec![
+                ("checks", vec!["a".into(), "b".into(), "c".into()]),
+                ("items", vec!["a1".into(), "b1".into(), "c1".into()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_threads_ops_keep_their_order_across_rounds() {
+        // Two writes of thread a in one batch (the same item twice: an upsert must not touch
+        // one row twice in one statement), interleaved with thread b; a rare op in between.
+        let ops = vec![
+            check("a", LeaseState::Streaming),
+            item("a", "x"),
+            check("b", LeaseState::Idle),
+            WriteOp::DeleteItemsAfter {
+                thread_id: "b".into(),
+                item_id: "y".into(),
+            },
+            check("a", LeaseState::Idle),
+            item("a", "x"),
+        ];
+        let steps = plan(&ops);
+        assert_eq!(
+            shape(&steps),
+            vec![
+                ("checks", vec!["a".into(), "b".into()]),
+                ("items", vec!["x".into()]),
+                ("one", vec!["b".into()]),
+                ("checks", vec!["a".into()]),
+                ("items", vec!["x".into()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_batch_plans_nothing() {
+        assert!(plan(&[]).is_empty());
+    }
+}
