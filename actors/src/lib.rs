@@ -4,6 +4,7 @@
 //! public; everything else is `pub(crate)`, so the compiler points at dead code.
 //!
 //! - [`engine`] — the facade the edge calls: start a turn, rename, delete, read, shut down.
+//! - [`deadline`] — a request's one deadline, shared by every database wait it makes.
 //! - [`config`] — the engine's configuration sections, deserialized and checked here.
 //! - [`protocol`] — the ChatKit wire types (requests, threads, items, pages, stream events),
 //!   serialized byte for byte like the reference SDK (`specs/protocol.md`).
@@ -25,6 +26,7 @@
 mod actors;
 pub mod attachments;
 pub mod config;
+pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod ids;
@@ -37,6 +39,7 @@ pub mod text;
 pub mod widgets;
 
 pub use config::EngineSettings;
+pub use deadline::Deadline;
 pub use engine::{Engine, TurnFrame, TurnRequest, TurnStream};
 pub use error::{EngineError, InactiveStatus};
 pub use ids::{AttachmentId, BearerToken, ItemId, ThreadId, UserId};

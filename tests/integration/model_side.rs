@@ -192,6 +192,17 @@ async fn the_picked_model_answers_and_unknown_ones_are_refused_before_anything_i
     assert_ne!(request["model"], "mock-deep", "no id: the default model");
     assert!(request.get("reasoning_effort").is_none());
 
+    // The default model's own name is always accepted, picker or not.
+    server
+        .stream(
+            &alice,
+            "threads.add_user_message",
+            json!({ "thread_id": thread_id, "input": input(text("by name"), json!({ "model": "gpt-4o-mini" })) }),
+        )
+        .await
+        .assert_answered();
+    assert_eq!(request_for("by name")["model"], "gpt-4o-mini");
+
     let before = page_data(&server.items_asc(&alice, &thread_id).await).len();
     let refused = server
         .post_op(
@@ -299,6 +310,55 @@ async fn the_tool_menu_forces_a_tool_or_runs_a_profile() {
         )
         .await
         .assert_error(400, "invalid_params");
+}
+
+/// Issue 24, defect 1: a composer that lists models and tools while the server configures
+/// no picker and no menu: the choices are stored as sent, the default model answers, and a
+/// tool choice naming exactly one offered tool forces it.
+#[tokio::test]
+async fn without_a_picker_or_menu_the_choices_are_stored_and_a_named_tool_is_forced() {
+    let mcp = McpServer::start(&[]);
+    let toml = format!(
+        "[[mcp.servers]]\nname = \"tasks\"\nurl = \"{}\"\nforward_user_token = true\n",
+        mcp.url()
+    );
+    let server = TestServer::start_with_config(&toml, &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let alice = token("alice");
+    let options = json!({ "model": "gpt-4o-mini", "tool_choice": { "id": "add_task" } });
+    let forced = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("add task repot the fern"), options.clone()) }),
+        )
+        .await;
+    forced.assert_answered();
+    assert_eq!(forced.done_items()[0]["inference_options"], options);
+    let first = shared()
+        .mock
+        .last_request_where("forcing add_task by name", |r| {
+            r["tool_choice"]["function"]["name"] == "add_task"
+                && last_message(r)["content"] == "add task repot the fern"
+        });
+    assert_eq!(first["model"], "gpt-4o-mini");
+    assert!(forced.answer_text().starts_with("Done: "));
+
+    let unknown = json!({ "model": "mock-model", "tool_choice": { "id": "no_such_tool" } });
+    let stored = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input(text("just chat"), unknown.clone()) }),
+        )
+        .await;
+    stored.assert_answered();
+    assert_eq!(stored.done_items()[0]["inference_options"], unknown);
+    let request = request_for("just chat");
+    assert_eq!(request["model"], "gpt-4o-mini", "the default model answers");
+    assert!(
+        request.get("tool_choice").is_none(),
+        "an unknown tool is ignored"
+    );
 }
 
 #[tokio::test]

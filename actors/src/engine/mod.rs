@@ -5,6 +5,7 @@
 
 mod actions;
 mod attachments;
+mod choices;
 mod dictation;
 mod env;
 mod handover_listener;
@@ -29,16 +30,6 @@ use crate::model::ModelCatalog;
 use crate::protocol::requests::UserMessageInput;
 use crate::protocol::{InferenceOptions, Page, Thread, ThreadMeta, Timestamp};
 use crate::store::Store;
-use crate::text::shorten_for_display;
-
-/// "this server offers: a, b" or "this server offers no <what>".
-fn offer_list(what: &str, ids: &[&str]) -> String {
-    if ids.is_empty() {
-        format!("this server offers no {what}")
-    } else {
-        format!("this server offers: {}", ids.join(", "))
-    }
-}
 
 pub use crate::actors::turn::{TurnFrame, TurnStream};
 /// What operators see of the cluster (`GET /admin/threads`, `GET /admin/instances`).
@@ -84,6 +75,8 @@ pub struct Engine {
     /// The thread actors' arbiters, then the one of the registry and persistence actors.
     arbiters: Arc<Vec<Arbiter>>,
     stop_listener: Arc<watch::Sender<bool>>,
+    /// Model ids chosen while no picker is configured, each warned about once.
+    unlisted_models: Arc<choices::UnlistedModels>,
 }
 
 /// How long shutdown waits for running turns to end (their clients are gone by then, so
@@ -138,6 +131,7 @@ impl Engine {
             registry,
             arbiters: Arc::new(arbiters),
             stop_listener: Arc::new(stop_listener),
+            unlisted_models: Arc::default(),
         }
     }
 
@@ -196,32 +190,12 @@ impl Engine {
     /// protocol §7.2: a model the picker does not offer, or a tool choice the menu does not
     /// have, is refused before anything is stored.
     fn check_inference(&self, options: &InferenceOptions) -> Result<(), EngineError> {
-        let settings = &self.env.settings;
-        if let Some(model) = &options.model {
-            if self.env.models.get(Some(model)).is_none() {
-                let offered: Vec<&str> = settings.models.iter().map(|m| m.id.as_str()).collect();
-                return Err(EngineError::InvalidInput(format!(
-                    "unknown model {:?}; {}",
-                    shorten_for_display(model, 64),
-                    offer_list("models", &offered)
-                )));
-            }
-        }
-        if let Some(choice) = &options.tool_choice {
-            if !settings.tool_choices.iter().any(|t| t.id == choice.id) {
-                let offered: Vec<&str> = settings
-                    .tool_choices
-                    .iter()
-                    .map(|t| t.id.as_str())
-                    .collect();
-                return Err(EngineError::InvalidInput(format!(
-                    "unknown tool choice {:?}; {}",
-                    shorten_for_display(&choice.id, 64),
-                    offer_list("tool choices", &offered)
-                )));
-            }
-        }
-        Ok(())
+        choices::check_inference(
+            options,
+            &self.env.models,
+            &self.env.settings,
+            &self.unlisted_models,
+        )
     }
 
     /// What the composer can offer (the playground shows it): the model picker's and the tool

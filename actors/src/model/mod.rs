@@ -3,10 +3,13 @@
 //! strict types reject (e.g. `finish_reason: ""`).
 
 mod history;
+mod pick;
 mod responses;
 mod transcription;
 mod transport;
 mod wire;
+
+use pick::{pick_model, ModelPick};
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -90,12 +93,25 @@ impl ModelCatalog {
         }
     }
 
-    /// The default model (no id), the picker's model `id`, or `None` for an unknown id.
+    /// The model that answers `inference_options.model` = `id` (protocol §7.2), by
+    /// [`pick_model`]; `None` for an id the picker refuses.
     pub fn get(&self, id: Option<&str>) -> Option<&ModelClient> {
-        match id {
-            None => Some(&self.default),
-            Some(id) => self.choices.iter().find(|(c, _)| c == id).map(|(_, m)| m),
+        let ids: Vec<&str> = self.choices.iter().map(|(c, _)| c.as_str()).collect();
+        match pick_model(id, &self.default.settings.name, &ids) {
+            ModelPick::Default | ModelPick::Unlisted => Some(&self.default),
+            ModelPick::Choice(index) => Some(&self.choices[index].1),
+            ModelPick::Refused => None,
         }
+    }
+
+    /// Whether `id` is answered by the default model although no picker lists it (the
+    /// picker is off): the choice is stored as sent and only logged.
+    pub fn is_unlisted(&self, id: Option<&str>) -> bool {
+        let ids: Vec<&str> = self.choices.iter().map(|(c, _)| c.as_str()).collect();
+        matches!(
+            pick_model(id, &self.default.settings.name, &ids),
+            ModelPick::Unlisted
+        )
     }
 
     pub fn default_model(&self) -> &ModelClient {

@@ -189,7 +189,8 @@ impl Store {
         Sql::in_transaction(tx, self.prepared_statements)
     }
 
-    /// Runs one database operation within `operation_timeout`: past it the caller gets
+    /// Runs one database operation within `operation_timeout`, or what remains of the
+    /// request's deadline when one is in force (`deadline.rs`): past it the caller gets
     /// `Unavailable` (503, or the in-band error of a stream) at once. A connection left with
     /// a request in flight answers again once the database does, so the pool heals by itself.
     /// A write that timed out here may still commit: it was never acknowledged (see
@@ -199,7 +200,8 @@ impl Store {
         what: &'static str,
         operation: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.operation_timeout, operation).await {
+        let limit = crate::deadline::Deadline::cap(self.operation_timeout);
+        match tokio::time::timeout(limit, operation).await {
             Ok(result) => result,
             Err(_) => {
                 crate::metrics::METRICS
@@ -207,8 +209,7 @@ impl Store {
                     .with_label_values(&[what])
                     .inc();
                 Err(StoreError::TimedOut(format!(
-                    "{what} took longer than {:?}",
-                    self.operation_timeout
+                    "{what} took longer than {limit:?}"
                 )))
             }
         }

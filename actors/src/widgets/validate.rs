@@ -1,15 +1,20 @@
 //! What a widget root must look like before it is stored (specs/widgets.md, "Validation"):
 //! the official `WidgetRoot` rules (a `Card`, `ListView` or `Basic` root, nodes with a string
-//! `type`) plus what the UI needs to draw it (known components, well-formed actions) and
-//! bounds on depth and size.
+//! `type`) plus what the UI needs to act on it (well-formed actions) and bounds on depth and
+//! size. Component types the server does not know pass through, as the SDK's
+//! `DynamicWidgetComponent` passes them: newer clients draw components added since.
+
+use std::collections::HashSet;
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::{Map, Value};
 
 /// Roots allowed in a `widget` item (protocol §6.4).
 pub const ROOT_TYPES: &[&str] = &["Card", "ListView", "Basic"];
 
-/// Every component of protocol §7.7 (roots included).
-const COMPONENTS: &[&str] = &[
+/// The components of protocol §7.7 (roots included) and ChatKit JS 1.7's table parts; any
+/// other type is let through and noted once at debug level.
+const KNOWN_COMPONENTS: &[&str] = &[
     "Card",
     "ListView",
     "Basic",
@@ -38,7 +43,27 @@ const COMPONENTS: &[&str] = &[
     "Transition",
     "Chart",
     "Table",
+    "Table.Row",
+    "Table.Cell",
 ];
+
+/// How many distinct unknown component types are noted (once each).
+const NOTED_TYPES_CAP: usize = 256;
+
+static NOTED_UNKNOWN_TYPES: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+/// Notes, once per type, a component type this server does not know.
+fn note_unknown_type(kind: &str) {
+    if KNOWN_COMPONENTS.contains(&kind) {
+        return;
+    }
+    let mut noted = NOTED_UNKNOWN_TYPES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if noted.len() < NOTED_TYPES_CAP && noted.insert(kind.to_string()) {
+        tracing::debug!(component = %crate::text::shorten_for_display(kind, 64), "a widget holds a component type this server does not know; passed through");
+    }
+}
 
 /// Props that hold an `ActionConfig`.
 const ACTION_PROPS: &[&str] = &["onClickAction", "onSubmitAction", "onChangeAction"];
@@ -52,7 +77,7 @@ pub const MAX_WIDGET_BYTES: usize = 256 * 1024;
 pub enum WidgetError {
     #[error("the root is not an object with type Card, ListView or Basic")]
     BadRoot,
-    #[error("a node at {0} is not an object with a known component type")]
+    #[error("a node at {0} is not an object with a component type")]
     BadNode(String),
     #[error("{0} is not a string")]
     NotAString(String),
@@ -150,7 +175,7 @@ fn check_node(node: &Value, path: &str, depth: usize) -> Result<(), WidgetError>
         return Err(WidgetError::BadNode(path.to_string()));
     };
     match map.get("type").and_then(Value::as_str) {
-        Some(kind) if COMPONENTS.contains(&kind) => {}
+        Some(kind) if !kind.is_empty() => note_unknown_type(kind),
         _ => return Err(WidgetError::BadNode(path.to_string())),
     }
     for key in ["id", "key"] {
@@ -270,7 +295,11 @@ mod tests {
             (json!({"type": "Text", "value": "x"}), WidgetError::BadRoot),
             (json!([1]), WidgetError::BadRoot),
             (
-                json!({"type": "Card", "children": [{"type": "Nope"}]}),
+                json!({"type": "Card", "children": [{"type": ""}]}),
+                WidgetError::BadNode("$.children[0]".into()),
+            ),
+            (
+                json!({"type": "Card", "children": [{"type": 7}]}),
                 WidgetError::BadNode("$.children[0]".into()),
             ),
             (
@@ -292,6 +321,23 @@ mod tests {
         ] {
             assert_eq!(validated_root(&widget), Err(error), "{widget}");
         }
+    }
+
+    /// Issue 24, defect 3: ChatKit JS 1.7's tables (and any type added later) pass through.
+    #[test]
+    fn components_of_newer_clients_pass_through() {
+        let card = json!({"type": "Card", "border": {"size": 1}, "children": [
+            {"type": "Table", "children": [
+                {"type": "Table.Row", "children": [{"type": "Table.Cell", "children": [{"type": "Text", "value": "a"}]}]}
+            ]},
+            {"type": "Sparkline", "values": [1, 2]}
+        ]});
+        assert_eq!(validated_root(&card).unwrap(), card);
+        let broken = json!({"type": "Card", "children": [{"type": "Table.Row", "onClickAction": {"type": ""}}]});
+        assert_eq!(
+            validated_root(&broken),
+            Err(WidgetError::BadAction("$.children[0].onClickAction".into()))
+        );
     }
 
     #[test]

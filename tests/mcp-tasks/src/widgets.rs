@@ -113,9 +113,9 @@ pub fn highlight_notice() -> Value {
     json!({"level": "info", "message": "Task highlighted.", "title": "Tasks"})
 }
 
-/// A widget no client can draw (`NotAComponent`), for the rejection path.
+/// A widget no client can draw (a node without a type), for the rejection path.
 pub fn bad_widget() -> Value {
-    json!({"type": "Card", "children": [{"type": "NotAComponent"}]})
+    json!({"type": "Card", "children": [{"value": "a node without a type"}]})
 }
 
 /// The `/widgets` board: one row per task, a click completes it.

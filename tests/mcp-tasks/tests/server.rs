@@ -753,7 +753,7 @@ async fn highlight_task_sends_an_effect_and_a_notice_and_bad_widget_a_bad_widget
     assert_eq!(ok_json(&bad), json!({"ok": true}));
     assert_eq!(
         meta(&bad),
-        json!({"chatkit/widget": {"type": "Card", "children": [{"type": "NotAComponent"}]}})
+        json!({"chatkit/widget": {"type": "Card", "children": [{"value": "a node without a type"}]}})
     );
     client.cancel().await.expect("close");
 

@@ -8,9 +8,8 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-use super::choice::{offer, Offer};
+use super::choice::{offer, Offer, TurnToolChoice};
 use super::events::{begin_answer, AnswerInProgress, EventWriter, WorkflowInProgress};
-use crate::config::ToolChoiceMode;
 use crate::engine::{EngineEnv, Lease};
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
@@ -93,7 +92,7 @@ pub(super) struct TurnRun<'a> {
     /// The model of this turn (the picker's choice, or the default).
     pub model: ModelClient,
     /// The tool menu's choice for this turn, if any.
-    pub tool_choice: Option<ToolChoiceMode>,
+    pub tool_choice: Option<TurnToolChoice>,
 }
 
 impl TurnRun<'_> {

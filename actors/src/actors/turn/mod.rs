@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::actors::thread::TurnPlan;
 use crate::attachments::model_input::{has_attachments, put_in_place};
-use crate::config::ToolChoiceMode;
+use crate::config::{ToolChoiceMode, ToolChoiceSpec};
 use crate::engine::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix, BearerToken};
@@ -42,6 +42,7 @@ use crate::store::WriteOp;
 
 pub(crate) use action::run_sync_action;
 use agent::{Ended, TurnRun};
+use choice::TurnToolChoice;
 use events::{AnswerInProgress, EventWriter};
 use titles::save_title;
 
@@ -112,18 +113,16 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         .get(plan.inference.model.as_deref())
         .unwrap_or_else(|| env.models.default_model())
         .clone();
-    let tool_choice = plan.inference.tool_choice.as_ref().and_then(|choice| {
-        env.settings
-            .tool_choices
-            .iter()
-            .find(|spec| spec.id == choice.id)
-            .map(|spec| spec.mode.clone())
-    });
+    let tool_choice = plan
+        .inference
+        .tool_choice
+        .as_ref()
+        .and_then(|choice| turn_tool_choice(&env.settings.tool_choices, &choice.id));
     let mut model_input = plan.model_input;
-    if let Some(ToolChoiceMode::Profile {
+    if let Some(TurnToolChoice::Menu(ToolChoiceMode::Profile {
         instructions: Some(instructions),
         ..
-    }) = &tool_choice
+    })) = &tool_choice
     {
         with_instructions(&mut model_input, instructions);
     }
@@ -282,6 +281,17 @@ impl TurnRun<'_> {
             }
         }
     }
+}
+
+/// What the turn does with the composer's tool choice `id`: the menu's entry when a menu is
+/// configured (an id it lost since the message was checked: nothing), else the tool it names.
+fn turn_tool_choice(menu: &[ToolChoiceSpec], id: &str) -> Option<TurnToolChoice> {
+    if menu.is_empty() {
+        return Some(TurnToolChoice::Named(id.to_string()));
+    }
+    menu.iter()
+        .find(|spec| spec.id == id)
+        .map(|spec| TurnToolChoice::Menu(spec.mode.clone()))
 }
 
 /// Replaces the instructions (the leading system message) of a model input.

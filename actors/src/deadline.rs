@@ -1,0 +1,83 @@
+//! A request's one deadline: counted from its arrival and shared by every wait it makes on
+//! the database (pool, connect, lease, load, commit), across the actors it crosses.
+//!
+//! The deadline travels in the actors' messages; inside a future run with
+//! [`Deadline::scope`], every [`crate::store::Store`] operation is cut at what remains of it
+//! (or at `database.operation_timeout_secs`, whichever comes first).
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// When a request must have been answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline(Instant);
+
+tokio::task_local! {
+    static IN_FORCE: Deadline;
+}
+
+impl Deadline {
+    /// The deadline of a request arriving now, given `budget` to answer.
+    pub fn after(budget: Duration) -> Self {
+        Deadline(Instant::now() + budget)
+    }
+
+    pub fn instant(self) -> Instant {
+        self.0
+    }
+
+    pub fn remaining(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    pub fn passed(self) -> bool {
+        Instant::now() >= self.0
+    }
+
+    /// Runs `work` with this deadline in force for the database operations it makes.
+    pub async fn scope<F: Future>(self, work: F) -> F::Output {
+        IN_FORCE.scope(self, work).await
+    }
+
+    /// How long an operation allowed `limit` may take now: the lesser of `limit` and what
+    /// remains of the deadline in force, if any.
+    pub(crate) fn cap(limit: Duration) -> Duration {
+        IN_FORCE
+            .try_with(|deadline| deadline.remaining().min(limit))
+            .unwrap_or(limit)
+    }
+
+    /// The error of a request whose deadline passed while it waited for `what`.
+    pub(crate) fn passed_error(what: &str) -> crate::error::EngineError {
+        crate::error::EngineError::Unavailable(format!("the request's deadline passed {what}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Deadline;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_deadline_in_force_caps_an_operation() {
+        let limit = Duration::from_secs(5);
+        assert_eq!(Deadline::cap(limit), limit, "no deadline in force");
+        let deadline = Deadline::after(Duration::from_millis(300));
+        let capped = deadline.scope(async { Deadline::cap(limit) }).await;
+        assert!(capped <= Duration::from_millis(300), "{capped:?}");
+        let long = Deadline::after(Duration::from_secs(60));
+        assert_eq!(long.scope(async { Deadline::cap(limit) }).await, limit);
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_leaves_no_time() {
+        let deadline = Deadline::after(Duration::ZERO);
+        assert!(deadline.passed());
+        let capped = deadline
+            .scope(async { Deadline::cap(Duration::from_secs(5)) })
+            .await;
+        assert_eq!(capped, Duration::ZERO);
+    }
+}
