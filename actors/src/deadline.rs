@@ -24,6 +24,10 @@ impl Deadline {
         Deadline(Instant::now() + budget)
     }
 
+    pub fn from_instant(at: Instant) -> Self {
+        Deadline(at)
+    }
+
     pub fn instant(self) -> Instant {
         self.0
     }
@@ -39,6 +43,19 @@ impl Deadline {
     /// Runs `work` with this deadline in force for the database operations it makes.
     pub async fn scope<F: Future>(self, work: F) -> F::Output {
         IN_FORCE.scope(self, work).await
+    }
+
+    /// Runs `work` with this deadline in force, and gives up on it when the deadline passes
+    /// (`what` says what was being waited for).
+    pub(crate) async fn bound<T>(
+        self,
+        what: &str,
+        work: impl Future<Output = Result<T, crate::error::EngineError>>,
+    ) -> Result<T, crate::error::EngineError> {
+        match tokio::time::timeout_at(self.0, self.scope(work)).await {
+            Ok(result) => result,
+            Err(_) => Err(Self::passed_error(what)),
+        }
     }
 
     /// How long an operation allowed `limit` may take now: the lesser of `limit` and what

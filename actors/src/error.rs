@@ -65,6 +65,9 @@ pub enum EngineError {
     /// A sync widget action's tool failed (details are logged).
     #[error("{0}")]
     ActionFailed(String),
+    /// The request's `Host` (where attachment URLs point) is not a host name.
+    #[error("the Host header is not a host name")]
+    BadHost,
     #[error("operation {0} is not supported by this server")]
     Unsupported(&'static str),
     /// A dependency (database) is down: retry later.

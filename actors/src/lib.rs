@@ -40,6 +40,6 @@ pub mod widgets;
 
 pub use config::EngineSettings;
 pub use deadline::Deadline;
-pub use engine::{Engine, TurnFrame, TurnRequest, TurnStream};
+pub use engine::{Engine, OriginOf, Requester, TurnRequest, TurnStream};
 pub use error::{EngineError, InactiveStatus};
 pub use ids::{AttachmentId, BearerToken, ItemId, ThreadId, UserId};

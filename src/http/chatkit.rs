@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use chatkit_actors::protocol::{to_json, ChatKitRequest, Operation};
-use chatkit_actors::{AttachmentId, EngineError, TurnRequest};
+use chatkit_actors::{AttachmentId, Deadline, EngineError, OriginOf, Requester, TurnRequest};
 use futures::StreamExt;
 use tracing::Instrument;
 
@@ -37,6 +37,8 @@ async fn handle(
     state: &AppState,
     op_name: &mut &'static str,
 ) -> Result<HttpResponse, ApiError> {
+    // One deadline from the request's arrival, for every database wait it makes.
+    let deadline = state.engine.request_deadline();
     let caller = super::authenticate(&req, state).await?;
     state.check_rate(&caller)?;
     // Dictation's audio comes in the JSON body: only `input.transcribe` may be that large
@@ -73,7 +75,7 @@ async fn handle(
     let span =
         tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id = %thread_id);
     let started = std::time::Instant::now();
-    let result = dispatch(state, &req, caller, request.op)
+    let result = dispatch(state, &req, caller, request.op, deadline)
         .instrument(span.clone())
         .await;
     span.in_scope(|| {
@@ -134,56 +136,23 @@ async fn dispatch(
     req: &HttpRequest,
     caller: Caller,
     op: Operation,
+    deadline: Deadline,
 ) -> Result<HttpResponse, ApiError> {
+    let who = Requester {
+        user_id: caller.user_id.clone(),
+        token: Some(caller.token.clone()),
+        deadline,
+    };
     // Where the browser reaches us, for attachment URLs: worked out only by the ops that
     // hand some out (a `Host` that is no host name is refused there).
-    let origin = || super::attachments::public_origin(req, state);
-    let engine = &state.engine;
-    let user = &caller.user_id;
-    let token = Some(caller.token.clone());
-    let permit = if op.is_streaming() {
-        Some(
-            state
-                .limits
-                .acquire_stream(user.as_str())
-                .map_err(ApiError::RateLimited)?,
-        )
-    } else {
-        None
+    let origin = || super::attachments::public_origin(req, state).map_err(|_| EngineError::BadHost);
+    let op = match TurnRequest::from_operation(op) {
+        Ok(turn) => return stream_turn(state, &who, turn, &origin).await,
+        Err(op) => op,
     };
+    let engine = &state.engine;
+    let user = &who.user_id;
     match op {
-        Operation::ThreadsCreate(p) => {
-            let request = TurnRequest::Create { input: p.input };
-            let stream = engine.start_turn(user, token, request, &origin()?).await?;
-            sse::respond(stream, permit).await
-        }
-        Operation::ThreadsAddUserMessage(p) => {
-            let request = TurnRequest::AddUserMessage {
-                thread_id: p.thread_id,
-                input: p.input,
-            };
-            let stream = engine.start_turn(user, token, request, &origin()?).await?;
-            sse::respond(stream, permit).await
-        }
-        Operation::ThreadsAddClientToolOutput(p) => {
-            let request = TurnRequest::ClientToolOutput {
-                thread_id: p.thread_id,
-                result: p.result,
-            };
-            let stream = engine.start_turn(user, token, request, &origin()?).await?;
-            sse::respond(stream, permit).await
-        }
-        Operation::ThreadsRetryAfterItem(p) => {
-            let request = TurnRequest::RetryAfterItem {
-                thread_id: p.thread_id,
-                item_id: p.item_id,
-            };
-            match engine.start_turn(user, token, request, &origin()?).await {
-                // protocol §3.4: an id that is never found gives an empty stream.
-                Err(EngineError::ItemNotFound) => Ok(sse::empty()),
-                other => sse::respond(other?, permit).await,
-            }
-        }
         Operation::ThreadsGetById(p) => Ok(json(to_json(
             &engine.get_thread(user, &p.thread_id, &origin()?).await?,
         ))),
@@ -192,10 +161,10 @@ async fn dispatch(
             &engine.list_items(user, &p, &origin()?).await?,
         ))),
         Operation::ThreadsUpdate(p) => Ok(json(to_json(
-            &engine.rename_thread(user, &p.thread_id, &p.title).await?,
+            &engine.rename_thread(&who, &p.thread_id, &p.title).await?,
         ))),
         Operation::ThreadsDelete(p) => {
-            engine.delete_thread(user, &p.thread_id).await?;
+            engine.delete_thread(&who, &p.thread_id).await?;
             Ok(empty_object())
         }
         Operation::ItemsFeedback(p) => {
@@ -220,15 +189,9 @@ async fn dispatch(
             let text = engine.transcribe(&p).await?;
             Ok(json(to_json(&serde_json::json!({ "text": text }))))
         }
-        Operation::ThreadsCustomAction(p) => {
-            let stream = engine
-                .custom_action(user, token, &p.thread_id, p.item_id, p.action)
-                .await?;
-            sse::respond(stream, permit).await
-        }
         Operation::ThreadsSyncCustomAction(p) => {
             let updated = engine
-                .sync_custom_action(user, token, &p.thread_id, p.item_id, p.action)
+                .sync_custom_action(&who, &p.thread_id, p.item_id, p.action)
                 .await?;
             // protocol §3.6: `{"updated_item": …}`, or `{}` when nothing was replaced.
             match updated {
@@ -236,9 +199,29 @@ async fn dispatch(
                 None => Ok(empty_object()),
             }
         }
-        unsupported @ Operation::ThreadsAddStructuredInput(_) => Err(ApiError::Engine(
-            EngineError::Unsupported(unsupported.name()),
-        )),
+        unsupported => Err(ApiError::Engine(EngineError::Unsupported(
+            unsupported.name(),
+        ))),
+    }
+}
+
+/// A streamed operation: the user's open-stream permit, the turn, and its frames relayed
+/// as SSE once its input committed.
+async fn stream_turn(
+    state: &AppState,
+    who: &Requester,
+    turn: TurnRequest,
+    origin: OriginOf<'_>,
+) -> Result<HttpResponse, ApiError> {
+    let permit = state
+        .limits
+        .acquire_stream(who.user_id.as_str())
+        .map_err(ApiError::RateLimited)?;
+    let is_retry = matches!(turn, TurnRequest::RetryAfterItem { .. });
+    match state.engine.start_turn(who, turn, origin).await {
+        // protocol §3.4: an id that is never found gives an empty stream.
+        Err(EngineError::ItemNotFound) if is_retry => Ok(sse::empty()),
+        started => Ok(sse::respond(started?, permit)),
     }
 }
 

@@ -83,6 +83,7 @@ impl ApiError {
                 },
                 EngineError::Conflict(_) => (StatusCode::CONFLICT, "invalid_thread_state"),
                 EngineError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "invalid_params"),
+                EngineError::BadHost => (StatusCode::BAD_REQUEST, "invalid_request"),
                 EngineError::Unsupported(_) => (StatusCode::BAD_REQUEST, "unsupported_operation"),
                 EngineError::NotAWidget(_) => (StatusCode::BAD_REQUEST, "not_a_widget"),
                 EngineError::UnknownAction(_) => (StatusCode::BAD_REQUEST, "unknown_action"),

@@ -7,35 +7,16 @@ use actix_web::HttpResponse;
 use bytes::Bytes;
 use chatkit_actors::TurnStream;
 
-use super::error::ApiError;
 use super::limits::StreamPermit;
 
-/// Waits for the turn's first frame: an error there means nothing was acknowledged, so it is
-/// answered as a JSON error; otherwise the response is a stream starting with that frame.
-pub async fn respond(
-    mut frames: TurnStream,
-    permit: Option<StreamPermit>,
-) -> Result<HttpResponse, ApiError> {
-    let first = match frames.recv().await {
-        Some(Ok(bytes)) => Some(bytes),
-        Some(Err(error)) => return Err(ApiError::Engine(error)),
-        None => None,
-    };
-    // The permit lives in the body's state: released when the body ends or the client leaves.
-    let rest = futures::stream::unfold((frames, permit), |(mut frames, permit)| async move {
-        loop {
-            match frames.recv().await? {
-                Ok(bytes) => return Some((Ok::<Bytes, actix_web::Error>(bytes), (frames, permit))),
-                // Only the first frame may be an error; later ones cannot happen.
-                Err(_) => continue,
-            }
-        }
+/// The turn's frames as an event stream. The permit lives in the body's state: released
+/// when the body ends or the client leaves.
+pub fn respond(frames: TurnStream, permit: StreamPermit) -> HttpResponse {
+    let body = futures::stream::unfold((frames, permit), |(mut frames, permit)| async move {
+        let bytes = frames.recv().await?;
+        Some((Ok::<Bytes, actix_web::Error>(bytes), (frames, permit)))
     });
-    let body = futures::StreamExt::chain(
-        futures::stream::iter(first.map(Ok::<Bytes, actix_web::Error>)),
-        rest,
-    );
-    Ok(event_stream_response().streaming(body))
+    event_stream_response().streaming(body)
 }
 
 /// An empty stream (e.g. retry of an unknown item, protocol §3.4).

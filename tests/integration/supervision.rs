@@ -208,22 +208,43 @@ async fn a_stalled_database_answers_503_within_the_deadline_and_service_comes_ba
     );
     // A new thread, refused: if its COMMIT reached the server before the freeze it
     // completes when the server runs again, after the client was told 503.
+    let asked = std::time::Instant::now();
     server
         .post(&alice, &create_request("a new thread during the stall"))
         .await
         .assert_error(503, "unavailable");
+    answered_within_the_deadline(asked, "threads.create");
     let list = async || server.post_op(&alice, "threads.list", json!({})).await;
+    let asked = std::time::Instant::now();
     let during = list().await;
     during.assert_error(503, "unavailable");
     assert_eq!(during.headers["retry-after"], "1");
+    answered_within_the_deadline(asked, "threads.list");
+    let asked = std::time::Instant::now();
     let refused = add_message(&server, &alice, &thread_id, "during the stall").await;
     refused.reply.assert_error(503, "unavailable");
+    answered_within_the_deadline(asked, "threads.add_user_message");
+    // A request arriving long into the stall: the pool's connection attempts fail by then.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let asked = std::time::Instant::now();
+    server
+        .post(&alice, &create_request("a new thread later in the stall"))
+        .await
+        .assert_error(503, "unavailable");
+    answered_within_the_deadline(asked, "threads.create later in the stall");
+    let asked = std::time::Instant::now();
+    server
+        .post_op(
+            &alice,
+            "threads.update",
+            json!({ "thread_id": thread_id, "title": "x" }),
+        )
+        .await
+        .assert_error(503, "unavailable");
+    answered_within_the_deadline(asked, "threads.update");
 
     let waited = started.elapsed();
-    assert!(
-        waited < Duration::from_secs(16),
-        "four requests each answered within the 2 s deadline (plus the pool's): {waited:?}"
-    );
+    eprintln!("stall: every request refused, {waited:?} in all");
     assert!(server
         .metrics()
         .await
@@ -283,23 +304,20 @@ async fn commits_waiting_for_an_absent_synchronous_standby_are_bounded_and_a_lat
     // acknowledged by the server.
     pg.psql("ALTER SYSTEM SET synchronous_standby_names = 'absent_standby'");
     pg.psql("SELECT pg_reload_conf()");
+    // Each within the deadline (2 s): never twice it (a timed-out commit is not retried).
     let started = std::time::Instant::now();
     server
         .post(&alice, &create_request("a new thread during the stall"))
         .await
         .assert_error(503, "unavailable");
-    let create_waited = started.elapsed();
+    answered_within_the_deadline(started, "threads.create");
+    let asked = std::time::Instant::now();
     add_message(&server, &alice, &thread_id, "a message during the stall")
         .await
         .reply
         .assert_error(503, "unavailable");
-    let waited = started.elapsed();
-    eprintln!("sync stall: create refused after {create_waited:?}, both after {waited:?}");
-    // Each within the deadline (2 s), never twice it (a timed-out commit is not retried).
-    assert!(
-        create_waited < Duration::from_millis(3500) && waited < Duration::from_secs(7),
-        "each refused within the deadline: {create_waited:?}, {waited:?}"
-    );
+    answered_within_the_deadline(asked, "threads.add_user_message");
+    eprintln!("sync stall: both refused after {:?}", started.elapsed());
     // A read needs no commit, but the pool's connections may all be held by commits that
     // wait on the server: it answers at once or fails fast, never waits with them.
     let read_started = std::time::Instant::now();
@@ -353,6 +371,18 @@ async fn commits_waiting_for_an_absent_synchronous_standby_are_bounded_and_a_lat
         .await
         .assert_answered();
     assert_eq!(server.log_count("panic"), 0);
+}
+
+/// Issue 24, defect 2: a request has one deadline from its arrival, shared by every wait
+/// it makes (pool, connect, lease, load, commit); its 503 comes within the deadline (2 s in
+/// these tests) plus 0.5 s.
+fn answered_within_the_deadline(asked: std::time::Instant, what: &str) {
+    let waited = asked.elapsed();
+    eprintln!("{what}: answered after {waited:?}");
+    assert!(
+        waited < Duration::from_millis(2500),
+        "{what} answered after {waited:?}, past the 2 s deadline plus 0.5 s"
+    );
 }
 
 /// User messages of `thread_id` saying `text`.

@@ -4,52 +4,37 @@
 
 use serde_json::Value;
 
-use super::{routing, Engine};
-use crate::actors::thread::{StartTurn, SyncAction, TurnInput, WidgetAction};
+use super::{routing, Engine, Requester};
+use crate::actors::thread::{SyncAction, WidgetAction};
 use crate::error::EngineError;
-use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
+use crate::ids::{ItemId, ThreadId};
 use crate::protocol::requests::CustomAction;
 use crate::protocol::ThreadItem;
 use crate::text::shorten_for_display;
 
 impl Engine {
-    /// `threads.custom_action`: the action's tool runs, and what follows streams.
-    pub async fn custom_action(
-        &self,
-        user_id: &UserId,
-        token: Option<BearerToken>,
-        thread_id: &ThreadId,
-        item_id: Option<ItemId>,
-        action: CustomAction,
-    ) -> Result<crate::TurnStream, EngineError> {
-        let action = self.widget_action(thread_id, item_id, action).await?;
-        routing::deliver(&self.registry, thread_id, || StartTurn {
-            user_id: user_id.clone(),
-            token: token.clone(),
-            input: TurnInput::Action(Box::new(action.clone())),
-        })
-        .await
-    }
-
     /// `threads.sync_custom_action`: the action's tool runs; answers with the replaced item.
     pub async fn sync_custom_action(
         &self,
-        user_id: &UserId,
-        token: Option<BearerToken>,
+        who: &Requester,
         thread_id: &ThreadId,
         item_id: Option<ItemId>,
         action: CustomAction,
     ) -> Result<Option<ThreadItem>, EngineError> {
-        let action = self.widget_action(thread_id, item_id, action).await?;
+        let action = who
+            .deadline
+            .scope(self.widget_action(thread_id, item_id, action))
+            .await?;
         routing::deliver(&self.registry, thread_id, || SyncAction {
-            user_id: user_id.clone(),
-            token: token.clone(),
+            user_id: who.user_id.clone(),
+            token: who.token.clone(),
+            deadline: who.deadline,
             action: action.clone(),
         })
         .await
     }
 
-    async fn widget_action(
+    pub(super) async fn widget_action(
         &self,
         thread_id: &ThreadId,
         item_id: Option<ItemId>,

@@ -11,6 +11,7 @@ mod env;
 mod handover_listener;
 mod reads;
 mod routing;
+mod turns;
 mod uploads;
 
 use std::sync::Arc;
@@ -20,44 +21,25 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use crate::actors::persistence::{FlushNow, PersistenceActor};
-use crate::actors::registry::{Registry, RetireAll, SpawnNew};
-use crate::actors::thread::{Delete, NewMessage, Rename, StartTurn, TurnInput};
-use crate::attachments::{PublicOrigin, UrlSigner};
+use crate::actors::registry::{Registry, RetireAll};
+use crate::actors::thread::{Delete, Rename};
+use crate::attachments::UrlSigner;
 use crate::config::EngineSettings;
+use crate::deadline::Deadline;
 use crate::error::EngineError;
-use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
+use crate::ids::ThreadId;
 use crate::model::ModelCatalog;
-use crate::protocol::requests::UserMessageInput;
-use crate::protocol::{InferenceOptions, Page, Thread, ThreadMeta, Timestamp};
+use crate::protocol::{InferenceOptions, Page, Thread};
 use crate::store::Store;
 
-pub use crate::actors::turn::{TurnFrame, TurnStream};
+pub use crate::actors::turn::TurnStream;
 /// What operators see of the cluster (`GET /admin/threads`, `GET /admin/instances`).
 pub use crate::store::cluster::{InstanceRow, LiveThreadFilter, LiveThreadRow};
 pub use attachments::AttachmentContent;
 pub(crate) use env::{EngineEnv, Lease};
 pub(crate) use routing::deliver;
+pub use turns::{OriginOf, Requester, TurnRequest};
 pub use uploads::{UploadAuth, UploadBody};
-
-/// A streaming request, as the engine sees it.
-#[derive(Debug)]
-pub enum TurnRequest {
-    Create {
-        input: UserMessageInput,
-    },
-    AddUserMessage {
-        thread_id: ThreadId,
-        input: UserMessageInput,
-    },
-    ClientToolOutput {
-        thread_id: ThreadId,
-        result: serde_json::Value,
-    },
-    RetryAfterItem {
-        thread_id: ThreadId,
-        item_id: ItemId,
-    },
-}
 
 /// What the composer can offer (`Engine::composer_options`).
 #[derive(Clone, Debug, Default)]
@@ -135,58 +117,6 @@ impl Engine {
         }
     }
 
-    /// Starts a streamed turn. Errors here happen before anything was written. `origin`
-    /// is where the browser reaches this server (the preview URLs of attachments).
-    pub async fn start_turn(
-        &self,
-        user_id: &UserId,
-        token: Option<BearerToken>,
-        request: TurnRequest,
-        origin: &PublicOrigin,
-    ) -> Result<TurnStream, EngineError> {
-        let (thread_id, input) = match request {
-            TurnRequest::Create { input } => {
-                self.check_inference(&input.inference_options)?;
-                let attachments = self
-                    .message_attachments(user_id, None, &input.attachments, origin)
-                    .await?;
-                let thread_id = ThreadId::generate();
-                let meta =
-                    ThreadMeta::new(thread_id.to_string(), user_id.to_string(), Timestamp::now());
-                // A new actor cannot have retired yet: no routing loop.
-                let addr = self.registry.send(SpawnNew { thread_id, meta }).await?;
-                let turn = StartTurn {
-                    user_id: user_id.clone(),
-                    token,
-                    input: TurnInput::UserMessage(NewMessage { input, attachments }),
-                };
-                return addr.send(turn).await?;
-            }
-            TurnRequest::AddUserMessage { thread_id, input } => {
-                self.check_inference(&input.inference_options)?;
-                let attachments = self
-                    .message_attachments(user_id, Some(&thread_id), &input.attachments, origin)
-                    .await?;
-                (
-                    thread_id,
-                    TurnInput::UserMessage(NewMessage { input, attachments }),
-                )
-            }
-            TurnRequest::ClientToolOutput { thread_id, result } => {
-                (thread_id, TurnInput::ClientToolOutput(result))
-            }
-            TurnRequest::RetryAfterItem { thread_id, item_id } => {
-                (thread_id, TurnInput::RetryAfter(item_id))
-            }
-        };
-        routing::deliver(&self.registry, &thread_id, || StartTurn {
-            user_id: user_id.clone(),
-            token: token.clone(),
-            input: input.clone(),
-        })
-        .await
-    }
-
     /// protocol §7.2: a model the picker does not offer, or a tool choice the menu does not
     /// have, is refused before anything is stored.
     fn check_inference(&self, options: &InferenceOptions) -> Result<(), EngineError> {
@@ -220,28 +150,47 @@ impl Engine {
     /// `threads.update`.
     pub async fn rename_thread(
         &self,
-        user_id: &UserId,
+        who: &Requester,
         thread_id: &ThreadId,
         title: &str,
     ) -> Result<Thread, EngineError> {
-        let meta = routing::deliver(&self.registry, thread_id, || Rename {
-            user_id: user_id.clone(),
+        let rename = routing::deliver(&self.registry, thread_id, || Rename {
+            user_id: who.user_id.clone(),
+            deadline: who.deadline,
             title: title.to_string(),
-        })
-        .await?;
+        });
+        let meta = self.answer_by(who, "renaming the thread", rename).await?;
         Ok(meta.to_wire(Page::empty()))
     }
 
     /// `threads.delete`.
     pub async fn delete_thread(
         &self,
-        user_id: &UserId,
+        who: &Requester,
         thread_id: &ThreadId,
     ) -> Result<(), EngineError> {
-        routing::deliver(&self.registry, thread_id, || Delete {
-            user_id: user_id.clone(),
-        })
-        .await
+        let delete = routing::deliver(&self.registry, thread_id, || Delete {
+            user_id: who.user_id.clone(),
+            deadline: who.deadline,
+        });
+        self.answer_by(who, "deleting the thread", delete).await
+    }
+
+    /// Runs a request's `work` with its deadline in force, answering at the latest shortly
+    /// after it (the thread's actor bounds its own waits by the deadline and answers first).
+    async fn answer_by<T>(
+        &self,
+        who: &Requester,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        let answer_by = Deadline::from_instant(who.deadline.instant() + turns::ANSWER_GRACE);
+        answer_by.bound(what, who.deadline.scope(work)).await
+    }
+
+    /// A request arriving now: its deadline is `database.operation_timeout_secs` from now.
+    pub fn request_deadline(&self) -> Deadline {
+        Deadline::after(self.env.store.operation_timeout())
     }
 
     /// Database reachable and migrated.

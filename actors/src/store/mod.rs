@@ -215,6 +215,12 @@ impl Store {
         }
     }
 
+    /// The longest a database operation may take (`database.operation_timeout_secs`); also
+    /// a request's deadline.
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
     pub(crate) fn schema(&self) -> &SchemaName {
         &self.schema
     }

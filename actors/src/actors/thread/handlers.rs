@@ -12,7 +12,7 @@ use super::messages::{
 };
 use super::plan::{action_sender, refuse_inactive};
 use super::{ThreadActor, ThreadState};
-use crate::actors::turn::{run_sync_action, TurnStream};
+use crate::actors::turn::{run_sync_action, TurnStart};
 use crate::engine::Lease;
 use crate::error::EngineError;
 use crate::protocol::{ThreadItem, ThreadMeta};
@@ -20,13 +20,14 @@ use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
 
 impl Handler<StartTurn> for ThreadActor {
-    type Result = ResponseActFuture<Self, Result<TurnStream, EngineError>>;
+    type Result = ResponseActFuture<Self, Result<TurnStart, EngineError>>;
 
     fn handle(&mut self, msg: StartTurn, ctx: &mut Context<Self>) -> Self::Result {
         self.last_activity = Instant::now();
         let user_id = msg.user_id.clone();
         self.with_lease(
             &user_id,
+            msg.deadline,
             move |act, ctx, lease| act.turn_with_lease(msg, lease, ctx),
             ctx,
         )
@@ -41,7 +42,7 @@ impl ThreadActor {
         msg: StartTurn,
         lease: Lease,
         ctx: &mut Context<Self>,
-    ) -> ResponseActFuture<Self, Result<TurnStream, EngineError>> {
+    ) -> ResponseActFuture<Self, Result<TurnStart, EngineError>> {
         let limit = self.env.settings.history_limit as usize;
         let busy = self.busy;
         let older_target = match (&msg.input, self.live_for(&msg.user_id)) {
@@ -83,6 +84,7 @@ impl Handler<SyncAction> for ThreadActor {
         let user_id = msg.user_id.clone();
         self.with_lease(
             &user_id,
+            msg.deadline,
             move |act, _ctx, lease| {
                 let busy = act.busy;
                 let checked = act.live_for(&msg.user_id).and_then(|live| {
@@ -133,8 +135,10 @@ impl Handler<Rename> for ThreadActor {
     fn handle(&mut self, msg: Rename, ctx: &mut Context<Self>) -> Self::Result {
         self.last_activity = Instant::now();
         let user_id = msg.user_id.clone();
+        let deadline = msg.deadline;
         self.with_lease(
             &user_id,
+            deadline,
             move |act, _ctx, lease| {
                 let renamed = match act.live_for(&msg.user_id) {
                     Ok(live) => ThreadMeta {
@@ -146,15 +150,18 @@ impl Handler<Rename> for ThreadActor {
                 let env = act.env.clone();
                 let write = WriteOp::UpdateThread(renamed.clone());
                 Box::pin(
-                    async move { env.persist_as(&lease, LeaseState::Idle, vec![write]).await }
-                        .into_actor(act)
-                        .map(move |result, act, _ctx| {
-                            result?;
-                            if let ThreadState::Ready(live) = &mut act.state {
-                                live.meta.title = renamed.title.clone();
-                            }
-                            Ok(renamed)
-                        }),
+                    async move {
+                        let commit = env.persist_as(&lease, LeaseState::Idle, vec![write]);
+                        deadline.bound("committing the title", commit).await
+                    }
+                    .into_actor(act)
+                    .map(move |result, act, _ctx| {
+                        result?;
+                        if let ThreadState::Ready(live) = &mut act.state {
+                            live.meta.title = renamed.title.clone();
+                        }
+                        Ok(renamed)
+                    }),
                 )
             },
             ctx,
@@ -167,8 +174,10 @@ impl Handler<Delete> for ThreadActor {
 
     fn handle(&mut self, msg: Delete, ctx: &mut Context<Self>) -> Self::Result {
         let user_id = msg.user_id.clone();
+        let deadline = msg.deadline;
         self.with_lease(
             &user_id,
+            deadline,
             move |act, _ctx, lease| {
                 if let Err(e) = act.live_for(&msg.user_id) {
                     return Box::pin(actix::fut::ready(Err(e)));
@@ -178,16 +187,19 @@ impl Handler<Delete> for ThreadActor {
                     thread_id: act.thread_id.to_string(),
                 };
                 Box::pin(
-                    async move { env.persist_as(&lease, LeaseState::Idle, vec![delete]).await }
-                        .into_actor(act)
-                        .map(|result, act, ctx| {
-                            result?;
-                            // The lease row went with the thread (ON DELETE CASCADE).
-                            act.lease = None;
-                            act.load_error = Some(EngineError::ThreadNotFound);
-                            act.retire(ctx);
-                            Ok(())
-                        }),
+                    async move {
+                        let commit = env.persist_as(&lease, LeaseState::Idle, vec![delete]);
+                        deadline.bound("committing the deletion", commit).await
+                    }
+                    .into_actor(act)
+                    .map(|result, act, ctx| {
+                        result?;
+                        // The lease row went with the thread (ON DELETE CASCADE).
+                        act.lease = None;
+                        act.load_error = Some(EngineError::ThreadNotFound);
+                        act.retire(ctx);
+                        Ok(())
+                    }),
                 )
             },
             ctx,

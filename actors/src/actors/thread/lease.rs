@@ -9,6 +9,7 @@ use actix::prelude::*;
 
 use super::history::LoadedThread;
 use super::{ThreadActor, ThreadState};
+use crate::deadline::Deadline;
 use crate::engine::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{ThreadId, UserId};
@@ -31,10 +32,12 @@ impl ThreadActor {
         }
     }
 
-    /// Runs `then` with the lease once this actor holds it (taking it first if needed).
+    /// Runs `then` with the lease once this actor holds it (taking it first if needed, and
+    /// the thread reloaded then, within the request's `deadline`).
     pub(super) fn with_lease<R: 'static>(
         &mut self,
         user_id: &UserId,
+        deadline: Deadline,
         then: impl FnOnce(
                 &mut Self,
                 &mut Context<Self>,
@@ -43,6 +46,12 @@ impl ThreadActor {
             + 'static,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<R, EngineError>> {
+        // A request that waited in the mailbox past its deadline was answered already.
+        if deadline.passed() {
+            return Box::pin(actix::fut::ready(Err(Deadline::passed_error(
+                "waiting for the thread",
+            ))));
+        }
         if let Some(fencing) = self.lease {
             let lease = self.lease_with(fencing);
             return then(self, ctx, lease);
@@ -63,6 +72,7 @@ impl ThreadActor {
                 .ok_or(EngineError::ThreadNotFound)?;
             Ok::<_, EngineError>((fencing, thread))
         };
+        let acquire = deadline.bound("taking the thread's lease", acquire);
         Box::pin(acquire.into_actor(self).then(move |acquired, act, ctx| {
             act.busy = false;
             match acquired {

@@ -3,8 +3,9 @@
 use actix::prelude::*;
 use serde_json::Value;
 
-use crate::actors::turn::TurnStream;
+use crate::actors::turn::TurnStart;
 use crate::config::WidgetActionSpec;
+use crate::deadline::Deadline;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, UserId};
 use crate::protocol::requests::UserMessageInput;
@@ -51,16 +52,21 @@ pub(crate) enum TurnInput {
 pub(crate) struct SyncAction {
     pub user_id: UserId,
     pub token: Option<BearerToken>,
+    pub deadline: Deadline,
     pub action: WidgetAction,
 }
 
-/// Start a turn; answers with the event stream, or why not (before anything was written).
-#[derive(Message)]
-#[rtype(result = "Result<TurnStream, EngineError>")]
+/// Start a turn; answers with the turn once it started, or why not (before anything was
+/// written).
+#[derive(Clone, Message)]
+#[rtype(result = "Result<TurnStart, EngineError>")]
 pub(crate) struct StartTurn {
     pub user_id: UserId,
     /// The caller's token, for tool servers that receive it on their transport.
     pub token: Option<BearerToken>,
+    /// The request's deadline: the lease, the load and the input's commit are waited for
+    /// until then.
+    pub deadline: Deadline,
     pub input: TurnInput,
 }
 
@@ -69,6 +75,7 @@ pub(crate) struct StartTurn {
 #[rtype(result = "Result<ThreadMeta, EngineError>")]
 pub(crate) struct Rename {
     pub user_id: UserId,
+    pub deadline: Deadline,
     pub title: String,
 }
 
@@ -77,6 +84,7 @@ pub(crate) struct Rename {
 #[rtype(result = "Result<(), EngineError>")]
 pub(crate) struct Delete {
     pub user_id: UserId,
+    pub deadline: Deadline,
 }
 
 /// Another instance wants this thread: retire (releasing the lease) now, or after the turn.

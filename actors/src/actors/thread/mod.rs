@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::persistence::Persist;
 use super::registry::{Registry, Retired};
-use super::turn::{run_turn, TurnJob, TurnOutcome, TurnStream};
+use super::turn::{run_turn, TurnJob, TurnOutcome, TurnStart};
 use crate::engine::EngineEnv;
 use crate::error::EngineError;
 use crate::ids::{ThreadId, UserId};
@@ -214,7 +214,7 @@ impl ThreadActor {
         msg: StartTurn,
         fencing: FencingToken,
         ctx: &mut Context<Self>,
-    ) -> Result<TurnStream, EngineError> {
+    ) -> Result<TurnStart, EngineError> {
         self.last_activity = Instant::now();
         let busy = self.busy;
         let env = self.env.clone();
@@ -234,11 +234,14 @@ impl ThreadActor {
             },
         )?;
         let (tx, rx) = mpsc::channel(settings.actors.stream_buffer);
+        let (accepted, accepted_rx) = oneshot::channel();
         let job = TurnJob {
             env: self.env.clone(),
             thread_id: self.thread_id.to_string(),
             plan,
             events: tx.clone(),
+            accepted,
+            deadline: msg.deadline,
             token: msg.token,
             mcp: self
                 .mcp
@@ -256,14 +259,17 @@ impl ThreadActor {
                     Ok(outcome) => act.finish_turn(outcome, ctx),
                     Err(_panic) => {
                         tracing::error!(%thread_id, "turn panicked; restarting the thread actor");
-                        let _ = tx.try_send(Ok(ThreadStreamEvent::stream_error(true).to_sse()));
+                        let _ = tx.try_send(ThreadStreamEvent::stream_error(true).to_sse());
                         act.busy = false;
                         act.state = ThreadState::Loading;
                         ctx.stop();
                     }
                 }),
         );
-        Ok(rx)
+        Ok(TurnStart {
+            accepted: accepted_rx,
+            frames: rx,
+        })
     }
 
     fn finish_turn(&mut self, mut outcome: TurnOutcome, ctx: &mut Context<Self>) {

@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use super::messages::Delete;
 use crate::actors::registry::Registry;
+use crate::deadline::Deadline;
 use crate::engine::EngineEnv;
 use crate::ids::{ThreadId, UserId};
 
@@ -45,6 +46,7 @@ pub(crate) async fn reap(env: Arc<EngineEnv>, registry: Addr<Registry>, lost: Un
             Ok(Some(_)) => {
                 let deleted = crate::engine::deliver(&registry, &lost.thread_id, || Delete {
                     user_id: lost.user_id.clone(),
+                    deadline: Deadline::after(env.store.operation_timeout()),
                 })
                 .await;
                 match deleted {

@@ -3,10 +3,10 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::TurnFrame;
 use crate::ids::{new_id, prefix};
 use crate::protocol::{
     AssistantMessage, AssistantMessageContent, ItemBody, ThreadItem, ThreadItemUpdate,
@@ -78,12 +78,12 @@ impl WorkflowInProgress {
 
 /// Sends events while the client listens; remembers when it left.
 pub(super) struct EventWriter<'a> {
-    tx: &'a mpsc::Sender<TurnFrame>,
+    tx: &'a mpsc::Sender<Bytes>,
     open: bool,
 }
 
 impl<'a> EventWriter<'a> {
-    pub fn new(tx: &'a mpsc::Sender<TurnFrame>) -> Self {
+    pub fn new(tx: &'a mpsc::Sender<Bytes>) -> Self {
         EventWriter { tx, open: true }
     }
 
@@ -93,12 +93,12 @@ impl<'a> EventWriter<'a> {
     }
 
     /// The channel, to notice the client leaving while waiting on something else.
-    pub fn sender(&self) -> &'a mpsc::Sender<TurnFrame> {
+    pub fn sender(&self) -> &'a mpsc::Sender<Bytes> {
         self.tx
     }
 
     pub async fn send(&mut self, event: &ThreadStreamEvent) {
-        if self.open && self.tx.send(Ok(event.to_sse())).await.is_err() {
+        if self.open && self.tx.send(event.to_sse()).await.is_err() {
             self.open = false;
         }
     }

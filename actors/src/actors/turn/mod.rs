@@ -22,11 +22,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::thread::TurnPlan;
 use crate::attachments::model_input::{has_attachments, put_in_place};
 use crate::config::{ToolChoiceMode, ToolChoiceSpec};
+use crate::deadline::Deadline;
 use crate::engine::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix, BearerToken};
@@ -49,10 +50,15 @@ use titles::save_title;
 /// What the client reads when a widget action's tool failed (details are logged).
 pub(crate) const ACTION_FAILED: &str = "The action could not be completed.";
 
-/// What the HTTP layer reads: SSE frames, or one error instead of the first frame when the
-/// turn failed before anything was acknowledged (the edge answers that as JSON).
-pub type TurnFrame = Result<Bytes, EngineError>;
-pub type TurnStream = mpsc::Receiver<TurnFrame>;
+/// What the HTTP layer relays: the turn's SSE frames, once its input has committed.
+pub type TurnStream = mpsc::Receiver<Bytes>;
+
+/// A turn that started: whether its input committed (answered once, before any frame is
+/// worth relaying: an error there means nothing was acknowledged), and its frames.
+pub(crate) struct TurnStart {
+    pub accepted: oneshot::Receiver<Result<(), EngineError>>,
+    pub frames: TurnStream,
+}
 
 /// Everything a turn needs, prepared by the thread actor.
 pub(crate) struct TurnJob {
@@ -60,7 +66,11 @@ pub(crate) struct TurnJob {
     pub thread_id: String,
     /// What to write, announce and send the model (`thread/plan.rs`).
     pub plan: TurnPlan,
-    pub events: mpsc::Sender<TurnFrame>,
+    pub events: mpsc::Sender<Bytes>,
+    /// Told once whether the input committed (before the first frame).
+    pub accepted: oneshot::Sender<Result<(), EngineError>>,
+    /// The request's deadline: the input's commit is waited for until then.
+    pub deadline: Deadline,
     /// The caller's token, for tool servers that receive it on their transport.
     pub token: Option<BearerToken>,
     /// The actor's MCP sessions, lent for the turn.
@@ -100,6 +110,8 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         thread_id,
         plan,
         events: tx,
+        accepted,
+        deadline,
         token,
         mcp,
         lease,
@@ -146,6 +158,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     let ended = if let Some(action) = plan.action {
         // Nothing is written before the tool answers (protocol §3.5: stream_options first).
         outcome.prelude_committed = true;
+        let _ = accepted.send(Ok(()));
         run.writer
             .send(&ThreadStreamEvent::StreamOptions { stream_options })
             .await;
@@ -160,8 +173,8 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             if prelude_ops.is_empty() {
                 return Ok(());
             }
-            env.persist_as(&lease, LeaseState::Streaming, prelude_ops)
-                .await
+            let commit = env.persist_as(&lease, LeaseState::Streaming, prelude_ops);
+            deadline.bound("committing the input", commit).await
         };
         let owner = plan.owner;
         let head = async {
@@ -183,7 +196,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             // answers with a JSON error, not a stream.
             drop(head);
             tracing::warn!(thread_id = %run.thread_id, %error, "could not commit the turn's input");
-            let _ = tx.send(Err(error)).await;
+            let _ = accepted.send(Err(error));
             METRICS.turns.with_label_values(&["rejected"]).inc();
             outcome.reload = true;
             if plan.creates_thread {
@@ -194,6 +207,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
             return outcome;
         }
         outcome.prelude_committed = true;
+        let _ = accepted.send(Ok(()));
         outcome.committed.extend(plan.prelude_items);
         outcome.removed_ids = plan.removed_ids;
 

@@ -1,0 +1,204 @@
+//! Streamed requests (protocol §3.1–§3.5): one request type from the edge, one way to a turn.
+//! The engine checks what it can before anything is written (the composer's choices, the
+//! attachments a message names, a widget action against the configuration), hands the turn
+//! to the thread's actor, and answers once the turn's input has committed: the stream it
+//! returns holds only frames worth relaying.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{routing, Engine};
+use crate::actors::registry::SpawnNew;
+use crate::actors::thread::{NewMessage, StartTurn, TurnInput};
+use crate::actors::turn::{TurnStart, TurnStream};
+use crate::attachments::PublicOrigin;
+use crate::deadline::Deadline;
+use crate::error::EngineError;
+use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
+use crate::protocol::requests::{CustomAction, Operation, UserMessageInput};
+use crate::protocol::{ThreadMeta, Timestamp};
+
+/// Who asks, and by when the request must be answered.
+#[derive(Clone, Debug)]
+pub struct Requester {
+    pub user_id: UserId,
+    /// The caller's token, for tool servers that receive it on their transport.
+    pub token: Option<BearerToken>,
+    /// Counted from the request's arrival, shared by every database wait it makes.
+    pub deadline: Deadline,
+}
+
+/// Where the browser reaches this server, for attachment URLs: asked for only by the
+/// requests that hand URLs out (a `Host` that is no host name fails only those).
+pub type OriginOf<'a> = &'a dyn Fn() -> Result<PublicOrigin, EngineError>;
+
+/// A streamed request, as the engine sees it.
+#[derive(Debug)]
+pub enum TurnRequest {
+    Create {
+        input: UserMessageInput,
+    },
+    AddUserMessage {
+        thread_id: ThreadId,
+        input: UserMessageInput,
+    },
+    ClientToolOutput {
+        thread_id: ThreadId,
+        result: Value,
+    },
+    RetryAfterItem {
+        thread_id: ThreadId,
+        item_id: ItemId,
+    },
+    CustomAction {
+        thread_id: ThreadId,
+        item_id: Option<ItemId>,
+        action: CustomAction,
+    },
+}
+
+impl TurnRequest {
+    /// The turn an operation starts, or the operation back when it starts none.
+    pub fn from_operation(op: Operation) -> Result<TurnRequest, Operation> {
+        Ok(match op {
+            Operation::ThreadsCreate(p) => TurnRequest::Create { input: p.input },
+            Operation::ThreadsAddUserMessage(p) => TurnRequest::AddUserMessage {
+                thread_id: p.thread_id,
+                input: p.input,
+            },
+            Operation::ThreadsAddClientToolOutput(p) => TurnRequest::ClientToolOutput {
+                thread_id: p.thread_id,
+                result: p.result,
+            },
+            Operation::ThreadsRetryAfterItem(p) => TurnRequest::RetryAfterItem {
+                thread_id: p.thread_id,
+                item_id: p.item_id,
+            },
+            Operation::ThreadsCustomAction(p) => TurnRequest::CustomAction {
+                thread_id: p.thread_id,
+                item_id: p.item_id,
+                action: p.action,
+            },
+            other => return Err(other),
+        })
+    }
+}
+
+/// How long past its deadline a request waits for its thread's actor, which bounds its own
+/// waits by the deadline itself and so answers first (a commit it gave up on is undone or
+/// answered on resend, never a duplicate).
+pub(super) const ANSWER_GRACE: Duration = Duration::from_millis(250);
+
+/// The thread a turn runs on.
+enum TurnThread {
+    New(ThreadMeta),
+    Existing(ThreadId),
+}
+
+impl Engine {
+    /// Starts a streamed turn; answers once its input committed. Errors here mean nothing
+    /// was written (or nothing acknowledged, for a commit given up on at the deadline).
+    pub async fn start_turn(
+        &self,
+        who: &Requester,
+        request: TurnRequest,
+        origin: OriginOf<'_>,
+    ) -> Result<TurnStream, EngineError> {
+        let start = async {
+            let (thread, input) = self.turn_input(who, request, origin).await?;
+            let start = StartTurn {
+                user_id: who.user_id.clone(),
+                token: who.token.clone(),
+                deadline: who.deadline,
+                input,
+            };
+            let TurnStart { accepted, frames } = match thread {
+                TurnThread::New(meta) => {
+                    let thread_id = ThreadId::parse(meta.id.clone())
+                        .map_err(|_| EngineError::Internal("a generated id is valid".into()))?;
+                    // A new actor cannot have retired yet: no routing loop.
+                    let addr = self.registry.send(SpawnNew { thread_id, meta }).await?;
+                    addr.send(start).await??
+                }
+                TurnThread::Existing(thread_id) => {
+                    routing::deliver(&self.registry, &thread_id, || start.clone()).await?
+                }
+            };
+            match accepted.await {
+                Ok(Ok(())) => Ok(frames),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(EngineError::Internal(
+                    "the turn ended before its input committed".into(),
+                )),
+            }
+        };
+        self.answer_by(who, "starting the turn", start).await
+    }
+
+    /// What the turn's actor is given, checked: the composer's choices, the attachments a
+    /// message names, a widget action against the configuration.
+    async fn turn_input(
+        &self,
+        who: &Requester,
+        request: TurnRequest,
+        origin: OriginOf<'_>,
+    ) -> Result<(TurnThread, TurnInput), EngineError> {
+        let user_id = &who.user_id;
+        Ok(match request {
+            TurnRequest::Create { input } => {
+                let message = self.new_message(user_id, None, input, origin).await?;
+                let thread_id = ThreadId::generate();
+                let meta =
+                    ThreadMeta::new(thread_id.to_string(), user_id.to_string(), Timestamp::now());
+                (TurnThread::New(meta), TurnInput::UserMessage(message))
+            }
+            TurnRequest::AddUserMessage { thread_id, input } => {
+                let message = self
+                    .new_message(user_id, Some(&thread_id), input, origin)
+                    .await?;
+                (
+                    TurnThread::Existing(thread_id),
+                    TurnInput::UserMessage(message),
+                )
+            }
+            TurnRequest::ClientToolOutput { thread_id, result } => (
+                TurnThread::Existing(thread_id),
+                TurnInput::ClientToolOutput(result),
+            ),
+            TurnRequest::RetryAfterItem { thread_id, item_id } => (
+                TurnThread::Existing(thread_id),
+                TurnInput::RetryAfter(item_id),
+            ),
+            TurnRequest::CustomAction {
+                thread_id,
+                item_id,
+                action,
+            } => {
+                let action = self.widget_action(&thread_id, item_id, action).await?;
+                (
+                    TurnThread::Existing(thread_id),
+                    TurnInput::Action(Box::new(action)),
+                )
+            }
+        })
+    }
+
+    /// A new message with its choices checked and the attachments it names resolved.
+    async fn new_message(
+        &self,
+        user_id: &UserId,
+        thread_id: Option<&ThreadId>,
+        input: UserMessageInput,
+        origin: OriginOf<'_>,
+    ) -> Result<NewMessage, EngineError> {
+        self.check_inference(&input.inference_options)?;
+        let attachments = if input.attachments.is_empty() {
+            Vec::new()
+        } else {
+            self.message_attachments(user_id, thread_id, &input.attachments, &origin()?)
+                .await?
+        };
+        Ok(NewMessage { input, attachments })
+    }
+}
