@@ -47,14 +47,14 @@ impl Deadline {
 
     /// Runs `work` with this deadline in force, and gives up on it when the deadline passes
     /// (`what` says what was being waited for).
-    pub(crate) async fn bound<T>(
+    pub(crate) async fn bound<T, E: From<DeadlinePassed>>(
         self,
-        what: &str,
-        work: impl Future<Output = Result<T, crate::error::EngineError>>,
-    ) -> Result<T, crate::error::EngineError> {
+        what: &'static str,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         match tokio::time::timeout_at(self.0, self.scope(work)).await {
             Ok(result) => result,
-            Err(_) => Err(Self::passed_error(what)),
+            Err(_) => Err(DeadlinePassed(what).into()),
         }
     }
 
@@ -65,12 +65,11 @@ impl Deadline {
             .try_with(|deadline| deadline.remaining().min(limit))
             .unwrap_or(limit)
     }
-
-    /// The error of a request whose deadline passed while it waited for `what`.
-    pub(crate) fn passed_error(what: &str) -> crate::error::EngineError {
-        crate::error::EngineError::Unavailable(format!("the request's deadline passed {what}"))
-    }
 }
+
+/// A request's deadline passed while it waited for something (what, in words).
+#[derive(Clone, Copy, Debug)]
+pub struct DeadlinePassed(pub &'static str);
 
 #[cfg(test)]
 mod tests {

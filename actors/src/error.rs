@@ -1,6 +1,7 @@
 //! The engine's error enum. The edge maps each variant to an HTTP status and error code
 //! (`src/http/error.rs`); messages never carry SQL, paths or other internals.
 
+use crate::deadline::DeadlinePassed;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -105,6 +106,12 @@ impl From<StoreError> for EngineError {
             StoreError::LeaseLost => EngineError::Unavailable("lease lost".into()),
             StoreError::Query(m) | StoreError::Corrupt(m) => EngineError::Internal(m),
         }
+    }
+}
+
+impl From<DeadlinePassed> for EngineError {
+    fn from(passed: DeadlinePassed) -> Self {
+        EngineError::Unavailable(format!("the request's deadline passed {}", passed.0))
     }
 }
 

@@ -36,6 +36,7 @@ mod model;
 pub mod protocol;
 pub mod store;
 pub mod text;
+mod tool_schema;
 pub mod widgets;
 
 pub use config::EngineSettings;

@@ -7,34 +7,17 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::thread::{Passivate, RetireForShutdown, ThreadActor, YieldToOtherInstance};
-use crate::engine::EngineEnv;
+use super::env::EngineEnv;
+use super::reaper::reap;
+use super::routing::{ReapIfCommittedLate, RegistryLink, Retired, ToThread};
+use super::thread::{Delete, Passivate, RetireForShutdown, ThreadActor, YieldToOtherInstance};
+use crate::error::EngineError;
 use crate::ids::ThreadId;
 use crate::metrics::METRICS;
 use crate::protocol::ThreadMeta;
 
-/// The actor of an existing thread, started (and loading) if it was not live.
-#[derive(Message)]
-#[rtype(result = "Addr<ThreadActor>")]
-pub(crate) struct Route {
-    pub thread_id: ThreadId,
-}
-
-/// Start the actor of a thread being created now.
-#[derive(Message)]
-#[rtype(result = "Addr<ThreadActor>")]
-pub(crate) struct SpawnNew {
-    pub thread_id: ThreadId,
-    pub meta: ThreadMeta,
-}
-
-/// A thread actor retired; forget it (if it is still the one registered).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Retired {
-    pub thread_id: ThreadId,
-    pub actor_id: u64,
-}
+/// How often a message is routed again when it meets an actor that just retired.
+const ROUTE_ATTEMPTS: usize = 4;
 
 /// Another instance asked (through `LISTEN/NOTIFY`) for a thread that may be live here.
 #[derive(Message)]
@@ -85,14 +68,17 @@ impl Registry {
         &mut self,
         ctx: &mut Context<Self>,
         thread_id: ThreadId,
-        make: impl FnOnce(u64, Arc<EngineEnv>, Addr<Registry>) -> ThreadActor + Send + 'static,
-    ) -> Addr<ThreadActor> {
+        make: impl FnOnce(u64, Arc<EngineEnv>, RegistryLink) -> ThreadActor + Send + 'static,
+    ) -> (Addr<ThreadActor>, u64) {
         self.next_actor_id += 1;
         let actor_id = self.next_actor_id;
         let arbiter = &self.arbiters[self.next_arbiter % self.arbiters.len()];
         self.next_arbiter = self.next_arbiter.wrapping_add(1);
         let env = self.env.clone();
-        let registry = ctx.address();
+        let registry = RegistryLink {
+            retired: ctx.address().recipient(),
+            reap: ctx.address().recipient(),
+        };
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| make(actor_id, env, registry));
         self.clock += 1;
         let entry = RegisteredActor {
@@ -103,7 +89,80 @@ impl Registry {
         self.live.insert(thread_id, entry);
         METRICS.live_thread_actors.set(self.live.len() as i64);
         self.enforce_max_live();
-        addr
+        (addr, actor_id)
+    }
+
+    /// The live actor of `thread_id` (and its id), started (loading) if the thread is not
+    /// live here, or started for a thread being created now (`new_thread`).
+    fn route(
+        &mut self,
+        thread_id: &ThreadId,
+        new_thread: Option<ThreadMeta>,
+        ctx: &mut Context<Self>,
+    ) -> (Addr<ThreadActor>, u64) {
+        self.clock += 1;
+        if let Some(meta) = new_thread {
+            let id = thread_id.clone();
+            return self.start_actor(ctx, thread_id.clone(), move |actor_id, env, registry| {
+                ThreadActor::new_thread(actor_id, id, meta, env, registry)
+            });
+        }
+        if let Some(live) = self.live.get_mut(thread_id) {
+            live.last_used = self.clock;
+            return (live.addr.clone(), live.actor_id);
+        }
+        let id = thread_id.clone();
+        self.start_actor(ctx, thread_id.clone(), move |actor_id, env, registry| {
+            ThreadActor::existing(actor_id, id, env, registry)
+        })
+    }
+
+    /// Forwards `msg` to its thread's actor and answers with the actor's answer; an actor
+    /// that retired meanwhile (closed mailbox, or [`EngineError::Retired`]) is forgotten and
+    /// the message routed again, a few times at most.
+    fn forward<M, T>(
+        &mut self,
+        mut msg: ToThread<M>,
+        attempts_left: usize,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<T, EngineError>>
+    where
+        M: Message<Result = Result<T, EngineError>> + Clone + Send + 'static,
+        T: Send + 'static,
+        ThreadActor: Handler<M>,
+    {
+        let (addr, actor_id) = self.route(&msg.thread_id, msg.new_thread.take(), ctx);
+        let answer = addr.send(msg.message.clone());
+        Box::pin(answer.into_actor(self).then(move |answer, act, ctx| {
+            let retired = matches!(
+                answer,
+                Ok(Err(EngineError::Retired)) | Err(MailboxError::Closed)
+            );
+            if retired && attempts_left > 1 {
+                act.forget(&msg.thread_id, actor_id);
+                return act.forward(msg, attempts_left - 1, ctx);
+            }
+            let result = match answer {
+                _ if retired => Err(EngineError::Unavailable(
+                    "thread actor kept retiring".into(),
+                )),
+                Ok(result) => result,
+                Err(_) => Err(EngineError::Unavailable("thread actor timed out".into())),
+            };
+            Box::pin(actix::fut::ready(result))
+        }))
+    }
+
+    /// Forgets the actor `actor_id` of `thread_id`, if it is still the one registered.
+    fn forget(&mut self, thread_id: &ThreadId, actor_id: u64) {
+        if self
+            .live
+            .get(thread_id)
+            .is_some_and(|l| l.actor_id == actor_id)
+        {
+            self.live.remove(thread_id);
+            METRICS.live_thread_actors.set(self.live.len() as i64);
+        }
     }
 
     /// Over `max_live`: ask the least recently used actors to retire. Busy ones decline and
@@ -150,32 +209,16 @@ impl Registry {
     }
 }
 
-impl Handler<Route> for Registry {
-    type Result = MessageResult<Route>;
+impl<M, T> Handler<ToThread<M>> for Registry
+where
+    M: Message<Result = Result<T, EngineError>> + Clone + Send + 'static,
+    T: Send + 'static,
+    ThreadActor: Handler<M>,
+{
+    type Result = ResponseActFuture<Self, Result<T, EngineError>>;
 
-    fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) -> Self::Result {
-        self.clock += 1;
-        if let Some(live) = self.live.get_mut(&msg.thread_id) {
-            live.last_used = self.clock;
-            return MessageResult(live.addr.clone());
-        }
-        let thread_id = msg.thread_id.clone();
-        MessageResult(
-            self.start_actor(ctx, msg.thread_id, move |id, env, registry| {
-                ThreadActor::existing(id, thread_id, env, registry)
-            }),
-        )
-    }
-}
-
-impl Handler<SpawnNew> for Registry {
-    type Result = MessageResult<SpawnNew>;
-
-    fn handle(&mut self, msg: SpawnNew, ctx: &mut Context<Self>) -> Self::Result {
-        let thread_id = msg.thread_id.clone();
-        MessageResult(self.start_actor(ctx, thread_id, move |id, env, registry| {
-            ThreadActor::new_thread(id, msg.thread_id, msg.meta, env, registry)
-        }))
+    fn handle(&mut self, msg: ToThread<M>, ctx: &mut Context<Self>) -> Self::Result {
+        self.forward(msg, ROUTE_ATTEMPTS, ctx)
     }
 }
 
@@ -183,14 +226,16 @@ impl Handler<Retired> for Registry {
     type Result = ();
 
     fn handle(&mut self, msg: Retired, _ctx: &mut Context<Self>) {
-        if self
-            .live
-            .get(&msg.thread_id)
-            .is_some_and(|l| l.actor_id == msg.actor_id)
-        {
-            self.live.remove(&msg.thread_id);
-            METRICS.live_thread_actors.set(self.live.len() as i64);
-        }
+        self.forget(&msg.thread_id, msg.actor_id);
+    }
+}
+
+impl Handler<ReapIfCommittedLate> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReapIfCommittedLate, ctx: &mut Context<Self>) {
+        let deletes: Recipient<ToThread<Delete>> = ctx.address().recipient();
+        actix::spawn(reap(self.env.clone(), deletes, msg.0));
     }
 }
 

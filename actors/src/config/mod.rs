@@ -203,7 +203,7 @@ pub struct ClientToolSpec {
     pub name: String,
     pub description: Option<String>,
     /// JSON schema of the arguments.
-    pub parameters: crate::model::ToolSchema,
+    pub parameters: crate::tool_schema::ToolSchema,
 }
 
 /// One configured MCP server (`[[mcp.servers]]`).

@@ -314,7 +314,7 @@ fn agent_settings(
         client_tools.push(ClientToolSpec {
             name: tool.name,
             description: tool.description,
-            parameters: crate::model::ToolSchema::new(&parameters),
+            parameters: crate::tool_schema::ToolSchema::new(&parameters),
         });
     }
     let mut mcp_servers: Vec<McpServerConfig> = Vec::new();

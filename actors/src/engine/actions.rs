@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{routing, Engine, Requester};
+use super::{Engine, Requester};
 use crate::actors::thread::{SyncAction, WidgetAction};
 use crate::error::EngineError;
 use crate::ids::{ItemId, ThreadId};
@@ -25,13 +25,13 @@ impl Engine {
             .deadline
             .scope(self.widget_action(thread_id, item_id, action))
             .await?;
-        routing::deliver(&self.registry, thread_id, || SyncAction {
+        let sync = SyncAction {
             user_id: who.user_id.clone(),
             token: who.token.clone(),
             deadline: who.deadline,
-            action: action.clone(),
-        })
-        .await
+            action,
+        };
+        self.to_thread(thread_id, sync).await
     }
 
     pub(super) async fn widget_action(

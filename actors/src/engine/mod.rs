@@ -7,10 +7,8 @@ mod actions;
 mod attachments;
 mod choices;
 mod dictation;
-mod env;
 mod handover_listener;
 mod reads;
-mod routing;
 mod turns;
 mod uploads;
 
@@ -22,6 +20,8 @@ use tokio::sync::watch;
 
 use crate::actors::persistence::{FlushNow, PersistenceActor};
 use crate::actors::registry::{Registry, RetireAll};
+use crate::actors::routing::ToThread;
+use crate::actors::thread::ThreadActor;
 use crate::actors::thread::{Delete, Rename};
 use crate::attachments::UrlSigner;
 use crate::config::EngineSettings;
@@ -32,12 +32,11 @@ use crate::model::ModelCatalog;
 use crate::protocol::{InferenceOptions, Page, Thread};
 use crate::store::Store;
 
+use crate::actors::env::EngineEnv;
 pub use crate::actors::turn::TurnStream;
 /// What operators see of the cluster (`GET /admin/threads`, `GET /admin/instances`).
 pub use crate::store::cluster::{InstanceRow, LiveThreadFilter, LiveThreadRow};
 pub use attachments::AttachmentContent;
-pub(crate) use env::{EngineEnv, Lease};
-pub(crate) use routing::deliver;
 pub use turns::{OriginOf, Requester, TurnRequest};
 pub use uploads::{UploadAuth, UploadBody};
 
@@ -154,11 +153,14 @@ impl Engine {
         thread_id: &ThreadId,
         title: &str,
     ) -> Result<Thread, EngineError> {
-        let rename = routing::deliver(&self.registry, thread_id, || Rename {
-            user_id: who.user_id.clone(),
-            deadline: who.deadline,
-            title: title.to_string(),
-        });
+        let rename = self.to_thread(
+            thread_id,
+            Rename {
+                user_id: who.user_id.clone(),
+                deadline: who.deadline,
+                title: title.to_string(),
+            },
+        );
         let meta = self.answer_by(who, "renaming the thread", rename).await?;
         Ok(meta.to_wire(Page::empty()))
     }
@@ -169,11 +171,32 @@ impl Engine {
         who: &Requester,
         thread_id: &ThreadId,
     ) -> Result<(), EngineError> {
-        let delete = routing::deliver(&self.registry, thread_id, || Delete {
-            user_id: who.user_id.clone(),
-            deadline: who.deadline,
-        });
+        let delete = self.to_thread(
+            thread_id,
+            Delete {
+                user_id: who.user_id.clone(),
+                deadline: who.deadline,
+            },
+        );
         self.answer_by(who, "deleting the thread", delete).await
+    }
+
+    /// Sends `message` to the actor of `thread_id` through the registry (one message: it
+    /// routes, starts the actor if needed, and routes again past an actor that retired).
+    async fn to_thread<M, T>(&self, thread_id: &ThreadId, message: M) -> Result<T, EngineError>
+    where
+        M: Message<Result = Result<T, EngineError>> + Clone + Send + 'static,
+        T: Send + 'static,
+        ThreadActor: Handler<M>,
+    {
+        match self
+            .registry
+            .send(ToThread::existing(thread_id, message))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(EngineError::Unavailable("the registry stopped".into())),
+        }
     }
 
     /// Runs a request's `work` with its deadline in force, answering at the latest shortly
@@ -181,7 +204,7 @@ impl Engine {
     async fn answer_by<T>(
         &self,
         who: &Requester,
-        what: &str,
+        what: &'static str,
         work: impl std::future::Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
         let answer_by = Deadline::from_instant(who.deadline.instant() + turns::ANSWER_GRACE);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{routing, Engine};
-use crate::actors::registry::SpawnNew;
+use super::Engine;
+use crate::actors::routing::ToThread;
 use crate::actors::thread::{NewMessage, StartTurn, TurnInput};
 use crate::actors::turn::{TurnStart, TurnStream};
 use crate::attachments::PublicOrigin;
@@ -92,7 +92,7 @@ pub(super) const ANSWER_GRACE: Duration = Duration::from_millis(250);
 
 /// The thread a turn runs on.
 enum TurnThread {
-    New(ThreadMeta),
+    New(ThreadId, ThreadMeta),
     Existing(ThreadId),
 }
 
@@ -113,17 +113,17 @@ impl Engine {
                 deadline: who.deadline,
                 input,
             };
-            let TurnStart { accepted, frames } = match thread {
-                TurnThread::New(meta) => {
-                    let thread_id = ThreadId::parse(meta.id.clone())
-                        .map_err(|_| EngineError::Internal("a generated id is valid".into()))?;
-                    // A new actor cannot have retired yet: no routing loop.
-                    let addr = self.registry.send(SpawnNew { thread_id, meta }).await?;
-                    addr.send(start).await??
-                }
-                TurnThread::Existing(thread_id) => {
-                    routing::deliver(&self.registry, &thread_id, || start.clone()).await?
-                }
+            let to_thread = match thread {
+                TurnThread::New(thread_id, meta) => ToThread {
+                    thread_id,
+                    new_thread: Some(meta),
+                    message: start,
+                },
+                TurnThread::Existing(thread_id) => ToThread::existing(&thread_id, start),
+            };
+            let TurnStart { accepted, frames } = match self.registry.send(to_thread).await {
+                Ok(answer) => answer?,
+                Err(_) => return Err(EngineError::Unavailable("the registry stopped".into())),
             };
             match accepted.await {
                 Ok(Ok(())) => Ok(frames),
@@ -151,7 +151,10 @@ impl Engine {
                 let thread_id = ThreadId::generate();
                 let meta =
                     ThreadMeta::new(thread_id.to_string(), user_id.to_string(), Timestamp::now());
-                (TurnThread::New(meta), TurnInput::UserMessage(message))
+                (
+                    TurnThread::New(thread_id, meta),
+                    TurnInput::UserMessage(message),
+                )
             }
             TurnRequest::AddUserMessage { thread_id, input } => {
                 let message = self

@@ -12,8 +12,8 @@ use super::messages::{
 };
 use super::plan::{action_sender, refuse_inactive};
 use super::{ThreadActor, ThreadState};
+use crate::actors::env::Lease;
 use crate::actors::turn::{run_sync_action, TurnStart};
-use crate::engine::Lease;
 use crate::error::EngineError;
 use crate::protocol::{ThreadItem, ThreadMeta};
 use crate::store::cluster::LeaseState;
@@ -54,7 +54,7 @@ impl ThreadActor {
             _ => None,
         };
         let Some(item_id) = older_target else {
-            return Box::pin(actix::fut::ready(self.start_turn(msg, lease.fencing, ctx)));
+            return Box::pin(actix::fut::ready(self.spawn_turn(msg, lease.fencing, ctx)));
         };
         self.busy = true;
         let env = self.env.clone();
@@ -68,7 +68,7 @@ impl ThreadActor {
                     if let ThreadState::Ready(live) = &mut act.state {
                         live.history = window;
                     }
-                    act.start_turn(msg, lease.fencing, ctx)
+                    act.spawn_turn(msg, lease.fencing, ctx)
                 }
             }
         }))

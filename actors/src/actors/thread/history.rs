@@ -2,8 +2,8 @@
 //! oldest first, at most `history_limit`), loaded from Postgres and kept in step with what
 //! each turn committed.
 
-use crate::actors::turn::TurnOutcome;
-use crate::engine::EngineEnv;
+use crate::actors::env::EngineEnv;
+use crate::actors::turn::TurnChanges;
 use crate::error::EngineError;
 use crate::ids::{ItemId, ThreadId};
 use crate::protocol::{Order, ThreadItem, ThreadMeta};
@@ -35,18 +35,18 @@ impl LoadedThread {
 
     /// Applies what a turn committed; answers whether the window shrank below the limit (a
     /// retry removed items), so older items should be loaded into it again.
-    pub fn apply(&mut self, outcome: &mut TurnOutcome, limit: usize) -> bool {
+    pub fn apply(&mut self, changes: &mut TurnChanges, limit: usize) -> bool {
         if self.meta.title.is_none() {
-            self.meta.title = outcome.title.take();
+            self.meta.title = changes.title.take();
         }
         self.history
-            .retain(|i| !outcome.removed_ids.contains(&i.id));
-        for item in outcome.committed.drain(..) {
+            .retain(|i| !changes.removed_ids.contains(&i.id));
+        for item in changes.committed.drain(..) {
             self.put(item);
         }
         let excess = self.history.len().saturating_sub(limit);
         self.history.drain(..excess);
-        !outcome.removed_ids.is_empty() && self.history.len() < limit
+        !changes.removed_ids.is_empty() && self.history.len() < limit
     }
 
     /// Puts a committed item in the window: in place of the item with its id, or at the end.

@@ -9,8 +9,8 @@ use actix::prelude::*;
 
 use super::history::LoadedThread;
 use super::{ThreadActor, ThreadState};
-use crate::deadline::Deadline;
-use crate::engine::{EngineEnv, Lease};
+use crate::actors::env::{EngineEnv, Lease};
+use crate::deadline::{Deadline, DeadlinePassed};
 use crate::error::EngineError;
 use crate::ids::{ThreadId, UserId};
 use crate::store::cluster::{FencingToken, LeaseAttempt, LeaseState};
@@ -48,9 +48,8 @@ impl ThreadActor {
     ) -> ResponseActFuture<Self, Result<R, EngineError>> {
         // A request that waited in the mailbox past its deadline was answered already.
         if deadline.passed() {
-            return Box::pin(actix::fut::ready(Err(Deadline::passed_error(
-                "waiting for the thread",
-            ))));
+            let passed = DeadlinePassed("waiting for the thread");
+            return Box::pin(actix::fut::ready(Err(passed.into())));
         }
         if let Some(fencing) = self.lease {
             let lease = self.lease_with(fencing);

@@ -4,7 +4,7 @@ use actix::prelude::*;
 use serde_json::Value;
 
 use crate::actors::turn::TurnStart;
-use crate::config::WidgetActionSpec;
+pub(crate) use crate::actors::turn::WidgetAction;
 use crate::deadline::Deadline;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, UserId};
@@ -17,20 +17,6 @@ use crate::protocol::{Attachment, ThreadItem, ThreadMeta};
 pub(crate) struct NewMessage {
     pub input: UserMessageInput,
     pub attachments: Vec<Attachment>,
-}
-
-/// A widget action (protocol §3.5, §3.6), checked by the engine against the configuration;
-/// the actor checks it against the sender widget.
-#[derive(Clone, Debug)]
-pub(crate) struct WidgetAction {
-    pub item_id: ItemId,
-    pub action_type: String,
-    /// An object, or null.
-    pub payload: Value,
-    /// The tool the action type maps to, and what follows it.
-    pub spec: WidgetActionSpec,
-    /// The sender as stored, in case memory does not hold it (older than the window).
-    pub stored_sender: Option<ThreadItem>,
 }
 
 /// What starts a turn.
@@ -47,7 +33,7 @@ pub(crate) enum TurnInput {
 
 /// Protocol §3.6: run a widget action's tool and answer with the replaced item, if any.
 /// Allowed while a turn streams.
-#[derive(Message)]
+#[derive(Clone, Message)]
 #[rtype(result = "Result<Option<ThreadItem>, EngineError>")]
 pub(crate) struct SyncAction {
     pub user_id: UserId,
@@ -71,7 +57,7 @@ pub(crate) struct StartTurn {
 }
 
 /// Rename the thread (`threads.update`).
-#[derive(Message)]
+#[derive(Clone, Message)]
 #[rtype(result = "Result<ThreadMeta, EngineError>")]
 pub(crate) struct Rename {
     pub user_id: UserId,
@@ -80,7 +66,7 @@ pub(crate) struct Rename {
 }
 
 /// Delete the thread and its items (`threads.delete`).
-#[derive(Message)]
+#[derive(Clone, Message)]
 #[rtype(result = "Result<(), EngineError>")]
 pub(crate) struct Delete {
     pub user_id: UserId,

@@ -12,7 +12,6 @@ mod history;
 mod lease;
 mod messages;
 mod plan;
-mod reaper;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -23,9 +22,9 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::persistence::Persist;
-use super::registry::{Registry, Retired};
-use super::turn::{run_turn, TurnJob, TurnOutcome, TurnStart};
-use crate::engine::EngineEnv;
+use super::routing::{ReapIfCommittedLate, RegistryLink, Retired, Unacknowledged};
+use super::turn::{run_turn, AfterTurn, TurnEnd, TurnJob, TurnOutcome, TurnStart};
+use crate::actors::env::EngineEnv;
 use crate::error::EngineError;
 use crate::ids::{ThreadId, UserId};
 use crate::mcp::McpSessions;
@@ -38,7 +37,6 @@ pub(crate) use messages::{
     WidgetAction, YieldToOtherInstance,
 };
 use plan::{plan_turn, PlanSettings};
-pub(crate) use plan::{PlannedAction, TurnPlan};
 
 /// Capacity of a thread actor's mailbox.
 const MAILBOX_CAPACITY: usize = 64;
@@ -55,7 +53,7 @@ pub(crate) struct ThreadActor {
     actor_id: u64,
     thread_id: ThreadId,
     env: Arc<EngineEnv>,
-    registry: Addr<Registry>,
+    registry: RegistryLink,
     state: ThreadState,
     /// A turn (or a lease acquisition) is running.
     busy: bool,
@@ -81,7 +79,7 @@ impl ThreadActor {
         actor_id: u64,
         thread_id: ThreadId,
         env: Arc<EngineEnv>,
-        registry: Addr<Registry>,
+        registry: RegistryLink,
     ) -> Self {
         let mcp = McpSessions::new(env.tool_catalog.clone());
         ThreadActor {
@@ -108,7 +106,7 @@ impl ThreadActor {
         thread_id: ThreadId,
         meta: ThreadMeta,
         env: Arc<EngineEnv>,
-        registry: Addr<Registry>,
+        registry: RegistryLink,
     ) -> Self {
         let mut actor = Self::existing(actor_id, thread_id, env, registry);
         // The lease is created with the thread, in the same transaction.
@@ -128,7 +126,7 @@ impl ThreadActor {
         }
         self.retired = true;
         self.state = ThreadState::Gone;
-        self.registry.do_send(Retired {
+        self.registry.retired.do_send(Retired {
             thread_id: self.thread_id.clone(),
             actor_id: self.actor_id,
         });
@@ -208,8 +206,8 @@ impl ThreadActor {
         }));
     }
 
-    /// Plans the turn and spawns it on this actor's context; answers with its event stream.
-    fn start_turn(
+    /// Plans the turn and spawns it on this actor's context; answers with the started turn.
+    fn spawn_turn(
         &mut self,
         msg: StartTurn,
         fencing: FencingToken,
@@ -272,53 +270,63 @@ impl ThreadActor {
         })
     }
 
-    fn finish_turn(&mut self, mut outcome: TurnOutcome, ctx: &mut Context<Self>) {
+    fn finish_turn(&mut self, outcome: TurnOutcome, ctx: &mut Context<Self>) {
         self.busy = false;
-        self.mcp = outcome.mcp.take();
+        self.mcp = Some(outcome.mcp);
         self.last_activity = Instant::now();
-        if outcome.prelude_committed && !outcome.reload && !outcome.idle_written {
-            if let Some(fencing) = self.lease {
-                // The cluster view shows the thread idle again (rides on the next commit).
-                let idle = self.lease_with(fencing).check(LeaseState::Idle);
-                self.env.persistence.do_send(Persist(vec![idle]));
+        let (mut changes, after) = match outcome.end {
+            TurnEnd::InputRefused { new_thread_item } => {
+                if let Some(item_id) = new_thread_item {
+                    self.reap_if_committed_late(item_id);
+                }
+                return self.reload(ctx);
             }
-        }
-        if let (Some(item_id), ThreadState::Ready(live)) =
-            (outcome.unacknowledged_thread.take(), &self.state)
-        {
-            if let Ok(user_id) = UserId::parse(live.meta.user_id.clone()) {
-                let lost = reaper::Unacknowledged {
-                    thread_id: self.thread_id.clone(),
-                    user_id,
-                    item_id,
-                };
-                actix::spawn(reaper::reap(self.env.clone(), self.registry.clone(), lost));
+            TurnEnd::Ran { changes, after } => (changes, after),
+        };
+        match after {
+            AfterTurn::Reload => return self.reload(ctx),
+            AfterTurn::MarkIdle => {
+                if let Some(fencing) = self.lease {
+                    // The cluster view shows the thread idle again (rides on the next commit).
+                    let idle = self.lease_with(fencing).check(LeaseState::Idle);
+                    self.env.persistence.do_send(Persist(vec![idle]));
+                }
             }
-        }
-        if outcome.reload {
-            // Memory may disagree with Postgres (or the lease was lost): restart through the
-            // supervisor, which reloads; the lease is taken again on the next write.
-            self.state = ThreadState::Loading;
-            self.lease = None;
-            ctx.stop();
-            return;
+            AfterTurn::Idle => {}
         }
         if self.retire_after_turn {
             self.retire(ctx);
             return;
         }
         let limit = self.env.settings.history_limit as usize;
-        let ThreadState::Ready(live) = &mut self.state else {
+        if let ThreadState::Ready(live) = &mut self.state {
+            live.persisted = true;
+            if live.apply(&mut changes, limit) {
+                self.refill_history(ctx);
+            }
+        }
+    }
+
+    /// Memory may disagree with Postgres (or the lease was lost): restart through the
+    /// supervisor, which reloads; the lease is taken again on the next write.
+    fn reload(&mut self, ctx: &mut Context<Self>) {
+        self.state = ThreadState::Loading;
+        self.lease = None;
+        ctx.stop();
+    }
+
+    /// A new thread whose input's commit was given up on: deleted if it completes late.
+    fn reap_if_committed_late(&self, item_id: String) {
+        let ThreadState::Ready(live) = &self.state else {
             return;
         };
-        if outcome.prelude_committed {
-            live.persisted = true;
-        } else if !live.persisted {
-            self.retire(ctx);
-            return;
-        }
-        if live.apply(&mut outcome, limit) {
-            self.refill_history(ctx);
+        if let Ok(user_id) = UserId::parse(live.meta.user_id.clone()) {
+            let lost = Unacknowledged {
+                thread_id: self.thread_id.clone(),
+                user_id,
+                item_id,
+            };
+            self.registry.reap.do_send(ReapIfCommittedLate(lost));
         }
     }
 }

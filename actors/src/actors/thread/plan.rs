@@ -12,7 +12,8 @@ use crate::protocol::{
 use crate::store::WriteOp;
 
 use super::history::LoadedThread;
-use super::messages::{NewMessage, TurnInput, WidgetAction};
+use super::messages::{NewMessage, TurnInput};
+use crate::actors::turn::{PlannedAction, TurnPlan, WidgetAction};
 use crate::widgets::check_action_in_widget;
 
 /// How many of the newest items the client-tool safety net looks at (protocol §3.3).
@@ -27,47 +28,6 @@ pub(crate) struct PlanSettings<'a> {
     pub titles_enabled: bool,
     /// The system message.
     pub instructions: &'a str,
-}
-
-/// A turn, decided.
-#[derive(Debug)]
-pub(crate) struct TurnPlan {
-    /// Written before anything is sent (thread creation, user message, tool output), fenced
-    /// by the lease when the turn runs.
-    pub prelude_ops: Vec<WriteOp>,
-    /// Sent once `prelude_ops` committed (`thread.created`, the user message's `done`).
-    pub prelude_events: Vec<ThreadStreamEvent>,
-    /// Items `prelude_ops` store, for the actor's history.
-    pub prelude_items: Vec<ThreadItem>,
-    /// Item ids `prelude_ops` delete.
-    pub removed_ids: Vec<String>,
-    /// The model's input: instructions and the history window (attachments as
-    /// placeholders, filled in by the turn).
-    pub model_input: Vec<ChatMessage>,
-    /// The thread's user: only their attachments are read for the model.
-    pub owner: String,
-    /// The model and tool choice of the newest user message in the window (protocol §7.2):
-    /// a continuation (client tool output, retry) runs as that message asked.
-    pub inference: InferenceOptions,
-    /// The newest `created_at` so far: items of the turn sort after it.
-    pub last_created_at: Option<Timestamp>,
-    /// Set when the thread is untitled and this is its first answer: the metadata and the
-    /// text to title it from.
-    pub title_from: Option<(ThreadMeta, String)>,
-    /// A widget action: the turn calls its tool first (and builds the model's input after).
-    pub action: Option<PlannedAction>,
-    /// The prelude creates the thread (`thread.created`).
-    pub creates_thread: bool,
-}
-
-/// A widget action, checked against its sender.
-#[derive(Debug)]
-pub(crate) struct PlannedAction {
-    pub sender: ThreadItem,
-    pub action: WidgetAction,
-    /// The history window, for the model turn that may follow.
-    pub history: Vec<ThreadItem>,
-    pub history_limit: usize,
 }
 
 /// The widget item that sent `action`, if it holds that action (protocol §3.5; no forged

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use super::agent::{Ended, TurnRun};
 use super::tools::{StreamedWidget, PROGRESS_BUFFER};
 use super::ACTION_FAILED;
-use crate::actors::thread::{PlannedAction, WidgetAction};
-use crate::engine::{EngineEnv, Lease};
+use super::{PlannedAction, WidgetAction};
+use crate::actors::env::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::{McpSessions, ToolResult};
@@ -291,7 +291,7 @@ impl TurnRun<'_> {
         }
         let skip = history.len().saturating_sub(history_limit);
         let input = history_messages(instructions, &history[skip..]);
-        match self.start_agent(&input).await {
+        match self.open_first_round(&input).await {
             Ok(head) => self.agent(input, head).await,
             Err(ended) => ended,
         }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::choice::{offer, Offer, TurnToolChoice};
 use super::events::{begin_answer, AnswerInProgress, EventWriter, WorkflowInProgress};
-use crate::engine::{EngineEnv, Lease};
+use crate::actors::env::{EngineEnv, Lease};
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
 use crate::mcp::{OfferedTool, OfferedTools};
@@ -105,7 +105,10 @@ impl TurnRun<'_> {
     /// Lists the tools and starts the first model call; the turn runs this while its input
     /// commits, so the model's time to first byte overlaps the commit. Nothing of it reaches
     /// the client before the commit: the stream is only read by [`TurnRun::agent`].
-    pub(super) async fn start_agent(&mut self, input: &[ChatMessage]) -> Result<HeadStart, Ended> {
+    pub(super) async fn open_first_round(
+        &mut self,
+        input: &[ChatMessage],
+    ) -> Result<HeadStart, Ended> {
         let agent = &self.env.settings.agent;
         let tools = if agent.mcp_servers.is_empty() {
             OfferedTools {

@@ -15,6 +15,7 @@ mod action;
 mod agent;
 mod choice;
 mod events;
+mod plan;
 mod titles;
 mod tools;
 
@@ -24,11 +25,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actors::thread::TurnPlan;
+use crate::actors::env::{EngineEnv, Lease};
 use crate::attachments::model_input::{has_attachments, put_in_place};
 use crate::config::{ToolChoiceMode, ToolChoiceSpec};
 use crate::deadline::Deadline;
-use crate::engine::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
@@ -45,6 +45,7 @@ pub(crate) use action::run_sync_action;
 use agent::{Ended, TurnRun};
 use choice::TurnToolChoice;
 use events::{AnswerInProgress, EventWriter};
+pub(crate) use plan::{PlannedAction, TurnPlan, WidgetAction};
 use titles::save_title;
 
 /// What the client reads when a widget action's tool failed (details are logged).
@@ -79,32 +80,50 @@ pub(crate) struct TurnJob {
     pub lease: Lease,
 }
 
-/// What a turn changed, for the actor to apply to its memory.
-#[derive(Default)]
+/// How a turn ended, for its thread actor to apply.
 pub(crate) struct TurnOutcome {
-    /// The prelude committed: for a new thread, the thread now exists.
-    pub prelude_committed: bool,
+    /// The actor's MCP sessions, handed back.
+    pub mcp: McpSessions,
+    pub end: TurnEnd,
+}
+
+pub(crate) enum TurnEnd {
+    /// The input did not commit (in time): nothing was acknowledged, and memory may disagree
+    /// with Postgres. For a new thread, its first item's id, for the actor to come back for
+    /// if the commit completes late.
+    InputRefused { new_thread_item: Option<String> },
+    /// The input committed and the turn ran.
+    Ran {
+        changes: TurnChanges,
+        after: AfterTurn,
+    },
+}
+
+/// What a turn committed, for the actor's memory.
+#[derive(Default)]
+pub(crate) struct TurnChanges {
     /// Committed items, in order (new ones appended, existing ids replaced).
     pub committed: Vec<ThreadItem>,
     pub removed_ids: Vec<String>,
-    /// A commit failed: memory may disagree with the database, reload it.
-    pub reload: bool,
     /// A generated title that was saved.
     pub title: Option<String>,
-    /// The MCP sessions, handed back.
-    pub mcp: Option<McpSessions>,
-    /// The turn's last write already set the lease state back to idle.
-    pub idle_written: bool,
-    /// The input of a new thread did not commit (in time): its thread and first message id,
-    /// for the actor to come back for if the commit completes late.
-    pub unacknowledged_thread: Option<String>,
+}
+
+/// The thread's state once a turn ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AfterTurn {
+    /// The turn's last write marked the thread idle again.
+    Idle,
+    /// The cluster view still shows the thread streaming: mark it idle.
+    MarkIdle,
+    /// A commit failed: memory may disagree with Postgres (or the lease was lost): reload.
+    Reload,
 }
 
 /// Runs one turn to its end. Never panics on purpose; the actor catches it if it does.
 pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     let _in_flight = InFlight::enter();
     let started = Instant::now();
-    let mut outcome = TurnOutcome::default();
     let TurnJob {
         env,
         thread_id,
@@ -116,28 +135,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         mcp,
         lease,
     } = job;
-
-    let thread_id_for_log = thread_id.clone();
-    // Validated when the message arrived; a model or choice removed from the configuration
-    // since falls back to the default.
-    let model = env
-        .models
-        .get(plan.inference.model.as_deref())
-        .unwrap_or_else(|| env.models.default_model())
-        .clone();
-    let tool_choice = plan
-        .inference
-        .tool_choice
-        .as_ref()
-        .and_then(|choice| turn_tool_choice(&env.settings.tool_choices, &choice.id));
-    let mut model_input = plan.model_input;
-    if let Some(TurnToolChoice::Menu(ToolChoiceMode::Profile {
-        instructions: Some(instructions),
-        ..
-    })) = &tool_choice
-    {
-        with_instructions(&mut model_input, instructions);
-    }
+    let (model, tool_choice) = model_and_tool_choice(&env, &plan.inference);
     let mut run = TurnRun {
         env: env.clone(),
         thread_id,
@@ -146,37 +144,118 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         committed: Vec::new(),
         mcp,
         token,
-        lease: lease.clone(),
+        lease,
         started,
         first_token_seen: false,
         model,
         tool_choice,
     };
-    let stream_options = StreamOptions {
-        allow_cancel: env.settings.allow_cancel,
-    };
+    let title_from = plan.title_from;
+    let mut changes = TurnChanges::default();
     let ended = if let Some(action) = plan.action {
         // Nothing is written before the tool answers (protocol §3.5: stream_options first).
-        outcome.prelude_committed = true;
         let _ = accepted.send(Ok(()));
-        run.writer
-            .send(&ThreadStreamEvent::StreamOptions { stream_options })
-            .await;
+        run.send_stream_options().await;
         run.widget_action(action, &env.settings.model.instructions)
             .await
     } else {
-        // The input commits while the tools are listed and the first model call starts: the
-        // model's time to first byte overlaps the commit. Its stream is read only after the
-        // input's events went out, so no model text precedes `thread.item.done` of the input.
-        let prelude_ops = plan.prelude_ops;
+        let input = TurnInputParts {
+            ops: plan.prelude_ops,
+            events: plan.prelude_events,
+            model_input: plan.model_input,
+            owner: plan.owner,
+        };
+        match run.commit_input_and_answer(input, accepted, deadline).await {
+            Ok(ended) => {
+                changes.committed = plan.prelude_items;
+                changes.removed_ids = plan.removed_ids;
+                ended
+            }
+            Err(()) => {
+                let new_thread_item = plan
+                    .creates_thread
+                    .then(|| plan.prelude_items.first().map(|item| item.id.clone()))
+                    .flatten();
+                return TurnOutcome {
+                    mcp: run.mcp,
+                    end: TurnEnd::InputRefused { new_thread_item },
+                };
+            }
+        }
+    };
+    METRICS.turns.with_label_values(&[ended.label()]).inc();
+    let after = run.end(ended, title_from, &mut changes.title).await;
+    changes.committed.extend(std::mem::take(&mut run.committed));
+    METRICS
+        .turn_seconds
+        .observe(started.elapsed().as_secs_f64());
+    TurnOutcome {
+        mcp: run.mcp,
+        end: TurnEnd::Ran { changes, after },
+    }
+}
+
+/// What a message turn commits first and what the model is sent.
+struct TurnInputParts {
+    ops: Vec<WriteOp>,
+    events: Vec<ThreadStreamEvent>,
+    model_input: Vec<ChatMessage>,
+    owner: String,
+}
+
+/// The turn's model (the picker's choice, validated when the message arrived; one removed
+/// from the configuration since falls back to the default) and tool choice.
+fn model_and_tool_choice(
+    env: &EngineEnv,
+    inference: &crate::protocol::InferenceOptions,
+) -> (crate::model::ModelClient, Option<TurnToolChoice>) {
+    let model = env
+        .models
+        .get(inference.model.as_deref())
+        .unwrap_or_else(|| env.models.default_model())
+        .clone();
+    let tool_choice = inference
+        .tool_choice
+        .as_ref()
+        .and_then(|choice| turn_tool_choice(&env.settings.tool_choices, &choice.id));
+    (model, tool_choice)
+}
+
+impl TurnRun<'_> {
+    /// Commits the input while the tools are listed and the first model call opens (the
+    /// model's time to first byte overlaps the commit); tells `accepted` whether it committed,
+    /// then streams the input's events and the answer. The model's stream is read only after
+    /// the input's events went out, so no model text precedes `thread.item.done` of the
+    /// input. `Err` when the input did not commit by the `deadline` (nothing acknowledged).
+    async fn commit_input_and_answer(
+        &mut self,
+        input: TurnInputParts,
+        accepted: oneshot::Sender<Result<(), EngineError>>,
+        deadline: Deadline,
+    ) -> Result<Ended, ()> {
+        let TurnInputParts {
+            ops,
+            events,
+            mut model_input,
+            owner,
+        } = input;
+        if let Some(TurnToolChoice::Menu(ToolChoiceMode::Profile {
+            instructions: Some(instructions),
+            ..
+        })) = &self.tool_choice
+        {
+            with_instructions(&mut model_input, instructions);
+        }
+        let env = self.env.clone();
+        let lease = self.lease.clone();
         let commit = async {
-            if prelude_ops.is_empty() {
+            if ops.is_empty() {
                 return Ok(());
             }
-            let commit = env.persist_as(&lease, LeaseState::Streaming, prelude_ops);
+            let commit = env.persist_as(&lease, LeaseState::Streaming, ops);
             deadline.bound("committing the input", commit).await
         };
-        let owner = plan.owner;
+        let thread_id = self.thread_id.clone();
         let head = async {
             // Attachments' bytes are read while the input commits too.
             if has_attachments(&model_input) {
@@ -184,81 +263,83 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
                 if let Err(error) =
                     put_in_place(&env.store, &owner, settings, &mut model_input).await
                 {
-                    tracing::warn!(thread_id = %thread_id_for_log, %error, "could not read the attachments for the model");
+                    tracing::warn!(%thread_id, %error, "could not read the attachments for the model");
                     return Err(Ended::Failed);
                 }
             }
-            run.start_agent(&model_input).await
+            self.open_first_round(&model_input).await
         };
         let (committed, head) = tokio::join!(commit, head);
         if let Err(error) = committed {
             // Dropping `head` aborts the model call; nothing was acknowledged, so the edge
             // answers with a JSON error, not a stream.
             drop(head);
-            tracing::warn!(thread_id = %run.thread_id, %error, "could not commit the turn's input");
+            tracing::warn!(%thread_id, %error, "could not commit the turn's input");
             let _ = accepted.send(Err(error));
             METRICS.turns.with_label_values(&["rejected"]).inc();
-            outcome.reload = true;
-            if plan.creates_thread {
-                outcome.unacknowledged_thread =
-                    plan.prelude_items.first().map(|item| item.id.clone());
-            }
-            outcome.mcp = Some(run.mcp);
-            return outcome;
+            return Err(());
         }
-        outcome.prelude_committed = true;
         let _ = accepted.send(Ok(()));
-        outcome.committed.extend(plan.prelude_items);
-        outcome.removed_ids = plan.removed_ids;
-
-        for event in &plan.prelude_events {
-            run.writer.send(event).await;
+        for event in &events {
+            self.writer.send(event).await;
         }
-        run.writer
+        self.send_stream_options().await;
+        Ok(match head {
+            Err(ended) => ended,
+            Ok(_) if !self.writer.is_open() => Ended::Cancelled { partial: None },
+            Ok(head) => self.agent(model_input, head).await,
+        })
+    }
+
+    async fn send_stream_options(&mut self) {
+        let stream_options = StreamOptions {
+            allow_cancel: self.env.settings.allow_cancel,
+        };
+        self.writer
             .send(&ThreadStreamEvent::StreamOptions { stream_options })
             .await;
+    }
 
-        match head {
-            Err(ended) => ended,
-            Ok(_) if !run.writer.is_open() => Ended::Cancelled { partial: None },
-            Ok(head) => run.agent(model_input, head).await,
-        }
-    };
-    METRICS.turns.with_label_values(&[ended.label()]).inc();
-    outcome.idle_written = matches!(ended, Ended::Answered | Ended::Cancelled { .. });
-    match ended {
-        Ended::Answered => {
-            if let Some((meta, text)) = plan.title_from {
-                outcome.title = save_title(&env, &run.lease, meta, &text, &mut run.writer).await;
+    /// The end of a turn that ran (protocol §8.8, §8.9): the title after a first answer,
+    /// the in-band error of a failure, what a cancellation stores. Answers what the thread's
+    /// state is then.
+    async fn end(
+        &mut self,
+        ended: Ended,
+        title_from: Option<(crate::protocol::ThreadMeta, String)>,
+        title: &mut Option<String>,
+    ) -> AfterTurn {
+        match ended {
+            Ended::Answered => {
+                if let Some((meta, text)) = title_from {
+                    *title =
+                        save_title(&self.env, &self.lease, meta, &text, &mut self.writer).await;
+                }
+                AfterTurn::Idle
             }
-        }
-        Ended::Failed => {
-            run.writer
-                .send(&ThreadStreamEvent::stream_error(true))
-                .await
-        }
-        Ended::CommitFailed => {
-            run.writer
-                .send(&ThreadStreamEvent::stream_error(true))
-                .await;
-            outcome.reload = true;
-        }
-        Ended::ActionFailed => {
-            let event = ThreadStreamEvent::custom_error(ACTION_FAILED, true);
-            run.writer.send(&event).await
-        }
-        Ended::Cancelled { partial } => {
-            if !run.store_cancelled(partial).await {
-                outcome.reload = true;
+            Ended::Failed => {
+                self.writer
+                    .send(&ThreadStreamEvent::stream_error(true))
+                    .await;
+                AfterTurn::MarkIdle
             }
+            Ended::CommitFailed => {
+                self.writer
+                    .send(&ThreadStreamEvent::stream_error(true))
+                    .await;
+                AfterTurn::Reload
+            }
+            Ended::ActionFailed => {
+                let event = ThreadStreamEvent::custom_error(ACTION_FAILED, true);
+                self.writer.send(&event).await;
+                AfterTurn::MarkIdle
+            }
+            Ended::Cancelled { partial } => match self.store_cancelled(partial).await {
+                true => AfterTurn::Idle,
+                false => AfterTurn::Reload,
+            },
         }
     }
-    outcome.committed.extend(run.committed);
-    outcome.mcp = Some(run.mcp);
-    METRICS
-        .turn_seconds
-        .observe(started.elapsed().as_secs_f64());
-    outcome
 }
 
 impl TurnRun<'_> {

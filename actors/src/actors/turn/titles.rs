@@ -2,7 +2,7 @@
 //! thread, saved unless a rename came first, and announced with `thread.updated`.
 
 use super::events::EventWriter;
-use crate::engine::{EngineEnv, Lease};
+use crate::actors::env::{EngineEnv, Lease};
 use crate::model::ChatMessage;
 use crate::protocol::{Page, ThreadMeta, ThreadStreamEvent};
 use crate::store::cluster::LeaseState;

@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::messages::Delete;
-use crate::actors::registry::Registry;
+use super::env::EngineEnv;
+use super::routing::{ToThread, Unacknowledged};
+use super::thread::Delete;
 use crate::deadline::Deadline;
-use crate::engine::EngineEnv;
-use crate::ids::{ThreadId, UserId};
 
 /// How long the instance keeps coming back for it (a database down longer than this is an
 /// outage an operator sees; the thread then stays, with one unanswered message).
@@ -24,15 +23,12 @@ const MAX_INTERVAL: Duration = Duration::from_secs(5);
 /// A missing thread is looked for once more after this (its COMMIT may still be on its way).
 const SECOND_LOOK: Duration = Duration::from_secs(5);
 
-/// The creation that was not acknowledged: the thread and its first message.
-#[derive(Clone, Debug)]
-pub(crate) struct Unacknowledged {
-    pub thread_id: ThreadId,
-    pub user_id: UserId,
-    pub item_id: String,
-}
-
-pub(crate) async fn reap(env: Arc<EngineEnv>, registry: Addr<Registry>, lost: Unacknowledged) {
+/// Comes back for `lost` until the database answers whether it exists; deletes it then.
+pub(crate) async fn reap(
+    env: Arc<EngineEnv>,
+    registry: Recipient<ToThread<Delete>>,
+    lost: Unacknowledged,
+) {
     let started = Instant::now();
     let mut interval = FIRST_LOOK;
     let mut missing = 0;
@@ -44,11 +40,17 @@ pub(crate) async fn reap(env: Arc<EngineEnv>, registry: Addr<Registry>, lost: Un
             .await
         {
             Ok(Some(_)) => {
-                let deleted = crate::engine::deliver(&registry, &lost.thread_id, || Delete {
+                let delete = Delete {
                     user_id: lost.user_id.clone(),
                     deadline: Deadline::after(env.store.operation_timeout()),
-                })
-                .await;
+                };
+                let deleted = match registry
+                    .send(ToThread::existing(&lost.thread_id, delete))
+                    .await
+                {
+                    Ok(answer) => answer,
+                    Err(_) => return, // the registry stopped: the engine shuts down
+                };
                 match deleted {
                     Ok(()) => {
                         tracing::info!(thread_id = %lost.thread_id, "deleted a thread whose creation was not acknowledged (its commit completed late)");
