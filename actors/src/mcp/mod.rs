@@ -73,7 +73,7 @@ impl ToolResult {
         Self::failed(format!("there is no tool named {name}"))
     }
 
-    fn failed(text: String) -> Self {
+    pub(crate) fn failed(text: String) -> Self {
         ToolResult {
             output: ToolOutput::Failed(text),
             meta: None,
@@ -249,32 +249,11 @@ impl McpSessions {
         }
     }
 
-    /// Calls a tool with `arguments` (JSON text from the model). Tool errors, bad arguments
-    /// and timeouts are results the model sees; a transport failure is an `Err` (then
-    /// `forget` the server so the next turn re-opens it). With `progress`, the tool is sent a
-    /// progress token and the `_meta` of its progress notifications go there.
+    /// Calls a tool with `arguments`. Tool errors and timeouts are results the model sees; a
+    /// transport failure is an `Err` (then `forget` the server so the next use re-opens it).
+    /// With `progress`, the tool is sent a progress token and the `_meta` of its progress
+    /// notifications go there.
     pub async fn call(
-        &self,
-        server: &McpServerConfig,
-        tool: &str,
-        arguments: &str,
-        progress: Option<ProgressSink>,
-    ) -> Result<ToolResult, McpError> {
-        let raw = if arguments.trim().is_empty() {
-            "{}"
-        } else {
-            arguments
-        };
-        match serde_json::from_str::<Value>(raw) {
-            Ok(Value::Object(map)) => self.call_with(server, tool, map, progress).await,
-            _ => Ok(ToolResult::failed(
-                "the tool arguments are not a JSON object".into(),
-            )),
-        }
-    }
-
-    /// As [`McpSessions::call`], with the arguments as an object (a widget action's payload).
-    pub async fn call_with(
         &self,
         server: &McpServerConfig,
         tool: &str,

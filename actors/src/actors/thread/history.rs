@@ -3,7 +3,7 @@
 //! each turn committed.
 
 use crate::actors::env::EngineEnv;
-use crate::actors::turn::TurnChanges;
+use crate::actors::turn::{put_or_append, TurnChanges};
 use crate::error::EngineError;
 use crate::ids::{ItemId, ThreadId};
 use crate::protocol::{Order, ThreadItem, ThreadMeta};
@@ -51,10 +51,7 @@ impl LoadedThread {
 
     /// Puts a committed item in the window: in place of the item with its id, or at the end.
     pub fn put(&mut self, item: ThreadItem) {
-        match self.history.iter_mut().find(|i| i.id == item.id) {
-            Some(existing) => *existing = item,
-            None => self.history.push(item),
-        }
+        put_or_append(&mut self.history, item);
     }
 
     /// A retry target memory cannot tell about: the window is full (the thread may be

@@ -74,140 +74,16 @@ pub(crate) fn plan_turn(
         TurnInput::UserMessage(NewMessage { input, attachments })
             if is_resend_of_unanswered(thread, &input, &attachments) =>
         {
-            // The same message again while the thread's newest item is that message with
-            // no answer (its answer failed, or its commit timed out on our side and completed
-            // later): answer it instead of storing a copy (specs/persistence.md).
-            refuse_inactive(&thread.meta.status)?;
-            let unanswered = thread.history.last().expect("checked").clone();
-            let answered_before = thread
-                .history
-                .iter()
-                .any(|i| matches!(i.body, ItemBody::AssistantMessage(_)));
-            if let ItemBody::UserMessage(message) = &unanswered.body {
-                if settings.titles_enabled && thread.meta.title.is_none() && !answered_before {
-                    plan.title_from = Some((thread.meta.clone(), message.plain_text()));
-                }
-            }
-            plan.prelude_events
-                .push(ThreadStreamEvent::ItemDone { item: unanswered });
+            plan_resend(thread, settings, &mut plan)?
         }
-        TurnInput::UserMessage(NewMessage { input, attachments }) => {
-            refuse_inactive(&thread.meta.status)?;
-            // protocol §3.1: the attachments are stamped with the thread and stored, in
-            // the message's transaction.
-            let attachments: Vec<Attachment> = attachments
-                .into_iter()
-                .map(|a| Attachment {
-                    thread_id: Some(thread.meta.id.clone()),
-                    ..a
-                })
-                .collect();
-            let link = (!attachments.is_empty()).then(|| WriteOp::LinkAttachments {
-                thread_id: thread.meta.id.clone(),
-                user_id: thread.meta.user_id.clone(),
-                attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
-            });
-            let item = ThreadItem {
-                id: new_id(prefix::MESSAGE),
-                thread_id: thread.meta.id.clone(),
-                created_at: Timestamp::now_after(plan.last_created_at),
-                body: ItemBody::UserMessage(UserMessage {
-                    content: input.content,
-                    attachments,
-                    quoted_text: input.quoted_text,
-                    inference_options: input.inference_options,
-                }),
-            };
-            if !thread.persisted {
-                plan.creates_thread = true;
-                plan.prelude_ops
-                    .push(WriteOp::InsertThread(thread.meta.clone()));
-                plan.prelude_ops.push(WriteOp::InsertLease {
-                    thread_id: thread.meta.id.clone(),
-                    instance_id: settings.instance_id.to_string(),
-                });
-                plan.prelude_events.push(ThreadStreamEvent::ThreadCreated {
-                    thread: thread.meta.to_wire(Page::empty()),
-                });
-            }
-            plan.prelude_ops.push(WriteOp::put_item(&item));
-            plan.prelude_ops.extend(link);
-            plan.prelude_events
-                .push(ThreadStreamEvent::ItemDone { item: item.clone() });
-            let answered_before = thread
-                .history
-                .iter()
-                .any(|i| matches!(i.body, ItemBody::AssistantMessage(_)));
-            if settings.titles_enabled && thread.meta.title.is_none() && !answered_before {
-                if let ItemBody::UserMessage(message) = &item.body {
-                    plan.title_from = Some((thread.meta.clone(), message.plain_text()));
-                }
-            }
-            plan.last_created_at = Some(item.created_at);
-            model_items.push(item.clone());
-            plan.prelude_items.push(item);
+        TurnInput::UserMessage(message) => {
+            plan_message(thread, message, settings, &mut plan, &mut model_items)?
         }
         TurnInput::ClientToolOutput(result) => {
-            refuse_inactive(&thread.meta.status)?;
-            let no_pending_call =
-                || EngineError::Conflict("the thread has no pending client tool call".into());
-            let newest = thread.history.last().ok_or_else(no_pending_call)?;
-            let mut completed = newest.clone();
-            match &mut completed.body {
-                ItemBody::ClientToolCall(call) if call.status == ToolCallStatus::Pending => {
-                    call.status = ToolCallStatus::Completed;
-                    call.output = Some(result);
-                }
-                _ => return Err(no_pending_call()),
-            }
-            // Safety net of protocol §3.3: other pending calls among the newest items go.
-            let stale: Vec<String> = thread
-                .history
-                .iter()
-                .rev()
-                .take(STALE_CALL_WINDOW)
-                .skip(1)
-                .filter(|i| matches!(&i.body, ItemBody::ClientToolCall(c) if c.status == ToolCallStatus::Pending))
-                .map(|i| i.id.clone())
-                .collect();
-            plan.prelude_ops.push(WriteOp::put_item(&completed));
-            if !stale.is_empty() {
-                plan.prelude_ops.push(WriteOp::DeleteItems {
-                    thread_id: thread.meta.id.clone(),
-                    item_ids: stale.clone(),
-                });
-            }
-            model_items.retain(|i| !stale.contains(&i.id));
-            if let Some(last) = model_items.last_mut() {
-                *last = completed.clone();
-            }
-            plan.removed_ids = stale;
-            plan.prelude_items.push(completed);
+            plan_tool_output(thread, result, &mut plan, &mut model_items)?
         }
         TurnInput::RetryAfter(item_id) => {
-            let position = thread
-                .history
-                .iter()
-                .position(|i| item_id == i.id)
-                .ok_or(EngineError::ItemNotFound)?;
-            if !matches!(thread.history[position].body, ItemBody::UserMessage(_)) {
-                return Err(EngineError::InvalidInput(format!(
-                    "item {item_id} is not a user message"
-                )));
-            }
-            refuse_inactive(&thread.meta.status)?;
-            // Everything after the target goes, in storage too (even items older than what
-            // memory holds could not exist after it: memory holds the newest items).
-            plan.removed_ids = thread.history[position + 1..]
-                .iter()
-                .map(|i| i.id.clone())
-                .collect();
-            plan.prelude_ops.push(WriteOp::DeleteItemsAfter {
-                thread_id: thread.meta.id.clone(),
-                item_id: item_id.to_string(),
-            });
-            model_items.truncate(position + 1);
-            plan.last_created_at = model_items.last().map(|i| i.created_at);
+            plan_retry(thread, &item_id, &mut plan, &mut model_items)?
         }
         TurnInput::Action(action) => {
             refuse_inactive(&thread.meta.status)?;
@@ -220,6 +96,162 @@ pub(crate) fn plan_turn(
             });
         }
     }
+    plan_model_input(&mut plan, &model_items, settings);
+    Ok(plan)
+}
+
+/// The same message again while the thread's newest item is that message with no answer
+/// (its answer failed, or its commit timed out on our side and completed later): answer it
+/// instead of storing a copy (specs/persistence.md).
+fn plan_resend(
+    thread: &LoadedThread,
+    settings: &PlanSettings,
+    plan: &mut TurnPlan,
+) -> Result<(), EngineError> {
+    refuse_inactive(&thread.meta.status)?;
+    let unanswered = thread.history.last().expect("checked").clone();
+    plan.title_from = title_from(thread, &unanswered, settings);
+    plan.prelude_events
+        .push(ThreadStreamEvent::ItemDone { item: unanswered });
+    Ok(())
+}
+
+/// A new user message (protocol §3.1): stored with its attachments (stamped with the thread,
+/// in the message's transaction), and the thread with it when it is new.
+fn plan_message(
+    thread: &LoadedThread,
+    NewMessage { input, attachments }: NewMessage,
+    settings: &PlanSettings,
+    plan: &mut TurnPlan,
+    model_items: &mut Vec<ThreadItem>,
+) -> Result<(), EngineError> {
+    refuse_inactive(&thread.meta.status)?;
+    let attachments: Vec<Attachment> = attachments
+        .into_iter()
+        .map(|a| Attachment {
+            thread_id: Some(thread.meta.id.clone()),
+            ..a
+        })
+        .collect();
+    let link = (!attachments.is_empty()).then(|| WriteOp::LinkAttachments {
+        thread_id: thread.meta.id.clone(),
+        user_id: thread.meta.user_id.clone(),
+        attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
+    });
+    let item = ThreadItem {
+        id: new_id(prefix::MESSAGE),
+        thread_id: thread.meta.id.clone(),
+        created_at: Timestamp::now_after(plan.last_created_at),
+        body: ItemBody::UserMessage(UserMessage {
+            content: input.content,
+            attachments,
+            quoted_text: input.quoted_text,
+            inference_options: input.inference_options,
+        }),
+    };
+    if !thread.persisted {
+        plan.creates_thread = true;
+        plan.prelude_ops
+            .push(WriteOp::InsertThread(thread.meta.clone()));
+        plan.prelude_ops.push(WriteOp::InsertLease {
+            thread_id: thread.meta.id.clone(),
+            instance_id: settings.instance_id.to_string(),
+        });
+        plan.prelude_events.push(ThreadStreamEvent::ThreadCreated {
+            thread: thread.meta.to_wire(Page::empty()),
+        });
+    }
+    plan.prelude_ops.push(WriteOp::put_item(&item));
+    plan.prelude_ops.extend(link);
+    plan.prelude_events
+        .push(ThreadStreamEvent::ItemDone { item: item.clone() });
+    plan.title_from = title_from(thread, &item, settings);
+    plan.last_created_at = Some(item.created_at);
+    model_items.push(item.clone());
+    plan.prelude_items.push(item);
+    Ok(())
+}
+
+/// Protocol §3.3: the browser's result completes the pending client tool call; other
+/// pending calls among the newest items go (the safety net).
+fn plan_tool_output(
+    thread: &LoadedThread,
+    result: serde_json::Value,
+    plan: &mut TurnPlan,
+    model_items: &mut Vec<ThreadItem>,
+) -> Result<(), EngineError> {
+    refuse_inactive(&thread.meta.status)?;
+    let no_pending_call =
+        || EngineError::Conflict("the thread has no pending client tool call".into());
+    let newest = thread.history.last().ok_or_else(no_pending_call)?;
+    let mut completed = newest.clone();
+    match &mut completed.body {
+        ItemBody::ClientToolCall(call) if call.status == ToolCallStatus::Pending => {
+            call.status = ToolCallStatus::Completed;
+            call.output = Some(result);
+        }
+        _ => return Err(no_pending_call()),
+    }
+    let stale: Vec<String> = thread
+        .history
+        .iter()
+        .rev()
+        .take(STALE_CALL_WINDOW)
+        .skip(1)
+        .filter(|i| matches!(&i.body, ItemBody::ClientToolCall(c) if c.status == ToolCallStatus::Pending))
+        .map(|i| i.id.clone())
+        .collect();
+    plan.prelude_ops.push(WriteOp::put_item(&completed));
+    if !stale.is_empty() {
+        plan.prelude_ops.push(WriteOp::DeleteItems {
+            thread_id: thread.meta.id.clone(),
+            item_ids: stale.clone(),
+        });
+    }
+    model_items.retain(|i| !stale.contains(&i.id));
+    if let Some(last) = model_items.last_mut() {
+        *last = completed.clone();
+    }
+    plan.removed_ids = stale;
+    plan.prelude_items.push(completed);
+    Ok(())
+}
+
+/// Protocol §3.4: everything after the user message `item_id` goes, in storage too (items
+/// older than what memory holds could not come after it: memory holds the newest).
+fn plan_retry(
+    thread: &LoadedThread,
+    item_id: &crate::ids::ItemId,
+    plan: &mut TurnPlan,
+    model_items: &mut Vec<ThreadItem>,
+) -> Result<(), EngineError> {
+    let position = thread
+        .history
+        .iter()
+        .position(|i| *item_id == i.id)
+        .ok_or(EngineError::ItemNotFound)?;
+    if !matches!(thread.history[position].body, ItemBody::UserMessage(_)) {
+        return Err(EngineError::InvalidInput(format!(
+            "item {item_id} is not a user message"
+        )));
+    }
+    refuse_inactive(&thread.meta.status)?;
+    plan.removed_ids = thread.history[position + 1..]
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
+    plan.prelude_ops.push(WriteOp::DeleteItemsAfter {
+        thread_id: thread.meta.id.clone(),
+        item_id: item_id.to_string(),
+    });
+    model_items.truncate(position + 1);
+    plan.last_created_at = model_items.last().map(|i| i.created_at);
+    Ok(())
+}
+
+/// The model's input (the newest `history_limit` items) and the inference options of the
+/// newest user message among them.
+fn plan_model_input(plan: &mut TurnPlan, model_items: &[ThreadItem], settings: &PlanSettings) {
     let skip = model_items.len().saturating_sub(settings.history_limit);
     plan.model_input = history_messages(settings.instructions, &model_items[skip..]);
     plan.inference = model_items
@@ -238,7 +270,26 @@ pub(crate) fn plan_turn(
     {
         plan.inference.tool_choice = None;
     }
-    Ok(plan)
+}
+
+/// Protocol §8.7, the one title decision: an untitled thread is titled from its first
+/// answered message (`message`, a user message), when titles are on.
+fn title_from(
+    thread: &LoadedThread,
+    message: &ThreadItem,
+    settings: &PlanSettings,
+) -> Option<(ThreadMeta, String)> {
+    let answered_before = thread
+        .history
+        .iter()
+        .any(|i| matches!(i.body, ItemBody::AssistantMessage(_)));
+    if !settings.titles_enabled || thread.meta.title.is_some() || answered_before {
+        return None;
+    }
+    match &message.body {
+        ItemBody::UserMessage(m) => Some((thread.meta.clone(), m.plain_text())),
+        _ => None,
+    }
 }
 
 /// Whether `input` repeats the thread's newest item, a stored user message nothing answered.

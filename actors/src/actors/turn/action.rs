@@ -4,29 +4,29 @@
 //! follow. A failing tool writes nothing.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::agent::{Ended, TurnRun};
-use super::tools::{StreamedWidget, PROGRESS_BUFFER};
+use super::invoke::{call_tool, forget_broken, open_session, ToolTarget};
+use super::tools::PROGRESS_BUFFER;
+use super::widget_stream::{show_widget_state, StreamedWidget};
 use super::ACTION_FAILED;
-use super::{PlannedAction, WidgetAction};
+use super::{put_or_append, PlannedAction, WidgetAction};
 use crate::actors::env::{EngineEnv, Lease};
 use crate::error::EngineError;
 use crate::ids::{new_id, prefix, BearerToken};
-use crate::mcp::{McpSessions, ToolResult};
+use crate::mcp::{McpServerConfig, McpSessions, ToolResult};
 use crate::metrics::METRICS;
 use crate::model::history_messages;
 use crate::protocol::{
-    HiddenContextItem, ItemBody, ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp,
-    WidgetItem,
+    HiddenContextItem, ItemBody, ThreadItem, ThreadStreamEvent, Timestamp, WidgetItem,
 };
 use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
 use crate::text::clip_chars;
-use crate::widgets::{diff_widget, progress_widget, tool_extras, ToolWidget};
+use crate::widgets::{progress_widget, tool_extras, ToolWidget};
 
 /// What the hidden record keeps of the payload and of the tool's text, at most.
 const MAX_RECORD_CHARS: usize = 4000;
@@ -89,44 +89,26 @@ pub(crate) async fn run_sync_action(
 ) -> Result<SyncActionDone, EngineError> {
     let spec = &action.spec;
     let failed = || EngineError::ActionFailed(ACTION_FAILED.into());
-    let server = env
-        .settings
-        .agent
-        .mcp_servers
-        .iter()
-        .find(|s| s.name == spec.tool.server)
-        .ok_or_else(failed)?;
-    let mut sessions = McpSessions::new(env.tool_catalog.clone());
-    let arguments = match &action.payload {
-        Value::Object(map) => map.clone(),
-        _ => Map::new(),
+    let server = action_server(&env, &action).ok_or_else(failed)?;
+    let target = ToolTarget {
+        server,
+        tool: &spec.tool.tool,
     };
-    let started = Instant::now();
-    let called = match sessions.ensure_open(server, token.as_ref()).await {
-        Ok(()) => sessions
-            .call_with(server, &spec.tool.tool, arguments, None)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(error) => Err(error.to_string()),
+    let mut sessions = McpSessions::new(env.tool_catalog.clone());
+    let thread_id = sender.thread_id.as_str();
+    let called = match open_session(&mut sessions, server, token.as_ref(), thread_id).await {
+        Ok(()) => call_tool(&sessions, target, arguments_of(&action), None, thread_id).await,
+        Err(error) => Err(error),
     };
     actix::spawn(sessions.close());
-    METRICS
-        .mcp_call_seconds
-        .with_label_values(&[server.name.as_str()])
-        .observe(started.elapsed().as_secs_f64());
     let result = match called {
         Ok(result) if !result.output.failed() => result,
         Ok(result) => {
-            tracing::warn!(thread_id = %sender.thread_id, tool = %spec.tool, error = %result.output.text(), "widget action's tool failed");
+            tracing::warn!(%thread_id, tool = %spec.tool, error = %result.output.text(), "widget action's tool failed");
             METRICS.widget_actions.with_label_values(&["failed"]).inc();
             return Err(failed());
         }
-        Err(error) => {
-            tracing::warn!(thread_id = %sender.thread_id, %error, "tool server failed");
-            METRICS
-                .mcp_errors
-                .with_label_values(&[server.name.as_str()])
-                .inc();
+        Err(_) => {
             METRICS.widget_actions.with_label_values(&["failed"]).inc();
             return Err(failed());
         }
@@ -141,13 +123,30 @@ pub(crate) async fn run_sync_action(
     let mut ops: Vec<WriteOp> = replaced.iter().map(WriteOp::put_item).collect();
     ops.push(WriteOp::put_item(&record));
     env.persist_as(&lease, state, ops).await?;
-    let outcome = if replaced.is_some() {
-        "replaced"
-    } else {
-        "recorded"
-    };
-    METRICS.widget_actions.with_label_values(&[outcome]).inc();
+    count_action(replaced.is_some());
     Ok(SyncActionDone { replaced, record })
+}
+
+/// The configured server of the action's tool.
+fn action_server<'e>(env: &'e EngineEnv, action: &WidgetAction) -> Option<&'e McpServerConfig> {
+    env.settings
+        .agent
+        .mcp_servers
+        .iter()
+        .find(|s| s.name == action.spec.tool.server)
+}
+
+/// The payload as the tool's arguments (a null payload: none).
+fn arguments_of(action: &WidgetAction) -> Map<String, Value> {
+    match &action.payload {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    }
+}
+
+fn count_action(replaced: bool) {
+    let outcome = if replaced { "replaced" } else { "recorded" };
+    METRICS.widget_actions.with_label_values(&[outcome]).inc();
 }
 
 impl TurnRun<'_> {
@@ -164,129 +163,23 @@ impl TurnRun<'_> {
             mut history,
             history_limit,
         } = planned;
-        let spec = action.spec.clone();
-        let env = self.env.clone();
-        let Some(server) = env
-            .settings
-            .agent
-            .mcp_servers
-            .iter()
-            .find(|s| s.name == spec.tool.server)
-        else {
-            return Ended::ActionFailed;
-        };
         let ItemBody::Widget(sender_widget) = &sender.body else {
             return Ended::ActionFailed;
         };
-        if let Err(error) = self.mcp.ensure_open(server, self.token.as_ref()).await {
-            tracing::warn!(thread_id = %self.thread_id, %error, "tool server failed");
-            METRICS
-                .mcp_errors
-                .with_label_values(&[server.name.as_str()])
-                .inc();
-            METRICS.widget_actions.with_label_values(&["failed"]).inc();
-            return Ended::ActionFailed;
+        let original = sender_widget.widget.clone();
+        let (result, shown) = match self.run_action_tool(&sender, &action).await {
+            Ok(ran) => ran,
+            Err(shown) => return self.action_failed(shown, &sender.id, &original).await,
+        };
+        let committed = match self.commit_action(&sender, &action, &result, &shown).await {
+            Ok(committed) => committed,
+            Err(ended) => return ended,
+        };
+        for item in committed {
+            put_or_append(&mut history, item.clone());
+            self.committed.push(item);
         }
-        let arguments = match &action.payload {
-            Value::Object(map) => map.clone(),
-            _ => Map::new(),
-        };
-        // Progress states update the sender while the tool runs (when it is to be replaced).
-        let mut shown = StreamedWidget {
-            id: sender.id.clone(),
-            created_at: sender.created_at,
-            state: sender_widget.widget.clone(),
-        };
-        let (sink, mut states) = mpsc::channel(PROGRESS_BUFFER);
-        let sink = spec.then.replaces().then_some(sink);
-        let started = Instant::now();
-        let result = {
-            let call = self.mcp.call_with(server, &spec.tool.tool, arguments, sink);
-            tokio::pin!(call);
-            loop {
-                tokio::select! {
-                    result = &mut call => break result,
-                    Some(meta) = states.recv() => {
-                        if let Some(state) = progress_widget(&meta) {
-                            for update in diff_widget(&shown.state, &state) {
-                                let event = ThreadStreamEvent::ItemUpdated { item_id: shown.id.clone(), update };
-                                self.writer.send(&event).await;
-                            }
-                            shown.state = state;
-                        }
-                    }
-                }
-            }
-        };
-        METRICS
-            .mcp_call_seconds
-            .with_label_values(&[server.name.as_str()])
-            .observe(started.elapsed().as_secs_f64());
-        let result: ToolResult = match result {
-            Ok(result) if !result.output.failed() => result,
-            Ok(result) => {
-                tracing::warn!(thread_id = %self.thread_id, tool = %spec.tool, error = %result.output.text(), "widget action's tool failed");
-                return self.action_failed(&shown, &sender_widget.widget).await;
-            }
-            Err(error) => {
-                tracing::warn!(thread_id = %self.thread_id, %error, "tool server failed");
-                METRICS
-                    .mcp_errors
-                    .with_label_values(&[server.name.as_str()])
-                    .inc();
-                self.mcp.forget(&server.name);
-                return self.action_failed(&shown, &sender_widget.widget).await;
-            }
-        };
-        let extras = tool_extras(&result, server, &spec.tool.tool, &env.settings.widgets);
-        let replaced = if spec.then.replaces() {
-            let streamed = (shown.state != sender_widget.widget).then(|| ToolWidget {
-                widget: shown.state.clone(),
-                copy_text: None,
-            });
-            replaced_sender(&sender, extras.widget.or(streamed))
-        } else {
-            None
-        };
-        let created_at = self.next_timestamp();
-        let hidden = action_record(&action, &sender, &result, created_at);
-        let mut ops: Vec<WriteOp> = replaced.iter().map(WriteOp::put_item).collect();
-        ops.push(WriteOp::put_item(&hidden));
-        let state = if spec.then.responds() {
-            LeaseState::Streaming
-        } else {
-            LeaseState::Idle
-        };
-        if let Err(error) = self.env.persist_as(&self.lease, state, ops).await {
-            tracing::warn!(thread_id = %self.thread_id, %error, "could not commit a widget action");
-            return Ended::CommitFailed;
-        }
-        let outcome = if replaced.is_some() {
-            "replaced"
-        } else {
-            "recorded"
-        };
-        METRICS.widget_actions.with_label_values(&[outcome]).inc();
-        if let Some(replaced) = &replaced {
-            let event = ThreadStreamEvent::ItemReplaced {
-                item: replaced.clone(),
-            };
-            self.writer.send(&event).await;
-        } else if shown.state != sender_widget.widget {
-            self.restore(&sender.id, &sender_widget.widget).await;
-        }
-        for event in &extras.events {
-            self.writer.send(event).await;
-        }
-        for item in replaced.iter().chain([&hidden]) {
-            match history.iter_mut().find(|i| i.id == item.id) {
-                Some(existing) => *existing = item.clone(),
-                None => history.push(item.clone()),
-            }
-        }
-        self.committed.extend(replaced);
-        self.committed.push(hidden);
-        if !spec.then.responds() {
+        if !action.spec.then.responds() {
             return Ended::Answered;
         }
         let skip = history.len().saturating_sub(history_limit);
@@ -297,23 +190,135 @@ impl TurnRun<'_> {
         }
     }
 
-    /// The tool failed: the sender goes back to what it was (if progress changed it).
-    async fn action_failed(&mut self, shown: &StreamedWidget, original: &Value) -> Ended {
-        METRICS.widget_actions.with_label_values(&["failed"]).inc();
-        if &shown.state != original {
-            self.restore(&shown.id, original).await;
+    /// Calls the action's tool on the thread's session; its progress states update the
+    /// sender while it runs (when it is to be replaced). Answers the result and the sender's
+    /// state as the client has it; `Err` with that state when the tool or its server failed.
+    async fn run_action_tool(
+        &mut self,
+        sender: &ThreadItem,
+        action: &WidgetAction,
+    ) -> Result<(ToolResult, Value), Value> {
+        let ItemBody::Widget(sender_widget) = &sender.body else {
+            return Err(Value::Null);
+        };
+        let mut shown = Some(StreamedWidget {
+            id: sender.id.clone(),
+            created_at: sender.created_at,
+            state: sender_widget.widget.clone(),
+        });
+        let shown_state = |shown: Option<StreamedWidget>| shown.map_or(Value::Null, |s| s.state);
+        let env = self.env.clone();
+        let Some(server) = action_server(&env, action) else {
+            return Err(shown_state(shown));
+        };
+        let token = self.token.clone();
+        if open_session(&mut self.mcp, server, token.as_ref(), &self.thread_id)
+            .await
+            .is_err()
+        {
+            return Err(shown_state(shown));
         }
-        Ended::ActionFailed
+        let target = ToolTarget {
+            server,
+            tool: &action.spec.tool.tool,
+        };
+        let (sink, mut states) = mpsc::channel(PROGRESS_BUFFER);
+        let sink = action.spec.then.replaces().then_some(sink);
+        let result = {
+            let call = call_tool(
+                &self.mcp,
+                target,
+                arguments_of(action),
+                sink,
+                &self.thread_id,
+            );
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    result = &mut call => break result,
+                    Some(meta) = states.recv() => {
+                        if let Some(state) = progress_widget(&meta) {
+                            let (writer, floor) = (&mut self.writer, &mut self.floor);
+                            show_widget_state(writer, &self.thread_id, floor, &mut shown, state).await;
+                        }
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(result) if !result.output.failed() => Ok((result, shown_state(shown))),
+            Ok(result) => {
+                tracing::warn!(thread_id = %self.thread_id, tool = %action.spec.tool, error = %result.output.text(), "widget action's tool failed");
+                Err(shown_state(shown))
+            }
+            Err(_) => {
+                forget_broken(&mut self.mcp, server);
+                Err(shown_state(shown))
+            }
+        }
     }
 
-    /// Puts the client's copy of the sender back to its stored state.
-    async fn restore(&mut self, item_id: &str, original: &Value) {
-        let event = ThreadStreamEvent::ItemUpdated {
-            item_id: item_id.to_string(),
-            update: ThreadItemUpdate::WidgetRootUpdated {
-                widget: original.clone(),
-            },
+    /// In one transaction the sender with its new widget (the result's, or the last progress
+    /// state) and the hidden record; then `thread.item.replaced` (or the sender put back),
+    /// the result's effects and notices. Answers what was committed.
+    async fn commit_action(
+        &mut self,
+        sender: &ThreadItem,
+        action: &WidgetAction,
+        result: &ToolResult,
+        shown: &Value,
+    ) -> Result<Vec<ThreadItem>, Ended> {
+        let ItemBody::Widget(sender_widget) = &sender.body else {
+            return Err(Ended::ActionFailed);
         };
-        self.writer.send(&event).await;
+        let spec = &action.spec;
+        let env = self.env.clone();
+        let server = action_server(&env, action).ok_or(Ended::ActionFailed)?;
+        let extras = tool_extras(result, server, &spec.tool.tool, &env.settings.widgets);
+        let changed = shown != &sender_widget.widget;
+        let replaced = if spec.then.replaces() {
+            let streamed = changed.then(|| ToolWidget {
+                widget: shown.clone(),
+                copy_text: None,
+            });
+            replaced_sender(sender, extras.widget.or(streamed))
+        } else {
+            None
+        };
+        let created_at = self.next_timestamp();
+        let hidden = action_record(action, sender, result, created_at);
+        let mut ops: Vec<WriteOp> = replaced.iter().map(WriteOp::put_item).collect();
+        ops.push(WriteOp::put_item(&hidden));
+        let state = if spec.then.responds() {
+            LeaseState::Streaming
+        } else {
+            LeaseState::Idle
+        };
+        if let Err(error) = self.env.persist_as(&self.lease, state, ops).await {
+            tracing::warn!(thread_id = %self.thread_id, %error, "could not commit a widget action");
+            return Err(Ended::CommitFailed);
+        }
+        count_action(replaced.is_some());
+        if let Some(replaced) = &replaced {
+            let event = ThreadStreamEvent::ItemReplaced {
+                item: replaced.clone(),
+            };
+            self.writer.send(&event).await;
+        } else if changed {
+            self.restore_widget(&sender.id, &sender_widget.widget).await;
+        }
+        for event in &extras.events {
+            self.writer.send(event).await;
+        }
+        Ok(replaced.into_iter().chain([hidden]).collect())
+    }
+
+    /// The tool failed: the sender goes back to what it was (if progress changed it).
+    async fn action_failed(&mut self, shown: Value, item_id: &str, original: &Value) -> Ended {
+        METRICS.widget_actions.with_label_values(&["failed"]).inc();
+        if !shown.is_null() && &shown != original {
+            self.restore_widget(item_id, original).await;
+        }
+        Ended::ActionFailed
     }
 }

@@ -5,19 +5,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use serde_json::{json, Value};
 
 use super::choice::{offer, Offer, TurnToolChoice};
-use super::events::{begin_answer, AnswerInProgress, EventWriter, WorkflowInProgress};
+use super::events::{AnswerInProgress, EventWriter, WorkflowInProgress};
+use super::round::{RequestedCall, Round, ToolStep};
 use crate::actors::env::{EngineEnv, Lease};
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
 use crate::mcp::{OfferedTool, OfferedTools};
 use crate::metrics::METRICS;
-use crate::model::{
-    ChatMessage, ModelClient, ModelError, ModelEvent, ModelStream, ToolCallRequest, ToolSpec,
-};
+use crate::model::{ChatMessage, ModelClient, ModelError, ModelStream, ToolCallRequest, ToolSpec};
 use crate::protocol::{
     AssistantMessageContent, ClientToolCall, ItemBody, ThreadItem, ThreadItemUpdate,
     ThreadStreamEvent, Timestamp, ToolCallStatus, WorkflowKind,
@@ -57,22 +55,6 @@ pub(super) struct HeadStart {
     tools: Arc<[OfferedTool]>,
     specs: Arc<[ToolSpec]>,
     first: Result<ModelStream, ModelError>,
-}
-
-/// How one model round ended.
-enum Round {
-    Text(AnswerInProgress),
-    /// Text (maybe none), the calls, and reasoning items the provider wants back next call.
-    ToolCalls(AnswerInProgress, Vec<RequestedCall>, Vec<serde_json::Value>),
-    Ended(Ended),
-}
-
-/// A tool call the model asked for, assembled from its streamed pieces.
-#[derive(Clone, Debug, Default)]
-pub(super) struct RequestedCall {
-    pub id: String,
-    pub name: String,
-    pub arguments: String,
 }
 
 /// The state of the agent part of a turn.
@@ -178,55 +160,16 @@ impl TurnRun<'_> {
                     };
                 }
                 Round::ToolCalls(answer, calls, reasoning_items) => {
-                    let text = answer.text.clone();
-                    if answer.started {
-                        if let Err(ended) =
-                            self.complete_answer(answer, LeaseState::Streaming).await
-                        {
-                            return ended;
-                        }
-                    }
-                    if let Some(call) = calls
-                        .iter()
-                        .find(|c| agent.client_tools.iter().any(|t| t.name == c.name))
-                    {
-                        if let Err(ended) = self.close_workflow(&mut workflow).await {
-                            return ended;
-                        }
-                        return self.end_with_client_call(call).await;
-                    }
-                    // Reasoning ends where the tools start.
-                    if workflow
-                        .as_ref()
-                        .is_some_and(|w| w.kind == WorkflowKind::Reasoning)
-                    {
-                        if let Err(ended) = self.close_workflow(&mut workflow).await {
-                            return ended;
-                        }
-                    }
-                    let outputs = match self.run_server_tools(&calls, &tools, &mut workflow).await {
-                        Ok(outputs) => outputs,
-                        Err(ended) => return ended,
+                    let step = ToolStep {
+                        answer,
+                        calls,
+                        reasoning_items,
                     };
-                    input.extend(reasoning_items.into_iter().map(ChatMessage::ProviderItem));
-                    input.push(ChatMessage::Assistant {
-                        content: (!text.is_empty()).then_some(text),
-                        tool_calls: calls
-                            .iter()
-                            .map(|c| {
-                                ToolCallRequest::function(
-                                    c.id.clone(),
-                                    c.name.clone(),
-                                    c.arguments.clone(),
-                                )
-                            })
-                            .collect(),
-                    });
-                    for (call, output) in calls.iter().zip(outputs) {
-                        input.push(ChatMessage::Tool {
-                            tool_call_id: call.id.clone(),
-                            content: output.text().to_string(),
-                        });
+                    if let Some(ended) = self
+                        .tool_step(step, &tools, &mut input, &mut workflow)
+                        .await
+                    {
+                        return ended;
                     }
                 }
             }
@@ -235,148 +178,67 @@ impl TurnRun<'_> {
         Ended::Failed
     }
 
-    /// One model call (`started` already, or started here): streams text as an assistant
-    /// message, collects tool calls.
-    async fn model_round(
+    /// After a round that called tools: its text committed, then a client tool call ends the
+    /// turn, or the server tools run and their outputs extend `input` for the next round.
+    /// `Some` when the turn ended.
+    async fn tool_step(
         &mut self,
-        input: &[ChatMessage],
-        specs: &[ToolSpec],
-        started: Option<Result<ModelStream, ModelError>>,
+        step: ToolStep,
+        tools: &[OfferedTool],
+        input: &mut Vec<ChatMessage>,
         workflow: &mut Option<WorkflowInProgress>,
-    ) -> Round {
-        let tx = self.writer.sender();
-        let started = match started {
-            Some(started) => started,
-            None => tokio::select! {
-                biased;
-                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: None }),
-                started = self.model.stream(input, specs, None) => started,
-            },
+    ) -> Option<Ended> {
+        let ToolStep {
+            answer,
+            calls,
+            reasoning_items,
+        } = step;
+        let text = answer.text.clone();
+        if answer.started {
+            if let Err(ended) = self.complete_answer(answer, LeaseState::Streaming).await {
+                return Some(ended);
+            }
+        }
+        let client_tools = &self.env.settings.agent.client_tools;
+        if let Some(call) = calls
+            .iter()
+            .find(|c| client_tools.iter().any(|t| t.name == c.name))
+        {
+            if let Err(ended) = self.close_workflow(workflow).await {
+                return Some(ended);
+            }
+            return Some(self.end_with_client_call(call).await);
+        }
+        // Reasoning ends where the tools start.
+        if workflow
+            .as_ref()
+            .is_some_and(|w| w.kind == WorkflowKind::Reasoning)
+        {
+            if let Err(ended) = self.close_workflow(workflow).await {
+                return Some(ended);
+            }
+        }
+        let outputs = match self.run_server_tools(&calls, tools, workflow).await {
+            Ok(outputs) => outputs,
+            Err(ended) => return Some(ended),
         };
-        let mut stream = match started {
-            Ok(stream) => stream,
-            Err(error) => {
-                log_model_error(&error);
-                return Round::Ended(Ended::Failed);
-            }
-        };
-        let mut answer = AnswerInProgress::new(&self.thread_id);
-        let mut calls: Vec<RequestedCall> = Vec::new();
-        let mut reasoning_items: Vec<serde_json::Value> = Vec::new();
-        loop {
-            let next = tokio::select! {
-                biased;
-                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: Some(answer) }),
-                next = stream.next() => next,
-            };
-            match next {
-                None => break,
-                // The stream ends right after (it reads the body to its end first).
-                Some(Ok(ModelEvent::Finished { .. })) => {}
-                Some(Ok(ModelEvent::ReasoningDelta(delta))) => {
-                    if let Err(ended) = self.show_reasoning(workflow, &delta).await {
-                        return Round::Ended(ended);
-                    }
-                }
-                Some(Ok(ModelEvent::ReasoningItem(item))) => reasoning_items.push(item),
-                Some(Ok(ModelEvent::Usage { input, output })) => {
-                    METRICS
-                        .model_tokens
-                        .with_label_values(&["input"])
-                        .inc_by(input);
-                    METRICS
-                        .model_tokens
-                        .with_label_values(&["output"])
-                        .inc_by(output);
-                }
-                // A citation belongs to the text streamed so far (protocol §8.3).
-                Some(Ok(ModelEvent::Annotation(annotation))) if answer.started => {
-                    let annotation_index = answer.annotations.len();
-                    answer.annotations.push(annotation.clone());
-                    let event = ThreadStreamEvent::ItemUpdated {
-                        item_id: answer.id.clone(),
-                        update: ThreadItemUpdate::AnnotationAdded {
-                            content_index: 0,
-                            annotation_index,
-                            annotation,
-                        },
-                    };
-                    self.writer.send(&event).await;
-                }
-                Some(Ok(ModelEvent::Annotation(_) | ModelEvent::Failed(_))) => {}
-                Some(Ok(ModelEvent::TextDelta(delta))) => {
-                    if !answer.started {
-                        // protocol §8.5: a workflow closes when a message starts.
-                        if let Err(ended) = self.close_workflow(workflow).await {
-                            return Round::Ended(ended);
-                        }
-                        answer.created_at = self.next_timestamp();
-                        begin_answer(&mut self.writer, &mut answer).await;
-                    }
-                    if !self.first_token_seen {
-                        self.first_token_seen = true;
-                        METRICS
-                            .time_to_first_token_seconds
-                            .observe(self.started.elapsed().as_secs_f64());
-                    }
-                    answer.text.push_str(&delta);
-                    let event = ThreadStreamEvent::ItemUpdated {
-                        item_id: answer.id.clone(),
-                        update: ThreadItemUpdate::TextDelta {
-                            content_index: 0,
-                            delta,
-                        },
-                    };
-                    self.writer.send(&event).await;
-                }
-                Some(Ok(ModelEvent::ToolCallDelta {
-                    index,
-                    id,
-                    name,
-                    arguments,
-                })) => {
-                    let index = index as usize;
-                    if index >= 128 {
-                        continue; // a bound on what a misbehaving model can make us hold
-                    }
-                    if calls.len() <= index {
-                        calls.resize(index + 1, RequestedCall::default());
-                    }
-                    let call = &mut calls[index];
-                    if let Some(id) = id {
-                        call.id = id;
-                    }
-                    if let Some(name) = name {
-                        call.name = name;
-                    }
-                    call.arguments.push_str(&arguments);
-                }
-                Some(Err(error)) => {
-                    log_model_error(&error);
-                    return Round::Ended(Ended::Failed);
-                }
-            }
-            if !self.writer.is_open() {
-                return Round::Ended(Ended::Cancelled {
-                    partial: Some(answer),
-                });
-            }
+        input.extend(reasoning_items.into_iter().map(ChatMessage::ProviderItem));
+        input.push(ChatMessage::Assistant {
+            content: (!text.is_empty()).then_some(text),
+            tool_calls: calls
+                .iter()
+                .map(|c| {
+                    ToolCallRequest::function(c.id.clone(), c.name.clone(), c.arguments.clone())
+                })
+                .collect(),
+        });
+        for (call, output) in calls.iter().zip(outputs) {
+            input.push(ChatMessage::Tool {
+                tool_call_id: call.id.clone(),
+                content: output.text().to_string(),
+            });
         }
-        calls.retain(|c| !c.name.is_empty());
-        for call in &mut calls {
-            if call.id.is_empty() {
-                call.id = new_id(prefix::TOOL_CALL);
-            }
-        }
-        if calls.is_empty() {
-            if !answer.started {
-                answer.created_at = self.next_timestamp();
-                begin_answer(&mut self.writer, &mut answer).await;
-            }
-            Round::Text(answer)
-        } else {
-            Round::ToolCalls(answer, calls, reasoning_items)
-        }
+        None
     }
 
     /// `content_part.done`, commit, `thread.item.done`.
@@ -444,16 +306,4 @@ impl TurnRun<'_> {
             Err(ended) => ended,
         }
     }
-}
-
-fn log_model_error(error: &ModelError) {
-    let kind = match error {
-        ModelError::Http { .. } => "http",
-        ModelError::Unreachable(_) => "unreachable",
-        ModelError::Interrupted(_) => "interrupted",
-        ModelError::Timeout(_) => "timeout",
-        ModelError::Protocol(_) => "protocol",
-    };
-    METRICS.model_errors.with_label_values(&[kind]).inc();
-    tracing::warn!(%error, "model call failed");
 }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -20,7 +21,7 @@ pub(super) struct WorkflowInProgress {
     pub kind: WorkflowKind,
     pub created_at: Timestamp,
     pub started: Instant,
-    pub tasks: Vec<Value>,
+    pub tasks: Vec<WorkflowTask>,
     /// The reasoning text so far (reasoning workflows).
     pub reasoning: String,
     /// When the thoughts were last brought up to date on the client.
@@ -41,13 +42,71 @@ pub(super) fn thoughts(reasoning: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A `thought` task (protocol §7.6).
-pub(super) fn thought_task(content: &str) -> Value {
-    serde_json::json!({ "status_indicator": "none", "type": "thought", "content": content })
+/// A workflow task (protocol §7.6), its keys in the reference's order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(super) struct WorkflowTask {
+    pub status_indicator: StatusIndicator,
+    #[serde(rename = "type")]
+    pub kind: TaskKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum StatusIndicator {
+    None,
+    Loading,
+    Complete,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum TaskKind {
+    Custom,
+    Thought,
+}
+
+impl WorkflowTask {
+    /// A paragraph of the model's reasoning.
+    pub fn thought(content: &str) -> Self {
+        WorkflowTask {
+            status_indicator: StatusIndicator::None,
+            kind: TaskKind::Thought,
+            title: None,
+            content: Some(content.to_string()),
+        }
+    }
+
+    /// A tool call running (`content` None) or finished with its output.
+    pub fn tool_call(name: &str, content: Option<String>) -> Self {
+        WorkflowTask {
+            status_indicator: match content {
+                None => StatusIndicator::Loading,
+                Some(_) => StatusIndicator::Complete,
+            },
+            kind: TaskKind::Custom,
+            title: Some(name.to_string()),
+            content,
+        }
+    }
+
+    /// As the protocol's items hold it.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a task serializes")
+    }
+}
+
+/// A closed workflow's summary: how long it ran, in whole seconds.
+#[derive(Serialize)]
+struct DurationSummary {
+    duration: u64,
 }
 
 impl WorkflowInProgress {
-    pub fn new(kind: WorkflowKind, created_at: Timestamp, tasks: Vec<Value>) -> Self {
+    pub fn new(kind: WorkflowKind, created_at: Timestamp, tasks: Vec<WorkflowTask>) -> Self {
         WorkflowInProgress {
             id: new_id(prefix::WORKFLOW),
             kind,
@@ -59,7 +118,12 @@ impl WorkflowInProgress {
         }
     }
 
-    pub fn item(&self, thread_id: &str, summary: Option<Value>) -> ThreadItem {
+    /// The item, with its duration summary once `closed`.
+    pub fn item(&self, thread_id: &str, closed: bool) -> ThreadItem {
+        let summary = closed.then(|| {
+            let duration = self.started.elapsed().as_secs();
+            serde_json::to_value(DurationSummary { duration }).expect("a summary serializes")
+        });
         ThreadItem {
             id: self.id.clone(),
             thread_id: thread_id.to_string(),
@@ -67,7 +131,7 @@ impl WorkflowInProgress {
             body: ItemBody::Workflow(WorkflowItem {
                 workflow: Workflow {
                     kind: self.kind,
-                    tasks: self.tasks.clone(),
+                    tasks: self.tasks.iter().map(WorkflowTask::to_value).collect(),
                     summary,
                     expanded: false,
                 },

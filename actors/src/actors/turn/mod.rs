@@ -15,9 +15,13 @@ mod action;
 mod agent;
 mod choice;
 mod events;
+mod invoke;
 mod plan;
+mod round;
 mod titles;
 mod tools;
+mod widget_stream;
+mod workflow;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,7 +49,7 @@ pub(crate) use action::run_sync_action;
 use agent::{Ended, TurnRun};
 use choice::TurnToolChoice;
 use events::{AnswerInProgress, EventWriter};
-pub(crate) use plan::{PlannedAction, TurnPlan, WidgetAction};
+pub(crate) use plan::{put_or_append, PlannedAction, TurnPlan, WidgetAction};
 use titles::save_title;
 
 /// What the client reads when a widget action's tool failed (details are logged).

@@ -62,3 +62,12 @@ pub(crate) struct PlannedAction {
     pub history: Vec<ThreadItem>,
     pub history_limit: usize,
 }
+
+/// Puts a committed item in a history window: in place of the item with its id, or at the
+/// end (the one way a turn's or an action's items enter a window).
+pub(crate) fn put_or_append(history: &mut Vec<ThreadItem>, item: ThreadItem) {
+    match history.iter_mut().find(|i| i.id == item.id) {
+        Some(existing) => *existing = item,
+        None => history.push(item),
+    }
+}

@@ -1,24 +1,23 @@
-//! Server tool calls: the round's calls run in parallel on the thread's MCP sessions, shown
-//! as `agent.tool_display` says (hidden, progress updates, or a workflow item).
-
-use std::time::Instant;
+//! Server tool calls of a model round: they run in parallel on the thread's MCP sessions,
+//! shown as `agent.tool_display` says (hidden, progress updates, or a workflow item), their
+//! widgets streamed while they run and committed, in call order, before the model's
+//! follow-up text.
 
 use futures::StreamExt;
-use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::agent::{Ended, RequestedCall, TurnRun};
-use super::events::{thought_task, thoughts, WorkflowInProgress, THOUGHT_UPDATE_INTERVAL};
-use crate::config::ToolDisplay;
+use super::agent::{Ended, TurnRun};
+use super::events::{WorkflowInProgress, WorkflowTask};
+use super::invoke::{call_tool, forget_broken, model_arguments, open_session, ToolTarget};
+use super::round::RequestedCall;
+use super::widget_stream::{show_widget_state, widget_item, StreamedWidget};
+use crate::config::{McpServerConfig, ToolDisplay};
 use crate::ids::{new_id, prefix};
-use crate::mcp::{OfferedTool, ToolOutput, ToolResult};
-use crate::metrics::METRICS;
-use crate::protocol::{
-    ItemBody, ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, WidgetItem, WorkflowKind,
-};
+use crate::mcp::{McpError, OfferedTool, ToolOutput, ToolResult};
+use crate::protocol::ThreadStreamEvent;
 use crate::store::cluster::LeaseState;
 use crate::text::clip_chars;
-use crate::widgets::{diff_widget, progress_widget, tool_extras, ToolExtras, ToolWidget};
+use crate::widgets::{progress_widget, tool_extras, ToolExtras, ToolWidget};
 
 /// A workflow task shows at most this much of a tool's output.
 const MAX_TASK_CONTENT_CHARS: usize = 500;
@@ -26,71 +25,14 @@ const MAX_TASK_CONTENT_CHARS: usize = 500;
 /// dropped: each state is whole).
 pub(super) const PROGRESS_BUFFER: usize = 8;
 
-/// A widget being streamed while its tool runs (protocol §8.13): announced with
-/// `thread.item.added`, then updated.
-#[derive(Clone, Debug)]
-pub(super) struct StreamedWidget {
-    pub id: String,
-    pub created_at: Timestamp,
-    /// The state the client has.
-    pub state: Value,
-}
+/// One call's answer: the server it went to (none for a tool nobody offered) and its result.
+type CallAnswer<'a> = (Option<ToolTarget<'a>>, Result<ToolResult, McpError>);
 
-/// A widget item of the thread.
-pub(super) fn widget_item(
-    thread_id: &str,
-    id: String,
-    created_at: Timestamp,
-    widget: ToolWidget,
-) -> ThreadItem {
-    ThreadItem {
-        id,
-        thread_id: thread_id.to_string(),
-        created_at,
-        body: ItemBody::Widget(WidgetItem {
-            widget: widget.widget,
-            copy_text: widget.copy_text,
-        }),
-    }
-}
-
-/// Shows a tool's new widget state: the first announces the item, later ones are diffed
-/// against what the client has.
-async fn show_widget_state(
-    writer: &mut super::events::EventWriter<'_>,
-    thread_id: &str,
-    floor: &mut Option<Timestamp>,
-    streamed: &mut Option<StreamedWidget>,
-    state: Value,
-) {
-    match streamed {
-        None => {
-            let created_at = Timestamp::now_after(*floor);
-            *floor = Some(created_at);
-            let id = new_id(prefix::MESSAGE);
-            let widget = ToolWidget {
-                widget: state.clone(),
-                copy_text: None,
-            };
-            let item = widget_item(thread_id, id.clone(), created_at, widget);
-            writer.send(&ThreadStreamEvent::ItemAdded { item }).await;
-            *streamed = Some(StreamedWidget {
-                id,
-                created_at,
-                state,
-            });
-        }
-        Some(shown) => {
-            for update in diff_widget(&shown.state, &state) {
-                let event = ThreadStreamEvent::ItemUpdated {
-                    item_id: shown.id.clone(),
-                    update,
-                };
-                writer.send(&event).await;
-            }
-            shown.state = state;
-        }
-    }
+/// A call's widget: the one streamed while it ran, the result's, and whether the call failed.
+struct CallWidget {
+    streamed: Option<StreamedWidget>,
+    widget: Option<ToolWidget>,
+    failed: bool,
 }
 
 impl TurnRun<'_> {
@@ -102,6 +44,30 @@ impl TurnRun<'_> {
         workflow: &mut Option<WorkflowInProgress>,
     ) -> Result<Vec<ToolOutput>, Ended> {
         let display = self.env.settings.agent.tool_display;
+        let task_indexes = self.show_calls_starting(calls, display, workflow).await;
+        let env = self.env.clone();
+        let servers = &env.settings.agent.mcp_servers;
+        self.open_sessions_for(calls, tools, servers).await?;
+        let (answers, streamed) = self.call_in_parallel(calls, tools, servers).await;
+        let (outputs, widgets) = self.settle(answers, streamed).await?;
+        if display == ToolDisplay::Workflow {
+            for ((call, output), index) in calls.iter().zip(&outputs).zip(task_indexes) {
+                let (content, _) = clip_chars(output.text(), MAX_TASK_CONTENT_CHARS);
+                let task = WorkflowTask::tool_call(&call.name, Some(content.to_string()));
+                self.update_workflow_task(workflow, index, task).await;
+            }
+        }
+        self.commit_widgets(widgets, workflow).await?;
+        Ok(outputs)
+    }
+
+    /// Shows each call starting as `display` says; answers the workflow task indexes.
+    async fn show_calls_starting(
+        &mut self,
+        calls: &[RequestedCall],
+        display: ToolDisplay,
+        workflow: &mut Option<WorkflowInProgress>,
+    ) -> Vec<usize> {
         let mut task_indexes = Vec::new();
         for call in calls {
             match display {
@@ -114,56 +80,68 @@ impl TurnRun<'_> {
                     self.writer.send(&event).await;
                 }
                 ToolDisplay::Workflow => {
-                    let task = json!({ "status_indicator": "loading", "type": "custom", "title": call.name });
+                    let task = WorkflowTask::tool_call(&call.name, None);
                     task_indexes.push(self.add_workflow_task(workflow, task).await);
                 }
             }
         }
-        let env = self.env.clone();
-        let servers = &env.settings.agent.mcp_servers;
-        // The tools may have been offered from the shared catalog: open the sessions the
-        // calls need first (one by one: a session belongs to this actor).
+        task_indexes
+    }
+
+    /// Opens the sessions the calls need (the tools may have been offered from the shared
+    /// catalog, without one), one by one: a session belongs to this actor.
+    async fn open_sessions_for(
+        &mut self,
+        calls: &[RequestedCall],
+        tools: &[OfferedTool],
+        servers: &[McpServerConfig],
+    ) -> Result<(), Ended> {
         for server in servers {
             let needed = calls.iter().any(|call| {
                 tools
                     .iter()
                     .any(|t| t.exposed_name == call.name && t.server == server.name)
             });
-            if !needed {
-                continue;
-            }
-            if let Err(error) = self.mcp.ensure_open(server, self.token.as_ref()).await {
-                tracing::warn!(thread_id = %self.thread_id, %error, "tool server failed");
-                METRICS
-                    .mcp_errors
-                    .with_label_values(&[server.name.as_str()])
-                    .inc();
+            if needed
+                && open_session(&mut self.mcp, server, self.token.as_ref(), &self.thread_id)
+                    .await
+                    .is_err()
+            {
                 return Err(Ended::Failed);
             }
         }
-        let mcp = &self.mcp;
-        let mut sinks = Vec::with_capacity(calls.len());
-        let mut receivers = Vec::with_capacity(calls.len());
-        for _ in calls {
-            let (sink, receiver) = mpsc::channel(PROGRESS_BUFFER);
-            sinks.push(sink);
-            receivers.push(receiver);
-        }
+        Ok(())
+    }
+
+    /// Runs the calls together; the widgets they stream through progress notifications are
+    /// shown meanwhile. Answers each call's answer and streamed widget, in call order.
+    async fn call_in_parallel<'s>(
+        &mut self,
+        calls: &[RequestedCall],
+        tools: &'s [OfferedTool],
+        servers: &'s [McpServerConfig],
+    ) -> (Vec<CallAnswer<'s>>, Vec<Option<StreamedWidget>>) {
+        let (sinks, receivers): (Vec<_>, Vec<_>) =
+            calls.iter().map(|_| mpsc::channel(PROGRESS_BUFFER)).unzip();
+        let (mcp, thread_id) = (&self.mcp, self.thread_id.as_str());
         let runs = calls.iter().zip(sinks).map(|(call, sink)| async move {
             let Some(tool) = tools.iter().find(|t| t.exposed_name == call.name) else {
                 return (None, Ok(ToolResult::unknown_tool(&call.name)));
             };
-            let server = servers.iter().find(|s| s.name == tool.server).expect("offered tools come from configured servers");
-            let started = Instant::now();
-            let result = mcp.call(server, &tool.tool_name, &call.arguments, Some(sink)).await;
-            METRICS.mcp_call_seconds.with_label_values(&[server.name.as_str()]).observe(started.elapsed().as_secs_f64());
-            if result.is_err() {
-                METRICS.mcp_errors.with_label_values(&[server.name.as_str()]).inc();
-            }
-            tracing::debug!(server = %server.name, tool = %tool.tool_name, elapsed = ?started.elapsed(), ok = result.is_ok(), "tool call");
-            (Some((server, tool.tool_name.as_str())), result)
+            let server = servers
+                .iter()
+                .find(|s| s.name == tool.server)
+                .expect("offered tools come from configured servers");
+            let target = ToolTarget {
+                server,
+                tool: &tool.tool_name,
+            };
+            let result = match model_arguments(&call.arguments) {
+                Ok(arguments) => call_tool(mcp, target, arguments, Some(sink), thread_id).await,
+                Err(refused) => Ok(refused),
+            };
+            (Some(target), result)
         });
-        // Widgets streamed through progress notifications are shown while the calls run.
         let mut updates = futures::stream::select_all(receivers.into_iter().enumerate().map(
             |(index, receiver)| {
                 futures::stream::unfold(receiver, move |mut receiver| async move {
@@ -173,254 +151,99 @@ impl TurnRun<'_> {
             },
         ));
         let mut streamed: Vec<Option<StreamedWidget>> = vec![None; calls.len()];
-        let results = {
-            let joined = futures::future::join_all(runs);
-            tokio::pin!(joined);
-            loop {
-                tokio::select! {
-                    results = &mut joined => break results,
-                    Some((index, meta)) = updates.next() => {
-                        if let Some(state) = progress_widget(&meta) {
-                            let floor = &mut self.floor;
-                            show_widget_state(&mut self.writer, &self.thread_id, floor, &mut streamed[index], state).await;
-                        }
+        let joined = futures::future::join_all(runs);
+        tokio::pin!(joined);
+        let answers = loop {
+            tokio::select! {
+                answers = &mut joined => break answers,
+                Some((index, meta)) = updates.next() => {
+                    if let Some(state) = progress_widget(&meta) {
+                        let (writer, floor) = (&mut self.writer, &mut self.floor);
+                        show_widget_state(writer, &self.thread_id, floor, &mut streamed[index], state).await;
                     }
                 }
             }
         };
-        let mut outputs = Vec::with_capacity(results.len());
-        let mut widgets = Vec::new();
+        (answers, streamed)
+    }
+
+    /// Each call's output for the model, its client effects and notices shown, its widget
+    /// kept for [`TurnRun::commit_widgets`]. A server that failed ends the round: the widgets
+    /// streamed so far are withdrawn.
+    async fn settle(
+        &mut self,
+        answers: Vec<CallAnswer<'_>>,
+        streamed: Vec<Option<StreamedWidget>>,
+    ) -> Result<(Vec<ToolOutput>, Vec<CallWidget>), Ended> {
+        let mut outputs = Vec::with_capacity(answers.len());
+        let mut widgets = Vec::with_capacity(answers.len());
         let mut failed = false;
-        for ((origin, result), streamed) in results.into_iter().zip(streamed) {
-            match result {
-                Ok(result) => {
-                    let extras = match origin {
-                        Some((server, tool)) => {
-                            tool_extras(&result, server, tool, &env.settings.widgets)
-                        }
-                        None => ToolExtras::default(),
-                    };
-                    for event in &extras.events {
-                        self.writer.send(event).await;
+        for ((target, result), streamed) in answers.into_iter().zip(streamed) {
+            let result = match result {
+                Ok(result) => result,
+                Err(_) => {
+                    if let Some(target) = target {
+                        forget_broken(&mut self.mcp, target.server);
                     }
-                    widgets.push((streamed, extras.widget, result.output.failed()));
-                    outputs.push(result.output);
-                }
-                Err(error) => {
-                    tracing::warn!(thread_id = %self.thread_id, %error, "tool server failed");
-                    if let Some((server, _)) = origin {
-                        self.mcp.forget(&server.name);
-                    }
-                    widgets.push((streamed, None, true));
+                    widgets.push(CallWidget {
+                        streamed,
+                        widget: None,
+                        failed: true,
+                    });
                     failed = true;
+                    continue;
                 }
+            };
+            let extras = match target {
+                Some(t) => tool_extras(&result, t.server, t.tool, &self.env.settings.widgets),
+                None => ToolExtras::default(),
+            };
+            for event in &extras.events {
+                self.writer.send(event).await;
             }
+            widgets.push(CallWidget {
+                streamed,
+                widget: extras.widget,
+                failed: result.output.failed(),
+            });
+            outputs.push(result.output);
         }
         if failed {
-            for (streamed, _, _) in widgets {
-                if let Some(streamed) = streamed {
-                    self.withdraw_widget(streamed).await;
-                }
+            for streamed in widgets.into_iter().filter_map(|w| w.streamed) {
+                self.withdraw_widget(streamed).await;
             }
             return Err(Ended::Failed);
         }
-        if display == ToolDisplay::Workflow {
-            for ((call, output), index) in calls.iter().zip(&outputs).zip(task_indexes) {
-                let (content, _) = clip_chars(output.text(), MAX_TASK_CONTENT_CHARS);
-                let task = json!({ "status_indicator": "complete", "type": "custom", "title": call.name, "content": content });
-                self.update_workflow_task(workflow, index, task).await;
-            }
-        }
-        // The widgets, in call order, before the model's follow-up text.
-        if widgets.iter().any(|(s, w, _)| s.is_some() || w.is_some()) {
+        Ok((outputs, widgets))
+    }
+
+    /// The widgets, in call order, committed and announced (a streamed one whose call failed
+    /// is withdrawn), closing an open workflow first.
+    async fn commit_widgets(
+        &mut self,
+        widgets: Vec<CallWidget>,
+        workflow: &mut Option<WorkflowInProgress>,
+    ) -> Result<(), Ended> {
+        if widgets
+            .iter()
+            .any(|w| w.streamed.is_some() || w.widget.is_some())
+        {
             self.close_workflow(workflow).await?;
         }
-        for (streamed, widget, call_failed) in widgets {
-            match (streamed, widget) {
-                (Some(streamed), _) if call_failed => self.withdraw_widget(streamed).await,
+        for call in widgets {
+            match (call.streamed, call.widget) {
+                (Some(streamed), _) if call.failed => self.withdraw_widget(streamed).await,
                 (Some(streamed), widget) => self.finish_streamed_widget(streamed, widget).await?,
                 (None, Some(widget)) => {
                     let created_at = self.next_timestamp();
-                    let item =
-                        widget_item(&self.thread_id, new_id(prefix::MESSAGE), created_at, widget);
+                    let id = new_id(prefix::MESSAGE);
+                    let item = widget_item(&self.thread_id, id, created_at, widget);
                     self.commit_and_announce(item, LeaseState::Streaming)
                         .await?;
                 }
                 (None, None) => {}
             }
         }
-        Ok(outputs)
-    }
-
-    /// Commits a streamed widget in its final state (the result's widget, or the last
-    /// progress state) and announces it, after the updates that lead there.
-    async fn finish_streamed_widget(
-        &mut self,
-        streamed: StreamedWidget,
-        widget: Option<ToolWidget>,
-    ) -> Result<(), Ended> {
-        let last = ToolWidget {
-            widget: streamed.state.clone(),
-            copy_text: None,
-        };
-        let last = widget.unwrap_or(last);
-        for update in diff_widget(&streamed.state, &last.widget) {
-            let event = ThreadStreamEvent::ItemUpdated {
-                item_id: streamed.id.clone(),
-                update,
-            };
-            self.writer.send(&event).await;
-        }
-        let item = widget_item(&self.thread_id, streamed.id, streamed.created_at, last);
-        self.commit_and_announce(item, LeaseState::Streaming).await
-    }
-
-    /// A streamed widget whose tool failed: the client drops it (nothing was stored).
-    async fn withdraw_widget(&mut self, streamed: StreamedWidget) {
-        let event = ThreadStreamEvent::ItemRemoved {
-            item_id: streamed.id,
-        };
-        self.writer.send(&event).await;
-    }
-
-    /// Adds a task, opening the workflow (with that task) if none is open (protocol §8.5).
-    async fn add_workflow_task(
-        &mut self,
-        workflow: &mut Option<WorkflowInProgress>,
-        task: Value,
-    ) -> usize {
-        match workflow {
-            Some(open) => {
-                open.tasks.push(task.clone());
-                let index = open.tasks.len() - 1;
-                let event = ThreadStreamEvent::ItemUpdated {
-                    item_id: open.id.clone(),
-                    update: ThreadItemUpdate::WorkflowTaskAdded {
-                        task_index: index,
-                        task,
-                    },
-                };
-                self.writer.send(&event).await;
-                index
-            }
-            None => {
-                let opened = WorkflowInProgress::new(
-                    WorkflowKind::Custom,
-                    self.next_timestamp(),
-                    vec![task],
-                );
-                let event = ThreadStreamEvent::ItemAdded {
-                    item: opened.item(&self.thread_id, None),
-                };
-                self.writer.send(&event).await;
-                *workflow = Some(opened);
-                0
-            }
-        }
-    }
-
-    async fn update_workflow_task(
-        &mut self,
-        workflow: &mut Option<WorkflowInProgress>,
-        index: usize,
-        task: Value,
-    ) {
-        let Some(open) = workflow else { return };
-        open.tasks[index] = task.clone();
-        let event = ThreadStreamEvent::ItemUpdated {
-            item_id: open.id.clone(),
-            update: ThreadItemUpdate::WorkflowTaskUpdated {
-                task_index: index,
-                task,
-            },
-        };
-        self.writer.send(&event).await;
-    }
-
-    /// Shows the model's reasoning as a `reasoning` workflow (protocol §8.5): opened (closing a
-    /// tool workflow first) with `thread.item.added` and no tasks, then one `thought` task per
-    /// paragraph, the one being written re-sent at most every [`THOUGHT_UPDATE_INTERVAL`].
-    pub(super) async fn show_reasoning(
-        &mut self,
-        workflow: &mut Option<WorkflowInProgress>,
-        delta: &str,
-    ) -> Result<(), Ended> {
-        if workflow
-            .as_ref()
-            .is_some_and(|w| w.kind != WorkflowKind::Reasoning)
-        {
-            self.close_workflow(workflow).await?;
-        }
-        let open = match workflow {
-            Some(open) => open,
-            None => {
-                let opened =
-                    WorkflowInProgress::new(WorkflowKind::Reasoning, self.next_timestamp(), vec![]);
-                let event = ThreadStreamEvent::ItemAdded {
-                    item: opened.item(&self.thread_id, None),
-                };
-                self.writer.send(&event).await;
-                workflow.insert(opened)
-            }
-        };
-        open.reasoning.push_str(delta);
-        self.show_thoughts(open, false).await;
         Ok(())
-    }
-
-    /// Brings the client's thoughts up to the reasoning text: new paragraphs are added, a
-    /// finished one is sent whole, the one being written when it is due (or `flush`).
-    async fn show_thoughts(&mut self, open: &mut WorkflowInProgress, flush: bool) {
-        let due = flush
-            || open
-                .shown_at
-                .is_none_or(|at| at.elapsed() >= THOUGHT_UPDATE_INTERVAL);
-        let current: Vec<String> = thoughts(&open.reasoning)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let last = current.len().saturating_sub(1);
-        for (index, thought) in current.iter().enumerate() {
-            let task = thought_task(thought);
-            let update = if index >= open.tasks.len() {
-                open.tasks.push(task.clone());
-                ThreadItemUpdate::WorkflowTaskAdded {
-                    task_index: index,
-                    task,
-                }
-            } else if open.tasks[index] != task && (due || index < last) {
-                open.tasks[index] = task.clone();
-                ThreadItemUpdate::WorkflowTaskUpdated {
-                    task_index: index,
-                    task,
-                }
-            } else {
-                continue;
-            };
-            let event = ThreadStreamEvent::ItemUpdated {
-                item_id: open.id.clone(),
-                update,
-            };
-            self.writer.send(&event).await;
-        }
-        if due {
-            open.shown_at = Some(Instant::now());
-        }
-    }
-
-    /// Commits and announces an open workflow with its duration summary.
-    pub(super) async fn close_workflow(
-        &mut self,
-        workflow: &mut Option<WorkflowInProgress>,
-    ) -> Result<(), Ended> {
-        let Some(mut open) = workflow.take() else {
-            return Ok(());
-        };
-        if open.kind == WorkflowKind::Reasoning {
-            self.show_thoughts(&mut open, true).await;
-        }
-        let summary = json!({ "duration": open.started.elapsed().as_secs() });
-        let item = open.item(&self.thread_id, Some(summary));
-        self.commit_and_announce(item, LeaseState::Streaming).await
     }
 }
