@@ -19,6 +19,16 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // A fast shutdown through the master, which ends its workers: a SIGKILL of the
+        // master alone leaves them running (holding whatever descriptors they inherited).
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if !std::thread::panicking() {
