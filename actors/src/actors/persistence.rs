@@ -83,87 +83,19 @@ impl PersistenceActor {
         if let Some(timer) = self.timer.take() {
             ctx.cancel_future(timer);
         }
-        // Take writes in order, skipping (with all their successors) those of threads that
-        // already have a write in flight.
+        let pending = std::mem::take(&mut self.pending);
         let max = self.settings.max_batch.max(1);
-        let mut blocked: HashSet<String> = HashSet::new();
-        let mut batch = Vec::new();
-        let mut kept = Vec::with_capacity(self.pending.len());
-        for write in self.pending.drain(..) {
-            let threads = write_threads(&write.ops);
-            let waits = batch.len() >= max
-                || threads
-                    .iter()
-                    .any(|t| self.busy_threads.contains(t) || blocked.contains(t));
-            if waits {
-                blocked.extend(threads);
-                kept.push(write);
-            } else {
-                batch.push((write, threads));
-            }
-        }
-        self.pending = kept;
-        if batch.is_empty() {
+        let selected = select_batch(pending, |w| write_threads(&w.ops), &self.busy_threads, max);
+        self.pending = selected.kept;
+        if selected.batch.is_empty() {
             return;
         }
-        let mut batch_threads = Vec::new();
-        let batch: Vec<PendingWrite> = batch
-            .into_iter()
-            .map(|(write, threads)| {
-                batch_threads.extend(threads);
-                write
-            })
-            .collect();
+        let batch_threads = selected.threads;
         for thread in &batch_threads {
             self.busy_threads.insert(thread.clone());
         }
         self.in_flight += 1;
-        let store = self.store.clone();
-        let commit = async move {
-            let all: Vec<WriteOp> = batch.iter().flat_map(|w| w.ops.iter().cloned()).collect();
-            let started = std::time::Instant::now();
-            METRICS.batch_writes.observe(batch.len() as f64);
-            let mut result = store.apply(&all).await;
-            if matches!(&result, Err(e) if e.is_broken_connection()) {
-                // A connection that died (restarted or terminated backend) is replaced by the
-                // pool: try once more. Safe because every write is idempotent (upserts,
-                // deletes by id, absolute updates). Not after a timeout: a stalled database
-                // would make the writers wait twice the deadline.
-                result = store.apply(&all).await;
-            }
-            METRICS
-                .commit_seconds
-                .observe(started.elapsed().as_secs_f64());
-            if let Err(error) = &result {
-                let kind = if error.is_unavailable() {
-                    "unavailable"
-                } else {
-                    "query"
-                };
-                METRICS.commit_failures.with_label_values(&[kind]).inc();
-            }
-            match result {
-                Ok(()) => {
-                    tracing::trace!(writes = batch.len(), ops = all.len(), elapsed = ?started.elapsed(), "group commit");
-                    for write in batch {
-                        let _ = write.reply.send(Ok(()));
-                    }
-                }
-                Err(error) if batch.len() == 1 || error.is_unavailable() => {
-                    tracing::warn!(%error, writes = batch.len(), "group commit failed");
-                    for write in batch {
-                        let _ = write.reply.send(Err(clone_error(&error)));
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, writes = batch.len(), "group commit failed; retrying writes one by one");
-                    for write in batch {
-                        let result = store.apply(&write.ops).await;
-                        let _ = write.reply.send(result);
-                    }
-                }
-            }
-        };
+        let commit = commit_batch(self.store.clone(), selected.batch);
         ctx.spawn(commit.into_actor(self).map(move |(), act, ctx| {
             act.in_flight -= 1;
             for thread in &batch_threads {
@@ -183,22 +115,98 @@ impl PersistenceActor {
     }
 }
 
+/// The writes of a flush, those left for later, and the threads the flush touches.
+struct Selected<W> {
+    batch: Vec<W>,
+    kept: Vec<W>,
+    threads: Vec<String>,
+}
+
+/// Takes writes in order, at most `max`, skipping (with all their successors) those of
+/// threads that already have a write in flight (`busy`): one thread's writes commit in the
+/// order they were sent.
+fn select_batch<W>(
+    pending: Vec<W>,
+    threads_of: impl Fn(&W) -> Vec<String>,
+    busy: &HashSet<String>,
+    max: usize,
+) -> Selected<W> {
+    let mut blocked: HashSet<String> = HashSet::new();
+    let mut selected = Selected {
+        batch: Vec::new(),
+        kept: Vec::new(),
+        threads: Vec::new(),
+    };
+    for write in pending {
+        let threads = threads_of(&write);
+        let waits = selected.batch.len() >= max
+            || threads
+                .iter()
+                .any(|t| busy.contains(t) || blocked.contains(t));
+        if waits {
+            blocked.extend(threads);
+            selected.kept.push(write);
+        } else {
+            selected.threads.extend(threads);
+            selected.batch.push(write);
+        }
+    }
+    selected
+}
+
+/// One group commit: the batch's writes in one transaction, each answered after it. A broken
+/// connection is retried once; a failure that is not the database's being unavailable is
+/// retried write by write, so one bad write cannot fail the others.
+async fn commit_batch(store: Store, batch: Vec<PendingWrite>) {
+    let all: Vec<WriteOp> = batch.iter().flat_map(|w| w.ops.iter().cloned()).collect();
+    let started = std::time::Instant::now();
+    METRICS.batch_writes.observe(batch.len() as f64);
+    let mut result = store.apply(&all).await;
+    if matches!(&result, Err(e) if e.is_broken_connection()) {
+        // A connection that died (restarted or terminated backend) is replaced by the pool:
+        // try once more. Safe because every write is idempotent (upserts, deletes by id,
+        // absolute updates). Not after a timeout: a stalled database would make the writers
+        // wait twice the deadline.
+        result = store.apply(&all).await;
+    }
+    METRICS
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let error = match result {
+        Ok(()) => {
+            tracing::trace!(writes = batch.len(), ops = all.len(), elapsed = ?started.elapsed(), "group commit");
+            for write in batch {
+                let _ = write.reply.send(Ok(()));
+            }
+            return;
+        }
+        Err(error) => error,
+    };
+    let kind = if error.is_unavailable() {
+        "unavailable"
+    } else {
+        "query"
+    };
+    METRICS.commit_failures.with_label_values(&[kind]).inc();
+    if batch.len() == 1 || error.is_unavailable() {
+        tracing::warn!(%error, writes = batch.len(), "group commit failed");
+        for write in batch {
+            let _ = write.reply.send(Err(error.clone()));
+        }
+        return;
+    }
+    tracing::warn!(%error, writes = batch.len(), "group commit failed; retrying writes one by one");
+    for write in batch {
+        let result = store.apply(&write.ops).await;
+        let _ = write.reply.send(result);
+    }
+}
+
 /// The threads a write touches.
 fn write_threads(ops: &[WriteOp]) -> Vec<String> {
     let mut threads: Vec<String> = ops.iter().map(|op| op.thread_id().to_string()).collect();
     threads.dedup();
     threads
-}
-
-fn clone_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::TimedOut(m) => StoreError::TimedOut(m.clone()),
-        StoreError::Query(m) => StoreError::Query(m.clone()),
-        StoreError::CursorNotFound => StoreError::CursorNotFound,
-        StoreError::LeaseLost => StoreError::LeaseLost,
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-    }
 }
 
 impl Actor for PersistenceActor {
@@ -243,5 +251,54 @@ impl Handler<FlushNow> for PersistenceActor {
         Box::pin(async move {
             let _ = wait.await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::select_batch;
+    use std::collections::HashSet;
+
+    type Write = (String, Vec<String>);
+
+    /// The names of the writes chosen for the batch and of those kept for later.
+    fn select(
+        pending: &[(&str, &[&str])],
+        busy: &[&str],
+        max: usize,
+    ) -> (Vec<String>, Vec<String>) {
+        let pending: Vec<Write> = pending
+            .iter()
+            .map(|(name, threads)| {
+                let threads = threads.iter().map(|t| t.to_string()).collect();
+                (name.to_string(), threads)
+            })
+            .collect();
+        let busy: HashSet<String> = busy.iter().map(|t| t.to_string()).collect();
+        let chosen = select_batch(pending, |w: &Write| w.1.clone(), &busy, max);
+        let names = |ws: Vec<Write>| ws.into_iter().map(|w| w.0).collect();
+        (names(chosen.batch), names(chosen.kept))
+    }
+
+    #[test]
+    fn writes_of_a_busy_thread_and_all_their_successors_wait() {
+        let (batch, kept) = select(
+            &[("a1", &["a"]), ("b1", &["b"]), ("a2", &["a"])],
+            &["b"],
+            10,
+        );
+        assert_eq!(batch, ["a1", "a2"]);
+        assert_eq!(kept, ["b1"]);
+        let pending: &[(&str, &[&str])] = &[("b1", &["b"]), ("c1", &["b", "c"]), ("c2", &["c"])];
+        let (batch, kept) = select(pending, &["b"], 10);
+        assert!(batch.is_empty());
+        assert_eq!(kept, ["b1", "c1", "c2"], "c2 keeps its place behind c1");
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_writes_in_order() {
+        let (batch, kept) = select(&[("a", &["a"]), ("b", &["b"]), ("c", &["c"])], &[], 2);
+        assert_eq!(batch, ["a", "b"]);
+        assert_eq!(kept, ["c"]);
     }
 }

@@ -5,6 +5,7 @@
 mod history;
 mod pick;
 mod responses;
+mod responses_request;
 mod transcription;
 mod transport;
 mod wire;
@@ -164,7 +165,7 @@ impl ModelClient {
     ) -> Result<ModelStream, ModelError> {
         let timeout = self.settings.timeout;
         if self.settings.api == ModelApi::Responses {
-            let request = responses::request(&self.settings, messages, tools, forced);
+            let request = responses_request::request(&self.settings, messages, tools, forced);
             let responses = self.client.responses();
             let started = responses.create_stream_byot::<_, responses::StreamEvent>(request);
             return Ok(events_of(within(timeout, started).await?, timeout));

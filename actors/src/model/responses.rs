@@ -6,133 +6,10 @@
 use std::collections::VecDeque;
 
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::wire::{ChatMessage, ContentPart, ToolSpec, UserContent};
-use super::{IntoEvents, ModelEvent, ModelSettings};
+use super::{IntoEvents, ModelEvent};
 use crate::protocol::{Annotation, AnnotationTag};
-
-/// The request body: the leading system message becomes `instructions`, everything else an
-/// input item.
-pub(super) fn request(
-    settings: &ModelSettings,
-    messages: &[ChatMessage],
-    tools: &[ToolSpec],
-    forced: Option<&str>,
-) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), settings.name.clone().into());
-    let mut input = Vec::with_capacity(messages.len());
-    for (index, message) in messages.iter().enumerate() {
-        match message {
-            ChatMessage::System { content } if index == 0 => {
-                body.insert("instructions".into(), content.clone().into());
-            }
-            ChatMessage::System { content } => {
-                input.push(json!({ "role": "system", "content": content }));
-            }
-            ChatMessage::User { content } => {
-                input.push(json!({ "role": "user", "content": user_content(content) }));
-            }
-            ChatMessage::Assistant {
-                content,
-                tool_calls,
-            } => {
-                if let Some(text) = content.as_ref().filter(|t| !t.is_empty()) {
-                    input.push(json!({
-                        "role": "assistant",
-                        "content": [{ "type": "output_text", "text": text }]
-                    }));
-                }
-                for call in tool_calls {
-                    input.push(json!({
-                        "type": "function_call",
-                        "call_id": call.id,
-                        "name": call.function.name,
-                        "arguments": call.function.arguments
-                    }));
-                }
-            }
-            ChatMessage::Tool {
-                tool_call_id,
-                content,
-            } => input.push(json!({
-                "type": "function_call_output",
-                "call_id": tool_call_id,
-                "output": content
-            })),
-            ChatMessage::ProviderItem(item) => input.push(item.clone()),
-        }
-    }
-    body.insert("input".into(), Value::Array(input));
-    if !tools.is_empty() {
-        let tools: Vec<Value> = tools
-            .iter()
-            .map(|t| {
-                let mut tool = Map::new();
-                tool.insert("type".into(), "function".into());
-                tool.insert("name".into(), t.function.name.clone().into());
-                if let Some(description) = &t.function.description {
-                    tool.insert("description".into(), description.clone().into());
-                }
-                tool.insert("parameters".into(), t.function.parameters.to_value());
-                Value::Object(tool)
-            })
-            .collect();
-        body.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(name) = forced {
-        body.insert(
-            "tool_choice".into(),
-            json!({ "type": "function", "name": name }),
-        );
-    }
-    let reasons = settings.reasoning_effort.is_some() || settings.reasoning_summary.is_some();
-    if reasons {
-        let mut reasoning = Map::new();
-        if let Some(effort) = &settings.reasoning_effort {
-            reasoning.insert("effort".into(), effort.clone().into());
-        }
-        if let Some(summary) = &settings.reasoning_summary {
-            reasoning.insert("summary".into(), summary.clone().into());
-        }
-        body.insert("reasoning".into(), Value::Object(reasoning));
-    }
-    // Stateless: nothing is kept by the provider; reasoning comes back encrypted so the next
-    // call of the turn (after tools) continues it.
-    body.insert("store".into(), false.into());
-    if reasons {
-        body.insert("include".into(), json!(["reasoning.encrypted_content"]));
-    }
-    body.insert("stream".into(), true.into());
-    Value::Object(body)
-}
-
-fn user_content(content: &UserContent) -> Value {
-    match content {
-        UserContent::Text(text) => json!([{ "type": "input_text", "text": text }]),
-        UserContent::Parts(parts) => Value::Array(
-            parts
-                .iter()
-                .filter_map(|part| match part {
-                    ContentPart::Text { text } => {
-                        Some(json!({ "type": "input_text", "text": text }))
-                    }
-                    ContentPart::ImageUrl { image_url } => {
-                        Some(json!({ "type": "input_image", "image_url": image_url.url }))
-                    }
-                    ContentPart::File { file } => Some(json!({
-                        "type": "input_file",
-                        "filename": file.filename,
-                        "file_data": file.file_data
-                    })),
-                    // Put in place before any call; none is left by then.
-                    ContentPart::Attachment(_) => None,
-                })
-                .collect(),
-        ),
-    }
-}
 
 /// One streamed event, as lenient as the chunks: only what we read.
 #[derive(Deserialize)]
@@ -174,14 +51,12 @@ impl IntoEvents for StreamEvent {
                 }
             }
             "response.output_item.added" => {
-                let Some(item) = self.item else { return };
-                if item["type"] == "function_call" {
-                    out.push_back(ModelEvent::ToolCallDelta {
-                        index,
-                        id: item["call_id"].as_str().map(str::to_string),
-                        name: item["name"].as_str().map(str::to_string),
-                        arguments: item["arguments"].as_str().unwrap_or("").to_string(),
-                    });
+                if let Some(call) = self
+                    .item
+                    .as_ref()
+                    .and_then(|item| call_started(item, index))
+                {
+                    out.push_back(call);
                 }
             }
             "response.function_call_arguments.delta" => {
@@ -205,24 +80,7 @@ impl IntoEvents for StreamEvent {
                     out.push_back(ModelEvent::ReasoningItem(handback(item)));
                 }
             }
-            "response.completed" => {
-                if let Some(usage) = self.response.as_ref().map(|r| &r["usage"]) {
-                    if let (Some(input), Some(output)) = (
-                        usage["input_tokens"].as_u64(),
-                        usage["output_tokens"].as_u64(),
-                    ) {
-                        out.push_back(ModelEvent::Usage { input, output });
-                    }
-                }
-                let called = self
-                    .response
-                    .as_ref()
-                    .and_then(|r| r["output"].as_array())
-                    .is_some_and(|o| o.iter().any(|i| i["type"] == "function_call"));
-                out.push_back(ModelEvent::Finished {
-                    reason: if called { "tool_calls" } else { "stop" }.into(),
-                });
-            }
+            "response.completed" => completed(self.response.as_ref(), out),
             "response.incomplete" => out.push_back(ModelEvent::Finished {
                 reason: "length".into(),
             }),
@@ -240,6 +98,34 @@ impl IntoEvents for StreamEvent {
             _ => {}
         }
     }
+}
+
+/// A function call the model starts (its arguments may follow in deltas).
+fn call_started(item: &Value, index: u32) -> Option<ModelEvent> {
+    (item["type"] == "function_call").then(|| ModelEvent::ToolCallDelta {
+        index,
+        id: item["call_id"].as_str().map(str::to_string),
+        name: item["name"].as_str().map(str::to_string),
+        arguments: item["arguments"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+/// The response completed: its usage, and why it finished (tool calls or text).
+fn completed(response: Option<&Value>, out: &mut VecDeque<ModelEvent>) {
+    if let Some(usage) = response.map(|r| &r["usage"]) {
+        if let (Some(input), Some(output)) = (
+            usage["input_tokens"].as_u64(),
+            usage["output_tokens"].as_u64(),
+        ) {
+            out.push_back(ModelEvent::Usage { input, output });
+        }
+    }
+    let called = response
+        .and_then(|r| r["output"].as_array())
+        .is_some_and(|o| o.iter().any(|i| i["type"] == "function_call"));
+    out.push_back(ModelEvent::Finished {
+        reason: if called { "tool_calls" } else { "stop" }.into(),
+    });
 }
 
 /// A reasoning item as the next request takes it back (without its status).
@@ -344,71 +230,6 @@ mod tests {
                     reason: "tool_calls".into()
                 },
             ]
-        );
-    }
-
-    #[test]
-    fn the_request_is_stateless_with_instructions_items_and_flat_tools() {
-        let settings = ModelSettings {
-            base_url: "http://x/v1".into(),
-            name: "m".into(),
-            api_key: None,
-            timeout: std::time::Duration::from_secs(1),
-            instructions: String::new(),
-            http2_prior_knowledge: false,
-            reasoning_effort: Some("low".into()),
-            reasoning_summary: Some("auto".into()),
-            api: super::super::ModelApi::Responses,
-        };
-        let messages = vec![
-            ChatMessage::System {
-                content: "Be brief.".into(),
-            },
-            ChatMessage::User {
-                content: "hi".into(),
-            },
-            ChatMessage::ProviderItem(
-                json!({"type": "reasoning", "id": "rs_1", "encrypted_content": "enc"}),
-            ),
-            ChatMessage::Assistant {
-                content: None,
-                tool_calls: vec![super::super::ToolCallRequest::function(
-                    "call_1".into(),
-                    "add".into(),
-                    "{}".into(),
-                )],
-            },
-            ChatMessage::Tool {
-                tool_call_id: "call_1".into(),
-                content: "ok".into(),
-            },
-        ];
-        let tools = vec![ToolSpec {
-            kind: "function",
-            function: super::super::FunctionSpec {
-                name: "add".into(),
-                description: None,
-                parameters: super::super::ToolSchema::new(&json!({"type": "object"})),
-            },
-        }];
-        assert_eq!(
-            request(&settings, &messages, &tools, Some("add")),
-            json!({
-                "model": "m",
-                "instructions": "Be brief.",
-                "input": [
-                    {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
-                    {"type": "reasoning", "id": "rs_1", "encrypted_content": "enc"},
-                    {"type": "function_call", "call_id": "call_1", "name": "add", "arguments": "{}"},
-                    {"type": "function_call_output", "call_id": "call_1", "output": "ok"}
-                ],
-                "tools": [{"type": "function", "name": "add", "parameters": {"type": "object"}}],
-                "tool_choice": {"type": "function", "name": "add"},
-                "reasoning": {"effort": "low", "summary": "auto"},
-                "store": false,
-                "include": ["reasoning.encrypted_content"],
-                "stream": true
-            })
         );
     }
 }
