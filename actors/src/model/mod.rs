@@ -295,35 +295,25 @@ impl ModelClient {
     }
 }
 
+/// A failed call, by kind. A refusal before streaming carries its HTTP status in the error's
+/// type (async-openai reads the status of every non-success answer); a stream error is the
+/// stream breaking off (its text is only logged).
 fn map_error(error: OpenAIError) -> ModelError {
     match error {
         OpenAIError::ApiError(api) => ModelError::Http {
             status: api.status_code.as_u16(),
         },
         OpenAIError::Reqwest(e) => ModelError::Unreachable(e.to_string()),
-        OpenAIError::StreamError(e) => classify_stream_error(e.to_string()),
+        OpenAIError::StreamError(e) => ModelError::Interrupted(e.to_string()),
         OpenAIError::JSONDeserialize(e, _) => ModelError::Protocol(e.to_string()),
         other => ModelError::Protocol(other.to_string()),
     }
 }
 
+/// A failure once the stream runs: a broken connection is an interruption.
 fn map_stream_error(error: OpenAIError) -> ModelError {
     match error {
-        OpenAIError::StreamError(e) => classify_stream_error(e.to_string()),
-        OpenAIError::JSONDeserialize(e, _) => ModelError::Protocol(e.to_string()),
         OpenAIError::Reqwest(e) => ModelError::Interrupted(e.to_string()),
         other => map_error(other),
     }
-}
-
-/// Stream errors carry the HTTP status when the request was refused before streaming.
-fn classify_stream_error(text: String) -> ModelError {
-    for status in [
-        400u16, 401, 403, 404, 408, 409, 422, 429, 500, 502, 503, 504,
-    ] {
-        if text.contains(&format!("{status}")) && text.to_lowercase().contains("status") {
-            return ModelError::Http { status };
-        }
-    }
-    ModelError::Interrupted(text)
 }
