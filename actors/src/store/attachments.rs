@@ -60,6 +60,32 @@ pub(crate) enum Claim {
 const COLUMNS: &str =
     "id, user_id, thread_id, name, mime_type, kind, declared_size, CASE WHEN uploaded_at IS NULL THEN NULL ELSE size END";
 
+// A direct upload's row is created claimed by it (`upload_token` set, `upload_started` now).
+const INSERT_ATTACHMENT: &str = "
+    INSERT INTO attachments
+      (id, user_id, name, mime_type, kind, declared_size, upload_token, upload_started)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7::text IS NULL THEN NULL ELSE now() END)";
+
+// Taken when not uploaded and unclaimed, or claimed longer ago than $3 seconds (abandoned:
+// its chunks go). Answers (uploaded?, NULL when missing; claimed?).
+const CLAIM_UPLOAD: &str = "
+    WITH target AS (SELECT uploaded_at IS NOT NULL AS uploaded FROM attachments WHERE id = $1),
+         claimed AS (UPDATE attachments SET upload_token = $2, upload_started = now()
+                     WHERE id = $1 AND uploaded_at IS NULL
+                       AND (upload_token IS NULL
+                            OR upload_started < now() - make_interval(secs => $3))
+                     RETURNING id),
+         cleared AS (DELETE FROM attachment_chunks
+                     WHERE attachment_id IN (SELECT id FROM claimed))
+    SELECT (SELECT uploaded FROM target), EXISTS (SELECT 1 FROM claimed)";
+
+const ABANDON_DIRECT_UPLOAD: &str = "DELETE FROM attachments WHERE id = $1 AND upload_token = $2";
+
+const ABANDON_UPLOAD: &str = "
+    WITH released AS (UPDATE attachments SET upload_token = NULL, upload_started = NULL
+                      WHERE id = $1 AND upload_token = $2 RETURNING id)
+    DELETE FROM attachment_chunks WHERE attachment_id IN (SELECT id FROM released)";
+
 fn row_to_attachment(row: &tokio_postgres::Row) -> Result<AttachmentRow, StoreError> {
     let kind: String = row.get(5);
     Ok(AttachmentRow {
@@ -101,23 +127,22 @@ impl Store {
         new: &NewAttachment<'_>,
     ) -> Result<(), StoreError> {
         self.timed("insert_attachment", async move {
-        let client = self.pool.get().await?;
-        self.sql(&client)
-            .execute(
-                "INSERT INTO attachments (id, user_id, name, mime_type, kind, declared_size, upload_token, upload_started)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7::text IS NULL THEN NULL ELSE now() END)",
-                &[
-                    (&new.id, Type::TEXT),
-                    (&new.user_id, Type::TEXT),
-                    (&new.name, Type::TEXT),
-                    (&new.mime_type, Type::TEXT),
-                    (&new.kind.as_str(), Type::TEXT),
-                    (&new.declared_size, Type::INT8),
-                    (&new.upload_token, Type::TEXT),
-                ],
-            )
-            .await?;
-        Ok(())
+            let client = self.pool.get().await?;
+            self.sql(&client)
+                .execute(
+                    INSERT_ATTACHMENT,
+                    &[
+                        (&new.id, Type::TEXT),
+                        (&new.user_id, Type::TEXT),
+                        (&new.name, Type::TEXT),
+                        (&new.mime_type, Type::TEXT),
+                        (&new.kind.as_str(), Type::TEXT),
+                        (&new.declared_size, Type::INT8),
+                        (&new.upload_token, Type::TEXT),
+                    ],
+                )
+                .await?;
+            Ok(())
         })
         .await
     }
@@ -189,34 +214,26 @@ impl Store {
         stale_after: Duration,
     ) -> Result<Claim, StoreError> {
         self.timed("claim_upload", async move {
-        let client = self.pool.get().await?;
-        let row = self
-            .sql(&client)
-            .query_one(
-                "WITH target AS (SELECT uploaded_at IS NOT NULL AS uploaded FROM attachments WHERE id = $1),
-                      claimed AS (UPDATE attachments SET upload_token = $2, upload_started = now()
-                                  WHERE id = $1 AND uploaded_at IS NULL
-                                    AND (upload_token IS NULL
-                                         OR upload_started < now() - make_interval(secs => $3))
-                                  RETURNING id),
-                      cleared AS (DELETE FROM attachment_chunks
-                                  WHERE attachment_id IN (SELECT id FROM claimed))
-                 SELECT (SELECT uploaded FROM target), EXISTS (SELECT 1 FROM claimed)",
-                &[
-                    (&id, Type::TEXT),
-                    (&token, Type::TEXT),
-                    (&stale_after.as_secs_f64(), Type::FLOAT8),
-                ],
-            )
-            .await?;
-        let uploaded: Option<bool> = row.get(0);
-        let claimed: bool = row.get(1);
-        Ok(match (uploaded, claimed) {
-            (_, true) => Claim::Claimed,
-            (None, false) => Claim::Missing,
-            (Some(true), false) => Claim::AlreadyUploaded,
-            (Some(false), false) => Claim::InProgress,
-        })
+            let client = self.pool.get().await?;
+            let row = self
+                .sql(&client)
+                .query_one(
+                    CLAIM_UPLOAD,
+                    &[
+                        (&id, Type::TEXT),
+                        (&token, Type::TEXT),
+                        (&stale_after.as_secs_f64(), Type::FLOAT8),
+                    ],
+                )
+                .await?;
+            let uploaded: Option<bool> = row.get(0);
+            let claimed: bool = row.get(1);
+            Ok(match (uploaded, claimed) {
+                (_, true) => Claim::Claimed,
+                (None, false) => Claim::Missing,
+                (Some(true), false) => Claim::AlreadyUploaded,
+                (Some(false), false) => Claim::InProgress,
+            })
         })
         .await
     }
@@ -271,24 +288,16 @@ impl Store {
         direct: bool,
     ) -> Result<(), StoreError> {
         self.timed("abandon_upload", async move {
-        let client = self.pool.get().await?;
-        let sql = self.sql(&client);
-        if direct {
-            sql.execute(
-                "DELETE FROM attachments WHERE id = $1 AND upload_token = $2",
-                &[(&id, Type::TEXT), (&token, Type::TEXT)],
-            )
-            .await?;
-        } else {
-            sql.execute(
-                    "WITH released AS (UPDATE attachments SET upload_token = NULL, upload_started = NULL
-                                       WHERE id = $1 AND upload_token = $2 RETURNING id)
-                     DELETE FROM attachment_chunks WHERE attachment_id IN (SELECT id FROM released)",
-                    &[(&id, Type::TEXT), (&token, Type::TEXT)],
-                )
+            let client = self.pool.get().await?;
+            let statement = if direct {
+                ABANDON_DIRECT_UPLOAD
+            } else {
+                ABANDON_UPLOAD
+            };
+            self.sql(&client)
+                .execute(statement, &[(&id, Type::TEXT), (&token, Type::TEXT)])
                 .await?;
-        }
-        Ok(())
+            Ok(())
         })
         .await
     }

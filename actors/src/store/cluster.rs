@@ -97,6 +97,50 @@ pub struct LiveThreadFilter {
     pub state: Option<String>,
 }
 
+// Inserted, or taken over when ours already, or when its owner's heartbeat is older than
+// $3 milliseconds; every change of owner bumps the fencing token.
+const TAKE_LEASE: &str = "
+    INSERT INTO thread_leases (thread_id, instance_id)
+    VALUES ($1, $2)
+    ON CONFLICT (thread_id) DO UPDATE
+      SET instance_id = excluded.instance_id,
+          fencing = thread_leases.fencing + 1,
+          state = 'idle', live_since = now(), last_activity = now()
+    WHERE thread_leases.instance_id = excluded.instance_id
+       OR NOT EXISTS (SELECT 1 FROM instances i
+                      WHERE i.instance_id = thread_leases.instance_id
+                        AND i.heartbeat_at > now() - $3 * interval '1 millisecond')
+    RETURNING fencing";
+
+// The LISTEN connections of an instance (see `listener_application_name`).
+const LISTENERS: &str = "
+    SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = $1 AND datname = current_database()";
+
+// From the dead owner $3, only if it still holds it.
+const TAKE_OVER_LEASE: &str = "
+    UPDATE thread_leases
+    SET instance_id = $2, fencing = fencing + 1,
+        state = 'idle', live_since = now(), last_activity = now()
+    WHERE thread_id = $1 AND instance_id = $3
+    RETURNING fencing";
+
+const RELEASE_LEASE: &str =
+    "DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2 AND fencing = $3";
+
+// Filters $1..$4 apply when not NULL; $5 rows at most; instances alive within $6 ms.
+const LIVE_THREADS: &str = "
+    SELECT l.thread_id, t.user_id, l.instance_id, l.state, l.live_since, l.last_activity,
+           (SELECT count(*) FROM items i WHERE i.thread_id = l.thread_id)
+    FROM thread_leases l JOIN threads t ON t.id = l.thread_id
+    JOIN instances i ON i.instance_id = l.instance_id
+    WHERE i.heartbeat_at > now() - $6 * interval '1 millisecond'
+      AND ($1::text IS NULL OR l.instance_id = $1)
+      AND ($2::text IS NULL OR t.user_id = $2)
+      AND ($3::text IS NULL OR l.state = $3)
+      AND ($4::text IS NULL OR l.thread_id > $4)
+    ORDER BY l.thread_id LIMIT $5";
+
 fn millis(d: Duration) -> f64 {
     d.as_millis() as f64
 }
@@ -110,79 +154,61 @@ impl Store {
         ttl: Duration,
     ) -> Result<LeaseAttempt, StoreError> {
         self.timed("acquire_lease", async move {
-        let client = self.pool.get().await?;
-        let sql = self.sql(&client);
-        if let Some(row) = sql
-            .query_opt(
-                "INSERT INTO thread_leases (thread_id, instance_id)
-                 VALUES ($1, $2)
-                 ON CONFLICT (thread_id) DO UPDATE
-                   SET instance_id = excluded.instance_id,
-                       fencing = thread_leases.fencing + 1,
-                       state = 'idle', live_since = now(), last_activity = now()
-                 WHERE thread_leases.instance_id = excluded.instance_id
-                    OR NOT EXISTS (SELECT 1 FROM instances i
-                                   WHERE i.instance_id = thread_leases.instance_id
-                                     AND i.heartbeat_at > now() - $3 * interval '1 millisecond')
-                 RETURNING fencing",
-                &[
-                    (&thread_id, Type::TEXT),
-                    (&instance_id, Type::TEXT),
-                    (&millis(ttl), Type::FLOAT8),
-                ],
-            )
-            .await?
-        {
-            return Ok(LeaseAttempt::Acquired(FencingToken(row.get(0))));
-        }
-        let Some(row) = sql
-            .query_opt(
-                "SELECT instance_id, state FROM thread_leases WHERE thread_id = $1",
-                &[(&thread_id, Type::TEXT)],
-            )
-            .await?
-        else {
-            // Released between the two statements: try again.
-            return Box::pin(self.acquire_lease(thread_id, instance_id, ttl)).await;
-        };
-        let owner: String = row.get(0);
-        let state = if row.get::<_, String>(1) == LeaseState::Streaming.as_str() {
-            LeaseState::Streaming
-        } else {
-            LeaseState::Idle
-        };
-        // The owner's LISTEN connection is gone: its process died (the kernel closed its
-        // sockets), so take over without waiting for the lease to expire.
-        let listener = listener_application_name(self.schema().as_str(), &owner);
-        let alive: i64 = sql
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE application_name = $1 AND datname = current_database()",
-                &[(&listener, Type::TEXT)],
-            )
-            .await?
-            .get(0);
-        if alive == 0 {
+            let client = self.pool.get().await?;
+            let sql = self.sql(&client);
             if let Some(row) = sql
                 .query_opt(
-                    "UPDATE thread_leases
-                     SET instance_id = $2, fencing = fencing + 1,
-                         state = 'idle', live_since = now(), last_activity = now()
-                     WHERE thread_id = $1 AND instance_id = $3
-                     RETURNING fencing",
+                    TAKE_LEASE,
                     &[
                         (&thread_id, Type::TEXT),
                         (&instance_id, Type::TEXT),
-                        (&owner, Type::TEXT),
+                        (&millis(ttl), Type::FLOAT8),
                     ],
                 )
                 .await?
             {
-                tracing::info!(%thread_id, dead_owner = %owner, "took over a thread from a dead instance");
                 return Ok(LeaseAttempt::Acquired(FencingToken(row.get(0))));
             }
-        }
-        Ok(LeaseAttempt::Held { owner, state })
+            let Some(row) = sql
+                .query_opt(
+                    "SELECT instance_id, state FROM thread_leases WHERE thread_id = $1",
+                    &[(&thread_id, Type::TEXT)],
+                )
+                .await?
+            else {
+                // Released between the two statements: try again.
+                return Box::pin(self.acquire_lease(thread_id, instance_id, ttl)).await;
+            };
+            let owner: String = row.get(0);
+            let state = if row.get::<_, String>(1) == LeaseState::Streaming.as_str() {
+                LeaseState::Streaming
+            } else {
+                LeaseState::Idle
+            };
+            // The owner's LISTEN connection is gone: its process died (the kernel closed its
+            // sockets), so take over without waiting for the lease to expire.
+            let listener = listener_application_name(self.schema().as_str(), &owner);
+            let alive: i64 = sql
+                .query_one(LISTENERS, &[(&listener, Type::TEXT)])
+                .await?
+                .get(0);
+            if alive == 0 {
+                if let Some(row) = sql
+                    .query_opt(
+                        TAKE_OVER_LEASE,
+                        &[
+                            (&thread_id, Type::TEXT),
+                            (&instance_id, Type::TEXT),
+                            (&owner, Type::TEXT),
+                        ],
+                    )
+                    .await?
+                {
+                    tracing::info!(%thread_id, dead_owner = %owner, "took over a thread from a dead instance");
+                    return Ok(LeaseAttempt::Acquired(FencingToken(row.get(0))));
+                }
+            }
+            Ok(LeaseAttempt::Held { owner, state })
         })
         .await
     }
@@ -195,18 +221,18 @@ impl Store {
         fencing: FencingToken,
     ) -> Result<(), StoreError> {
         self.timed("release_lease", async move {
-        let client = self.pool.get().await?;
-        self.sql(&client)
-            .execute(
-                "DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2 AND fencing = $3",
-                &[
-                    (&thread_id, Type::TEXT),
-                    (&instance_id, Type::TEXT),
-                    (&fencing.get(), Type::INT8),
-                ],
-            )
-            .await?;
-        Ok(())
+            let client = self.pool.get().await?;
+            self.sql(&client)
+                .execute(
+                    RELEASE_LEASE,
+                    &[
+                        (&thread_id, Type::TEXT),
+                        (&instance_id, Type::TEXT),
+                        (&fencing.get(), Type::INT8),
+                    ],
+                )
+                .await?;
+            Ok(())
         })
         .await
     }
@@ -299,45 +325,36 @@ impl Store {
         ttl: Duration,
     ) -> Result<(Vec<LiveThreadRow>, bool), StoreError> {
         self.timed("live_threads", async move {
-        let client = self.pool.get().await?;
-        let rows = self
-            .sql(&client)
-            .query(
-                "SELECT l.thread_id, t.user_id, l.instance_id, l.state, l.live_since, l.last_activity,
-                        (SELECT count(*) FROM items i WHERE i.thread_id = l.thread_id)
-                 FROM thread_leases l JOIN threads t ON t.id = l.thread_id
-                 JOIN instances i ON i.instance_id = l.instance_id
-                 WHERE i.heartbeat_at > now() - $6 * interval '1 millisecond'
-                   AND ($1::text IS NULL OR l.instance_id = $1)
-                   AND ($2::text IS NULL OR t.user_id = $2)
-                   AND ($3::text IS NULL OR l.state = $3)
-                   AND ($4::text IS NULL OR l.thread_id > $4)
-                 ORDER BY l.thread_id LIMIT $5",
-                &[
-                    (&filter.instance_id, Type::TEXT),
-                    (&filter.user_id, Type::TEXT),
-                    (&filter.state, Type::TEXT),
-                    (&after, Type::TEXT),
-                    (&(limit as i64 + 1), Type::INT8),
-                    (&millis(ttl), Type::FLOAT8),
-                ],
-            )
-            .await?;
-        let mut out: Vec<LiveThreadRow> = rows
-            .iter()
-            .map(|r| LiveThreadRow {
-                thread_id: r.get(0),
-                user_id: r.get(1),
-                instance_id: r.get(2),
-                state: r.get(3),
-                live_since: r.get(4),
-                last_activity: r.get(5),
-                item_count: r.get(6),
-            })
-            .collect();
-        let has_more = out.len() > limit as usize;
-        out.truncate(limit as usize);
-        Ok((out, has_more))
+            let client = self.pool.get().await?;
+            let rows = self
+                .sql(&client)
+                .query(
+                    LIVE_THREADS,
+                    &[
+                        (&filter.instance_id, Type::TEXT),
+                        (&filter.user_id, Type::TEXT),
+                        (&filter.state, Type::TEXT),
+                        (&after, Type::TEXT),
+                        (&(limit as i64 + 1), Type::INT8),
+                        (&millis(ttl), Type::FLOAT8),
+                    ],
+                )
+                .await?;
+            let mut out: Vec<LiveThreadRow> = rows
+                .iter()
+                .map(|r| LiveThreadRow {
+                    thread_id: r.get(0),
+                    user_id: r.get(1),
+                    instance_id: r.get(2),
+                    state: r.get(3),
+                    live_since: r.get(4),
+                    last_activity: r.get(5),
+                    item_count: r.get(6),
+                })
+                .collect();
+            let has_more = out.len() > limit as usize;
+            out.truncate(limit as usize);
+            Ok((out, has_more))
         })
         .await
     }
