@@ -5,7 +5,8 @@ use std::sync::LazyLock;
 
 use prometheus::{
     register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
-    register_int_gauge, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 
 /// Seconds buckets from 1 ms to ~30 s.
@@ -33,6 +34,8 @@ pub struct EngineMetrics {
     pub model_errors: IntCounterVec,
     pub mcp_call_seconds: HistogramVec,
     pub mcp_errors: IntCounterVec,
+    /// 1 while a tool server answers HTTP at its URL, 0 while it does not.
+    pub mcp_server_up: IntGaugeVec,
     pub attachment_uploads: IntCounterVec,
     pub attachment_upload_bytes: IntCounter,
     pub database_timeouts: IntCounterVec,
@@ -102,6 +105,12 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
     mcp_errors: register_int_counter_vec!(
         "chatkit_mcp_errors_total",
         "MCP servers unavailable or tool calls failed at the transport",
+        &["server"]
+    )
+    .expect("metric registers"),
+    mcp_server_up: register_int_gauge_vec!(
+        "chatkit_mcp_server_up",
+        "Whether each configured MCP server answers (1) or not (0)",
         &["server"]
     )
     .expect("metric registers"),

@@ -269,7 +269,10 @@ async fn health_endpoints_answer_without_auth() {
     assert_ne!(replaced.headers()["x-request-id"], "bad id!");
     let ready = http.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
+    assert_eq!(
+        ready.text().await.unwrap(),
+        r#"{"status":"ready","database":"up","tool_servers":{}}"#
+    );
 }
 
 #[tokio::test]

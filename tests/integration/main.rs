@@ -33,5 +33,6 @@ mod robustness;
 mod secrets;
 mod startup;
 mod supervision;
+mod tool_servers;
 mod tools;
 mod widgets;

@@ -8,7 +8,7 @@ use actix::Addr;
 use crate::actors::persistence::{Persist, PersistenceActor};
 use crate::config::EngineSettings;
 use crate::error::EngineError;
-use crate::mcp::ToolCatalog;
+use crate::mcp::{ServerHealth, ToolCatalog};
 use crate::model::ModelCatalog;
 use crate::store::cluster::{FencingToken, LeaseState};
 use crate::store::{Store, WriteOp};
@@ -23,6 +23,8 @@ pub(crate) struct EngineEnv {
     pub settings: EngineSettings,
     /// Tool lists shared by every thread actor's MCP sessions.
     pub tool_catalog: Arc<ToolCatalog>,
+    /// Whether each tool server answers (turns leave a down one out).
+    pub mcp_health: Arc<ServerHealth>,
     /// Signs and checks attachment URLs.
     pub url_signer: crate::attachments::UrlSigner,
 }

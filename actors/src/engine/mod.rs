@@ -28,6 +28,7 @@ use crate::config::EngineSettings;
 use crate::deadline::Deadline;
 use crate::error::EngineError;
 use crate::ids::ThreadId;
+use crate::mcp::ServerHealth;
 use crate::model::ModelCatalog;
 use crate::protocol::{InferenceOptions, Page, Thread};
 use crate::store::Store;
@@ -80,6 +81,7 @@ impl Engine {
             .map(|_| Arbiter::new())
             .collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let mcp_health = ServerHealth::new(&settings.agent.mcp_servers);
         let env = Arc::new(EngineEnv {
             store,
             transcriber: crate::model::Transcriber::new(
@@ -90,8 +92,10 @@ impl Engine {
             persistence,
             settings,
             tool_catalog: Arc::default(),
+            mcp_health,
             url_signer: UrlSigner::new(url_key),
         });
+        env.mcp_health.probe_all(&env.settings.agent.mcp_servers);
         let registry_env = env.clone();
         let registry = Registry::start_in_arbiter(&core_arbiter.handle(), move |_| {
             Registry::new(registry_env, handles)
@@ -214,6 +218,11 @@ impl Engine {
     /// A request arriving now: its deadline is `database.operation_timeout_secs` from now.
     pub fn request_deadline(&self) -> Deadline {
         Deadline::after(self.env.store.operation_timeout())
+    }
+
+    /// Each configured tool server and whether it answers (`/readyz` lists them).
+    pub fn tool_server_states(&self) -> Vec<(String, bool)> {
+        self.env.mcp_health.states()
     }
 
     /// Database reachable and migrated.

@@ -22,10 +22,12 @@ pub use crate::config::McpServerConfig;
 pub(crate) use crate::ids::BearerToken;
 
 mod catalog;
+mod health;
 mod offer;
 mod progress;
 pub use catalog::ToolCatalog;
 use catalog::ToolList;
+pub use health::ServerHealth;
 use offer::build_offer;
 pub use offer::{OfferedTool, OfferedTools};
 use progress::{call_with_progress, ProgressRoutes};
@@ -146,31 +148,64 @@ impl McpSessions {
         }
     }
 
-    /// Tools of every server, discovered (and cached per session) with `tools/list`; names
-    /// are made unique across servers by prefixing `server__` on collisions.
+    /// Tools of every server that answers, discovered (and cached per session) with
+    /// `tools/list`; names are made unique across servers by prefixing `server__` on
+    /// collisions. A server that is down, or fails here (it is then probed), is left out and
+    /// named in [`Offered::missing`].
     pub async fn offered_tools(
         &mut self,
         servers: &[McpServerConfig],
         token: Option<&BearerToken>,
-    ) -> Result<OfferedTools, McpError> {
+        health: &Arc<ServerHealth>,
+    ) -> Offered {
+        let mut answered = Vec::with_capacity(servers.len());
         let mut lists = Vec::with_capacity(servers.len());
+        let mut missing = Vec::new();
         for server in servers {
-            lists.push(self.tools_of(server, token).await?);
-        }
-        if let Some((built_from, offered)) = &self.offered {
-            if built_from.len() == lists.len()
-                && built_from
-                    .iter()
-                    .zip(&lists)
-                    .all(|(a, b)| Arc::ptr_eq(a, b))
-            {
-                return Ok(offered.clone());
+            if health.is_down(&server.name) {
+                missing.push(server.name.clone());
+                continue;
+            }
+            match self.tools_of(server, token).await {
+                Ok(list) => {
+                    answered.push(server);
+                    lists.push(list);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "a tool server's tools are left out of the turn");
+                    crate::metrics::METRICS
+                        .mcp_errors
+                        .with_label_values(&[server.name.as_str()])
+                        .inc();
+                    health.report_failure(server);
+                    missing.push(server.name.clone());
+                }
             }
         }
-        let offered = build_offer(servers, &lists);
-        self.offered = Some((lists, offered.clone()));
-        Ok(offered)
+        let tools = match &self.offered {
+            Some((built_from, offered))
+                if built_from.len() == lists.len()
+                    && built_from
+                        .iter()
+                        .zip(&lists)
+                        .all(|(a, b)| Arc::ptr_eq(a, b)) =>
+            {
+                offered.clone()
+            }
+            _ => {
+                let offered = build_offer(&answered, &lists);
+                self.offered = Some((lists, offered.clone()));
+                offered
+            }
+        };
+        Offered { tools, missing }
     }
+}
+
+/// What a turn may offer: the tools of the servers that answered, and the servers left out.
+pub struct Offered {
+    pub tools: OfferedTools,
+    pub missing: Vec<String>,
 }
 
 impl McpSessions {

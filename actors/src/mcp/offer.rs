@@ -35,9 +35,10 @@ pub struct OfferedTools {
 
 /// Every listed tool of every server, named uniquely across servers (`server__` prefixed on
 /// collisions).
-pub(super) fn build_offer(servers: &[McpServerConfig], lists: &[ToolList]) -> OfferedTools {
+pub(super) fn build_offer(servers: &[&McpServerConfig], lists: &[ToolList]) -> OfferedTools {
     {
-        let lists: Vec<(&McpServerConfig, &ToolList)> = servers.iter().zip(lists).collect();
+        let lists: Vec<(&McpServerConfig, &ToolList)> =
+            servers.iter().copied().zip(lists).collect();
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for (_, tools) in &lists {
             for tool in tools.iter() {

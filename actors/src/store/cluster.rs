@@ -47,6 +47,8 @@ pub(crate) enum LeaseAttempt {
     Acquired(FencingToken),
     /// Another live instance owns it.
     Held { owner: String, state: LeaseState },
+    /// No such thread of this user (unknown, deleted, or another user's: the same answer).
+    NoSuchThread,
 }
 
 /// The `application_name` of an instance's dedicated LISTEN connection: its presence in
@@ -97,11 +99,12 @@ pub struct LiveThreadFilter {
     pub state: Option<String>,
 }
 
-// Inserted, or taken over when ours already, or when its owner's heartbeat is older than
-// $3 milliseconds; every change of owner bumps the fencing token.
+// For the thread $1 of the user $4 only: inserted, or taken over when ours already, or when
+// its owner's heartbeat is older than $3 milliseconds; every change of owner bumps the
+// fencing token.
 const TAKE_LEASE: &str = "
     INSERT INTO thread_leases (thread_id, instance_id)
-    VALUES ($1, $2)
+    SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1 AND user_id = $4)
     ON CONFLICT (thread_id) DO UPDATE
       SET instance_id = excluded.instance_id,
           fencing = thread_leases.fencing + 1,
@@ -111,6 +114,13 @@ const TAKE_LEASE: &str = "
                       WHERE i.instance_id = thread_leases.instance_id
                         AND i.heartbeat_at > now() - $3 * interval '1 millisecond')
     RETURNING fencing";
+
+// The lease of the thread $1 of the user $2: no row when there is no such thread of theirs,
+// NULLs when nobody holds it.
+const LEASE_HOLDER: &str = "
+    SELECT l.instance_id, l.state
+    FROM threads t LEFT JOIN thread_leases l ON l.thread_id = t.id
+    WHERE t.id = $1 AND t.user_id = $2";
 
 // The LISTEN connections of an instance (see `listener_application_name`).
 const LISTENERS: &str = "
@@ -146,10 +156,13 @@ fn millis(d: Duration) -> f64 {
 }
 
 impl Store {
-    /// Takes the lease of an existing thread if it is free, expired, or already ours.
+    /// Takes the lease of the thread of `user_id` if it is free, expired, or already ours.
+    /// The owner is checked first: another user's thread answers `NoSuchThread`, whoever
+    /// holds it.
     pub(crate) async fn acquire_lease(
         &self,
         thread_id: &str,
+        user_id: &str,
         instance_id: &str,
         ttl: Duration,
     ) -> Result<LeaseAttempt, StoreError> {
@@ -163,24 +176,30 @@ impl Store {
                         (&thread_id, Type::TEXT),
                         (&instance_id, Type::TEXT),
                         (&millis(ttl), Type::FLOAT8),
+                        (&user_id, Type::TEXT),
                     ],
                 )
                 .await?
             {
                 return Ok(LeaseAttempt::Acquired(FencingToken(row.get(0))));
             }
-            let Some(row) = sql
+            let holder = sql
                 .query_opt(
-                    "SELECT instance_id, state FROM thread_leases WHERE thread_id = $1",
-                    &[(&thread_id, Type::TEXT)],
+                    LEASE_HOLDER,
+                    &[(&thread_id, Type::TEXT), (&user_id, Type::TEXT)],
                 )
-                .await?
-            else {
-                // Released between the two statements: try again.
-                return Box::pin(self.acquire_lease(thread_id, instance_id, ttl)).await;
+                .await?;
+            let Some(row) = holder else {
+                return Ok(LeaseAttempt::NoSuchThread);
             };
-            let owner: String = row.get(0);
-            let state = if row.get::<_, String>(1) == LeaseState::Streaming.as_str() {
+            let Some(owner) = row.get::<_, Option<String>>(0) else {
+                // Released between the two statements: try again.
+                let again = self.acquire_lease(thread_id, user_id, instance_id, ttl);
+                return Box::pin(again).await;
+            };
+            let state = if row.get::<_, Option<String>>(1).as_deref()
+                == Some(LeaseState::Streaming.as_str())
+            {
                 LeaseState::Streaming
             } else {
                 LeaseState::Idle

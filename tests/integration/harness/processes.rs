@@ -165,10 +165,15 @@ fn json_lines(path: &Path) -> Vec<Value> {
 /// Starts one of our helper binaries on port 0, logging what it receives as JSON lines:
 /// its address, its log file and the process.
 fn start_helper(binary: &str, args: &[&str]) -> (String, PathBuf, Child) {
+    start_helper_on(binary, "0", args)
+}
+
+/// As [`start_helper`], on `port`.
+fn start_helper_on(binary: &str, port: &str, args: &[&str]) -> (String, PathBuf, Child) {
     let log = temp_path(binary, "jsonl");
     let (child, listening) = spawn_listening(
         Command::new(bin_path(binary))
-            .args(["--port", "0", "--log"])
+            .args(["--port", port, "--log"])
             .arg(&log)
             .args(args)
             .stderr(Stdio::null()),
@@ -268,6 +273,7 @@ pub struct McpServer {
     pub addr: String,
     pub log: PathBuf,
     child: Child,
+    args: Vec<String>,
 }
 
 impl McpServer {
@@ -275,7 +281,33 @@ impl McpServer {
         let mut all = vec!["--jwt-secret", SECRET];
         all.extend_from_slice(args);
         let (addr, log, child) = start_helper("mcp-tasks", &all);
-        McpServer { addr, log, child }
+        let args = all.iter().map(|a| a.to_string()).collect();
+        McpServer {
+            addr,
+            log,
+            child,
+            args,
+        }
+    }
+
+    /// Stops it (SIGKILL): its port is left closed.
+    pub fn stop(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// Starts it again on the same address (a new log), with the same arguments.
+    pub fn restart(&mut self) {
+        let port = self
+            .addr
+            .rsplit(':')
+            .next()
+            .expect("an address with a port")
+            .to_string();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let (addr, log, child) = start_helper_on("mcp-tasks", &port, &args);
+        assert_eq!(addr, self.addr, "restarted on its address");
+        self.log = log;
+        self.child = child;
     }
 
     pub fn url(&self) -> String {

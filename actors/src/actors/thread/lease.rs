@@ -32,8 +32,10 @@ impl ThreadActor {
         }
     }
 
-    /// Runs `then` with the lease once this actor holds it (taking it first if needed, and
-    /// the thread reloaded then, within the request's `deadline`).
+    /// Runs `then` with the lease once this actor holds it: taking it first if needed (the
+    /// caller's ownership checked in the same statement), then loading the thread — once,
+    /// since another instance may have written it until then — within the request's
+    /// `deadline`.
     pub(super) fn with_lease<R: 'static>(
         &mut self,
         user_id: &UserId,
@@ -55,8 +57,9 @@ impl ThreadActor {
             let lease = self.lease_with(fencing);
             return then(self, ctx, lease);
         }
-        if let Err(e) = self.live_for(user_id) {
-            return Box::pin(actix::fut::ready(Err(e)));
+        if self.retired {
+            let error = self.load_error.clone().unwrap_or(EngineError::Retired);
+            return Box::pin(actix::fut::ready(Err(error)));
         }
         if self.busy {
             return Box::pin(actix::fut::ready(Err(EngineError::ThreadBusy)));
@@ -64,8 +67,9 @@ impl ThreadActor {
         self.busy = true;
         let env = self.env.clone();
         let thread_id = self.thread_id.clone();
+        let user_id = user_id.clone();
         let acquire = async move {
-            let fencing = acquire(&env, &thread_id).await?;
+            let fencing = acquire(&env, &thread_id, &user_id).await?;
             let thread = LoadedThread::load(&env, &thread_id)
                 .await?
                 .ok_or(EngineError::ThreadNotFound)?;
@@ -81,7 +85,14 @@ impl ThreadActor {
                     let lease = act.lease_with(fencing);
                     then(act, ctx, lease)
                 }
-                Err(e) => Box::pin(actix::fut::ready(Err(e))),
+                Err(e) => {
+                    if matches!(e, EngineError::ThreadNotFound) && !act.is_loaded() {
+                        // Nothing of the caller's here: make way (a request of the owner
+                        // meanwhile is routed to a new actor).
+                        act.retire(ctx);
+                    }
+                    Box::pin(actix::fut::ready(Err(e)))
+                }
             }
         }))
     }
@@ -90,7 +101,11 @@ impl ThreadActor {
 /// Takes the thread's lease, asking its current owner (once) to hand it over and waiting up
 /// to `cluster.handover_timeout`. A thread streaming elsewhere is busy (409), as it would be
 /// here.
-async fn acquire(env: &EngineEnv, thread_id: &ThreadId) -> Result<FencingToken, EngineError> {
+async fn acquire(
+    env: &EngineEnv,
+    thread_id: &ThreadId,
+    user_id: &UserId,
+) -> Result<FencingToken, EngineError> {
     let cluster = &env.settings.cluster;
     let thread_id = thread_id.as_str();
     let deadline = Instant::now() + cluster.handover_timeout;
@@ -99,10 +114,16 @@ async fn acquire(env: &EngineEnv, thread_id: &ThreadId) -> Result<FencingToken, 
     loop {
         let attempt = env
             .store
-            .acquire_lease(thread_id, &cluster.instance_id, cluster.lease_ttl)
+            .acquire_lease(
+                thread_id,
+                user_id.as_str(),
+                &cluster.instance_id,
+                cluster.lease_ttl,
+            )
             .await?;
         match attempt {
             LeaseAttempt::Acquired(fencing) => return Ok(fencing),
+            LeaseAttempt::NoSuchThread => return Err(EngineError::ThreadNotFound),
             LeaseAttempt::Held {
                 state: LeaseState::Streaming,
                 ..

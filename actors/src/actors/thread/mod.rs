@@ -42,8 +42,8 @@ use plan::{plan_turn, PlanSettings};
 const MAILBOX_CAPACITY: usize = 64;
 
 enum ThreadState {
-    /// Loading from Postgres (messages wait: the load runs with `ctx.wait`).
-    Loading,
+    /// Not loaded: the first request takes the lease and loads the thread then.
+    Unloaded,
     Ready(Box<LoadedThread>),
     /// The thread does not exist (or the load failed): the actor has retired.
     Gone,
@@ -87,7 +87,7 @@ impl ThreadActor {
             thread_id,
             env,
             registry,
-            state: ThreadState::Loading,
+            state: ThreadState::Unloaded,
             busy: false,
             retired: false,
             last_activity: Instant::now(),
@@ -165,26 +165,13 @@ impl ThreadActor {
         match &mut self.state {
             ThreadState::Ready(live) if live.meta.user_id == user_id.as_str() => Ok(live),
             ThreadState::Ready(_) => Err(EngineError::ThreadNotFound),
-            ThreadState::Loading | ThreadState::Gone => Err(EngineError::Retired),
+            ThreadState::Unloaded | ThreadState::Gone => Err(EngineError::Retired),
         }
     }
 
-    fn load(&mut self, ctx: &mut Context<Self>) {
-        let env = self.env.clone();
-        let thread_id = self.thread_id.clone();
-        let load = async move { LoadedThread::load(&env, &thread_id).await };
-        ctx.wait(load.into_actor(self).map(|result, act, ctx| match result {
-            Ok(Some(live)) => act.state = ThreadState::Ready(Box::new(live)),
-            Ok(None) => {
-                act.load_error = Some(EngineError::ThreadNotFound);
-                act.retire(ctx);
-            }
-            Err(error) => {
-                tracing::warn!(thread_id = %act.thread_id, %error, "could not load thread");
-                act.load_error = Some(error);
-                act.retire(ctx);
-            }
-        }));
+    /// Whether the thread is in memory.
+    fn is_loaded(&self) -> bool {
+        matches!(self.state, ThreadState::Ready(_))
     }
 
     /// Reloads the newest items (messages wait meanwhile).
@@ -200,7 +187,7 @@ impl ThreadActor {
             }
             Err(error) => {
                 tracing::warn!(thread_id = %act.thread_id, %error, "could not refill history; reloading");
-                act.state = ThreadState::Loading;
+                act.state = ThreadState::Unloaded;
                 ctx.stop();
             }
         }));
@@ -259,7 +246,7 @@ impl ThreadActor {
                         tracing::error!(%thread_id, "turn panicked; restarting the thread actor");
                         let _ = tx.try_send(ThreadStreamEvent::stream_error(true).to_sse());
                         act.busy = false;
-                        act.state = ThreadState::Loading;
+                        act.state = ThreadState::Unloaded;
                         ctx.stop();
                     }
                 }),
@@ -310,7 +297,7 @@ impl ThreadActor {
     /// Memory may disagree with Postgres (or the lease was lost): restart through the
     /// supervisor, which reloads; the lease is taken again on the next write.
     fn reload(&mut self, ctx: &mut Context<Self>) {
-        self.state = ThreadState::Loading;
+        self.state = ThreadState::Unloaded;
         self.lease = None;
         ctx.stop();
     }
@@ -339,9 +326,6 @@ impl Actor for ThreadActor {
         if self.retired {
             return;
         }
-        if matches!(self.state, ThreadState::Loading) {
-            self.load(ctx);
-        }
         let idle = self.env.settings.actors.idle_timeout;
         let every = (idle / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
         self.idle_check = Some(ctx.run_interval(every, move |act, ctx| {
@@ -364,7 +348,7 @@ impl Supervised for ThreadActor {
             // A hand-over or the shutdown was waiting for the turn, which ended badly.
             self.retire(ctx);
         } else if !self.retired {
-            self.state = ThreadState::Loading;
+            self.state = ThreadState::Unloaded;
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::error::{EngineError, InactiveStatus};
 use crate::ids::{new_id, prefix};
-use crate::model::{history_messages, ChatMessage};
+use crate::model::history_messages;
 use crate::protocol::{
     Attachment, InferenceOptions, ItemBody, Page, ThreadItem, ThreadMeta, ThreadStatus,
     ThreadStreamEvent, Timestamp, ToolCallStatus, UserMessage,

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::agent::{Ended, TurnRun};
-use super::invoke::{call_tool, forget_broken, open_session, ToolTarget};
+use super::invoke::{call_tool, forget_broken, open_session, Caller, ToolTarget};
 use super::tools::PROGRESS_BUFFER;
 use super::widget_stream::{show_widget_state, StreamedWidget};
 use super::ACTION_FAILED;
@@ -96,8 +96,12 @@ pub(crate) async fn run_sync_action(
     };
     let mut sessions = McpSessions::new(env.tool_catalog.clone());
     let thread_id = sender.thread_id.as_str();
-    let called = match open_session(&mut sessions, server, token.as_ref(), thread_id).await {
-        Ok(()) => call_tool(&sessions, target, arguments_of(&action), None, thread_id).await,
+    let caller = Caller {
+        thread_id,
+        health: &env.mcp_health,
+    };
+    let called = match open_session(&mut sessions, server, token.as_ref(), caller).await {
+        Ok(()) => call_tool(&sessions, target, arguments_of(&action), None, caller).await,
         Err(error) => Err(error),
     };
     actix::spawn(sessions.close());
@@ -183,8 +187,8 @@ impl TurnRun<'_> {
             return Ended::Answered;
         }
         let skip = history.len().saturating_sub(history_limit);
-        let input = history_messages(instructions, &history[skip..]);
-        match self.open_first_round(&input).await {
+        let mut input = history_messages(instructions, &history[skip..]);
+        match self.open_first_round(&mut input).await {
             Ok(head) => self.agent(input, head).await,
             Err(ended) => ended,
         }
@@ -212,7 +216,12 @@ impl TurnRun<'_> {
             return Err(shown_state(shown));
         };
         let token = self.token.clone();
-        if open_session(&mut self.mcp, server, token.as_ref(), &self.thread_id)
+        let thread_id = self.thread_id.clone();
+        let caller = Caller {
+            thread_id: &thread_id,
+            health: &env.mcp_health,
+        };
+        if open_session(&mut self.mcp, server, token.as_ref(), caller)
             .await
             .is_err()
         {
@@ -225,13 +234,7 @@ impl TurnRun<'_> {
         let (sink, mut states) = mpsc::channel(PROGRESS_BUFFER);
         let sink = action.spec.then.replaces().then_some(sink);
         let result = {
-            let call = call_tool(
-                &self.mcp,
-                target,
-                arguments_of(action),
-                sink,
-                &self.thread_id,
-            );
+            let call = call_tool(&self.mcp, target, arguments_of(action), sink, caller);
             tokio::pin!(call);
             loop {
                 tokio::select! {

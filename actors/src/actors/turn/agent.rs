@@ -14,7 +14,6 @@ use crate::actors::env::{EngineEnv, Lease};
 use crate::ids::{new_id, prefix, BearerToken};
 use crate::mcp::McpSessions;
 use crate::mcp::{OfferedTool, OfferedTools};
-use crate::metrics::METRICS;
 use crate::model::{ChatMessage, ModelClient, ModelError, ModelStream, ToolCallRequest, ToolSpec};
 use crate::protocol::{
     AssistantMessageContent, ClientToolCall, ItemBody, ThreadItem, ThreadItemUpdate,
@@ -89,31 +88,24 @@ impl TurnRun<'_> {
     /// the client before the commit: the stream is only read by [`TurnRun::agent`].
     pub(super) async fn open_first_round(
         &mut self,
-        input: &[ChatMessage],
+        input: &mut Vec<ChatMessage>,
     ) -> Result<HeadStart, Ended> {
-        let agent = &self.env.settings.agent;
+        let env = self.env.clone();
+        let agent = &env.settings.agent;
         let tools = if agent.mcp_servers.is_empty() {
             OfferedTools {
                 tools: Arc::from([]),
                 specs: Arc::from([]),
             }
         } else {
-            match self
+            let offered = self
                 .mcp
-                .offered_tools(&agent.mcp_servers, self.token.as_ref())
-                .await
-            {
-                Ok(tools) => tools,
-                Err(error) => {
-                    let crate::mcp::McpError::Unavailable { server, .. } = &error;
-                    METRICS
-                        .mcp_errors
-                        .with_label_values(&[server.as_str()])
-                        .inc();
-                    tracing::warn!(thread_id = %self.thread_id, %error, "tool servers unavailable");
-                    return Err(Ended::Failed);
-                }
+                .offered_tools(&agent.mcp_servers, self.token.as_ref(), &env.mcp_health)
+                .await;
+            if !offered.missing.is_empty() {
+                input.push(unavailable_tools_notice(&offered.missing));
             }
+            offered.tools
         };
         let Offer {
             tools,
@@ -305,5 +297,15 @@ impl TurnRun<'_> {
             Ok(()) => Ended::Answered,
             Err(ended) => ended,
         }
+    }
+}
+
+/// The one line that tells the model which tool servers' tools it cannot use this turn.
+fn unavailable_tools_notice(servers: &[String]) -> ChatMessage {
+    ChatMessage::System {
+        content: format!(
+            "The tools of these tool servers are unavailable right now: {}. Answer without them.",
+            servers.join(", ")
+        ),
     }
 }

@@ -3,12 +3,13 @@
 //! call with its progress routed to a sink, its latency and a failing server counted, and a
 //! broken session forgotten so the next use opens it again.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 
 use crate::ids::BearerToken;
-use crate::mcp::{McpError, McpServerConfig, McpSessions, ProgressSink, ToolResult};
+use crate::mcp::{McpError, McpServerConfig, McpSessions, ProgressSink, ServerHealth, ToolResult};
 use crate::metrics::METRICS;
 
 /// The tool a call goes to.
@@ -18,17 +19,24 @@ pub(super) struct ToolTarget<'a> {
     pub tool: &'a str,
 }
 
+/// Who calls: the thread (for the log) and where a failing server is reported.
+#[derive(Clone, Copy)]
+pub(super) struct Caller<'a> {
+    pub thread_id: &'a str,
+    pub health: &'a Arc<ServerHealth>,
+}
+
 /// Opens `server`'s session unless a live one with the caller's token exists; a failure is
 /// logged and counted against the server.
 pub(super) async fn open_session(
     mcp: &mut McpSessions,
     server: &McpServerConfig,
     token: Option<&BearerToken>,
-    thread_id: &str,
+    caller: Caller<'_>,
 ) -> Result<(), McpError> {
     let opened = mcp.ensure_open(server, token).await;
     if let Err(error) = &opened {
-        server_failed(server, error, thread_id);
+        server_failed(server, error, caller);
     }
     opened
 }
@@ -41,7 +49,7 @@ pub(super) async fn call_tool(
     target: ToolTarget<'_>,
     arguments: Map<String, Value>,
     progress: Option<ProgressSink>,
-    thread_id: &str,
+    caller: Caller<'_>,
 ) -> Result<ToolResult, McpError> {
     let started = Instant::now();
     let result = mcp
@@ -54,7 +62,7 @@ pub(super) async fn call_tool(
         .observe(started.elapsed().as_secs_f64());
     tracing::debug!(%server, tool = %target.tool, elapsed = ?started.elapsed(), ok = result.is_ok(), "tool call");
     if let Err(error) = &result {
-        server_failed(target.server, error, thread_id);
+        server_failed(target.server, error, caller);
     }
     result
 }
@@ -75,12 +83,14 @@ pub(super) fn model_arguments(text: &str) -> Result<Map<String, Value>, ToolResu
     }
 }
 
-fn server_failed(server: &McpServerConfig, error: &McpError, thread_id: &str) {
-    tracing::warn!(%thread_id, %error, "tool server failed");
+/// Logged, counted, and the server probed (it may be down).
+fn server_failed(server: &McpServerConfig, error: &McpError, caller: Caller<'_>) {
+    tracing::warn!(thread_id = %caller.thread_id, %error, "tool server failed");
     METRICS
         .mcp_errors
         .with_label_values(&[server.name.as_str()])
         .inc();
+    caller.health.report_failure(server);
 }
 
 #[cfg(test)]

@@ -271,7 +271,7 @@ impl TurnRun<'_> {
                     return Err(Ended::Failed);
                 }
             }
-            self.open_first_round(&model_input).await
+            self.open_first_round(&mut model_input).await
         };
         let (committed, head) = tokio::join!(commit, head);
         if let Err(error) = committed {

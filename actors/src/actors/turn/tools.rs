@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::agent::{Ended, TurnRun};
 use super::events::{WorkflowInProgress, WorkflowTask};
-use super::invoke::{call_tool, forget_broken, model_arguments, open_session, ToolTarget};
+use super::invoke::{call_tool, forget_broken, model_arguments, open_session, Caller, ToolTarget};
 use super::round::RequestedCall;
 use super::widget_stream::{show_widget_state, widget_item, StreamedWidget};
 use crate::config::{McpServerConfig, ToolDisplay};
@@ -47,9 +47,11 @@ impl TurnRun<'_> {
         let task_indexes = self.show_calls_starting(calls, display, workflow).await;
         let env = self.env.clone();
         let servers = &env.settings.agent.mcp_servers;
-        self.open_sessions_for(calls, tools, servers).await?;
-        let (answers, streamed) = self.call_in_parallel(calls, tools, servers).await;
-        let (outputs, widgets) = self.settle(answers, streamed).await?;
+        let unopened = self.open_sessions_for(calls, tools, servers).await;
+        let (answers, streamed) = self
+            .call_in_parallel(calls, tools, servers, &unopened)
+            .await;
+        let (outputs, widgets) = self.settle(answers, streamed).await;
         if display == ToolDisplay::Workflow {
             for ((call, output), index) in calls.iter().zip(&outputs).zip(task_indexes) {
                 let (content, _) = clip_chars(output.text(), MAX_TASK_CONTENT_CHARS);
@@ -89,28 +91,35 @@ impl TurnRun<'_> {
     }
 
     /// Opens the sessions the calls need (the tools may have been offered from the shared
-    /// catalog, without one), one by one: a session belongs to this actor.
+    /// catalog, without one), one by one: a session belongs to this actor. Answers the
+    /// servers that could not be opened.
     async fn open_sessions_for(
         &mut self,
         calls: &[RequestedCall],
         tools: &[OfferedTool],
         servers: &[McpServerConfig],
-    ) -> Result<(), Ended> {
+    ) -> Vec<String> {
+        let mut unopened = Vec::new();
+        let health = self.env.mcp_health.clone();
         for server in servers {
             let needed = calls.iter().any(|call| {
                 tools
                     .iter()
                     .any(|t| t.exposed_name == call.name && t.server == server.name)
             });
+            let caller = Caller {
+                thread_id: &self.thread_id,
+                health: &health,
+            };
             if needed
-                && open_session(&mut self.mcp, server, self.token.as_ref(), &self.thread_id)
+                && open_session(&mut self.mcp, server, self.token.as_ref(), caller)
                     .await
                     .is_err()
             {
-                return Err(Ended::Failed);
+                unopened.push(server.name.clone());
             }
         }
-        Ok(())
+        unopened
     }
 
     /// Runs the calls together; the widgets they stream through progress notifications are
@@ -120,10 +129,16 @@ impl TurnRun<'_> {
         calls: &[RequestedCall],
         tools: &'s [OfferedTool],
         servers: &'s [McpServerConfig],
+        unopened: &[String],
     ) -> (Vec<CallAnswer<'s>>, Vec<Option<StreamedWidget>>) {
         let (sinks, receivers): (Vec<_>, Vec<_>) =
             calls.iter().map(|_| mpsc::channel(PROGRESS_BUFFER)).unzip();
-        let (mcp, thread_id) = (&self.mcp, self.thread_id.as_str());
+        let health = self.env.mcp_health.clone();
+        let mcp = &self.mcp;
+        let caller = Caller {
+            thread_id: &self.thread_id,
+            health: &health,
+        };
         let runs = calls.iter().zip(sinks).map(|(call, sink)| async move {
             let Some(tool) = tools.iter().find(|t| t.exposed_name == call.name) else {
                 return (None, Ok(ToolResult::unknown_tool(&call.name)));
@@ -136,8 +151,16 @@ impl TurnRun<'_> {
                 server,
                 tool: &tool.tool_name,
             };
+            if unopened.contains(&server.name) {
+                let reason = "its session could not be opened".to_string();
+                let error = McpError::Unavailable {
+                    server: server.name.clone(),
+                    reason,
+                };
+                return (Some(target), Err(error));
+            }
             let result = match model_arguments(&call.arguments) {
-                Ok(arguments) => call_tool(mcp, target, arguments, Some(sink), thread_id).await,
+                Ok(arguments) => call_tool(mcp, target, arguments, Some(sink), caller).await,
                 Err(refused) => Ok(refused),
             };
             (Some(target), result)
@@ -168,35 +191,33 @@ impl TurnRun<'_> {
     }
 
     /// Each call's output for the model, its client effects and notices shown, its widget
-    /// kept for [`TurnRun::commit_widgets`]. A server that failed ends the round: the widgets
-    /// streamed so far are withdrawn.
+    /// kept for [`TurnRun::commit_widgets`]. A call whose server failed is a failed output
+    /// the model sees (its session is forgotten, its streamed widget withdrawn).
     async fn settle(
         &mut self,
         answers: Vec<CallAnswer<'_>>,
         streamed: Vec<Option<StreamedWidget>>,
-    ) -> Result<(Vec<ToolOutput>, Vec<CallWidget>), Ended> {
+    ) -> (Vec<ToolOutput>, Vec<CallWidget>) {
         let mut outputs = Vec::with_capacity(answers.len());
         let mut widgets = Vec::with_capacity(answers.len());
-        let mut failed = false;
         for ((target, result), streamed) in answers.into_iter().zip(streamed) {
-            let result = match result {
-                Ok(result) => result,
-                Err(_) => {
-                    if let Some(target) = target {
-                        forget_broken(&mut self.mcp, target.server);
-                    }
-                    widgets.push(CallWidget {
-                        streamed,
-                        widget: None,
-                        failed: true,
-                    });
-                    failed = true;
-                    continue;
+            let (result, answered) = match (result, target) {
+                (Ok(result), _) => (result, true),
+                (Err(_), Some(target)) => {
+                    forget_broken(&mut self.mcp, target.server);
+                    let text = format!(
+                        "The tool server {} is unavailable: {} did not answer.",
+                        target.server.name, target.tool
+                    );
+                    (ToolResult::failed(text), false)
                 }
+                (Err(error), None) => (ToolResult::failed(error.to_string()), false),
             };
             let extras = match target {
-                Some(t) => tool_extras(&result, t.server, t.tool, &self.env.settings.widgets),
-                None => ToolExtras::default(),
+                Some(t) if answered => {
+                    tool_extras(&result, t.server, t.tool, &self.env.settings.widgets)
+                }
+                _ => ToolExtras::default(),
             };
             for event in &extras.events {
                 self.writer.send(event).await;
@@ -208,13 +229,7 @@ impl TurnRun<'_> {
             });
             outputs.push(result.output);
         }
-        if failed {
-            for streamed in widgets.into_iter().filter_map(|w| w.streamed) {
-                self.withdraw_widget(streamed).await;
-            }
-            return Err(Ended::Failed);
-        }
-        Ok((outputs, widgets))
+        (outputs, widgets)
     }
 
     /// The widgets, in call order, committed and announced (a streamed one whose call failed
