@@ -3,6 +3,7 @@ use serde_json::json;
 
 use super::*;
 use crate::ids::ItemId;
+use crate::model::ChatMessage;
 use crate::protocol::requests::UserMessageInput;
 use crate::protocol::{AssistantMessage, ClientToolCall, UserMessageContent};
 
