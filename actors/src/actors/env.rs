@@ -17,16 +17,12 @@ pub(crate) struct EngineEnv {
     pub store: Store,
     /// The default model and the model picker's.
     pub models: ModelCatalog,
-    /// Dictation (`input.transcribe`).
-    pub transcriber: crate::model::Transcriber,
     pub persistence: Addr<PersistenceActor>,
     pub settings: EngineSettings,
     /// Tool lists shared by every thread actor's MCP sessions.
     pub tool_catalog: Arc<ToolCatalog>,
     /// Whether each tool server answers (turns leave a down one out).
     pub mcp_health: Arc<ServerHealth>,
-    /// Signs and checks attachment URLs.
-    pub url_signer: crate::attachments::UrlSigner,
 }
 
 /// The right to write a thread: this instance's id and the lease's fencing token.

@@ -95,7 +95,6 @@ impl Engine {
         let expires = unix_now() + self.attachment_settings().upload_url_ttl.as_secs() as i64;
         let upload = UploadDescriptor {
             url: self
-                .env
                 .url_signer
                 .url(origin, Purpose::Upload, id.as_str(), expires),
             method: "POST".into(),
@@ -130,8 +129,7 @@ impl Engine {
         expires: i64,
         signature: &str,
     ) -> Result<AttachmentContent, EngineError> {
-        self.env
-            .url_signer
+        self.url_signer
             .verify(
                 Purpose::Content,
                 id.as_str(),
@@ -247,9 +245,7 @@ impl Engine {
     fn content_url(&self, id: &str, origin: &PublicOrigin) -> String {
         let ttl = self.attachment_settings().url_ttl.as_secs() as i64;
         let expires = windowed_expiry(unix_now(), ttl);
-        self.env
-            .url_signer
-            .url(origin, Purpose::Content, id, expires)
+        self.url_signer.url(origin, Purpose::Content, id, expires)
     }
 
     pub(super) fn wire_row(&self, row: &AttachmentRow, origin: &PublicOrigin) -> Attachment {

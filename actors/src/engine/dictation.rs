@@ -57,7 +57,7 @@ impl Engine {
         if audio.len() > settings.max_bytes {
             return Err(EngineError::AttachmentTooLarge(settings.max_bytes as u64));
         }
-        match self.env.transcriber.transcribe(audio, &mime).await {
+        match self.transcriber.transcribe(audio, &mime).await {
             Ok(text) => Ok(text),
             Err(TranscriptionError::Refused(message)) => Err(EngineError::InvalidAudio(message)),
             Err(TranscriptionError::Unavailable(detail)) => {

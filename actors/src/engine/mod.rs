@@ -59,6 +59,10 @@ pub struct Engine {
     stop_listener: Arc<watch::Sender<bool>>,
     /// Model ids chosen while no picker is configured, each warned about once.
     unlisted_models: Arc<choices::UnlistedModels>,
+    /// Dictation (`input.transcribe`).
+    transcriber: Arc<crate::model::Transcriber>,
+    /// Signs and checks attachment URLs.
+    url_signer: Arc<UrlSigner>,
 }
 
 /// How long shutdown waits for running turns to end (their clients are gone by then, so
@@ -82,18 +86,17 @@ impl Engine {
             .collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let mcp_health = ServerHealth::new(&settings.agent.mcp_servers);
+        let transcriber = Arc::new(crate::model::Transcriber::new(
+            &settings.transcription,
+            settings.model.api_key.clone(),
+        ));
         let env = Arc::new(EngineEnv {
             store,
-            transcriber: crate::model::Transcriber::new(
-                &settings.transcription,
-                settings.model.api_key.clone(),
-            ),
             models,
             persistence,
             settings,
             tool_catalog: Arc::default(),
             mcp_health,
-            url_signer: UrlSigner::new(url_key),
         });
         env.mcp_health.probe_all(&env.settings.agent.mcp_servers);
         let registry_env = env.clone();
@@ -117,6 +120,8 @@ impl Engine {
             arbiters: Arc::new(arbiters),
             stop_listener: Arc::new(stop_listener),
             unlisted_models: Arc::default(),
+            transcriber,
+            url_signer: Arc::new(UrlSigner::new(url_key)),
         }
     }
 

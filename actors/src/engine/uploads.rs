@@ -129,7 +129,6 @@ impl Engine {
         self.refuse_if_disabled("attachment upload")?;
         match &auth.signed {
             Some((expires, signature)) => self
-                .env
                 .url_signer
                 .verify(
                     Purpose::Upload,
