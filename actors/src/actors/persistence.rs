@@ -152,7 +152,7 @@ impl PersistenceActor {
                 Err(error) if batch.len() == 1 || error.is_unavailable() => {
                     tracing::warn!(%error, writes = batch.len(), "group commit failed");
                     for write in batch {
-                        let _ = write.reply.send(Err(clone_error(&error)));
+                        let _ = write.reply.send(Err(error.clone()));
                     }
                 }
                 Err(error) => {
@@ -188,17 +188,6 @@ fn write_threads(ops: &[WriteOp]) -> Vec<String> {
     let mut threads: Vec<String> = ops.iter().map(|op| op.thread_id().to_string()).collect();
     threads.dedup();
     threads
-}
-
-fn clone_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::TimedOut(m) => StoreError::TimedOut(m.clone()),
-        StoreError::Query(m) => StoreError::Query(m.clone()),
-        StoreError::CursorNotFound => StoreError::CursorNotFound,
-        StoreError::LeaseLost => StoreError::LeaseLost,
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-    }
 }
 
 impl Actor for PersistenceActor {

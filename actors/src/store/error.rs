@@ -2,7 +2,7 @@
 
 use deadpool_postgres::PoolError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or the connection broke: retryable, 503 at the edge.
     #[error("database unavailable: {0}")]
