@@ -7,16 +7,21 @@
 #   (c) chatkit  chatkit-rs, release build, titles off, its own schema (with --mcp: also with
 #                the reference's MCP task server, the same app as the peer; with --responses on:
 #                also speaking the Responses API to the same mock, (c+resp))
-#   (d) peer     the Python reference (../shared/peer/run_peer.sh --llm-url <our mock>)
-# Prints every figure and the ratios (c)/(d) and (c)/(b); writes results/latest.json and
-# results/latest.md. See benches/README.md for how to read them.
+#   (d) peer     the Python reference (../shared/peer/run_peer.sh --durable --llm-url <our mock>)
+# Prints every figure and the ratios (c)/(d) and (c)/(b), and the Postgres settings in force on
+# both servers' clusters (SHOW; the run fails if they are not the ones asked for); writes
+# results/latest.json and results/latest.md (with --new-threads-only: new-threads-latest.*).
+# See benches/README.md for how to read them.
 #
 # Usage: benches/compare.sh [--concurrency N] [--duration S] [--warmup S] [--skip-peer]
-#          [--threads N] [--new-thread-ratio R] [--tool-ratio R] [--tokens N] [--mcp auto|on|off|both]
-#          [--mock-workers N] [--server-workers N] [--peer-dir DIR] [--out DIR] [--no-build]
-#          [--keep-tmp] [--top] [--fast-pg]
+#          [--threads N] [--new-thread-ratio R] [--new-threads-only] [--users N] [--tool-ratio R]
+#          [--tokens N] [--mcp auto|on|off|both] [--mock-workers N] [--server-workers N]
+#          [--peer-dir DIR] [--out DIR] [--no-build] [--keep-tmp] [--top] [--fast-pg]
 #   --fast-pg      Postgres with fsync, synchronous_commit and full_page_writes off (default: on,
 #                  as production and the embedded Postgres; the reference gets the same)
+#   --new-threads-only  every turn starts a new thread (threads.create and its streamed reply),
+#                  as a ChatKit app starts most turns: --new-thread-ratio 1 --users 1000
+#   --users N      distinct users' tokens (default 0: one per virtual user)
 #   --mcp          off: chatkit-rs without tools; on: chatkit-rs with the reference's MCP task
 #                  server (the same app as the peer); both: two runs, (c) and (c+mcp);
 #                  auto (default) = both when the peer runs, else off
@@ -29,8 +34,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CONCURRENCY=64 DURATION=20 WARMUP=5 SKIP_PEER=0 THREADS=1 NEW_RATIO=0.2 TOOL_RATIO=0
-TOKENS=8 MCP=auto MOCK_WORKERS=1 SERVER_WORKERS=0 NO_BUILD=0 TOP=0 RESPONSES=on
+CONCURRENCY=64 DURATION=20 WARMUP=5 SKIP_PEER=0 THREADS=1 NEW_RATIO=0.2 TOOL_RATIO=0 USERS=0
+NEW_ONLY=0 TOKENS=8 MCP=auto MOCK_WORKERS=1 SERVER_WORKERS=0 NO_BUILD=0 TOP=0 RESPONSES=on
 PEER_DIR="${PEER_DIR:-$(cd "$REPO_DIR/.." && pwd)/shared/peer}"
 OUT="$BENCH_DIR/results"
 SETTLE=11 # seconds: Postgres 15 backends publish their transaction counts within 10 s of idling
@@ -44,6 +49,8 @@ while [[ $# -gt 0 ]]; do
     --skip-peer) SKIP_PEER=1; shift ;;
     --threads) THREADS="$2"; shift 2 ;;
     --new-thread-ratio) NEW_RATIO="$2"; shift 2 ;;
+    --new-threads-only) NEW_ONLY=1; shift ;;
+    --users) USERS="$2"; shift 2 ;;
     --tool-ratio) TOOL_RATIO="$2"; shift 2 ;;
     --tokens) TOKENS="$2"; shift 2 ;;
     --mcp) MCP="$2"; shift 2 ;;
@@ -55,10 +62,15 @@ while [[ $# -gt 0 ]]; do
     --keep-tmp) KEEP_TMP=1; shift ;;
     --top) TOP=1; shift ;;
     --fast-pg) FAST_PG=1; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
+if [[ $NEW_ONLY -eq 1 ]]; then
+  NEW_RATIO=1
+  [[ "$USERS" == 0 ]] && USERS=1000
+fi
+RESULT="$([[ $NEW_ONLY -eq 1 ]] && echo new-threads-latest || echo latest)"
 [[ "$MCP" == auto ]] && { [[ $SKIP_PEER -eq 0 ]] && MCP=both || MCP=off; }
 case "$MCP" in on|off|both) ;; *) die "--mcp wants auto, on, off or both" ;; esac
 [[ "$MCP" != off && $SKIP_PEER -eq 1 ]] && die "--mcp $MCP needs the peer (its MCP task server)"
@@ -69,7 +81,8 @@ trap 'exit 130' INT TERM
 bench_setup
 SERVER_EXITS=()
 LOAD_COMMON=(--concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP"
-  --threads "$THREADS" --new-thread-ratio "$NEW_RATIO" --tool-ratio "$TOOL_RATIO" --timeout 60)
+  --threads "$THREADS" --new-thread-ratio "$NEW_RATIO" --users "$USERS" --tool-ratio "$TOOL_RATIO"
+  --timeout 60)
 
 run_load() { # run_load NAME SERVER_PID ARGS...: chatkit-load, table to stderr, JSON to $RUNS/NAME.json
   local name="$1" server="$2" top_pid=""; shift 2
@@ -86,14 +99,18 @@ run_load() { # run_load NAME SERVER_PID ARGS...: chatkit-load, table to stderr, 
 
 start_mock "$TOKENS" 0 "$MOCK_WORKERS"
 start_pg
+pg_check_durability chatkit-rs "$PGPORT"
 
 # ---- the reference first (if wanted): its MCP server also serves chatkit-rs with --mcp on ----
 PEER_PID="" PEER_URL="" PEER_PY="" PEER_MCP="" PEER_PM="" PEER_PGPORT="" MCP_URL=""
 if [[ $SKIP_PEER -eq 0 ]]; then
   [[ -x "$PEER_DIR/run_peer.sh" ]] || die "no $PEER_DIR/run_peer.sh (use --peer-dir or --skip-peer)"
   # run_peer.sh always starts its own throwaway Postgres (it takes no database URL), with
-  # durability off: pg_make_like_ours gives it our settings; its commits are counted there.
-  "$PEER_DIR/run_peer.sh" --llm-url "$MOCK_URL/v1" --jwt-secret "$JWT_SECRET" \
+  # durability off unless --durable (options given at start override ALTER SYSTEM, so it has
+  # to be asked for there); its commits are counted there.
+  PEER_DURABLE=()
+  [[ "$FAST_PG" == 1 ]] || PEER_DURABLE=(--durable)
+  "$PEER_DIR/run_peer.sh" "${PEER_DURABLE[@]}" --llm-url "$MOCK_URL/v1" --jwt-secret "$JWT_SECRET" \
     >"$BENCH_TMP/peer.env" 2>"$BENCH_TMP/logs/run_peer.err" &
   PEER_PID=$!
   PIDS+=("$PEER_PID")
@@ -120,7 +137,7 @@ if [[ $SKIP_PEER -eq 0 ]]; then
   done
   PEER_PM="$(head -1 "${PEER_LOG_DIR%/logs}/pgdata/postmaster.pid" 2>/dev/null || true)"
   [[ -n "$PEER_PY" ]] || die "cannot find peer_server.py under run_peer.sh (pid $PEER_PID)"
-  pg_make_like_ours "$PEER_PGPORT"
+  pg_check_durability reference "$PEER_PGPORT"
   log "peer at $PEER_URL (peer_server.py $PEER_PY, mcp_tasks.py $PEER_MCP, postmaster ${PEER_PM:-?}, pg port $PEER_PGPORT)"
 fi
 
@@ -186,6 +203,13 @@ if [[ $SKIP_PEER -eq 0 ]]; then
 fi
 
 # ---- results ---------------------------------------------------------------------------------
+# The settings in force at the end, asserted again: the figures hold only if both ran so.
+pg_check_durability chatkit-rs "$PGPORT"
+PG_IN_FORCE="$(pg_settings "$PGPORT")" PEER_PG_IN_FORCE=""
+if [[ $SKIP_PEER -eq 0 ]]; then
+  pg_check_durability reference "$PEER_PGPORT"
+  PEER_PG_IN_FORCE="$(pg_settings "$PEER_PGPORT")"
+fi
 for r in peer chatkit chatkit_mcp chatkit_responses; do [[ -f "$RUNS/$r.json" ]] || echo null >"$RUNS/$r.json"; done
 GIT_REV="$(cd "$REPO_DIR" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 GIT_DIRTY="$(cd "$REPO_DIR" && git status --porcelain 2>/dev/null | grep -qv '^??' && echo true || echo false)"
@@ -198,6 +222,8 @@ jq -n \
   --arg pg "$("$PG_BIN/postgres" --version)" --arg pgset "$(pg_durability)" \
   --argjson conc "$CONCURRENCY" --argjson dur "$DURATION" --argjson warm "$WARMUP" \
   --argjson threads "$THREADS" --argjson ntr "$NEW_RATIO" --argjson tr "$TOOL_RATIO" \
+  --argjson users "$USERS" --argjson newonly "$NEW_ONLY" \
+  --arg pgck "$PG_IN_FORCE" --arg pgpeer "$PEER_PG_IN_FORCE" \
   --argjson tokens "$TOKENS" --arg mcp "$MCP" --argjson mw "$MOCK_WORKERS" --argjson sw "$SERVER_WORKERS" \
   --arg exits "${SERVER_EXITS[*]:-}" \
   --arg ckx "$XACT_chatkit" --arg ckmx "$XACT_chatkit_mcp" --arg px "$PEER_X0 $PEER_X1" '
@@ -224,10 +250,12 @@ jq -n \
     servers_exited_during_run: ($exits | split(" ") | map(select(. != ""))),
     machine: {cpus: ($cpus | tonumber), cpu_model: $cpu_model, postgres: $pg},
     settings: {concurrency: $conc, duration_secs: $dur, warmup_secs: $warm, generator_threads: $threads,
-      new_thread_ratio: $ntr, tool_ratio: $tr, mock_tokens: $tokens, mock_delay_ms: 0,
+      new_thread_ratio: $ntr, new_threads_only: ($newonly == 1), users: $users,
+      tool_ratio: $tr, mock_tokens: $tokens, mock_delay_ms: 0,
       mock_workers: $mw, server_workers: $sw, chatkit_mcp: $mcp,
       postgres: "\($pgset), 127.0.0.1 TCP (both servers)",
-      peer_database: "run_peer.sh starts its own cluster; it is switched to the same settings (ALTER SYSTEM + reload)"},
+      peer_database: "run_peer.sh starts its own cluster with the same settings (--durable unless --fast-pg)",
+      postgres_in_force: {chatkit_rs: $pgck, peer: (if $pgpeer == "" then null else $pgpeer end)}},
     runs: {mock: $mock, relay: $relay, chatkit_rs: $ck, chatkit_rs_mcp: $ckm, chatkit_rs_responses: $ckr, peer: $peer},
     commits: {chatkit_rs: commits($ckx; $ck), chatkit_rs_mcp: commits($ckmx; $ckm), chatkit_rs_responses: commits($crx; $ckr), peer: commits($px; $peer)},
     ratios: {
@@ -240,7 +268,7 @@ jq -n \
       peer_over_chatkit_ttft_p50: ratio($peer.ttft_ms.p50; $c_vs_peer.ttft_ms.p50),
       peer_over_chatkit_turn_p99: ratio($peer.turn_ms.p99; $c_vs_peer.turn_ms.p99)
     }
-  }' >"$OUT/latest.json"
+  }' >"$OUT/$RESULT.json"
 
 jq -r '
   def f($x): if $x == null then "–" else ($x | tostring) end;
@@ -251,7 +279,8 @@ jq -r '
   "# chatkit-rs side-by-side benchmark",
   "",
   "\(.generated_at), rev \(.git_rev)\(if .git_dirty then " (dirty work tree)" else "" end); \(.machine.cpus) × \(.machine.cpu_model); \(.machine.postgres).",
-  "Closed loop, concurrency \(.settings.concurrency), \(.settings.duration_secs) s measured after \(.settings.warmup_secs) s warm-up, new-thread ratio \(.settings.new_thread_ratio), tool ratio \(.settings.tool_ratio); mock-llm --tokens \(.settings.mock_tokens) --delay-ms 0 (\(.settings.mock_workers) worker); Postgres \(.settings.postgres).",
+  "Closed loop, concurrency \(.settings.concurrency), \(.settings.duration_secs) s measured after \(.settings.warmup_secs) s warm-up, \(if .settings.new_threads_only then "every turn a new thread (threads.create)" else "new-thread ratio \(.settings.new_thread_ratio)" end), \(if .settings.users > 0 then "\(.settings.users) users" else "one user per virtual user" end), tool ratio \(.settings.tool_ratio); mock-llm --tokens \(.settings.mock_tokens) --delay-ms 0 (\(.settings.mock_workers) worker); Postgres \(.settings.postgres).",
+  "Postgres settings in force (SHOW, asserted): chatkit-rs \(.settings.postgres_in_force.chatkit_rs); reference \(.settings.postgres_in_force.peer // "not run").",
   "",
   "| target | turns/s | TTFT ms p50 / p90 / p99 / max | turn ms p50 / p90 / p99 / max | errors | server cores | server CPU ms/turn | db CPU ms/turn | MCP CPU ms/turn | stack CPU ms/turn | server peak RSS MiB | commits/turn | other load (cores) |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -266,9 +295,9 @@ jq -r '
   "Ratios: (c)/(d) turns/s = **\(f(.ratios.chatkit_over_peer_turns_per_sec))** (\(.ratios.chatkit_vs_peer_uses)); (c)/(b) turns/s = **\(f(.ratios.chatkit_over_relay_turns_per_sec))** (\(.ratios.chatkit_vs_relay_uses)); stack CPU per turn (d)/(c) = \(f(.ratios.peer_over_chatkit_stack_cpu_ms_per_turn)); server CPU per turn (c)/(b) = \(f(.ratios.chatkit_over_relay_server_cpu_ms_per_turn)); TTFT p50 (d)/(c) = \(f(.ratios.peer_over_chatkit_ttft_p50)); turn p99 (d)/(c) = \(f(.ratios.peer_over_chatkit_turn_p99)).",
   "",
   "Server = the process under test ((a): the mock itself; (d): peer_server.py). Stack = server + db + MCP (everything but the mock). MCP = the reference'"'"'s mcp_tasks.py: the reference opens an MCP session on every turn; chatkit-rs (c+mcp) one per live thread. The reference always runs its own Postgres cluster (same settings as ours). Commits/turn = pg_stat_database.xact_commit over the whole run (warm-up included) / turns completed. Other load = CPU used by unrelated processes during the window (noise)."
-' "$OUT/latest.json" >"$OUT/latest.md"
+' "$OUT/$RESULT.json" >"$OUT/$RESULT.md"
 
 echo
-cat "$OUT/latest.md"
+cat "$OUT/$RESULT.md"
 echo
-log "wrote $OUT/latest.json and $OUT/latest.md"
+log "wrote $OUT/$RESULT.json and $OUT/$RESULT.md"

@@ -115,16 +115,25 @@ pg_durability() { # the three settings as `name=value` words
   fi
 }
 
-# pg_make_like_ours PORT: gives a running cluster (the reference's, which run_peer.sh starts
-# with everything off) our durability settings, so both servers run on the same terms.
-pg_make_like_ours() {
-  local kv
+# pg_settings PORT: the durability settings in force on the cluster at PORT (SHOW, so options
+# given at start count), as `name=value` words in the order of pg_durability.
+pg_settings() {
+  local kv name out=()
   for kv in $(pg_durability); do
-    psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atqc "ALTER SYSTEM SET ${kv%%=*} = '${kv#*=}'" >/dev/null \
-      || die "cannot set ${kv%%=*} on the cluster at port $1"
+    name="${kv%%=*}"
+    out+=("$name=$(psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atqc "SHOW $name" || echo '?')")
   done
-  psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atqc "SELECT pg_reload_conf()" >/dev/null
-  log "postgres at port $1 now runs with $(pg_durability)"
+  echo "${out[*]}"
+}
+
+# pg_check_durability LABEL PORT: dies loudly unless the cluster at PORT runs with
+# $(pg_durability); logs what it runs with.
+pg_check_durability() {
+  local got
+  got="$(pg_settings "$2")"
+  [[ "$got" == "$(pg_durability)" ]] \
+    || die "the Postgres of $1 (port $2) runs with $got, not $(pg_durability): the comparison would not be like for like"
+  log "the Postgres of $1 (port $2) runs with $got (SHOW)"
 }
 
 # start_pg: a private cluster in $BENCH_TMP/pgdata with $(pg_durability). Sets PGPORT,

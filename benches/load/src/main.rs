@@ -9,7 +9,7 @@
 //! * [`sse`]: event splitting and the cheap classification of ChatKit / Chat Completions events.
 //! * [`histogram`]: log-linear latency histogram.
 //! * [`procstat`]: CPU and RSS of watched process trees from /proc.
-//! * [`jwt`]: HS256 tokens for virtual users.
+//! * [`jwt`]: HS256 tokens for virtual users (jsonwebtoken).
 //! * [`report`]: the human table and the JSON document.
 
 mod client;

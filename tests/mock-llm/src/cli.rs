@@ -1,131 +1,78 @@
-//! Command line: the reference's argparse options (same names, defaults and long-option
-//! abbreviations) plus `--workers`. Parsed by hand: the crate keeps its dependencies lean.
+//! Command line: the reference's argparse options (same names and defaults; long options may be
+//! abbreviated, as argparse allows) plus `--workers` and `--http-versions`.
 
 use std::path::PathBuf;
 
-/// Settings of one mock server.
-#[derive(Debug, Clone)]
+use clap::builder::RangedU64ValueParser;
+use clap::{Parser, ValueEnum};
+
+/// OpenAI-compatible Chat Completions mock: the Rust twin of mock_llm.py, same reply script,
+/// plus the Responses API and audio transcriptions (see tests/mock-llm/README.md).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mock-llm",
+    infer_long_args = true,
+    allow_negative_numbers = true,
+    disable_version_flag = true
+)]
 pub struct Config {
+    /// Bind address (loopback only).
+    #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// Port (0 picks a free one, see the listening line).
+    #[arg(long, default_value_t = 18081)]
     pub port: u16,
-    /// Model id listed by `/v1/models` and echoed when a request has no string `model`.
+    /// Model id listed by /v1/models and echoed when a request has no string `model`.
+    #[arg(long, default_value = "mock-model")]
     pub model: String,
     /// Word tokens in a default reply (clamped to 0..=100000 when used, like the reference).
+    #[arg(long, default_value_t = 8, value_parser = saturating_int)]
     pub tokens: i64,
-    /// Delay before every chunk after the first.
+    /// Delay in milliseconds before every chunk after the first.
+    #[arg(long, default_value_t = 0.0)]
     pub delay_ms: f64,
-    /// Minimum delay between chunks for `slow <n>`.
+    /// Minimum delay in milliseconds between chunks for 'slow <n>'.
+    #[arg(long, default_value_t = 50.0)]
     pub slow_delay_ms: f64,
-    /// Append every POST body as one JSON line.
+    /// Append every request body as a JSON line.
+    #[arg(long)]
     pub log: Option<PathBuf>,
-    /// actix-web workers; `None` = one per core.
+    /// Server worker threads (default: one per core).
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub workers: Option<usize>,
-    /// Refuse model requests (the POST endpoints) over HTTP/1.x with 505 (`--http-versions 2`):
-    /// a test can tell that its client really multiplexes over HTTP/2.
-    pub http2_only: bool,
+    /// HTTP versions of model requests.
+    #[arg(long, value_enum, default_value = "any")]
+    pub http_versions: HttpVersions,
+}
+
+/// `--http-versions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HttpVersions {
+    /// HTTP/1.1, and HTTP/2 with prior knowledge (h2c) on the same port.
+    Any,
+    /// HTTP/2 only: POST requests (chat completions, responses, transcriptions) over HTTP/1.x
+    /// get 505, so a test can tell that its client really multiplexes over HTTP/2.
+    #[value(name = "2")]
+    Two,
+}
+
+impl Config {
+    pub fn http2_only(&self) -> bool {
+        self.http_versions == HttpVersions::Two
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            host: "127.0.0.1".into(),
-            port: 18081,
-            model: "mock-model".into(),
-            tokens: 8,
-            delay_ms: 0.0,
-            slow_delay_ms: 50.0,
-            log: None,
-            workers: None,
-            http2_only: false,
-        }
+        Config::parse_from(["mock-llm"])
     }
 }
 
-const USAGE: &str =
-    "usage: mock-llm [-h] [--host HOST] [--port PORT] [--model MODEL] [--tokens TOKENS]
-                [--delay-ms DELAY_MS] [--slow-delay-ms SLOW_DELAY_MS] [--log LOG]
-                [--workers WORKERS] [--http-versions {any,2}]";
-
-const HELP: &str = "
-OpenAI-compatible Chat Completions mock: the Rust twin of mock_llm.py, same reply script,
-plus the Responses API and audio transcriptions (see tests/mock-llm/README.md).
-
-options:
-  -h, --help            show this help message and exit
-  --host HOST           bind address (loopback only)
-  --port PORT           port (default 18081; 0 picks a free one, see the listening line)
-  --model MODEL         model id listed by /v1/models
-  --tokens TOKENS       word tokens in a default reply
-  --delay-ms DELAY_MS   delay between chunks
-  --slow-delay-ms SLOW_DELAY_MS
-                        minimum delay between chunks for 'slow <n>'
-  --log LOG             append every request body as a JSON line
-  --workers WORKERS     server worker threads (default: one per core)
-  --http-versions {any,2}
-                        any (default): HTTP/1.1 and HTTP/2 with prior knowledge (h2c);
-                        2: POST requests (chat completions, responses,
-                        transcriptions) over HTTP/1.x get 505";
-
-const OPTIONS: &[&str] = &[
-    "--host",
-    "--port",
-    "--model",
-    "--tokens",
-    "--delay-ms",
-    "--slow-delay-ms",
-    "--log",
-    "--workers",
-    "--http-versions",
-];
-
-/// What the command line asks for.
-#[derive(Debug)]
-pub enum Command {
-    Run(Config),
-    /// `-h` / `--help`: print this text to stdout and exit 0.
-    Help(String),
-}
-
-/// A usage error: print it to stderr and exit 2 (argparse's convention).
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{USAGE}\nmock-llm: error: {}", self.0)
-    }
-}
-
-/// argparse's unique-prefix matching of long options.
-fn resolve(name: &str) -> Result<&'static str, UsageError> {
-    if let Some(exact) = OPTIONS.iter().find(|o| **o == name) {
-        return Ok(exact);
-    }
-    let matches: Vec<&str> = OPTIONS
-        .iter()
-        .copied()
-        .filter(|o| o.starts_with(name))
-        .collect();
-    match matches.as_slice() {
-        [one] => Ok(one),
-        [] => Err(UsageError(format!("unrecognized arguments: {name}"))),
-        many => Err(UsageError(format!(
-            "ambiguous option: {name} could match {}",
-            many.join(", ")
-        ))),
-    }
-}
-
-/// Whether argparse would take `arg` as an option rather than a value (negative numbers are
-/// values).
-fn looks_like_option(arg: &str) -> bool {
-    arg.starts_with('-') && arg.len() > 1 && arg[1..].parse::<f64>().is_err()
-}
-
-fn parse_int(option: &str, value: &str) -> Result<i64, UsageError> {
+/// `int()`, whose range is unlimited: a value beyond `i64` saturates, so `--tokens` still
+/// clamps like the reference.
+fn saturating_int(value: &str) -> Result<i64, String> {
     let v = value.trim();
     v.parse::<i64>().or_else(|_| {
-        // int() has no range limit; saturate so "tokens" still clamps like the reference.
         let digits = v.strip_prefix(['-', '+']).unwrap_or(v);
         if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
             Ok(if v.starts_with('-') {
@@ -134,82 +81,9 @@ fn parse_int(option: &str, value: &str) -> Result<i64, UsageError> {
                 i64::MAX
             })
         } else {
-            Err(UsageError(format!(
-                "argument {option}: invalid int value: '{value}'"
-            )))
+            Err(format!("invalid int value: '{value}'"))
         }
     })
-}
-
-fn parse_float(option: &str, value: &str) -> Result<f64, UsageError> {
-    value
-        .trim()
-        .parse::<f64>()
-        .map_err(|_| UsageError(format!("argument {option}: invalid float value: '{value}'")))
-}
-
-/// Parses `args` (without the program name).
-pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, UsageError> {
-    let mut cfg = Config::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "-h" || (arg.len() > 2 && "--help".starts_with(arg.as_str())) {
-            return Ok(Command::Help(format!("{USAGE}\n{HELP}")));
-        }
-        if !arg.starts_with("--") || arg == "--" {
-            return Err(UsageError(format!("unrecognized arguments: {arg}")));
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let option = resolve(name)?;
-        let value = match inline {
-            Some(v) => v,
-            None => match args.next() {
-                Some(v) if !looks_like_option(&v) => v,
-                _ => {
-                    return Err(UsageError(format!(
-                        "argument {option}: expected one argument"
-                    )))
-                }
-            },
-        };
-        match option {
-            "--host" => cfg.host = value,
-            "--port" => {
-                let port = parse_int(option, &value)?;
-                cfg.port = u16::try_from(port).map_err(|_| {
-                    UsageError(format!("argument --port: port out of range: {port}"))
-                })?;
-            }
-            "--model" => cfg.model = value,
-            "--tokens" => cfg.tokens = parse_int(option, &value)?,
-            "--delay-ms" => cfg.delay_ms = parse_float(option, &value)?,
-            "--slow-delay-ms" => cfg.slow_delay_ms = parse_float(option, &value)?,
-            "--log" => cfg.log = Some(PathBuf::from(value)),
-            "--workers" => {
-                let n = parse_int(option, &value)?;
-                cfg.workers =
-                    Some(usize::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
-                        UsageError(format!("argument --workers: must be >= 1: {n}"))
-                    })?);
-            }
-            "--http-versions" => {
-                cfg.http2_only = match value.as_str() {
-                    "any" => false,
-                    "2" => true,
-                    other => {
-                        return Err(UsageError(format!(
-                    "argument --http-versions: invalid choice: '{other}' (choose from 'any', '2')"
-                )))
-                    }
-                }
-            }
-            _ => unreachable!("resolve() returns one of OPTIONS"),
-        }
-    }
-    Ok(Command::Run(cfg))
 }
 
 /// The reference's guard: it binds to loopback addresses only.
@@ -220,17 +94,15 @@ pub fn is_loopback_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::error::ErrorKind;
 
-    fn run(args: &[&str]) -> Config {
-        match parse(args.iter().map(|s| s.to_string())).unwrap() {
-            Command::Run(cfg) => cfg,
-            Command::Help(_) => panic!("help"),
-        }
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("mock-llm").chain(args.iter().copied()))
     }
 
     #[test]
     fn argparse_like() {
-        let cfg = run(&[
+        let cfg = parse(&[
             "--port=0",
             "--tok",
             "3",
@@ -240,21 +112,30 @@ mod tests {
             "7",
             "--mod",
             "m",
-        ]);
+        ])
+        .unwrap();
         assert_eq!((cfg.port, cfg.tokens, cfg.model.as_str()), (0, 3, "m"));
         assert_eq!((cfg.delay_ms, cfg.slow_delay_ms), (-1.5, 7.0));
-        assert!(parse(["--port".to_string()]).is_err());
-        assert!(parse(["--bogus".to_string(), "1".into()]).is_err());
-        assert!(parse(["--model".to_string(), "--port".into()]).is_err());
-        assert!(matches!(parse(["--he".to_string()]), Ok(Command::Help(_))));
-        assert!(!run(&[]).http2_only);
-        assert!(run(&["--http-versions", "2"]).http2_only);
-        assert!(!run(&["--http-v=any"]).http2_only);
-        assert!(parse(["--http-versions".to_string(), "1".into()]).is_err());
-        assert_eq!(
-            run(&["--tokens", "99999999999999999999999"]).tokens,
-            i64::MAX
-        );
+        assert!(parse(&["--port"]).is_err());
+        assert!(parse(&["--bogus", "1"]).is_err());
+        assert!(parse(&["--model", "--port"]).is_err());
+        assert!(parse(&["--workers", "0"]).is_err());
+        assert_eq!(parse(&["--he"]).unwrap_err().kind(), ErrorKind::DisplayHelp);
+        assert!(!parse(&[]).unwrap().http2_only());
+        assert!(parse(&["--http-versions", "2"]).unwrap().http2_only());
+        assert!(!parse(&["--http-v=any"]).unwrap().http2_only());
+        assert!(parse(&["--http-versions", "1"]).is_err());
+        let huge = parse(&["--tokens", "99999999999999999999999"]).unwrap();
+        assert_eq!(huge.tokens, i64::MAX);
+    }
+
+    #[test]
+    fn defaults_are_the_references() {
+        let cfg = Config::default();
+        assert_eq!((cfg.host.as_str(), cfg.port), ("127.0.0.1", 18081));
+        assert_eq!((cfg.model.as_str(), cfg.tokens), ("mock-model", 8));
+        assert_eq!((cfg.delay_ms, cfg.slow_delay_ms), (0.0, 50.0));
+        assert!(cfg.log.is_none() && cfg.workers.is_none() && !cfg.http2_only());
     }
 
     #[test]

