@@ -199,6 +199,7 @@ impl Store {
         what: &'static str,
         operation: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        crate::metrics::labels::check_database_operation(what);
         match tokio::time::timeout(self.operation_timeout, operation).await {
             Ok(result) => result,
             Err(_) => {
