@@ -158,6 +158,13 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             StartError::Runtime(format!("cannot read the URL signing key: {error}"))
         })?,
     };
+    let mcp_servers = &settings.engine.agent.mcp_servers;
+    crate::http::metrics::export_known(
+        &mcp_servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+    );
     let engine = Engine::start(database.store.clone(), settings.engine.clone(), &url_key);
     let auth = Authenticator::new(settings.auth.clone());
     auth.warm_up().await;
@@ -175,6 +182,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         ),
         max_body_bytes: settings.server.max_body_bytes,
         body_timeout: settings.server.body_timeout,
+        trusted_proxies: settings.server.trusted_proxies.clone(),
         model_notice: settings.model_warning.clone(),
     });
     let state_for_app = state.clone();

@@ -14,6 +14,93 @@ fn latency_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")
 }
 
+/// The label values each labelled counter takes (the call sites name the same values), so
+/// that every series exists at 0 from start: a rate or an alert has something to read
+/// before the first failure.
+pub mod labels {
+    /// `chatkit_turns_total{outcome}`: how a turn ended, or `rejected` (its input was not
+    /// stored).
+    pub const TURN_OUTCOMES: &[&str] = &[
+        "answered",
+        "cancelled",
+        "failed",
+        "commit_failed",
+        "action_failed",
+        "rejected",
+    ];
+    /// `chatkit_persistence_commit_failures_total{kind}`.
+    pub const COMMIT_FAILURES: &[&str] = &["unavailable", "query"];
+    /// `chatkit_model_errors_total{kind}`: one per `ModelError` variant.
+    pub const MODEL_ERRORS: &[&str] =
+        &["http", "unreachable", "interrupted", "timeout", "protocol"];
+    /// `chatkit_model_tokens_total{direction}`.
+    pub const TOKEN_DIRECTIONS: &[&str] = &["input", "output"];
+    /// `chatkit_attachment_uploads_total{outcome}`.
+    pub const UPLOAD_OUTCOMES: &[&str] = &[
+        "stored",
+        "refused_type",
+        "refused_size",
+        "refused_signature",
+        "refused_repeat",
+        "refused_not_found",
+        "refused_input",
+        "refused_quota",
+        "refused_in_progress",
+        "interrupted",
+        "timed_out",
+        "failed",
+    ];
+    /// `chatkit_widgets_total{source, outcome}`.
+    pub const WIDGET_SOURCES: &[&str] = &["meta", "template", "result", "progress", "action"];
+    pub const WIDGET_OUTCOMES: &[&str] = &["shown", "rejected"];
+    /// `chatkit_widget_actions_total{outcome}`.
+    pub const WIDGET_ACTION_OUTCOMES: &[&str] = &["replaced", "recorded", "failed"];
+    /// `chatkit_replica_reads_total{outcome}`.
+    pub const REPLICA_READS: &[&str] = &["replica", "behind", "unreachable"];
+    /// `chatkit_database_timeouts_total{operation}`: every operation `Store::timed` runs
+    /// (checked there in debug builds).
+    pub const DATABASE_OPERATIONS: &[&str] = &[
+        "abandon_upload",
+        "acquire_lease",
+        "apply",
+        "attachment",
+        "attachment_chunk",
+        "attachment_contents",
+        "claim_upload",
+        "delete_attachment",
+        "delete_unused_attachments",
+        "finish_upload",
+        "heartbeat",
+        "insert_attachment",
+        "insert_chunk",
+        "instances",
+        "leave_cluster",
+        "list_items",
+        "list_threads",
+        "live_threads",
+        "load_item",
+        "load_thread",
+        "load_user_thread",
+        "recent_items",
+        "release_lease",
+        "release_own_lease",
+        "request_handover",
+        "url_signing_key",
+        "user_attachment_bytes",
+        "user_attachments",
+        "user_thread_items",
+    ];
+
+    /// Debug builds (the tests) stop at an operation missing from the list above, whose
+    /// series would otherwise appear only at its first timeout.
+    pub(crate) fn check_database_operation(what: &str) {
+        debug_assert!(
+            DATABASE_OPERATIONS.contains(&what),
+            "add {what:?} to metrics::labels::DATABASE_OPERATIONS"
+        );
+    }
+}
+
 pub struct EngineMetrics {
     /// Widgets from tool results by source (`meta`, `template`, `result`, `progress`,
     /// `action`) and outcome (`shown`, `rejected`).
@@ -156,3 +243,32 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
     )
     .expect("metric registers"),
 });
+
+impl EngineMetrics {
+    /// Every known series at 0; `mcp_servers` are the configured `[[mcp.servers]]` names
+    /// (the values of the `server` label).
+    pub fn export_known(&self, mcp_servers: &[&str]) {
+        let each = |counter: &IntCounterVec, values: &[&str]| {
+            for value in values {
+                counter.with_label_values(&[value]);
+            }
+        };
+        each(&self.turns, labels::TURN_OUTCOMES);
+        each(&self.commit_failures, labels::COMMIT_FAILURES);
+        each(&self.model_errors, labels::MODEL_ERRORS);
+        each(&self.model_tokens, labels::TOKEN_DIRECTIONS);
+        each(&self.attachment_uploads, labels::UPLOAD_OUTCOMES);
+        each(&self.widget_actions, labels::WIDGET_ACTION_OUTCOMES);
+        each(&self.replica_reads, labels::REPLICA_READS);
+        each(&self.database_timeouts, labels::DATABASE_OPERATIONS);
+        each(&self.mcp_errors, mcp_servers);
+        for server in mcp_servers {
+            self.mcp_call_seconds.with_label_values(&[server]);
+        }
+        for source in labels::WIDGET_SOURCES {
+            for outcome in labels::WIDGET_OUTCOMES {
+                self.widgets.with_label_values(&[source, outcome]);
+            }
+        }
+    }
+}

@@ -27,20 +27,25 @@ pub struct ThreadsQuery {
     after: Option<String>,
 }
 
+fn invalid(message: String) -> ApiError {
+    ApiError::BadRequest(chatkit_actors::protocol::RequestError::InvalidParams {
+        op: "admin.threads".into(),
+        message,
+    })
+}
+
+/// The query is read in the handler, after authentication: an extractor would answer a bad
+/// query before anyone was asked for a token.
 pub async fn threads(
     req: HttpRequest,
     state: web::Data<AppState>,
-    query: web::Query<ThreadsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require_admin(&req, &state).await?;
-    let bad = |what: &str| {
-        ApiError::BadRequest(chatkit_actors::protocol::RequestError::InvalidParams {
-            op: "admin.threads".into(),
-            message: format!("invalid {what}"),
-        })
-    };
+    let q = web::Query::<ThreadsQuery>::from_query(req.query_string())
+        .map_err(|e| invalid(super::extractors::query_message(&e)))?
+        .into_inner();
+    let bad = |what: &str| invalid(format!("invalid {what}"));
     let plain = |s: &str| !s.is_empty() && s.len() <= 255 && !s.chars().any(char::is_control);
-    let q = query.into_inner();
     if q.state
         .as_deref()
         .is_some_and(|s| s != "idle" && s != "streaming")

@@ -25,18 +25,28 @@ const FORM_OVERHEAD_BYTES: u64 = 64 * 1024;
 const MAX_SIGNATURE_LEN: usize = 128;
 
 /// The origin browsers reach this server at: `attachments.public_url`, or the request's
-/// scheme and `Host` (actix honours `Forwarded` / `X-Forwarded-*`).
+/// scheme and `Host` (`Forwarded` / `X-Forwarded-*` from `server.trusted_proxies` only).
 pub(super) fn public_origin(req: &HttpRequest, state: &AppState) -> Result<PublicOrigin, ApiError> {
     let configured = state.engine.attachments_public_url().map(str::to_string);
-    let origin = configured.unwrap_or_else(|| {
-        let info = req.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
-    });
+    let origin =
+        configured.unwrap_or_else(|| super::forwarded::request_origin(req, &state.trusted_proxies));
     PublicOrigin::parse(&origin).ok_or_else(|| {
         ApiError::BadRequest(RequestError::InvalidEnvelope(
             "the Host header is not a host name".into(),
         ))
     })
+}
+
+/// A NUL in the file's name or type is refused as in `/chatkit` params: PostgreSQL cannot
+/// store it (specs/errors.md).
+fn refuse_nul(field: &str, value: &str) -> Result<(), ApiError> {
+    if !value.contains('\0') {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest(RequestError::InvalidParams {
+        op: "upload".into(),
+        message: format!("`{field}` must not contain NUL (U+0000)"),
+    }))
 }
 
 fn bad_upload(message: impl Into<String>) -> ApiError {
@@ -125,6 +135,8 @@ pub async fn direct_upload(
             .content_type()
             .map(|m| m.essence_str().to_string())
             .unwrap_or_default();
+        refuse_nul("filename", &name)?;
+        refuse_nul("content-type", &declared_type)?;
         Ok::<_, ApiError>(
             engine
                 .direct_upload(

@@ -148,7 +148,7 @@ async fn dispatch(
     let origin = || super::attachments::public_origin(req, state).map_err(|_| EngineError::BadHost);
     let op = match TurnRequest::from_operation(op) {
         Ok(turn) => return stream_turn(state, &who, turn, &origin).await,
-        Err(op) => op,
+        Err(op) => *op,
     };
     let engine = &state.engine;
     let user = &who.user_id;

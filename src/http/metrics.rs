@@ -26,6 +26,16 @@ pub static PANICS: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers")
 });
 
+/// Every known series at 0 from start: the engine's (`mcp_servers`: the configured MCP
+/// servers' names), each op's requests answered 200, the panic counter.
+pub fn export_known(mcp_servers: &[&str]) {
+    chatkit_actors::metrics::METRICS.export_known(mcp_servers);
+    for op in chatkit_actors::protocol::requests::OPERATION_NAMES {
+        REQUESTS.with_label_values(&[op, "200"]);
+    }
+    let _ = &*PANICS;
+}
+
 async fn metrics() -> HttpResponse {
     // Touch the engine's metrics so they are registered even before the first turn.
     let _ = &*chatkit_actors::metrics::METRICS;

@@ -4,6 +4,8 @@ mod admin;
 mod attachments;
 mod chatkit;
 pub mod error;
+mod extractors;
+pub mod forwarded;
 mod health;
 pub mod limits;
 pub mod metrics;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub auth_settings: crate::settings::AuthSettings,
     pub max_body_bytes: usize,
     pub body_timeout: Duration,
+    /// Peers whose `Forwarded` / `X-Forwarded-*` headers count (`server.trusted_proxies`).
+    pub trusted_proxies: forwarded::TrustedProxies,
     /// Shown by the playground when the model cannot work as configured (no API key).
     pub model_notice: Option<String>,
 }
@@ -116,6 +120,7 @@ pub struct Routes {
 
 /// Registers every route. Each path serves one method; any other gets 405 with `Allow`.
 pub fn configure(cfg: &mut web::ServiceConfig, routes: Routes) {
+    extractors::register(cfg);
     if routes.playground {
         cfg.service(only("GET", "/", web::get().to(playground::page)))
             .service(only("GET", "/admin", web::get().to(admin::page)));

@@ -8,6 +8,7 @@
 mod auth;
 mod database;
 mod keys;
+mod server;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -21,25 +22,14 @@ use serde::Deserialize;
 pub use chatkit_actors::config::MODEL_API_KEY_ENV;
 use database::{database_settings, RawDatabase};
 pub use database::{DatabaseSettings, DatabaseTarget};
+pub use server::ServerSettings;
+use server::{server_settings, RawServer};
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
 
 /// The prefix of environment variables that set keys (`CHATKIT__SERVER__BIND`).
 const ENV_PREFIX: &str = "CHATKIT";
 const ENV_SEPARATOR: &str = "__";
-
-#[derive(Deserialize)]
-struct RawServer {
-    bind: String,
-    max_body_bytes: u64,
-    body_timeout_secs: u64,
-    workers: usize,
-    drain_timeout_secs: u64,
-    mode: String,
-    playground: Option<bool>,
-    #[serde(default)]
-    cors_allowed_origins: Vec<String>,
-}
 
 #[derive(Deserialize)]
 struct RawLimits {
@@ -82,20 +72,6 @@ pub struct Settings {
     pub warnings: Vec<String>,
     /// The warning that the model cannot answer as configured (also shown by the playground).
     pub model_warning: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-pub struct ServerSettings {
-    pub bind: SocketAddr,
-    pub max_body_bytes: usize,
-    pub body_timeout: Duration,
-    pub workers: usize,
-    pub drain_timeout: Duration,
-    pub development: bool,
-    /// Serve the playground page at `/` (default: in development mode only).
-    pub playground: bool,
-    /// Origins whose pages may call this server from the browser (CORS); `["*"]`: any.
-    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Key material and checks for JWT verification.
@@ -249,6 +225,7 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("attachments.allowed_types")
             .with_list_parse_key("server.cors_allowed_origins")
+            .with_list_parse_key("server.trusted_proxies")
             .with_list_parse_key("database.replica_urls")
             .source(Some(env.iter().cloned().collect()));
         let layers = builder
@@ -357,66 +334,4 @@ fn validate(
         }),
         _ => Err(SettingsError(problems)),
     }
-}
-
-fn server_settings(raw: RawServer, problems: &mut Vec<String>) -> Option<ServerSettings> {
-    let before = problems.len();
-    let bind = SocketAddr::from_str(&raw.bind).unwrap_or_else(|_| {
-        problems.push(format!(
-            "server.bind {:?} is not an IP:port address",
-            raw.bind
-        ));
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    });
-    let development = match raw.mode.as_str() {
-        "production" => false,
-        "development" => true,
-        other => {
-            problems.push(format!(
-                "server.mode {other:?} must be \"production\" or \"development\""
-            ));
-            false
-        }
-    };
-    if development && !bind.ip().is_loopback() {
-        problems.push("server.mode = \"development\" only binds to a loopback address".into());
-    }
-    if raw.max_body_bytes == 0 {
-        problems.push("server.max_body_bytes must be positive".into());
-    }
-    if raw.body_timeout_secs == 0 {
-        problems.push("server.body_timeout_secs must be positive".into());
-    }
-    let mut cors_allowed_origins = Vec::new();
-    for origin in raw.cors_allowed_origins {
-        let origin = origin.trim().trim_end_matches('/').to_string();
-        let valid = origin == "*"
-            || url::Url::parse(&origin).ok().is_some_and(|u| {
-                matches!(u.scheme(), "http" | "https")
-                    && u.has_host()
-                    && u.path() == "/"
-                    && u.query().is_none()
-                    && u.username().is_empty()
-            });
-        if valid {
-            cors_allowed_origins.push(origin);
-        } else {
-            problems.push(format!(
-                "server.cors_allowed_origins {origin:?} is not an origin (scheme://host[:port]) or \"*\""
-            ));
-        }
-    }
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    (problems.len() == before).then(|| ServerSettings {
-        bind,
-        max_body_bytes: raw.max_body_bytes as usize,
-        body_timeout: Duration::from_secs(raw.body_timeout_secs),
-        workers: if raw.workers == 0 { cores } else { raw.workers },
-        drain_timeout: Duration::from_secs(raw.drain_timeout_secs),
-        development,
-        playground: raw.playground.unwrap_or(development),
-        cors_allowed_origins,
-    })
 }

@@ -89,7 +89,11 @@ fn node(schema: &str, name: &str) -> TestServer {
     TestServer::start_node(
         schema,
         name,
-        &[("CHATKIT__SERVER__DRAIN_TIMEOUT_SECS", "10")],
+        &[
+            ("CHATKIT__SERVER__DRAIN_TIMEOUT_SECS", "10"),
+            // nginx's X-Forwarded-* headers count (config/nginx-cluster.conf).
+            ("CHATKIT__SERVER__TRUSTED_PROXIES", "127.0.0.1"),
+        ],
     )
 }
 
@@ -336,6 +340,9 @@ forward_user_token = true
 [[widget_actions]]
 type = "tasks.complete"
 tool = "tasks__complete_task_card"
+
+[server]
+trusted_proxies = ["127.0.0.1"]
 "#,
         mcp.url()
     );

@@ -465,3 +465,163 @@ async fn hostile_uploads_names_types_paths_and_signatures_cause_no_5xx() {
     assert_eq!(server.log_count("panic"), 0, "no panic, caught or not");
     eprintln!("upload fuzz: {REQUESTS} requests, 0 5xx, statuses {statuses:?}");
 }
+
+/// Control characters put into fields: NUL, which PostgreSQL cannot store, and others it
+/// can.
+const CONTROLS: &[&str] = &[
+    "\u{1}",
+    "\u{8}",
+    "\t",
+    "\r\n",
+    "\u{1b}[2J",
+    "\u{7f}",
+    "\u{85}",
+    "\u{2028}",
+    "\u{0}\u{1}",
+];
+
+/// Where a control character goes: a string value, or a key, by JSON pointer.
+enum Target {
+    Value(String),
+    Key { object: String, key: String },
+}
+
+fn pointer_step(text: &str) -> String {
+    text.replace('~', "~0").replace('/', "~1")
+}
+
+/// Every string value and every object key in `value`.
+fn targets(value: &serde_json::Value, at: &str, out: &mut Vec<Target>) {
+    match value {
+        serde_json::Value::String(_) => out.push(Target::Value(at.to_string())),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                targets(item, &format!("{at}/{i}"), out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                out.push(Target::Key {
+                    object: at.to_string(),
+                    key: key.clone(),
+                });
+                targets(item, &format!("{at}/{}", pointer_step(key)), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `text` with `control` in its middle (on a character boundary).
+fn spliced(text: &str, control: &str) -> String {
+    let middle = text
+        .char_indices()
+        .nth(text.chars().count() / 2)
+        .map_or(text.len(), |(i, _)| i);
+    format!("{}{control}{}", &text[..middle], &text[middle..])
+}
+
+/// `request` with `control` put into `target`.
+fn with_control(request: &serde_json::Value, target: &Target, control: &str) -> serde_json::Value {
+    let mut request = request.clone();
+    match target {
+        Target::Value(at) => {
+            let text = request.pointer_mut(at).unwrap();
+            *text = spliced(text.as_str().unwrap(), control).into();
+        }
+        Target::Key { object, key } => {
+            let map = request
+                .pointer_mut(object)
+                .unwrap()
+                .as_object_mut()
+                .unwrap();
+            let value = map.remove(key).unwrap();
+            map.insert(spliced(key, control), value);
+        }
+    }
+    request
+}
+
+#[tokio::test]
+async fn nul_and_control_characters_in_every_field_and_key_of_every_op_cause_no_5xx() {
+    let server = TestServer::start_with(&[
+        ("CHATKIT__LIMITS__REQUESTS_PER_MINUTE", "0"),
+        ("CHATKIT__LIMITS__MAX_STREAMS_PER_USER", "0"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+        ("RUST_LOG", "warn"),
+    ]);
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "seed").await.thread_id();
+    let item_id = server.items_asc(&alice, &thread_id).await["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Real ids, so that the other fields reach their op; threads.delete gets a thread of
+    // its own each time (a request whose NUL lands in an ignored key runs as is).
+    let templates: Vec<serde_json::Value> = include_str!("../fixtures/requests.jsonl")
+        .lines()
+        .map(|line| {
+            let line = line
+                .replace("msg_0a4b77d3", &item_id)
+                .replace("msg_1\"", &format!("{item_id}\""));
+            match line.contains("\"threads.delete\"") {
+                true => serde_json::from_str(&line).unwrap(),
+                false => serde_json::from_str(&line.replace("thr_5c1e9a02", &thread_id)).unwrap(),
+            }
+        })
+        .collect();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut sent = 0;
+    for template in &templates {
+        let mut found = Vec::new();
+        targets(template, "", &mut found);
+        for (n, target) in found.iter().enumerate() {
+            for control in ["\u{0}", CONTROLS[(sent + n) % CONTROLS.len()]] {
+                let mut request = with_control(template, target, control);
+                if request["type"] == "threads.delete" {
+                    let own = create_thread(&server, &alice, "to delete")
+                        .await
+                        .thread_id();
+                    let at = "/params/thread_id";
+                    if let Some(id) = request.pointer_mut(at).filter(|id| **id == "thr_5c1e9a02") {
+                        *id = own.into();
+                    }
+                }
+                let body = request.to_string();
+                let response = http
+                    .post(server.url("/chatkit"))
+                    .bearer_auth(&alice)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{body}: no answer: {e}"));
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap_or_default();
+                sent += 1;
+                assert!(status < 500, "{body} → {status}: {text}");
+                if status >= 400 {
+                    assert!(text.starts_with("{\"error\":"), "{body} → {text}");
+                }
+                // A NUL anywhere in the params never gets past the edge.
+                let in_params = match target {
+                    Target::Value(at) => at.starts_with("/params/"),
+                    Target::Key { object, .. } => object.starts_with("/params"),
+                };
+                if control.contains('\0') && in_params {
+                    assert_eq!(status, 400, "{body} → {text}");
+                }
+                *statuses.entry(status).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await.unwrap().status(),
+        200
+    );
+    assert_eq!(server.log_count("panic"), 0, "no panic, caught or not");
+    eprintln!("control fuzz: {sent} requests, every field and key of every op, 0 5xx, statuses {statuses:?}");
+}

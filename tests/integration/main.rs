@@ -16,6 +16,7 @@ mod crash;
 mod drain;
 mod failures;
 mod fixtures;
+mod forwarded;
 mod fuzz;
 mod ha;
 mod hostile;

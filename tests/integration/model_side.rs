@@ -167,7 +167,13 @@ reasoning_effort = "high"
 
 #[tokio::test]
 async fn the_picked_model_answers_and_unknown_ones_are_refused_before_anything_is_stored() {
-    let server = TestServer::start_with_config(PICKER, &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let server = TestServer::start_with_config(
+        PICKER,
+        &[
+            ("CHATKIT__TITLES__ENABLED", "false"),
+            ("CHATKIT__MODEL__REASONING_EFFORT", "medium"),
+        ],
+    );
     let alice = token("alice");
     let deep = server
         .stream(
@@ -190,7 +196,19 @@ async fn the_picked_model_answers_and_unknown_ones_are_refused_before_anything_i
         .assert_answered();
     let request = request_for("no choice");
     assert_ne!(request["model"], "mock-deep", "no id: the default model");
-    assert!(request.get("reasoning_effort").is_none());
+    assert_eq!(request["reasoning_effort"], "medium");
+    // An entry without reasoning settings sends none, whatever the default's.
+    server
+        .stream(
+            &alice,
+            "threads.add_user_message",
+            json!({ "thread_id": thread_id, "input": input(text("picker fast"), json!({ "model": "fast" })) }),
+        )
+        .await
+        .assert_answered();
+    let request = request_for("picker fast");
+    assert_eq!(request["model"], "mock-fast");
+    assert!(request.get("reasoning_effort").is_none(), "{request}");
 
     // The default model's own name is always accepted, picker or not.
     server

@@ -497,3 +497,98 @@ fn prepared_statements_off_without_a_listen_url_is_a_warning_and_the_setting_mus
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("prepared_statements"), "{stderr}");
 }
+
+#[test]
+fn a_trusted_proxy_that_is_not_an_address_or_a_block_is_one_configuration_error() {
+    let base = [
+        ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("CHATKIT__DATABASE__URL", "host=127.0.0.1 port=1"),
+    ];
+    let with = |proxies: &'static str, command: &str| {
+        let mut envs = base.to_vec();
+        envs.push(("CHATKIT__SERVER__TRUSTED_PROXIES", proxies));
+        chatkit(&envs, &[command])
+    };
+    let (code, stdout, stderr) = with("127.0.0.1,10.0.0.0/8,fd00::/8", "check-config");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("configuration is valid"));
+    for command in ["check-config", "serve"] {
+        let (code, stdout, stderr) = with("127.0.0.1,10.0.0.0/33", command);
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(!stdout.contains("listening on"), "{stdout}");
+        let lines = problem_lines(&stderr, "server.trusted_proxies");
+        assert_eq!(lines.len(), 1, "{command}: {stderr}");
+        assert!(lines[0].contains("10.0.0.0/33"), "{}", lines[0]);
+    }
+}
+
+/// Every counter family, each of its samples, from a `/metrics` text.
+fn samples<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fresh_server_exports_every_counter_at_zero() {
+    let config = r#"
+[[mcp.servers]]
+name = "tasks"
+url = "http://127.0.0.1:9/mcp"
+"#;
+    let server = TestServer::start_with_config(config, &[]);
+    let text = server.metrics().await;
+    let expected: &[(&str, &[&str])] = &[
+        (
+            "chatkit_database_timeouts_total",
+            &["operation=\"apply\"", "operation=\"load_thread\""],
+        ),
+        (
+            "chatkit_persistence_commit_failures_total",
+            &["kind=\"unavailable\"", "kind=\"query\""],
+        ),
+        (
+            "chatkit_model_errors_total",
+            &["kind=\"http\"", "kind=\"timeout\"", "kind=\"unreachable\""],
+        ),
+        ("chatkit_mcp_errors_total", &["server=\"tasks\""]),
+        (
+            "chatkit_turns_total",
+            &["outcome=\"answered\"", "outcome=\"failed\""],
+        ),
+        ("chatkit_model_tokens_total", &["direction=\"input\""]),
+        (
+            "chatkit_attachment_uploads_total",
+            &["outcome=\"stored\"", "outcome=\"refused_quota\""],
+        ),
+        ("chatkit_attachment_upload_bytes_total", &[]),
+        (
+            "chatkit_widgets_total",
+            &["outcome=\"rejected\",source=\"meta\""],
+        ),
+        ("chatkit_widget_actions_total", &["outcome=\"failed\""]),
+        ("chatkit_replica_reads_total", &["outcome=\"behind\""]),
+        (
+            "chatkit_http_requests_total",
+            &["op=\"threads.create\",status=\"200\""],
+        ),
+        ("chatkit_http_panics_total", &[]),
+    ];
+    for (family, labels) in expected {
+        let found = samples(&text, family);
+        assert!(!found.is_empty(), "{family} is missing from /metrics");
+        for sample in &found {
+            assert!(sample.ends_with(" 0"), "{sample}: not 0 on a fresh server");
+        }
+        for label in *labels {
+            assert!(
+                found.iter().any(|s| s.contains(label)),
+                "{family}{{{label}}} is missing: {found:?}"
+            );
+        }
+    }
+}

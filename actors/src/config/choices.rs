@@ -134,31 +134,35 @@ pub(super) fn model_choices(
             problems,
         );
         if let Some(default) = default {
-            let mut settings = default.clone();
-            settings.name = entry.model;
-            if let Some(url) = entry.base_url {
-                settings.base_url = url;
-            }
-            if entry.reasoning_effort.is_some() {
-                settings.reasoning_effort = entry.reasoning_effort;
-            }
-            if entry.reasoning_summary.is_some() {
-                settings.reasoning_summary = entry.reasoning_summary;
-            }
-            if let Some(api) = entry.api {
-                settings.api = api;
-            }
-            if let Some(timeout) = entry.timeout_secs {
-                settings.timeout = Duration::from_secs(timeout.get());
-            }
             choices.push(ModelChoice {
-                label: entry.label.unwrap_or_else(|| entry.id.clone()),
-                id: entry.id,
-                settings,
+                label: entry.label.clone().unwrap_or_else(|| entry.id.clone()),
+                id: entry.id.clone(),
+                settings: entry_settings(default, entry),
             });
         }
     }
     (problems.len() == before && default.is_some()).then_some(choices)
+}
+
+/// An entry's settings: the default model's connection (URL, key, timeout, API,
+/// instructions) with the entry's overrides. Reasoning settings are not inherited: another
+/// model may refuse them (Chat Completions models such as gpt-4o-mini refuse
+/// `reasoning_effort`), so an entry sends only those it sets.
+fn entry_settings(default: &ModelSettings, entry: ModelEntry) -> ModelSettings {
+    let mut settings = default.clone();
+    settings.name = entry.model;
+    if let Some(url) = entry.base_url {
+        settings.base_url = url;
+    }
+    settings.reasoning_effort = entry.reasoning_effort;
+    settings.reasoning_summary = entry.reasoning_summary;
+    if let Some(api) = entry.api {
+        settings.api = api;
+    }
+    if let Some(timeout) = entry.timeout_secs {
+        settings.timeout = Duration::from_secs(timeout.get());
+    }
+    settings
 }
 
 /// `[[tool_choices]]`: a forced tool, or a profile; tool names must name a configured MCP
@@ -263,4 +267,62 @@ pub(super) fn transcription(
         requests_per_minute: raw.requests_per_minute,
         timeout: Duration::from_secs(raw.timeout_secs.get()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sections from one JSON document.
+    struct Json(serde_json::Value);
+
+    impl SectionSource for Json {
+        fn section<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, String> {
+            serde_json::from_value(self.0[name].clone()).map_err(|e| e.to_string())
+        }
+
+        fn list<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Vec<T>, String> {
+            match self.0.get(name) {
+                Some(list) => serde_json::from_value(list.clone()).map_err(|e| e.to_string()),
+                None => Ok(Vec::new()),
+            }
+        }
+    }
+
+    fn reasoning_default() -> ModelSettings {
+        ModelSettings {
+            base_url: "https://api.openai.com/v1".into(),
+            name: "o4-mini".into(),
+            api_key: None,
+            timeout: Duration::from_secs(60),
+            instructions: "Be brief.".into(),
+            http2_prior_knowledge: false,
+            reasoning_effort: Some("medium".into()),
+            reasoning_summary: Some("auto".into()),
+            api: super::super::ModelApi::Responses,
+        }
+    }
+
+    #[test]
+    fn an_entry_sends_only_the_reasoning_settings_it_sets() {
+        let source = Json(serde_json::json!({ "models": [
+            { "id": "fast", "model": "gpt-4o-mini", "api": "chat_completions" },
+            { "id": "deep", "model": "o3", "reasoning_effort": "high" },
+        ]}));
+        let default = reasoning_default();
+        let mut problems = Vec::new();
+        let choices = model_choices(&source, Some(&default), &mut problems).expect("valid");
+        assert!(problems.is_empty(), "{problems:?}");
+        let fast = &choices[0].settings;
+        assert_eq!(fast.name, "gpt-4o-mini");
+        assert_eq!(fast.reasoning_effort, None, "not the default's \"medium\"");
+        assert_eq!(fast.reasoning_summary, None);
+        // The connection is still the default's.
+        assert_eq!(fast.base_url, default.base_url);
+        assert_eq!(fast.instructions, default.instructions);
+        let deep = &choices[1].settings;
+        assert_eq!(deep.reasoning_effort.as_deref(), Some("high"));
+        assert_eq!(deep.reasoning_summary, None);
+        assert_eq!(deep.api, super::super::ModelApi::Responses);
+    }
 }

@@ -60,7 +60,7 @@ pub enum TurnRequest {
 
 impl TurnRequest {
     /// The turn an operation starts, or the operation back when it starts none.
-    pub fn from_operation(op: Operation) -> Result<TurnRequest, Operation> {
+    pub fn from_operation(op: Operation) -> Result<TurnRequest, Box<Operation>> {
         Ok(match op {
             Operation::ThreadsCreate(p) => TurnRequest::Create { input: p.input },
             Operation::ThreadsAddUserMessage(p) => TurnRequest::AddUserMessage {
@@ -80,7 +80,7 @@ impl TurnRequest {
                 item_id: p.item_id,
                 action: p.action,
             },
-            other => return Err(other),
+            other => return Err(Box::new(other)),
         })
     }
 }
@@ -92,7 +92,7 @@ pub(super) const ANSWER_GRACE: Duration = Duration::from_millis(250);
 
 /// The thread a turn runs on.
 enum TurnThread {
-    New(ThreadId, ThreadMeta),
+    New(ThreadId, Box<ThreadMeta>),
     Existing(ThreadId),
 }
 
@@ -116,7 +116,7 @@ impl Engine {
             let to_thread = match thread {
                 TurnThread::New(thread_id, meta) => ToThread {
                     thread_id,
-                    new_thread: Some(meta),
+                    new_thread: Some(*meta),
                     message: start,
                 },
                 TurnThread::Existing(thread_id) => ToThread::existing(&thread_id, start),
@@ -152,7 +152,7 @@ impl Engine {
                 let meta =
                     ThreadMeta::new(thread_id.to_string(), user_id.to_string(), Timestamp::now());
                 (
-                    TurnThread::New(thread_id, meta),
+                    TurnThread::New(thread_id, Box::new(meta)),
                     TurnInput::UserMessage(message),
                 )
             }

@@ -121,7 +121,7 @@ pub(super) fn request<'a>(
         }
     }
     let reasoning = (settings.reasoning_effort.is_some() || settings.reasoning_summary.is_some())
-        .then(|| Reasoning {
+        .then_some(Reasoning {
             effort: settings.reasoning_effort.as_deref(),
             summary: settings.reasoning_summary.as_deref(),
         });

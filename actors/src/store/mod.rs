@@ -200,6 +200,7 @@ impl Store {
         what: &'static str,
         operation: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        crate::metrics::labels::check_database_operation(what);
         let limit = crate::deadline::Deadline::cap(self.operation_timeout);
         match tokio::time::timeout(limit, operation).await {
             Ok(result) => result,

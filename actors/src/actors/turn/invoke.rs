@@ -72,14 +72,15 @@ pub(super) fn forget_broken(mcp: &mut McpSessions, server: &McpServerConfig) {
     mcp.forget(&server.name);
 }
 
-/// The model's arguments (JSON text) as an object; anything else is a result the model sees.
-pub(super) fn model_arguments(text: &str) -> Result<Map<String, Value>, ToolResult> {
+/// The model's arguments (JSON text) as an object; anything else is a failed result the
+/// model sees.
+pub(super) fn model_arguments(text: &str) -> Result<Map<String, Value>, Box<ToolResult>> {
     let text = if text.trim().is_empty() { "{}" } else { text };
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(ToolResult::failed(
+        _ => Err(Box::new(ToolResult::failed(
             "the tool arguments are not a JSON object".into(),
-        )),
+        ))),
     }
 }
 

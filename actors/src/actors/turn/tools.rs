@@ -161,7 +161,7 @@ impl TurnRun<'_> {
             }
             let result = match model_arguments(&call.arguments) {
                 Ok(arguments) => call_tool(mcp, target, arguments, Some(sink), caller).await,
-                Err(refused) => Ok(refused),
+                Err(refused) => Ok(*refused),
             };
             (Some(target), result)
         });

@@ -2,7 +2,8 @@
 //!
 //! Parsing is two-step so each failure gets its own clear error: first the envelope (`type`,
 //! `params`, `metadata`), then the params of that op. Unknown keys are ignored everywhere;
-//! discriminators are required (protocol §1.6).
+//! discriminators are required (protocol §1.6). No string or key of the params may hold NUL
+//! (`nul.rs`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -12,6 +13,7 @@ use super::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use crate::ids::ThreadId;
 use crate::text::shorten_for_display;
 
+mod nul;
 mod params;
 use params::Addressed;
 pub use params::*;
@@ -196,6 +198,9 @@ impl ChatKitRequest {
         let op = Operation::parse_params(&op_name, params.get())
             .ok_or_else(|| RequestError::UnknownOperation(op_name.clone()))?
             .map_err(|e| invalid(short_serde_message(&e)))?;
+        if let Some(problem) = nul::nul_problem(params) {
+            return Err(invalid(problem));
+        }
         op.validate().map_err(invalid)?;
         Ok(ChatKitRequest { op, metadata })
     }

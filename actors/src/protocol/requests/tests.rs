@@ -79,6 +79,69 @@ mod cases {
         }
     }
 
+    /// The message of an `invalid_params` refusal of `body`.
+    fn refusal(body: &serde_json::Value) -> String {
+        match ChatKitRequest::parse(body.to_string().as_bytes()) {
+            Err(RequestError::InvalidParams { message, .. }) => message,
+            other => panic!("expected invalid_params, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nul_in_any_string_or_key_of_the_params_is_refused_naming_the_field() {
+        use serde_json::json;
+        let text = |t: &str| json!({ "content": [{ "type": "input_text", "text": t }], "attachments": [], "inference_options": {} });
+        let cases = [
+            (
+                json!({ "type": "threads.update", "params": { "thread_id": "thr_1", "title": "a\u{0}b" } }),
+                "`title`",
+            ),
+            (
+                json!({ "type": "threads.create", "params": { "input": text("hi\u{0}") } }),
+                "`input.content[0].text`",
+            ),
+            (
+                json!({ "type": "threads.create", "params": { "input": { "content": [{ "type": "input_text", "text": "x" }, { "type": "input_tag", "id": "t", "text": "t", "data": { "k": ["ok", "n\u{0}"] } }], "attachments": [], "inference_options": {} } } }),
+                "`input.content[1].data.k[1]`",
+            ),
+            (
+                json!({ "type": "threads.create", "params": { "input": { "content": [{ "type": "input_tag", "id": "t", "text": "t", "data": { "a\u{0}": 1 } }], "attachments": [], "inference_options": {} } } }),
+                "a key of `input.content[0].data`",
+            ),
+            (
+                json!({ "type": "threads.custom_action", "params": { "thread_id": "thr_1", "item_id": "msg_1", "action": { "type": "x", "payload": { "p": "\u{0}" } } } }),
+                "`action.payload.p`",
+            ),
+            (
+                json!({ "type": "threads.add_client_tool_output", "params": { "thread_id": "thr_1", "result": "\u{0}" } }),
+                "`result`",
+            ),
+            (
+                json!({ "type": "attachments.create", "params": { "name": "a\u{0}.txt", "size": 1, "mime_type": "text/plain" } }),
+                "`name`",
+            ),
+            (
+                json!({ "type": "threads.list", "params": { "ignored\u{0}": true } }),
+                "a key of `params`",
+            ),
+        ];
+        for (body, field) in cases {
+            let message = refusal(&body);
+            assert!(
+                message.contains(field) && message.contains("NUL"),
+                "{body}: {message}"
+            );
+        }
+        // Other control characters are text like any other; an escaped backslash before
+        // `u0000` is not a NUL.
+        let ok = json!({ "type": "threads.update", "params": { "thread_id": "thr_1", "title": "a\u{1}\u{7f}\\u0000" } });
+        assert!(ChatKitRequest::parse(ok.to_string().as_bytes()).is_ok());
+        // A key quoted back is bounded.
+        let long = format!("{}\u{0}", "k".repeat(10_000));
+        let body = json!({ "type": "threads.list", "params": { "x": { long: 1 } } });
+        assert!(refusal(&body).len() <= MAX_MESSAGE_BYTES);
+    }
+
     #[test]
     fn limit_zero_means_default() {
         assert_eq!(page_size(Some(0)).unwrap(), 20);
@@ -242,6 +305,9 @@ mod fuzz {
             let text = request.to_string();
             if let Ok(parsed) = ChatKitRequest::parse(text.as_bytes()) {
                 let again = serde_json::to_vec(&parsed).unwrap();
+                // Nothing accepted carries a NUL towards the database.
+                let params = serde_json::value::RawValue::from_string(serde_json::to_string(&parsed.op).unwrap()).unwrap();
+                prop_assert!(super::super::nul::nul_problem(&params).is_none());
                 prop_assert_eq!(ChatKitRequest::parse(&again).unwrap(), parsed);
             }
         }
