@@ -175,26 +175,27 @@ async fn workflow_display_persists_one_task_per_call() {
 }
 
 #[tokio::test]
-async fn mcp_down_or_refusing_the_token_is_an_in_band_error() {
+async fn mcp_down_or_refusing_the_token_leaves_its_tools_out_of_the_turn() {
     let alice = token("alice");
-    // Down: nothing listens there.
+    // Down: nothing listens there. The turn is answered without its tools (issue 29: one
+    // server down no longer fails every turn; tool_servers.rs has the rest).
     let down = "[[mcp.servers]]\nname = \"tasks\"\nurl = \"http://127.0.0.1:9/mcp\"\ntimeout_secs = 2\nforward_user_token = true\n";
     let server = TestServer::start_with_config(down, &[]);
     let stream = create_thread(&server, &alice, "add task x").await;
-    assert_eq!(stream.kinds(), FAILED_BEFORE_ANSWER);
-    assert_eq!(stream.events[3]["allow_retry"], true);
+    stream.assert_answered();
+    assert!(!stream.kinds().iter().any(|k| k == "error"));
     let items = server.items(&alice, &stream.thread_id()).await;
     assert_eq!(
         page_data(&items).len(),
-        1,
-        "the user message stays, nothing half-written"
+        2,
+        "the user message and the answer, nothing half-written"
     );
 
     // Refusing the token: the MCP server requires an audience our token lacks.
     let strict = McpServer::start(&["--aud", "tools-only"]);
     let server = TestServer::start_with_config(&config(&strict, ""), &[]);
     let stream = create_thread(&server, &alice, "add task y").await;
-    assert_eq!(stream.last_kind(), "error");
+    stream.assert_answered();
     assert!(strict.tool_calls().is_empty());
 }
 

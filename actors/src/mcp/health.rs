@@ -1,5 +1,5 @@
 //! Whether each configured tool server answers. A server is up while it answers HTTP at its
-//! URL (whatever the status: one that refuses a caller's token is up, and that caller's turns
+//! URL (a `HEAD` without credentials; whatever the status: one that refuses a caller's token is up, and that caller's turns
 //! go on without its tools). A failure seen by a turn has the server probed; while it does
 //! not answer it is down: turns leave it out without trying it (no turn waits on a dead
 //! server), and it is probed again with a growing delay until it answers. Its state is a
@@ -104,7 +104,8 @@ impl ServerHealth {
     async fn probe_until_up(self: Arc<Self>, server: McpServerConfig) {
         let mut failures = 0;
         loop {
-            let answered = self.http.get(&server.url).send().await.is_ok();
+            // A HEAD without credentials: any answer, 401 and 405 included, is an answer.
+            let answered = self.http.head(&server.url).send().await.is_ok();
             self.set_state(&server.name, !answered);
             if answered {
                 return;

@@ -319,12 +319,21 @@ impl McpServer {
         json_lines(&self.log)
     }
 
-    /// The HTTP requests it received (`http` method, `authorization`), in order.
+    /// The HTTP requests of MCP sessions it received (`http` method, `authorization`), in
+    /// order; the server's health probes (`HEAD`, no credentials) are not among them.
     pub fn http_requests(&self) -> Vec<Value> {
         self.log_lines()
             .into_iter()
-            .filter(|l| l.get("http").is_some())
+            .filter(|l| l.get("http").is_some() && l["http"] != "HEAD")
             .collect()
+    }
+
+    /// The health probes it received (`HEAD` requests).
+    pub fn probes(&self) -> usize {
+        self.log_lines()
+            .into_iter()
+            .filter(|l| l["http"] == "HEAD")
+            .count()
     }
 
     pub fn tool_calls(&self) -> Vec<Value> {
