@@ -114,6 +114,7 @@ async fn a_tool_server_that_is_down_costs_its_tools_not_the_turn() {
 
     mcp.restart();
     wait_for_state(&server, 1).await;
+    assert!(mcp.probes() >= 1, "found up again by a probe");
     assert_eq!(
         readyz(&server).await.1["tool_servers"],
         json!({ "tasks": "up" })
