@@ -108,24 +108,18 @@ impl TestPostgres {
     /// Freezes the whole server (postmaster and every backend, SIGSTOP): connections stay
     /// open and nothing answers, as with a stalled primary.
     pub fn pause(&self) {
-        self.signal_all(libc::SIGSTOP);
+        self.pauser().pause();
     }
 
     /// Lets a paused server run again (SIGCONT).
     pub fn resume(&self) {
-        self.signal_all(libc::SIGCONT);
+        self.pauser().resume();
     }
 
-    fn signal_all(&self, signal: libc::c_int) {
-        // No pid file: the server is not running (stopped already), nothing to signal.
-        let Ok(pid_file) = std::fs::read_to_string(self.dir.join("data/postmaster.pid")) else {
-            return;
-        };
-        let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
-        let mut pids = vec![postmaster];
-        pids.extend(super::processes::children_of(postmaster));
-        for pid in pids {
-            unsafe { libc::kill(pid, signal) };
+    /// Pauses and resumes this server from another thread.
+    pub fn pauser(&self) -> Pauser {
+        Pauser {
+            dir: self.dir.clone(),
         }
     }
 
@@ -214,5 +208,33 @@ impl Drop for DiscardOnDrop {
 impl Drop for TestPostgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Freezes (SIGSTOP) and thaws (SIGCONT) every process of a test cluster.
+pub struct Pauser {
+    dir: PathBuf,
+}
+
+impl Pauser {
+    pub fn pause(&self) {
+        self.signal_all(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal_all(libc::SIGCONT);
+    }
+
+    fn signal_all(&self, signal: libc::c_int) {
+        // No pid file: the server is not running (stopped already), nothing to signal.
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.join("data/postmaster.pid")) else {
+            return;
+        };
+        let postmaster: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(super::processes::children_of(postmaster));
+        for pid in pids {
+            unsafe { libc::kill(pid, signal) };
+        }
     }
 }
