@@ -139,14 +139,28 @@ impl Authenticator {
     }
 }
 
-/// Mints an HS token for local development (`chatkit-rs dev-token`).
+/// Mints an HS token for local development (`POST /dev/token`).
 pub fn mint_dev_token(settings: &AuthSettings, sub: &str, ttl_secs: u64) -> Result<String, String> {
+    mint_dev_token_with(settings, sub, ttl_secs, serde_json::Map::new())
+}
+
+/// [`mint_dev_token`] with more claims (`chatkit-rs dev-token --admin --claim NAME=VALUE`);
+/// `sub`, `iat`, `exp`, `aud` and `iss` are set here and not taken from `extra`.
+pub fn mint_dev_token_with(
+    settings: &AuthSettings,
+    sub: &str,
+    ttl_secs: u64,
+    extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<String, String> {
     let secret = settings
         .hs_secret
         .as_ref()
         .ok_or("dev-token needs an HS256/HS384/HS512 auth.jwt_secret")?;
     let now = jsonwebtoken::get_current_timestamp();
-    let mut claims = serde_json::json!({ "sub": sub, "iat": now, "exp": now + ttl_secs });
+    let mut claims = serde_json::Value::Object(extra);
+    claims["sub"] = sub.into();
+    claims["iat"] = now.into();
+    claims["exp"] = (now + ttl_secs).into();
     if let Some(aud) = &settings.audience {
         claims["aud"] = aud.clone().into();
     }

@@ -30,16 +30,19 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::DevToken { sub, ttl } => match auth::mint_dev_token(&settings.auth, &sub, ttl) {
-            Ok(token) => {
-                println!("{token}");
-                ExitCode::SUCCESS
+        Command::DevToken(args) => {
+            let extra = args.extra_claims(&settings.auth.admin_claim, &settings.auth.admin_value);
+            match auth::mint_dev_token_with(&settings.auth, &args.sub, args.ttl, extra) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
             }
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Migrate => {
             telemetry::init(&settings.log);
             run(async move {

@@ -15,6 +15,7 @@ mod cors;
 mod crash;
 mod drain;
 mod failures;
+mod first_hour;
 mod fixtures;
 mod forwarded;
 mod fuzz;
