@@ -40,9 +40,15 @@ pub struct InvalidId {
 macro_rules! client_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+        #[serde(try_from = "String")]
         pub struct $name(String);
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
 
         impl $name {
             /// A client-supplied id: non-empty, at most [`MAX_ID_LEN`] bytes, printable ASCII
@@ -86,6 +92,19 @@ macro_rules! client_id {
             }
         }
 
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        #[cfg(test)]
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                $name::parse(id).expect("a valid id in a test")
+            }
+        }
+
         impl PartialEq<String> for $name {
             fn eq(&self, other: &String) -> bool {
                 &self.0 == other
@@ -125,6 +144,13 @@ impl ThreadId {
     }
 }
 
+impl ItemId {
+    /// A new item's id, with the reference's prefix for its kind (`prefix::MESSAGE`, …).
+    pub(crate) fn generate(prefix: &str) -> Self {
+        ItemId(new_id(prefix))
+    }
+}
+
 /// Who is asking: the verified token's subject.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct UserId(String);
@@ -144,6 +170,13 @@ impl UserId {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+#[cfg(test)]
+impl From<&str> for UserId {
+    fn from(id: &str) -> Self {
+        UserId::parse(id).expect("a valid user id in a test")
     }
 }
 
@@ -210,4 +243,45 @@ mod tests {
         let token = BearerToken::new("secret-token");
         assert!(!format!("{token:?}").contains("secret"));
     }
+}
+
+/// Identifiers go to and come from Postgres as `text`: written as they are, read back
+/// checked (a row that holds no valid id is refused, never trusted).
+mod sql {
+    use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
+
+    use super::{ItemId, ThreadId, UserId};
+
+    type BoxError = Box<dyn std::error::Error + Sync + Send>;
+
+    macro_rules! text_id {
+        ($name:ident) => {
+            impl ToSql for $name {
+                fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+                    self.as_str().to_sql(ty, out)
+                }
+
+                fn accepts(ty: &Type) -> bool {
+                    <&str as ToSql>::accepts(ty)
+                }
+
+                to_sql_checked!();
+            }
+
+            impl<'a> FromSql<'a> for $name {
+                fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+                    let text = <&str as FromSql>::from_sql(ty, raw)?;
+                    Ok($name::parse(text)?)
+                }
+
+                fn accepts(ty: &Type) -> bool {
+                    <&str as FromSql>::accepts(ty)
+                }
+            }
+        };
+    }
+
+    text_id!(ThreadId);
+    text_id!(ItemId);
+    text_id!(UserId);
 }

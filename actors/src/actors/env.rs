@@ -8,6 +8,7 @@ use actix::Addr;
 use crate::actors::persistence::{Persist, PersistenceActor};
 use crate::config::EngineSettings;
 use crate::error::EngineError;
+use crate::ids::ThreadId;
 use crate::mcp::{ServerHealth, ToolCatalog};
 use crate::model::ModelCatalog;
 use crate::store::cluster::{FencingToken, LeaseState};
@@ -28,7 +29,7 @@ pub(crate) struct EngineEnv {
 /// The right to write a thread: this instance's id and the lease's fencing token.
 #[derive(Clone, Debug)]
 pub(crate) struct Lease {
-    pub thread_id: String,
+    pub thread_id: ThreadId,
     pub instance_id: String,
     pub fencing: FencingToken,
 }

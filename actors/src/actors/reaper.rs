@@ -36,7 +36,7 @@ pub(crate) async fn reap(
         tokio::time::sleep(interval).await;
         match env
             .store
-            .load_item(lost.thread_id.as_str(), &lost.item_id)
+            .load_item(lost.thread_id.as_str(), lost.item_id.as_str())
             .await
         {
             Ok(Some(_)) => {

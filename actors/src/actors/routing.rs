@@ -7,7 +7,7 @@
 use actix::prelude::*;
 
 use crate::error::EngineError;
-use crate::ids::{ThreadId, UserId};
+use crate::ids::{ItemId, ThreadId, UserId};
 use crate::protocol::ThreadMeta;
 
 /// `message` for the actor of `thread_id`; answered with the actor's answer.
@@ -49,7 +49,7 @@ pub(crate) struct Retired {
 pub(crate) struct Unacknowledged {
     pub thread_id: ThreadId,
     pub user_id: UserId,
-    pub item_id: String,
+    pub item_id: ItemId,
 }
 
 /// A new thread whose input's commit was given up on: delete it if the commit completes late

@@ -153,9 +153,9 @@ impl Engine {
         };
         self.env
             .persist(vec![WriteOp::Feedback {
-                thread_id: params.thread_id.to_string(),
-                user_id: user_id.to_string(),
-                item_ids: params.item_ids.iter().map(|id| id.to_string()).collect(),
+                thread_id: params.thread_id.clone(),
+                user_id: user_id.clone(),
+                item_ids: params.item_ids.clone(),
                 kind: kind.to_string(),
             }])
             .await

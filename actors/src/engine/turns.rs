@@ -149,8 +149,7 @@ impl Engine {
             TurnRequest::Create { input } => {
                 let message = self.new_message(user_id, None, input, origin).await?;
                 let thread_id = ThreadId::generate();
-                let meta =
-                    ThreadMeta::new(thread_id.to_string(), user_id.to_string(), Timestamp::now());
+                let meta = ThreadMeta::new(thread_id.clone(), user_id.clone(), Timestamp::now());
                 (
                     TurnThread::New(thread_id, Box::new(meta)),
                     TurnInput::UserMessage(message),

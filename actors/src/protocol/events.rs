@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::items::{Annotation, AssistantMessageContent, ThreadItem};
 use super::thread::Thread;
+use crate::ids::ItemId;
 
 /// One event of a streamed response; serialized as `data: <json>\n\n` (protocol §1.3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,13 +19,13 @@ pub enum ThreadStreamEvent {
     ItemAdded { item: ThreadItem },
     #[serde(rename = "thread.item.updated")]
     ItemUpdated {
-        item_id: String,
+        item_id: ItemId,
         update: ThreadItemUpdate,
     },
     #[serde(rename = "thread.item.done")]
     ItemDone { item: ThreadItem },
     #[serde(rename = "thread.item.removed")]
-    ItemRemoved { item_id: String },
+    ItemRemoved { item_id: ItemId },
     #[serde(rename = "thread.item.replaced")]
     ItemReplaced { item: ThreadItem },
     #[serde(rename = "stream_options")]

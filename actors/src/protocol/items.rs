@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::time::Timestamp;
+use crate::ids::{ItemId, ThreadId};
 use crate::literal_tag;
 
 /// One entry of a thread's transcript.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ThreadItem {
-    pub id: String,
-    pub thread_id: String,
+    pub id: ItemId,
+    pub thread_id: ThreadId,
     pub created_at: Timestamp,
     #[serde(flatten)]
     pub body: ItemBody,

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::items::ThreadItem;
 use super::page::Page;
 use super::time::Timestamp;
+use crate::ids::{ThreadId, UserId};
 
 /// protocol §2.2 `ThreadStatus`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,8 +27,8 @@ pub enum ThreadStatus {
 /// What we store about a thread. `user_id` is the owner; it never goes on the wire.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ThreadMeta {
-    pub id: String,
-    pub user_id: String,
+    pub id: ThreadId,
+    pub user_id: UserId,
     pub created_at: Timestamp,
     pub title: Option<String>,
     pub status: ThreadStatus,
@@ -37,7 +38,7 @@ pub struct ThreadMeta {
 }
 
 impl ThreadMeta {
-    pub fn new(id: String, user_id: String, created_at: Timestamp) -> Self {
+    pub fn new(id: ThreadId, user_id: UserId, created_at: Timestamp) -> Self {
         ThreadMeta {
             id,
             user_id,
@@ -53,7 +54,7 @@ impl ThreadMeta {
     pub fn to_wire<I>(&self, items: Page<I>) -> Thread<I> {
         Thread {
             title: self.title.clone(),
-            id: self.id.clone(),
+            id: self.id.to_string(),
             created_at: self.created_at,
             status: self.status.clone(),
             allowed_image_domains: self.allowed_image_domains.clone(),

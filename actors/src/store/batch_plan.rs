@@ -55,7 +55,7 @@ pub(super) fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
     let mut queues: Vec<(&str, VecDeque<&WriteOp>)> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     for op in ops {
-        let thread = op.thread_id();
+        let thread = op.thread_id().as_str();
         let at = *index.entry(thread).or_insert_with(|| {
             queues.push((thread, Default::default()));
             queues.len() - 1

@@ -27,6 +27,7 @@ pub use schema::SchemaName;
 use sql::Sql;
 pub(crate) use writes::WriteOp;
 
+use crate::ids::ThreadId;
 use crate::protocol::{Order, Page, ThreadItem, ThreadMeta, ThreadStatus, Timestamp};
 
 /// An item as stored: its exact wire JSON plus what we index.
@@ -299,7 +300,7 @@ impl Store {
             Ok(self
                 .thread_on(&client, thread_id)
                 .await?
-                .filter(|t| t.user_id == user_id))
+                .filter(|t| t.user_id.as_str() == user_id))
         })
         .await
     }
@@ -326,7 +327,7 @@ impl Store {
                 .iter()
                 .map(thread_from_row)
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok(page_from(&mut threads, limit, |t| t.id.clone()))
+            Ok(page_from(&mut threads, limit, |t| t.id.to_string()))
         })
         .await
     }
@@ -362,7 +363,7 @@ impl Store {
             let Some(meta) = self
                 .thread_on(&client, thread_id)
                 .await?
-                .filter(|t| t.user_id == user_id)
+                .filter(|t| t.user_id.as_str() == user_id)
             else {
                 return Ok(None);
             };
@@ -551,9 +552,10 @@ fn thread_from_row(row: &tokio_postgres::Row) -> Result<ThreadMeta, StoreError> 
         _ => serde_json::Map::new(),
     };
     let created: chrono::NaiveDateTime = row.get(2);
+    let invalid = |what: &str| StoreError::Corrupt(format!("thread {id}: invalid {what}"));
     Ok(ThreadMeta {
-        id: id.clone(),
-        user_id: row.get(1),
+        id: ThreadId::parse(id.as_str()).map_err(|_| invalid("id"))?,
+        user_id: row.try_get(1).map_err(|_| invalid("user id"))?,
         created_at: Timestamp::from_naive(created),
         title: row.get(3),
         status,

@@ -9,6 +9,7 @@ use super::batch_plan::{plan, thread_json, Step};
 use super::cluster::{FencingToken, LeaseState};
 use super::sql::{Ready, Sql};
 use super::StoreError;
+use crate::ids::{ItemId, ThreadId, UserId};
 use crate::protocol::{ThreadItem, ThreadMeta, Timestamp};
 
 /// One change to the database. A batch of them from many threads commits together.
@@ -20,46 +21,46 @@ pub enum WriteOp {
     /// Insert or replace an item (upsert: protocol §8.5 re-inserts items on `done`).
     PutItem(ItemRecord),
     DeleteItems {
-        thread_id: String,
-        item_ids: Vec<String>,
+        thread_id: ThreadId,
+        item_ids: Vec<ItemId>,
     },
     DeleteThread {
-        thread_id: String,
+        thread_id: ThreadId,
     },
     /// The first op of every batch a thread actor sends: the write only counts if the actor
     /// still holds the thread's lease (fencing), and it records the thread's state.
     LeaseCheck {
-        thread_id: String,
+        thread_id: ThreadId,
         instance_id: String,
         fencing: FencingToken,
         state: LeaseState,
     },
     /// The lease of a thread created now (right after its `InsertThread`).
     InsertLease {
-        thread_id: String,
+        thread_id: ThreadId,
         instance_id: String,
     },
     /// Deletes every item after this one (retry, protocol §3.4).
     DeleteItemsAfter {
-        thread_id: String,
-        item_id: String,
+        thread_id: ThreadId,
+        item_id: ItemId,
     },
     /// Sets a generated title unless the thread got one meanwhile (a rename wins).
     SetTitleIfUntitled {
-        thread_id: String,
+        thread_id: ThreadId,
         title: String,
     },
     Feedback {
-        thread_id: String,
-        user_id: String,
-        item_ids: Vec<String>,
+        thread_id: ThreadId,
+        user_id: UserId,
+        item_ids: Vec<ItemId>,
         kind: String,
     },
     /// Stamps the user's uploaded attachments with the thread whose message carries them
     /// (protocol §3.1), in the message's transaction.
     LinkAttachments {
-        thread_id: String,
-        user_id: String,
+        thread_id: ThreadId,
+        user_id: UserId,
         attachment_ids: Vec<String>,
     },
 }
@@ -67,8 +68,8 @@ pub enum WriteOp {
 /// An item ready to store: its wire JSON serialized once.
 #[derive(Clone, Debug)]
 pub struct ItemRecord {
-    pub thread_id: String,
-    pub id: String,
+    pub thread_id: ThreadId,
+    pub id: ItemId,
     pub created_at: Timestamp,
     pub kind: &'static str,
     pub body: String,
@@ -86,7 +87,7 @@ impl WriteOp {
     }
 
     /// The thread this op writes.
-    pub(crate) fn thread_id(&self) -> &str {
+    pub(crate) fn thread_id(&self) -> &ThreadId {
         match self {
             WriteOp::InsertThread(t) | WriteOp::UpdateThread(t) => &t.id,
             WriteOp::PutItem(r) => &r.thread_id,

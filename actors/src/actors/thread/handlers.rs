@@ -184,7 +184,7 @@ impl Handler<Delete> for ThreadActor {
                 }
                 let env = act.env.clone();
                 let delete = WriteOp::DeleteThread {
-                    thread_id: act.thread_id.to_string(),
+                    thread_id: act.thread_id.clone(),
                 };
                 Box::pin(
                     async move {

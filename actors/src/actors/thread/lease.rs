@@ -26,7 +26,7 @@ impl ThreadActor {
     /// This actor's lease, with `fencing`.
     pub(super) fn lease_with(&self, fencing: FencingToken) -> Lease {
         Lease {
-            thread_id: self.thread_id.to_string(),
+            thread_id: self.thread_id.clone(),
             instance_id: self.env.settings.cluster.instance_id.clone(),
             fencing,
         }

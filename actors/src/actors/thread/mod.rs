@@ -26,7 +26,7 @@ use super::routing::{ReapIfCommittedLate, RegistryLink, Retired, Unacknowledged}
 use super::turn::{run_turn, AfterTurn, TurnEnd, TurnJob, TurnOutcome, TurnStart};
 use crate::actors::env::EngineEnv;
 use crate::error::EngineError;
-use crate::ids::{ThreadId, UserId};
+use crate::ids::{ItemId, ThreadId, UserId};
 use crate::mcp::McpSessions;
 use crate::protocol::{ThreadMeta, ThreadStreamEvent};
 use crate::store::cluster::{FencingToken, LeaseState};
@@ -163,7 +163,7 @@ impl ThreadActor {
             return Err(self.load_error.clone().unwrap_or(EngineError::Retired));
         }
         match &mut self.state {
-            ThreadState::Ready(live) if live.meta.user_id == user_id.as_str() => Ok(live),
+            ThreadState::Ready(live) if live.meta.user_id == *user_id => Ok(live),
             ThreadState::Ready(_) => Err(EngineError::ThreadNotFound),
             ThreadState::Unloaded | ThreadState::Gone => Err(EngineError::Retired),
         }
@@ -222,7 +222,7 @@ impl ThreadActor {
         let (accepted, accepted_rx) = oneshot::channel();
         let job = TurnJob {
             env: self.env.clone(),
-            thread_id: self.thread_id.to_string(),
+            thread_id: self.thread_id.clone(),
             plan,
             events: tx.clone(),
             accepted,
@@ -303,18 +303,16 @@ impl ThreadActor {
     }
 
     /// A new thread whose input's commit was given up on: deleted if it completes late.
-    fn reap_if_committed_late(&self, item_id: String) {
+    fn reap_if_committed_late(&self, item_id: ItemId) {
         let ThreadState::Ready(live) = &self.state else {
             return;
         };
-        if let Ok(user_id) = UserId::parse(live.meta.user_id.clone()) {
-            let lost = Unacknowledged {
-                thread_id: self.thread_id.clone(),
-                user_id,
-                item_id,
-            };
-            self.registry.reap.do_send(ReapIfCommittedLate(lost));
-        }
+        let lost = Unacknowledged {
+            thread_id: self.thread_id.clone(),
+            user_id: live.meta.user_id.clone(),
+            item_id,
+        };
+        self.registry.reap.do_send(ReapIfCommittedLate(lost));
     }
 }
 

@@ -3,7 +3,7 @@
 //! model sees. A pure function: the actor runs the plan, tests read it.
 
 use crate::error::{EngineError, InactiveStatus};
-use crate::ids::{new_id, prefix};
+use crate::ids::{prefix, ItemId};
 use crate::model::history_messages;
 use crate::protocol::{
     Attachment, InferenceOptions, ItemBody, Page, ThreadItem, ThreadMeta, ThreadStatus,
@@ -129,7 +129,7 @@ fn plan_message(
     let attachments: Vec<Attachment> = attachments
         .into_iter()
         .map(|a| Attachment {
-            thread_id: Some(thread.meta.id.clone()),
+            thread_id: Some(thread.meta.id.to_string()),
             ..a
         })
         .collect();
@@ -139,7 +139,7 @@ fn plan_message(
         attachment_ids: attachments.iter().map(|a| a.id.clone()).collect(),
     });
     let item = ThreadItem {
-        id: new_id(prefix::MESSAGE),
+        id: ItemId::generate(prefix::MESSAGE),
         thread_id: thread.meta.id.clone(),
         created_at: Timestamp::now_after(plan.last_created_at),
         body: ItemBody::UserMessage(UserMessage {
@@ -192,7 +192,7 @@ fn plan_tool_output(
         }
         _ => return Err(no_pending_call()),
     }
-    let stale: Vec<String> = thread
+    let stale: Vec<ItemId> = thread
         .history
         .iter()
         .rev()
@@ -242,7 +242,7 @@ fn plan_retry(
         .collect();
     plan.prelude_ops.push(WriteOp::DeleteItemsAfter {
         thread_id: thread.meta.id.clone(),
-        item_id: item_id.to_string(),
+        item_id: item_id.clone(),
     });
     model_items.truncate(position + 1);
     plan.last_created_at = model_items.last().map(|i| i.created_at);

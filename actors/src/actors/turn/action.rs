@@ -16,7 +16,7 @@ use super::ACTION_FAILED;
 use super::{put_or_append, PlannedAction, WidgetAction};
 use crate::actors::env::{EngineEnv, Lease};
 use crate::error::EngineError;
-use crate::ids::{new_id, prefix, BearerToken};
+use crate::ids::{prefix, BearerToken, ItemId};
 use crate::mcp::{McpServerConfig, McpSessions, ToolResult};
 use crate::metrics::METRICS;
 use crate::model::history_messages;
@@ -46,7 +46,7 @@ fn action_record(
         action.action_type, sender.id, action.spec.tool
     );
     ThreadItem {
-        id: new_id(prefix::MESSAGE),
+        id: ItemId::generate(prefix::MESSAGE),
         thread_id: sender.thread_id.clone(),
         created_at,
         body: ItemBody::HiddenContext(HiddenContextItem {
@@ -95,7 +95,7 @@ pub(crate) async fn run_sync_action(
         tool: &spec.tool.tool,
     };
     let mut sessions = McpSessions::new(env.tool_catalog.clone());
-    let thread_id = sender.thread_id.as_str();
+    let thread_id = &sender.thread_id;
     let caller = Caller {
         thread_id,
         health: &env.mcp_health,
@@ -317,7 +317,7 @@ impl TurnRun<'_> {
     }
 
     /// The tool failed: the sender goes back to what it was (if progress changed it).
-    async fn action_failed(&mut self, shown: Value, item_id: &str, original: &Value) -> Ended {
+    async fn action_failed(&mut self, shown: Value, item_id: &ItemId, original: &Value) -> Ended {
         METRICS.widget_actions.with_label_values(&["failed"]).inc();
         if !shown.is_null() && &shown != original {
             self.restore_widget(item_id, original).await;

@@ -11,7 +11,7 @@ use super::choice::{offer, Offer, TurnToolChoice};
 use super::events::{AnswerInProgress, EventWriter, WorkflowInProgress};
 use super::round::{RequestedCall, Round, ToolStep};
 use crate::actors::env::{EngineEnv, Lease};
-use crate::ids::{new_id, prefix, BearerToken};
+use crate::ids::{prefix, BearerToken, ItemId, ThreadId};
 use crate::mcp::McpSessions;
 use crate::mcp::{OfferedTool, OfferedTools};
 use crate::model::{ChatMessage, ModelClient, ModelError, ModelStream, ToolCallRequest, ToolSpec};
@@ -59,7 +59,7 @@ pub(super) struct HeadStart {
 /// The state of the agent part of a turn.
 pub(super) struct TurnRun<'a> {
     pub env: Arc<EngineEnv>,
-    pub thread_id: String,
+    pub thread_id: ThreadId,
     pub writer: EventWriter<'a>,
     /// The newest `created_at` handed out: new items sort after it.
     pub floor: Option<Timestamp>,
@@ -282,7 +282,7 @@ impl TurnRun<'_> {
             _ => json!({}),
         };
         let item = ThreadItem {
-            id: new_id(prefix::TOOL_CALL),
+            id: ItemId::generate(prefix::TOOL_CALL),
             thread_id: self.thread_id.clone(),
             created_at: self.next_timestamp(),
             body: ItemBody::ClientToolCall(ClientToolCall {

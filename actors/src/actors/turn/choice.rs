@@ -31,7 +31,7 @@ pub(super) fn offer(
     choice: Option<&TurnToolChoice>,
     offered: OfferedTools,
     client_tools: &[ClientToolSpec],
-    thread_id: &str,
+    thread_id: &crate::ids::ThreadId,
 ) -> Offer {
     let menu = match choice {
         Some(TurnToolChoice::Menu(mode)) => Some(mode),

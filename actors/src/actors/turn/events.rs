@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::ids::{new_id, prefix};
+use crate::ids::{prefix, ItemId, ThreadId};
 use crate::protocol::{
     AssistantMessage, AssistantMessageContent, ItemBody, ThreadItem, ThreadItemUpdate,
     ThreadStreamEvent, Timestamp, Workflow, WorkflowItem, WorkflowKind,
@@ -17,7 +17,7 @@ use crate::protocol::{
 /// A workflow item being built: from tool calls (`custom`), or from the model's reasoning
 /// (`reasoning`: one `thought` task per paragraph of the reasoning text).
 pub(super) struct WorkflowInProgress {
-    pub id: String,
+    pub id: ItemId,
     pub kind: WorkflowKind,
     pub created_at: Timestamp,
     pub started: Instant,
@@ -108,7 +108,7 @@ struct DurationSummary {
 impl WorkflowInProgress {
     pub fn new(kind: WorkflowKind, created_at: Timestamp, tasks: Vec<WorkflowTask>) -> Self {
         WorkflowInProgress {
-            id: new_id(prefix::WORKFLOW),
+            id: ItemId::generate(prefix::WORKFLOW),
             kind,
             created_at,
             started: Instant::now(),
@@ -119,14 +119,14 @@ impl WorkflowInProgress {
     }
 
     /// The item, with its duration summary once `closed`.
-    pub fn item(&self, thread_id: &str, closed: bool) -> ThreadItem {
+    pub fn item(&self, thread_id: &ThreadId, closed: bool) -> ThreadItem {
         let summary = closed.then(|| {
             let duration = self.started.elapsed().as_secs();
             serde_json::to_value(DurationSummary { duration }).expect("a summary serializes")
         });
         ThreadItem {
             id: self.id.clone(),
-            thread_id: thread_id.to_string(),
+            thread_id: thread_id.clone(),
             created_at: self.created_at,
             body: ItemBody::Workflow(WorkflowItem {
                 workflow: Workflow {
@@ -170,8 +170,8 @@ impl<'a> EventWriter<'a> {
 
 /// The assistant message being streamed.
 pub(super) struct AnswerInProgress {
-    pub id: String,
-    pub thread_id: String,
+    pub id: ItemId,
+    pub thread_id: ThreadId,
     pub created_at: Timestamp,
     pub text: String,
     /// Citations of the text (protocol §7.4), in order.
@@ -181,10 +181,10 @@ pub(super) struct AnswerInProgress {
 }
 
 impl AnswerInProgress {
-    pub fn new(thread_id: &str) -> Self {
+    pub fn new(thread_id: &ThreadId) -> Self {
         AnswerInProgress {
-            id: new_id(prefix::MESSAGE),
-            thread_id: thread_id.to_string(),
+            id: ItemId::generate(prefix::MESSAGE),
+            thread_id: thread_id.clone(),
             created_at: Timestamp::now(),
             text: String::new(),
             annotations: Vec::new(),

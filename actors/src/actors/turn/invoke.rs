@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use crate::ids::BearerToken;
+use crate::ids::{BearerToken, ThreadId};
 use crate::mcp::{McpError, McpServerConfig, McpSessions, ProgressSink, ServerHealth, ToolResult};
 use crate::metrics::METRICS;
 
@@ -22,7 +22,7 @@ pub(super) struct ToolTarget<'a> {
 /// Who calls: the thread (for the log) and where a failing server is reported.
 #[derive(Clone, Copy)]
 pub(super) struct Caller<'a> {
-    pub thread_id: &'a str,
+    pub thread_id: &'a ThreadId,
     pub health: &'a Arc<ServerHealth>,
 }
 

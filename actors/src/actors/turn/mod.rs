@@ -34,7 +34,7 @@ use crate::attachments::model_input::{has_attachments, put_in_place};
 use crate::config::{ToolChoiceMode, ToolChoiceSpec};
 use crate::deadline::Deadline;
 use crate::error::EngineError;
-use crate::ids::{new_id, prefix, BearerToken};
+use crate::ids::{prefix, BearerToken, ItemId, ThreadId, UserId};
 use crate::mcp::McpSessions;
 use crate::metrics::METRICS;
 use crate::model::ChatMessage;
@@ -68,7 +68,7 @@ pub(crate) struct TurnStart {
 /// Everything a turn needs, prepared by the thread actor.
 pub(crate) struct TurnJob {
     pub env: Arc<EngineEnv>,
-    pub thread_id: String,
+    pub thread_id: ThreadId,
     /// What to write, announce and send the model (`thread/plan.rs`).
     pub plan: TurnPlan,
     pub events: mpsc::Sender<Bytes>,
@@ -95,7 +95,7 @@ pub(crate) enum TurnEnd {
     /// The input did not commit (in time): nothing was acknowledged, and memory may disagree
     /// with Postgres. For a new thread, its first item's id, for the actor to come back for
     /// if the commit completes late.
-    InputRefused { new_thread_item: Option<String> },
+    InputRefused { new_thread_item: Option<ItemId> },
     /// The input committed and the turn ran.
     Ran {
         changes: TurnChanges,
@@ -108,7 +108,7 @@ pub(crate) enum TurnEnd {
 pub(crate) struct TurnChanges {
     /// Committed items, in order (new ones appended, existing ids replaced).
     pub committed: Vec<ThreadItem>,
-    pub removed_ids: Vec<String>,
+    pub removed_ids: Vec<ItemId>,
     /// A generated title that was saved.
     pub title: Option<String>,
 }
@@ -204,7 +204,7 @@ struct TurnInputParts {
     ops: Vec<WriteOp>,
     events: Vec<ThreadStreamEvent>,
     model_input: Vec<ChatMessage>,
-    owner: String,
+    owner: UserId,
 }
 
 /// The turn's model (the picker's choice, validated when the message arrived; one removed
@@ -265,7 +265,7 @@ impl TurnRun<'_> {
             if has_attachments(&model_input) {
                 let settings = &env.settings.attachments;
                 if let Err(error) =
-                    put_in_place(&env.store, &owner, settings, &mut model_input).await
+                    put_in_place(&env.store, owner.as_str(), settings, &mut model_input).await
                 {
                     tracing::warn!(%thread_id, %error, "could not read the attachments for the model");
                     return Err(Ended::Failed);
@@ -356,7 +356,7 @@ impl TurnRun<'_> {
             items.push(answer.finish());
         }
         items.push(ThreadItem {
-            id: new_id(prefix::SDK_HIDDEN_CONTEXT),
+            id: ItemId::generate(prefix::SDK_HIDDEN_CONTEXT),
             thread_id: self.thread_id.clone(),
             created_at: self.next_timestamp(),
             body: ItemBody::SdkHiddenContext(SdkHiddenContext {

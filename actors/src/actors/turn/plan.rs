@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::config::WidgetActionSpec;
-use crate::ids::ItemId;
+use crate::ids::{ItemId, UserId};
 use crate::model::ChatMessage;
 use crate::protocol::{InferenceOptions, ThreadItem, ThreadMeta, ThreadStreamEvent, Timestamp};
 use crate::store::WriteOp;
@@ -33,12 +33,12 @@ pub(crate) struct TurnPlan {
     /// Items `prelude_ops` store, for the actor's history.
     pub prelude_items: Vec<ThreadItem>,
     /// Item ids `prelude_ops` delete.
-    pub removed_ids: Vec<String>,
+    pub removed_ids: Vec<ItemId>,
     /// The model's input: instructions and the history window (attachments as
     /// placeholders, filled in by the turn).
     pub model_input: Vec<ChatMessage>,
     /// The thread's user: only their attachments are read for the model.
-    pub owner: String,
+    pub owner: UserId,
     /// The model and tool choice of the newest user message in the window (protocol §7.2):
     /// a continuation (client tool output, retry) runs as that message asked.
     pub inference: InferenceOptions,

@@ -12,7 +12,7 @@ use super::invoke::{call_tool, forget_broken, model_arguments, open_session, Cal
 use super::round::RequestedCall;
 use super::widget_stream::{show_widget_state, widget_item, StreamedWidget};
 use crate::config::{McpServerConfig, ToolDisplay};
-use crate::ids::{new_id, prefix};
+use crate::ids::{prefix, ItemId};
 use crate::mcp::{McpError, OfferedTool, ToolOutput, ToolResult};
 use crate::protocol::ThreadStreamEvent;
 use crate::store::cluster::LeaseState;
@@ -251,7 +251,7 @@ impl TurnRun<'_> {
                 (Some(streamed), widget) => self.finish_streamed_widget(streamed, widget).await?,
                 (None, Some(widget)) => {
                     let created_at = self.next_timestamp();
-                    let id = new_id(prefix::MESSAGE);
+                    let id = ItemId::generate(prefix::MESSAGE);
                     let item = widget_item(&self.thread_id, id, created_at, widget);
                     self.commit_and_announce(item, LeaseState::Streaming)
                         .await?;

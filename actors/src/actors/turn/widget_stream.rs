@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::agent::{Ended, TurnRun};
 use super::events::EventWriter;
-use crate::ids::{new_id, prefix};
+use crate::ids::{prefix, ItemId, ThreadId};
 use crate::protocol::{
     ItemBody, ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, WidgetItem,
 };
@@ -18,7 +18,7 @@ use crate::widgets::{diff_widget, ToolWidget};
 /// `thread.item.added`, then updated.
 #[derive(Clone, Debug)]
 pub(super) struct StreamedWidget {
-    pub id: String,
+    pub id: ItemId,
     pub created_at: Timestamp,
     /// The state the client has.
     pub state: Value,
@@ -26,14 +26,14 @@ pub(super) struct StreamedWidget {
 
 /// A widget item of the thread.
 pub(super) fn widget_item(
-    thread_id: &str,
-    id: String,
+    thread_id: &ThreadId,
+    id: ItemId,
     created_at: Timestamp,
     widget: ToolWidget,
 ) -> ThreadItem {
     ThreadItem {
         id,
-        thread_id: thread_id.to_string(),
+        thread_id: thread_id.clone(),
         created_at,
         body: ItemBody::Widget(WidgetItem {
             widget: widget.widget,
@@ -46,7 +46,7 @@ pub(super) fn widget_item(
 /// against what the client has.
 pub(super) async fn show_widget_state(
     writer: &mut EventWriter<'_>,
-    thread_id: &str,
+    thread_id: &ThreadId,
     floor: &mut Option<Timestamp>,
     streamed: &mut Option<StreamedWidget>,
     state: Value,
@@ -55,7 +55,7 @@ pub(super) async fn show_widget_state(
         None => {
             let created_at = Timestamp::now_after(*floor);
             *floor = Some(created_at);
-            let id = new_id(prefix::MESSAGE);
+            let id = ItemId::generate(prefix::MESSAGE);
             let widget = ToolWidget {
                 widget: state.clone(),
                 copy_text: None,
@@ -114,9 +114,9 @@ impl TurnRun<'_> {
     }
 
     /// Puts the client's copy of a widget item back to its stored state.
-    pub(super) async fn restore_widget(&mut self, item_id: &str, original: &Value) {
+    pub(super) async fn restore_widget(&mut self, item_id: &ItemId, original: &Value) {
         let event = ThreadStreamEvent::ItemUpdated {
-            item_id: item_id.to_string(),
+            item_id: item_id.clone(),
             update: ThreadItemUpdate::WidgetRootUpdated {
                 widget: original.clone(),
             },
