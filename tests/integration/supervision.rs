@@ -374,57 +374,127 @@ async fn commits_waiting_for_an_absent_synchronous_standby_are_bounded_and_a_lat
 }
 
 /// Issue 24, defect 2: a request makes many waits on the database (an idle thread's actor
-/// takes the lease, loads the thread, commits the message); each alone fits within the 2 s
+/// loads the thread, takes the lease, commits the message); each alone fits within the 2 s
 /// deadline, but they share one: the answer (whatever it is) comes within it plus 0.5 s, not
-/// after the sum of the waits.
+/// after the sum of the waits. The database is slow, not stalled: every answer it sends is
+/// held back 250 ms on its way (a proxy on its socket).
 #[tokio::test]
 async fn a_request_has_one_deadline_shared_by_every_wait_it_makes() {
-    let pg = TestPostgres::start_private("stutter");
+    let pg = TestPostgres::start_private("slow");
+    let slow = SlowSocket::in_front_of(&pg);
     let server = TestServer::start_with(&[
-        ("CHATKIT__DATABASE__URL", &pg.url()),
+        ("CHATKIT__DATABASE__URL", &slow.url()),
         ("CHATKIT__DATABASE__OPERATION_TIMEOUT_SECS", "2"),
         ("CHATKIT__ACTORS__IDLE_TIMEOUT_SECS", "1"),
         ("CHATKIT__TITLES__ENABLED", "false"),
     ]);
     let alice = token("alice");
-    let first = create_thread(&server, &alice, "before the stutter").await;
+    let first = create_thread(&server, &alice, "before the slowness").await;
     first.assert_answered();
     let thread_id = first.thread_id();
     // The thread's actor retires when idle: the next message starts a cold one.
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
-    // The database runs 0.1 s out of every 1.6 s: each statement waits up to 1.5 s.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stutter = {
-        let stop = stop.clone();
-        let pg_pause = pg.pauser();
-        std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                pg_pause.pause();
-                std::thread::sleep(Duration::from_millis(1500));
-                pg_pause.resume();
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    slow.set_delay(Duration::from_millis(250));
     let asked = std::time::Instant::now();
     let response = reqwest::Client::new()
         .post(server.url("/chatkit"))
         .bearer_auth(&alice)
-        .body(add_message_request(&thread_id, "during the stutter").to_string())
+        .body(add_message_request(&thread_id, "while it is slow").to_string())
         .send()
         .await
         .expect("answered");
     let status = response.status().as_u16();
-    let waited = asked.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    stutter.join().unwrap();
-    pg.resume();
-    eprintln!("stutter: answered {status} after {waited:?}");
-    assert!(status == 200 || status == 503, "{status}");
+    eprintln!(
+        "slow database: answered {status} after {:?}",
+        asked.elapsed()
+    );
     answered_within_the_deadline(asked, "threads.add_user_message to an idle thread");
+    assert!(status == 200 || status == 503, "{status}");
     drop(response);
+    slow.set_delay(Duration::ZERO);
+    add_message(&server, &alice, &thread_id, "once it is fast again")
+        .await
+        .assert_answered();
     assert_eq!(server.log_count("panic"), 0);
+}
+
+/// A unix socket in front of a test cluster's that holds back every chunk the server sends
+/// by a delay (zero at first): a slow database, not a stalled one.
+struct SlowSocket {
+    dir: std::path::PathBuf,
+    url: String,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SlowSocket {
+    fn in_front_of(pg: &TestPostgres) -> SlowSocket {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let (real_dir, port) = pg.socket();
+        let real = real_dir.join(format!(".s.PGSQL.{port}"));
+        let dir = pg.dir.join("slow-socket");
+        std::fs::create_dir_all(&dir).unwrap();
+        let listener = UnixListener::bind(dir.join(format!(".s.PGSQL.{port}"))).unwrap();
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let delay = delay_ms.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = UnixStream::connect(&real) else {
+                    return;
+                };
+                let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || pipe(c, s, None));
+                let delay = delay.clone();
+                std::thread::spawn(move || pipe(server, client, Some(delay)));
+            }
+        });
+        let url = pg
+            .url()
+            .replace(real_dir.to_str().unwrap(), dir.to_str().unwrap());
+        assert_ne!(url, pg.url(), "the URL names the socket's directory");
+        SlowSocket { dir, url, delay_ms }
+    }
+
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    fn set_delay(&self, delay: Duration) {
+        let ms = delay.as_millis() as u64;
+        self.delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for SlowSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Copies `from` to `to`, each chunk held back by `delay` milliseconds when given.
+fn pipe(
+    mut from: std::os::unix::net::UnixStream,
+    mut to: std::os::unix::net::UnixStream,
+    delay: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) {
+    use std::io::{Read, Write};
+    let mut buffer = [0u8; 65536];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(delay) = &delay {
+            let ms = delay.load(std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }
 
 /// Issue 24, defect 2: a request has one deadline from its arrival, shared by every wait
