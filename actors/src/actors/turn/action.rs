@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::agent::{Ended, TurnRun};
 use super::invoke::{call_tool, forget_broken, open_session, Caller, ToolTarget};
+use super::run::{Ended, TurnRun};
 use super::tools::PROGRESS_BUFFER;
 use super::widget_stream::{show_widget_state, StreamedWidget};
 use super::ACTION_FAILED;

@@ -3,51 +3,22 @@
 //! committed before its `thread.item.done` leaves.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::choice::{offer, Offer, TurnToolChoice};
-use super::events::{AnswerInProgress, EventWriter, WorkflowInProgress};
+use super::choice::{offer, Offer};
+use super::events::{AnswerInProgress, WorkflowInProgress};
 use super::round::{RequestedCall, Round, ToolStep};
-use crate::actors::env::{EngineEnv, Lease};
-use crate::ids::{prefix, BearerToken, ItemId, ThreadId};
-use crate::mcp::McpSessions;
+use super::run::{Ended, TurnRun};
+use crate::ids::{prefix, ItemId};
 use crate::mcp::{OfferedTool, OfferedTools};
-use crate::model::{ChatMessage, ModelClient, ModelError, ModelStream, ToolCallRequest, ToolSpec};
+use crate::model::{ChatMessage, ModelError, ModelStream, ToolCallRequest, ToolSpec};
 use crate::protocol::{
     AssistantMessageContent, ClientToolCall, ItemBody, ThreadItem, ThreadItemUpdate,
-    ThreadStreamEvent, Timestamp, ToolCallStatus, WorkflowKind,
+    ThreadStreamEvent, ToolCallStatus, WorkflowKind,
 };
 use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
-
-/// How the agent part of a turn ended.
-pub(super) enum Ended {
-    /// Answered (with text, or a pending client tool call).
-    Answered,
-    /// The client left; `partial` is the answer being streamed, if any.
-    Cancelled { partial: Option<AnswerInProgress> },
-    /// The model or a tool server failed: one in-band error.
-    Failed,
-    /// A commit failed: in-band error, and the actor reloads.
-    CommitFailed,
-    /// A widget action's tool failed: in-band error, nothing written.
-    ActionFailed,
-}
-
-impl Ended {
-    /// The `outcome` label of the turns metric.
-    pub(super) fn label(&self) -> &'static str {
-        match self {
-            Ended::Answered => "answered",
-            Ended::Cancelled { .. } => "cancelled",
-            Ended::Failed => "failed",
-            Ended::CommitFailed => "commit_failed",
-            Ended::ActionFailed => "action_failed",
-        }
-    }
-}
 
 /// What the turn starts while its input commits: the tools offered and the first model call.
 pub(super) struct HeadStart {
@@ -56,33 +27,7 @@ pub(super) struct HeadStart {
     first: Result<ModelStream, ModelError>,
 }
 
-/// The state of the agent part of a turn.
-pub(super) struct TurnRun<'a> {
-    pub env: Arc<EngineEnv>,
-    pub thread_id: ThreadId,
-    pub writer: EventWriter<'a>,
-    /// The newest `created_at` handed out: new items sort after it.
-    pub floor: Option<Timestamp>,
-    /// Items committed by the turn, for the actor's history.
-    pub committed: Vec<ThreadItem>,
-    pub mcp: McpSessions,
-    pub token: Option<BearerToken>,
-    pub lease: Lease,
-    pub started: Instant,
-    pub first_token_seen: bool,
-    /// The model of this turn (the picker's choice, or the default).
-    pub model: ModelClient,
-    /// The tool menu's choice for this turn, if any.
-    pub tool_choice: Option<TurnToolChoice>,
-}
-
 impl TurnRun<'_> {
-    pub(super) fn next_timestamp(&mut self) -> Timestamp {
-        let t = Timestamp::now_after(self.floor);
-        self.floor = Some(t);
-        t
-    }
-
     /// Lists the tools and starts the first model call; the turn runs this while its input
     /// commits, so the model's time to first byte overlaps the commit. Nothing of it reaches
     /// the client before the commit: the stream is only read by [`TurnRun::agent`].

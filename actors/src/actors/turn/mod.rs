@@ -18,6 +18,7 @@ mod events;
 mod invoke;
 mod plan;
 mod round;
+mod run;
 mod titles;
 mod tools;
 mod widget_stream;
@@ -46,10 +47,10 @@ use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
 
 pub(crate) use action::run_sync_action;
-use agent::{Ended, TurnRun};
 use choice::TurnToolChoice;
 use events::{AnswerInProgress, EventWriter};
 pub(crate) use plan::{put_or_append, PlannedAction, TurnPlan, WidgetAction};
+use run::{Ended, TurnRun};
 use titles::save_title;
 
 /// What the client reads when a widget action's tool failed (details are logged).

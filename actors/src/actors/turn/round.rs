@@ -4,8 +4,8 @@
 
 use futures::StreamExt;
 
-use super::agent::{Ended, TurnRun};
 use super::events::{begin_answer, AnswerInProgress, WorkflowInProgress};
+use super::run::{Ended, TurnRun};
 use crate::ids::{new_id, prefix};
 use crate::metrics::METRICS;
 use crate::model::{ChatMessage, ModelError, ModelEvent, ModelStream, ToolSpec};

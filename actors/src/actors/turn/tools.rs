@@ -6,10 +6,10 @@
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::agent::{Ended, TurnRun};
 use super::events::{WorkflowInProgress, WorkflowTask};
 use super::invoke::{call_tool, forget_broken, model_arguments, open_session, Caller, ToolTarget};
 use super::round::RequestedCall;
+use super::run::{Ended, TurnRun};
 use super::widget_stream::{show_widget_state, widget_item, StreamedWidget};
 use crate::config::{McpServerConfig, ToolDisplay};
 use crate::ids::{prefix, ItemId};

@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use super::agent::{Ended, TurnRun};
 use super::events::EventWriter;
+use super::run::{Ended, TurnRun};
 use crate::ids::{prefix, ItemId, ThreadId};
 use crate::protocol::{
     ItemBody, ThreadItem, ThreadItemUpdate, ThreadStreamEvent, Timestamp, WidgetItem,

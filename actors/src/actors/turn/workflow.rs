@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use super::agent::{Ended, TurnRun};
 use super::events::{thoughts, WorkflowInProgress, WorkflowTask, THOUGHT_UPDATE_INTERVAL};
+use super::run::{Ended, TurnRun};
 use crate::protocol::{ThreadItemUpdate, ThreadStreamEvent, WorkflowKind};
 use crate::store::cluster::LeaseState;
 

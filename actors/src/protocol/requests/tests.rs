@@ -55,7 +55,7 @@ mod cases {
 
     #[test]
     fn long_unknown_op_names_are_cut_on_a_character_boundary() {
-        // Byte 64 falls inside "é": cutting there used to panic.
+        // Byte 64 falls inside "é": the cut must move to a character boundary.
         let name = format!("{}é{}", "a".repeat(63), "z".repeat(100));
         let body = serde_json::json!({ "type": name, "params": {} }).to_string();
         match ChatKitRequest::parse(body.as_bytes()) {
