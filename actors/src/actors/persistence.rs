@@ -197,6 +197,7 @@ fn clone_error(error: &StoreError) -> StoreError {
         StoreError::Query(m) => StoreError::Query(m.clone()),
         StoreError::CursorNotFound => StoreError::CursorNotFound,
         StoreError::LeaseLost => StoreError::LeaseLost,
+        StoreError::AttachmentTaken => StoreError::AttachmentTaken,
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
     }
 }
