@@ -104,6 +104,10 @@ impl From<StoreError> for EngineError {
             StoreError::Unavailable(m) | StoreError::TimedOut(m) => EngineError::Unavailable(m),
             StoreError::CursorNotFound => EngineError::CursorNotFound,
             StoreError::LeaseLost => EngineError::Unavailable("lease lost".into()),
+            // Like any attachment id a message may not carry (engine/attachments.rs).
+            StoreError::AttachmentTaken => EngineError::InvalidInput(
+                "an attachment of this message belongs to another thread or was deleted".into(),
+            ),
             StoreError::Query(m) | StoreError::Corrupt(m) => EngineError::Internal(m),
         }
     }

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod attachment_races;
 mod attachments;
 mod auth;
 mod bad_input;

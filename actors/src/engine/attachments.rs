@@ -77,21 +77,19 @@ impl Engine {
             ));
         }
         self.check_size(params.size as u64)?;
-        self.check_quota(user_id, params.size as u64).await?;
         let id = AttachmentId::generate();
         let kind = media::kind_of(&mime);
-        self.env
-            .store
-            .insert_attachment(&NewAttachment {
-                id: id.as_str(),
-                user_id: user_id.as_str(),
-                name,
-                mime_type: &mime,
-                kind,
-                declared_size: params.size,
-                upload_token: None,
-            })
-            .await?;
+        // The declared size is reserved against the quota now; the upload must match it.
+        self.insert_within_quota(&NewAttachment {
+            id: id.as_str(),
+            user_id: user_id.as_str(),
+            name,
+            mime_type: &mime,
+            kind,
+            declared_size: params.size,
+            upload_token: None,
+        })
+        .await?;
         let expires = unix_now() + self.attachment_settings().upload_url_ttl.as_secs() as i64;
         let upload = UploadDescriptor {
             url: self

@@ -94,6 +94,24 @@ fn upload_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
+/// What an upload's bytes must match, and where they go.
+struct Target<'a> {
+    id: &'a str,
+    /// The declared type, which the content must be.
+    mime: &'a str,
+    /// The size `attachments.create` declared (and reserved): the upload must have it.
+    declared: Option<i64>,
+    /// A direct upload's quota, against which its bytes are reserved as they are written.
+    reserve: Option<Reservation<'a>>,
+}
+
+struct Reservation<'a> {
+    user_id: &'a str,
+    /// The upload's claim.
+    token: &'a str,
+    quota: u64,
+}
+
 fn size_mismatch(total: u64, declared: i64) -> EngineError {
     EngineError::InvalidInput(format!(
         "the upload has {}{total} bytes, but attachments.create declared {declared}",
@@ -171,9 +189,13 @@ impl Engine {
             Claim::Missing => return Err(EngineError::AttachmentNotFound),
         }
         let claim = ClaimGuard::new(&self.env.store, id.as_str(), &token, false);
-        let size = self
-            .receive(id.as_str(), &row.mime_type, Some(row.declared_size), body)
-            .await?;
+        let target = Target {
+            id: id.as_str(),
+            mime: &row.mime_type,
+            declared: Some(row.declared_size),
+            reserve: None,
+        };
+        let size = self.receive(&target, body).await?;
         claim.finish(size, EngineError::UploadInProgress).await?;
         Ok(self.wire_row(&row, origin))
     }
@@ -205,29 +227,32 @@ impl Engine {
         self.refuse_if_disabled("attachment upload")?;
         let name = checked_name(name)?;
         let mime = self.accepted_type(declared_type, name)?;
-        let used = self.check_quota(user_id, 0).await?;
         let id = AttachmentId::generate();
         let kind = media::kind_of(&mime);
         let token = upload_token();
-        self.env
-            .store
-            .insert_attachment(&NewAttachment {
-                id: id.as_str(),
-                user_id: user_id.as_str(),
-                name,
-                mime_type: &mime,
-                kind,
-                declared_size: 0,
-                upload_token: Some(&token),
-            })
-            .await?;
+        // Created claimed, with no bytes reserved: refused only when the user is at the quota.
+        self.insert_within_quota(&NewAttachment {
+            id: id.as_str(),
+            user_id: user_id.as_str(),
+            name,
+            mime_type: &mime,
+            kind,
+            declared_size: 0,
+            upload_token: Some(&token),
+        })
+        .await?;
         let claim = ClaimGuard::new(&self.env.store, id.as_str(), &token, true);
-        let size = self.receive(id.as_str(), &mime, None, body).await?;
-        if let Some(quota) = self.quota() {
-            if used + size as u64 > quota {
-                return Err(EngineError::QuotaExceeded(quota));
-            }
-        }
+        let target = Target {
+            id: id.as_str(),
+            mime: &mime,
+            declared: None,
+            reserve: self.quota().map(|quota| Reservation {
+                user_id: user_id.as_str(),
+                token: &token,
+                quota,
+            }),
+        };
+        let size = self.receive(&target, body).await?;
         claim.finish(size, EngineError::AttachmentNotFound).await?;
         Ok(self.wire(id.as_str(), name, &mime, kind, None, None, origin))
     }
@@ -235,15 +260,9 @@ impl Engine {
     /// Reads `body` to its end, checking size and content as it goes and storing it in
     /// chunks; returns its size. The caller holds the upload's claim (dropped on error, which
     /// removes what was stored).
-    async fn receive(
-        &self,
-        id: &str,
-        mime: &str,
-        declared: Option<i64>,
-        mut body: UploadBody,
-    ) -> Result<i64, EngineError> {
+    async fn receive(&self, target: &Target<'_>, mut body: UploadBody) -> Result<i64, EngineError> {
         let max = self.attachment_settings().max_bytes;
-        let mut check = media::ContentCheck::new(mime);
+        let mut check = media::ContentCheck::new(target.mime);
         let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK_BYTES);
         let mut seq: i32 = 0;
         let mut total: u64 = 0;
@@ -253,7 +272,7 @@ impl Engine {
             if total > max {
                 return Err(EngineError::AttachmentTooLarge(max));
             }
-            if let Some(declared) = declared {
+            if let Some(declared) = target.declared {
                 if total > declared as u64 {
                     return Err(size_mismatch(total, declared));
                 }
@@ -268,22 +287,52 @@ impl Engine {
                 buffer.extend_from_slice(now);
                 rest = later;
                 if buffer.len() == CHUNK_BYTES {
-                    self.env.store.insert_chunk(id, seq, &buffer).await?;
+                    self.write_chunk(target, seq, &buffer).await?;
                     buffer.clear();
                     seq += 1;
                 }
             }
         }
-        if let Some(declared) = declared {
+        if let Some(declared) = target.declared {
             if total != declared as u64 {
                 return Err(size_mismatch(total, declared));
             }
         }
         check.finish().map_err(EngineError::UnsupportedMediaType)?;
         if !buffer.is_empty() {
-            self.env.store.insert_chunk(id, seq, &buffer).await?;
+            self.write_chunk(target, seq, &buffer).await?;
         }
         Ok(total as i64)
+    }
+
+    /// Writes chunk `seq`. A direct upload first reserves the bytes stored with it against
+    /// the user's quota, so they never exceed it, even while other uploads run.
+    async fn write_chunk(
+        &self,
+        target: &Target<'_>,
+        seq: i32,
+        chunk: &[u8],
+    ) -> Result<(), EngineError> {
+        if let Some(reserve) = &target.reserve {
+            let stored = seq as i64 * CHUNK_BYTES as i64 + chunk.len() as i64;
+            let reserved = self
+                .env
+                .store
+                .reserve_upload(
+                    target.id,
+                    reserve.token,
+                    reserve.user_id,
+                    stored,
+                    as_i64(reserve.quota),
+                )
+                .await?;
+            // (False also when the claim was lost, which the final write would report.)
+            if !reserved {
+                return Err(EngineError::QuotaExceeded(reserve.quota));
+            }
+        }
+        self.env.store.insert_chunk(target.id, seq, chunk).await?;
+        Ok(())
     }
 
     /// `attachments.max_bytes_per_user`, if any.
@@ -291,26 +340,30 @@ impl Engine {
         Some(self.attachment_settings().max_bytes_per_user).filter(|q| *q > 0)
     }
 
-    /// Refuses `more` bytes the user's attachments cannot take; answers what they take now.
-    pub(super) async fn check_quota(
+    /// Stores a new attachment, within the user's quota if there is one: the count and the
+    /// insert are one step (`store/quota.rs`), so concurrent requests cannot both fit.
+    pub(super) async fn insert_within_quota(
         &self,
-        user_id: &UserId,
-        more: u64,
-    ) -> Result<u64, EngineError> {
+        new: &NewAttachment<'_>,
+    ) -> Result<(), EngineError> {
         let Some(quota) = self.quota() else {
-            return Ok(0);
+            return Ok(self.env.store.insert_attachment(new).await?);
         };
-        let used = self
+        if self
             .env
             .store
-            .user_attachment_bytes(user_id.as_str())
+            .insert_attachment_within(new, as_i64(quota))
             .await?
-            .max(0) as u64;
-        if used + more > quota || used >= quota {
-            return Err(EngineError::QuotaExceeded(quota));
+        {
+            Ok(())
+        } else {
+            Err(EngineError::QuotaExceeded(quota))
         }
-        Ok(used)
     }
+}
+
+fn as_i64(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 /// Counts an upload's outcome (`chatkit_attachment_uploads_total`).

@@ -187,23 +187,6 @@ impl Store {
         .await
     }
 
-    /// Bytes the user's attachments take or were announced to take.
-    pub(crate) async fn user_attachment_bytes(&self, user_id: &str) -> Result<i64, StoreError> {
-        self.timed("user_attachment_bytes", async move {
-            let client = self.pool.get().await?;
-            Ok(self
-                .sql(&client)
-                .query_one(
-                    "SELECT coalesce(sum(greatest(declared_size, coalesce(size, 0))), 0)::bigint
-                 FROM attachments WHERE user_id = $1",
-                    &[(&user_id, Type::TEXT)],
-                )
-                .await?
-                .get(0))
-        })
-        .await
-    }
-
     /// Claims the upload of a created attachment for the upload `token`: refused when it was
     /// uploaded, or while another upload of it is younger than `stale_after` (an older one
     /// was abandoned: its chunks go).

@@ -22,6 +22,10 @@ pub enum StoreError {
     /// the thread now.
     #[error("the thread's lease is held by another instance")]
     LeaseLost,
+    /// A message named an attachment that another thread took meanwhile, or that is gone:
+    /// its write was not stored.
+    #[error("an attachment of the message belongs to another thread or is gone")]
+    AttachmentTaken,
     /// Stored JSON that no longer parses: a bug or a manual edit.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -29,11 +33,15 @@ pub enum StoreError {
 
 /// What `leases_held` (sql/0007) raises when a write's thread is leased by another instance.
 const LEASE_LOST_SQLSTATE: &str = "CK001";
+/// What `attachments_linked` (sql/0008) raises when a message's attachment went elsewhere.
+const ATTACHMENT_TAKEN_SQLSTATE: &str = "CK002";
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        if error.code().map(|code| code.code()) == Some(LEASE_LOST_SQLSTATE) {
-            return StoreError::LeaseLost;
+        match error.code().map(|code| code.code()) {
+            Some(LEASE_LOST_SQLSTATE) => return StoreError::LeaseLost,
+            Some(ATTACHMENT_TAKEN_SQLSTATE) => return StoreError::AttachmentTaken,
+            _ => {}
         }
         // Connection trouble (08…), operator intervention such as a terminated backend or a
         // shutting-down server (57…), and resource exhaustion (53…) are transient; so is a

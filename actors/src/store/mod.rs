@@ -9,6 +9,7 @@ mod batch_plan;
 pub(crate) mod cluster;
 mod error;
 mod migrations;
+mod quota;
 mod replicas;
 mod schema;
 mod sql;

@@ -2,6 +2,8 @@
 //! pipelined on the connection. (Each write of a thread is fenced by its lease, which is what
 //! keeps memory and storage in step across instances; `threads.version` is no longer bumped.)
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use deadpool_postgres::Object;
 use tokio_postgres::types::Type;
 
@@ -228,11 +230,17 @@ const FEEDBACK: Text = (
     &[Type::TEXT, Type::TEXT, Type::TEXT_ARRAY, Type::TEXT],
 );
 
-// Only the caller's attachments, and only unlinked ones or this thread's (the engine checked
-// both before the turn; a concurrent delete leaves the message's copy as is).
+// Only the caller's attachments, and only unlinked ones or this thread's. The engine checked
+// both before the turn, but another message may have taken one since (two `threads.create`
+// naming it at once), or it was deleted: then `attachments_linked` (sql/0008) raises CK002 and
+// the transaction aborts, so this message and its new thread are not stored. (Ids are
+// distinct: the engine dropped repeats.)
 const LINK_ATTACHMENTS: Text = (
-    "UPDATE attachments SET thread_id = $1
-     WHERE id = ANY($3) AND user_id = $2 AND (thread_id IS NULL OR thread_id = $1)",
+    "WITH linked AS (
+       UPDATE attachments SET thread_id = $1
+       WHERE id = ANY($3) AND user_id = $2 AND (thread_id IS NULL OR thread_id = $1)
+       RETURNING 1)
+     SELECT attachments_linked(cardinality($3), count(*)) FROM linked",
     &[Type::TEXT, Type::TEXT, Type::TEXT_ARRAY],
 );
 
@@ -278,18 +286,35 @@ pub(super) async fn apply_batch(
     // on, each request leaves when its future is first polled, and the joins below poll them
     // in order, so they reach the server in order without waiting for each other's answers.
     let stmts = prepare(&sql).await?;
-    let settings = std::iter::once(&Step::GenericPlans);
-    let statements = futures::future::try_join_all(
-        settings
+    // A statement that failed before the transaction's end left (refused by the client, or
+    // answered that soon because this task was descheduled) makes it end with `ROLLBACK`.
+    let failed = AtomicBool::new(false);
+    let (sql, stmts, failed) = (&sql, &stmts, &failed);
+    let statements = futures::future::join_all(
+        std::iter::once(&Step::GenericPlans)
             .chain(steps.iter())
-            .map(|step| execute(&sql, &stmts, step)),
+            .map(|step| async move {
+                let result = execute(sql, stmts, step).await;
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                result
+            }),
     );
-    futures::try_join!(
-        sql.batch_execute("BEGIN"),
-        statements,
-        sql.batch_execute("COMMIT")
-    )?;
-    Ok(())
+    let end = async {
+        let end = match failed.load(Ordering::Relaxed) {
+            true => "ROLLBACK",
+            false => "COMMIT",
+        };
+        sql.batch_execute(end).await
+    };
+    // Joined, never short-circuited: an early error must not keep the end of the transaction
+    // from being sent, and the connection goes back to the pool only once the transaction
+    // ended (else the next user of the connection finds it aborted).
+    let (begun, done, ended) = futures::join!(sql.batch_execute("BEGIN"), statements, end);
+    begun?;
+    done.into_iter().collect::<Result<Vec<()>, _>>()?;
+    ended
 }
 
 async fn execute(sql: &Sql<'_>, s: &Statements, step: &Step<'_>) -> Result<(), StoreError> {
