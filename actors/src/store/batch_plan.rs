@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use chrono::NaiveDateTime;
 use serde_json::Value;
 
-use super::writes::WriteOp;
+use super::write_op::WriteOp;
 use crate::protocol::ThreadMeta;
 
 /// One statement of a batch.
@@ -52,100 +52,135 @@ pub(super) struct ThreadRows<'a> {
 /// the k-th op of every thread, and within a round the ops of one kind become one statement.
 /// (One op per thread per round also keeps an upsert from touching a row twice.)
 pub(super) fn plan(ops: &[WriteOp]) -> Vec<Step<'_>> {
-    let mut queues: Vec<(&str, VecDeque<&WriteOp>)> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for op in ops {
-        let thread = op.thread_id().as_str();
-        let at = *index.entry(thread).or_insert_with(|| {
-            queues.push((thread, Default::default()));
-            queues.len() - 1
-        });
-        queues[at].1.push_back(op);
-    }
+    let mut queues = per_thread(ops);
     let mut steps = Vec::new();
     loop {
-        let mut threads = ThreadRows::default();
-        let (mut lease_threads, mut lease_instances) = (Vec::new(), Vec::new());
-        let (mut check_threads, mut check_instances, mut fencings, mut states) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut item_threads, mut item_ids, mut item_times, mut kinds, mut bodies) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut singles = Vec::new();
-        let mut any = false;
-        for (_, queue) in &mut queues {
-            let Some(op) = queue.pop_front() else {
-                continue;
-            };
-            any = true;
-            match op {
-                WriteOp::InsertThread(t) => {
-                    let (status, domains, metadata) = thread_json(t);
-                    threads.ids.push(t.id.as_str());
-                    threads.user_ids.push(t.user_id.as_str());
-                    threads.created_at.push(t.created_at.naive());
-                    threads.titles.push(t.title.as_deref());
-                    threads.statuses.push(status);
-                    threads.domains.push(domains);
-                    threads.metadata.push(metadata);
-                }
-                WriteOp::InsertLease {
-                    thread_id,
-                    instance_id,
-                } => {
-                    lease_threads.push(thread_id.as_str());
-                    lease_instances.push(instance_id.as_str());
-                }
-                WriteOp::LeaseCheck {
-                    thread_id,
-                    instance_id,
-                    fencing,
-                    state,
-                } => {
-                    check_threads.push(thread_id.as_str());
-                    check_instances.push(instance_id.as_str());
-                    fencings.push(fencing.get());
-                    states.push(state.as_str());
-                }
-                WriteOp::PutItem(r) => {
-                    item_threads.push(r.thread_id.as_str());
-                    item_ids.push(r.id.as_str());
-                    item_times.push(r.created_at.naive());
-                    kinds.push(r.kind);
-                    bodies.push(r.body.as_str());
-                }
-                other => singles.push(Step::One(other)),
+        let mut round = Round::default();
+        for queue in &mut queues {
+            if let Some(op) = queue.pop_front() {
+                round.add(op);
             }
         }
-        if !any {
+        if round.is_empty() {
             return steps;
         }
-        if !threads.ids.is_empty() {
-            steps.push(Step::InsertThreads(threads));
+        round.into_steps(&mut steps);
+    }
+}
+
+/// The ops of each thread, in order, threads in the order they first appear.
+fn per_thread(ops: &[WriteOp]) -> Vec<VecDeque<&WriteOp>> {
+    let mut queues: Vec<VecDeque<&WriteOp>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for op in ops {
+        let at = *index.entry(op.thread_id().as_str()).or_insert_with(|| {
+            queues.push(VecDeque::new());
+            queues.len() - 1
+        });
+        queues[at].push_back(op);
+    }
+    queues
+}
+
+/// The rows of one round, gathered per kind of op.
+#[derive(Default)]
+struct Round<'a> {
+    threads: ThreadRows<'a>,
+    lease_threads: Vec<&'a str>,
+    lease_instances: Vec<&'a str>,
+    check_threads: Vec<&'a str>,
+    check_instances: Vec<&'a str>,
+    fencings: Vec<i64>,
+    states: Vec<&'a str>,
+    item_threads: Vec<&'a str>,
+    item_ids: Vec<&'a str>,
+    item_times: Vec<NaiveDateTime>,
+    kinds: Vec<&'a str>,
+    bodies: Vec<&'a str>,
+    singles: Vec<Step<'a>>,
+}
+
+impl<'a> Round<'a> {
+    fn add(&mut self, op: &'a WriteOp) {
+        match op {
+            WriteOp::InsertThread(t) => {
+                let (status, domains, metadata) = thread_json(t);
+                let threads = &mut self.threads;
+                threads.ids.push(t.id.as_str());
+                threads.user_ids.push(t.user_id.as_str());
+                threads.created_at.push(t.created_at.naive());
+                threads.titles.push(t.title.as_deref());
+                threads.statuses.push(status);
+                threads.domains.push(domains);
+                threads.metadata.push(metadata);
+            }
+            WriteOp::InsertLease {
+                thread_id,
+                instance_id,
+            } => {
+                self.lease_threads.push(thread_id.as_str());
+                self.lease_instances.push(instance_id.as_str());
+            }
+            WriteOp::LeaseCheck {
+                thread_id,
+                instance_id,
+                fencing,
+                state,
+            } => {
+                self.check_threads.push(thread_id.as_str());
+                self.check_instances.push(instance_id.as_str());
+                self.fencings.push(fencing.get());
+                self.states.push(state.as_str());
+            }
+            WriteOp::PutItem(r) => {
+                self.item_threads.push(r.thread_id.as_str());
+                self.item_ids.push(r.id.as_str());
+                self.item_times.push(r.created_at.naive());
+                self.kinds.push(r.kind);
+                self.bodies.push(r.body.as_str());
+            }
+            other => self.singles.push(Step::One(other)),
         }
-        if !lease_threads.is_empty() {
+    }
+
+    fn is_empty(&self) -> bool {
+        self.threads.ids.is_empty()
+            && self.lease_threads.is_empty()
+            && self.check_threads.is_empty()
+            && self.item_threads.is_empty()
+            && self.singles.is_empty()
+    }
+
+    /// The round's statements, in the order its ops may run: threads, leases, lease checks,
+    /// items, then the rarer ops.
+    fn into_steps(self, steps: &mut Vec<Step<'a>>) {
+        if !self.threads.ids.is_empty() {
+            steps.push(Step::InsertThreads(self.threads));
+        }
+        if !self.lease_threads.is_empty() {
             steps.push(Step::InsertLeases {
-                thread_ids: lease_threads,
-                instance_ids: lease_instances,
+                thread_ids: self.lease_threads,
+                instance_ids: self.lease_instances,
             });
         }
-        if !check_threads.is_empty() {
+        if !self.check_threads.is_empty() {
             steps.push(Step::LeaseChecks {
-                thread_ids: check_threads,
-                instance_ids: check_instances,
-                fencings,
-                states,
+                thread_ids: self.check_threads,
+                instance_ids: self.check_instances,
+                fencings: self.fencings,
+                states: self.states,
             });
         }
-        if !item_threads.is_empty() {
+        if !self.item_threads.is_empty() {
             steps.push(Step::PutItems {
-                thread_ids: item_threads,
-                ids: item_ids,
-                created_at: item_times,
-                kinds,
-                bodies,
+                thread_ids: self.item_threads,
+                ids: self.item_ids,
+                created_at: self.item_times,
+                kinds: self.kinds,
+                bodies: self.bodies,
             });
         }
-        steps.extend(singles);
+        steps.extend(self.singles);
     }
 }
 
@@ -163,7 +198,7 @@ mod tests {
     use super::*;
     use crate::protocol::Timestamp;
     use crate::store::cluster::{FencingToken, LeaseState};
-    use crate::store::writes::ItemRecord;
+    use crate::store::write_op::ItemRecord;
 
     fn check(thread: &str, state: LeaseState) -> WriteOp {
         WriteOp::LeaseCheck {
