@@ -86,7 +86,8 @@ pub mod labels {
         "release_own_lease",
         "request_handover",
         "url_signing_key",
-        "user_attachment_bytes",
+        "insert_attachment_within",
+        "reserve_upload",
         "user_attachments",
         "user_thread_items",
     ];
@@ -270,5 +271,27 @@ impl EngineMetrics {
                 self.widgets.with_label_values(&[source, outcome]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::labels::DATABASE_OPERATIONS;
+
+    /// Every `timed("…")` operation of the store is a listed label value (else its series
+    /// would be missing until its first timeout, and debug builds stop on it).
+    #[test]
+    fn every_timed_database_operation_is_listed() {
+        let store = concat!(env!("CARGO_MANIFEST_DIR"), "/src/store");
+        let mut found = 0;
+        for entry in std::fs::read_dir(store).unwrap() {
+            let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for piece in source.split("timed(\"").skip(1) {
+                let name = piece.split('"').next().unwrap();
+                assert!(DATABASE_OPERATIONS.contains(&name), "{name} is not listed");
+                found += 1;
+            }
+        }
+        assert!(found >= 10, "the store's operations were found ({found})");
     }
 }
