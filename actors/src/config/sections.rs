@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::reasoning::read_choice;
 use super::{
     ActorSettings, AgentSettings, BatchSettings, ClientToolSpec, ClusterSettings, EngineSettings,
     McpServerConfig, ModelSettings, SectionSource, TitleSettings, ToolDisplay, MODEL_API_KEY_ENV,
@@ -217,14 +218,14 @@ fn model_settings(
     if raw.name.trim().is_empty() {
         problems.push("model.name must not be empty".into());
     }
-    super::choices::check_reasoning_effort(
+    let reasoning_effort = read_choice(
         "model.reasoning_effort",
-        &raw.reasoning_effort,
+        raw.reasoning_effort.as_deref(),
         problems,
     );
-    super::choices::check_reasoning_summary(
+    let reasoning_summary = read_choice(
         "model.reasoning_summary",
-        &raw.reasoning_summary,
+        raw.reasoning_summary.as_deref(),
         problems,
     );
     let api_key = api_key.filter(|k| !k.is_empty());
@@ -240,8 +241,8 @@ fn model_settings(
                 timeout: Duration::from_secs(raw.timeout_secs.get()),
                 instructions: raw.instructions,
                 http2_prior_knowledge: raw.http2_prior_knowledge,
-                reasoning_effort: raw.reasoning_effort,
-                reasoning_summary: raw.reasoning_summary,
+                reasoning_effort,
+                reasoning_summary,
                 api: raw.api,
             },
             raw.history_limit.get(),
