@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+mod agent;
 mod attachments;
 mod choices;
 mod reasoning;
