@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(configured(Some(" host=db ")), Some("host=db"));
         assert!(matches!(
             target(None, "data/pg"),
-            Ok(DatabaseTarget::Embedded(dir)) if dir == PathBuf::from("data/pg")
+            Ok(DatabaseTarget::Embedded(dir)) if dir == std::path::Path::new("data/pg")
         ));
         assert!(matches!(
             target(Some("host=db"), "data/pg"),
