@@ -1,8 +1,7 @@
 //! Builds and runs the application: database (embedded or external), migrations, engine,
 //! HTTP server. `main` only parses arguments and calls in here.
 
-use std::sync::Arc;
-
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use chatkit_actors::store::{PoolSettings, Store};
 use chatkit_actors::Engine;
@@ -105,8 +104,35 @@ impl From<String> for StartError {
     }
 }
 
-/// Binds `addr` for the setting `key` before anything else starts, so a port in use is one
-/// clear line at start-up.
+/// The ports we serve on, bound before anything else starts, so a port in use is one clear
+/// line at start-up.
+struct Listeners {
+    server: std::net::TcpListener,
+    metrics: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    fn reserve(settings: &Settings) -> Result<Listeners, StartError> {
+        let server = reserve_listener(
+            settings.server.bind,
+            "server.bind",
+            "free the port or choose another server.bind",
+        )?;
+        let metrics = settings
+            .metrics_bind
+            .map(|addr| {
+                reserve_listener(
+                    addr,
+                    "metrics.bind",
+                    "free the port, choose another metrics.bind, or set metrics.enabled = false",
+                )
+            })
+            .transpose()?;
+        Ok(Listeners { server, metrics })
+    }
+}
+
+/// Binds `addr` for the setting `key`; a failure is a configuration error naming `remedy`.
 fn reserve_listener(
     addr: std::net::SocketAddr,
     key: &str,
@@ -131,61 +157,88 @@ fn reserve_listener(
 }
 
 /// Runs the server until SIGINT/SIGTERM, then drains, shuts the engine down and stops the
-/// embedded database.
+/// embedded database. In order: the ports, the database, the engine, the HTTP servers.
 pub async fn serve(settings: Settings) -> Result<(), StartError> {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
-    let listener = reserve_listener(
-        settings.server.bind,
-        "server.bind",
-        "free the port or choose another server.bind",
-    )?;
-    let metrics_listener = settings
-        .metrics_bind
-        .map(|addr| {
-            reserve_listener(
-                addr,
-                "metrics.bind",
-                "free the port, choose another metrics.bind, or set metrics.enabled = false",
-            )
-        })
-        .transpose()?;
+    let listeners = Listeners::reserve(&settings)?;
     let database = Database::open(&settings).await?;
-    let url_key = match &settings.engine.attachments.signing_key {
-        Some(key) => key.clone(),
-        None => database.store.url_signing_key().await.map_err(|error| {
-            StartError::Runtime(format!("cannot read the URL signing key: {error}"))
-        })?,
-    };
+    let result = serve_with(&settings, &database, listeners).await;
+    database.close();
+    result
+}
+
+/// Everything that runs on the open database: the engine and the HTTP servers, until stopped
+/// and drained, then the engine shut down.
+async fn serve_with(
+    settings: &Settings,
+    database: &Database,
+    listeners: Listeners,
+) -> Result<(), StartError> {
+    let url_key = url_signing_key(settings, &database.store).await?;
     let mcp_servers = &settings.engine.agent.mcp_servers;
-    crate::http::metrics::export_known(
-        &mcp_servers
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
-    );
+    let mcp_names: Vec<&str> = mcp_servers.iter().map(|s| s.name.as_str()).collect();
+    crate::http::metrics::export_known(&mcp_names);
     let engine = Engine::start(database.store.clone(), settings.engine.clone(), &url_key);
+    let state = app_state(settings, engine.clone()).await;
+    let (server, addrs) = http_server(settings, state.clone(), listeners.server)?;
+    let metrics = start_metrics(listeners.metrics)?;
+    // Watch SIGTERM/SIGINT before saying we listen: a signal that arrives right after the
+    // line (scripts and tests stop us as soon as they read it) must be handled, not kill us.
+    let stop_signal = StopSignal::watch();
+    for addr in addrs {
+        tracing::info!("listening on http://{addr}");
+        // Also on stdout, for scripts and tests that start us with port 0.
+        println!("listening on http://{addr}");
+    }
+    let result = run_until_stopped(server, stop_signal).await;
+    if let Some(handle) = metrics {
+        handle.stop(false).await;
+    }
+    engine.shutdown().await;
+    drop(state);
+    result
+}
+
+/// The key of attachment URL signatures: configured, or the one kept in the database.
+async fn url_signing_key(settings: &Settings, store: &Store) -> Result<Vec<u8>, StartError> {
+    match &settings.engine.attachments.signing_key {
+        Some(key) => Ok(key.clone()),
+        None => store.url_signing_key().await.map_err(|error| {
+            StartError::Runtime(format!("cannot read the URL signing key: {error}"))
+        }),
+    }
+}
+
+/// What every request handler shares.
+async fn app_state(settings: &Settings, engine: Engine) -> web::Data<AppState> {
     let auth = Authenticator::new(settings.auth.clone());
     auth.warm_up().await;
-    let state = web::Data::new(AppState {
-        engine: engine.clone(),
+    let transcription_limits = crate::http::limits::LimitSettings {
+        requests_per_minute: engine.transcriptions_per_minute(),
+        max_streams_per_user: 0,
+        max_open_streams: 0,
+    };
+    web::Data::new(AppState {
+        engine,
         auth,
         auth_settings: settings.auth.clone(),
         limits: crate::http::limits::Limiter::new(settings.limits.clone()),
-        transcription_limits: crate::http::limits::Limiter::new(
-            crate::http::limits::LimitSettings {
-                requests_per_minute: engine.transcriptions_per_minute(),
-                max_streams_per_user: 0,
-                max_open_streams: 0,
-            },
-        ),
+        transcription_limits: crate::http::limits::Limiter::new(transcription_limits),
         max_body_bytes: settings.server.max_body_bytes,
         body_timeout: settings.server.body_timeout,
         trusted_proxies: settings.server.trusted_proxies.clone(),
         model_notice: settings.model_warning.clone(),
-    });
-    let state_for_app = state.clone();
+    })
+}
+
+/// The ChatKit server on `listener`, not yet running, and the addresses it serves.
+fn http_server(
+    settings: &Settings,
+    state: web::Data<AppState>,
+    listener: std::net::TcpListener,
+) -> Result<(Server, Vec<std::net::SocketAddr>), StartError> {
     let routes = Routes {
         playground: settings.server.playground,
         dev_tokens: settings.server.development,
@@ -199,7 +252,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             ))
             .wrap(actix_web::middleware::from_fn(panics::middleware))
             .wrap(actix_web::middleware::from_fn(request_id::middleware))
-            .app_data(state_for_app.clone())
+            .app_data(state.clone())
             .configure(|cfg| configure(cfg, routes))
     })
     .workers(settings.server.workers)
@@ -210,55 +263,36 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     // System 300 ms after the drain, which would stop the engine's arbiters under
     // `Engine::shutdown` (the actors, the persistence writer).
     .disable_signals()
-    .listen(listener);
-    let server = match server {
-        Ok(server) => server,
-        Err(e) => {
-            database.close();
-            return Err(StartError::Config(format!(
-                "cannot listen on {}: {e}",
-                settings.server.bind
-            )));
-        }
+    .listen(listener)
+    .map_err(|e| StartError::Config(format!("cannot listen on {}: {e}", settings.server.bind)))?;
+    let addrs = server.addrs();
+    Ok((server.run(), addrs))
+}
+
+/// `/metrics` on its own port, when enabled; the handle that stops it.
+fn start_metrics(
+    listener: Option<std::net::TcpListener>,
+) -> Result<Option<ServerHandle>, StartError> {
+    let Some(listener) = listener else {
+        return Ok(None);
     };
-    let metrics = match metrics_listener
-        .map(crate::http::metrics::server)
-        .transpose()
-    {
-        Ok(metrics) => metrics,
-        Err(e) => {
-            database.close();
-            return Err(StartError::Config(format!("cannot serve metrics: {e}")));
-        }
-    };
-    let metrics_handle = metrics.as_ref().map(|m| m.handle());
-    if let Some(metrics) = metrics {
-        actix_web::rt::spawn(metrics);
-    }
-    // Watch SIGTERM/SIGINT before saying we listen: a signal that arrives right after the
-    // line (scripts and tests stop us as soon as they read it) must be handled, not kill us.
-    let stop_signal = StopSignal::watch();
-    for addr in server.addrs() {
-        tracing::info!("listening on http://{addr}");
-        // Also on stdout, for scripts and tests that start us with port 0.
-        println!("listening on http://{addr}");
-    }
-    let server = server.run();
+    let metrics = crate::http::metrics::server(listener)
+        .map_err(|e| StartError::Config(format!("cannot serve metrics: {e}")))?;
+    let handle = metrics.handle();
+    actix_web::rt::spawn(metrics);
+    Ok(Some(handle))
+}
+
+/// Serves until the stop signal, then drains: gracefully, and without stopping the actix
+/// System (the engine shuts down after).
+async fn run_until_stopped(server: Server, stop_signal: StopSignal) -> Result<(), StartError> {
     let draining = server.handle();
     actix_web::rt::spawn(async move {
         stop_signal.received().await;
         tracing::info!("stop signal received; draining");
-        // Graceful, and without stopping the actix System (the engine shuts down after).
         draining.stop(true).await;
     });
-    let result = server.await;
-    if let Some(handle) = metrics_handle {
-        handle.stop(false).await;
-    }
-    engine.shutdown().await;
-    drop(Arc::new(state));
-    database.close();
-    result.map_err(|e| StartError::Runtime(e.to_string()))
+    server.await.map_err(|e| StartError::Runtime(e.to_string()))
 }
 
 /// SIGTERM or SIGINT (Ctrl-C), watched from the moment [`StopSignal::watch`] returns.
@@ -300,5 +334,26 @@ impl StopSignal {
             _ = terminate => {}
             _ = interrupt => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_port_in_use_is_a_configuration_error_naming_the_key_and_the_remedy() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let error = reserve_listener(addr, "metrics.bind", "set metrics.enabled = false")
+            .expect_err("the port is taken");
+        assert_eq!(error.exit_code(), 2);
+        let line = error.to_string();
+        assert!(
+            line.starts_with(&format!("cannot listen on {addr} (metrics.bind): "))
+                && line.ends_with("; set metrics.enabled = false")
+                && !line.contains('\n'),
+            "{line}"
+        );
     }
 }

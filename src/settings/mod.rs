@@ -258,80 +258,140 @@ fn validate(
         .and_then(|raw| server_settings(raw, &mut problems));
     let database = read_section::<RawDatabase>(layers, "database", &mut problems)
         .and_then(|raw| database_settings(raw, &mut problems, &mut warnings));
-    let admin = read_section::<RawAdmin>(layers, "admin", &mut problems);
+    let auth = auth_with_admin(layers, &mut problems);
+    let limits = read_section::<RawLimits>(layers, "limits", &mut problems).map(limit_settings);
+    let metrics_bind = read_section::<RawMetrics>(layers, "metrics", &mut problems)
+        .and_then(|raw| metrics_bind(&raw).map_err(|p| problems.push(p)).ok());
+    let log = read_section::<RawLog>(layers, "log", &mut problems)
+        .and_then(|raw| log_settings(raw).map_err(|p| problems.push(p)).ok());
+    let engine = engine_config::load(layers, api_key, &mut problems, &mut warnings);
+    let model_warning = warnings
+        .iter()
+        .find(|w| w.starts_with("model is not configured"))
+        .cloned();
+    let settings = || {
+        Some(Settings {
+            server: server?,
+            database: database?,
+            auth: auth?,
+            engine: engine?,
+            limits: limits?,
+            metrics_bind: metrics_bind?,
+            log: log?,
+            warnings,
+            model_warning,
+        })
+    };
+    match settings() {
+        Some(settings) if problems.is_empty() => Ok(settings),
+        _ => Err(SettingsError(problems)),
+    }
+}
+
+/// `[auth]` with the admin claim of `[admin]` (read first, so its problem comes first).
+fn auth_with_admin(layers: &Layers, problems: &mut Vec<String>) -> Option<AuthSettings> {
+    let admin = read_section::<RawAdmin>(layers, "admin", problems);
     if admin
         .as_ref()
         .is_some_and(|a| a.claim.is_empty() || a.value.is_empty())
     {
         problems.push("admin.claim and admin.value must not be empty".into());
     }
-    let auth = read_section::<auth::RawAuth>(layers, "auth", &mut problems)
-        .and_then(|raw| auth::validate_auth(&raw, &mut problems))
-        .zip(admin)
-        .map(|(mut auth, admin)| {
-            auth.admin_claim = admin.claim;
-            auth.admin_value = admin.value;
-            auth
-        });
-    let limits = read_section::<RawLimits>(layers, "limits", &mut problems).map(|raw| {
-        crate::http::limits::LimitSettings {
-            requests_per_minute: raw.requests_per_minute,
-            max_streams_per_user: raw.max_streams_per_user,
-            max_open_streams: raw.max_open_streams,
-        }
-    });
-    let metrics_bind = read_section::<RawMetrics>(layers, "metrics", &mut problems).map(|raw| {
-        if !raw.enabled {
-            return None;
-        }
-        SocketAddr::from_str(&raw.bind)
-            .map_err(|_| {
-                problems.push(format!(
-                    "metrics.bind {:?} is not an IP:port address",
-                    raw.bind
-                ))
-            })
-            .ok()
-    });
-    let log = read_section::<RawLog>(layers, "log", &mut problems).and_then(|raw| {
-        let json = match raw.format.as_str() {
-            "text" => false,
-            "json" => true,
-            other => {
-                problems.push(format!("log.format {other:?} must be \"text\" or \"json\""));
-                return None;
-            }
+    let auth = read_section::<auth::RawAuth>(layers, "auth", problems)
+        .and_then(|raw| auth::validate_auth(&raw, problems));
+    let (mut auth, admin) = auth.zip(admin)?;
+    auth.admin_claim = admin.claim;
+    auth.admin_value = admin.value;
+    Some(auth)
+}
+
+fn limit_settings(raw: RawLimits) -> crate::http::limits::LimitSettings {
+    crate::http::limits::LimitSettings {
+        requests_per_minute: raw.requests_per_minute,
+        max_streams_per_user: raw.max_streams_per_user,
+        max_open_streams: raw.max_open_streams,
+    }
+}
+
+/// Where `/metrics` is served: `None` when metrics are off.
+fn metrics_bind(raw: &RawMetrics) -> Result<Option<SocketAddr>, String> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    SocketAddr::from_str(&raw.bind)
+        .map(Some)
+        .map_err(|_| format!("metrics.bind {:?} is not an IP:port address", raw.bind))
+}
+
+fn log_settings(raw: RawLog) -> Result<LogSettings, String> {
+    let json = match raw.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => return Err(format!("log.format {other:?} must be \"text\" or \"json\"")),
+    };
+    Ok(LogSettings {
+        json,
+        level: raw.level,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_served_on_an_address_only_when_enabled() {
+        let metrics = |enabled, bind: &str| RawMetrics {
+            enabled,
+            bind: bind.into(),
         };
-        Some(LogSettings {
-            json,
-            level: raw.level,
-        })
-    });
-    let engine = engine_config::load(layers, api_key, &mut problems, &mut warnings);
-    let model_warning = warnings
-        .iter()
-        .find(|w| w.starts_with("model is not configured"))
-        .cloned();
-    match (server, database, auth, limits, metrics_bind, log, engine) {
-        (
-            Some(server),
-            Some(database),
-            Some(auth),
-            Some(limits),
-            Some(metrics_bind),
-            Some(log),
-            Some(engine),
-        ) if problems.is_empty() => Ok(Settings {
-            server,
-            database,
-            auth,
-            engine,
-            limits,
-            metrics_bind,
-            log,
-            warnings,
-            model_warning,
-        }),
-        _ => Err(SettingsError(problems)),
+        assert_eq!(
+            metrics_bind(&metrics(true, "127.0.0.1:9100")),
+            Ok(Some(SocketAddr::from(([127, 0, 0, 1], 9100))))
+        );
+        assert_eq!(metrics_bind(&metrics(false, "nowhere")), Ok(None));
+        assert_eq!(
+            metrics_bind(&metrics(true, "nowhere")),
+            Err("metrics.bind \"nowhere\" is not an IP:port address".to_string())
+        );
+    }
+
+    #[test]
+    fn the_log_is_text_or_json() {
+        let log = |format: &str| RawLog {
+            format: format.into(),
+            level: "info".into(),
+        };
+        assert!(!log_settings(log("text")).unwrap().json);
+        assert!(log_settings(log("json")).unwrap().json);
+        assert_eq!(
+            log_settings(log("xml")).err(),
+            Some("log.format \"xml\" must be \"text\" or \"json\"".to_string())
+        );
+    }
+
+    #[test]
+    fn every_section_s_problem_is_reported_at_once_in_section_order() {
+        let env = [
+            ("CHATKIT__SERVER__BIND", "nowhere"),
+            ("CHATKIT__ADMIN__CLAIM", ""),
+            ("CHATKIT__AUTH__JWT_SECRET", "short"),
+            ("CHATKIT__METRICS__BIND", "nowhere"),
+            ("CHATKIT__LOG__FORMAT", "xml"),
+            ("CHATKIT__DATABASE__POOL_SIZE", "0"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let problems = Settings::load_from(None, env).unwrap_err().0;
+        assert_eq!(
+            problems,
+            [
+                "server.bind \"nowhere\" is not an IP:port address",
+                "database.pool_size must be positive",
+                "admin.claim and admin.value must not be empty",
+                "auth.jwt_secret must be at least 32 bytes long",
+                "metrics.bind \"nowhere\" is not an IP:port address",
+                "log.format \"xml\" must be \"text\" or \"json\"",
+            ]
+        );
     }
 }

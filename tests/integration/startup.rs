@@ -330,6 +330,37 @@ fn wrong_values_name_their_key_and_the_old_max_turns_still_counts() {
 }
 
 #[test]
+fn a_reasoning_setting_outside_its_values_is_one_line_listing_them() {
+    let file = temp_path("reasoning", "toml");
+    std::fs::write(
+        &file,
+        "[model]\nreasoning_summary = \"short\"\n\
+         [[models]]\nid = \"deep\"\nmodel = \"o3\"\nreasoning_effort = \"max\"\n\
+         [[models]]\nid = \"fine\"\nmodel = \"o3\"\nreasoning_effort = \"minimal\"\nreasoning_summary = \"detailed\"\n",
+    )
+    .unwrap();
+    let file = file.to_string_lossy().to_string();
+    let (code, _, stderr) = chatkit(
+        &[
+            ("CHATKIT__AUTH__JWT_SECRET", SECRET),
+            ("CHATKIT__MODEL__REASONING_EFFORT", "High"),
+        ],
+        &["--config", &file, "check-config"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let problems: Vec<&str> = stderr.lines().filter(|l| l.contains("reasoning")).collect();
+    assert_eq!(
+        problems,
+        [
+            "configuration error: model.reasoning_effort \"High\" is not one of minimal, low, medium, high",
+            "configuration error: model.reasoning_summary \"short\" is not one of auto, concise, detailed",
+            "configuration error: models \"deep\": reasoning_effort \"max\" is not one of minimal, low, medium, high",
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_default_model_without_a_key_is_one_warning_naming_the_fixes() {
     let (code, stdout, stderr) =
         chatkit(&[("CHATKIT__AUTH__JWT_SECRET", SECRET)], &["check-config"]);

@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::reasoning::{read_choice, ReasoningEffort, ReasoningSummary};
 use super::{
     AgentSettings, ModelChoice, ModelSettings, SectionSource, ToolChoiceMode, ToolChoiceSpec,
     TranscriptionSettings,
 };
-
-/// `reasoning_effort` values the OpenAI APIs take.
-pub(super) const REASONING_EFFORTS: &[&str] = &["minimal", "low", "medium", "high"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,35 +57,10 @@ fn http_url(url: &str) -> bool {
         .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
 }
 
-/// `reasoning.summary` values of the Responses API.
-const REASONING_SUMMARIES: &[&str] = &["auto", "concise", "detailed"];
-
-/// An optional setting that must be one of `allowed`.
-fn check_one_of(key: &str, value: &Option<String>, allowed: &[&str], problems: &mut Vec<String>) {
-    if let Some(value) = value {
-        if !allowed.contains(&value.as_str()) {
-            problems.push(format!(
-                "{key} {value:?} is not one of {}",
-                allowed.join(", ")
-            ));
-        }
-    }
-}
-
-pub(super) fn check_reasoning_summary(
-    key: &str,
-    summary: &Option<String>,
-    problems: &mut Vec<String>,
-) {
-    check_one_of(key, summary, REASONING_SUMMARIES, problems);
-}
-
-pub(super) fn check_reasoning_effort(
-    key: &str,
-    effort: &Option<String>,
-    problems: &mut Vec<String>,
-) {
-    check_one_of(key, effort, REASONING_EFFORTS, problems);
+/// An entry's own reasoning settings (none inherited from the default model).
+struct EntryReasoning {
+    effort: Option<ReasoningEffort>,
+    summary: Option<ReasoningSummary>,
 }
 
 /// `[[models]]`: each entry the default model's settings with its own overrides.
@@ -123,21 +96,23 @@ pub(super) fn model_choices(
                 ));
             }
         }
-        check_reasoning_effort(
-            &format!("models {:?}: reasoning_effort", entry.id),
-            &entry.reasoning_effort,
-            problems,
-        );
-        check_reasoning_summary(
-            &format!("models {:?}: reasoning_summary", entry.id),
-            &entry.reasoning_summary,
-            problems,
-        );
+        let reasoning = EntryReasoning {
+            effort: read_choice(
+                &format!("models {:?}: reasoning_effort", entry.id),
+                entry.reasoning_effort.as_deref(),
+                problems,
+            ),
+            summary: read_choice(
+                &format!("models {:?}: reasoning_summary", entry.id),
+                entry.reasoning_summary.as_deref(),
+                problems,
+            ),
+        };
         if let Some(default) = default {
             choices.push(ModelChoice {
                 label: entry.label.clone().unwrap_or_else(|| entry.id.clone()),
                 id: entry.id.clone(),
-                settings: entry_settings(default, entry),
+                settings: entry_settings(default, entry, reasoning),
             });
         }
     }
@@ -148,14 +123,18 @@ pub(super) fn model_choices(
 /// instructions) with the entry's overrides. Reasoning settings are not inherited: another
 /// model may refuse them (Chat Completions models such as gpt-4o-mini refuse
 /// `reasoning_effort`), so an entry sends only those it sets.
-fn entry_settings(default: &ModelSettings, entry: ModelEntry) -> ModelSettings {
+fn entry_settings(
+    default: &ModelSettings,
+    entry: ModelEntry,
+    reasoning: EntryReasoning,
+) -> ModelSettings {
     let mut settings = default.clone();
     settings.name = entry.model;
     if let Some(url) = entry.base_url {
         settings.base_url = url;
     }
-    settings.reasoning_effort = entry.reasoning_effort;
-    settings.reasoning_summary = entry.reasoning_summary;
+    settings.reasoning_effort = reasoning.effort;
+    settings.reasoning_summary = reasoning.summary;
     if let Some(api) = entry.api {
         settings.api = api;
     }
@@ -297,8 +276,8 @@ mod tests {
             timeout: Duration::from_secs(60),
             instructions: "Be brief.".into(),
             http2_prior_knowledge: false,
-            reasoning_effort: Some("medium".into()),
-            reasoning_summary: Some("auto".into()),
+            reasoning_effort: Some(ReasoningEffort::Medium),
+            reasoning_summary: Some(ReasoningSummary::Auto),
             api: super::super::ModelApi::Responses,
         }
     }
@@ -321,7 +300,7 @@ mod tests {
         assert_eq!(fast.base_url, default.base_url);
         assert_eq!(fast.instructions, default.instructions);
         let deep = &choices[1].settings;
-        assert_eq!(deep.reasoning_effort.as_deref(), Some("high"));
+        assert_eq!(deep.reasoning_effort, Some(ReasoningEffort::High));
         assert_eq!(deep.reasoning_summary, None);
         assert_eq!(deep.api, super::super::ModelApi::Responses);
     }

@@ -8,10 +8,13 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+mod agent;
 mod attachments;
 mod choices;
+mod reasoning;
 mod sections;
 mod widgets;
+pub use reasoning::{ReasoningEffort, ReasoningSummary};
 pub use sections::{load, read_section, valid_name};
 pub use widgets::{ActionThen, ConfiguredTool, WidgetActionSpec, WidgetSettings};
 
@@ -115,10 +118,10 @@ pub struct ModelSettings {
     /// Speak HTTP/2 without negotiation (h2c) to a plain-http model server: every stream of
     /// the process shares one connection. (Over https, HTTP/2 is negotiated by ALPN anyway.)
     pub http2_prior_knowledge: bool,
-    /// `reasoning_effort` sent with every request (`minimal`, `low`, `medium`, `high`).
-    pub reasoning_effort: Option<String>,
-    /// Reasoning summaries asked of the Responses API (`auto`, `concise`, `detailed`).
-    pub reasoning_summary: Option<String>,
+    /// `reasoning_effort` sent with every request.
+    pub reasoning_effort: Option<ReasoningEffort>,
+    /// Reasoning summaries asked of the Responses API.
+    pub reasoning_summary: Option<ReasoningSummary>,
     pub api: ModelApi,
 }
 

@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::agent::{agent_settings, AgentSection, McpSection};
+use super::reasoning::read_choice;
 use super::{
-    ActorSettings, AgentSettings, BatchSettings, ClientToolSpec, ClusterSettings, EngineSettings,
-    McpServerConfig, ModelSettings, SectionSource, TitleSettings, ToolDisplay, MODEL_API_KEY_ENV,
+    ActorSettings, BatchSettings, ClusterSettings, EngineSettings, ModelSettings, SectionSource,
+    TitleSettings, MODEL_API_KEY_ENV,
 };
 use crate::ids::{new_id, prefix};
 
@@ -49,54 +51,6 @@ struct TitlesSection {
     enabled: bool,
     prompt: String,
     max_chars: NonZeroUsize,
-}
-
-#[derive(Deserialize)]
-struct AgentSection {
-    max_model_calls: NonZeroU32,
-    /// The old name of `max_model_calls` (it counts model calls, not turns); still accepted.
-    max_turns: Option<NonZeroU32>,
-    tool_display: ToolDisplay,
-    #[serde(default)]
-    client_tools: Vec<ClientToolSection>,
-}
-
-#[derive(Deserialize)]
-struct ClientToolSection {
-    name: String,
-    description: Option<String>,
-    /// A JSON schema object, as text.
-    parameters: Option<String>,
-}
-
-#[derive(Default, Deserialize)]
-struct McpSection {
-    #[serde(default)]
-    servers: Vec<McpServerSection>,
-}
-
-#[derive(Deserialize)]
-struct McpServerSection {
-    name: String,
-    url: String,
-    #[serde(default = "default_mcp_timeout")]
-    timeout_secs: NonZeroU64,
-    #[serde(default)]
-    forward_user_token: bool,
-    #[serde(default)]
-    headers: std::collections::BTreeMap<String, String>,
-    #[serde(default = "default_tools_cache")]
-    tools_cache_secs: u64,
-    #[serde(default)]
-    widgets: super::WidgetMode,
-}
-
-fn default_mcp_timeout() -> NonZeroU64 {
-    NonZeroU64::new(30).expect("non-zero")
-}
-
-fn default_tools_cache() -> u64 {
-    60
 }
 
 #[derive(Deserialize)]
@@ -217,14 +171,14 @@ fn model_settings(
     if raw.name.trim().is_empty() {
         problems.push("model.name must not be empty".into());
     }
-    super::choices::check_reasoning_effort(
+    let reasoning_effort = read_choice(
         "model.reasoning_effort",
-        &raw.reasoning_effort,
+        raw.reasoning_effort.as_deref(),
         problems,
     );
-    super::choices::check_reasoning_summary(
+    let reasoning_summary = read_choice(
         "model.reasoning_summary",
-        &raw.reasoning_summary,
+        raw.reasoning_summary.as_deref(),
         problems,
     );
     let api_key = api_key.filter(|k| !k.is_empty());
@@ -240,8 +194,8 @@ fn model_settings(
                 timeout: Duration::from_secs(raw.timeout_secs.get()),
                 instructions: raw.instructions,
                 http2_prior_knowledge: raw.http2_prior_knowledge,
-                reasoning_effort: raw.reasoning_effort,
-                reasoning_summary: raw.reasoning_summary,
+                reasoning_effort,
+                reasoning_summary,
                 api: raw.api,
             },
             raw.history_limit.get(),
@@ -270,88 +224,6 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn agent_settings(
-    raw: AgentSection,
-    mcp: McpSection,
-    problems: &mut Vec<String>,
-    warnings: &mut Vec<String>,
-) -> Option<AgentSettings> {
-    let before = problems.len();
-    let max_model_calls = match raw.max_turns {
-        Some(old) => {
-            warnings.push(
-                "agent.max_turns is the old name of agent.max_model_calls (it counts model calls); it is still used"
-                    .into(),
-            );
-            old
-        }
-        None => raw.max_model_calls,
-    };
-    let mut client_tools = Vec::new();
-    for tool in raw.client_tools {
-        if !valid_name(&tool.name) {
-            problems.push(format!(
-                "agent.client_tools name {:?} must match ^[A-Za-z0-9_-]{{1,64}}$",
-                tool.name
-            ));
-            continue;
-        }
-        let parameters = match tool.parameters.as_deref() {
-            None => serde_json::json!({ "type": "object", "properties": {} }),
-            Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
-                Ok(value @ serde_json::Value::Object(_)) => value,
-                _ => {
-                    problems.push(format!(
-                        "agent.client_tools {}: parameters must be a JSON schema object",
-                        tool.name
-                    ));
-                    continue;
-                }
-            },
-        };
-        client_tools.push(ClientToolSpec {
-            name: tool.name,
-            description: tool.description,
-            parameters: crate::tool_schema::ToolSchema::new(&parameters),
-        });
-    }
-    let mut mcp_servers: Vec<McpServerConfig> = Vec::new();
-    for server in mcp.servers {
-        if !valid_name(&server.name) || mcp_servers.iter().any(|s| s.name == server.name) {
-            problems.push(format!(
-                "mcp.servers name {:?} must be unique and match ^[A-Za-z0-9_-]{{1,64}}$",
-                server.name
-            ));
-            continue;
-        }
-        match url::Url::parse(&server.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
-            _ => {
-                problems.push(format!(
-                    "mcp.servers {}: url is not an http(s) URL",
-                    server.name
-                ));
-                continue;
-            }
-        }
-        mcp_servers.push(McpServerConfig {
-            name: server.name,
-            url: server.url,
-            timeout: Duration::from_secs(server.timeout_secs.get()),
-            forward_user_token: server.forward_user_token,
-            headers: server.headers.into_iter().collect(),
-            tools_cache: Duration::from_secs(server.tools_cache_secs),
-            widgets: server.widgets,
-        });
-    }
-    (problems.len() == before).then_some(AgentSettings {
-        max_model_calls: max_model_calls.get(),
-        tool_display: raw.tool_display,
-        client_tools,
-        mcp_servers,
-    })
 }
 
 fn cluster_settings(raw: ClusterSection, problems: &mut Vec<String>) -> Option<ClusterSettings> {

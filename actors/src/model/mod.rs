@@ -178,7 +178,7 @@ impl ModelClient {
             tool_choice: forced.map(
                 |name| serde_json::json!({ "type": "function", "function": { "name": name } }),
             ),
-            reasoning_effort: self.settings.reasoning_effort.as_deref(),
+            reasoning_effort: self.settings.reasoning_effort,
         };
         let chat = self.client.chat();
         let started = chat.create_stream_byot::<_, wire::Chunk>(request);

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::wire::{ChatMessage, ContentPart, ToolSpec, UserContent};
 use super::ModelSettings;
+use crate::config::{ReasoningEffort, ReasoningSummary};
 use crate::tool_schema::ToolSchema;
 
 /// The request body, its keys in the order the API documents them.
@@ -21,7 +22,7 @@ pub(super) struct ResponsesRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<ForcedFunction<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning: Option<Reasoning<'a>>,
+    reasoning: Option<Reasoning>,
     store: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     include: Option<[&'static str; 1]>,
@@ -98,11 +99,11 @@ struct ForcedFunction<'a> {
 }
 
 #[derive(Serialize)]
-struct Reasoning<'a> {
+struct Reasoning {
     #[serde(skip_serializing_if = "Option::is_none")]
-    effort: Option<&'a str>,
+    effort: Option<ReasoningEffort>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    summary: Option<&'a str>,
+    summary: Option<ReasoningSummary>,
 }
 
 /// The request for `messages`, offering `tools`; `forced` names a tool the model must call.
@@ -122,8 +123,8 @@ pub(super) fn request<'a>(
     }
     let reasoning = (settings.reasoning_effort.is_some() || settings.reasoning_summary.is_some())
         .then_some(Reasoning {
-            effort: settings.reasoning_effort.as_deref(),
-            summary: settings.reasoning_summary.as_deref(),
+            effort: settings.reasoning_effort,
+            summary: settings.reasoning_summary,
         });
     ResponsesRequest {
         model: &settings.name,
@@ -228,8 +229,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             instructions: String::new(),
             http2_prior_knowledge: false,
-            reasoning_effort: Some("low".into()),
-            reasoning_summary: Some("auto".into()),
+            reasoning_effort: Some(ReasoningEffort::Low),
+            reasoning_summary: Some(ReasoningSummary::Auto),
             api: super::super::ModelApi::Responses,
         };
         let messages = vec![

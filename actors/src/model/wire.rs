@@ -6,6 +6,7 @@ pub use crate::tool_schema::ToolSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ModelEvent;
+use crate::config::ReasoningEffort;
 
 /// A message sent to the model.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -136,7 +137,7 @@ pub(super) struct ChatRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reasoning_effort: Option<&'a str>,
+    pub reasoning_effort: Option<ReasoningEffort>,
 }
 
 /// The messages Chat Completions takes (items only the Responses API takes left out).
@@ -247,6 +248,29 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&msgs).unwrap(),
             r#"[{"role":"system","content":"be brief"},{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]"#
+        );
+    }
+
+    #[test]
+    fn the_reasoning_effort_is_sent_by_its_name_and_left_out_when_unset() {
+        let messages = [ChatMessage::User {
+            content: "hi".into(),
+        }];
+        let request = |reasoning_effort| ChatRequest {
+            model: "m",
+            messages: &messages,
+            stream: true,
+            tools: None,
+            tool_choice: None,
+            reasoning_effort,
+        };
+        assert_eq!(
+            serde_json::to_string(&request(Some(ReasoningEffort::Minimal))).unwrap(),
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"reasoning_effort":"minimal"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&request(None)).unwrap(),
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#
         );
     }
 
