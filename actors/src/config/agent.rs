@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::sections::valid_name;
 use super::{AgentSettings, ClientToolSpec, McpServerConfig, ToolDisplay, WidgetMode};
 
 #[derive(Deserialize)]
@@ -159,6 +158,15 @@ fn mcp_server(
         tools_cache: Duration::from_secs(server.tools_cache_secs),
         widgets: server.widgets,
     })
+}
+
+/// Tool, client tool and MCP server names: what model APIs accept as function names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]

@@ -14,8 +14,9 @@ mod choices;
 mod reasoning;
 mod sections;
 mod widgets;
+pub use agent::valid_name;
 pub use reasoning::{ReasoningEffort, ReasoningSummary};
-pub use sections::{load, read_section, valid_name};
+pub use sections::{load, read_section};
 pub use widgets::{ActionThen, ConfiguredTool, WidgetActionSpec, WidgetSettings};
 
 /// The environment variable holding the model API key (never read from files).

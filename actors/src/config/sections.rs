@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::agent::{agent_settings, AgentSection, McpSection};
+use super::agent::{agent_settings, valid_name, AgentSection, McpSection};
 use super::reasoning::read_choice;
 use super::{
     ActorSettings, BatchSettings, ClusterSettings, EngineSettings, ModelSettings, SectionSource,
@@ -215,15 +215,6 @@ fn missing_key_warning(base_url: &url::Url, has_key: bool) -> Option<String> {
              (cargo run --release -p mock-llm -- --port 18081, then CHATKIT__MODEL__BASE_URL=http://127.0.0.1:18081/v1)"
         )
     })
-}
-
-/// Tool, client tool and MCP server names: what model APIs accept as function names.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn cluster_settings(raw: ClusterSection, problems: &mut Vec<String>) -> Option<ClusterSettings> {
