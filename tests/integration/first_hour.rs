@@ -3,7 +3,7 @@
 //! caller's `X-Request-Id` kept, Server-Sent Events unbuffered, attachment URLs naming the
 //! proxy, uploads streamed through its `/attachments` location).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -35,40 +35,6 @@ async fn dev_token_admin_opens_the_admin_view() {
         assert_eq!(status, 200, "{body}");
         assert!(body["data"].is_array(), "{body}");
     }
-}
-
-/// nginx run as the README says, from a copy of the shipped file whose addresses (and only
-/// those) are replaced by the test's.
-struct Nginx {
-    url: String,
-    child: Child,
-    prefix: std::path::PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM to the master, which stops its workers (a SIGKILL would leave them running
-        // with the descriptors they inherited), then wait for it.
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        for _ in 0..250 {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.prefix);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The shipped configuration with the README's ports (8000 in front, 8001 and 8002 behind)

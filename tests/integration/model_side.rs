@@ -13,18 +13,6 @@ fn text(t: &str) -> Value {
     json!([{ "type": "input_text", "text": t }])
 }
 
-/// The model request of the turn whose user text is `asked` (first content of a user message).
-fn request_for(asked: &str) -> Value {
-    shared()
-        .mock
-        .last_request_where(&format!("asking {asked:?}"), |r| {
-            r["messages"].as_array().is_some_and(|m| {
-                m.iter()
-                    .any(|m| m["role"] == "user" && m["content"] == asked)
-            })
-        })
-}
-
 #[tokio::test]
 async fn reasoning_streams_as_a_thought_workflow_stored_and_shown_after_reload() {
     let server = TestServer::start_with(&[("CHATKIT__TITLES__ENABLED", "false")]);

@@ -18,18 +18,6 @@ fn tasks_server(mcp: &McpServer, cache_secs: u32) -> String {
     )
 }
 
-/// The model request of the turn whose user text is `asked`.
-fn request_for(asked: &str) -> Value {
-    shared()
-        .mock
-        .last_request_where(&format!("asking {asked:?}"), |r| {
-            r["messages"].as_array().is_some_and(|m| {
-                m.iter()
-                    .any(|m| m["role"] == "user" && m["content"] == asked)
-            })
-        })
-}
-
 /// The system lines of a model request after its instructions.
 fn notices(request: &Value) -> Vec<String> {
     request["messages"].as_array().unwrap()[1..]

@@ -10,11 +10,13 @@
 //! | [`tokens`] | JWT minting ([`token`], [`admin_token`], [`sign`]…) and the shared [`SECRET`] |
 //! | [`wait`] | [`eventually`]: polling a check (sync or async) until it holds or a deadline passes; [`sleep_ms`] |
 //! | [`postgres`] | [`postgres::TestPostgres`]: throwaway clusters, run by the server's own `embedded_pg` |
+//! | [`nginx`] | [`nginx::Nginx`] stopped through its master, [`free_port`] |
 //! | [`pgbouncer`] | [`pgbouncer::PgBouncer`] in transaction mode in front of a server, its admin console |
 //! | [`sdk`] | the official Python SDK as a validator ([`Kind`]) |
 
 pub mod client;
 pub mod events;
+pub mod nginx;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod processes;
@@ -24,6 +26,7 @@ pub mod wait;
 
 pub use client::*;
 pub use events::*;
+pub use nginx::*;
 pub use processes::*;
 pub use sdk::Kind;
 pub use tokens::*;

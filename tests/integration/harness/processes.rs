@@ -685,3 +685,15 @@ pub fn chown_postgres(dir: &Path) {
             .status();
     }
 }
+
+/// The model request of the turn whose user text is `asked` (first content of a user message).
+pub fn request_for(asked: &str) -> Value {
+    shared()
+        .mock
+        .last_request_where(&format!("asking {asked:?}"), |r| {
+            r["messages"].as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|m| m["role"] == "user" && m["content"] == asked)
+            })
+        })
+}
