@@ -12,13 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-passed=0
-ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
-fail() {
-  echo "not ok - $*" >&2
-  echo "package: $passed passed, 1 failed"
-  exit 1
-}
+source tests/package/lib.sh
+tap_start package
 [ "$(id -u)" = 0 ] || fail "dpkg -i needs root"
 
 unit=/lib/systemd/system/chatkit-rs.service
@@ -138,14 +133,9 @@ addr=$(sed -n 's|^listening on http://||p' "$work/server.out")
   fail "the embedded PostgreSQL is in /var/lib/chatkit-rs, owned by chatkit-rs"
 ok "ExecStart: serving on $addr, the embedded PostgreSQL in /var/lib/chatkit-rs/chatkit-data as chatkit-rs"
 
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/healthz")" = 200 ] || fail "GET /healthz"
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/readyz")" = 200 ] || fail "GET /readyz"
 token=$(as_unit /usr/bin/chatkit-rs --config /etc/chatkit-rs/default.toml dev-token --sub alice)
-curl -sN "http://$addr/chatkit" -H "Authorization: Bearer $token" \
-  -d '{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"Hello!"}],"attachments":[],"inference_options":{}}}}' \
-  > "$work/turn.sse"
-grep -q '"type":"thread.created"' "$work/turn.sse" &&
-  grep -q '"type":"assistant_message"' "$work/turn.sse" ||
+talk_to "$addr" "$token" "$work/turn.sse"
+grep -q '"type":"thread.created"' "$work/turn.sse" ||
   fail "threads.create was not answered: $(head -c 2000 "$work/turn.sse")"
 listed=$(curl -s "http://$addr/chatkit" -H "Authorization: Bearer $token" -d '{"type":"threads.list","params":{}}')
 [ "$(jq '.data | length' <<<"$listed")" = 1 ] || fail "threads.list: $listed"
@@ -167,4 +157,4 @@ dpkg --purge chatkit-rs > "$work/dpkg-purge.log" 2>&1 || { cat "$work/dpkg-purge
 [ ! -e /etc/chatkit-rs/default.toml ] || fail "dpkg --purge left /etc/chatkit-rs/default.toml"
 ok "dpkg -r removes the binary and the unit, --purge the configuration"
 
-echo "package: $passed passed, 0 failed"
+tap_done

@@ -12,13 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
-passed=0
-ok() { passed=$((passed + 1)); echo "ok $passed - $*"; }
-fail() {
-  echo "not ok - $*" >&2
-  echo "image: $passed passed, 1 failed"
-  exit 1
-}
+source tests/package/lib.sh
+tap_start image
 [ "$(id -u)" = 0 ] || fail "needs root (the throwaway PostgreSQL runs as postgres)"
 command -v podman >/dev/null || fail "podman is not installed"
 
@@ -78,14 +73,9 @@ addr=$(sed -n 's|^listening on http://||p' "$work/server.out")
 [ -n "$addr" ] || { tail -20 "$work/server.log" >&2; fail "the container did not start"; }
 ok "the container serves on $addr against PostgreSQL on 127.0.0.1:$pg_port"
 
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/healthz")" = 200 ] || fail "GET /healthz"
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$addr/readyz")" = 200 ] || fail "GET /readyz"
 token=$(podman run "${run_flags[@]}" --rm -e CHATKIT__AUTH__JWT_SECRET=image-test-secret-image-test-secret-0123456 \
   "$image" dev-token --sub alice)
-curl -sN "http://$addr/chatkit" -H "Authorization: Bearer $token" \
-  -d '{"type":"threads.create","params":{"input":{"content":[{"type":"input_text","text":"Hello!"}],"attachments":[],"inference_options":{}}}}' \
-  > "$work/turn.sse"
-grep -q '"type":"assistant_message"' "$work/turn.sse" || fail "threads.create was not answered: $(head -c 2000 "$work/turn.sse")"
+talk_to "$addr" "$token" "$work/turn.sse"
 ok "healthz, readyz, a threads.create answered by the mock model"
 
 podman stop --time 60 "$name" >/dev/null
@@ -93,4 +83,4 @@ status=$(podman inspect --format '{{.State.ExitCode}}' "$name")
 [ "$status" = 0 ] || fail "SIGTERM: exit $status"
 ok "podman stop (SIGTERM): exit 0"
 
-echo "image: $passed passed, 0 failed"
+tap_done

@@ -122,7 +122,7 @@ impl Registry {
     /// the message routed again, a few times at most.
     fn forward<M, T>(
         &mut self,
-        mut msg: ToThread<M>,
+        msg: ToThread<M>,
         attempts_left: usize,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<T, EngineError>>
@@ -131,16 +131,24 @@ impl Registry {
         T: Send + 'static,
         ThreadActor: Handler<M>,
     {
-        let (addr, actor_id) = self.route(&msg.thread_id, msg.new_thread.take(), ctx);
-        let answer = addr.send(msg.message.clone());
+        let ToThread {
+            thread_id,
+            new_thread,
+            message,
+        } = msg;
+        // A new thread's actor cannot have retired yet: its message is not kept for a retry.
+        let kept = new_thread.is_none().then(|| message.clone());
+        let (addr, actor_id) = self.route(&thread_id, new_thread, ctx);
+        let answer = addr.send(message);
         Box::pin(answer.into_actor(self).then(move |answer, act, ctx| {
             let retired = matches!(
                 answer,
                 Ok(Err(EngineError::Retired)) | Err(MailboxError::Closed)
             );
-            if retired && attempts_left > 1 {
-                act.forget(&msg.thread_id, actor_id);
-                return act.forward(msg, attempts_left - 1, ctx);
+            if let (true, Some(message), true) = (retired, kept, attempts_left > 1) {
+                act.forget(&thread_id, actor_id);
+                let again = ToThread::existing(&thread_id, message);
+                return act.forward(again, attempts_left - 1, ctx);
             }
             let result = match answer {
                 _ if retired => Err(EngineError::Unavailable(

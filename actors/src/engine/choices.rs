@@ -50,15 +50,15 @@ pub(crate) fn check_inference(
     unlisted: &UnlistedModels,
 ) -> Result<(), EngineError> {
     if let Some(model) = options.model.as_deref() {
-        if models.get(Some(model)).is_none() {
+        let Some(picked) = models.pick(Some(model)) else {
             let offered: Vec<&str> = settings.models.iter().map(|m| m.id.as_str()).collect();
             return Err(EngineError::InvalidInput(format!(
                 "unknown model {:?}; {}",
                 shorten_for_display(model, 64),
                 offer_list("models", &offered)
             )));
-        }
-        if models.is_unlisted(Some(model)) && unlisted.first_time(model) {
+        };
+        if picked.unlisted && unlisted.first_time(model) {
             tracing::warn!(
                 model = %shorten_for_display(model, 64),
                 "a message chose a model but no [[models]] picker is configured; the default model answers"

@@ -32,7 +32,13 @@ struct State {
     down: bool,
     /// A probe loop runs for this server.
     probing: bool,
+    /// When it last answered a probe: an up server is probed at most once per
+    /// [`MIN_PROBE_INTERVAL`] (a server refusing every caller's token fails every turn).
+    answered_at: Option<Instant>,
 }
+
+/// The least time between two probes of a server that answers.
+const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The tool servers' states, shared by every thread actor.
 pub struct ServerHealth {
@@ -88,20 +94,25 @@ impl ServerHealth {
     /// A turn could not use `server`: probe it (once at a time) and keep probing while it does
     /// not answer. Must run inside a Tokio runtime.
     pub fn report_failure(self: &Arc<Self>, server: &McpServerConfig) {
-        {
+        let wait = {
             let mut states = self.lock();
             let state = states.entry(server.name.clone()).or_default();
             if state.probing {
                 return;
             }
             state.probing = true;
-        }
-        tokio::spawn(self.clone().probe_until_up(server.clone()));
+            // An up server is probed at most once per interval: this probe waits its turn.
+            state.answered_at.map_or(Duration::ZERO, |at| {
+                (at + MIN_PROBE_INTERVAL).saturating_duration_since(Instant::now())
+            })
+        };
+        tokio::spawn(self.clone().probe_until_up(server.clone(), wait));
     }
 
-    /// Probes `server` now; marks it down and probes again, with a growing delay, until it
+    /// Probes `server` after `wait`; marks it down and probes again, with a growing delay, until it
     /// answers.
-    async fn probe_until_up(self: Arc<Self>, server: McpServerConfig) {
+    async fn probe_until_up(self: Arc<Self>, server: McpServerConfig, wait: Duration) {
+        tokio::time::sleep(wait).await;
         let mut failures = 0;
         loop {
             // A HEAD without credentials: any answer, 401 and 405 included, is an answer.
@@ -127,6 +138,9 @@ impl ServerHealth {
         }
         state.down = down;
         state.probing = down;
+        if !down {
+            state.answered_at = Some(Instant::now());
+        }
         METRICS
             .mcp_server_up
             .with_label_values(&[server])

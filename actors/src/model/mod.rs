@@ -78,41 +78,40 @@ pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>>
 #[derive(Clone)]
 pub struct ModelCatalog {
     default: ModelClient,
-    choices: std::sync::Arc<Vec<(String, ModelClient)>>,
+    /// The picker's ids, in the order of `clients`.
+    ids: std::sync::Arc<[String]>,
+    clients: std::sync::Arc<[ModelClient]>,
+}
+
+/// The model that answers a choice, and whether the choice names a model no picker lists
+/// (none is configured: the default answers and the choice is only logged).
+pub struct PickedModel<'a> {
+    pub client: &'a ModelClient,
+    pub unlisted: bool,
 }
 
 impl ModelCatalog {
     pub fn new(default: ModelSettings, choices: &[crate::config::ModelChoice]) -> Self {
         ModelCatalog {
             default: ModelClient::new(default),
-            choices: std::sync::Arc::new(
-                choices
-                    .iter()
-                    .map(|c| (c.id.clone(), ModelClient::new(c.settings.clone())))
-                    .collect(),
-            ),
+            ids: choices.iter().map(|c| c.id.clone()).collect(),
+            clients: choices
+                .iter()
+                .map(|c| ModelClient::new(c.settings.clone()))
+                .collect(),
         }
     }
 
     /// The model that answers `inference_options.model` = `id` (protocol §7.2), by
     /// [`pick_model`]; `None` for an id the picker refuses.
-    pub fn get(&self, id: Option<&str>) -> Option<&ModelClient> {
-        let ids: Vec<&str> = self.choices.iter().map(|(c, _)| c.as_str()).collect();
-        match pick_model(id, &self.default.settings.name, &ids) {
-            ModelPick::Default | ModelPick::Unlisted => Some(&self.default),
-            ModelPick::Choice(index) => Some(&self.choices[index].1),
-            ModelPick::Refused => None,
-        }
-    }
-
-    /// Whether `id` is answered by the default model although no picker lists it (the
-    /// picker is off): the choice is stored as sent and only logged.
-    pub fn is_unlisted(&self, id: Option<&str>) -> bool {
-        let ids: Vec<&str> = self.choices.iter().map(|(c, _)| c.as_str()).collect();
-        matches!(
-            pick_model(id, &self.default.settings.name, &ids),
-            ModelPick::Unlisted
-        )
+    pub fn pick(&self, id: Option<&str>) -> Option<PickedModel<'_>> {
+        let (client, unlisted) = match pick_model(id, &self.default.settings.name, &self.ids) {
+            ModelPick::Default => (&self.default, false),
+            ModelPick::Unlisted => (&self.default, true),
+            ModelPick::Choice(index) => (&self.clients[index], false),
+            ModelPick::Refused => return None,
+        };
+        Some(PickedModel { client, unlisted })
     }
 
     pub fn default_model(&self) -> &ModelClient {

@@ -16,11 +16,15 @@ pub(super) enum ModelPick {
 /// With `[[models]]` configured (`choices`), only their ids and the default model's own
 /// `default_name` are accepted; without, the picker is off and any id is answered by the
 /// default model (as the official SDK stores options it does not act on).
-pub(super) fn pick_model(id: Option<&str>, default_name: &str, choices: &[&str]) -> ModelPick {
+pub(super) fn pick_model<S: AsRef<str>>(
+    id: Option<&str>,
+    default_name: &str,
+    choices: &[S],
+) -> ModelPick {
     let Some(id) = id else {
         return ModelPick::Default;
     };
-    if let Some(index) = choices.iter().position(|c| *c == id) {
+    if let Some(index) = choices.iter().position(|c| c.as_ref() == id) {
         ModelPick::Choice(index)
     } else if id == default_name {
         ModelPick::Default
@@ -37,14 +41,20 @@ mod tests {
 
     #[test]
     fn no_choice_is_the_default() {
-        assert_eq!(pick_model(None, "gpt", &[]), ModelPick::Default);
+        assert_eq!(pick_model::<&str>(None, "gpt", &[]), ModelPick::Default);
         assert_eq!(pick_model(None, "gpt", &["fast"]), ModelPick::Default);
     }
 
     #[test]
     fn without_a_picker_any_id_is_answered_by_the_default() {
-        assert_eq!(pick_model(Some("gpt"), "gpt", &[]), ModelPick::Default);
-        assert_eq!(pick_model(Some("other"), "gpt", &[]), ModelPick::Unlisted);
+        assert_eq!(
+            pick_model::<&str>(Some("gpt"), "gpt", &[]),
+            ModelPick::Default
+        );
+        assert_eq!(
+            pick_model::<&str>(Some("other"), "gpt", &[]),
+            ModelPick::Unlisted
+        );
     }
 
     #[test]

@@ -216,8 +216,8 @@ fn model_and_tool_choice(
 ) -> (crate::model::ModelClient, Option<TurnToolChoice>) {
     let model = env
         .models
-        .get(inference.model.as_deref())
-        .unwrap_or_else(|| env.models.default_model())
+        .pick(inference.model.as_deref())
+        .map_or_else(|| env.models.default_model(), |picked| picked.client)
         .clone();
     let tool_choice = inference
         .tool_choice
