@@ -61,3 +61,44 @@ async fn sigterm_mid_stream_with_a_short_drain_stores_the_cut_answer_before_exit
         "the streamed part was kept: {text:?}"
     );
 }
+
+/// With `stream.on_disconnect = "finish"` a turn whose client left runs on; shutdown still
+/// stops it at once (the engine tells it), storing what the cancellation rule stores, rather
+/// than waiting for a long answer nobody reads.
+#[tokio::test]
+async fn sigterm_stops_a_turn_running_on_without_its_client() {
+    let mut server = TestServer::start_with(&[
+        ("CHATKIT__SERVER__DRAIN_TIMEOUT_SECS", "1"),
+        ("CHATKIT__STREAM__ON_DISCONNECT", "finish"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+    ]);
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "hi").await.thread_id();
+    // 400 tokens, 50 ms apart: 20 s, far longer than the drain and shutdown's wait.
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "slow 400")
+        .await;
+    assert!(live.read_events(7).await >= 7, "text is streaming");
+    drop(live);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
+    server.terminate();
+    let status = server.wait();
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(8),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    assert!(!server.logs().contains("turns still running at shutdown"));
+    let stored = shared().postgres.psql(&format!(
+        "SELECT kind FROM {}.items WHERE thread_id = '{thread_id}' ORDER BY created_at, seq",
+        server.schema
+    ));
+    let kinds: Vec<&str> = stored.lines().collect();
+    assert_eq!(
+        kinds[2..],
+        ["user_message", "assistant_message", "sdk_hidden_context"],
+        "the partial answer and the cancellation marker were stored before exit"
+    );
+}

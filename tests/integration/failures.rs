@@ -84,6 +84,55 @@ async fn client_disconnect_stores_the_partial_answer_and_the_hidden_marker() {
         .contains("The user cancelled the stream."));
 }
 
+/// Issue 26, a reload that loses nothing: with `stream.on_disconnect = "finish"` a client
+/// that leaves mid-answer does not stop the turn; the whole answer is stored (no cancellation
+/// marker), a message sent meanwhile gets 409, and the thread goes on afterwards.
+#[tokio::test]
+async fn with_on_disconnect_finish_a_client_leaving_mid_answer_finds_the_whole_answer() {
+    let server = TestServer::start_with(&[
+        ("CHATKIT__STREAM__ON_DISCONNECT", "finish"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+    ]);
+    let alice = token("alice");
+    let thread_id = create_thread(&server, &alice, "hi").await.thread_id();
+    let mut live = server
+        .open_message_stream(&alice, &thread_id, "slow 30")
+        .await;
+    // user done, stream_options, added, part added, 3 deltas.
+    assert_eq!(live.read_events(7).await, 7);
+    drop(live);
+
+    // The reloaded page: the turn still runs; a new message waits for it.
+    let meanwhile = server
+        .post(&alice, &add_message_request(&thread_id, "are you there?"))
+        .await;
+    meanwhile.assert_error(409, "thread_busy");
+
+    eventually("the whole answer is stored", || {
+        let answers = shared().postgres.psql(&format!(
+            "SELECT body FROM {}.items WHERE thread_id = '{thread_id}' AND kind = 'assistant_message'",
+            server.schema
+        ));
+        answers.contains("tok29")
+    })
+    .await;
+    let items = server.items_asc(&alice, &thread_id).await;
+    let data = page_data(&items);
+    assert_eq!(data.len(), 4, "{data:?}");
+    let answer = data[3]["content"][0]["text"].as_str().unwrap();
+    assert!(answer.starts_with("tok0 tok1") && answer.ends_with("tok29"), "{answer}");
+    let markers = shared().postgres.psql(&format!(
+        "SELECT count(*) FROM {}.items WHERE thread_id = '{thread_id}' AND kind = 'sdk_hidden_context'",
+        server.schema
+    ));
+    assert_eq!(markers.trim(), "0", "nothing was cancelled");
+
+    let next = add_message(&server, &alice, &thread_id, "thanks").await;
+    next.assert_answered();
+    let request = shared().mock.last_request_containing("thanks");
+    assert!(!request.to_string().contains("The user cancelled the stream."));
+}
+
 #[tokio::test]
 async fn resending_a_message_whose_answer_failed_answers_it_without_a_copy() {
     let server = TestServer::start_with(&[("CHATKIT__TITLES__ENABLED", "false")]);

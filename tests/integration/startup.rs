@@ -300,10 +300,16 @@ fn wrong_values_name_their_key_and_the_old_max_turns_still_counts() {
             ("CHATKIT__AUTH__JWT_SECRET", SECRET),
             ("CHATKIT__ACTORS__MAX_LIVE", "0"),
             ("CHATKIT__AGENT__TOOL_DISPLAY", "loud"),
+            ("CHATKIT__STREAM__ON_DISCONNECT", "sometimes"),
         ],
         &["check-config"],
     );
     assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        problem_lines(&stderr, "stream.on_disconnect").len(),
+        1,
+        "{stderr}"
+    );
     assert_eq!(
         problem_lines(&stderr, "actors.max_live must be positive").len(),
         1,

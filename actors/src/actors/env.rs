@@ -24,6 +24,9 @@ pub(crate) struct EngineEnv {
     pub tool_catalog: Arc<ToolCatalog>,
     /// Whether each tool server answers (turns leave a down one out).
     pub mcp_health: Arc<ServerHealth>,
+    /// True once shutdown began: a turn whose client left stops then, even when
+    /// `stream.on_disconnect = "finish"` would let it run on.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The right to write a thread: this instance's id and the lease's fencing token.

@@ -49,6 +49,8 @@ pub struct EngineSettings {
     pub agent: AgentSettings,
     /// `stream_options.allow_cancel` (protocol §4).
     pub allow_cancel: bool,
+    /// What a turn does when its client goes away (`stream.on_disconnect`).
+    pub on_disconnect: OnDisconnect,
     pub cluster: ClusterSettings,
     pub attachments: AttachmentSettings,
     /// What `inference_options.model` may name (`[[models]]`); none: the default only.
@@ -199,6 +201,20 @@ pub enum ToolDisplay {
     Progress,
     /// A persisted `workflow` item with one task per call (protocol §8.5).
     Workflow,
+}
+
+/// What a turn does when the client reading its stream goes away (`stream.on_disconnect`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDisconnect {
+    /// As the official SDK: the turn stops and stores what the cancellation rule stores
+    /// (protocol §8.8); the composer's stop button stops the model.
+    #[default]
+    Cancel,
+    /// The turn runs to its end and stores everything though nobody listens: a page reloaded
+    /// mid-answer finds the whole answer once it is stored. The stop button only stops the
+    /// display.
+    Finish,
 }
 
 /// A client-side tool offered to the model.

@@ -56,6 +56,7 @@ struct TitlesSection {
 #[derive(Deserialize)]
 struct StreamSection {
     allow_cancel: bool,
+    on_disconnect: super::OnDisconnect,
 }
 
 #[derive(Deserialize)]
@@ -125,7 +126,8 @@ pub fn load(
             max_chars: t.max_chars.get(),
         })?,
         agent: agent?,
-        allow_cancel: stream?.allow_cancel,
+        allow_cancel: stream.as_ref()?.allow_cancel,
+        on_disconnect: stream?.on_disconnect,
         cluster: cluster?,
         attachments: attachments?,
         models: models?,

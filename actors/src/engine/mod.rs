@@ -57,6 +57,8 @@ pub struct Engine {
     /// The thread actors' arbiters, then the one of the registry and persistence actors.
     arbiters: Arc<Vec<Arbiter>>,
     stop_listener: Arc<watch::Sender<bool>>,
+    /// Set when shutdown begins (`EngineEnv::stopping`).
+    stopping: Arc<watch::Sender<bool>>,
     /// Model ids chosen while no picker is configured, each warned about once.
     unlisted_models: Arc<choices::UnlistedModels>,
     /// Dictation (`input.transcribe`).
@@ -65,8 +67,9 @@ pub struct Engine {
     url_signer: Arc<UrlSigner>,
 }
 
-/// How long shutdown waits for running turns to end (their clients are gone by then, so
-/// they end at once by the cancellation rule, storing what it stores).
+/// How long shutdown waits for running turns to end (their clients are gone by then, and
+/// shutdown tells the others to stop, so they end at once by the cancellation rule, storing
+/// what it stores).
 const TURNS_END_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Engine {
@@ -90,6 +93,7 @@ impl Engine {
             &settings.transcription,
             settings.model.api_key.clone(),
         ));
+        let (stopping, stopping_seen) = watch::channel(false);
         let env = Arc::new(EngineEnv {
             store,
             models,
@@ -97,6 +101,7 @@ impl Engine {
             settings,
             tool_catalog: Arc::default(),
             mcp_health,
+            stopping: stopping_seen,
         });
         env.mcp_health.probe_all(&env.settings.agent.mcp_servers);
         let registry_env = env.clone();
@@ -119,6 +124,7 @@ impl Engine {
             registry,
             arbiters: Arc::new(arbiters),
             stop_listener: Arc::new(stop_listener),
+            stopping: Arc::new(stopping),
             unlisted_models: Arc::default(),
             transcriber,
             url_signer: Arc::new(UrlSigner::new(url_key)),
@@ -264,6 +270,8 @@ impl Engine {
     /// buffered writes commit, this instance leaves the cluster (its leases go), the
     /// hand-over listener ends and the arbiters stop. The engine serves nothing afterwards.
     pub async fn shutdown(&self) {
+        // Turns that run on without their client (`stream.on_disconnect = "finish"`) stop now.
+        let _ = self.stopping.send(true);
         match tokio::time::timeout(TURNS_END_TIMEOUT, self.registry.send(RetireAll)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => tracing::warn!(%error, "the registry did not answer at shutdown"),

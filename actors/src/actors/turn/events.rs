@@ -6,8 +6,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use crate::config::OnDisconnect;
 use crate::ids::{prefix, ItemId, ThreadId};
 use crate::protocol::{
     AssistantMessage, AssistantMessageContent, ItemBody, ThreadItem, ThreadItemUpdate,
@@ -140,27 +141,50 @@ impl WorkflowInProgress {
     }
 }
 
-/// Sends events while the client listens; remembers when it left.
+/// Sends events while the client listens; remembers when it left, and whether its leaving
+/// cancels the turn (`stream.on_disconnect`, and the engine stopping).
 pub(super) struct EventWriter<'a> {
     tx: &'a mpsc::Sender<Bytes>,
     open: bool,
+    on_disconnect: OnDisconnect,
+    stopping: watch::Receiver<bool>,
 }
 
 impl<'a> EventWriter<'a> {
-    pub fn new(tx: &'a mpsc::Sender<Bytes>) -> Self {
-        EventWriter { tx, open: true }
+    pub fn new(
+        tx: &'a mpsc::Sender<Bytes>,
+        on_disconnect: OnDisconnect,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        EventWriter {
+            tx,
+            open: true,
+            on_disconnect,
+            stopping,
+        }
     }
 
-    /// False once the client left (its end of the channel is gone).
-    pub fn is_open(&self) -> bool {
-        self.open
+    /// True once the client left and its leaving cancels the turn.
+    pub fn cancelled(&self) -> bool {
+        !self.open && (self.on_disconnect == OnDisconnect::Cancel || *self.stopping.borrow())
     }
 
-    /// The channel, to notice the client leaving while waiting on something else.
-    pub fn sender(&self) -> &'a mpsc::Sender<Bytes> {
-        self.tx
+    /// Resolves when the client leaves if that cancels the turn (to notice the leaving
+    /// while waiting on something else); with `finish`, when the client left and the engine
+    /// stops.
+    pub async fn cancellation(&self) {
+        match self.on_disconnect {
+            OnDisconnect::Cancel => self.tx.closed().await,
+            OnDisconnect::Finish => {
+                let mut stopping = self.stopping.clone();
+                // A dropped sender: the engine is gone, which stops the turn too.
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+                self.tx.closed().await;
+            }
+        }
     }
 
+    /// Sends `event` while the client listens; nothing once it left.
     pub async fn send(&mut self, event: &ThreadStreamEvent) {
         if self.open && self.tx.send(event.to_sse()).await.is_err() {
             self.open = false;

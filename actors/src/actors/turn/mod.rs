@@ -144,7 +144,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
     let mut run = TurnRun {
         env: env.clone(),
         thread_id,
-        writer: EventWriter::new(&tx),
+        writer: EventWriter::new(&tx, env.settings.on_disconnect, env.stopping.clone()),
         floor: plan.last_created_at,
         committed: Vec::new(),
         mcp,
@@ -291,7 +291,7 @@ impl TurnRun<'_> {
         self.send_stream_options().await;
         Ok(match head {
             Err(ended) => ended,
-            Ok(_) if !self.writer.is_open() => Ended::Cancelled { partial: None },
+            Ok(_) if self.writer.cancelled() => Ended::Cancelled { partial: None },
             Ok(head) => self.agent(model_input, head).await,
         })
     }

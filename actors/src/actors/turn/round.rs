@@ -55,12 +55,11 @@ impl TurnRun<'_> {
         started: Option<Result<ModelStream, ModelError>>,
         workflow: &mut Option<WorkflowInProgress>,
     ) -> Round {
-        let tx = self.writer.sender();
         let started = match started {
             Some(started) => started,
             None => tokio::select! {
                 biased;
-                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: None }),
+                _ = self.writer.cancellation() => return Round::Ended(Ended::Cancelled { partial: None }),
                 started = self.model.stream(input, specs, None) => started,
             },
         };
@@ -79,7 +78,7 @@ impl TurnRun<'_> {
         loop {
             let next = tokio::select! {
                 biased;
-                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: Some(round.answer) }),
+                _ = self.writer.cancellation() => return Round::Ended(Ended::Cancelled { partial: Some(round.answer) }),
                 next = stream.next() => next,
             };
             let event = match next {
@@ -93,7 +92,7 @@ impl TurnRun<'_> {
             if let Err(ended) = self.on_model_event(event, &mut round, workflow).await {
                 return Round::Ended(ended);
             }
-            if !self.writer.is_open() {
+            if self.writer.cancelled() {
                 return Round::Ended(Ended::Cancelled {
                     partial: Some(round.answer),
                 });
