@@ -120,7 +120,10 @@ async fn with_on_disconnect_finish_a_client_leaving_mid_answer_finds_the_whole_a
     let data = page_data(&items);
     assert_eq!(data.len(), 4, "{data:?}");
     let answer = data[3]["content"][0]["text"].as_str().unwrap();
-    assert!(answer.starts_with("tok0 tok1") && answer.ends_with("tok29"), "{answer}");
+    assert!(
+        answer.starts_with("tok0 tok1") && answer.ends_with("tok29"),
+        "{answer}"
+    );
     let markers = shared().postgres.psql(&format!(
         "SELECT count(*) FROM {}.items WHERE thread_id = '{thread_id}' AND kind = 'sdk_hidden_context'",
         server.schema
@@ -130,7 +133,9 @@ async fn with_on_disconnect_finish_a_client_leaving_mid_answer_finds_the_whole_a
     let next = add_message(&server, &alice, &thread_id, "thanks").await;
     next.assert_answered();
     let request = shared().mock.last_request_containing("thanks");
-    assert!(!request.to_string().contains("The user cancelled the stream."));
+    assert!(!request
+        .to_string()
+        .contains("The user cancelled the stream."));
 }
 
 #[tokio::test]

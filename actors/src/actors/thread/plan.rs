@@ -181,24 +181,20 @@ fn plan_tool_output(
     model_items: &mut Vec<ThreadItem>,
 ) -> Result<(), EngineError> {
     refuse_inactive(&thread.meta.status)?;
-    let no_pending_call =
-        || EngineError::Conflict("the thread has no pending client tool call".into());
-    let newest = thread.history.last().ok_or_else(no_pending_call)?;
-    let mut completed = newest.clone();
-    match &mut completed.body {
-        ItemBody::ClientToolCall(call) if call.status == ToolCallStatus::Pending => {
-            call.status = ToolCallStatus::Completed;
-            call.output = Some(result);
-        }
-        _ => return Err(no_pending_call()),
+    let position = awaiting_client_tool_output(&thread.history).ok_or_else(|| {
+        EngineError::Conflict("the thread has no pending client tool call".into())
+    })?;
+    let mut completed = thread.history[position].clone();
+    if let ItemBody::ClientToolCall(call) = &mut completed.body {
+        call.status = ToolCallStatus::Completed;
+        call.output = Some(result);
     }
     let stale: Vec<ItemId> = thread
         .history
         .iter()
         .rev()
         .take(STALE_CALL_WINDOW)
-        .skip(1)
-        .filter(|i| matches!(&i.body, ItemBody::ClientToolCall(c) if c.status == ToolCallStatus::Pending))
+        .filter(|i| i.id != completed.id && is_pending_call(i))
         .map(|i| i.id.clone())
         .collect();
     plan.prelude_ops.push(WriteOp::put_item(&completed));
@@ -208,13 +204,32 @@ fn plan_tool_output(
             item_ids: stale.clone(),
         });
     }
-    model_items.retain(|i| !stale.contains(&i.id));
-    if let Some(last) = model_items.last_mut() {
-        *last = completed.clone();
+    if let Some(call) = model_items.iter_mut().find(|i| i.id == completed.id) {
+        *call = completed.clone();
     }
+    model_items.retain(|i| !stale.contains(&i.id));
     plan.removed_ids = stale;
     plan.prelude_items.push(completed);
     Ok(())
+}
+
+/// Where the call a client tool output completes is: the newest pending client tool call
+/// among the newest items, wherever it is among them (items stored after it, such as a
+/// cancellation marker, or one stamped the same instant, do not hide it), unless the user
+/// wrote since (the call is stale then).
+fn awaiting_client_tool_output(history: &[ThreadItem]) -> Option<usize> {
+    history
+        .iter()
+        .enumerate()
+        .rev()
+        .take(STALE_CALL_WINDOW)
+        .take_while(|(_, item)| !matches!(item.body, ItemBody::UserMessage(_)))
+        .find(|(_, item)| is_pending_call(item))
+        .map(|(position, _)| position)
+}
+
+fn is_pending_call(item: &ThreadItem) -> bool {
+    matches!(&item.body, ItemBody::ClientToolCall(c) if c.status == ToolCallStatus::Pending)
 }
 
 /// Protocol §3.4: everything after the user message `item_id` goes, in storage too (items

@@ -5,7 +5,7 @@ use super::*;
 use crate::ids::ItemId;
 use crate::model::ChatMessage;
 use crate::protocol::requests::UserMessageInput;
-use crate::protocol::{AssistantMessage, ClientToolCall, UserMessageContent};
+use crate::protocol::{AssistantMessage, ClientToolCall, SdkHiddenContext, UserMessageContent};
 
 const SETTINGS: PlanSettings<'static> = PlanSettings {
     instance_id: "inst_a",
@@ -231,6 +231,66 @@ fn client_tool_output_completes_the_pending_call_and_drops_stale_ones() {
         &SETTINGS,
     );
     assert!(matches!(no_call, Err(EngineError::Conflict(_))));
+}
+
+/// Issue 26, item 6 (openai/chatkit-python PR #123): items after the pending call (a hidden
+/// cancellation marker, an assistant message stamped the same instant) do not hide it; a
+/// user message after it makes it stale.
+#[test]
+fn client_tool_output_finds_the_pending_call_among_the_newest_items() {
+    let marker = item(
+        "shcx_1",
+        ItemBody::SdkHiddenContext(SdkHiddenContext {
+            content: "The user cancelled the stream.".into(),
+        }),
+    );
+    let answer = item(
+        "msg_2",
+        ItemBody::AssistantMessage(AssistantMessage { content: vec![] }),
+    );
+    let history = vec![
+        user_item("msg_1", "x"),
+        pending_call("tc_new"),
+        answer,
+        marker,
+    ];
+    let output = TurnInput::ClientToolOutput(json!({ "ok": true }));
+    let plan = plan_turn(&thread(true, history), output, &SETTINGS).unwrap();
+    assert_eq!(kinds(&plan.prelude_ops), ["put_item"]);
+    assert_eq!(plan.prelude_items[0].id, "tc_new");
+    assert!(plan.removed_ids.is_empty());
+    let tool_results = plan
+        .model_input
+        .iter()
+        .filter(|m| format!("{m:?}").contains(r#"{\"ok\":true}"#))
+        .count();
+    assert_eq!(
+        tool_results, 1,
+        "the model sees the output: {:?}",
+        plan.model_input
+    );
+
+    let moved_on = vec![pending_call("tc_1"), user_item("msg_1", "never mind")];
+    let stale = plan_turn(
+        &thread(true, moved_on),
+        TurnInput::ClientToolOutput(json!(null)),
+        &SETTINGS,
+    );
+    assert!(matches!(stale, Err(EngineError::Conflict(_))));
+
+    let mut too_old = vec![pending_call("tc_1")];
+    too_old.extend((0..STALE_CALL_WINDOW).map(|n| {
+        item(
+            &format!("msg_{n}"),
+            ItemBody::AssistantMessage(AssistantMessage { content: vec![] }),
+        )
+    }));
+    let out_of_reach = plan_turn(
+        &thread(true, too_old),
+        TurnInput::ClientToolOutput(json!(null)),
+        &SETTINGS,
+    );
+    assert!(matches!(out_of_reach, Err(EngineError::Conflict(_))));
 }
 
 #[test]
