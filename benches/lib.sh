@@ -136,8 +136,8 @@ pg_check_durability() {
   log "the Postgres of $1 (port $2) runs with $got (SHOW)"
 }
 
-# start_pg: a private cluster in $BENCH_TMP/pgdata with $(pg_durability). Sets PGPORT,
-# PGDATA_DIR, PG_POSTMASTER; database `chatkit`.
+# start_pg: a private cluster in $BENCH_TMP/pgdata with $(pg_durability) (and the server
+# options in PG_EXTRA_OPTS, if any). Sets PGPORT, PGDATA_DIR, PG_POSTMASTER; database `chatkit`.
 start_pg() {
   PG_BIN="$(pg_bindir)"
   PGPORT="$(free_port)"
@@ -153,7 +153,7 @@ start_pg() {
   as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres -A trust -E UTF8 --locale=C --no-sync \
     >"$BENCH_TMP/logs/initdb.log" 2>&1 || die "initdb failed (see $BENCH_TMP/logs/initdb.log)"
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -t 60 -l "$BENCH_TMP/logs/postgres.log" \
-    -o "-p $PGPORT -k $sock -c listen_addresses=127.0.0.1 $(printf -- '-c %s ' $(pg_durability))-c max_connections=200" \
+    -o "-p $PGPORT -k $sock -c listen_addresses=127.0.0.1 $(printf -- '-c %s ' $(pg_durability))-c max_connections=200 ${PG_EXTRA_OPTS:-}" \
     start >/dev/null 2>&1 || die "postgres did not start (see $BENCH_TMP/logs/postgres.log)"
   PG_DATADIRS+=("$PGDATA_DIR")
   as_pg "$PG_BIN/createdb" -h "$sock" -p "$PGPORT" -U postgres chatkit || die "createdb failed"
