@@ -4,21 +4,27 @@
 # Postgres CPU per turn, for a turn that starts a thread and for a follow-up message. The
 # figures behind specs/scale.md ("How far one primary carries").
 #
-# Two closed-loop runs against one chatkit-rs (release, titles off, the mock model), each a
-# fixed number of turns with every statistic reset right before it:
-#   new        every turn a threads.create with its streamed reply (1,000 users)
+# Two closed-loop runs against one chatkit-rs (release, titles off, the mock model, at most
+# --max-live thread actors), each a fixed number of turns with every statistic reset right
+# before it:
+#   new        every turn a threads.create with its streamed reply (1,000 users); beyond
+#              --max-live (default 1,000) live actors the least recently used retire and give
+#              their lease up, as every new thread's actor eventually does (idle timeout or
+#              eviction): the steady state of a server, within a short run
 #   followup   every turn a threads.add_user_message; each virtual user's first turn creates
 #              its thread, so the follow-up cost is solved from both runs:
 #              (total − created × new-thread cost) / follow-ups
 # Statements come from pg_stat_statements, WAL from pg_stat_wal, transactions from
 # pg_stat_database, CPU from /proc (the postmaster and every backend, by chatkit-load --pid).
 #
-# Usage: benches/pg_cost.sh [--turns N] [--concurrency N] [--no-build] [--out DIR] [--keep-tmp]
+# Usage: benches/pg_cost.sh [--turns N] [--concurrency N] [--max-live N] [--no-build] [--out DIR]
+#          [--keep-tmp]
+# Environment: CK_BIN (another chatkit-rs binary to measure).
 # Writes results/pg-cost-latest.{md,json}.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TURNS=6000 CONCURRENCY=64 NO_BUILD=0
+TURNS=6000 CONCURRENCY=64 MAX_LIVE=1000 NO_BUILD=0
 OUT="$BENCH_DIR/results"
 SETTLE=11 # seconds: Postgres 15 backends publish their transaction counts within 10 s of idling
 
@@ -26,10 +32,11 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --turns) TURNS="$2"; shift 2 ;;
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
+    --max-live) MAX_LIVE="$2"; shift 2 ;;
     --no-build) NO_BUILD=1; shift ;;
     --out) OUT="$2"; shift 2 ;;
     --keep-tmp) KEEP_TMP=1; shift ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
     *) die "unknown option $1" ;;
   esac
 done
@@ -43,7 +50,7 @@ pg_check_durability "chatkit-rs" "$PGPORT"
 sql() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d chatkit -Atqc "$1"; }
 sql "CREATE EXTENSION pg_stat_statements" >/dev/null
 start_mock 8 0
-start_chatkit pgcost
+start_chatkit pgcost CHATKIT__ACTORS__MAX_LIVE="$MAX_LIVE"
 
 # reset: every statistic this script reads starts from zero (transactions: read before).
 reset_stats() {
@@ -81,9 +88,9 @@ measure() {
 measure new 1 1000
 measure followup 0 "$CONCURRENCY"
 
-python3 - "$RUNS" "$OUT" "$TURNS" "$CONCURRENCY" "$(pg_settings "$PGPORT")" <<'PY'
+python3 - "$RUNS" "$OUT" "$TURNS" "$CONCURRENCY" "$(pg_settings "$PGPORT")" "$MAX_LIVE" "${CK_BIN:-$BIN/chatkit-rs}" <<'PY'
 import json, sys, datetime
-runs, out, turns, concurrency, settings = sys.argv[1:6]
+runs, out, turns, concurrency, settings, max_live, binary = sys.argv[1:8]
 
 def read(name):
     doc = json.load(open(f"{runs}/{name}.json"))
@@ -118,8 +125,9 @@ f3 = lambda x: f"{x:,.3f}"
 lines = [
     f"# What a turn costs the Postgres primary — {datetime.datetime.now():%Y-%m-%d %H:%M}",
     "",
-    f"`benches/pg_cost.sh --turns {turns} --concurrency {concurrency}`; Postgres {settings} (SHOW);",
-    "chatkit-rs release, titles off, mock model (8 tokens); statistics reset before each run.",
+    f"`benches/pg_cost.sh --turns {turns} --concurrency {concurrency} --max-live {max_live}`; Postgres {settings} (SHOW);",
+    f"chatkit-rs release (`{binary}`), titles off, mock model (8 tokens), at most {max_live} live thread actors;",
+    "statistics reset before each run.",
     f"Runs: new threads {new['turns']} turns at {new['per_sec']:,.0f}/s ({new['errors']} errors);"
     f" follow-ups {mix['turns']} turns at {mix['per_sec']:,.0f}/s ({mix['created']} of them created"
     f" their thread, {mix['errors']} errors).",

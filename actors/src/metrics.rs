@@ -82,7 +82,6 @@ pub mod labels {
         "load_thread",
         "load_user_thread",
         "recent_items",
-        "release_lease",
         "release_own_lease",
         "request_handover",
         "url_signing_key",

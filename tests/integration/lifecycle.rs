@@ -62,6 +62,15 @@ async fn idle_actors_retire_and_come_back_with_their_history() {
         server.log_count("idle thread actor retires") >= 1
     })
     .await;
+    // It gave its lease up (in a group commit): another instance could take the thread now.
+    let lease = format!(
+        "SELECT count(*) FROM {}.thread_leases WHERE thread_id = '{thread_id}'",
+        server.schema
+    );
+    eventually("the retired actor's lease is released", || {
+        shared().postgres.psql(&lease).trim() == "0"
+    })
+    .await;
     let next = add_message(&server, &alice, &thread_id, "what is the password?").await;
     next.assert_answered();
     let request = shared()

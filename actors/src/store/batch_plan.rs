@@ -25,6 +25,11 @@ pub(super) enum Step<'a> {
         fencings: Vec<i64>,
         states: Vec<&'a str>,
     },
+    ReleaseLeases {
+        thread_ids: Vec<&'a str>,
+        instance_ids: Vec<&'a str>,
+        fencings: Vec<i64>,
+    },
     PutItems {
         thread_ids: Vec<&'a str>,
         ids: Vec<&'a str>,
@@ -92,6 +97,9 @@ struct Round<'a> {
     check_instances: Vec<&'a str>,
     fencings: Vec<i64>,
     states: Vec<&'a str>,
+    release_threads: Vec<&'a str>,
+    release_instances: Vec<&'a str>,
+    release_fencings: Vec<i64>,
     item_threads: Vec<&'a str>,
     item_ids: Vec<&'a str>,
     item_times: Vec<NaiveDateTime>,
@@ -132,6 +140,15 @@ impl<'a> Round<'a> {
                 self.fencings.push(fencing.get());
                 self.states.push(state.as_str());
             }
+            WriteOp::ReleaseLease {
+                thread_id,
+                instance_id,
+                fencing,
+            } => {
+                self.release_threads.push(thread_id.as_str());
+                self.release_instances.push(instance_id.as_str());
+                self.release_fencings.push(fencing.get());
+            }
             WriteOp::PutItem(r) => {
                 self.item_threads.push(r.thread_id.as_str());
                 self.item_ids.push(r.id.as_str());
@@ -148,11 +165,12 @@ impl<'a> Round<'a> {
             && self.lease_threads.is_empty()
             && self.check_threads.is_empty()
             && self.item_threads.is_empty()
+            && self.release_threads.is_empty()
             && self.singles.is_empty()
     }
 
     /// The round's statements, in the order its ops may run: threads, leases, lease checks,
-    /// items, then the rarer ops.
+    /// items, lease releases, then the rarer ops.
     fn into_steps(self, steps: &mut Vec<Step<'a>>) {
         if !self.threads.ids.is_empty() {
             steps.push(Step::InsertThreads(self.threads));
@@ -178,6 +196,13 @@ impl<'a> Round<'a> {
                 created_at: self.item_times,
                 kinds: self.kinds,
                 bodies: self.bodies,
+            });
+        }
+        if !self.release_threads.is_empty() {
+            steps.push(Step::ReleaseLeases {
+                thread_ids: self.release_threads,
+                instance_ids: self.release_instances,
+                fencings: self.release_fencings,
             });
         }
         steps.extend(self.singles);
@@ -236,6 +261,10 @@ mod tests {
                 Step::PutItems { ids, .. } => {
                     ("items", ids.iter().map(|s| s.to_string()).collect())
                 }
+                Step::ReleaseLeases { thread_ids, .. } => (
+                    "releases",
+                    thread_ids.iter().map(|s| s.to_string()).collect(),
+                ),
                 Step::One(op) => ("one", vec![op.thread_id().to_string()]),
                 Step::GenericPlans => ("settings", vec![]),
             })
@@ -283,6 +312,33 @@ mod tests {
                 ("one", vec!["b".into()]),
                 ("checks", vec!["a".into()]),
                 ("items", vec!["x".into()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn lease_releases_of_retiring_actors_share_one_statement_with_the_batch() {
+        let release = |thread: &str| WriteOp::ReleaseLease {
+            thread_id: thread.into(),
+            instance_id: "i1".into(),
+            fencing: FencingToken::FIRST,
+        };
+        // c's last write and its release in one batch: the release comes after it.
+        let ops = vec![
+            release("a"),
+            check("c", LeaseState::Idle),
+            item("c", "c1"),
+            release("b"),
+            release("c"),
+        ];
+        let steps = plan(&ops);
+        assert_eq!(
+            shape(&steps),
+            vec![
+                ("checks", vec!["c".into()]),
+                ("releases", vec!["a".into(), "b".into()]),
+                ("items", vec!["c1".into()]),
+                ("releases", vec!["c".into()]),
             ]
         );
     }

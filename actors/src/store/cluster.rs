@@ -135,9 +135,6 @@ const TAKE_OVER_LEASE: &str = "
     WHERE thread_id = $1 AND instance_id = $3
     RETURNING fencing";
 
-const RELEASE_LEASE: &str =
-    "DELETE FROM thread_leases WHERE thread_id = $1 AND instance_id = $2 AND fencing = $3";
-
 // Filters $1..$4 apply when not NULL; $5 rows at most; instances alive within $6 ms.
 const LIVE_THREADS: &str = "
     SELECT l.thread_id, t.user_id, l.instance_id, l.state, l.live_since, l.last_activity,
@@ -228,30 +225,6 @@ impl Store {
                 }
             }
             Ok(LeaseAttempt::Held { owner, state })
-        })
-        .await
-    }
-
-    /// Gives a lease up (retirement, deletion, shutdown).
-    pub(crate) async fn release_lease(
-        &self,
-        thread_id: &str,
-        instance_id: &str,
-        fencing: FencingToken,
-    ) -> Result<(), StoreError> {
-        self.timed("release_lease", async move {
-            let client = self.pool.get().await?;
-            self.sql(&client)
-                .execute(
-                    RELEASE_LEASE,
-                    &[
-                        (&thread_id, Type::TEXT),
-                        (&instance_id, Type::TEXT),
-                        (&fencing.get(), Type::INT8),
-                    ],
-                )
-                .await?;
-            Ok(())
         })
         .await
     }

@@ -33,6 +33,13 @@ pub enum WriteOp {
         thread_id: ThreadId,
         instance_id: String,
     },
+    /// Gives a retiring actor's lease up, if it is still that lease (fencing): batched like
+    /// every write, so a retirement costs no transaction and no WAL flush of its own.
+    ReleaseLease {
+        thread_id: ThreadId,
+        instance_id: String,
+        fencing: FencingToken,
+    },
     /// Deletes every item after this one (retry, protocol §3.4).
     DeleteItemsAfter {
         thread_id: ThreadId,
@@ -90,6 +97,7 @@ impl WriteOp {
             | WriteOp::DeleteItemsAfter { thread_id, .. }
             | WriteOp::LeaseCheck { thread_id, .. }
             | WriteOp::InsertLease { thread_id, .. }
+            | WriteOp::ReleaseLease { thread_id, .. }
             | WriteOp::Feedback { thread_id, .. }
             | WriteOp::LinkAttachments { thread_id, .. } => thread_id,
         }

@@ -23,6 +23,7 @@ struct Statements {
     delete_after: Ready,
     lease_checks: Ready,
     insert_leases: Ready,
+    release_leases: Ready,
     feedback: Ready,
     link_attachments: Ready,
 }
@@ -119,6 +120,18 @@ const INSERT_LEASES: Text = (
     &[Type::TEXT_ARRAY, Type::TEXT_ARRAY],
 );
 
+// Only leases still held with the token the retiring actor had: one taken over since (by
+// this instance's next actor for the thread, or another instance) stays. `= ANY($1)` keeps
+// the primary key, as for the lease checks.
+const RELEASE_LEASES: Text = (
+    "DELETE FROM thread_leases AS l
+     USING unnest($1::text[], $2::text[], $3::int8[]) AS v(thread_id, instance_id, fencing)
+     WHERE l.thread_id = ANY($1::text[])
+       AND l.thread_id = v.thread_id AND l.instance_id = v.instance_id
+       AND l.fencing = v.fencing",
+    &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::INT8_ARRAY],
+);
+
 const DELETE_AFTER: Text = (
     "DELETE FROM items WHERE thread_id = $1 AND (created_at, seq) >
        (SELECT created_at, seq FROM items WHERE thread_id = $1 AND id = $2)",
@@ -165,6 +178,7 @@ async fn prepare(sql: &Sql<'_>) -> Result<Statements, StoreError> {
         delete_thread: ready(DELETE_THREAD).await?,
         lease_checks: ready(LEASE_CHECKS).await?,
         insert_leases: ready(INSERT_LEASES).await?,
+        release_leases: ready(RELEASE_LEASES).await?,
         delete_after: ready(DELETE_AFTER).await?,
         set_title: ready(SET_TITLE).await?,
         feedback: ready(FEEDBACK).await?,
@@ -264,6 +278,14 @@ async fn execute(sql: &Sql<'_>, s: &Statements, step: &Step<'_>) -> Result<(), S
             )
             .await?;
         }
+        Step::ReleaseLeases {
+            thread_ids,
+            instance_ids,
+            fencings,
+        } => {
+            sql.execute_ready(&s.release_leases, &[thread_ids, instance_ids, fencings])
+                .await?;
+        }
         Step::PutItems {
             thread_ids,
             ids,
@@ -327,6 +349,7 @@ async fn execute_one(sql: &Sql<'_>, s: &Statements, op: &WriteOp) -> Result<(), 
         WriteOp::InsertThread(_)
         | WriteOp::InsertLease { .. }
         | WriteOp::LeaseCheck { .. }
+        | WriteOp::ReleaseLease { .. }
         | WriteOp::PutItem(_) => unreachable!("planned as a multi-row step"),
     }
     Ok(())

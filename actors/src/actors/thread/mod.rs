@@ -30,6 +30,7 @@ use crate::ids::{ItemId, ThreadId, UserId};
 use crate::mcp::McpSessions;
 use crate::protocol::{ThreadMeta, ThreadStreamEvent};
 use crate::store::cluster::{FencingToken, LeaseState};
+use crate::store::WriteOp;
 
 use history::{newest_items, LoadedThread};
 pub(crate) use messages::{
@@ -130,15 +131,28 @@ impl ThreadActor {
             thread_id: self.thread_id.clone(),
             actor_id: self.actor_id,
         });
-        // Give the lease up (another instance may be waiting for it). Without a token (the
-        // actor restarted after a failure) whatever row this instance holds goes.
+        // Give the lease up (another instance may be waiting for it), in the next group
+        // commit. Without a token (the actor restarted after a failure) whatever row this
+        // instance holds goes, at once: a queued release without a token could remove the
+        // lease of the thread's next actor.
         let fencing = self.lease.take();
-        let (env, thread_id) = (self.env.clone(), self.thread_id.to_string());
+        let (env, thread_id) = (self.env.clone(), self.thread_id.clone());
         actix::spawn(async move {
-            let instance = &env.settings.cluster.instance_id;
+            let instance_id = env.settings.cluster.instance_id.clone();
             let released = match fencing {
-                Some(fencing) => env.store.release_lease(&thread_id, instance, fencing).await,
-                None => env.store.release_own_lease(&thread_id, instance).await,
+                Some(fencing) => env
+                    .persist(vec![WriteOp::ReleaseLease {
+                        thread_id: thread_id.clone(),
+                        instance_id,
+                        fencing,
+                    }])
+                    .await
+                    .map_err(|error| error.to_string()),
+                None => env
+                    .store
+                    .release_own_lease(thread_id.as_str(), &instance_id)
+                    .await
+                    .map_err(|error| error.to_string()),
             };
             if let Err(error) = released {
                 tracing::debug!(%thread_id, %error, "lease not released; it lapses with the heartbeat");
