@@ -11,10 +11,12 @@
 #   --mcp   chatkit-rs with the test MCP server (tests/mcp-tasks) attached: its tools are
 #           offered on every turn (none called), as compare.sh's (c+mcp)
 #   --tag   write results/profile-server-NAME.txt (and -db-, -callers-) instead
+#   --new-thread-ratio R  the share of turns that start a thread (default 0.2, as compare.sh;
+#           1 = every turn a threads.create, 1,000 users, as compare.sh --new-threads-only)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-RATE="" CONCURRENCY=64 DURATION=10 WARMUP=3 NO_BUILD=0 CALLERS=0 SERVER_ENV=() MCP=0 TAG=""
+NEW_RATIO="" RATE="" CONCURRENCY=64 DURATION=10 WARMUP=3 NO_BUILD=0 CALLERS=0 SERVER_ENV=() MCP=0 TAG=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
@@ -27,7 +29,8 @@ while [[ $# -gt 0 ]]; do
     --mcp) MCP=1; shift ;;
     --tag) TAG="-$2"; shift 2 ;;
     --rate) RATE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --new-thread-ratio) NEW_RATIO="$2"; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -47,6 +50,8 @@ start_chatkit profile "${SERVER_ENV[@]}"
 
 LOAD_MODE=(--concurrency "$CONCURRENCY")
 [[ -z "$RATE" ]] || LOAD_MODE=(--rate "$RATE" --poisson --users 1000)
+[[ -z "$NEW_RATIO" ]] || LOAD_MODE+=(--new-thread-ratio "$NEW_RATIO")
+[[ -z "$NEW_RATIO" || -n "$RATE" ]] || LOAD_MODE+=(--users 1000)
 "$BIN/chatkit-load" "${LOAD_MODE[@]}" --duration "$DURATION" --warmup "$WARMUP" \
   --url "$CK_URL/chatkit" --jwt-secret "$JWT_SECRET" --server-pid "$CK_PID" \
   --pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID" >"$BENCH_TMP/load.txt" 2>&1 &

@@ -2,12 +2,12 @@
 //! one on demand (spread over a small pool of arbiters), keeps at most `max_live` of them
 //! (least recently used idle ones retire first), and forgets an actor when it retires.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
 
 use super::env::EngineEnv;
+use super::live_actors::LiveActors;
 use super::reaper::reap;
 use super::routing::{ReapIfCommittedLate, RegistryLink, Retired, ToThread};
 use super::thread::{Delete, Passivate, RetireForShutdown, ThreadActor, YieldToOtherInstance};
@@ -31,21 +31,12 @@ pub(crate) struct HandoverRequested {
 #[rtype(result = "()")]
 pub(crate) struct RetireAll;
 
-/// A live thread actor, as the registry knows it.
-struct RegisteredActor {
-    addr: Addr<ThreadActor>,
-    actor_id: u64,
-    /// Registry clock at the last request routed to it.
-    last_used: u64,
-}
-
 pub(crate) struct Registry {
     env: Arc<EngineEnv>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     next_actor_id: u64,
-    clock: u64,
-    live: HashMap<ThreadId, RegisteredActor>,
+    live: LiveActors<Addr<ThreadActor>>,
 }
 
 impl Registry {
@@ -59,8 +50,7 @@ impl Registry {
             arbiters,
             next_arbiter: 0,
             next_actor_id: 0,
-            clock: 0,
-            live: HashMap::new(),
+            live: LiveActors::default(),
         }
     }
 
@@ -80,13 +70,7 @@ impl Registry {
             reap: ctx.address().recipient(),
         };
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| make(actor_id, env, registry));
-        self.clock += 1;
-        let entry = RegisteredActor {
-            addr: addr.clone(),
-            actor_id,
-            last_used: self.clock,
-        };
-        self.live.insert(thread_id, entry);
+        self.live.insert(thread_id, addr.clone(), actor_id);
         METRICS.live_thread_actors.set(self.live.len() as i64);
         self.enforce_max_live();
         (addr, actor_id)
@@ -100,15 +84,13 @@ impl Registry {
         new_thread: Option<ThreadMeta>,
         ctx: &mut Context<Self>,
     ) -> (Addr<ThreadActor>, u64) {
-        self.clock += 1;
         if let Some(meta) = new_thread {
             let id = thread_id.clone();
             return self.start_actor(ctx, thread_id.clone(), move |actor_id, env, registry| {
                 ThreadActor::new_thread(actor_id, id, meta, env, registry)
             });
         }
-        if let Some(live) = self.live.get_mut(thread_id) {
-            live.last_used = self.clock;
+        if let Some(live) = self.live.touch(thread_id) {
             return (live.addr.clone(), live.actor_id);
         }
         let id = thread_id.clone();
@@ -163,12 +145,7 @@ impl Registry {
 
     /// Forgets the actor `actor_id` of `thread_id`, if it is still the one registered.
     fn forget(&mut self, thread_id: &ThreadId, actor_id: u64) {
-        if self
-            .live
-            .get(thread_id)
-            .is_some_and(|l| l.actor_id == actor_id)
-        {
-            self.live.remove(thread_id);
+        if self.live.remove(thread_id, actor_id) {
             METRICS.live_thread_actors.set(self.live.len() as i64);
         }
     }
@@ -181,11 +158,8 @@ impl Registry {
             return;
         }
         let excess = self.live.len() - max;
-        let mut by_age: Vec<(u64, &Addr<ThreadActor>)> =
-            self.live.values().map(|l| (l.last_used, &l.addr)).collect();
-        by_age.select_nth_unstable_by_key(excess - 1, |(used, _)| *used);
-        for (_, addr) in by_age.iter().take(excess) {
-            addr.do_send(Passivate);
+        for live in self.live.least_recently_used(excess) {
+            live.addr.do_send(Passivate);
         }
     }
 }
@@ -253,7 +227,7 @@ impl Handler<RetireAll> for Registry {
     fn handle(&mut self, _: RetireAll, _ctx: &mut Context<Self>) -> Self::Result {
         let retiring: Vec<_> = self
             .live
-            .values()
+            .actors()
             .map(|live| live.addr.send(RetireForShutdown))
             .collect();
         tracing::debug!(live = retiring.len(), "retiring every thread actor");
