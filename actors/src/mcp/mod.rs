@@ -3,14 +3,17 @@
 //! [`ToolCatalog`] does not hold), reused across turns, re-opened after a failure or when the
 //! caller's token changed (the token is fixed per transport), closed when the actor retires. The caller's bearer token rides on the transport (`Authorization` header of every
 //! request of the session) for servers configured to receive it; it never enters a prompt,
-//! a tool argument or a log line.
+//! a tool argument or a log line. With traces on, a tool call's `traceparent` rides next to it
+//! (`traced_client.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, ContentBlock, ProgressNotificationParam};
+use rmcp::model::{
+    CallToolRequestParams, ContentBlock, MetaObject, ProgressNotificationParam, RequestMetaObject,
+};
 use rmcp::service::{MaybeSendFuture, NotificationContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -25,12 +28,14 @@ mod catalog;
 mod health;
 mod offer;
 mod progress;
+mod traced_client;
 pub use catalog::ToolCatalog;
 use catalog::ToolList;
 pub use health::ServerHealth;
 use offer::build_offer;
 pub use offer::{OfferedTool, OfferedTools};
 use progress::{call_with_progress, ProgressRoutes};
+use traced_client::{TracedClient, TRACEPARENT_META};
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +305,12 @@ impl McpSessions {
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments);
+        // The call's span is current (`turn/invoke.rs`): the tool server continues the trace.
+        if let Some(traceparent) = crate::trace::traceparent(&tracing::Span::current()) {
+            let mut meta = Map::new();
+            meta.insert(TRACEPARENT_META.into(), Value::String(traceparent));
+            params.meta = Some(RequestMetaObject(MetaObject(meta)));
+        }
         let peer = session.service.peer().clone();
         let answer = match progress {
             None => tokio::time::timeout(server.timeout, peer.call_tool(params)).await,
@@ -421,7 +432,8 @@ async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Se
         }
         config = config.custom_headers(headers);
     }
-    let transport = StreamableHttpClientTransport::with_client(session_http_client(), config);
+    let client = TracedClient(session_http_client());
+    let transport = StreamableHttpClientTransport::with_client(client, config);
     let events = SessionEvents::default();
     let service = tokio::time::timeout(server.timeout, events.clone().serve(transport))
         .await
