@@ -6,8 +6,8 @@ mod history;
 mod pick;
 mod responses;
 mod responses_request;
-mod transcription;
 mod traced;
+mod transcription;
 mod transport;
 mod wire;
 

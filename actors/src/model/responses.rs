@@ -132,7 +132,9 @@ fn completed(response: Option<&Value>, out: &mut VecDeque<ModelEvent>) {
 
 /// The model a response names.
 fn response_model(response: Option<&Value>) -> Option<String> {
-    response.and_then(|r| r["model"].as_str()).map(str::to_string)
+    response
+        .and_then(|r| r["model"].as_str())
+        .map(str::to_string)
 }
 
 /// A reasoning item as the next request takes it back (without its status).

@@ -191,6 +191,9 @@ mod tests {
         assert_eq!(provider_name("api.openai.com"), "openai");
         assert_eq!(provider_name("eu.openai.azure.com"), "azure.ai.openai");
         assert_eq!(provider_name("127.0.0.1"), "openai_compatible");
-        assert_eq!(provider_name("api.openai.com.evil.example"), "openai_compatible");
+        assert_eq!(
+            provider_name("api.openai.com.evil.example"),
+            "openai_compatible"
+        );
     }
 }
