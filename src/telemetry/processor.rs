@@ -137,10 +137,10 @@ fn run<E: SpanExporter>(exporter: E, received: Receiver<Message>, settings: Batc
         }
         let spans = std::mem::take(batch);
         let count = spans.len();
-        let sent = runtime.block_on(tokio::time::timeout(
-            settings.export_timeout,
-            exporter.export(spans),
-        ));
+        // The timer is made inside the runtime (its constructor needs one).
+        let sent = runtime.block_on(async {
+            tokio::time::timeout(settings.export_timeout, exporter.export(spans)).await
+        });
         if !matches!(sent, Ok(Ok(()))) {
             dropped("export_failed", count);
         }

@@ -37,6 +37,7 @@ fn traced_server(endpoint: &str, mcp: Option<&McpServer>, extra: &[(&str, &str)]
     let mut env = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "2000"),
         ("CHATKIT__TITLES__ENABLED", "false"),
         ("OPENAI_API_KEY", API_KEY),
     ];
@@ -115,6 +116,9 @@ async fn a_tool_turn_is_one_trace_from_the_http_request_to_the_commit() {
         .await;
     let tree = render_tree(&spans);
     println!("the tool turn's trace:\n{tree}");
+    for span in &spans {
+        println!("{} {:?}", span.name, span.attributes);
+    }
 
     // The HTTP server span continues the caller's trace.
     let http = one(&spans, "POST /chatkit");

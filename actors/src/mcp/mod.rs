@@ -20,6 +20,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub use crate::config::McpServerConfig;
 pub(crate) use crate::ids::BearerToken;
@@ -435,7 +436,12 @@ async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Se
     let client = TracedClient(session_http_client());
     let transport = StreamableHttpClientTransport::with_client(client, config);
     let events = SessionEvents::default();
-    let service = tokio::time::timeout(server.timeout, events.clone().serve(transport))
+    // rmcp's session task outlives the turn that opens it: its span must not be the turn's
+    // child, or the turn's span (and the request's) would stay open, and unexported, for as
+    // long as the session lives.
+    let session = tracing::info_span!(target: "mcp_session", parent: None, "mcp_session", server = %server.name);
+    let serve = events.clone().serve(transport).instrument(session);
+    let service = tokio::time::timeout(server.timeout, serve)
         .await
         .map_err(|_| unavailable(server, "connection timed out".into()))?
         .map_err(|e| unavailable(server, e.to_string()))?;
