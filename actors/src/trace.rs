@@ -123,6 +123,21 @@ pub(crate) fn tool_call_span(server_name: &str, url: &str, tool: &str) -> Span {
     span
 }
 
+/// A tool server's tools found for a turn: from the shared catalog, or with `tools/list`
+/// (opening the MCP session first if needed).
+pub(crate) fn tool_list_span(server_name: &str) -> Span {
+    let span = tracing::debug_span!(
+        "tools/list",
+        otel.name = Empty,
+        mcp.method.name = "tools/list",
+        chatkit.mcp.server = %server_name,
+    );
+    if !span.is_disabled() {
+        span.record("otel.name", format!("tools/list {server_name}"));
+    }
+    span
+}
+
 /// One group commit in PostgreSQL, child of the span of its first write; the spans of the
 /// other writes it carries are linked to it (`follows_from`).
 pub(crate) fn commit_span(first_write: &Span, writes: usize, ops: usize, schema: &str) -> Span {

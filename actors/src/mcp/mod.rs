@@ -172,7 +172,8 @@ impl McpSessions {
                 missing.push(server.name.clone());
                 continue;
             }
-            match self.tools_of(server, token).await {
+            let listing = crate::trace::tool_list_span(&server.name);
+            match self.tools_of(server, token).instrument(listing).await {
                 Ok(list) => {
                     answered.push(server);
                     lists.push(list);
