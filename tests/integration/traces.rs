@@ -205,7 +205,7 @@ async fn a_tool_turn_is_one_trace_from_the_http_request_to_the_commit() {
         .filter_map(|line| line["traceparent"].as_str())
         .filter_map(|tp| parent_in(tp, &trace_id))
         .collect();
-    assert_eq!(tool_parents, [tool.span_id.clone()], "{tree}");
+    assert_eq!(tool_parents, [tool.span_id.as_str()], "{tree}");
 
     // No secret in any span: not the caller's token, not the model's key.
     for span in collector.spans() {

@@ -164,7 +164,10 @@ impl StreamableHttpClient for TracedClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmcp::model::{CallToolRequestParams, MetaObject, RequestMetaObject};
+    use rmcp::model::{
+        CallToolRequestParams, JsonRpcRequest, MetaObject, NumberOrString, Request,
+        RequestMetaObject,
+    };
 
     fn call(meta: Option<&str>) -> ClientJsonRpcMessage {
         let mut params = CallToolRequestParams::new("add_task");
@@ -173,11 +176,8 @@ mod tests {
             map.insert(TRACEPARENT_META.into(), value.into());
             RequestMetaObject(MetaObject(map))
         });
-        let json = serde_json::json!({
-            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": serde_json::to_value(params).unwrap(),
-        });
-        serde_json::from_value(json).unwrap()
+        let request = ClientRequest::CallToolRequest(Request::new(params));
+        JsonRpcMessage::Request(JsonRpcRequest::new(NumberOrString::Number(1), request))
     }
 
     #[test]
