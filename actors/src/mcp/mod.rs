@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{
-    CallToolRequestParams, ContentBlock, MetaObject, ProgressNotificationParam, RequestMetaObject,
-};
+use rmcp::model::{CallToolRequestParams, ContentBlock, ProgressNotificationParam};
 use rmcp::service::{MaybeSendFuture, NotificationContext, RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -36,7 +34,7 @@ pub use health::ServerHealth;
 use offer::build_offer;
 pub use offer::{OfferedTool, OfferedTools};
 use progress::{call_with_progress, ProgressRoutes};
-use traced_client::{TracedClient, TRACEPARENT_META};
+use traced_client::TracedClient;
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
 #[derive(Debug, thiserror::Error)]
@@ -307,12 +305,7 @@ impl McpSessions {
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments);
-        // The call's span is current (`turn/invoke.rs`): the tool server continues the trace.
-        if let Some(traceparent) = crate::trace::traceparent(&tracing::Span::current()) {
-            let mut meta = Map::new();
-            meta.insert(TRACEPARENT_META.into(), Value::String(traceparent));
-            params.meta = Some(RequestMetaObject(MetaObject(meta)));
-        }
+        params.meta = traced_client::trace_meta();
         let peer = session.service.peer().clone();
         let answer = match progress {
             None => tokio::time::timeout(server.timeout, peer.call_tool(params)).await,

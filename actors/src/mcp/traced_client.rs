@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, MetaObject, RequestMetaObject,
+};
 use rmcp::transport::streamable_http_client::{
     SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
     StreamableHttpResponseLimits,
@@ -19,8 +21,17 @@ use rmcp::transport::streamable_http_client::{
 use sse_stream::Sse;
 
 /// Where a tool call's trace context rides in its request (`params._meta`).
-pub(super) const TRACEPARENT_META: &str = "traceparent";
+const TRACEPARENT_META: &str = "traceparent";
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The `_meta` of a tool call made in the current span (the call's, `turn/invoke.rs`): its
+/// `traceparent`, when traces are on.
+pub(super) fn trace_meta() -> Option<RequestMetaObject> {
+    let traceparent = crate::trace::traceparent(&tracing::Span::current())?;
+    let mut meta = serde_json::Map::new();
+    meta.insert(TRACEPARENT_META.into(), traceparent.into());
+    Some(RequestMetaObject(MetaObject(meta)))
+}
 
 /// rmcp's reqwest client, with the tool call's `traceparent` header.
 #[derive(Clone)]
@@ -164,10 +175,7 @@ impl StreamableHttpClient for TracedClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmcp::model::{
-        CallToolRequestParams, JsonRpcRequest, MetaObject, NumberOrString, Request,
-        RequestMetaObject,
-    };
+    use rmcp::model::{CallToolRequestParams, JsonRpcRequest, NumberOrString, Request};
 
     fn call(meta: Option<&str>) -> ClientJsonRpcMessage {
         let mut params = CallToolRequestParams::new("add_task");
