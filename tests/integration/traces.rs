@@ -52,11 +52,21 @@ async fn create_traced(
     text: &str,
     traceparent: Option<&str>,
 ) -> Stream {
+    post_traced(server, token, &create_request(text), traceparent).await
+}
+
+/// A streamed request with `traceparent` (if any).
+async fn post_traced(
+    server: &TestServer,
+    token: &str,
+    body: &Value,
+    traceparent: Option<&str>,
+) -> Stream {
     let mut request = reqwest::Client::new()
         .post(server.url("/chatkit"))
         .header("authorization", format!("Bearer {token}"))
         .header("content-type", "application/json")
-        .body(create_request(text).to_string());
+        .body(body.to_string());
     if let Some(traceparent) = traceparent {
         request = request.header("traceparent", traceparent);
     }
@@ -260,6 +270,52 @@ async fn a_request_without_traceparent_starts_a_trace_and_content_is_captured_on
         .attr("gen_ai.output.messages")
         .expect("output captured");
     assert!(output.contains("assistant"), "{output}");
+}
+
+#[tokio::test]
+async fn a_hand_over_from_another_instance_is_part_of_the_request_s_trace() {
+    let collector = Collector::start();
+    let endpoint = collector.endpoint();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+    ];
+    let schema = new_schema();
+    let first_node = TestServer::start_node(&schema, "node-1", &env);
+    let second_node = TestServer::start_node(&schema, "node-2", &env);
+    let alice = token("alice");
+    let first = create_traced(&first_node, &alice, "hello node 1", None).await;
+    first.assert_answered();
+    let thread_id = first.thread_id();
+
+    // node-2 must ask node-1 for the thread before its turn.
+    let trace_id = random_hex(16);
+    let incoming = format!("00-{trace_id}-{}-01", random_hex(8));
+    let body = add_message_request(&thread_id, "hello node 2");
+    post_traced(&second_node, &alice, &body, Some(&incoming))
+        .await
+        .assert_answered();
+    let spans = collector
+        .trace(&trace_id, |spans| {
+            !named(spans, "POST /chatkit").is_empty()
+                && !named(spans, "invoke_agent chatkit").is_empty()
+        })
+        .await;
+    let tree = render_tree(&spans);
+    let http = one(&spans, "POST /chatkit");
+    let handover = one(&spans, "chatkit.handover");
+    assert!(descends(&spans, handover, http), "{tree}");
+    assert_eq!(handover.attr("chatkit.thread.id"), Some(thread_id.as_str()));
+    assert_eq!(
+        handover.resource.get("service.name").map(String::as_str),
+        Some("chatkit-rs")
+    );
+    let turn = one(&spans, "invoke_agent chatkit");
+    assert!(
+        handover.end_ns <= turn.start_ns,
+        "the turn ran once the thread was here: {tree}"
+    );
 }
 
 /// Requests of a server whose collector hangs: each answered, none waiting for the export.
