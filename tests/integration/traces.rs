@@ -318,6 +318,36 @@ async fn a_hand_over_from_another_instance_is_part_of_the_request_s_trace() {
     );
 }
 
+#[tokio::test]
+async fn a_responses_api_call_records_the_tokens_the_provider_reported() {
+    let collector = Collector::start();
+    let server = traced_server(
+        &collector.endpoint(),
+        None,
+        &[("CHATKIT__MODEL__API", "responses")],
+    );
+    let trace_id = random_hex(16);
+    let incoming = format!("00-{trace_id}-{}-01", random_hex(8));
+    create_traced(&server, &token("dave"), "hello tokens", Some(&incoming))
+        .await
+        .assert_answered();
+    let spans = collector
+        .trace(&trace_id, |s| !named(s, "chat gpt-4o-mini").is_empty())
+        .await;
+    let chat = one(&spans, "chat gpt-4o-mini");
+    assert_eq!(chat.attr("chatkit.model.api"), Some("responses"));
+    let tokens = |key| chat.attr(key).and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        tokens("gen_ai.usage.input_tokens").is_some_and(|n| n > 0),
+        "{chat:?}"
+    );
+    assert!(
+        tokens("gen_ai.usage.output_tokens").is_some_and(|n| n > 0),
+        "{chat:?}"
+    );
+    assert_eq!(chat.attr("gen_ai.response.finish_reasons"), Some("stop"));
+}
+
 /// Requests of a server whose collector hangs: each answered, none waiting for the export.
 async fn turns_answer_promptly(server: &TestServer, turns: usize) {
     for i in 0..turns {
