@@ -144,8 +144,11 @@ async fn a_tool_turn_is_one_trace_from_the_http_request_to_the_commit() {
     );
 
     // The turn, though it runs on the thread's actor, is its descendant.
+    let operation = one(&spans, "chatkit threads.create");
+    assert_eq!(operation.parent_span_id, http.span_id, "{tree}");
+    assert_eq!(operation.attr("user_id"), Some("alice"));
     let turn = one(&spans, "invoke_agent chatkit");
-    assert!(descends(&spans, turn, http), "{tree}");
+    assert_eq!(turn.parent_span_id, operation.span_id, "{tree}");
     assert_eq!(turn.attr("gen_ai.operation.name"), Some("invoke_agent"));
     assert_eq!(
         turn.attr("gen_ai.conversation.id"),
