@@ -430,14 +430,11 @@ async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Se
     let client = TracedClient(session_http_client());
     let transport = StreamableHttpClientTransport::with_client(client, config);
     let events = SessionEvents::default();
-    // rmcp's session task outlives the turn that opens it: its span must not be the turn's
-    // child, or the turn's span (and the request's) would stay open, and unexported, for as
-    // long as the session lives.
-    let session = tracing::info_span!(target: "mcp_session", parent: None, "mcp_session", server = %server.name);
-    let serve = events.clone().serve(transport).instrument(session);
+    let serve = traced_client::detached(events.clone().serve(transport));
     let service = tokio::time::timeout(server.timeout, serve)
         .await
         .map_err(|_| unavailable(server, "connection timed out".into()))?
+        .ok_or_else(|| unavailable(server, "the session's task failed".into()))?
         .map_err(|e| unavailable(server, e.to_string()))?;
     tracing::debug!(server = %server.name, "MCP session opened");
     Ok(Session {

@@ -24,6 +24,26 @@ use sse_stream::Sse;
 const TRACEPARENT_META: &str = "traceparent";
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
+/// Runs `opening` (a session being served) in a task of its own, outside the caller's span:
+/// rmcp's session task, which outlives the turn that opens it, would otherwise be a child of
+/// the turn's span and keep it (and the request's) open, unexported, for as long as the
+/// session lives. Dropped, it aborts the task; `None` if the task panicked.
+pub(super) async fn detached<F>(opening: F) -> Option<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = tokio::spawn(opening);
+    let _abort = AbortOnDrop(task.abort_handle());
+    task.await.ok()
+}
+
 /// The `_meta` of a tool call made in the current span (the call's, `turn/invoke.rs`): its
 /// `traceparent`, when traces are on.
 pub(super) fn trace_meta() -> Option<RequestMetaObject> {
