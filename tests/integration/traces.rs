@@ -239,7 +239,7 @@ async fn a_tool_turn_is_one_trace_from_the_http_request_to_the_commit() {
 }
 
 #[tokio::test]
-async fn a_request_without_traceparent_starts_a_trace_and_content_is_captured_only_when_asked() {
+async fn a_new_trace_captures_content_when_asked_and_json_log_lines_name_it() {
     let collector = Collector::start();
     let server = traced_server(
         &collector.endpoint(),
@@ -247,6 +247,7 @@ async fn a_request_without_traceparent_starts_a_trace_and_content_is_captured_on
         &[
             ("CHATKIT__TELEMETRY__CAPTURE_CONTENT", "true"),
             ("OTEL_SERVICE_NAME", "chat-eu"),
+            ("CHATKIT__LOG__FORMAT", "json"),
         ],
     );
     let stream = create_traced(&server, &token("bob"), "hello traces", None).await;
@@ -273,6 +274,12 @@ async fn a_request_without_traceparent_starts_a_trace_and_content_is_captured_on
         .attr("gen_ai.output.messages")
         .expect("output captured");
     assert!(output.contains("assistant"), "{output}");
+    // JSON log lines name their trace and span as two more fields.
+    let logged = server.logs().lines().any(|line| {
+        serde_json::from_str::<Value>(line)
+            .is_ok_and(|l| l["trace_id"] == trace_id.as_str() && l["span_id"].is_string())
+    });
+    assert!(logged, "no JSON log line names the trace");
 }
 
 #[tokio::test]
