@@ -10,8 +10,6 @@
 #   --rounds    A/B pairs (default 3)
 #   --mcp       both sides with the test MCP server (tests/mcp-tasks) attached: its tools
 #               offered on every turn (none called), as compare.sh's (c+mcp)
-#   --env-a VAR=VALUE, --env-b VAR=VALUE   (repeatable) environment of one side only: the
-#               same binary on both sides with traces off and on, say (README, "Traces")
 # Prints each run and the mean of each side; writes results/ab-latest.md.
 # Example baseline: git worktree add /var/tmp/ck-base <rev> && (cd /var/tmp/ck-base &&
 #   cargo build --release --bin chatkit-rs) && cp $CARGO_TARGET_DIR/release/chatkit-rs /var/tmp/ck-base.bin
@@ -20,7 +18,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BASELINE="" ROUNDS=3 CONCURRENCY=64 DURATION=20 WARMUP=5 TOKENS=8 NEW_RATIO=0.2 NO_BUILD=0 MCP=0
 OUT="$BENCH_DIR/results"
-A_ENV=() B_ENV=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --baseline) BASELINE="$2"; shift 2 ;;
@@ -34,9 +31,7 @@ while [[ $# -gt 0 ]]; do
     --out) OUT="$2"; shift 2 ;;
     --fast-pg) FAST_PG=1; shift ;;
     --mcp) MCP=1; shift ;;
-    --env-a) A_ENV+=("$2"); shift 2 ;;
-    --env-b) B_ENV+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -49,10 +44,9 @@ start_mock "$TOKENS" 0 1
 start_pg
 [[ $MCP -eq 0 ]] || attach_test_mcp_server
 
-run_side() { # run_side NAME BIN [VAR=VALUE...]
-  local name="$1" bin="$2"
-  shift 2
-  CK_BIN="$bin" start_chatkit "$name" "$@"
+run_side() { # run_side NAME BIN
+  local name="$1"
+  CK_BIN="$2" start_chatkit "$name"
   "$BIN/chatkit-load" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
     --new-thread-ratio "$NEW_RATIO" --timeout 60 --label "$name" --json "$RUNS/$name.json" \
     --server-pid "$CK_PID" --url "$CK_URL/chatkit" --jwt-secret "$JWT_SECRET" \
@@ -61,8 +55,8 @@ run_side() { # run_side NAME BIN [VAR=VALUE...]
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
-  run_side "a$r" "$BASELINE" "${A_ENV[@]}"
-  run_side "b$r" "$BIN/chatkit-rs" "${B_ENV[@]}"
+  run_side "a$r" "$BASELINE"
+  run_side "b$r" "$BIN/chatkit-rs"
 done
 
 summary() { # summary FILE: turns/s, ttft p50, ttft p99, turn p50, turn p99, server cpu ms/turn
@@ -72,7 +66,7 @@ summary() { # summary FILE: turns/s, ttft p50, ttft p99, turn p50, turn p99, ser
 {
   echo "# A/B: baseline vs this tree ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(cd "$REPO_DIR" && git rev-parse --short HEAD))"
   echo
-  echo "A = \`$BASELINE\`, B = this tree. chatkit-load --concurrency $CONCURRENCY --duration $DURATION --warmup $WARMUP --new-thread-ratio $NEW_RATIO; mock $TOKENS tokens; Postgres as compare.sh.${A_ENV[*]:+ A env: ${A_ENV[*]}.}${B_ENV[*]:+ B env: ${B_ENV[*]}.}"
+  echo "A = \`$BASELINE\`, B = this tree. chatkit-load --concurrency $CONCURRENCY --duration $DURATION --warmup $WARMUP --new-thread-ratio $NEW_RATIO; mock $TOKENS tokens; Postgres as compare.sh."
   echo
   echo "| run | turns/s | first delta p50 ms | p99 ms | whole turn p50 ms | p99 ms | server CPU ms/turn |"
   echo "|---|---|---|---|---|---|---|"
