@@ -247,6 +247,7 @@ async fn a_new_trace_captures_content_when_asked_and_json_log_lines_name_it() {
         &[
             ("CHATKIT__TELEMETRY__CAPTURE_CONTENT", "true"),
             ("OTEL_SERVICE_NAME", "chat-eu"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=k-123"),
             ("CHATKIT__LOG__FORMAT", "json"),
         ],
     );
@@ -263,6 +264,14 @@ async fn a_new_trace_captures_content_when_asked_and_json_log_lines_name_it() {
         .await;
     let root = one(&spans, "POST /chatkit");
     assert!(root.parent_span_id.is_empty(), "a new trace");
+    assert_eq!(
+        collector.header("x-collector-key").as_deref(),
+        Some("k-123")
+    );
+    assert_eq!(
+        collector.header("content-type").as_deref(),
+        Some("application/x-protobuf")
+    );
     assert_eq!(
         root.resource.get("service.name").map(String::as_str),
         Some("chat-eu")

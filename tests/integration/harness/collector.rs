@@ -54,6 +54,8 @@ impl ReceivedSpan {
 pub struct Collector {
     addr: String,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    /// The headers of the last export request.
+    headers: Arc<Mutex<BTreeMap<String, String>>>,
     system: actix_web::rt::System,
 }
 
@@ -114,7 +116,17 @@ fn decode(body: &[u8]) -> Result<Vec<ReceivedSpan>, prost::DecodeError> {
     Ok(spans)
 }
 
-async fn receive(spans: web::Data<Mutex<Vec<ReceivedSpan>>>, body: web::Bytes) -> HttpResponse {
+async fn receive(
+    spans: web::Data<Mutex<Vec<ReceivedSpan>>>,
+    headers: web::Data<Mutex<BTreeMap<String, String>>>,
+    request: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    *headers.lock().unwrap() = request
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
     match decode(&body) {
         Ok(received) => {
             spans.lock().unwrap().extend(received);
@@ -130,6 +142,8 @@ impl Collector {
     pub fn start() -> Collector {
         let spans = web::Data::new(Mutex::new(Vec::new()));
         let shared = spans.clone().into_inner();
+        let headers = web::Data::new(Mutex::new(BTreeMap::new()));
+        let shared_headers = headers.clone().into_inner();
         let (started, wait) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
@@ -137,6 +151,7 @@ impl Collector {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(spans.clone())
+                        .app_data(headers.clone())
                         .app_data(web::PayloadConfig::new(64 << 20))
                         .route("/v1/traces", web::post().to(receive))
                 })
@@ -154,6 +169,7 @@ impl Collector {
         Collector {
             addr,
             spans: shared,
+            headers: shared_headers,
             system,
         }
     }
@@ -161,6 +177,11 @@ impl Collector {
     /// What `OTEL_EXPORTER_OTLP_ENDPOINT` is set to.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A header of the last export request.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.lock().unwrap().get(name).cloned()
     }
 
     pub fn spans(&self) -> Vec<ReceivedSpan> {
