@@ -2,7 +2,7 @@
 //!
 //! - [`cli`] — arguments and subcommands.
 //! - [`settings`] — layered configuration and its validation.
-//! - [`telemetry`] — logging setup.
+//! - [`telemetry`] — the log, and trace export over OTLP when configured (README "Traces").
 //! - [`auth`] — bearer JWT verification (pinned algorithm, required claims).
 //! - [`jwks`] — keys from a JWKS URL, by `kid`, cached and refreshed (rate-limited).
 //! - [`embedded_pg`] — the private PostgreSQL used when no database URL is configured.

@@ -44,17 +44,22 @@ fn main() -> ExitCode {
             }
         }
         Command::Migrate => {
-            telemetry::init(&settings.log);
-            run(async move {
+            let telemetry = telemetry::init(&settings.log, &settings.telemetry);
+            let code = run(async move {
                 let database = startup::Database::open(&settings).await?;
                 database.close();
                 Ok(())
-            })
+            });
+            telemetry.shutdown();
+            code
         }
         Command::Serve => {
-            telemetry::init(&settings.log);
+            let telemetry = telemetry::init(&settings.log, &settings.telemetry);
             panics::install_hook();
-            run(startup::serve(settings))
+            let code = run(startup::serve(settings));
+            // The spans still queued go to the collector (bounded in time).
+            telemetry.shutdown();
+            code
         }
     }
 }

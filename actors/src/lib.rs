@@ -20,6 +20,8 @@
 //!   to them, and the persistence actor that group-commits their writes.
 //! - `model` — the OpenAI-compatible streaming client and the history → messages mapping.
 //! - `mcp` — MCP tool servers over Streamable HTTP.
+//! - [`trace`] — the engine's spans, and the request's span carried between actors so that
+//!   a turn, its model and tool calls and its commit are one trace.
 //! - [`widgets`] — widgets from tool results (validation, `.widget` templates, streaming
 //!   diffs) and the actions a widget may send.
 
@@ -37,6 +39,7 @@ pub mod protocol;
 pub mod store;
 pub mod text;
 mod tool_schema;
+pub mod trace;
 pub mod widgets;
 
 pub use config::EngineSettings;

@@ -55,6 +55,9 @@ pub mod labels {
     pub const WIDGET_OUTCOMES: &[&str] = &["shown", "rejected"];
     /// `chatkit_widget_actions_total{outcome}`.
     pub const WIDGET_ACTION_OUTCOMES: &[&str] = &["replaced", "recorded", "failed"];
+    /// `chatkit_trace_spans_dropped_total{reason}`: spans not exported because the export
+    /// queue was full, or because the collector refused them or could not be reached.
+    pub const TRACE_SPAN_DROPS: &[&str] = &["queue_full", "export_failed"];
     /// `chatkit_replica_reads_total{outcome}`.
     pub const REPLICA_READS: &[&str] = &["replica", "behind", "unreachable"];
     /// `chatkit_database_timeouts_total{operation}`: every operation `Store::timed` runs
@@ -127,6 +130,8 @@ pub struct EngineMetrics {
     pub attachment_upload_bytes: IntCounter,
     pub database_timeouts: IntCounterVec,
     pub model_tokens: IntCounterVec,
+    /// Trace spans dropped instead of exported, by reason (`queue_full`, `export_failed`).
+    pub trace_spans_dropped: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
@@ -236,6 +241,12 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
         &["outcome"]
     )
     .expect("metric registers"),
+    trace_spans_dropped: register_int_counter_vec!(
+        "chatkit_trace_spans_dropped_total",
+        "Trace spans dropped instead of exported (queue full, or the collector failed)",
+        &["reason"]
+    )
+    .expect("metric registers"),
     widget_actions: register_int_counter_vec!(
         "chatkit_widget_actions_total",
         "Widget actions by outcome (replaced, recorded, failed)",
@@ -260,6 +271,7 @@ impl EngineMetrics {
         each(&self.attachment_uploads, labels::UPLOAD_OUTCOMES);
         each(&self.widget_actions, labels::WIDGET_ACTION_OUTCOMES);
         each(&self.replica_reads, labels::REPLICA_READS);
+        each(&self.trace_spans_dropped, labels::TRACE_SPAN_DROPS);
         each(&self.database_timeouts, labels::DATABASE_OPERATIONS);
         each(&self.mcp_errors, mcp_servers);
         for server in mcp_servers {

@@ -72,8 +72,16 @@ async fn handle(
         .map(|id| id.as_str())
         .unwrap_or("")
         .to_string();
-    let span =
-        tracing::info_span!("chatkit", op, user_id = %caller.user_id, thread_id = %thread_id);
+    let span = tracing::info_span!(
+        "chatkit",
+        op,
+        user_id = %caller.user_id,
+        thread_id = %thread_id,
+        otel.name = tracing::field::Empty,
+    );
+    if crate::telemetry::traces_on() {
+        span.record("otel.name", format!("chatkit {op}"));
+    }
     let started = std::time::Instant::now();
     let result = dispatch(state, &req, caller, request.op, deadline)
         .instrument(span.clone())

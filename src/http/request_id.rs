@@ -1,6 +1,7 @@
 //! Request ids: taken from a well-formed `x-request-id` header or generated, attached to a
 //! tracing span that covers the whole request (thread and user ids are added by the handler;
-//! tokens never are), and returned in the `x-request-id` response header.
+//! tokens never are), and returned in the `x-request-id` response header. With traces on,
+//! that span is the trace's HTTP server span (`crate::telemetry::server_span`).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -52,9 +53,15 @@ pub async fn middleware(
         .filter(|v| acceptable(v))
         .map(str::to_string)
         .unwrap_or_else(generate);
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let span = crate::telemetry::server_span(&req, &id);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.call(req).instrument(span).await?;
+    let answered = next.call(req).instrument(span.clone()).await;
+    let status = match &answered {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    crate::telemetry::record_status(&span, status.as_u16());
+    let mut response = answered?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()

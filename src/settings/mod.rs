@@ -1,6 +1,6 @@
 //! Configuration: `config/default.toml` (compiled in), then an optional `--config FILE`, then
 //! `CHATKIT__SECTION__KEY` environment variables. The edge owns the `[server]`, `[database]`,
-//! `[auth]`, `[limits]`, `[admin]`, `[metrics]` and `[log]` sections; the engine deserializes
+//! `[auth]`, `[limits]`, `[admin]`, `[metrics]`, `[log]` and `[telemetry]` sections; the engine deserializes
 //! and checks its own (`chatkit_actors::config`). Keys that match no setting are refused
 //! (`keys.rs`). Every problem is reported in one clear line, all at once; secrets are never
 //! printed.
@@ -9,6 +9,7 @@ mod auth;
 mod database;
 mod keys;
 mod server;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -24,6 +25,8 @@ use database::{database_settings, RawDatabase};
 pub use database::{DatabaseSettings, DatabaseTarget};
 pub use server::ServerSettings;
 use server::{server_settings, RawServer};
+pub use telemetry::TelemetrySettings;
+use telemetry::{telemetry_settings, RawTelemetry};
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
 
@@ -67,6 +70,7 @@ pub struct Settings {
     /// Where `/metrics` is served, if enabled.
     pub metrics_bind: Option<SocketAddr>,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
     /// Settings that work but are probably not what the operator wants, one line each (said
     /// at start-up and by `check-config`).
     pub warnings: Vec<String>,
@@ -264,6 +268,8 @@ fn validate(
         .and_then(|raw| metrics_bind(&raw).map_err(|p| problems.push(p)).ok());
     let log = read_section::<RawLog>(layers, "log", &mut problems)
         .and_then(|raw| log_settings(raw).map_err(|p| problems.push(p)).ok());
+    let telemetry = read_section::<RawTelemetry>(layers, "telemetry", &mut problems)
+        .and_then(|raw| telemetry_settings(raw).map_err(|p| problems.push(p)).ok());
     let engine = engine_config::load(layers, api_key, &mut problems, &mut warnings);
     let model_warning = warnings
         .iter()
@@ -278,6 +284,7 @@ fn validate(
             limits: limits?,
             metrics_bind: metrics_bind?,
             log: log?,
+            telemetry: telemetry?,
             warnings,
             model_warning,
         })

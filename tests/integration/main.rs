@@ -38,4 +38,5 @@ mod startup;
 mod supervision;
 mod tool_servers;
 mod tools;
+mod traces;
 mod widgets;

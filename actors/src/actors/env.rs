@@ -50,8 +50,11 @@ impl EngineEnv {
     }
 
     /// Commits `ops` through the persistence actor (group commit); answers after the commit.
+    /// The commit's span is a child of the caller's (or linked to it, when the group commit
+    /// is another write's).
     pub async fn persist(&self, ops: Vec<WriteOp>) -> Result<(), EngineError> {
-        match self.persistence.send(Persist(ops)).await {
+        let persist = Persist(ops, crate::trace::TraceContext::current());
+        match self.persistence.send(persist).await {
             Ok(result) => result.map_err(EngineError::from),
             Err(_) => Err(EngineError::Unavailable("persistence actor stopped".into())),
         }

@@ -11,15 +11,18 @@ use std::collections::HashSet;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::config::BatchSettings;
 use crate::metrics::METRICS;
 use crate::store::{Store, StoreError, WriteOp};
+use crate::trace::{self, TraceContext};
 
 /// Commit these writes together (atomically with each other); resolves after the commit.
+/// The span of the work they belong to is the commit span's parent or one of its links.
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
-pub struct Persist(pub Vec<WriteOp>);
+pub struct Persist(pub Vec<WriteOp>, pub TraceContext);
 
 /// Flush whatever is buffered now and answer when it has committed (used at shutdown).
 #[derive(Message)]
@@ -29,6 +32,7 @@ pub struct FlushNow;
 struct PendingWrite {
     ops: Vec<WriteOp>,
     reply: oneshot::Sender<Result<(), StoreError>>,
+    trace: TraceContext,
 }
 
 pub struct PersistenceActor {
@@ -95,7 +99,8 @@ impl PersistenceActor {
             self.busy_threads.insert(thread.clone());
         }
         self.in_flight += 1;
-        let commit = commit_batch(self.store.clone(), selected.batch);
+        let span = batch_span(&selected.batch, self.store.schema().as_str());
+        let commit = commit_batch(self.store.clone(), selected.batch).instrument(span);
         ctx.spawn(commit.into_actor(self).map(move |(), act, ctx| {
             act.in_flight -= 1;
             for thread in &batch_threads {
@@ -188,6 +193,7 @@ async fn commit_batch(store: Store, batch: Vec<PendingWrite>) {
         "query"
     };
     METRICS.commit_failures.with_label_values(&[kind]).inc();
+    trace::record_error(&tracing::Span::current(), kind);
     if batch.len() == 1 || error.is_unavailable() {
         tracing::warn!(%error, writes = batch.len(), "group commit failed");
         for write in batch {
@@ -200,6 +206,22 @@ async fn commit_batch(store: Store, batch: Vec<PendingWrite>) {
         let result = store.apply(&write.ops).await;
         let _ = write.reply.send(result);
     }
+}
+
+/// The group commit's span: a child of its first write's span, linked to every write's.
+fn batch_span(batch: &[PendingWrite], schema: &str) -> tracing::Span {
+    let Some(first) = batch.iter().find(|w| !w.trace.span().is_disabled()) else {
+        return tracing::Span::none();
+    };
+    let ops = batch.iter().map(|w| w.ops.len()).sum();
+    let span = trace::commit_span(first.trace.span(), batch.len(), ops, schema);
+    if !span.is_disabled() {
+        let parent = first.trace.span().id();
+        for write in batch.iter().filter(|w| w.trace.span().id() != parent) {
+            span.follows_from(write.trace.span());
+        }
+    }
+    span
 }
 
 /// The threads a write touches.
@@ -226,7 +248,11 @@ impl Handler<Persist> for PersistenceActor {
         if msg.0.is_empty() {
             let _ = reply.send(Ok(()));
         } else {
-            self.pending.push(PendingWrite { ops: msg.0, reply });
+            self.pending.push(PendingWrite {
+                ops: msg.0,
+                reply,
+                trace: msg.1,
+            });
             self.schedule(ctx);
         }
         Box::pin(async move {

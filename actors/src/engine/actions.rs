@@ -11,6 +11,7 @@ use crate::ids::{ItemId, ThreadId};
 use crate::protocol::requests::CustomAction;
 use crate::protocol::ThreadItem;
 use crate::text::shorten_for_display;
+use crate::trace::TraceContext;
 
 impl Engine {
     /// `threads.sync_custom_action`: the action's tool runs; answers with the replaced item.
@@ -29,6 +30,7 @@ impl Engine {
             user_id: who.user_id.clone(),
             token: who.token.clone(),
             deadline: who.deadline,
+            trace: TraceContext::current(),
             action,
         };
         self.to_thread(thread_id, sync).await

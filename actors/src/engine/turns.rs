@@ -18,6 +18,7 @@ use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
 use crate::protocol::requests::{CustomAction, Operation, UserMessageInput};
 use crate::protocol::{ThreadMeta, Timestamp};
+use crate::trace::TraceContext;
 
 /// Who asks, and by when the request must be answered.
 #[derive(Clone, Debug)]
@@ -111,6 +112,7 @@ impl Engine {
                 user_id: who.user_id.clone(),
                 token: who.token.clone(),
                 deadline: who.deadline,
+                trace: TraceContext::current(),
                 input,
             };
             let to_thread = match thread {

@@ -3,7 +3,8 @@
 //! [`ToolCatalog`] does not hold), reused across turns, re-opened after a failure or when the
 //! caller's token changed (the token is fixed per transport), closed when the actor retires. The caller's bearer token rides on the transport (`Authorization` header of every
 //! request of the session) for servers configured to receive it; it never enters a prompt,
-//! a tool argument or a log line.
+//! a tool argument or a log line. With traces on, a tool call's `traceparent` rides next to it
+//! (`traced_client.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ServiceExt};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 pub use crate::config::McpServerConfig;
 pub(crate) use crate::ids::BearerToken;
@@ -25,12 +27,14 @@ mod catalog;
 mod health;
 mod offer;
 mod progress;
+mod traced_client;
 pub use catalog::ToolCatalog;
 use catalog::ToolList;
 pub use health::ServerHealth;
 use offer::build_offer;
 pub use offer::{OfferedTool, OfferedTools};
 use progress::{call_with_progress, ProgressRoutes};
+use traced_client::TracedClient;
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +170,8 @@ impl McpSessions {
                 missing.push(server.name.clone());
                 continue;
             }
-            match self.tools_of(server, token).await {
+            let listing = crate::trace::tool_list_span(&server.name);
+            match self.tools_of(server, token).instrument(listing).await {
                 Ok(list) => {
                     answered.push(server);
                     lists.push(list);
@@ -300,6 +305,7 @@ impl McpSessions {
         };
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments);
+        params.meta = traced_client::trace_meta();
         let peer = session.service.peer().clone();
         let answer = match progress {
             None => tokio::time::timeout(server.timeout, peer.call_tool(params)).await,
@@ -421,11 +427,14 @@ async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Se
         }
         config = config.custom_headers(headers);
     }
-    let transport = StreamableHttpClientTransport::with_client(session_http_client(), config);
+    let client = TracedClient(session_http_client());
+    let transport = StreamableHttpClientTransport::with_client(client, config);
     let events = SessionEvents::default();
-    let service = tokio::time::timeout(server.timeout, events.clone().serve(transport))
+    let serve = traced_client::detached(events.clone().serve(transport));
+    let service = tokio::time::timeout(server.timeout, serve)
         .await
         .map_err(|_| unavailable(server, "connection timed out".into()))?
+        .ok_or_else(|| unavailable(server, "the session's task failed".into()))?
         .map_err(|e| unavailable(server, e.to_string()))?;
     tracing::debug!(server = %server.name, "MCP session opened");
     Ok(Session {

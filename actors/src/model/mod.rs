@@ -6,6 +6,7 @@ mod history;
 mod pick;
 mod responses;
 mod responses_request;
+mod traced;
 mod transcription;
 mod transport;
 mod wire;
@@ -19,6 +20,7 @@ use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::Client;
 use futures::{Stream, StreamExt};
+use tracing::Instrument;
 
 pub use crate::config::{ModelApi, ModelSettings};
 pub use history::history_messages;
@@ -67,6 +69,8 @@ pub enum ModelEvent {
     },
     Finished {
         reason: String,
+        /// The model that answered, as the provider names it (for the call's span).
+        model: Option<String>,
     },
     /// The provider reported a failure inside the stream (never yielded: becomes an error).
     Failed(String),
@@ -155,8 +159,30 @@ impl ModelClient {
     }
 
     /// Streams an answer to `messages`, offering `tools`; `forced` names a tool the model must
-    /// call. Dropping the returned stream aborts the HTTP request.
+    /// call. Dropping the returned stream aborts the HTTP request. The call is a span
+    /// (`traced.rs`) from the request to the end of the stream.
     pub async fn stream(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        forced: Option<&str>,
+    ) -> Result<ModelStream, ModelError> {
+        let span = traced::call_span(&self.settings, messages);
+        let started = std::time::Instant::now();
+        let opened = self
+            .open_stream(messages, tools, forced)
+            .instrument(span.clone())
+            .await;
+        match opened {
+            Ok(stream) => Ok(traced::traced(stream, span, started)),
+            Err(error) => {
+                traced::record_failure(&span, &error);
+                Err(error)
+            }
+        }
+    }
+
+    async fn open_stream(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],

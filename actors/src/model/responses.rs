@@ -83,6 +83,7 @@ impl IntoEvents for StreamEvent {
             "response.completed" => completed(self.response.as_ref(), out),
             "response.incomplete" => out.push_back(ModelEvent::Finished {
                 reason: "length".into(),
+                model: response_model(self.response.as_ref()),
             }),
             "response.failed" => {
                 let message = self
@@ -125,7 +126,15 @@ fn completed(response: Option<&Value>, out: &mut VecDeque<ModelEvent>) {
         .is_some_and(|o| o.iter().any(|i| i["type"] == "function_call"));
     out.push_back(ModelEvent::Finished {
         reason: if called { "tool_calls" } else { "stop" }.into(),
+        model: response_model(response),
     });
+}
+
+/// The model a response names.
+fn response_model(response: Option<&Value>) -> Option<String> {
+    response
+        .and_then(|r| r["model"].as_str())
+        .map(str::to_string)
 }
 
 /// A reasoning item as the next request takes it back (without its status).
@@ -193,7 +202,7 @@ mod tests {
             json!({"type": "response.output_text.delta", "output_index": 2, "delta": "See"}),
             json!({"type": "response.output_text.annotation.added", "annotation": {"type": "url_citation", "url": "https://e.x/", "title": "E", "start_index": 0, "end_index": 3}}),
             json!({"type": "response.output_text.annotation.added", "annotation": {"type": "mystery"}}),
-            json!({"type": "response.completed", "response": {"output": [{"type": "function_call"}], "usage": {"input_tokens": 12, "output_tokens": 5}}}),
+            json!({"type": "response.completed", "response": {"model": "gpt-x-2026", "output": [{"type": "function_call"}], "usage": {"input_tokens": 12, "output_tokens": 5}}}),
         ]);
         assert_eq!(
             got,
@@ -227,7 +236,8 @@ mod tests {
                     output: 5
                 },
                 ModelEvent::Finished {
-                    reason: "tool_calls".into()
+                    reason: "tool_calls".into(),
+                    model: Some("gpt-x-2026".into()),
                 },
             ]
         );

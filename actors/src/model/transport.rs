@@ -8,6 +8,8 @@
 //! model stream of the process shares (seen at 10,000 concurrent streams). So a response whose
 //! last event was `[DONE]` is read to its end (briefly, in the background) when dropped; one
 //! dropped earlier (a cancelled turn) is still aborted at once.
+//!
+//! With traces on, each request carries the `traceparent` of the model call's span.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,6 +26,8 @@ use tower_layer::Layer;
 /// Longest a finished response is read in the background before being dropped anyway.
 const FINISH_READING_FOR: Duration = Duration::from_secs(2);
 const DONE_EVENT: &[u8] = b"data: [DONE]";
+/// The W3C Trace Context header.
+pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 
 /// async-openai's default transport (`ReqwestService` under `OpenAIRetryLayer::default()`),
 /// with [`FinishOnDrop`] bodies.
@@ -49,8 +53,15 @@ impl tower_service::Service<HttpRequestFactory> for FinishingService {
 
     fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
         let client = self.client.clone();
+        // Called while the model call's span is current (`traced.rs`): the provider's own
+        // spans can join the turn's trace.
+        let traceparent = crate::trace::traceparent(&tracing::Span::current())
+            .and_then(|value| http::HeaderValue::from_str(&value).ok());
         Box::pin(async move {
-            let request = request.build().await?;
+            let mut request = request.build().await?;
+            if let Some(value) = traceparent {
+                request.headers_mut().insert(TRACEPARENT, value);
+            }
             let response = client
                 .execute(request)
                 .await

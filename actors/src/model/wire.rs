@@ -153,6 +153,8 @@ fn chat_messages<S: serde::Serializer>(messages: &&[ChatMessage], s: S) -> Resul
 pub(super) struct Chunk {
     #[serde(default)]
     choices: Vec<ChoiceChunk>,
+    #[serde(default)]
+    model: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -197,7 +199,8 @@ struct FunctionChunk {
 impl super::IntoEvents for Chunk {
     /// Turns one chunk into events (only the first choice counts: we never ask for `n > 1`).
     fn into_events(self, out: &mut VecDeque<ModelEvent>) {
-        let Some(choice) = self.choices.into_iter().next() else {
+        let Chunk { choices, model } = self;
+        let Some(choice) = choices.into_iter().next() else {
             return;
         };
         if let Some(delta) = choice.delta {
@@ -222,7 +225,7 @@ impl super::IntoEvents for Chunk {
             }
         }
         if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
-            out.push_back(ModelEvent::Finished { reason });
+            out.push_back(ModelEvent::Finished { reason, model });
         }
     }
 }

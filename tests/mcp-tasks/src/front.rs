@@ -78,8 +78,15 @@ impl Front {
             .headers()
             .get(header::AUTHORIZATION)
             .map(|value| latin1(value.as_bytes()));
-        self.log
-            .http_request(request.method(), authorization.as_deref());
+        let traceparent = request
+            .headers()
+            .get("traceparent")
+            .map(|value| latin1(value.as_bytes()));
+        self.log.http_request(
+            request.method(),
+            authorization.as_deref(),
+            traceparent.as_deref(),
+        );
         let caller = match self.auth.verify(authorization.as_deref()) {
             Ok(caller) => caller,
             Err(error) => return unauthorized(&error),

@@ -2,9 +2,9 @@
 //! a test can read it while the server runs.
 //!
 //! Two kinds of line share the file:
-//! - `{"ts", "http", "authorization"}` for every HTTP request, written before
-//!   authentication, so tests can prove which bearer token rode on each POST,
-//!   GET and DELETE of the transport;
+//! - `{"ts", "http", "authorization", "traceparent"}` for every HTTP request,
+//!   written before authentication, so tests can prove which bearer token (and
+//!   which W3C trace context) rode on each POST, GET and DELETE of the transport;
 //! - `{"ts", "tool", "args", "sub", "ok", "error"?}` for every tool call, the
 //!   same shape as the reference `mcp_tasks.py`.
 
@@ -32,8 +32,14 @@ impl EventLog {
         Ok(Self { file })
     }
 
-    /// Records one HTTP request with its raw `Authorization` value (or null).
-    pub fn http_request(&self, method: &http::Method, authorization: Option<&str>) {
+    /// Records one HTTP request with its raw `Authorization` and `traceparent`
+    /// values (or null).
+    pub fn http_request(
+        &self,
+        method: &http::Method,
+        authorization: Option<&str>,
+        traceparent: Option<&str>,
+    ) {
         if self.file.is_none() {
             return;
         }
@@ -41,6 +47,7 @@ impl EventLog {
             "ts": unix_seconds(),
             "http": method.as_str(),
             "authorization": authorization,
+            "traceparent": traceparent,
         }));
     }
 

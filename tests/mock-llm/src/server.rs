@@ -166,6 +166,10 @@ async fn read_json(
     }
     let raw = read_body(req, payload).await?;
     let parsed = json::loads(&raw);
+    if let Some(traceparent) = req.headers().get("traceparent") {
+        let line = json!({ "_traceparent": String::from_utf8_lossy(traceparent.as_bytes()) });
+        state.log_line(json::compact(&line));
+    }
     state.log_body(&raw, parsed.as_ref());
     Ok(parsed)
 }

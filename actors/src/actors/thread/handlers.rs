@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::history::window_ending_at;
 use super::messages::{
@@ -25,6 +26,9 @@ impl Handler<StartTurn> for ThreadActor {
     fn handle(&mut self, msg: StartTurn, ctx: &mut Context<Self>) -> Self::Result {
         self.last_activity = Instant::now();
         let user_id = msg.user_id.clone();
+        // The lease is taken in the request's span (`with_lease` instruments its wait).
+        let request = msg.trace.span().clone();
+        let _in_request = request.enter();
         self.with_lease(
             &user_id,
             msg.deadline,
@@ -82,6 +86,8 @@ impl Handler<SyncAction> for ThreadActor {
     fn handle(&mut self, msg: SyncAction, ctx: &mut Context<Self>) -> Self::Result {
         self.last_activity = Instant::now();
         let user_id = msg.user_id.clone();
+        let request = msg.trace.span().clone();
+        let _in_request = request.enter();
         self.with_lease(
             &user_id,
             msg.deadline,
@@ -110,7 +116,8 @@ impl Handler<SyncAction> for ThreadActor {
                     msg.action,
                     msg.token,
                     floor,
-                );
+                )
+                .instrument(msg.trace.span().clone());
                 Box::pin(run.into_actor(act).map(|done, act, _ctx| {
                     let done = done?;
                     let limit = act.env.settings.history_limit as usize;

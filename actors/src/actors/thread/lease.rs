@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use tracing::Instrument;
 
 use super::history::LoadedThread;
 use super::{ThreadActor, ThreadState};
@@ -14,6 +15,7 @@ use crate::deadline::{Deadline, DeadlinePassed};
 use crate::error::EngineError;
 use crate::ids::{ThreadId, UserId};
 use crate::store::cluster::{FencingToken, LeaseAttempt, LeaseState};
+use crate::trace;
 
 /// How often a thread streaming elsewhere is looked at again before answering busy (its
 /// owner may just have died, and Postgres not yet noticed its connection closing).
@@ -75,7 +77,9 @@ impl ThreadActor {
                 .ok_or(EngineError::ThreadNotFound)?;
             Ok::<_, EngineError>((fencing, thread))
         };
-        let acquire = deadline.bound("taking the thread's lease", acquire);
+        let acquire = deadline
+            .bound("taking the thread's lease", acquire)
+            .instrument(tracing::Span::current());
         Box::pin(acquire.into_actor(self).then(move |acquired, act, ctx| {
             act.busy = false;
             match acquired {
@@ -110,6 +114,8 @@ async fn acquire(
     let thread_id = thread_id.as_str();
     let deadline = Instant::now() + cluster.handover_timeout;
     let mut asked = false;
+    // Open from the request for a hand-over until the lease is ours (or not).
+    let mut handover: Option<tracing::Span> = None;
     let mut busy_checks = 0;
     loop {
         let attempt = env
@@ -137,10 +143,14 @@ async fn acquire(
             LeaseAttempt::Held { owner, .. } => {
                 if !asked {
                     tracing::debug!(%thread_id, %owner, "asking for a hand-over");
+                    handover = Some(trace::handover_span(thread_id, &owner));
                     env.store.request_handover(thread_id, &owner).await?;
                     asked = true;
                 }
                 if Instant::now() >= deadline {
+                    if let Some(span) = &handover {
+                        trace::record_error(span, "timeout");
+                    }
                     return Err(EngineError::Unavailable(format!(
                         "thread still held by {owner}"
                     )));

@@ -10,6 +10,7 @@ use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, UserId};
 use crate::protocol::requests::UserMessageInput;
 use crate::protocol::{Attachment, ThreadItem, ThreadMeta};
+use crate::trace::TraceContext;
 
 /// A new user message: what the client sent, and the attachments it names, checked and
 /// resolved to full objects (`engine/attachments.rs`).
@@ -39,6 +40,8 @@ pub(crate) struct SyncAction {
     pub user_id: UserId,
     pub token: Option<BearerToken>,
     pub deadline: Deadline,
+    /// The request's span: the action's tool call is its child.
+    pub trace: TraceContext,
     pub action: WidgetAction,
 }
 
@@ -53,6 +56,8 @@ pub(crate) struct StartTurn {
     /// The request's deadline: the lease, the load and the input's commit are waited for
     /// until then.
     pub deadline: Deadline,
+    /// The request's span: the turn, and the lease taken for it, are its children.
+    pub trace: TraceContext,
     pub input: TurnInput,
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::persistence::Persist;
 use super::routing::{ReapIfCommittedLate, RegistryLink, Retired, Unacknowledged};
@@ -250,7 +251,8 @@ impl ThreadActor {
         };
         self.busy = true;
         let thread_id = self.thread_id.clone();
-        let guarded = AssertUnwindSafe(run_turn(job)).catch_unwind();
+        let span = crate::trace::turn_span(&msg.trace, &self.thread_id);
+        let guarded = AssertUnwindSafe(run_turn(job).instrument(span)).catch_unwind();
         ctx.spawn(
             guarded
                 .into_actor(self)
@@ -290,7 +292,8 @@ impl ThreadActor {
                 if let Some(fencing) = self.lease {
                     // The cluster view shows the thread idle again (rides on the next commit).
                     let idle = self.lease_with(fencing).check(LeaseState::Idle);
-                    self.env.persistence.do_send(Persist(vec![idle]));
+                    let persist = Persist(vec![idle], crate::trace::TraceContext::none());
+                    self.env.persistence.do_send(persist);
                 }
             }
             AfterTurn::Idle => {}

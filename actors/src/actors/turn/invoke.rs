@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 use crate::ids::{BearerToken, ThreadId};
 use crate::mcp::{McpError, McpServerConfig, McpSessions, ProgressSink, ServerHealth, ToolResult};
 use crate::metrics::METRICS;
+use crate::trace;
+use tracing::Instrument;
 
 /// The tool a call goes to.
 #[derive(Clone, Copy)]
@@ -52,9 +54,17 @@ pub(super) async fn call_tool(
     caller: Caller<'_>,
 ) -> Result<ToolResult, McpError> {
     let started = Instant::now();
+    let server = target.server;
+    let span = trace::tool_call_span(&server.name, &server.url, target.tool);
     let result = mcp
-        .call(target.server, target.tool, arguments, progress)
+        .call(server, target.tool, arguments, progress)
+        .instrument(span.clone())
         .await;
+    match &result {
+        Err(_) => trace::record_error(&span, "transport"),
+        Ok(answer) if answer.output.failed() => trace::record_error(&span, "tool_error"),
+        Ok(_) => {}
+    }
     let server = target.server.name.as_str();
     METRICS
         .mcp_call_seconds

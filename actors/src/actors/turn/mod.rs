@@ -189,6 +189,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         }
     };
     METRICS.turns.with_label_values(&[ended.label()]).inc();
+    crate::trace::record_turn_outcome(ended.label());
     let after = run.end(ended, title_from, &mut changes.title).await;
     changes.committed.extend(std::mem::take(&mut run.committed));
     METRICS
@@ -282,6 +283,7 @@ impl TurnRun<'_> {
             tracing::warn!(%thread_id, %error, "could not commit the turn's input");
             let _ = accepted.send(Err(error));
             METRICS.turns.with_label_values(&["rejected"]).inc();
+            crate::trace::record_turn_outcome("rejected");
             return Err(());
         }
         let _ = accepted.send(Ok(()));
