@@ -154,17 +154,43 @@ impl ModelClient {
         }
     }
 
-    /// Streams an answer to `messages`, offering `tools`; `forced` names a tool the model must
-    /// call. Dropping the returned stream aborts the HTTP request.
+    /// Streams an answer to `messages`, offering `tools` and this model's hosted tools;
+    /// `forced` names a tool the model must call (dropped when this model does not offer it).
+    /// Dropping the returned stream aborts the HTTP request.
     pub async fn stream(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
         forced: Option<&str>,
     ) -> Result<ModelStream, ModelError> {
+        self.open(messages, tools, &self.settings.hosted_tools, forced)
+            .await
+    }
+
+    /// The hosted tools this model offers (`[[hosted_tools]]`, Responses API only).
+    pub fn hosted_tools(&self) -> &[crate::config::HostedTool] {
+        &self.settings.hosted_tools
+    }
+
+    async fn open(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        hosted: &[crate::config::HostedTool],
+        forced: Option<&str>,
+    ) -> Result<ModelStream, ModelError> {
         let timeout = self.settings.timeout;
+        let forced = forced.filter(|name| {
+            let offered = tools.iter().any(|t| t.function.name == *name)
+                || hosted.iter().any(|t| t.kind == *name);
+            if !offered {
+                tracing::warn!(tool = %name, model = %self.settings.name, "the forced tool is not offered to this model; the model chooses");
+            }
+            offered
+        });
         if self.settings.api == ModelApi::Responses {
-            let request = responses_request::request(&self.settings, messages, tools, forced);
+            let request =
+                responses_request::request(&self.settings, messages, tools, hosted, forced);
             let responses = self.client.responses();
             let started = responses.create_stream_byot::<_, responses::StreamEvent>(request);
             return Ok(events_of(within(timeout, started).await?, timeout));
@@ -272,9 +298,10 @@ struct StreamState<C> {
 }
 
 impl ModelClient {
-    /// A whole answer as one string (streamed underneath), for short side requests like titles.
+    /// A whole answer as one string (streamed underneath), for short side requests like titles
+    /// (no tool offered, hosted ones included).
     pub async fn complete(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
-        let mut stream = self.stream(messages, &[], None).await?;
+        let mut stream = self.open(messages, &[], &[], None).await?;
         let mut text = String::new();
         while let Some(event) = stream.next().await {
             match event? {
