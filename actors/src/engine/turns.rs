@@ -112,6 +112,7 @@ impl Engine {
                 token: who.token.clone(),
                 deadline: who.deadline,
                 input,
+                links: self.content_links(origin().ok()),
             };
             let to_thread = match thread {
                 TurnThread::New(thread_id, meta) => ToThread {

@@ -3,6 +3,7 @@
 //! strict types reject (e.g. `finish_reason: ""`).
 
 mod history;
+mod hosted_events;
 mod pick;
 mod responses;
 mod responses_request;
@@ -22,6 +23,7 @@ use futures::{Stream, StreamExt};
 
 pub use crate::config::{ModelApi, ModelSettings};
 pub use history::history_messages;
+pub use hosted_events::{image_mime, image_result, search_summary, HostedEvent, HostedKind};
 pub use transcription::{Transcriber, TranscriptionError};
 pub use wire::{
     ChatMessage, ContentPart, FileData, FunctionSpec, ImageUrl, ToolCallRequest, ToolSchema,
@@ -70,6 +72,8 @@ pub enum ModelEvent {
     },
     /// The provider reported a failure inside the stream (never yielded: becomes an error).
     Failed(String),
+    /// A step of a tool the provider runs itself (Responses API, `[[hosted_tools]]`).
+    Hosted(HostedEvent),
 }
 
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
@@ -314,6 +318,7 @@ impl ModelClient {
                 | ModelEvent::Annotation(_)
                 | ModelEvent::ReasoningItem(_)
                 | ModelEvent::Usage { .. }
+                | ModelEvent::Hosted(_)
                 | ModelEvent::Failed(_) => {}
             }
         }

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::hosted_events::hosted_event;
 use super::{IntoEvents, ModelEvent};
 use crate::protocol::{Annotation, AnnotationTag};
 
@@ -30,11 +31,30 @@ pub(super) struct StreamEvent {
     response: Option<Value>,
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    item_id: Option<String>,
+    #[serde(default)]
+    partial_image_b64: Option<String>,
+    #[serde(default)]
+    partial_image_index: Option<u32>,
 }
 
 impl IntoEvents for StreamEvent {
     fn into_events(self, out: &mut VecDeque<ModelEvent>) {
         let index = self.output_index.unwrap_or(0);
+        let partial = self
+            .partial_image_index
+            .zip(self.partial_image_b64.as_deref());
+        if let Some(hosted) = hosted_event(
+            &self.kind,
+            self.item.as_ref(),
+            self.item_id.as_deref(),
+            self.delta.as_deref(),
+            partial,
+        ) {
+            out.push_back(ModelEvent::Hosted(hosted));
+            return;
+        }
         match self.kind.as_str() {
             "response.output_text.delta" => {
                 if let Some(delta) = self.delta.filter(|d| !d.is_empty()) {

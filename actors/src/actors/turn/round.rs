@@ -5,6 +5,7 @@
 use futures::StreamExt;
 
 use super::events::{begin_answer, AnswerInProgress, WorkflowInProgress};
+use super::hosted::HostedRound;
 use super::run::{Ended, TurnRun};
 use crate::ids::{new_id, prefix};
 use crate::metrics::METRICS;
@@ -43,6 +44,7 @@ struct RoundSoFar {
     answer: AnswerInProgress,
     calls: Vec<RequestedCall>,
     reasoning_items: Vec<serde_json::Value>,
+    hosted: HostedRound,
 }
 
 impl TurnRun<'_> {
@@ -75,11 +77,15 @@ impl TurnRun<'_> {
             answer: AnswerInProgress::new(&self.thread_id),
             calls: Vec::new(),
             reasoning_items: Vec::new(),
+            hosted: HostedRound::default(),
         };
         loop {
             let next = tokio::select! {
                 biased;
-                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: Some(round.answer) }),
+                _ = tx.closed() => {
+                    round.hosted.cancelled();
+                    return Round::Ended(Ended::Cancelled { partial: Some(round.answer) });
+                }
                 next = stream.next() => next,
             };
             let event = match next {
@@ -94,6 +100,7 @@ impl TurnRun<'_> {
                 return Round::Ended(ended);
             }
             if !self.writer.is_open() {
+                round.hosted.cancelled();
                 return Round::Ended(Ended::Cancelled {
                     partial: Some(round.answer),
                 });
@@ -135,6 +142,7 @@ impl TurnRun<'_> {
                 self.writer.send(&event).await;
             }
             ModelEvent::Annotation(_) | ModelEvent::Failed(_) => {}
+            ModelEvent::Hosted(event) => self.on_hosted(event, &mut round.hosted, workflow).await?,
             ModelEvent::TextDelta(delta) => self.show_text(delta, round, workflow).await?,
             ModelEvent::ToolCallDelta {
                 index,
@@ -200,7 +208,9 @@ impl TurnRun<'_> {
             mut answer,
             mut calls,
             reasoning_items,
+            mut hosted,
         } = round;
+        self.end_hosted(&mut hosted).await;
         calls.retain(|c| !c.name.is_empty());
         for call in &mut calls {
             if call.id.is_empty() {

@@ -1,0 +1,497 @@
+//! The provider's hosted tools as a turn shows them: an image generation call is a
+//! `generated_image` item (added without an image, updated with each partial image, done with
+//! the final one, whose bytes are stored as an attachment of the thread and named by a signed
+//! URL of this server: protocol §8.14); a web search, file search or code interpreter call is a
+//! task of the open workflow (the reasoning one when open), updated as it goes.
+
+use base64::Engine as _;
+
+use super::events::{StatusIndicator, TaskKind, WorkflowInProgress, WorkflowTask};
+use super::run::{Ended, TurnRun};
+use crate::ids::{prefix, AttachmentId, ItemId};
+use crate::metrics::METRICS;
+use crate::model::{image_mime, image_result, search_summary, HostedEvent, HostedKind};
+use crate::protocol::events::NoticeLevel;
+use crate::protocol::{
+    GeneratedImage, GeneratedImageItem, ItemBody, ThreadItem, ThreadItemUpdate, ThreadStreamEvent,
+    Timestamp,
+};
+use crate::store::cluster::LeaseState;
+use crate::store::GeneratedFile;
+
+/// The hosted calls of one model round that have not finished.
+#[derive(Default)]
+pub(super) struct HostedRound {
+    images: Vec<ImageInProgress>,
+    steps: Vec<Step>,
+}
+
+struct ImageInProgress {
+    call_id: String,
+    item_id: ItemId,
+    created_at: Timestamp,
+}
+
+/// A search or code call shown as a task of workflow `workflow_id`.
+struct Step {
+    call_id: String,
+    kind: HostedKind,
+    workflow_id: ItemId,
+    task: usize,
+    code: String,
+}
+
+impl HostedRound {
+    /// Counts the calls the client left in the middle of (the turn stores nothing of them:
+    /// protocol §8.8 keeps pending images and workflows out).
+    pub(super) fn cancelled(&self) {
+        let kinds = self
+            .images
+            .iter()
+            .map(|_| HostedKind::ImageGeneration)
+            .chain(self.steps.iter().map(|s| s.kind));
+        for kind in kinds {
+            count(kind, "cancelled");
+        }
+    }
+}
+
+fn count(kind: HostedKind, outcome: &str) {
+    METRICS
+        .hosted_tool_calls
+        .with_label_values(&[kind.as_str(), outcome])
+        .inc();
+}
+
+impl TurnRun<'_> {
+    /// Shows one step of a hosted tool call.
+    pub(super) async fn on_hosted(
+        &mut self,
+        event: HostedEvent,
+        hosted: &mut HostedRound,
+        workflow: &mut Option<WorkflowInProgress>,
+    ) -> Result<(), Ended> {
+        match event {
+            HostedEvent::Started {
+                kind: HostedKind::ImageGeneration,
+                call_id,
+            } => self.image_started(call_id, hosted, workflow).await?,
+            HostedEvent::PartialImage {
+                call_id,
+                index,
+                b64,
+            } => self.image_partial(&call_id, index, b64, hosted).await,
+            HostedEvent::Done {
+                kind: HostedKind::ImageGeneration,
+                item,
+            } => {
+                let call_id = item["id"].as_str().unwrap_or_default().to_string();
+                if !hosted.images.iter().any(|i| i.call_id == call_id) {
+                    self.image_started(call_id.clone(), hosted, workflow)
+                        .await?;
+                }
+                let at = hosted.images.iter().position(|i| i.call_id == call_id);
+                let image = hosted.images.remove(at.expect("started above"));
+                self.image_done(image, image_result(&item)).await?;
+            }
+            HostedEvent::Started { kind, call_id } => {
+                let task = step_task(kind, "in_progress", None);
+                self.step_started(kind, call_id, task, hosted, workflow)
+                    .await;
+            }
+            HostedEvent::Progress {
+                kind: HostedKind::ImageGeneration,
+                ..
+            } => {}
+            HostedEvent::Progress {
+                kind,
+                call_id,
+                status,
+            } => {
+                let task = step_task(kind, &status, None);
+                self.step_update(&call_id, task, hosted, workflow).await;
+            }
+            HostedEvent::CodeDelta { call_id, delta } => {
+                if let Some(step) = hosted.steps.iter_mut().find(|s| s.call_id == call_id) {
+                    step.code.push_str(&delta);
+                }
+            }
+            HostedEvent::Done { kind, item } => {
+                let call_id = item["id"].as_str().unwrap_or_default().to_string();
+                let failed = matches!(item["status"].as_str(), Some("failed" | "incomplete"));
+                count(kind, if failed { "failed" } else { "completed" });
+                let code = hosted
+                    .steps
+                    .iter()
+                    .find(|s| s.call_id == call_id)
+                    .map(|s| s.code.clone());
+                let task = step_task(
+                    kind,
+                    if failed { "failed" } else { "completed" },
+                    Some((&item, code)),
+                );
+                self.step_update(&call_id, task, hosted, workflow).await;
+                hosted.steps.retain(|s| s.call_id != call_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// `thread.item.added` of a `generated_image` without an image (protocol §8.14); an open
+    /// workflow closes first, as before an answer.
+    async fn image_started(
+        &mut self,
+        call_id: String,
+        hosted: &mut HostedRound,
+        workflow: &mut Option<WorkflowInProgress>,
+    ) -> Result<(), Ended> {
+        self.close_workflow(workflow).await?;
+        let image = ImageInProgress {
+            call_id,
+            item_id: ItemId::generate(prefix::MESSAGE),
+            created_at: self.next_timestamp(),
+        };
+        let item = self.image_item(&image, None);
+        self.writer
+            .send(&ThreadStreamEvent::ItemAdded { item })
+            .await;
+        hosted.images.push(image);
+        Ok(())
+    }
+
+    /// `generated_image.updated` with a partial image: shown (a data URL), never kept.
+    async fn image_partial(
+        &mut self,
+        call_id: &str,
+        index: u32,
+        b64: String,
+        hosted: &HostedRound,
+    ) {
+        let Some(image) = hosted.images.iter().find(|i| i.call_id == call_id) else {
+            return;
+        };
+        let expected = self
+            .model
+            .hosted_tools()
+            .iter()
+            .find(|t| t.kind == HostedKind::ImageGeneration.as_str())
+            .and_then(|t| t.int_param("partial_images"));
+        let event = ThreadStreamEvent::ItemUpdated {
+            item_id: image.item_id.clone(),
+            update: ThreadItemUpdate::GeneratedImageUpdated {
+                image: GeneratedImage {
+                    id: call_id.to_string(),
+                    url: partial_data_url(&b64),
+                },
+                progress: Some(partial_progress(index, expected)),
+            },
+        };
+        self.writer.send(&event).await;
+    }
+
+    /// The final image: its bytes stored as an attachment of the thread, the item committed
+    /// with a signed URL of this server and announced; or, without an image, the item
+    /// withdrawn and the reason told in-band.
+    async fn image_done(
+        &mut self,
+        image: ImageInProgress,
+        result: Result<Vec<u8>, String>,
+    ) -> Result<(), Ended> {
+        let stored = match result {
+            Ok(bytes) => self.store_image(&image.call_id, &bytes).await,
+            Err(reason) => Err(reason),
+        };
+        match stored {
+            Ok(url) => {
+                count(HostedKind::ImageGeneration, "completed");
+                let item = self.image_item(
+                    &image,
+                    Some(GeneratedImage {
+                        id: image.call_id.clone(),
+                        url,
+                    }),
+                );
+                self.commit_and_announce(item, LeaseState::Streaming).await
+            }
+            Err(reason) => {
+                count(HostedKind::ImageGeneration, "failed");
+                self.withdraw_image(&image, &reason).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// The image's bytes kept as the thread owner's attachment; its content URL.
+    async fn store_image(&mut self, call_id: &str, bytes: &[u8]) -> Result<String, String> {
+        let id = AttachmentId::generate();
+        let mime = image_mime(bytes);
+        let extension = mime.trim_start_matches("image/");
+        let name = format!("generated-image.{extension}");
+        let file = GeneratedFile {
+            id: id.as_str(),
+            user_id: self.owner.as_str(),
+            thread_id: self.thread_id.as_str(),
+            name: &name,
+            mime_type: mime,
+            bytes,
+        };
+        match self.env.store.insert_generated_file(&file).await {
+            Ok(()) => Ok(self.links.url(id.as_str())),
+            Err(error) => {
+                tracing::warn!(thread_id = %self.thread_id, %call_id, %error, "could not store a generated image");
+                Err("the image could not be stored".into())
+            }
+        }
+    }
+
+    /// `thread.item.removed` of an image that will not come, and a notice saying why.
+    async fn withdraw_image(&mut self, image: &ImageInProgress, reason: &str) {
+        self.writer
+            .send(&ThreadStreamEvent::ItemRemoved {
+                item_id: image.item_id.clone(),
+            })
+            .await;
+        let notice = ThreadStreamEvent::Notice {
+            level: NoticeLevel::Warning,
+            message: format!("The image could not be generated: {reason}."),
+            title: None,
+        };
+        self.writer.send(&notice).await;
+    }
+
+    /// At the end of a round: images the provider never finished are withdrawn.
+    pub(super) async fn end_hosted(&mut self, hosted: &mut HostedRound) {
+        for image in std::mem::take(&mut hosted.images) {
+            count(HostedKind::ImageGeneration, "failed");
+            self.withdraw_image(&image, "the provider sent no image")
+                .await;
+        }
+        for step in std::mem::take(&mut hosted.steps) {
+            count(step.kind, "failed");
+        }
+    }
+
+    fn image_item(&self, image: &ImageInProgress, shown: Option<GeneratedImage>) -> ThreadItem {
+        ThreadItem {
+            id: image.item_id.clone(),
+            thread_id: self.thread_id.clone(),
+            created_at: image.created_at,
+            body: ItemBody::GeneratedImage(GeneratedImageItem { image: shown }),
+        }
+    }
+
+    /// A search or code call joins the open workflow (opening one if none is): after the
+    /// thoughts shown so far, when it is the reasoning workflow.
+    async fn step_started(
+        &mut self,
+        kind: HostedKind,
+        call_id: String,
+        task: WorkflowTask,
+        hosted: &mut HostedRound,
+        workflow: &mut Option<WorkflowInProgress>,
+    ) {
+        if let Some(open) = workflow.as_mut() {
+            self.settle_thoughts(open).await;
+        }
+        let index = self.add_workflow_task(workflow, task).await;
+        let Some(open) = workflow.as_mut() else {
+            return;
+        };
+        open.thoughts_from = open.tasks.len();
+        hosted.steps.push(Step {
+            call_id,
+            kind,
+            workflow_id: open.id.clone(),
+            task: index,
+            code: String::new(),
+        });
+    }
+
+    /// The step's task as it now stands, sent when it changed.
+    async fn step_update(
+        &mut self,
+        call_id: &str,
+        task: WorkflowTask,
+        hosted: &HostedRound,
+        workflow: &mut Option<WorkflowInProgress>,
+    ) {
+        let Some(step) = hosted.steps.iter().find(|s| s.call_id == call_id) else {
+            return;
+        };
+        let current = workflow
+            .as_ref()
+            .filter(|w| w.id == step.workflow_id)
+            .and_then(|w| w.tasks.get(step.task));
+        if current.is_some_and(|t| *t != task) {
+            self.update_workflow_task(workflow, step.task, task).await;
+        }
+    }
+}
+
+/// A partial image as the client shows it (not kept anywhere).
+fn partial_data_url(b64: &str) -> String {
+    let mime = base64::engine::general_purpose::STANDARD
+        .decode(b64.get(..16).unwrap_or(b64).trim_end_matches('='))
+        .map(|head| image_mime(&head))
+        .unwrap_or("image/png");
+    format!("data:{mime};base64,{b64}")
+}
+
+/// protocol §8.14: min(1, index / expected partial images), 0 when the count is unknown.
+fn partial_progress(index: u32, expected: Option<i64>) -> f64 {
+    match expected {
+        Some(expected) if expected > 0 => (f64::from(index) / expected as f64).min(1.0),
+        _ => 0.0,
+    }
+}
+
+/// The task of a search or code call in state `status` (`in_progress`, `searching`,
+/// `interpreting`, `completed`, `failed`); `done` is the finished item and the code streamed.
+fn step_task(
+    kind: HostedKind,
+    status: &str,
+    done: Option<(&serde_json::Value, Option<String>)>,
+) -> WorkflowTask {
+    let finished = matches!(status, "completed" | "failed");
+    let mut task = WorkflowTask {
+        status_indicator: if finished {
+            StatusIndicator::Complete
+        } else {
+            StatusIndicator::Loading
+        },
+        kind: TaskKind::Custom,
+        title: None,
+        content: None,
+        more: serde_json::Map::new(),
+    };
+    let (queries, sources) = done
+        .as_ref()
+        .map(|(item, _)| search_summary(item))
+        .unwrap_or_default();
+    let first = queries.first().cloned();
+    let (title, query_title) = match (kind, status) {
+        (_, "failed") => (failed_title(kind).to_string(), None),
+        (HostedKind::WebSearch, "completed") => ("Searched the web".to_string(), first.clone()),
+        (HostedKind::WebSearch, "searching") => ("Searching the web".to_string(), None),
+        (HostedKind::WebSearch, _) => ("Web search".to_string(), None),
+        (HostedKind::FileSearch, "completed") => ("Searched files".to_string(), first.clone()),
+        (HostedKind::FileSearch, "searching") => ("Searching files".to_string(), None),
+        (HostedKind::FileSearch, _) => ("File search".to_string(), None),
+        (_, "completed") => ("Ran code".to_string(), None),
+        (_, "interpreting") => ("Running code".to_string(), None),
+        _ => ("Code".to_string(), None),
+    };
+    task.title = Some(match &query_title {
+        Some(query) => format!("{title}: {query}"),
+        None => title,
+    });
+    match kind {
+        HostedKind::WebSearch => {
+            task.kind = TaskKind::WebSearch;
+            if let Some(query) = query_title {
+                task.more.insert("title_query".into(), query.into());
+            }
+            task.more.insert("queries".into(), queries.into());
+            task.more.insert("sources".into(), sources.into());
+        }
+        HostedKind::FileSearch => {
+            task.kind = TaskKind::File;
+            let files = done
+                .as_ref()
+                .map(|(item, _)| file_sources(item))
+                .unwrap_or_default();
+            task.more.insert("sources".into(), files.into());
+        }
+        HostedKind::CodeInterpreter | HostedKind::ImageGeneration => {
+            task.content = done.and_then(|(item, streamed)| {
+                item["code"].as_str().map(str::to_string).or(streamed)
+            });
+        }
+    }
+    task
+}
+
+fn failed_title(kind: HostedKind) -> &'static str {
+    match kind {
+        HostedKind::WebSearch => "Web search failed",
+        HostedKind::FileSearch => "File search failed",
+        _ => "Code failed",
+    }
+}
+
+/// The files a file search returned (`results`, when the request asked for them).
+fn file_sources(item: &serde_json::Value) -> Vec<serde_json::Value> {
+    let mut names: Vec<&str> = item["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["filename"].as_str())
+        .collect();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| serde_json::json!({"title": name, "type": "file", "filename": name}))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn partial_images_show_progress_and_their_type() {
+        assert_eq!(partial_progress(0, Some(2)), 0.0);
+        assert_eq!(partial_progress(1, Some(2)), 0.5);
+        assert_eq!(partial_progress(5, Some(2)), 1.0);
+        assert_eq!(partial_progress(1, None), 0.0);
+        assert!(
+            partial_data_url("iVBORw0KGgoAAAANSUhEUg==").starts_with("data:image/png;base64,iVBOR")
+        );
+        assert!(partial_data_url("/9j/4AAQSkZJRgABAQ").starts_with("data:image/jpeg;base64,"));
+    }
+
+    #[test]
+    fn a_web_search_task_names_its_query_and_sources_when_done() {
+        let running = step_task(HostedKind::WebSearch, "searching", None).to_value();
+        assert_eq!(
+            running,
+            json!({"status_indicator": "loading", "type": "web_search", "title": "Searching the web", "queries": [], "sources": []})
+        );
+        let item = json!({"id": "ws_1", "type": "web_search_call", "status": "completed",
+            "action": {"type": "search", "query": "tide times", "sources": [{"type": "url", "url": "https://t.example/"}]}});
+        let done = step_task(HostedKind::WebSearch, "completed", Some((&item, None))).to_value();
+        assert_eq!(
+            done,
+            json!({"status_indicator": "complete", "type": "web_search", "title": "Searched the web: tide times",
+                   "title_query": "tide times", "queries": ["tide times"],
+                   "sources": [{"title": "https://t.example/", "type": "url", "url": "https://t.example/"}]})
+        );
+    }
+
+    #[test]
+    fn file_search_and_code_tasks() {
+        let item = json!({"type": "file_search_call", "status": "completed", "queries": ["tides"],
+            "results": [{"filename": "tides.pdf"}, {"filename": "tides.pdf"}]});
+        let done = step_task(HostedKind::FileSearch, "completed", Some((&item, None))).to_value();
+        assert_eq!(
+            done,
+            json!({"status_indicator": "complete", "type": "file", "title": "Searched files: tides",
+                   "sources": [{"title": "tides.pdf", "type": "file", "filename": "tides.pdf"}]})
+        );
+        let code =
+            json!({"type": "code_interpreter_call", "status": "completed", "code": "print(1)"});
+        let done = step_task(
+            HostedKind::CodeInterpreter,
+            "completed",
+            Some((&code, None)),
+        )
+        .to_value();
+        assert_eq!(
+            done,
+            json!({"status_indicator": "complete", "type": "custom", "title": "Ran code", "content": "print(1)"})
+        );
+        let failed = step_task(HostedKind::WebSearch, "failed", None).to_value();
+        assert_eq!(failed["title"], "Web search failed");
+    }
+}
