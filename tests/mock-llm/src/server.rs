@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::cli::Config;
 use crate::completion::{self, ChunkStream, Completion, Usage};
+use crate::hosted;
 use crate::json::{self, Value};
 use crate::responses::{self, InvalidInput, ResponsePlan};
 use crate::script::{self, ReplyKind};
@@ -308,6 +309,14 @@ async fn create_response(
         }
     };
     let cfg = &state.cfg;
+    if let Some(hosted) = hosted::plan(body, &input) {
+        let reply = hosted::HostedReply::new(hosted, cfg);
+        if matches!(body.get("stream"), Some(Value::Bool(true))) {
+            return event_stream(reply.into_stream());
+        }
+        tokio::time::sleep(reply.total_delay()).await;
+        return json_response(StatusCode::OK, reply.final_object());
+    }
     let Ok(reply) = responses::plan_response(body, &input, cfg) else {
         return internal_error(&req);
     };
