@@ -341,6 +341,51 @@ async fn web_and_file_searches_are_workflow_tasks_with_their_sources() {
 }
 
 #[tokio::test]
+async fn code_interpreter_shows_its_code_and_serves_the_files_it_made() {
+    let server = hosted_server("");
+    let alice = token("alice");
+    let stream = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input("code print(6 * 7)") }),
+        )
+        .await;
+    stream.assert_answered();
+    let workflow = stream
+        .done_items()
+        .into_iter()
+        .find(|i| i["type"] == "workflow")
+        .expect("a workflow");
+    assert_eq!(
+        workflow["workflow"]["tasks"],
+        json!([{ "status_indicator": "complete", "type": "custom", "title": "Ran code", "content": "print(6 * 7)" }])
+    );
+    assert_eq!(workflow["workflow"]["expanded"], false, "shown collapsed");
+    // The file it cites is fetched from the provider and served here, as a download.
+    let answer = stream.done_items().last().unwrap().clone();
+    let annotation = &answer["content"][0]["annotations"][0];
+    assert_eq!(annotation["index"], 25);
+    assert_eq!(annotation["source"]["title"], "result.csv");
+    assert_eq!(annotation["source"]["type"], "url");
+    let url = annotation["source"]["url"].as_str().unwrap();
+    assert!(url.starts_with(&server.url("/attachments/atc_")), "{url}");
+    let file = server.get_raw(url).await;
+    assert_eq!(file.status, 200);
+    assert_eq!(file.bytes, b"a,b\n1,2\n");
+    assert!(
+        file.header("content-disposition").starts_with("attachment"),
+        "{}",
+        file.header("content-disposition")
+    );
+    let metrics = server.metrics().await;
+    assert_eq!(
+        hosted_calls(&metrics, "code_interpreter", "completed"),
+        Some(1)
+    );
+}
+
+#[tokio::test]
 async fn the_tool_menu_forces_a_hosted_tool_and_a_model_entry_keeps_some() {
     let server = hosted_server(
         "[[tool_choices]]\nid = \"draw\"\nlabel = \"Draw\"\nforce = \"image_generation\"\n\

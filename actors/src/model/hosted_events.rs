@@ -68,6 +68,15 @@ pub enum HostedEvent {
     CodeDelta { call_id: String, delta: String },
     /// The call's item as the provider finished it (`response.output_item.done`).
     Done { kind: HostedKind, item: Value },
+    /// The answer cites a file the code interpreter made (`container_file_citation`): its
+    /// bytes are the provider's until fetched.
+    ContainerFile {
+        container_id: String,
+        file_id: String,
+        filename: String,
+        /// Where the citation marker goes (`end_index`).
+        index: Option<i64>,
+    },
 }
 
 /// The hosted-tool event of a streamed Responses event, if it is one. `item` is the output
@@ -116,6 +125,17 @@ pub(super) fn hosted_event(
             })
         }
     }
+}
+
+/// A `container_file_citation` annotation, as the file it names.
+pub(super) fn container_file(annotation: &Value) -> Option<HostedEvent> {
+    (annotation["type"] == "container_file_citation").then_some(())?;
+    Some(HostedEvent::ContainerFile {
+        container_id: annotation["container_id"].as_str()?.to_string(),
+        file_id: annotation["file_id"].as_str()?.to_string(),
+        filename: annotation["filename"].as_str()?.to_string(),
+        index: annotation["end_index"].as_i64(),
+    })
 }
 
 /// What a finished image generation call gave: the image's bytes, or why there are none.

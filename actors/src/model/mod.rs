@@ -171,6 +171,18 @@ impl ModelClient {
             .await
     }
 
+    /// The bytes of a file the code interpreter made (`/containers/{id}/files/{id}/content`),
+    /// within the model's timeout.
+    pub async fn container_file(
+        &self,
+        container_id: &str,
+        file_id: &str,
+    ) -> Result<bytes::Bytes, ModelError> {
+        let containers = self.client.containers();
+        let files = containers.files(container_id);
+        within(self.settings.timeout, files.content(file_id)).await
+    }
+
     /// The hosted tools this model offers (`[[hosted_tools]]`, Responses API only).
     pub fn hosted_tools(&self) -> &[crate::config::HostedTool] {
         &self.settings.hosted_tools

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::hosted_events::hosted_event;
+use super::hosted_events::{container_file, hosted_event};
 use super::{IntoEvents, ModelEvent};
 use crate::protocol::{Annotation, AnnotationTag};
 
@@ -90,7 +90,9 @@ impl IntoEvents for StreamEvent {
                 }
             }
             "response.output_text.annotation.added" => {
-                if let Some(annotation) = self.annotation.as_ref().and_then(citation) {
+                if let Some(file) = self.annotation.as_ref().and_then(container_file) {
+                    out.push_back(ModelEvent::Hosted(file));
+                } else if let Some(annotation) = self.annotation.as_ref().and_then(citation) {
                     out.push_back(ModelEvent::Annotation(annotation));
                 }
             }

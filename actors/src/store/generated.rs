@@ -1,9 +1,10 @@
-//! Files the model made (generated images), stored like uploads (sql/0006) in one statement:
+//! Files the model made (generated images, code interpreter files), stored like uploads (sql/0006) in one statement:
 //! the row, already uploaded and joined to its thread, and its bytes in chunks.
 
 use tokio_postgres::types::Type;
 
 use super::{Store, StoreError, CHUNK_BYTES};
+use crate::protocol::AttachmentKind;
 
 /// A file the model made, for the thread's owner.
 pub(crate) struct GeneratedFile<'a> {
@@ -12,6 +13,7 @@ pub(crate) struct GeneratedFile<'a> {
     pub thread_id: &'a str,
     pub name: &'a str,
     pub mime_type: &'a str,
+    pub kind: AttachmentKind,
     pub bytes: &'a [u8],
 }
 
@@ -21,7 +23,7 @@ const INSERT_GENERATED: &str = "
     WITH file AS (
         INSERT INTO attachments
           (id, user_id, thread_id, name, mime_type, kind, declared_size, size, uploaded_at)
-        VALUES ($1, $2, $3, $4, $5, 'image', $6, $6, now())
+        VALUES ($1, $2, $3, $4, $5, $8, $6, $6, now())
         RETURNING id)
     INSERT INTO attachment_chunks (attachment_id, seq, data)
     SELECT file.id, (chunk.ord - 1)::int, chunk.data
@@ -48,6 +50,7 @@ impl Store {
                         (&file.mime_type, Type::TEXT),
                         (&size, Type::INT8),
                         (&chunks, Type::BYTEA_ARRAY),
+                        (&file.kind.as_str(), Type::TEXT),
                     ],
                 )
                 .await?;

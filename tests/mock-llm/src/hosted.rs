@@ -399,8 +399,18 @@ fn code_events(out: &mut Output, code: &str) {
     let done = json!({"id": id, "type": "code_interpreter_call", "status": "completed",
         "code": code, "container_id": container, "outputs": [{"type": "logs", "logs": "ran"}]});
     out.item(added, middle, done);
-    out.message("The code ran.", None);
+    out.message(
+        "The code wrote result.csv.",
+        Some(
+            json!({"type": "container_file_citation", "container_id": container,
+                    "file_id": format!("cfile_{}", uuid4_hex24()), "filename": "result.csv",
+                    "start_index": 15, "end_index": 25}),
+        ),
+    );
 }
+
+/// The bytes of every file a container holds (`GET /v1/containers/{id}/files/{id}/content`).
+pub const CONTAINER_FILE: &[u8] = b"a,b\n1,2\n";
 
 /// A `width`x`height` solid RGB PNG: real bytes any decoder reads (zlib with stored blocks).
 pub fn png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {

@@ -273,6 +273,13 @@ async fn chat_completions(
     event_stream(chunks.into_stream())
 }
 
+/// `GET /v1/containers/{id}/files/{id}/content` (an extension): a code interpreter's file.
+async fn container_file() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(hosted::CONTAINER_FILE)
+}
+
 /// `POST /v1/responses` (an extension; see `responses`).
 async fn create_response(
     state: web::Data<AppState>,
@@ -400,6 +407,11 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
                 web::resource("/v1/responses")
                     .route(web::post().to(create_response))
                     .default_service(web::to(|| async { method_not_allowed("POST") })),
+            )
+            .service(
+                web::resource("/v1/containers/{container}/files/{file}/content")
+                    .route(web::get().to(container_file))
+                    .default_service(web::to(|| async { method_not_allowed("GET") })),
             )
             .service(
                 web::resource("/v1/audio/transcriptions")

@@ -17,6 +17,7 @@ mod agent;
 mod choice;
 mod events;
 mod hosted;
+mod hosted_tasks;
 mod invoke;
 mod plan;
 mod round;

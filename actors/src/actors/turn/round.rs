@@ -9,8 +9,8 @@ use super::hosted::HostedRound;
 use super::run::{Ended, TurnRun};
 use crate::ids::{new_id, prefix};
 use crate::metrics::METRICS;
-use crate::model::{ChatMessage, ModelError, ModelEvent, ModelStream, ToolSpec};
-use crate::protocol::{ThreadItemUpdate, ThreadStreamEvent};
+use crate::model::{ChatMessage, HostedEvent, ModelError, ModelEvent, ModelStream, ToolSpec};
+use crate::protocol::{Annotation, ThreadItemUpdate, ThreadStreamEvent};
 
 /// The most tool calls one round may ask for (a bound on what a misbehaving model can make
 /// us hold).
@@ -126,22 +126,19 @@ impl TurnRun<'_> {
                 tokens.with_label_values(&["input"]).inc_by(input);
                 tokens.with_label_values(&["output"]).inc_by(output);
             }
-            // A citation belongs to the text streamed so far (protocol §8.3).
-            ModelEvent::Annotation(annotation) if round.answer.started => {
-                let answer = &mut round.answer;
-                let annotation_index = answer.annotations.len();
-                answer.annotations.push(annotation.clone());
-                let event = ThreadStreamEvent::ItemUpdated {
-                    item_id: answer.id.clone(),
-                    update: ThreadItemUpdate::AnnotationAdded {
-                        content_index: 0,
-                        annotation_index,
-                        annotation,
-                    },
-                };
-                self.writer.send(&event).await;
+            ModelEvent::Annotation(annotation) => self.show_annotation(annotation, round).await,
+            ModelEvent::Failed(_) => {}
+            ModelEvent::Hosted(HostedEvent::ContainerFile {
+                container_id,
+                file_id,
+                filename,
+                index,
+            }) => {
+                let annotation = self
+                    .container_file_source(&container_id, &file_id, &filename, index)
+                    .await;
+                self.show_annotation(annotation, round).await;
             }
-            ModelEvent::Annotation(_) | ModelEvent::Failed(_) => {}
             ModelEvent::Hosted(event) => self.on_hosted(event, &mut round.hosted, workflow).await?,
             ModelEvent::TextDelta(delta) => self.show_text(delta, round, workflow).await?,
             ModelEvent::ToolCallDelta {
@@ -168,6 +165,25 @@ impl TurnRun<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A citation of the text streamed so far (protocol §8.3); none before the answer starts.
+    async fn show_annotation(&mut self, annotation: Annotation, round: &mut RoundSoFar) {
+        if !round.answer.started {
+            return;
+        }
+        let answer = &mut round.answer;
+        let annotation_index = answer.annotations.len();
+        answer.annotations.push(annotation.clone());
+        let event = ThreadStreamEvent::ItemUpdated {
+            item_id: answer.id.clone(),
+            update: ThreadItemUpdate::AnnotationAdded {
+                content_index: 0,
+                annotation_index,
+                annotation,
+            },
+        };
+        self.writer.send(&event).await;
     }
 
     /// A piece of the answer: the message starts with the first (closing a workflow first,
