@@ -515,3 +515,28 @@ async fn an_image_made_on_one_instance_is_read_through_the_other_behind_nginx() 
     assert_eq!(reply.status(), 200);
     assert_eq!(reply.bytes().await.unwrap().to_vec(), bodies[0]);
 }
+
+#[test]
+fn the_playground_shows_the_image_appearing_and_the_search_steps_also_after_reload() {
+    // A pause between events, so the partial image is seen before the final one.
+    let model = MockModel::start(&["--delay-ms", "250"]);
+    let base_url = model.base_url();
+    let server = TestServer::start_with_config(
+        HOSTED,
+        &[
+            ("CHATKIT__SERVER__MODE", "development"),
+            ("CHATKIT__MODEL__BASE_URL", &base_url),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+        ],
+    );
+    crate::browser::run_playground_on(
+        &server,
+        "hosted",
+        &[
+            "hosted-1-partial",
+            "hosted-2-final",
+            "hosted-3-searches",
+            "hosted-4-after-reload",
+        ],
+    );
+}
