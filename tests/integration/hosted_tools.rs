@@ -69,6 +69,11 @@ async fn an_image_turn_streams_partials_then_a_stored_image_this_server_serves()
             { "type": "code_interpreter", "container": { "type": "auto" } }
         ])
     );
+    // The searches' sources and results are asked for, to show them in their steps.
+    assert_eq!(
+        request["include"],
+        json!(["web_search_call.action.sources", "file_search_call.results"])
+    );
     // protocol §8.14: added without an image, a partial image each with its progress, done.
     let kinds = stream.kinds();
     let at = kinds.iter().position(|k| k == "thread.item.added").unwrap();

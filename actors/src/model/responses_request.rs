@@ -24,8 +24,8 @@ pub(super) struct ResponsesRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning: Option<Reasoning>,
     store: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    include: Option<[&'static str; 1]>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    include: Vec<&'static str>,
     stream: bool,
 }
 
@@ -168,15 +168,27 @@ pub(super) fn request<'a>(
                 name,
             },
         }),
-        // Stateless: nothing is kept by the provider; reasoning comes back encrypted so the
-        // next call of the turn (after tools) continues it.
-        include: reasoning
-            .is_some()
-            .then_some(["reasoning.encrypted_content"]),
+        include: include(reasoning.is_some(), hosted),
         reasoning,
         store: false,
         stream: true,
     }
+}
+
+/// What the response must carry beyond its defaults. Stateless: nothing is kept by the
+/// provider, so reasoning comes back encrypted for the next call of the turn (after tools) to
+/// continue it; a web search lists the sources it opened and a file search its results, which
+/// the turn shows in their steps.
+fn include(reasoning: bool, hosted: &[HostedTool]) -> Vec<&'static str> {
+    let offers = |kind: &str| hosted.iter().any(|t| t.kind == kind);
+    [
+        (reasoning, "reasoning.encrypted_content"),
+        (offers("web_search"), "web_search_call.action.sources"),
+        (offers("file_search"), "file_search_call.results"),
+    ]
+    .into_iter()
+    .filter_map(|(wanted, what)| wanted.then_some(what))
+    .collect()
 }
 
 /// The input items of one message (an assistant message with tool calls is several).
@@ -345,5 +357,18 @@ mod tests {
         );
         assert_eq!(body["tool_choice"], json!({"type": "image_generation"}));
         assert_eq!(sent(None).get("tool_choice"), None);
+        assert_eq!(body.get("include"), None);
+        let searches = ["web_search", "file_search"].map(|kind| HostedTool {
+            kind: kind.into(),
+            spec: json!({ "type": kind }),
+        });
+        assert_eq!(
+            include(true, &searches),
+            [
+                "reasoning.encrypted_content",
+                "web_search_call.action.sources",
+                "file_search_call.results"
+            ]
+        );
     }
 }
