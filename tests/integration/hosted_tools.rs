@@ -346,6 +346,52 @@ async fn web_and_file_searches_are_workflow_tasks_with_their_sources() {
 }
 
 #[tokio::test]
+async fn a_search_joins_the_open_reasoning_workflow_between_thoughts() {
+    let server = TestServer::start_with_config(
+        "[model]\napi = \"responses\"\nreasoning_summary = \"auto\"\n[[hosted_tools]]\ntype = \"web_search\"\n",
+        &[("CHATKIT__TITLES__ENABLED", "false")],
+    );
+    let alice = token("alice");
+    let stream = server
+        .stream(
+            &alice,
+            "threads.create",
+            json!({ "input": input("search tide times") }),
+        )
+        .await;
+    stream.assert_answered();
+    let workflows: Vec<Value> = stream
+        .done_items()
+        .into_iter()
+        .filter(|i| i["type"] == "workflow")
+        .collect();
+    assert_eq!(workflows.len(), 1, "one workflow: {workflows:?}");
+    assert_eq!(workflows[0]["workflow"]["type"], "reasoning");
+    let tasks = workflows[0]["workflow"]["tasks"].as_array().unwrap();
+    let shown: Vec<(&str, &str)> = tasks
+        .iter()
+        .map(|t| {
+            let text = t["content"].as_str().or(t["title"].as_str()).unwrap();
+            (t["type"].as_str().unwrap(), text)
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("thought", "Planning the search."),
+            ("thought", "Choosing the query."),
+            ("web_search", "Searched the web: tide times"),
+            ("thought", "Reading the results.")
+        ]
+    );
+    let items = server.items_asc(&alice, &stream.thread_id()).await;
+    assert_eq!(
+        page_data(&items)[1]["workflow"]["tasks"],
+        workflows[0]["workflow"]["tasks"]
+    );
+}
+
+#[tokio::test]
 async fn code_interpreter_shows_its_code_and_serves_the_files_it_made() {
     let server = hosted_server("");
     let alice = token("alice");

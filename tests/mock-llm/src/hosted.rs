@@ -22,8 +22,12 @@ use crate::responses::{last_user_text, Input};
 pub enum Hosted {
     /// `image [fail|slow|big] [subject]`.
     Image { mode: ImageMode, partials: u32 },
-    /// `search [fail] <query>`.
-    WebSearch { query: String, fail: bool },
+    /// `search [fail] <query>`; `reasoning` when the request asks for reasoning summaries.
+    WebSearch {
+        query: String,
+        fail: bool,
+        reasoning: bool,
+    },
     /// `files <query>`.
     FileSearch { query: String },
     /// `code <expression>`.
@@ -96,6 +100,9 @@ pub fn plan(body: &Object, input: &Input<'_>) -> Option<Hosted> {
         "web_search" => Hosted::WebSearch {
             fail: flag == "fail",
             query: if flag == "fail" { subject } else { rest }.to_string(),
+            reasoning: body
+                .get("reasoning")
+                .is_some_and(|r| r.get("summary").is_some()),
         },
         "file_search" => Hosted::FileSearch {
             query: rest.to_string(),
@@ -127,7 +134,7 @@ fn png_b64(size: u32, rgb: [u8; 3]) -> String {
 }
 
 impl HostedReply {
-    pub fn new(hosted: Hosted, cfg: &Config) -> Self {
+    pub fn new(hosted: Hosted, body: &Object, cfg: &Config) -> Self {
         let ms = |v: f64| Duration::from_secs_f64(v.max(0.0) / 1000.0);
         let mut delay = ms(cfg.delay_ms);
         let response_id = format!("resp_{}", uuid4_hex24());
@@ -139,7 +146,17 @@ impl HostedReply {
                 }
                 image_events(&mut out, mode, partials);
             }
-            Hosted::WebSearch { query, fail } => search_events(&mut out, &query, fail),
+            Hosted::WebSearch {
+                query,
+                fail,
+                reasoning,
+            } => {
+                let encrypted = body_includes_encrypted(body);
+                if reasoning {
+                    out.reasoning(&["Planning the search.", "Choosing the query."], encrypted);
+                }
+                search_events(&mut out, &query, fail, reasoning.then_some(encrypted));
+            }
             Hosted::FileSearch { query } => file_events(&mut out, &query),
             Hosted::Code { code } => code_events(&mut out, &code),
         }
@@ -175,7 +192,7 @@ impl HostedReply {
                 obj(json!({"response": response("in_progress", None)})),
             ),
         ];
-        events.extend(out.events.drain(..));
+        events.append(&mut out.events);
         events.push((
             "response.completed",
             obj(json!({"response": response("completed", Some(&out.items))})),
@@ -210,6 +227,13 @@ impl HostedReply {
             Some((Ok(Bytes::from(buf)), events))
         })
     }
+}
+
+/// Whether reasoning items carry `encrypted_content` (the request's `include`).
+fn body_includes_encrypted(body: &Object) -> bool {
+    body.get("include")
+        .and_then(Value::as_array)
+        .is_some_and(|i| i.iter().any(|v| v == "reasoning.encrypted_content"))
 }
 
 /// The output items and their events, as they are built.
@@ -247,6 +271,52 @@ impl Output {
             json!({"output_index": index, "item": done}),
         );
         self.items.push(done);
+    }
+
+    /// A reasoning item with one summary part per text (pieces split on spaces).
+    fn reasoning(&mut self, parts: &[&str], encrypted: bool) {
+        let id = format!("rs_{}", uuid4_hex24());
+        let mut middle = Vec::new();
+        for (i, text) in parts.iter().enumerate() {
+            let empty = json!({"type": "summary_text", "text": ""});
+            middle.push((
+                "response.reasoning_summary_part.added",
+                json!({"summary_index": i, "part": empty}),
+            ));
+            for (j, word) in text.split(' ').enumerate() {
+                let piece = if j == 0 {
+                    word.to_string()
+                } else {
+                    format!(" {word}")
+                };
+                middle.push((
+                    "response.reasoning_summary_text.delta",
+                    json!({"summary_index": i, "delta": piece}),
+                ));
+            }
+            middle.push((
+                "response.reasoning_summary_text.done",
+                json!({"summary_index": i, "text": text}),
+            ));
+            let part = json!({"type": "summary_text", "text": text});
+            middle.push((
+                "response.reasoning_summary_part.done",
+                json!({"summary_index": i, "part": part}),
+            ));
+        }
+        let summary: Vec<Value> = parts
+            .iter()
+            .map(|t| json!({"type": "summary_text", "text": t}))
+            .collect();
+        let mut done = json!({"id": id, "type": "reasoning", "summary": summary});
+        if encrypted {
+            done["encrypted_content"] = format!("enc_{}", uuid4_hex24()).into();
+        }
+        self.item(
+            json!({"id": id, "type": "reasoning", "summary": []}),
+            middle,
+            done,
+        );
     }
 
     /// The assistant message `text` (pieces split on spaces), with `annotation` if any.
@@ -332,7 +402,8 @@ fn image_events(out: &mut Output, mode: ImageMode, partials: u32) {
     out.message("Here is your image.", None);
 }
 
-fn search_events(out: &mut Output, query: &str, fail: bool) {
+/// A web search; `reasoning` (whether encrypted): a reasoning item follows it.
+fn search_events(out: &mut Output, query: &str, fail: bool, reasoning: Option<bool>) {
     let id = format!("ws_{}", uuid4_hex24());
     let middle = vec![
         ("response.web_search_call.in_progress", json!({})),
@@ -353,6 +424,9 @@ fn search_events(out: &mut Output, query: &str, fail: bool) {
         "action": {"type": "search", "query": query,
                    "sources": [{"type": "url", "url": "https://example.com/source"}]}});
     out.item(added, middle, done);
+    if let Some(encrypted) = reasoning {
+        out.reasoning(&["Reading the results."], encrypted);
+    }
     out.message(
         "See the source.",
         Some(
@@ -414,13 +488,10 @@ pub const CONTAINER_FILE: &[u8] = b"a,b\n1,2\n";
 
 /// A `width`x`height` solid RGB PNG: real bytes any decoder reads (zlib with stored blocks).
 pub fn png(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
-    let mut raw = Vec::with_capacity(((width * 3 + 1) * height) as usize);
-    for _ in 0..height {
-        raw.push(0); // filter: none
-        for _ in 0..width {
-            raw.extend_from_slice(&rgb);
-        }
-    }
+    // Each row: filter byte 0 (none), then the pixels.
+    let mut row = vec![0u8];
+    row.extend(std::iter::repeat_n(rgb, width as usize).flatten());
+    let raw = row.repeat(height as usize);
     let mut zlib = vec![0x78, 0x01];
     let blocks: Vec<&[u8]> = raw.chunks(65_535).collect();
     for (i, block) in blocks.iter().enumerate() {
@@ -554,14 +625,16 @@ mod tests {
             plan_for("search tide times", json!([{"type": "web_search"}]), None),
             Some(Hosted::WebSearch {
                 query: "tide times".into(),
-                fail: false
+                fail: false,
+                reasoning: false
             })
         );
         assert_eq!(
             plan_for("search fail tides", json!([{"type": "web_search"}]), None),
             Some(Hosted::WebSearch {
                 query: "tides".into(),
-                fail: true
+                fail: true,
+                reasoning: false
             })
         );
         assert_eq!(

@@ -317,7 +317,7 @@ async fn create_response(
     };
     let cfg = &state.cfg;
     if let Some(hosted) = hosted::plan(body, &input) {
-        let reply = hosted::HostedReply::new(hosted, cfg);
+        let reply = hosted::HostedReply::new(hosted, body, cfg);
         if matches!(body.get("stream"), Some(Value::Bool(true))) {
             return event_stream(reply.into_stream());
         }
