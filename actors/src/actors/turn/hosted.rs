@@ -44,17 +44,29 @@ struct Step {
 }
 
 impl HostedRound {
-    /// Counts the calls the client left in the middle of (the turn stores nothing of them:
-    /// protocol §8.8 keeps pending images and workflows out).
-    pub(super) fn cancelled(&self) {
+    /// Counts the unfinished calls as `outcome`; none is left.
+    fn count_unfinished(&mut self, outcome: &str) {
         let kinds = self
             .images
-            .iter()
+            .drain(..)
             .map(|_| HostedKind::ImageGeneration)
-            .chain(self.steps.iter().map(|s| s.kind));
+            .chain(self.steps.drain(..).map(|s| s.kind));
         for kind in kinds {
-            count(kind, "cancelled");
+            count(kind, outcome);
         }
+    }
+
+    /// The model's stream broke: the unfinished calls failed.
+    pub(super) fn failed(&mut self) {
+        self.count_unfinished("failed");
+    }
+}
+
+/// A round dropped with calls unfinished ended because the client left (protocol §8.8: the
+/// turn stores nothing of them); a round that ends otherwise finishes or fails each first.
+impl Drop for HostedRound {
+    fn drop(&mut self) {
+        self.count_unfinished("cancelled");
     }
 }
 

@@ -82,10 +82,7 @@ impl TurnRun<'_> {
         loop {
             let next = tokio::select! {
                 biased;
-                _ = tx.closed() => {
-                    round.hosted.cancelled();
-                    return Round::Ended(Ended::Cancelled { partial: Some(round.answer) });
-                }
+                _ = tx.closed() => return Round::Ended(Ended::Cancelled { partial: Some(round.answer) }),
                 next = stream.next() => next,
             };
             let event = match next {
@@ -93,14 +90,15 @@ impl TurnRun<'_> {
                 Some(Ok(event)) => event,
                 Some(Err(error)) => {
                     log_model_error(&error);
+                    round.hosted.failed();
                     return Round::Ended(Ended::Failed);
                 }
             };
             if let Err(ended) = self.on_model_event(event, &mut round, workflow).await {
+                round.hosted.failed();
                 return Round::Ended(ended);
             }
             if !self.writer.is_open() {
-                round.hosted.cancelled();
                 return Round::Ended(Ended::Cancelled {
                     partial: Some(round.answer),
                 });
