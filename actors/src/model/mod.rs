@@ -60,7 +60,8 @@ pub enum ModelEvent {
     },
     /// A citation of the text streamed so far (protocol §7.4), already converted.
     Annotation(crate::protocol::Annotation),
-    /// A reasoning item the provider wants back on the next call (Responses, encrypted).
+    /// An output item the provider wants back on the next call of the turn (Responses:
+    /// encrypted reasoning, and hosted tool calls, which may follow a reasoning item).
     ReasoningItem(serde_json::Value),
     /// Tokens the call used, when the provider says (Responses: `response.completed`).
     Usage {

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::hosted_events::{container_file, hosted_event};
+use super::hosted_events::{container_file, hosted_event, HostedEvent};
 use super::{IntoEvents, ModelEvent};
 use crate::protocol::{Annotation, AnnotationTag};
 
@@ -52,6 +52,11 @@ impl IntoEvents for StreamEvent {
             self.delta.as_deref(),
             partial,
         ) {
+            // A finished hosted call goes back with the next call of the turn (after function
+            // tools), as it came: a reasoning item before it needs its following item.
+            if let HostedEvent::Done { item, .. } = &hosted {
+                out.push_back(ModelEvent::ReasoningItem(item.clone()));
+            }
             out.push_back(ModelEvent::Hosted(hosted));
             return;
         }
@@ -251,6 +256,24 @@ mod tests {
                 ModelEvent::Finished {
                     reason: "tool_calls".into()
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_finished_hosted_call_is_shown_and_handed_back() {
+        let item = json!({"id": "ws_1", "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "q"}});
+        let got = events(&[
+            json!({"type": "response.output_item.done", "output_index": 1, "item": item.clone()}),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ModelEvent::ReasoningItem(item.clone()),
+                ModelEvent::Hosted(HostedEvent::Done {
+                    kind: super::super::HostedKind::WebSearch,
+                    item
+                }),
             ]
         );
     }
