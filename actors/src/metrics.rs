@@ -58,6 +58,15 @@ pub mod labels {
     /// `chatkit_trace_spans_dropped_total{reason}`: spans not exported because the export
     /// queue was full, or because the collector refused them or could not be reached.
     pub const TRACE_SPAN_DROPS: &[&str] = &["queue_full", "export_failed"];
+    /// `chatkit_hosted_tool_calls_total{type, outcome}`: the provider's tools by type (the
+    /// ones this server shows) and how each call ended.
+    pub const HOSTED_TOOL_TYPES: &[&str] = &[
+        "image_generation",
+        "web_search",
+        "file_search",
+        "code_interpreter",
+    ];
+    pub const HOSTED_TOOL_OUTCOMES: &[&str] = &["completed", "failed", "cancelled"];
     /// `chatkit_replica_reads_total{outcome}`.
     pub const REPLICA_READS: &[&str] = &["replica", "behind", "unreachable"];
     /// `chatkit_database_timeouts_total{operation}`: every operation `Store::timed` runs
@@ -76,6 +85,7 @@ pub mod labels {
         "heartbeat",
         "insert_attachment",
         "insert_chunk",
+        "insert_generated_file",
         "instances",
         "leave_cluster",
         "list_items",
@@ -132,9 +142,12 @@ pub struct EngineMetrics {
     pub model_tokens: IntCounterVec,
     /// Trace spans dropped instead of exported, by reason (`queue_full`, `export_failed`).
     pub trace_spans_dropped: IntCounterVec,
+    /// Calls of the provider's hosted tools by type and outcome.
+    pub hosted_tool_calls: IntCounterVec,
 }
 
-pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
+pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| {
+    EngineMetrics {
     live_thread_actors: register_int_gauge!(
         "chatkit_live_thread_actors",
         "Thread actors in memory"
@@ -247,12 +260,19 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
         &["reason"]
     )
     .expect("metric registers"),
+    hosted_tool_calls: register_int_counter_vec!(
+        "chatkit_hosted_tool_calls_total",
+        "Calls of the model provider's hosted tools by type and outcome (completed, failed, cancelled)",
+        &["type", "outcome"]
+    )
+    .expect("metric registers"),
     widget_actions: register_int_counter_vec!(
         "chatkit_widget_actions_total",
         "Widget actions by outcome (replaced, recorded, failed)",
         &["outcome"]
     )
     .expect("metric registers"),
+}
 });
 
 impl EngineMetrics {
@@ -276,6 +296,11 @@ impl EngineMetrics {
         each(&self.mcp_errors, mcp_servers);
         for server in mcp_servers {
             self.mcp_call_seconds.with_label_values(&[server]);
+        }
+        for kind in labels::HOSTED_TOOL_TYPES {
+            for outcome in labels::HOSTED_TOOL_OUTCOMES {
+                self.hosted_tool_calls.with_label_values(&[kind, outcome]);
+            }
         }
         for source in labels::WIDGET_SOURCES {
             for outcome in labels::WIDGET_OUTCOMES {

@@ -60,6 +60,7 @@ const TOP_LEVEL_LISTS: &[(&str, &[&str])] = &[
             "reasoning_effort",
             "reasoning_summary",
             "timeout_secs",
+            "hosted_tools",
         ],
     ),
     (
@@ -69,6 +70,10 @@ const TOP_LEVEL_LISTS: &[(&str, &[&str])] = &[
     ("widgets", &["tool", "template"]),
     ("widget_actions", &["type", "tool", "then"]),
 ];
+
+/// Top-level lists whose entries' keys are passed through as written (`[[hosted_tools]]`: a
+/// type and that tool's own API parameters, which the provider checks).
+const PASS_THROUGH_LISTS: &[&str] = &["hosted_tools"];
 
 /// Keys inside list entries whose own keys are free (HTTP header names).
 const FREE_TABLES: &[&str] = &["headers"];
@@ -99,6 +104,7 @@ impl KnownKeys {
             .iter()
             .filter_map(|k| k.split_once('.').map(|(section, _)| section.to_string()))
             .chain(TOP_LEVEL_LISTS.iter().map(|(name, _)| name.to_string()))
+            .chain(PASS_THROUGH_LISTS.iter().map(|name| name.to_string()))
             .collect();
         KnownKeys { keys, sections }
     }
@@ -116,6 +122,14 @@ impl KnownKeys {
             if !self.sections.contains(&section) {
                 let hint = suggestion(&section, self.sections.iter(), |s| format!("[{s}]"));
                 problems.push(format!("{shown}: unknown section [{section}]{hint}"));
+                continue;
+            }
+            if PASS_THROUGH_LISTS.contains(&section.as_str()) {
+                if !matches!(value.kind, ValueKind::Array(_)) {
+                    problems.push(format!(
+                        "{shown}: {section} must be a list of tables ([[{section}]])"
+                    ));
+                }
                 continue;
             }
             if let Some((_, allowed)) = TOP_LEVEL_LISTS.iter().find(|(k, _)| *k == section) {
@@ -281,6 +295,18 @@ mod tests {
         assert_eq!(
             problems,
             vec!["my.toml: unknown key mcp.servers.urll; did you mean mcp.servers.url?"]
+        );
+    }
+
+    #[test]
+    fn hosted_tools_pass_their_parameters_through() {
+        let problems = file_problems(
+            "[[hosted_tools]]\ntype = \"file_search\"\nvector_store_ids = [\"vs_1\"]\nmax_num_results = 3\n[[hosted_tools]]\ntype = \"image_generation\"\npartial_images = 1\n[[models]]\nid = \"a\"\nmodel = \"m\"\nhosted_tools = [\"file_search\"]\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            file_problems("[hosted_tools]\ntype = \"web_search\"\n"),
+            vec!["my.toml: hosted_tools must be a list of tables ([[hosted_tools]])"]
         );
     }
 

@@ -15,9 +15,14 @@
 //   model calls add_task); "call show_task {"task_id": …}" shows its card, a widget with a
 //   Complete button; Complete runs the action and the card is replaced in place by one with the
 //   badge "done" and no Complete button, also after a reload.
+// - hosted (a server offering the hosted tools image_generation with 2 partial images,
+//   web_search and file_search over the Responses API, and a slow mock model): "image a
+//   lighthouse" shows a partial image, then the final one served by this server; "search tide
+//   times" and "files tide tables" show their steps with their sources and the answer's
+//   citation; after a reload the image and the steps are there again.
 // Screenshots go to $ARTIFACTS.
 //
-// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments|reasoning|widgets]
+// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments|reasoning|widgets|hosted]
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -312,7 +317,54 @@ async function widgets({ page, shot }) {
   await shot("widget-after-reload");
 }
 
-const scenarios = { basics, attachments, reasoning, widgets };
+// Waits until the step of `type` reads `text` and lists a source titled `source`.
+async function stepShown(page, type, text, source) {
+  await page.waitForFunction(([type, text, source]) => [...document.querySelectorAll('[data-testid="step"]')]
+    .some((s) => s.dataset.type === type && s.firstChild.textContent === text
+      && [...s.querySelectorAll('[data-testid="step-source"]')].some((l) => l.textContent === source)), [type, text, source]);
+}
+
+async function hosted({ page, shot }) {
+  step("open");
+  await signIn(page, "hosted-user");
+
+  step("an image: a partial image first, then the final one from this server");
+  await page.getByTestId("message").fill("image a lighthouse");
+  await page.getByTestId("send").click();
+  await imageLoaded(page, '[data-testid="generated_image"][data-state="partial"] img');
+  const partial = await page.locator('[data-testid="generated_image"] img').getAttribute("src");
+  if (!partial.startsWith("data:image/png;base64,")) throw new Error("partial image: " + partial.slice(0, 40));
+  await shot("hosted-1-partial");
+  await imageLoaded(page, '[data-testid="generated_image"][data-state="done"] img');
+  const final = await page.locator('[data-testid="generated_image"] img').getAttribute("src");
+  if (!final.startsWith(base + "/attachments/atc_")) throw new Error("final image: " + final);
+  await page.locator('[data-testid="assistant_message"]', { hasText: "Here is your image." }).waitFor();
+  await shot("hosted-2-final");
+
+  step("a web search and a file search: their steps, sources and citations");
+  await page.waitForFunction(() => !document.getElementById("send").disabled);
+  await page.getByTestId("message").fill("search tide times");
+  await page.getByTestId("send").click();
+  await stepShown(page, "web_search", "Searched the web: tide times ✓", "https://example.com/source");
+  await page.locator('[data-testid="citation"]', { hasText: "Example source" }).waitFor();
+  await page.waitForFunction(() => !document.getElementById("send").disabled);
+  await page.getByTestId("message").fill("files tide tables");
+  await page.getByTestId("send").click();
+  await stepShown(page, "file", "Searched files: tide tables ✓", "tides.pdf");
+  await page.locator('[data-testid="citation"]', { hasText: "tides.pdf" }).waitFor();
+  await shot("hosted-3-searches");
+
+  step("reload: the image and the steps are there again");
+  await page.waitForFunction(() => !document.getElementById("send").disabled);
+  await page.reload();
+  await openFirstThread(page);
+  await imageLoaded(page, '[data-testid="generated_image"][data-state="done"] img');
+  await stepShown(page, "web_search", "Searched the web: tide times ✓", "https://example.com/source");
+  await stepShown(page, "file", "Searched files: tide tables ✓", "tides.pdf");
+  await shot("hosted-4-after-reload");
+}
+
+const scenarios = { basics, attachments, reasoning, widgets, hosted };
 if (!scenarios[scenarioName]) throw new Error("unknown scenario " + scenarioName);
 
 const browser = await chromium.launch({

@@ -20,7 +20,7 @@ fn run_playground(scenario: &str, screenshots: &[&str]) {
 }
 
 /// Runs `scenario` against `server` (which must be in development mode), as [`run_playground`].
-fn run_playground_on(server: &TestServer, scenario: &str, screenshots: &[&str]) {
+pub(crate) fn run_playground_on(server: &TestServer, scenario: &str, screenshots: &[&str]) {
     // One Chromium at a time: the scenarios at once are slow on small machines.
     static ONE_BROWSER: Mutex<()> = Mutex::new(());
     let _browser = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-async fn start_nginx(backends: &[&TestServer]) -> Nginx {
+pub(crate) async fn start_nginx(backends: &[&TestServer]) -> Nginx {
     let binary = ensure_debian_binary(&["/usr/sbin/nginx", "/usr/bin/nginx"], "nginx-light");
     let prefix = std::env::temp_dir().join(format!("chatkit-it-nginx-{}", rand_suffix()));
     std::fs::create_dir_all(&prefix).unwrap();

@@ -21,6 +21,7 @@ mod fixtures;
 mod forwarded;
 mod fuzz;
 mod ha;
+mod hosted_tools;
 mod hostile;
 mod isolation;
 mod jwks;

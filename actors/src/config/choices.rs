@@ -24,6 +24,8 @@ struct ModelEntry {
     reasoning_summary: Option<String>,
     api: Option<super::ModelApi>,
     timeout_secs: Option<NonZeroU64>,
+    /// Only these `[[hosted_tools]]` types (all when absent).
+    hosted_tools: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -109,10 +111,18 @@ pub(super) fn model_choices(
             ),
         };
         if let Some(default) = default {
+            let mut settings = entry_settings(default, &entry, reasoning);
+            settings.hosted_tools = super::hosted::for_model_entry(
+                &entry.id,
+                settings.api,
+                entry.hosted_tools.as_deref(),
+                &default.hosted_tools,
+                problems,
+            );
             choices.push(ModelChoice {
                 label: entry.label.clone().unwrap_or_else(|| entry.id.clone()),
                 id: entry.id.clone(),
-                settings: entry_settings(default, entry, reasoning),
+                settings,
             });
         }
     }
@@ -125,13 +135,13 @@ pub(super) fn model_choices(
 /// `reasoning_effort`), so an entry sends only those it sets.
 fn entry_settings(
     default: &ModelSettings,
-    entry: ModelEntry,
+    entry: &ModelEntry,
     reasoning: EntryReasoning,
 ) -> ModelSettings {
     let mut settings = default.clone();
-    settings.name = entry.model;
-    if let Some(url) = entry.base_url {
-        settings.base_url = url;
+    settings.name = entry.model.clone();
+    if let Some(url) = &entry.base_url {
+        settings.base_url = url.clone();
     }
     settings.reasoning_effort = reasoning.effort;
     settings.reasoning_summary = reasoning.summary;
@@ -145,10 +155,11 @@ fn entry_settings(
 }
 
 /// `[[tool_choices]]`: a forced tool, or a profile; tool names must name a configured MCP
-/// server (`<server>__<tool>`) or client tool.
+/// server (`<server>__<tool>`), client tool, or hosted tool type (`image_generation`).
 pub(super) fn tool_choices(
     source: &impl SectionSource,
     agent: Option<&AgentSettings>,
+    hosted: &[super::HostedTool],
     problems: &mut Vec<String>,
 ) -> Option<Vec<ToolChoiceSpec>> {
     let entries = source
@@ -189,9 +200,9 @@ pub(super) fn tool_choices(
                 continue;
             }
             (Some(tool), false) => {
-                if !known_tool(&tool) {
+                if !known_tool(&tool) && !hosted.iter().any(|t| t.kind == tool) {
                     problems.push(format!(
-                        "tool_choices {id:?}: force {tool:?} names no configured MCP server (<server>__<tool>) or client tool"
+                        "tool_choices {id:?}: force {tool:?} names no configured MCP server (<server>__<tool>), client tool or hosted tool"
                     ));
                 }
                 ToolChoiceMode::Force(tool)
@@ -279,6 +290,7 @@ mod tests {
             reasoning_effort: Some(ReasoningEffort::Medium),
             reasoning_summary: Some(ReasoningSummary::Auto),
             api: super::super::ModelApi::Responses,
+            hosted_tools: std::sync::Arc::from([]),
         }
     }
 

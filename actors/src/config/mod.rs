@@ -11,10 +11,12 @@ use serde::Deserialize;
 mod agent;
 mod attachments;
 mod choices;
+mod hosted;
 mod reasoning;
 mod sections;
 mod widgets;
 pub use agent::valid_name;
+pub use hosted::{HostedTool, HostedTools};
 pub use reasoning::{ReasoningEffort, ReasoningSummary};
 pub use sections::{load, read_section};
 pub use widgets::{ActionThen, ConfiguredTool, WidgetActionSpec, WidgetSettings};
@@ -60,6 +62,8 @@ pub struct EngineSettings {
     pub transcription: TranscriptionSettings,
     /// `[[widgets]]` and `[[widget_actions]]` (`specs/widgets.md`).
     pub widgets: WidgetSettings,
+    /// `[[hosted_tools]]`: every one configured (each model offers its own share).
+    pub hosted_tools: HostedTools,
 }
 
 /// One entry of the composer's model picker (`[[models]]`): the default model's settings with
@@ -126,6 +130,8 @@ pub struct ModelSettings {
     /// Reasoning summaries asked of the Responses API.
     pub reasoning_summary: Option<ReasoningSummary>,
     pub api: ModelApi,
+    /// The provider's own tools this model offers (Responses API only, `[[hosted_tools]]`).
+    pub hosted_tools: HostedTools,
 }
 
 /// Which OpenAI API a model is spoken to with (`model.api`).

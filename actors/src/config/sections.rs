@@ -86,7 +86,12 @@ pub fn load(
     let attachments =
         read_section::<super::attachments::AttachmentsSection>(source, "attachments", problems);
 
-    let model = model.and_then(|m| model_settings(m, api_key, problems, warnings));
+    let mut model = model.and_then(|m| model_settings(m, api_key, problems, warnings));
+    let hosted_tools =
+        super::hosted::hosted_tools(source, model.as_ref().map(|(m, _)| m.api), problems);
+    if let (Some((model, _)), Some(hosted)) = (model.as_mut(), hosted_tools.as_ref()) {
+        model.hosted_tools = hosted.clone();
+    }
     let history_limit = model.as_ref().map(|(_, limit)| *limit);
     let agent = agent
         .zip(mcp)
@@ -96,7 +101,12 @@ pub fn load(
         attachments.and_then(|a| super::attachments::attachment_settings(a, problems));
     let default_model = model.as_ref().map(|(m, _)| m);
     let models = super::choices::model_choices(source, default_model, problems);
-    let tool_choices = super::choices::tool_choices(source, agent.as_ref(), problems);
+    let tool_choices = super::choices::tool_choices(
+        source,
+        agent.as_ref(),
+        hosted_tools.as_deref().unwrap_or_default(),
+        problems,
+    );
     let transcription = super::choices::transcription(source, default_model, problems);
     let widgets = super::widgets::widget_settings(
         source,
@@ -134,6 +144,7 @@ pub fn load(
         tool_choices: tool_choices?,
         transcription: transcription?,
         widgets: widgets?,
+        hosted_tools: hosted_tools?,
     })
 }
 
@@ -199,6 +210,7 @@ fn model_settings(
                 reasoning_effort,
                 reasoning_summary,
                 api: raw.api,
+                hosted_tools: std::sync::Arc::from([]),
             },
             raw.history_limit.get(),
         )

@@ -9,13 +9,14 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::Engine;
+use crate::attachments::generated::{content_url_id, ContentLinks};
 use crate::attachments::media;
 use crate::attachments::signing::{unix_now, windowed_expiry, PublicOrigin, Purpose};
 use crate::config::AttachmentSettings;
 use crate::error::EngineError;
 use crate::ids::{AttachmentId, ThreadId, UserId};
 use crate::protocol::requests::CreateAttachmentParams;
-use crate::protocol::{Attachment, AttachmentKind, UploadDescriptor};
+use crate::protocol::{Attachment, AttachmentKind, GeneratedImage, UploadDescriptor};
 use crate::store::{AttachmentRow, NewAttachment};
 
 /// Longest file name accepted, in characters.
@@ -238,6 +239,20 @@ impl Engine {
         if attachment.kind == AttachmentKind::Image {
             attachment.preview_url = Some(self.content_url(&attachment.id, origin));
         }
+    }
+
+    /// A fresh URL for a generated image read back from a stored item (one of ours: a URL
+    /// that names no attachment is left as it is).
+    pub(crate) fn refresh_generated(&self, image: &mut GeneratedImage, origin: &PublicOrigin) {
+        if let Some(id) = content_url_id(&image.url) {
+            image.url = self.content_url(id, origin);
+        }
+    }
+
+    /// How a turn names the files the model makes, for the origin its request came through.
+    pub(crate) fn content_links(&self, origin: Option<PublicOrigin>) -> ContentLinks {
+        let ttl = self.attachment_settings().url_ttl.as_secs() as i64;
+        ContentLinks::new(self.url_signer.clone(), origin, ttl)
     }
 
     fn content_url(&self, id: &str, origin: &PublicOrigin) -> String {

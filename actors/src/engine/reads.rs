@@ -118,21 +118,34 @@ impl Engine {
         ))
     }
 
-    /// An item's stored JSON, byte for byte, except that image attachments get preview URLs
-    /// valid now (the stored ones expire) for this origin.
+    /// An item's stored JSON, byte for byte, except that image attachments and generated
+    /// images get URLs valid now (the stored ones expire) for this origin.
     fn item_json(
         &self,
         item: &StoredItem,
         origin: &PublicOrigin,
     ) -> Result<Box<RawValue>, EngineError> {
-        if item.kind != "user_message" || !item.body.contains("\"preview_url\"") {
+        let has_url = match item.kind.as_str() {
+            "user_message" => item.body.contains("\"preview_url\""),
+            "generated_image" => item.body.contains("\"url\""),
+            _ => false,
+        };
+        if !has_url {
             return Ok(item.raw_json()?);
         }
         let mut parsed = item.parse()?;
-        if let ItemBody::UserMessage(message) = &mut parsed.body {
-            for attachment in &mut message.attachments {
-                self.refresh_preview(attachment, origin);
+        match &mut parsed.body {
+            ItemBody::UserMessage(message) => {
+                for attachment in &mut message.attachments {
+                    self.refresh_preview(attachment, origin);
+                }
             }
+            ItemBody::GeneratedImage(generated) => {
+                if let Some(image) = &mut generated.image {
+                    self.refresh_generated(image, origin);
+                }
+            }
+            _ => {}
         }
         let json =
             serde_json::to_string(&parsed).map_err(|e| EngineError::Internal(e.to_string()))?;

@@ -114,6 +114,7 @@ impl Engine {
                 deadline: who.deadline,
                 trace: TraceContext::current(),
                 input,
+                links: self.content_links(origin().ok()),
             };
             let to_thread = match thread {
                 TurnThread::New(thread_id, meta) => ToThread {

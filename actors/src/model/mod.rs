@@ -3,6 +3,7 @@
 //! strict types reject (e.g. `finish_reason: ""`).
 
 mod history;
+mod hosted_events;
 mod pick;
 mod responses;
 mod responses_request;
@@ -24,6 +25,7 @@ use tracing::Instrument;
 
 pub use crate::config::{ModelApi, ModelSettings};
 pub use history::history_messages;
+pub use hosted_events::{image_mime, image_result, search_summary, HostedEvent, HostedKind};
 pub use transcription::{Transcriber, TranscriptionError};
 pub use wire::{
     ChatMessage, ContentPart, FileData, FunctionSpec, ImageUrl, ToolCallRequest, ToolSchema,
@@ -60,7 +62,8 @@ pub enum ModelEvent {
     },
     /// A citation of the text streamed so far (protocol §7.4), already converted.
     Annotation(crate::protocol::Annotation),
-    /// A reasoning item the provider wants back on the next call (Responses, encrypted).
+    /// An output item the provider wants back on the next call of the turn (Responses:
+    /// encrypted reasoning, and hosted tool calls, which may follow a reasoning item).
     ReasoningItem(serde_json::Value),
     /// Tokens the call used, when the provider says (Responses: `response.completed`).
     Usage {
@@ -74,6 +77,8 @@ pub enum ModelEvent {
     },
     /// The provider reported a failure inside the stream (never yielded: becomes an error).
     Failed(String),
+    /// A step of a tool the provider runs itself (Responses API, `[[hosted_tools]]`).
+    Hosted(HostedEvent),
 }
 
 pub type ModelStream = Pin<Box<dyn Stream<Item = Result<ModelEvent, ModelError>> + Send>>;
@@ -158,9 +163,10 @@ impl ModelClient {
         }
     }
 
-    /// Streams an answer to `messages`, offering `tools`; `forced` names a tool the model must
-    /// call. Dropping the returned stream aborts the HTTP request. The call is a span
-    /// (`traced.rs`) from the request to the end of the stream.
+    /// Streams an answer to `messages`, offering `tools` and this model's hosted tools;
+    /// `forced` names a tool the model must call (dropped when this model does not offer it).
+    /// Dropping the returned stream aborts the HTTP request. The call is a span (`traced.rs`)
+    /// from the request to the end of the stream.
     pub async fn stream(
         &self,
         messages: &[ChatMessage],
@@ -170,7 +176,7 @@ impl ModelClient {
         let span = traced::call_span(&self.settings, messages);
         let started = std::time::Instant::now();
         let opened = self
-            .open_stream(messages, tools, forced)
+            .open(messages, tools, &self.settings.hosted_tools, forced)
             .instrument(span.clone())
             .await;
         match opened {
@@ -182,15 +188,42 @@ impl ModelClient {
         }
     }
 
-    async fn open_stream(
+    /// The bytes of a file the code interpreter made (`/containers/{id}/files/{id}/content`),
+    /// within the model's timeout.
+    pub async fn container_file(
+        &self,
+        container_id: &str,
+        file_id: &str,
+    ) -> Result<bytes::Bytes, ModelError> {
+        let containers = self.client.containers();
+        let files = containers.files(container_id);
+        within(self.settings.timeout, files.content(file_id)).await
+    }
+
+    /// The hosted tools this model offers (`[[hosted_tools]]`, Responses API only).
+    pub fn hosted_tools(&self) -> &[crate::config::HostedTool] {
+        &self.settings.hosted_tools
+    }
+
+    async fn open(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
+        hosted: &[crate::config::HostedTool],
         forced: Option<&str>,
     ) -> Result<ModelStream, ModelError> {
         let timeout = self.settings.timeout;
+        let forced = forced.filter(|name| {
+            let offered = tools.iter().any(|t| t.function.name == *name)
+                || hosted.iter().any(|t| t.kind == *name);
+            if !offered {
+                tracing::warn!(tool = %name, model = %self.settings.name, "the forced tool is not offered to this model; the model chooses");
+            }
+            offered
+        });
         if self.settings.api == ModelApi::Responses {
-            let request = responses_request::request(&self.settings, messages, tools, forced);
+            let request =
+                responses_request::request(&self.settings, messages, tools, hosted, forced);
             let responses = self.client.responses();
             let started = responses.create_stream_byot::<_, responses::StreamEvent>(request);
             return Ok(events_of(within(timeout, started).await?, timeout));
@@ -298,9 +331,10 @@ struct StreamState<C> {
 }
 
 impl ModelClient {
-    /// A whole answer as one string (streamed underneath), for short side requests like titles.
+    /// A whole answer as one string (streamed underneath), for short side requests like titles
+    /// (no tool offered, hosted ones included).
     pub async fn complete(&self, messages: &[ChatMessage]) -> Result<String, ModelError> {
-        let mut stream = self.stream(messages, &[], None).await?;
+        let mut stream = self.open(messages, &[], &[], None).await?;
         let mut text = String::new();
         while let Some(event) = stream.next().await {
             match event? {
@@ -313,6 +347,7 @@ impl ModelClient {
                 | ModelEvent::Annotation(_)
                 | ModelEvent::ReasoningItem(_)
                 | ModelEvent::Usage { .. }
+                | ModelEvent::Hosted(_)
                 | ModelEvent::Failed(_) => {}
             }
         }

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::hosted_events::{container_file, hosted_event, HostedEvent};
 use super::{IntoEvents, ModelEvent};
 use crate::protocol::{Annotation, AnnotationTag};
 
@@ -30,11 +31,35 @@ pub(super) struct StreamEvent {
     response: Option<Value>,
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    item_id: Option<String>,
+    #[serde(default)]
+    partial_image_b64: Option<String>,
+    #[serde(default)]
+    partial_image_index: Option<u32>,
 }
 
 impl IntoEvents for StreamEvent {
     fn into_events(self, out: &mut VecDeque<ModelEvent>) {
         let index = self.output_index.unwrap_or(0);
+        let partial = self
+            .partial_image_index
+            .zip(self.partial_image_b64.as_deref());
+        if let Some(hosted) = hosted_event(
+            &self.kind,
+            self.item.as_ref(),
+            self.item_id.as_deref(),
+            self.delta.as_deref(),
+            partial,
+        ) {
+            // A finished hosted call goes back with the next call of the turn (after function
+            // tools), as it came: a reasoning item before it needs its following item.
+            if let HostedEvent::Done { item, .. } = &hosted {
+                out.push_back(ModelEvent::ReasoningItem(item.clone()));
+            }
+            out.push_back(ModelEvent::Hosted(hosted));
+            return;
+        }
         match self.kind.as_str() {
             "response.output_text.delta" => {
                 if let Some(delta) = self.delta.filter(|d| !d.is_empty()) {
@@ -70,7 +95,9 @@ impl IntoEvents for StreamEvent {
                 }
             }
             "response.output_text.annotation.added" => {
-                if let Some(annotation) = self.annotation.as_ref().and_then(citation) {
+                if let Some(file) = self.annotation.as_ref().and_then(container_file) {
+                    out.push_back(ModelEvent::Hosted(file));
+                } else if let Some(annotation) = self.annotation.as_ref().and_then(citation) {
                     out.push_back(ModelEvent::Annotation(annotation));
                 }
             }
@@ -239,6 +266,24 @@ mod tests {
                     reason: "tool_calls".into(),
                     model: Some("gpt-x-2026".into()),
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_finished_hosted_call_is_shown_and_handed_back() {
+        let item = json!({"id": "ws_1", "type": "web_search_call", "status": "completed", "action": {"type": "search", "query": "q"}});
+        let got = events(&[
+            json!({"type": "response.output_item.done", "output_index": 1, "item": item.clone()}),
+        ]);
+        assert_eq!(
+            got,
+            vec![
+                ModelEvent::ReasoningItem(item.clone()),
+                ModelEvent::Hosted(HostedEvent::Done {
+                    kind: super::super::HostedKind::WebSearch,
+                    item
+                }),
             ]
         );
     }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::wire::{ChatMessage, ContentPart, ToolSpec, UserContent};
 use super::ModelSettings;
-use crate::config::{ReasoningEffort, ReasoningSummary};
+use crate::config::{HostedTool, ReasoningEffort, ReasoningSummary};
 use crate::tool_schema::ToolSchema;
 
 /// The request body, its keys in the order the API documents them.
@@ -18,14 +18,14 @@ pub(super) struct ResponsesRequest<'a> {
     instructions: Option<&'a str>,
     input: Vec<InputItem<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<FunctionTool<'a>>,
+    tools: Vec<Tool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<ForcedFunction<'a>>,
+    tool_choice: Option<Forced<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning: Option<Reasoning>,
     store: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    include: Option<[&'static str; 1]>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    include: Vec<&'static str>,
     stream: bool,
 }
 
@@ -81,6 +81,15 @@ enum TypedItem<'a> {
     },
 }
 
+/// A tool offered: ours (a function), or one the provider runs (`[[hosted_tools]]`, as
+/// configured).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Tool<'a> {
+    Function(FunctionTool<'a>),
+    Hosted(&'a Value),
+}
+
 #[derive(Serialize)]
 struct FunctionTool<'a> {
     #[serde(rename = "type")]
@@ -91,11 +100,19 @@ struct FunctionTool<'a> {
     parameters: &'a ToolSchema,
 }
 
+/// The tool the model must call: a function by name, or a hosted tool by its type.
 #[derive(Serialize)]
-struct ForcedFunction<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    name: &'a str,
+#[serde(untagged)]
+enum Forced<'a> {
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        name: &'a str,
+    },
+    Hosted {
+        #[serde(rename = "type")]
+        kind: &'a str,
+    },
 }
 
 #[derive(Serialize)]
@@ -106,11 +123,13 @@ struct Reasoning {
     summary: Option<ReasoningSummary>,
 }
 
-/// The request for `messages`, offering `tools`; `forced` names a tool the model must call.
+/// The request for `messages`, offering `tools` and the `hosted` tools; `forced` names a
+/// tool the model must call (a function's name, or a hosted tool's type).
 pub(super) fn request<'a>(
     settings: &'a ModelSettings,
     messages: &'a [ChatMessage],
     tools: &'a [ToolSpec],
+    hosted: &'a [HostedTool],
     forced: Option<&'a str>,
 ) -> ResponsesRequest<'a> {
     let mut instructions = None;
@@ -132,26 +151,44 @@ pub(super) fn request<'a>(
         input,
         tools: tools
             .iter()
-            .map(|t| FunctionTool {
-                kind: "function",
-                name: &t.function.name,
-                description: t.function.description.as_deref(),
-                parameters: &t.function.parameters,
+            .map(|t| {
+                Tool::Function(FunctionTool {
+                    kind: "function",
+                    name: &t.function.name,
+                    description: t.function.description.as_deref(),
+                    parameters: &t.function.parameters,
+                })
             })
+            .chain(hosted.iter().map(|t| Tool::Hosted(&t.spec)))
             .collect(),
-        tool_choice: forced.map(|name| ForcedFunction {
-            kind: "function",
-            name,
+        tool_choice: forced.map(|name| match hosted.iter().find(|t| t.kind == name) {
+            Some(tool) => Forced::Hosted { kind: &tool.kind },
+            None => Forced::Function {
+                kind: "function",
+                name,
+            },
         }),
-        // Stateless: nothing is kept by the provider; reasoning comes back encrypted so the
-        // next call of the turn (after tools) continues it.
-        include: reasoning
-            .is_some()
-            .then_some(["reasoning.encrypted_content"]),
+        include: include(reasoning.is_some(), hosted),
         reasoning,
         store: false,
         stream: true,
     }
+}
+
+/// What the response must carry beyond its defaults. Stateless: nothing is kept by the
+/// provider, so reasoning comes back encrypted for the next call of the turn (after tools) to
+/// continue it; a web search lists the sources it opened and a file search its results, which
+/// the turn shows in their steps.
+fn include(reasoning: bool, hosted: &[HostedTool]) -> Vec<&'static str> {
+    let offers = |kind: &str| hosted.iter().any(|t| t.kind == kind);
+    [
+        (reasoning, "reasoning.encrypted_content"),
+        (offers("web_search"), "web_search_call.action.sources"),
+        (offers("file_search"), "file_search_call.results"),
+    ]
+    .into_iter()
+    .filter_map(|(wanted, what)| wanted.then_some(what))
+    .collect()
 }
 
 /// The input items of one message (an assistant message with tool calls is several).
@@ -232,6 +269,7 @@ mod tests {
             reasoning_effort: Some(ReasoningEffort::Low),
             reasoning_summary: Some(ReasoningSummary::Auto),
             api: super::super::ModelApi::Responses,
+            hosted_tools: std::sync::Arc::from([]),
         };
         let messages = vec![
             ChatMessage::System {
@@ -264,8 +302,8 @@ mod tests {
                 parameters: ToolSchema::new(&json!({"type": "object"})),
             },
         }];
-        let sent =
-            serde_json::to_string(&request(&settings, &messages, &tools, Some("add"))).unwrap();
+        let sent = serde_json::to_string(&request(&settings, &messages, &tools, &[], Some("add")))
+            .unwrap();
         assert_eq!(
             sent,
             json!({
@@ -285,6 +323,52 @@ mod tests {
                 "stream": true
             })
             .to_string()
+        );
+    }
+
+    #[test]
+    fn hosted_tools_follow_ours_as_configured_and_are_forced_by_type() {
+        let settings = ModelSettings {
+            base_url: "http://x/v1".into(),
+            name: "m".into(),
+            api_key: None,
+            timeout: std::time::Duration::from_secs(1),
+            instructions: String::new(),
+            http2_prior_knowledge: false,
+            reasoning_effort: None,
+            reasoning_summary: None,
+            api: super::super::ModelApi::Responses,
+            hosted_tools: std::sync::Arc::from([]),
+        };
+        let hosted = [HostedTool {
+            kind: "image_generation".into(),
+            spec: json!({"type": "image_generation", "partial_images": 1}),
+        }];
+        let messages = vec![ChatMessage::User {
+            content: "draw".into(),
+        }];
+        let sent = |forced| {
+            serde_json::to_value(request(&settings, &messages, &[], &hosted, forced)).unwrap()
+        };
+        let body = sent(Some("image_generation"));
+        assert_eq!(
+            body["tools"],
+            json!([{"type": "image_generation", "partial_images": 1}])
+        );
+        assert_eq!(body["tool_choice"], json!({"type": "image_generation"}));
+        assert_eq!(sent(None).get("tool_choice"), None);
+        assert_eq!(body.get("include"), None);
+        let searches = ["web_search", "file_search"].map(|kind| HostedTool {
+            kind: kind.into(),
+            spec: json!({ "type": kind }),
+        });
+        assert_eq!(
+            include(true, &searches),
+            [
+                "reasoning.encrypted_content",
+                "web_search_call.action.sources",
+                "file_search_call.results"
+            ]
         );
     }
 }

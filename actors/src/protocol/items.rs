@@ -44,6 +44,8 @@ pub enum ItemBody {
     ClientToolCall(ClientToolCall),
     #[serde(rename = "widget")]
     Widget(WidgetItem),
+    #[serde(rename = "generated_image")]
+    GeneratedImage(GeneratedImageItem),
     #[serde(rename = "workflow")]
     Workflow(WorkflowItem),
     #[serde(rename = "task")]
@@ -63,6 +65,7 @@ impl ItemBody {
             ItemBody::AssistantMessage(_) => "assistant_message",
             ItemBody::ClientToolCall(_) => "client_tool_call",
             ItemBody::Widget(_) => "widget",
+            ItemBody::GeneratedImage(_) => "generated_image",
             ItemBody::Workflow(_) => "workflow",
             ItemBody::Task(_) => "task",
             ItemBody::EndOfTurn(_) => "end_of_turn",
@@ -214,6 +217,14 @@ pub struct WidgetItem {
     pub widget: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_text: Option<String>,
+}
+
+/// protocol §6.5: an image the model made; `image` is left out until it is known. Ours
+/// holds a URL this server serves (signed), never the bytes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedImageItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<super::events::GeneratedImage>,
 }
 
 /// protocol §6.7. Tasks and summaries are kept as JSON (they are built by the tools issue).

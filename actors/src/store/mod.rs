@@ -8,6 +8,7 @@ mod attachments;
 mod batch_plan;
 pub(crate) mod cluster;
 mod error;
+mod generated;
 mod migrations;
 mod quota;
 mod reads;
@@ -25,6 +26,7 @@ use tokio_postgres::NoTls;
 
 pub(crate) use attachments::{AttachmentRow, Claim, NewAttachment, CHUNK_BYTES};
 pub use error::StoreError;
+pub(crate) use generated::GeneratedFile;
 pub use schema::SchemaName;
 use sql::Sql;
 pub(crate) use write_op::WriteOp;

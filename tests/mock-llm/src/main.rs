@@ -6,6 +6,8 @@
 //!   `--http-versions`).
 //! * [`script`]: which reply a request gets (the reply script).
 //! * [`completion`]: the bytes of a reply: SSE chunks or one `chat.completion` object.
+//! * [`hosted`]: the hosted tools of the Responses API (image generation, web and file
+//!   search, code interpreter), with small real PNGs.
 //! * [`responses`], [`transcription`]: extensions beyond the reference, `POST /v1/responses`
 //!   and `POST /v1/audio/transcriptions` (the README describes every reply byte).
 //! * [`server`]: routes, the request log, and aiohttp's statuses and error pages.
@@ -17,6 +19,7 @@
 
 mod cli;
 mod completion;
+mod hosted;
 mod ids;
 mod json;
 mod pytext;

@@ -120,6 +120,25 @@ pub fn plan_response(body: &Object, input: &Input<'_>, cfg: &Config) -> Result<R
     script::plan_for_user_text(&user_text, offered, Api::Responses, cfg)
 }
 
+/// The last user message's text, unless the last item is a tool output (rule 1).
+pub fn last_user_text(input: &Input<'_>) -> Option<String> {
+    match input {
+        Input::Text(text) => Some((*text).to_owned()),
+        Input::Items(items) => {
+            let last = items.last().and_then(Value::as_object);
+            if last.is_some_and(|i| item_type(i) == Some("function_call_output")) {
+                return None;
+            }
+            items
+                .iter()
+                .rev()
+                .filter_map(Value::as_object)
+                .find(|i| message_role(i) == Some("user"))
+                .map(|m| content_text(m.get("content")))
+        }
+    }
+}
+
 /// `input_tokens`: whitespace-separated words of `instructions`, of every message's text and
 /// of every `function_call_output`'s output (as `prompt_tokens` counts every message).
 pub fn input_tokens(body: &Object, input: &Input<'_>) -> u64 {

@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::cli::Config;
 use crate::completion::{self, ChunkStream, Completion, Usage};
+use crate::hosted;
 use crate::json::{self, Value};
 use crate::responses::{self, InvalidInput, ResponsePlan};
 use crate::script::{self, ReplyKind};
@@ -276,6 +277,13 @@ async fn chat_completions(
     event_stream(chunks.into_stream())
 }
 
+/// `GET /v1/containers/{id}/files/{id}/content` (an extension): a code interpreter's file.
+async fn container_file() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(hosted::CONTAINER_FILE)
+}
+
 /// `POST /v1/responses` (an extension; see `responses`).
 async fn create_response(
     state: web::Data<AppState>,
@@ -312,6 +320,14 @@ async fn create_response(
         }
     };
     let cfg = &state.cfg;
+    if let Some(hosted) = hosted::plan(body, &input) {
+        let reply = hosted::HostedReply::new(hosted, body, cfg);
+        if matches!(body.get("stream"), Some(Value::Bool(true))) {
+            return event_stream(reply.into_stream());
+        }
+        tokio::time::sleep(reply.total_delay()).await;
+        return json_response(StatusCode::OK, reply.final_object());
+    }
     let Ok(reply) = responses::plan_response(body, &input, cfg) else {
         return internal_error(&req);
     };
@@ -395,6 +411,11 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
                 web::resource("/v1/responses")
                     .route(web::post().to(create_response))
                     .default_service(web::to(|| async { method_not_allowed("POST") })),
+            )
+            .service(
+                web::resource("/v1/containers/{container}/files/{file}/content")
+                    .route(web::get().to(container_file))
+                    .default_service(web::to(|| async { method_not_allowed("GET") })),
             )
             .service(
                 web::resource("/v1/audio/transcriptions")

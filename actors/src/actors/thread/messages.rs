@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::actors::turn::TurnStart;
 pub(crate) use crate::actors::turn::WidgetAction;
+use crate::attachments::generated::ContentLinks;
 use crate::deadline::Deadline;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, UserId};
@@ -59,6 +60,8 @@ pub(crate) struct StartTurn {
     /// The request's span: the turn, and the lease taken for it, are its children.
     pub trace: TraceContext,
     pub input: TurnInput,
+    /// How the turn names the files the model makes (generated images).
+    pub links: ContentLinks,
 }
 
 /// Rename the thread (`threads.update`).

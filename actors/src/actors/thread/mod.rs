@@ -243,6 +243,7 @@ impl ThreadActor {
             accepted,
             deadline: msg.deadline,
             token: msg.token,
+            links: msg.links,
             mcp: self
                 .mcp
                 .take()

@@ -69,6 +69,13 @@ pub(super) fn offer(
         },
     }));
     let forced = match menu {
+        // A name without a server is a hosted tool's type (the configuration checked it):
+        // the model offers it or drops the choice.
+        Some(ToolChoiceMode::Force(name))
+            if !name.contains("__") && !client_tools.iter().any(|c| &c.name == name) =>
+        {
+            Some(name.clone())
+        }
         Some(ToolChoiceMode::Force(name)) => {
             let exposed = forced_by_menu(name, &tools, &client_tools);
             if exposed.is_none() {

@@ -25,6 +25,9 @@ pub(super) struct WorkflowInProgress {
     pub tasks: Vec<WorkflowTask>,
     /// The reasoning text so far (reasoning workflows).
     pub reasoning: String,
+    /// The task its first thought is (tasks before it are thoughts already shown, and hosted
+    /// tool steps that came between).
+    pub thoughts_from: usize,
     /// When the thoughts were last brought up to date on the client.
     pub shown_at: Option<Instant>,
 }
@@ -53,6 +56,10 @@ pub(super) struct WorkflowTask {
     pub title: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// The fields of the other task types (`web_search`: `title_query`, `queries`,
+    /// `sources`; `file`: `sources`), in their order.
+    #[serde(flatten)]
+    pub more: serde_json::Map<String, Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -68,6 +75,9 @@ pub(super) enum StatusIndicator {
 pub(super) enum TaskKind {
     Custom,
     Thought,
+    #[serde(rename = "web_search")]
+    WebSearch,
+    File,
 }
 
 impl WorkflowTask {
@@ -78,6 +88,7 @@ impl WorkflowTask {
             kind: TaskKind::Thought,
             title: None,
             content: Some(content.to_string()),
+            more: serde_json::Map::new(),
         }
     }
 
@@ -91,6 +102,7 @@ impl WorkflowTask {
             kind: TaskKind::Custom,
             title: Some(name.to_string()),
             content,
+            more: serde_json::Map::new(),
         }
     }
 
@@ -115,6 +127,7 @@ impl WorkflowInProgress {
             started: Instant::now(),
             tasks,
             reasoning: String::new(),
+            thoughts_from: 0,
             shown_at: None,
         }
     }

@@ -9,12 +9,15 @@
 //! - `tools.rs` — server tool calls through MCP, shown as configured, and their widgets.
 //! - `action.rs` — a widget action: its tool, the replaced widget, the model's answer.
 //! - `events.rs` — the event writer and the items being streamed.
+//! - `hosted.rs` — the provider's hosted tools: generated images, search and code steps.
 //! - `titles.rs` — the thread's title after its first answer.
 
 mod action;
 mod agent;
 mod choice;
 mod events;
+mod hosted;
+mod hosted_tasks;
 mod invoke;
 mod plan;
 mod round;
@@ -31,6 +34,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actors::env::{EngineEnv, Lease};
+use crate::attachments::generated::ContentLinks;
 use crate::attachments::model_input::{has_attachments, put_in_place};
 use crate::config::{ToolChoiceMode, ToolChoiceSpec};
 use crate::deadline::Deadline;
@@ -79,6 +83,8 @@ pub(crate) struct TurnJob {
     pub deadline: Deadline,
     /// The caller's token, for tool servers that receive it on their transport.
     pub token: Option<BearerToken>,
+    /// How the turn names the files the model makes (generated images).
+    pub links: ContentLinks,
     /// The actor's MCP sessions, lent for the turn.
     pub mcp: McpSessions,
     /// The thread's lease: every write of the turn is fenced with it.
@@ -137,6 +143,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         accepted,
         deadline,
         token,
+        links,
         mcp,
         lease,
     } = job;
@@ -154,6 +161,8 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         first_token_seen: false,
         model,
         tool_choice,
+        links,
+        owner: plan.owner.clone(),
     };
     let title_from = plan.title_from;
     let mut changes = TurnChanges::default();

@@ -5,11 +5,12 @@
 use futures::StreamExt;
 
 use super::events::{begin_answer, AnswerInProgress, WorkflowInProgress};
+use super::hosted::HostedRound;
 use super::run::{Ended, TurnRun};
 use crate::ids::{new_id, prefix};
 use crate::metrics::METRICS;
-use crate::model::{ChatMessage, ModelError, ModelEvent, ModelStream, ToolSpec};
-use crate::protocol::{ThreadItemUpdate, ThreadStreamEvent};
+use crate::model::{ChatMessage, HostedEvent, ModelError, ModelEvent, ModelStream, ToolSpec};
+use crate::protocol::{Annotation, ThreadItemUpdate, ThreadStreamEvent};
 
 /// The most tool calls one round may ask for (a bound on what a misbehaving model can make
 /// us hold).
@@ -43,6 +44,7 @@ struct RoundSoFar {
     answer: AnswerInProgress,
     calls: Vec<RequestedCall>,
     reasoning_items: Vec<serde_json::Value>,
+    hosted: HostedRound,
 }
 
 impl TurnRun<'_> {
@@ -74,6 +76,7 @@ impl TurnRun<'_> {
             answer: AnswerInProgress::new(&self.thread_id),
             calls: Vec::new(),
             reasoning_items: Vec::new(),
+            hosted: HostedRound::default(),
         };
         loop {
             let next = tokio::select! {
@@ -86,10 +89,12 @@ impl TurnRun<'_> {
                 Some(Ok(event)) => event,
                 Some(Err(error)) => {
                     log_model_error(&error);
+                    round.hosted.failed();
                     return Round::Ended(Ended::Failed);
                 }
             };
             if let Err(ended) = self.on_model_event(event, &mut round, workflow).await {
+                round.hosted.failed();
                 return Round::Ended(ended);
             }
             if self.writer.cancelled() {
@@ -118,22 +123,20 @@ impl TurnRun<'_> {
                 tokens.with_label_values(&["input"]).inc_by(input);
                 tokens.with_label_values(&["output"]).inc_by(output);
             }
-            // A citation belongs to the text streamed so far (protocol §8.3).
-            ModelEvent::Annotation(annotation) if round.answer.started => {
-                let answer = &mut round.answer;
-                let annotation_index = answer.annotations.len();
-                answer.annotations.push(annotation.clone());
-                let event = ThreadStreamEvent::ItemUpdated {
-                    item_id: answer.id.clone(),
-                    update: ThreadItemUpdate::AnnotationAdded {
-                        content_index: 0,
-                        annotation_index,
-                        annotation,
-                    },
-                };
-                self.writer.send(&event).await;
+            ModelEvent::Annotation(annotation) => self.show_annotation(annotation, round).await,
+            ModelEvent::Failed(_) => {}
+            ModelEvent::Hosted(HostedEvent::ContainerFile {
+                container_id,
+                file_id,
+                filename,
+                index,
+            }) => {
+                let annotation = self
+                    .container_file_source(&container_id, &file_id, &filename, index)
+                    .await;
+                self.show_annotation(annotation, round).await;
             }
-            ModelEvent::Annotation(_) | ModelEvent::Failed(_) => {}
+            ModelEvent::Hosted(event) => self.on_hosted(event, &mut round.hosted, workflow).await?,
             ModelEvent::TextDelta(delta) => self.show_text(delta, round, workflow).await?,
             ModelEvent::ToolCallDelta {
                 index,
@@ -159,6 +162,25 @@ impl TurnRun<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A citation of the text streamed so far (protocol §8.3); none before the answer starts.
+    async fn show_annotation(&mut self, annotation: Annotation, round: &mut RoundSoFar) {
+        if !round.answer.started {
+            return;
+        }
+        let answer = &mut round.answer;
+        let annotation_index = answer.annotations.len();
+        answer.annotations.push(annotation.clone());
+        let event = ThreadStreamEvent::ItemUpdated {
+            item_id: answer.id.clone(),
+            update: ThreadItemUpdate::AnnotationAdded {
+                content_index: 0,
+                annotation_index,
+                annotation,
+            },
+        };
+        self.writer.send(&event).await;
     }
 
     /// A piece of the answer: the message starts with the first (closing a workflow first,
@@ -199,7 +221,9 @@ impl TurnRun<'_> {
             mut answer,
             mut calls,
             reasoning_items,
+            mut hosted,
         } = round;
+        self.end_hosted(&mut hosted).await;
         calls.retain(|c| !c.name.is_empty());
         for call in &mut calls {
             if call.id.is_empty() {

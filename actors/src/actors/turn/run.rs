@@ -8,7 +8,8 @@ use std::time::Instant;
 use super::choice::TurnToolChoice;
 use super::events::{AnswerInProgress, EventWriter};
 use crate::actors::env::{EngineEnv, Lease};
-use crate::ids::{BearerToken, ThreadId};
+use crate::attachments::generated::ContentLinks;
+use crate::ids::{BearerToken, ThreadId, UserId};
 use crate::mcp::McpSessions;
 use crate::model::ModelClient;
 use crate::protocol::{ThreadItem, Timestamp};
@@ -58,6 +59,10 @@ pub(super) struct TurnRun<'a> {
     pub model: ModelClient,
     /// The tool menu's choice for this turn, if any.
     pub tool_choice: Option<TurnToolChoice>,
+    /// How the files the model makes are named (signed URLs of this server).
+    pub links: ContentLinks,
+    /// The thread's owner: the files the model makes are theirs.
+    pub owner: UserId,
 }
 
 impl TurnRun<'_> {

@@ -106,8 +106,10 @@ impl TurnRun<'_> {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let last = current.len().saturating_sub(1);
+        let last_thought = current.len().saturating_sub(1);
         for (index, thought) in current.iter().enumerate() {
+            let index = open.thoughts_from + index;
+            let last = open.thoughts_from + last_thought;
             let task = WorkflowTask::thought(thought);
             let update = if index >= open.tasks.len() {
                 let update = ThreadItemUpdate::WorkflowTaskAdded {
@@ -134,6 +136,15 @@ impl TurnRun<'_> {
         }
         if due {
             open.shown_at = Some(Instant::now());
+        }
+    }
+
+    /// Shows every thought so far and starts the next ones after the tasks present, so a
+    /// hosted tool step can join an open reasoning workflow between thoughts.
+    pub(super) async fn settle_thoughts(&mut self, open: &mut WorkflowInProgress) {
+        if open.kind == WorkflowKind::Reasoning {
+            self.show_thoughts(open, true).await;
+            open.reasoning.clear();
         }
     }
 
