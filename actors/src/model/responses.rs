@@ -41,25 +41,10 @@ pub(super) struct StreamEvent {
 
 impl IntoEvents for StreamEvent {
     fn into_events(self, out: &mut VecDeque<ModelEvent>) {
-        let index = self.output_index.unwrap_or(0);
-        let partial = self
-            .partial_image_index
-            .zip(self.partial_image_b64.as_deref());
-        if let Some(hosted) = hosted_event(
-            &self.kind,
-            self.item.as_ref(),
-            self.item_id.as_deref(),
-            self.delta.as_deref(),
-            partial,
-        ) {
-            // A finished hosted call goes back with the next call of the turn (after function
-            // tools), as it came: a reasoning item before it needs its following item.
-            if let HostedEvent::Done { item, .. } = &hosted {
-                out.push_back(ModelEvent::ReasoningItem(item.clone()));
-            }
-            out.push_back(ModelEvent::Hosted(hosted));
+        if self.push_hosted(out) {
             return;
         }
+        let index = self.output_index.unwrap_or(0);
         match self.kind.as_str() {
             "response.output_text.delta" => {
                 if let Some(delta) = self.delta.filter(|d| !d.is_empty()) {
@@ -107,6 +92,38 @@ impl IntoEvents for StreamEvent {
                     out.push_back(ModelEvent::ReasoningItem(handback(item)));
                 }
             }
+            _ => self.push_ending(out),
+        }
+    }
+}
+
+impl StreamEvent {
+    /// An event of a hosted tool's call, if this is one (then nothing else is).
+    fn push_hosted(&self, out: &mut VecDeque<ModelEvent>) -> bool {
+        let partial = self
+            .partial_image_index
+            .zip(self.partial_image_b64.as_deref());
+        let Some(hosted) = hosted_event(
+            &self.kind,
+            self.item.as_ref(),
+            self.item_id.as_deref(),
+            self.delta.as_deref(),
+            partial,
+        ) else {
+            return false;
+        };
+        // A finished hosted call goes back with the next call of the turn (after function
+        // tools), as it came: a reasoning item before it needs its following item.
+        if let HostedEvent::Done { item, .. } = &hosted {
+            out.push_back(ModelEvent::ReasoningItem(item.clone()));
+        }
+        out.push_back(ModelEvent::Hosted(hosted));
+        true
+    }
+
+    /// How the response ended, if this event says it (other kinds are ignored).
+    fn push_ending(self, out: &mut VecDeque<ModelEvent>) {
+        match self.kind.as_str() {
             "response.completed" => completed(self.response.as_ref(), out),
             "response.incomplete" => out.push_back(ModelEvent::Finished {
                 reason: "length".into(),
