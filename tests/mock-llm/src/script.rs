@@ -274,6 +274,9 @@ pub fn prompt_token_estimate(messages: &[Value]) -> u64 {
 }
 
 /// `compact({"title": title})`.
+/// The questions of `ask me` (an extension: chatkit-rs's `ask_user` tool).
+pub const ASK_ME_ARGUMENTS: &str = r#"{"questions":[{"id":"color","question":"Which color?","options":["Red","Blue"]},{"id":"notes","question":"Anything else?","description":"optional"}]}"#;
+
 fn title_arguments(title: &str) -> String {
     compact_text(&json!({ "title": title }))
 }
@@ -355,6 +358,12 @@ pub fn plan_for_user_text(
             ToolCall::new("add_task", title_arguments("a")),
             ToolCall::new("add_task", title_arguments("b")),
         ]));
+    }
+    if pytext::match_keyword(user_text, "ask me") && offered("ask_user") {
+        return Ok(tool_reply(vec![ToolCall::new(
+            "ask_user",
+            ASK_ME_ARGUMENTS.into(),
+        )]));
     }
     if pytext::match_keyword(user_text, "midfail") {
         return Ok(Reply {

@@ -13,7 +13,7 @@ use super::messages::{
 use super::plan::{action_sender, refuse_inactive};
 use super::{ThreadActor, ThreadState};
 use crate::actors::env::Lease;
-use crate::actors::turn::{run_sync_action, TurnStart};
+use crate::actors::turn::{run_sync_action, SkipReason, TurnStart};
 use crate::error::EngineError;
 use crate::protocol::{ThreadItem, ThreadMeta};
 use crate::store::cluster::LeaseState;
@@ -43,6 +43,15 @@ impl ThreadActor {
         lease: Lease,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<TurnStart, EngineError>> {
+        match &msg.input {
+            TurnInput::StructuredInput { .. } => return self.answer_question(msg),
+            TurnInput::UserMessage(_) | TurnInput::RetryAfter(_)
+                if self.busy && self.questions.pending().is_some() =>
+            {
+                return self.supersede_question(msg, lease)
+            }
+            _ => {}
+        }
         let limit = self.env.settings.history_limit as usize;
         let busy = self.busy;
         let older_target = match (&msg.input, self.live_for(&msg.user_id)) {
@@ -211,6 +220,10 @@ impl Handler<Passivate> for ThreadActor {
     type Result = ();
 
     fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
+        // A turn waiting for an answer gives its question up and retires when it ended.
+        if self.busy && self.questions.skip(SkipReason::Retiring) {
+            self.retire_after_turn = true;
+        }
         if !self.busy {
             tracing::debug!(thread_id = %self.thread_id, "least recently used thread actor retires");
             self.retire(ctx);
@@ -223,6 +236,7 @@ impl Handler<YieldToOtherInstance> for ThreadActor {
 
     fn handle(&mut self, _: YieldToOtherInstance, ctx: &mut Context<Self>) {
         if self.busy {
+            self.questions.skip(SkipReason::Retiring);
             self.retire_after_turn = true;
         } else {
             tracing::debug!(thread_id = %self.thread_id, "handing the thread over to another instance");
@@ -239,6 +253,7 @@ impl Handler<RetireForShutdown> for ThreadActor {
             self.retire(ctx);
             return Box::pin(async {});
         }
+        self.questions.skip(SkipReason::Retiring);
         let (retired, wait) = oneshot::channel();
         self.on_retired.push(retired);
         self.retire_after_turn = true;

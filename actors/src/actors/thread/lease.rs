@@ -83,6 +83,7 @@ impl ThreadActor {
                     act.lease = Some(fencing);
                     act.state = ThreadState::Ready(Box::new(thread));
                     let lease = act.lease_with(fencing);
+                    act.skip_orphaned_questions(&lease);
                     then(act, ctx, lease)
                 }
                 Err(e) => {

@@ -9,7 +9,7 @@ use crate::deadline::Deadline;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, UserId};
 use crate::protocol::requests::UserMessageInput;
-use crate::protocol::{Attachment, ThreadItem, ThreadMeta};
+use crate::protocol::{Attachment, StructuredInputSubmission, ThreadItem, ThreadMeta};
 
 /// A new user message: what the client sent, and the attachments it names, checked and
 /// resolved to full objects (`engine/attachments.rs`).
@@ -29,6 +29,11 @@ pub(crate) enum TurnInput {
     RetryAfter(ItemId),
     /// Protocol §3.5: a widget's action, run by its tool (`specs/widgets.md`).
     Action(Box<WidgetAction>),
+    /// Protocol §3.7: the answers to a pending question (`questions.rs`).
+    StructuredInput {
+        item_id: ItemId,
+        submission: StructuredInputSubmission,
+    },
 }
 
 /// Protocol §3.6: run a widget action's tool and answer with the replaced item, if any.

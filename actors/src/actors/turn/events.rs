@@ -140,15 +140,21 @@ impl WorkflowInProgress {
     }
 }
 
-/// Sends events while the client listens; remembers when it left.
+/// Sends events while the client listens; remembers when it left. A turn that waits for
+/// the user's answer ends its stream (`detach`) and goes on in the answer's (`attach`).
 pub(super) struct EventWriter<'a> {
-    tx: &'a mpsc::Sender<Bytes>,
+    tx: Option<mpsc::Sender<Bytes>>,
     open: bool,
+    _turn: std::marker::PhantomData<&'a ()>,
 }
 
-impl<'a> EventWriter<'a> {
-    pub fn new(tx: &'a mpsc::Sender<Bytes>) -> Self {
-        EventWriter { tx, open: true }
+impl EventWriter<'_> {
+    pub fn new(tx: mpsc::Sender<Bytes>) -> Self {
+        EventWriter {
+            tx: Some(tx),
+            open: true,
+            _turn: std::marker::PhantomData,
+        }
     }
 
     /// False once the client left (its end of the channel is gone).
@@ -156,13 +162,32 @@ impl<'a> EventWriter<'a> {
         self.open
     }
 
-    /// The channel, to notice the client leaving while waiting on something else.
-    pub fn sender(&self) -> &'a mpsc::Sender<Bytes> {
-        self.tx
+    /// The channel, to notice the client leaving while waiting on something else (a closed
+    /// one while detached).
+    pub fn sender(&self) -> mpsc::Sender<Bytes> {
+        match &self.tx {
+            Some(tx) => tx.clone(),
+            None => mpsc::channel(1).0,
+        }
+    }
+
+    /// Ends the stream: the client reads to its end.
+    pub fn detach(&mut self) {
+        self.tx = None;
+        self.open = false;
+    }
+
+    /// Goes on in another request's stream.
+    pub fn attach(&mut self, tx: mpsc::Sender<Bytes>) {
+        self.tx = Some(tx);
+        self.open = true;
     }
 
     pub async fn send(&mut self, event: &ThreadStreamEvent) {
-        if self.open && self.tx.send(event.to_sse()).await.is_err() {
+        let Some(tx) = self.tx.as_ref().filter(|_| self.open) else {
+            return;
+        };
+        if tx.send(event.to_sse()).await.is_err() {
             self.open = false;
         }
     }

@@ -58,6 +58,10 @@ pub(super) struct TurnRun<'a> {
     pub model: ModelClient,
     /// The tool menu's choice for this turn, if any.
     pub tool_choice: Option<TurnToolChoice>,
+    /// Where a question to the user waits for its answer (`ask.rs`).
+    pub questions: super::ask::QuestionDesk,
+    /// A question was skipped: the turn ends after its tool step.
+    pub question_skipped: bool,
 }
 
 impl TurnRun<'_> {
