@@ -187,3 +187,151 @@ async fn an_unanswered_question_expires() {
         .await
         .assert_answered();
 }
+
+fn with_tasks(mcp: &McpServer) -> TestServer {
+    // A 1 s tool timeout: the time the user takes to answer does not count.
+    let config = format!(
+        "[[mcp.servers]]\nname = \"tasks\"\nurl = \"{}\"\ntimeout_secs = 1\nforward_user_token = true\n",
+        mcp.url()
+    );
+    TestServer::start_with_config(&config, &[("CHATKIT__TITLES__ENABLED", "false")])
+}
+
+/// The request and its stream, for the note `CHATKIT_TEST_NOTE` names (if any).
+fn note(lines: &mut Vec<String>, title: &str, request: Option<&Value>, stream: &Stream) {
+    lines.push(format!("## {title}"));
+    if let Some(request) = request {
+        lines.push(format!("request: {request}"));
+    }
+    lines.push(stream.raw.trim_end().to_string());
+}
+
+#[tokio::test]
+async fn an_mcp_tool_elicits_and_gets_typed_answers() {
+    let mcp = McpServer::start(&[]);
+    let server = with_tasks(&mcp);
+    let mut lines = Vec::new();
+    let (alice, first) = alice_starts(&server, "call order_pizza").await;
+    note(&mut lines, "a turn whose tool asks", None, &first);
+    assert_eq!(
+        first.kinds(),
+        [
+            "thread.created",
+            "thread.item.done",
+            "stream_options",
+            "thread.item.done"
+        ]
+    );
+    let thread_id = first.thread_id();
+    let question = first.events[3]["item"].clone();
+    assert_eq!(
+        question["inputs"],
+        json!([
+            {"id": "size", "question": "How should the pizza be? Size (required)", "type": "multiple_choice", "options": [{"value": "Small"}, {"value": "Large"}], "multiple": false},
+            {"id": "count", "question": "How many? (required)", "type": "freeform", "description": "1 to 9"},
+            {"id": "urgent", "question": "Urgent?", "type": "multiple_choice", "options": [{"value": "Yes"}, {"value": "No"}], "multiple": false},
+            {"id": "note", "question": "note", "type": "freeform", "description": "For the cook"}
+        ])
+    );
+    // Longer than the tool's timeout: waiting for the user does not count.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // A count that is no number: the question again, with a notice; not a tool error.
+    let params = answer(
+        &thread_id,
+        &question["id"],
+        json!({"answers": {"size": {"values": ["Large"]}, "count": {"values": ["three"]}}}),
+    );
+    let again = server.stream(&alice, ANSWER, params.clone()).await;
+    note(
+        &mut lines,
+        "an answer that does not fit",
+        Some(&params),
+        &again,
+    );
+    assert_eq!(
+        again.kinds(),
+        [
+            "stream_options",
+            "thread.item.replaced",
+            "notice",
+            "thread.item.done"
+        ]
+    );
+    assert!(again.events[2]["message"]
+        .as_str()
+        .unwrap()
+        .contains("\"three\" is not a whole number"));
+    let second = again.events[3]["item"].clone();
+    assert_eq!(second["status"], "pending");
+    assert_ne!(second["id"], question["id"]);
+
+    let params = answer(
+        &thread_id,
+        &second["id"],
+        json!({"answers": {"size": {"values": ["Small"]}, "count": {"values": ["2"]}, "urgent": {"values": ["Yes"]}}}),
+    );
+    let answered = server.stream(&alice, ANSWER, params.clone()).await;
+    note(
+        &mut lines,
+        "the answering request",
+        Some(&params),
+        &answered,
+    );
+    assert_eq!(
+        answered.kinds()[..2],
+        ["stream_options", "thread.item.replaced"]
+    );
+    answered.assert_answered();
+    assert_eq!(
+        answered.answer_text(),
+        r#"Done: {"action":"accept","content":{"size":"s","count":2,"urgent":true}}"#
+    );
+    let items = stored(&server, &alice, &thread_id).await;
+    let kinds: Vec<&str> = items.iter().map(|i| i["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "user_message",
+            "structured_input",
+            "structured_input",
+            "assistant_message"
+        ]
+    );
+    lines.push(format!("## the stored item\n{}", items[2]));
+    if let Ok(path) = std::env::var("CHATKIT_TEST_NOTE") {
+        std::fs::write(path, lines.join("\n\n") + "\n").unwrap();
+    }
+
+    // Skipped by the user: the tool is told `decline`.
+    let skipping = add_message(&server, &alice, &thread_id, "call order_pizza").await;
+    let asked = skipping.done_items().last().unwrap()["id"].clone();
+    let skipped = server
+        .stream(
+            &alice,
+            ANSWER,
+            answer(&thread_id, &asked, json!({"status": "skipped"})),
+        )
+        .await;
+    assert_eq!(skipped.events[1]["item"]["status"], "skipped");
+    assert_eq!(skipped.answer_text(), r#"Done: {"action":"decline"}"#);
+}
+
+#[tokio::test]
+async fn a_superseded_elicitation_cancels_the_tool_and_the_thread_goes_on() {
+    let mcp = McpServer::start(&[]);
+    let server = with_tasks(&mcp);
+    let (alice, first) = alice_starts(&server, "call order_pizza").await;
+    let thread_id = first.thread_id();
+    add_message(&server, &alice, &thread_id, "forget the pizza")
+        .await
+        .assert_answered();
+    let calls = mcp.tool_calls();
+    assert_eq!(
+        calls.last().unwrap()["args"]["answer"],
+        r#"{"action":"cancel"}"#
+    );
+    let items = stored(&server, &alice, &thread_id).await;
+    assert_eq!(items[1]["type"], "structured_input");
+    assert_eq!(items[1]["status"], "skipped");
+}

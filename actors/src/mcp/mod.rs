@@ -6,15 +6,15 @@
 //! a tool argument or a log line.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, ContentBlock, ProgressNotificationParam};
-use rmcp::service::{MaybeSendFuture, NotificationContext, RoleClient, RunningService};
+use rmcp::model::{CallToolRequestParams, ContentBlock};
+use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientHandler, ServiceExt};
+use rmcp::ServiceExt;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
@@ -22,15 +22,21 @@ pub use crate::config::McpServerConfig;
 pub(crate) use crate::ids::BearerToken;
 
 mod catalog;
+mod elicitation;
 mod health;
 mod offer;
 mod progress;
+mod session_events;
 pub use catalog::ToolCatalog;
 use catalog::ToolList;
+pub use elicitation::{
+    content_from_answers, form_from_schema, ElicitAnswer, Elicitation, QuestionRoute, RouteGuard,
+};
 pub use health::ServerHealth;
 use offer::build_offer;
 pub use offer::{OfferedTool, OfferedTools};
-use progress::{call_with_progress, ProgressRoutes};
+use progress::call_with_progress;
+use session_events::SessionEvents;
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
 #[derive(Debug, thiserror::Error)]
@@ -88,41 +94,6 @@ impl ToolResult {
 /// Where the `_meta` of a tool's progress notifications go while it runs (streamed widgets).
 pub type ProgressSink = mpsc::Sender<Map<String, Value>>;
 
-#[derive(Clone, Default)]
-struct SessionEvents {
-    tools_changed: Arc<AtomicBool>,
-    progress: ProgressRoutes,
-}
-
-impl ClientHandler for SessionEvents {
-    fn on_tool_list_changed(
-        &self,
-        _context: NotificationContext<RoleClient>,
-    ) -> impl std::future::Future<Output = ()> + MaybeSendFuture + '_ {
-        self.tools_changed.store(true, Ordering::Release);
-        std::future::ready(())
-    }
-
-    fn on_progress(
-        &self,
-        mut params: ProgressNotificationParam,
-        context: NotificationContext<RoleClient>,
-    ) -> impl std::future::Future<Output = ()> + MaybeSendFuture + '_ {
-        // rmcp 3.11 moves a notification's `_meta` into the context's extensions before
-        // decoding the params, so `params.meta` arrives empty.
-        if params.meta.is_none() {
-            params.meta = context
-                .extensions
-                .get::<rmcp::model::NotificationMetaObject>()
-                .cloned();
-        }
-        if let Some(meta) = params.meta {
-            self.progress.deliver(params.progress_token, meta.0 .0);
-        }
-        std::future::ready(())
-    }
-}
-
 struct Session {
     service: RunningService<RoleClient, SessionEvents>,
     events: SessionEvents,
@@ -137,6 +108,8 @@ pub struct McpSessions {
     /// The tools last offered, and the lists they were built from (the same lists, by
     /// pointer, give the same offer).
     offered: Option<(Vec<ToolList>, OfferedTools)>,
+    /// Where the sessions' elicitation requests go (`elicitation.rs`).
+    questions: QuestionRoute,
 }
 
 impl McpSessions {
@@ -145,7 +118,13 @@ impl McpSessions {
             sessions: HashMap::new(),
             catalog,
             offered: None,
+            questions: QuestionRoute::default(),
         }
+    }
+
+    /// The sessions' elicitation requests go to `to` until the guard is dropped.
+    pub fn route_questions(&self, to: mpsc::Sender<Elicitation>) -> RouteGuard {
+        self.questions.route(to)
     }
 
     /// Tools of every server that answers, discovered (and cached per session) with
@@ -271,7 +250,7 @@ impl McpSessions {
         if let Some(old) = self.sessions.remove(&server.name) {
             let _ = tokio::time::timeout(Duration::from_secs(2), old.service.cancel()).await;
         }
-        match open(server, wanted_token.clone()).await {
+        match open(server, wanted_token.clone(), self.questions.clone()).await {
             Ok(session) => {
                 self.sessions.insert(server.name.clone(), session);
                 Ok(())
@@ -302,14 +281,16 @@ impl McpSessions {
         params.arguments = Some(arguments);
         let peer = session.service.peer().clone();
         let answer = match progress {
-            None => tokio::time::timeout(server.timeout, peer.call_tool(params)).await,
+            // The time a question to the user takes does not count.
+            None => {
+                self.questions
+                    .within(server.timeout, peer.call_tool(params))
+                    .await
+            }
             Some(sink) => {
                 let routes = session.events.progress.clone();
-                tokio::time::timeout(
-                    server.timeout,
-                    call_with_progress(peer, params, routes, sink),
-                )
-                .await
+                let call = call_with_progress(peer, params, routes, sink);
+                self.questions.within(server.timeout, call).await
             }
         };
         match answer {
@@ -404,7 +385,11 @@ fn session_http_client() -> reqwest::Client {
     CLIENT.clone()
 }
 
-async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Session, McpError> {
+async fn open(
+    server: &McpServerConfig,
+    token: Option<BearerToken>,
+    questions: QuestionRoute,
+) -> Result<Session, McpError> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(server.url.clone());
     if let Some(token) = &token {
         // rmcp adds the "Bearer " prefix itself.
@@ -422,7 +407,10 @@ async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Se
         config = config.custom_headers(headers);
     }
     let transport = StreamableHttpClientTransport::with_client(session_http_client(), config);
-    let events = SessionEvents::default();
+    let events = SessionEvents {
+        questions,
+        ..SessionEvents::default()
+    };
     let service = tokio::time::timeout(server.timeout, events.clone().serve(transport))
         .await
         .map_err(|_| unavailable(server, "connection timed out".into()))?

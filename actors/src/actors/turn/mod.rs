@@ -16,6 +16,7 @@ mod agent;
 mod ask;
 mod ask_user;
 mod choice;
+mod elicit;
 mod events;
 mod invoke;
 mod plan;
