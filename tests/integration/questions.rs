@@ -335,3 +335,66 @@ async fn a_superseded_elicitation_cancels_the_tool_and_the_thread_goes_on() {
     assert_eq!(items[1]["type"], "structured_input");
     assert_eq!(items[1]["status"], "skipped");
 }
+
+/// The stored status of `item`, once it is `want` (or what it was after 5 s).
+async fn status_becomes(
+    server: &TestServer,
+    token: &str,
+    thread_id: &str,
+    item: &Value,
+    want: &str,
+) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        let items = stored(server, token, thread_id).await;
+        status = items.iter().find(|i| i["id"] == *item).unwrap()["status"].clone();
+        if status == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    status
+}
+
+#[tokio::test]
+async fn a_passivated_thread_skips_its_question() {
+    let config = format!("{ASK_USER}\n[actors]\nmax_live = 1\n");
+    let server = TestServer::start_with_config(&config, &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let (alice, first) = alice_starts(&server, "ask me").await;
+    let thread_id = first.thread_id();
+    let question = first.events[3]["item"]["id"].clone();
+    // A second live thread passivates the first, whose turn waits on the question.
+    answered_thread(&server, &alice, "hello").await;
+    let status = status_becomes(&server, &alice, &thread_id, &question, "skipped").await;
+    assert_eq!(status, "skipped");
+    server
+        .post_op(&alice, ANSWER, answer(&thread_id, &question, json!({})))
+        .await
+        .assert_error(409, "invalid_thread_state");
+    add_message(&server, &alice, &thread_id, "still there?")
+        .await
+        .assert_answered();
+}
+
+#[tokio::test]
+async fn after_a_restart_a_pending_question_is_skipped_not_stuck() {
+    let mut server =
+        TestServer::start_with_config(ASK_USER, &[("CHATKIT__TITLES__ENABLED", "false")]);
+    let (alice, first) = alice_starts(&server, "ask me").await;
+    let thread_id = first.thread_id();
+    let question = first.events[3]["item"]["id"].clone();
+    server.kill();
+    server.restart();
+    // The turn that held the question is gone: its answer is refused, the question skipped.
+    server
+        .post_op(&alice, ANSWER, answer(&thread_id, &question, json!({})))
+        .await
+        .assert_error(409, "invalid_thread_state");
+    let status = status_becomes(&server, &alice, &thread_id, &question, "skipped").await;
+    assert_eq!(status, "skipped");
+    add_message(&server, &alice, &thread_id, "hello again")
+        .await
+        .assert_answered();
+    let request = shared().mock.last_request_containing("hello again");
+    assert!(request.to_string().contains("following status: skipped"));
+}
