@@ -262,3 +262,30 @@ async fn hand_overs_work_with_the_listen_connection_on_its_own_url() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_question_pending_on_one_instance_never_leaves_the_thread_stuck_on_another() {
+    let schema = new_schema();
+    let ask_user = [("CHATKIT__AGENT__ASK_USER", "true")];
+    let nodes = [
+        TestServer::start_node(&schema, "node-1", &ask_user),
+        TestServer::start_node(&schema, "node-2", &ask_user),
+    ];
+    let alice = token("alice");
+    let first = create_thread(&nodes[0], &alice, "ask me").await;
+    let thread_id = first.thread_id();
+    let question = first.events[3]["item"]["id"].clone();
+    assert_eq!(first.events[3]["item"]["status"], "pending");
+    // The answer lands on the other instance: the thread is handed over, the waiting turn
+    // gives its question up (skipped, the model told next turn), and the answer is refused.
+    let params = json!({ "thread_id": thread_id, "item_id": question, "input": {} });
+    nodes[1]
+        .post_op(&alice, "threads.add_structured_input", params)
+        .await
+        .assert_error(409, "invalid_thread_state");
+    let items = nodes[1].items_asc(&alice, &thread_id).await;
+    assert_eq!(items["data"][1]["status"], "skipped");
+    add_message(&nodes[1], &alice, &thread_id, "on the other node")
+        .await
+        .assert_answered();
+}
