@@ -11,6 +11,7 @@ use super::messages::{
     YieldToOtherInstance,
 };
 use super::plan::{action_sender, refuse_inactive};
+use super::questions::ForwardedAnswer;
 use super::{ThreadActor, ThreadState};
 use crate::actors::env::Lease;
 use crate::actors::turn::{run_sync_action, SkipReason, TurnStart};
@@ -25,9 +26,18 @@ impl Handler<StartTurn> for ThreadActor {
     fn handle(&mut self, msg: StartTurn, ctx: &mut Context<Self>) -> Self::Result {
         self.last_activity = Instant::now();
         let user_id = msg.user_id.clone();
-        self.with_lease(
+        // An answer goes along to the instance whose turn waits on its question.
+        let answer = match &msg.input {
+            TurnInput::StructuredInput {
+                item_id,
+                submission,
+            } => ForwardedAnswer::payload(item_id, submission),
+            _ => None,
+        };
+        self.with_lease_answering(
             &user_id,
             msg.deadline,
+            answer,
             move |act, ctx, lease| act.turn_with_lease(msg, lease, ctx),
             ctx,
         )
@@ -44,7 +54,10 @@ impl ThreadActor {
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<TurnStart, EngineError>> {
         match &msg.input {
-            TurnInput::StructuredInput { .. } => return self.answer_question(msg),
+            TurnInput::StructuredInput { .. } => {
+                let forwarded = std::mem::take(&mut self.answer_forwarded);
+                return self.answer_question(msg, forwarded);
+            }
             TurnInput::UserMessage(_) | TurnInput::RetryAfter(_)
                 if self.busy && self.questions.pending().is_some() =>
             {
@@ -234,9 +247,15 @@ impl Handler<Passivate> for ThreadActor {
 impl Handler<YieldToOtherInstance> for ThreadActor {
     type Result = ();
 
-    fn handle(&mut self, _: YieldToOtherInstance, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: YieldToOtherInstance, ctx: &mut Context<Self>) {
         if self.busy {
-            self.questions.skip(SkipReason::Retiring);
+            // The turn goes on with an answer sent along; else it gives its question up.
+            let answered = msg
+                .answer
+                .is_some_and(|answer| self.take_forwarded_answer(answer));
+            if !answered {
+                self.questions.skip(SkipReason::Retiring);
+            }
             self.retire_after_turn = true;
         } else {
             tracing::debug!(thread_id = %self.thread_id, "handing the thread over to another instance");

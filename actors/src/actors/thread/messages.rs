@@ -81,7 +81,11 @@ pub(crate) struct Delete {
 /// Another instance wants this thread: retire (releasing the lease) now, or after the turn.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct YieldToOtherInstance;
+pub(crate) struct YieldToOtherInstance {
+    /// The answer to the question the running turn waits on, sent along by the instance
+    /// that received it: the turn goes on with it here, then the thread is handed over.
+    pub answer: Option<super::questions::ForwardedAnswer>,
+}
 
 /// Retire now unless a turn is running (the registry keeps at most `max_live` actors).
 #[derive(Message)]

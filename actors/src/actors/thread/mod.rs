@@ -39,6 +39,7 @@ pub(crate) use messages::{
     WidgetAction, YieldToOtherInstance,
 };
 use plan::{plan_turn, PlanSettings};
+pub(crate) use questions::ForwardedAnswer;
 
 /// Capacity of a thread actor's mailbox.
 const MAILBOX_CAPACITY: usize = 64;
@@ -77,6 +78,8 @@ pub(crate) struct ThreadActor {
     questions: QuestionDesk,
     /// Answered when the running turn ended (a message that superseded its question).
     on_turn_end: Vec<oneshot::Sender<()>>,
+    /// The lease was just taken from an instance that was sent the request's answer.
+    answer_forwarded: bool,
 }
 
 impl ThreadActor {
@@ -105,6 +108,7 @@ impl ThreadActor {
             on_retired: Vec::new(),
             questions: QuestionDesk::default(),
             on_turn_end: Vec::new(),
+            answer_forwarded: false,
         }
     }
 
