@@ -23,15 +23,15 @@ pub(crate) use crate::ids::BearerToken;
 
 mod catalog;
 mod elicitation;
+mod form;
 mod health;
 mod offer;
 mod progress;
 mod session_events;
 pub use catalog::ToolCatalog;
 use catalog::ToolList;
-pub use elicitation::{
-    content_from_answers, form_from_schema, ElicitAnswer, Elicitation, QuestionRoute, RouteGuard,
-};
+pub use elicitation::{ElicitAnswer, Elicitation, QuestionRoute, RouteGuard};
+pub use form::{content_from_answers, form_from_schema};
 pub use health::ServerHealth;
 use offer::build_offer;
 pub use offer::{OfferedTool, OfferedTools};

@@ -114,18 +114,27 @@ pub(super) struct Asker<'r, 'w> {
     pub skipped: &'r mut bool,
 }
 
+/// An [`Asker`] of a running turn `$run`, borrowing only the fields it needs (usable while
+/// other fields, such as the MCP sessions, are borrowed).
+macro_rules! asker {
+    ($run:expr) => {
+        $crate::actors::turn::ask::Asker {
+            writer: &mut $run.writer,
+            env: &$run.env,
+            lease: &$run.lease,
+            thread_id: &$run.thread_id,
+            floor: &mut $run.floor,
+            committed: &mut $run.committed,
+            desk: &$run.questions,
+            skipped: &mut $run.question_skipped,
+        }
+    };
+}
+pub(super) use asker;
+
 impl<'w> TurnRun<'w> {
     pub(super) fn asker(&mut self) -> Asker<'_, 'w> {
-        Asker {
-            writer: &mut self.writer,
-            env: &self.env,
-            lease: &self.lease,
-            thread_id: &self.thread_id,
-            floor: &mut self.floor,
-            committed: &mut self.committed,
-            desk: &self.questions,
-            skipped: &mut self.question_skipped,
-        }
+        asker!(self)
     }
 }
 

@@ -6,7 +6,7 @@
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::ask::Asker;
+use super::ask::asker;
 use super::events::{WorkflowInProgress, WorkflowTask};
 use super::invoke::{call_tool, forget_broken, model_arguments, open_session, Caller, ToolTarget};
 use super::round::RequestedCall;
@@ -186,17 +186,7 @@ impl TurnRun<'_> {
             tokio::select! {
                 answers = &mut joined => break answers,
                 Some(asked) = asks.recv() => {
-                    let mut asker = Asker {
-                        writer: &mut self.writer,
-                        env: &self.env,
-                        lease: &self.lease,
-                        thread_id: &self.thread_id,
-                        floor: &mut self.floor,
-                        committed: &mut self.committed,
-                        desk: &self.questions,
-                        skipped: &mut self.question_skipped,
-                    };
-                    if asker.ask_for_tool(asked).await.is_err() {
+                    if asker!(self).ask_for_tool(asked).await.is_err() {
                         // A commit failed: the tool is told cancel (its reply dropped).
                         self.question_skipped = true;
                     }
