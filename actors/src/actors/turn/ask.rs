@@ -176,11 +176,9 @@ impl Asker<'_, '_> {
         let waited =
             tokio::time::timeout(self.env.settings.agent.ask_timeout, resume_rx.recv()).await;
         self.desk.withdraw(&item.id);
-        let reason = match waited {
-            Ok(Some(Resume::Answered(answer))) => return self.answered(*answer).await,
-            Ok(Some(Resume::Skipped(reason))) => reason,
-            Ok(None) => SkipReason::Retiring,
-            Err(_) => SkipReason::Expired,
+        let reason = match outcome(waited.ok()) {
+            Ok(answer) => return self.answered(*answer).await,
+            Err(reason) => reason,
         };
         tracing::debug!(thread_id = %self.thread_id, ?reason, "question skipped");
         *self.skipped = true;
@@ -243,6 +241,17 @@ impl Asker<'_, '_> {
     }
 }
 
+/// What the wait for an answer came to: `None` when `agent.ask_timeout_secs` passed (the
+/// question expired), `Some(None)` when nobody can answer any more (the actor went away).
+fn outcome(waited: Option<Option<Resume>>) -> Result<Box<AnswerDelivery>, SkipReason> {
+    match waited {
+        Some(Some(Resume::Answered(answer))) => Ok(answer),
+        Some(Some(Resume::Skipped(reason))) => Err(reason),
+        Some(None) => Err(SkipReason::Retiring),
+        None => Err(SkipReason::Expired),
+    }
+}
+
 fn body_of(item: ThreadItem) -> StructuredInputItem {
     match item.body {
         ItemBody::StructuredInput(body) => body,
@@ -260,6 +269,24 @@ mod tests {
             "type": "structured_input", "inputs": []
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_wait_ends_answered_or_skipped_for_a_reason() {
+        assert_eq!(outcome(None).err(), Some(SkipReason::Expired));
+        assert_eq!(outcome(Some(None)).err(), Some(SkipReason::Retiring));
+        let superseded = Some(Some(Resume::Skipped(SkipReason::Superseded)));
+        assert_eq!(outcome(superseded).err(), Some(SkipReason::Superseded));
+        let (frames, _rx) = mpsc::channel(1);
+        let (accepted, _) = oneshot::channel();
+        let delivery = AnswerDelivery {
+            item: question("msg_1"),
+            frames,
+            accepted,
+            deadline: Deadline::after(std::time::Duration::from_secs(1)),
+        };
+        let answered = Some(Some(Resume::Answered(Box::new(delivery))));
+        assert!(outcome(answered).is_ok());
     }
 
     #[test]
