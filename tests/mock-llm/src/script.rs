@@ -432,6 +432,30 @@ mod tests {
     }
 
     #[test]
+    fn ask_me_calls_ask_user_when_it_is_offered() {
+        let body = |tools: &str| {
+            format!(
+                r#"{{"messages": [{{"role": "user", "content": "Ask me"}}], "tools": {tools}}}"#
+            )
+        };
+        match plan(&body(r#"[{"function": {"name": "ask_user"}}]"#))
+            .unwrap()
+            .kind
+        {
+            ReplyKind::ToolCalls(calls) => {
+                assert_eq!(calls.len(), 1);
+                assert_eq!(calls[0].name, "ask_user");
+                assert_eq!(calls[0].arguments, ASK_ME_ARGUMENTS);
+            }
+            _ => panic!("not a tool call"),
+        }
+        assert!(matches!(
+            plan(&body("[]")).unwrap().kind,
+            ReplyKind::Text(_)
+        ));
+    }
+
+    #[test]
     fn argument_pieces_cut_by_code_points() {
         let call = ToolCall::new("add_task", title_arguments("caf\u{e9} \u{1f600}"));
         let pieces = call.argument_pieces();
