@@ -16,6 +16,11 @@ impl Asker<'_, '_> {
             schema,
             reply,
         } = asked;
+        if *self.skipped {
+            // A question of this turn was skipped: nobody listens any more.
+            let _ = reply.send(ElicitAnswer::Cancel);
+            return Ok(());
+        }
         let (fields, mut inputs) = match form_from_schema(&schema) {
             Ok(form) => form,
             Err(problem) => {
