@@ -3,9 +3,12 @@
 //! with labels), a count (an integer), whether it is urgent (a boolean) and a note (a
 //! string), and answers with what came back: `accept` and the typed content, or the action.
 
+use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ElicitRequestParams, ElicitationAction};
+use rmcp::schemars::JsonSchema;
 use rmcp::service::RequestContext;
 use rmcp::{tool, tool_router, RoleServer};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::tools::{caller, TaskServer};
@@ -29,12 +32,31 @@ fn order_form() -> ElicitRequestParams {
     .expect("a valid elicitation form")
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(crate = "rmcp::schemars")]
+pub struct OrderArgs {
+    /// Ask again this many times after a cancel (default 0): each answer but a cancel ends it.
+    retries: Option<u32>,
+}
+
 #[tool_router(router = ask_tool_router, vis = "pub(crate)")]
 impl TaskServer {
     #[tool(description = "Order a pizza: asks the user how it should be.")]
-    async fn order_pizza(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
+    async fn order_pizza(
+        &self,
+        Parameters(args): Parameters<OrderArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResult {
         let sub = caller(&ctx).ok();
-        let answer = ctx.peer.create_elicitation(order_form()).await;
+        let mut answer = ctx.peer.create_elicitation(order_form()).await;
+        for _ in 0..args.retries.unwrap_or(0).min(5) {
+            match &answer {
+                Ok(result) if result.action == ElicitationAction::Cancel => {
+                    answer = ctx.peer.create_elicitation(order_form()).await;
+                }
+                _ => break,
+            }
+        }
         let text = match answer {
             Ok(result) => match result.action {
                 ElicitationAction::Accept => {
