@@ -20,9 +20,12 @@
 //   lighthouse" shows a partial image, then the final one served by this server; "search tide
 //   times" and "files tide tables" show their steps with their sources and the answer's
 //   citation; after a reload the image and the steps are there again.
+// - questions (a server with agent.ask_user): "ask me" makes the model ask two questions, drawn
+//   as a form (choices and free text); picking "Blue", typing a note and Send answer them: the
+//   form shows the answers and the model's reply uses them, also after a reload.
 // Screenshots go to $ARTIFACTS.
 //
-// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments|reasoning|widgets|hosted]
+// usage: node playground.mjs http://127.0.0.1:PORT [basics|attachments|reasoning|widgets|hosted|questions]
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -364,7 +367,42 @@ async function hosted({ page, shot }) {
   await shot("hosted-4-after-reload");
 }
 
-const scenarios = { basics, attachments, reasoning, widgets, hosted };
+
+async function questions({ page, shot }) {
+  step("open");
+  await signIn(page, "question-user");
+
+  step("the model asks: a form with choices and free text");
+  await page.getByTestId("message").fill("ask me");
+  await page.getByTestId("send").click();
+  const form = page.locator('[data-testid="structured_input"]');
+  await form.getByTestId("questions-send").waitFor();
+  await page.waitForFunction(() => !document.getElementById("send").disabled);
+  await shot("questions-1-form");
+
+  step("answer: Blue and a note, then Send");
+  await form.locator('[data-testid="choice-color"][value="Blue"]').check();
+  await form.getByTestId("freeform-notes").fill("extra cheese");
+  const sent = page.waitForRequest((r) => r.url().endsWith("/chatkit") && (r.postData() || "").includes("threads.add_structured_input"));
+  await form.getByTestId("questions-send").click();
+  const request = JSON.parse((await sent).postData());
+  const answers = request.params.input.answers;
+  if (answers.color.values[0] !== "Blue" || answers.notes.values[0] !== "extra cheese") throw new Error("sent " + JSON.stringify(answers));
+  await replyOver(page, 1);
+  await form.getByTestId("answer-color").filter({ hasText: "Blue" }).waitFor();
+  const reply = await page.locator('[data-testid="assistant_message"]').first().textContent();
+  if (!reply.includes("Which color?: Blue")) throw new Error("the reply: " + reply);
+  await shot("questions-2-answered");
+
+  step("reload: the answered questions and the reply are there");
+  await page.reload();
+  await openFirstThread(page);
+  await page.locator('[data-testid="structured_input"]').getByTestId("answer-notes").filter({ hasText: "extra cheese" }).waitFor();
+  await page.locator('[data-testid="assistant_message"]', { hasText: "Which color?: Blue" }).waitFor();
+  await shot("questions-3-after-reload");
+}
+
+const scenarios = { basics, attachments, reasoning, widgets, hosted, questions };
 if (!scenarios[scenarioName]) throw new Error("unknown scenario " + scenarioName);
 
 const browser = await chromium.launch({

@@ -68,7 +68,7 @@ async fn each_bad_input_class_has_its_status_and_code() {
 }
 
 #[tokio::test]
-async fn extra_operations_answer_unsupported() {
+async fn extra_operations_are_checked_before_they_run() {
     let server = TestServer::start();
     let alice = token("alice");
     // Widget actions are answered (tests/integration/widgets.rs); without a sender widget, or
@@ -85,19 +85,12 @@ async fn extra_operations_answer_unsupported() {
             .await
             .assert_error(400, "unknown_action");
     }
-    for (op, params) in [(
-        "threads.add_structured_input",
-        json!({ "thread_id": "thr_1", "item_id": "si_1", "input": {} }),
-    )] {
-        let reply = server
-            .post(&alice, &json!({ "type": op, "params": params }))
-            .await;
-        reply.assert_error(400, "unsupported_operation");
-        assert!(reply.json()["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(op));
-    }
+    // Answers to questions (tests/integration/questions.rs) address a thread of the caller's.
+    let params = json!({ "thread_id": "thr_1", "item_id": "si_1", "input": {} });
+    server
+        .post_op(&alice, "threads.add_structured_input", params)
+        .await
+        .assert_error(404, "thread_not_found");
 }
 
 /// A request body with `params` under `op`, sent as is (no SDK check: NUL is the point).

@@ -105,6 +105,26 @@ fn playground_uploads_attachments_and_shows_them_after_reload() {
     );
 }
 
+#[test]
+fn playground_answers_the_models_questions_in_a_form() {
+    let server = TestServer::start_with_config(
+        "[agent]\nask_user = true\n",
+        &[
+            ("CHATKIT__SERVER__MODE", "development"),
+            ("CHATKIT__TITLES__ENABLED", "false"),
+        ],
+    );
+    run_playground_on(
+        &server,
+        "questions",
+        &[
+            "questions-1-form",
+            "questions-2-answered",
+            "questions-3-after-reload",
+        ],
+    );
+}
+
 /// The model picker's choices (issue 16).
 const TWO_MODELS: &str = r#"
 [[models]]

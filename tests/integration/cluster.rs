@@ -262,3 +262,50 @@ async fn hand_overs_work_with_the_listen_connection_on_its_own_url() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn an_answer_reaches_the_instance_whose_turn_waits_on_its_question() {
+    let schema = new_schema();
+    let ask_user = [
+        ("CHATKIT__AGENT__ASK_USER", "true"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+    ];
+    let nodes = [
+        TestServer::start_node(&schema, "node-1", &ask_user),
+        TestServer::start_node(&schema, "node-2", &ask_user),
+    ];
+    let alice = token("alice");
+    let first = create_thread(&nodes[0], &alice, "ask me").await;
+    let thread_id = first.thread_id();
+    let question = first.events[3]["item"]["id"].clone();
+    assert_eq!(first.events[3]["item"]["status"], "pending");
+    // The answer lands on the other instance: it is sent along to node-1, whose turn goes on
+    // with it and hands the thread over; node-2's stream tells what that turn stored.
+    let params = json!({ "thread_id": thread_id, "item_id": question,
+        "input": {"answers": {"color": {"values": ["Red"]}}} });
+    let answered = nodes[1]
+        .stream(&alice, "threads.add_structured_input", params)
+        .await;
+    assert_eq!(
+        answered.kinds(),
+        ["stream_options", "thread.item.replaced", "thread.item.done"]
+    );
+    assert_eq!(answered.events[1]["item"]["status"], "answered");
+    assert!(answered.answer_text().contains("Which color?: Red"));
+    let items = nodes[1].items_asc(&alice, &thread_id).await;
+    assert_eq!(items["data"][1], answered.events[1]["item"]);
+
+    // A question superseded from the other instance: skipped there, the message answered here.
+    let asked = add_message(&nodes[1], &alice, &thread_id, "ask me").await;
+    let question = asked.done_items().last().unwrap()["id"].clone();
+    add_message(&nodes[0], &alice, &thread_id, "never mind")
+        .await
+        .assert_answered();
+    let items = nodes[0].items_asc(&alice, &thread_id).await;
+    let skipped = page_data(&items)
+        .iter()
+        .find(|i| i["id"] == question)
+        .unwrap()
+        .clone();
+    assert_eq!(skipped["status"], "skipped");
+}

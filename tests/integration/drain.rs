@@ -102,3 +102,26 @@ async fn sigterm_stops_a_turn_running_on_without_its_client() {
         "the partial answer and the cancellation marker were stored before exit"
     );
 }
+
+#[tokio::test]
+async fn sigterm_while_a_question_waits_skips_it_and_exits_at_once() {
+    let mut server = TestServer::start_with(&[
+        ("CHATKIT__AGENT__ASK_USER", "true"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+    ]);
+    let alice = token("alice");
+    let first = create_thread(&server, &alice, "ask me").await;
+    let thread_id = first.thread_id();
+    assert_eq!(first.events[3]["item"]["status"], "pending");
+    let started = std::time::Instant::now();
+    server.terminate();
+    let status = server.wait();
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    // Not the 600 s the question would wait: the turn gave it up and the actor retired.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let stored = shared().postgres.psql(&format!(
+        "SELECT body::jsonb->>'status' FROM {}.items WHERE thread_id = '{thread_id}' AND kind = 'structured_input'",
+        server.schema
+    ));
+    assert_eq!(stored.trim(), "skipped");
+}

@@ -31,6 +31,7 @@ mod model_side;
 mod model_transport;
 mod paging;
 mod pgbouncer;
+mod questions;
 mod replicas;
 mod restart;
 mod robustness;

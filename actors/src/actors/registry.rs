@@ -10,7 +10,9 @@ use super::env::EngineEnv;
 use super::live_actors::LiveActors;
 use super::reaper::reap;
 use super::routing::{ReapIfCommittedLate, RegistryLink, Retired, ToThread};
-use super::thread::{Delete, Passivate, RetireForShutdown, ThreadActor, YieldToOtherInstance};
+use super::thread::{
+    Delete, ForwardedAnswer, Passivate, RetireForShutdown, ThreadActor, YieldToOtherInstance,
+};
 use crate::error::EngineError;
 use crate::ids::ThreadId;
 use crate::metrics::METRICS;
@@ -24,6 +26,8 @@ const ROUTE_ATTEMPTS: usize = 4;
 #[rtype(result = "()")]
 pub(crate) struct HandoverRequested {
     pub thread_id: String,
+    /// The answer to the question the thread's turn waits on, when that is why.
+    pub answer: Option<String>,
 }
 
 /// Shutdown: every live thread actor retires once its turn ended; answers when all have.
@@ -246,7 +250,12 @@ impl Handler<HandoverRequested> for Registry {
             .ok()
             .and_then(|id| self.live.get(&id));
         match live {
-            Some(live) => live.addr.do_send(YieldToOtherInstance),
+            Some(live) => live.addr.do_send(YieldToOtherInstance {
+                answer: msg
+                    .answer
+                    .as_deref()
+                    .and_then(ForwardedAnswer::from_payload),
+            }),
             None => {
                 // Not live here (retired, or its release failed): drop any lease row we hold.
                 let env = self.env.clone();

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{AgentSettings, ClientToolSpec, McpServerConfig, ToolDisplay, WidgetMode};
+use super::{
+    AgentSettings, ClientToolSpec, McpServerConfig, ToolDisplay, WidgetMode, ASK_USER_TOOL,
+};
 
 #[derive(Deserialize)]
 pub(super) struct AgentSection {
@@ -16,6 +18,8 @@ pub(super) struct AgentSection {
     tool_display: ToolDisplay,
     #[serde(default)]
     client_tools: Vec<ClientToolSection>,
+    ask_user: bool,
+    ask_timeout_secs: NonZeroU64,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +75,11 @@ pub(super) fn agent_settings(
         .into_iter()
         .filter_map(|tool| client_tool(tool).map_err(|p| problems.push(p)).ok())
         .collect();
+    if raw.ask_user && client_tools.iter().any(|t| t.name == ASK_USER_TOOL) {
+        problems.push(format!(
+            "agent.client_tools {ASK_USER_TOOL}: the name is taken by agent.ask_user"
+        ));
+    }
     let mut mcp_servers: Vec<McpServerConfig> = Vec::new();
     for server in mcp.servers {
         match mcp_server(server, &mcp_servers) {
@@ -83,6 +92,8 @@ pub(super) fn agent_settings(
         tool_display: raw.tool_display,
         client_tools,
         mcp_servers,
+        ask_user: raw.ask_user,
+        ask_timeout: Duration::from_secs(raw.ask_timeout_secs.get()),
     })
 }
 
@@ -231,14 +242,48 @@ mod tests {
     fn the_old_max_turns_wins_with_a_warning() {
         let section = |json| serde_json::from_value::<AgentSection>(json).unwrap();
         let mut warnings = Vec::new();
-        let new = section(serde_json::json!({ "max_model_calls": 8, "tool_display": "hidden" }));
+        let new = section(
+            serde_json::json!({ "max_model_calls": 8, "tool_display": "hidden", "ask_user": false, "ask_timeout_secs": 600 }),
+        );
         assert_eq!(max_model_calls(&new, &mut warnings).get(), 8);
         assert!(warnings.is_empty());
         let old = section(
-            serde_json::json!({ "max_model_calls": 8, "max_turns": 3, "tool_display": "hidden" }),
+            serde_json::json!({ "max_model_calls": 8, "max_turns": 3, "tool_display": "hidden", "ask_user": false, "ask_timeout_secs": 600 }),
         );
         assert_eq!(max_model_calls(&old, &mut warnings).get(), 3);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].starts_with("agent.max_turns is the old name"));
+    }
+
+    #[test]
+    fn ask_user_takes_its_tool_name_and_its_timeout() {
+        let section = |ask_user: bool| {
+            serde_json::from_value::<AgentSection>(serde_json::json!({
+                "max_model_calls": 8, "tool_display": "hidden", "ask_user": ask_user,
+                "ask_timeout_secs": 90,
+                "client_tools": [{ "name": "ask_user" }]
+            }))
+            .unwrap()
+        };
+        let (mut problems, mut warnings) = (Vec::new(), Vec::new());
+        let settings = agent_settings(
+            section(false),
+            McpSection::default(),
+            &mut problems,
+            &mut warnings,
+        )
+        .expect("a client tool may be called ask_user while agent.ask_user is off");
+        assert_eq!(settings.ask_timeout, Duration::from_secs(90));
+        assert!(agent_settings(
+            section(true),
+            McpSection::default(),
+            &mut problems,
+            &mut warnings
+        )
+        .is_none());
+        assert_eq!(
+            problems,
+            ["agent.client_tools ask_user: the name is taken by agent.ask_user"]
+        );
     }
 }

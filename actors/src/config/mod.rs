@@ -194,7 +194,14 @@ pub struct AgentSettings {
     /// Tools the browser runs (protocol §6.3): the turn ends with a pending `client_tool_call`.
     pub client_tools: Vec<ClientToolSpec>,
     pub mcp_servers: Vec<McpServerConfig>,
+    /// Offer the model the `ask_user` tool: its questions become a `structured_input` item.
+    pub ask_user: bool,
+    /// How long a question to the user waits for its answer (`ask_timeout_secs`).
+    pub ask_timeout: Duration,
 }
+
+/// The tool `agent.ask_user` offers the model.
+pub const ASK_USER_TOOL: &str = "ask_user";
 
 /// How server tool calls show in the transcript.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

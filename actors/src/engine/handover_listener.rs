@@ -46,10 +46,14 @@ pub(crate) async fn run(
                         }
                         message = messages.next() => match message {
                             Some(Ok(tokio_postgres::AsyncMessage::Notification(note))) => {
-                                // `<owner> <thread id>`: only the owner hands over.
-                                if let Some((owner, thread_id)) = note.payload().split_once(' ') {
+                                // `<owner> <thread id>[ <answer>]`: only the owner hands over.
+                                if let Some((owner, rest)) = note.payload().split_once(' ') {
                                     if owner == instance_id {
-                                        registry.do_send(HandoverRequested { thread_id: thread_id.to_string() });
+                                        let (thread_id, answer) = match rest.split_once(' ') {
+                                            Some((thread_id, answer)) => (thread_id, Some(answer.to_string())),
+                                            None => (rest, None),
+                                        };
+                                        registry.do_send(HandoverRequested { thread_id: thread_id.to_string(), answer });
                                     }
                                 }
                             }

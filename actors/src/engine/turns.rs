@@ -1,4 +1,4 @@
-//! Streamed requests (protocol §3.1–§3.5): one request type from the edge, one way to a turn.
+//! Streamed requests (protocol §3.1–§3.5, §3.7): one request type from the edge, one way to a turn.
 //! The engine checks what it can before anything is written (the composer's choices, the
 //! attachments a message names, a widget action against the configuration), hands the turn
 //! to the thread's actor, and answers once the turn's input has committed: the stream it
@@ -17,7 +17,7 @@ use crate::deadline::Deadline;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, ThreadId, UserId};
 use crate::protocol::requests::{CustomAction, Operation, UserMessageInput};
-use crate::protocol::{ThreadMeta, Timestamp};
+use crate::protocol::{StructuredInputSubmission, ThreadMeta, Timestamp};
 use crate::trace::TraceContext;
 
 /// Who asks, and by when the request must be answered.
@@ -57,6 +57,11 @@ pub enum TurnRequest {
         item_id: Option<ItemId>,
         action: CustomAction,
     },
+    StructuredInput {
+        thread_id: ThreadId,
+        item_id: ItemId,
+        submission: StructuredInputSubmission,
+    },
 }
 
 impl TurnRequest {
@@ -80,6 +85,11 @@ impl TurnRequest {
                 thread_id: p.thread_id,
                 item_id: p.item_id,
                 action: p.action,
+            },
+            Operation::ThreadsAddStructuredInput(p) => TurnRequest::StructuredInput {
+                thread_id: p.thread_id,
+                item_id: p.item_id,
+                submission: p.input,
             },
             other => return Err(Box::new(other)),
         })
@@ -186,6 +196,17 @@ impl Engine {
                     TurnInput::Action(Box::new(action)),
                 )
             }
+            TurnRequest::StructuredInput {
+                thread_id,
+                item_id,
+                submission,
+            } => (
+                TurnThread::Existing(thread_id),
+                TurnInput::StructuredInput {
+                    item_id,
+                    submission,
+                },
+            ),
         })
     }
 

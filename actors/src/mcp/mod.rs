@@ -7,15 +7,15 @@
 //! (`traced_client.rs`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, ContentBlock, ProgressNotificationParam};
-use rmcp::service::{MaybeSendFuture, NotificationContext, RoleClient, RunningService};
+use rmcp::model::{CallToolRequestParams, ContentBlock};
+use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{ClientHandler, ServiceExt};
+use rmcp::ServiceExt;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -24,16 +24,22 @@ pub use crate::config::McpServerConfig;
 pub(crate) use crate::ids::BearerToken;
 
 mod catalog;
+mod elicitation;
+mod form;
 mod health;
 mod offer;
 mod progress;
+mod session_events;
 mod traced_client;
 pub use catalog::ToolCatalog;
 use catalog::ToolList;
+pub use elicitation::{ElicitAnswer, Elicitation, QuestionRoute, RouteGuard};
+pub use form::{content_from_answers, form_from_schema};
 pub use health::ServerHealth;
 use offer::build_offer;
 pub use offer::{OfferedTool, OfferedTools};
-use progress::{call_with_progress, ProgressRoutes};
+use progress::call_with_progress;
+use session_events::SessionEvents;
 use traced_client::TracedClient;
 
 /// Why a tool server could not be used (the turn ends with an in-band error).
@@ -92,41 +98,6 @@ impl ToolResult {
 /// Where the `_meta` of a tool's progress notifications go while it runs (streamed widgets).
 pub type ProgressSink = mpsc::Sender<Map<String, Value>>;
 
-#[derive(Clone, Default)]
-struct SessionEvents {
-    tools_changed: Arc<AtomicBool>,
-    progress: ProgressRoutes,
-}
-
-impl ClientHandler for SessionEvents {
-    fn on_tool_list_changed(
-        &self,
-        _context: NotificationContext<RoleClient>,
-    ) -> impl std::future::Future<Output = ()> + MaybeSendFuture + '_ {
-        self.tools_changed.store(true, Ordering::Release);
-        std::future::ready(())
-    }
-
-    fn on_progress(
-        &self,
-        mut params: ProgressNotificationParam,
-        context: NotificationContext<RoleClient>,
-    ) -> impl std::future::Future<Output = ()> + MaybeSendFuture + '_ {
-        // rmcp 3.11 moves a notification's `_meta` into the context's extensions before
-        // decoding the params, so `params.meta` arrives empty.
-        if params.meta.is_none() {
-            params.meta = context
-                .extensions
-                .get::<rmcp::model::NotificationMetaObject>()
-                .cloned();
-        }
-        if let Some(meta) = params.meta {
-            self.progress.deliver(params.progress_token, meta.0 .0);
-        }
-        std::future::ready(())
-    }
-}
-
 struct Session {
     service: RunningService<RoleClient, SessionEvents>,
     events: SessionEvents,
@@ -141,6 +112,8 @@ pub struct McpSessions {
     /// The tools last offered, and the lists they were built from (the same lists, by
     /// pointer, give the same offer).
     offered: Option<(Vec<ToolList>, OfferedTools)>,
+    /// Where the sessions' elicitation requests go (`elicitation.rs`).
+    questions: QuestionRoute,
 }
 
 impl McpSessions {
@@ -149,7 +122,13 @@ impl McpSessions {
             sessions: HashMap::new(),
             catalog,
             offered: None,
+            questions: QuestionRoute::default(),
         }
+    }
+
+    /// The sessions' elicitation requests go to `to` until the guard is dropped.
+    pub fn route_questions(&self, to: mpsc::Sender<Elicitation>) -> RouteGuard {
+        self.questions.route(to)
     }
 
     /// Tools of every server that answers, discovered (and cached per session) with
@@ -276,7 +255,7 @@ impl McpSessions {
         if let Some(old) = self.sessions.remove(&server.name) {
             let _ = tokio::time::timeout(Duration::from_secs(2), old.service.cancel()).await;
         }
-        match open(server, wanted_token.clone()).await {
+        match open(server, wanted_token.clone(), self.questions.clone()).await {
             Ok(session) => {
                 self.sessions.insert(server.name.clone(), session);
                 Ok(())
@@ -308,14 +287,16 @@ impl McpSessions {
         params.meta = traced_client::trace_meta();
         let peer = session.service.peer().clone();
         let answer = match progress {
-            None => tokio::time::timeout(server.timeout, peer.call_tool(params)).await,
+            // The time a question to the user takes does not count.
+            None => {
+                self.questions
+                    .within(server.timeout, peer.call_tool(params))
+                    .await
+            }
             Some(sink) => {
                 let routes = session.events.progress.clone();
-                tokio::time::timeout(
-                    server.timeout,
-                    call_with_progress(peer, params, routes, sink),
-                )
-                .await
+                let call = call_with_progress(peer, params, routes, sink);
+                self.questions.within(server.timeout, call).await
             }
         };
         match answer {
@@ -410,7 +391,11 @@ fn session_http_client() -> reqwest::Client {
     CLIENT.clone()
 }
 
-async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Session, McpError> {
+async fn open(
+    server: &McpServerConfig,
+    token: Option<BearerToken>,
+    questions: QuestionRoute,
+) -> Result<Session, McpError> {
     let mut config = StreamableHttpClientTransportConfig::with_uri(server.url.clone());
     if let Some(token) = &token {
         // rmcp adds the "Bearer " prefix itself.
@@ -429,7 +414,10 @@ async fn open(server: &McpServerConfig, token: Option<BearerToken>) -> Result<Se
     }
     let client = TracedClient(session_http_client());
     let transport = StreamableHttpClientTransport::with_client(client, config);
-    let events = SessionEvents::default();
+    let events = SessionEvents {
+        questions,
+        ..SessionEvents::default()
+    };
     let serve = traced_client::detached(events.clone().serve(transport));
     let service = tokio::time::timeout(server.timeout, serve)
         .await

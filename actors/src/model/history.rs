@@ -155,6 +155,10 @@ pub fn history_messages(instructions: &str, items: &[ThreadItem]) -> Vec<ChatMes
                 other => messages.push(hidden(&other.to_string())),
             },
             ItemBody::SdkHiddenContext(h) => messages.push(hidden(&h.content)),
+            // As the official bridge's `structured_input_to_input`.
+            ItemBody::StructuredInput(s) => messages.push(ChatMessage::User {
+                content: crate::protocol::structured_input::model_text(s).into(),
+            }),
             ItemBody::ClientToolCall(_)
             | ItemBody::Workflow(_)
             | ItemBody::Task(_)

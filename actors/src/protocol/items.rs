@@ -42,6 +42,8 @@ pub enum ItemBody {
     AssistantMessage(AssistantMessage),
     #[serde(rename = "client_tool_call")]
     ClientToolCall(ClientToolCall),
+    #[serde(rename = "structured_input")]
+    StructuredInput(super::StructuredInputItem),
     #[serde(rename = "widget")]
     Widget(WidgetItem),
     #[serde(rename = "generated_image")]
@@ -64,6 +66,7 @@ impl ItemBody {
             ItemBody::UserMessage(_) => "user_message",
             ItemBody::AssistantMessage(_) => "assistant_message",
             ItemBody::ClientToolCall(_) => "client_tool_call",
+            ItemBody::StructuredInput(_) => "structured_input",
             ItemBody::Widget(_) => "widget",
             ItemBody::GeneratedImage(_) => "generated_image",
             ItemBody::Workflow(_) => "workflow",

@@ -6,6 +6,7 @@ pub mod events;
 pub mod items;
 pub mod page;
 pub mod requests;
+pub mod structured_input;
 pub mod tag;
 pub mod thread;
 pub mod time;
@@ -15,6 +16,10 @@ pub use events::{ErrorCode, GeneratedImage, StreamOptions, ThreadItemUpdate, Thr
 pub use items::*;
 pub use page::{Order, Page};
 pub use requests::{ChatKitRequest, Operation, RequestError};
+pub use structured_input::{
+    StructuredInput, StructuredInputAnswer, StructuredInputItem, StructuredInputKind,
+    StructuredInputStatus, StructuredInputSubmission,
+};
 pub use thread::{Thread, ThreadMeta, ThreadStatus};
 pub use time::Timestamp;
 

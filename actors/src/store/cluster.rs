@@ -249,16 +249,22 @@ impl Store {
         .await
     }
 
-    /// Asks the owner of a thread to hand it over (`LISTEN`ers get the thread id).
+    /// Asks the owner of a thread to hand it over (`LISTEN`ers get the thread id), with the
+    /// answer to the question its turn waits on, if that is why (`thread/questions.rs`).
     pub(crate) async fn request_handover(
         &self,
         thread_id: &str,
         owner: &str,
+        answer: Option<&str>,
     ) -> Result<(), StoreError> {
         self.timed("request_handover", async move {
-            // Every instance hears it; only `owner` acts. Payload: `<owner> <thread id>`, ids only.
+            // Every instance hears it; only `owner` acts. Payload: `<owner> <thread id>`, ids
+            // only, then the answer if any.
             let client = self.pool.get().await?;
-            let payload = format!("{owner} {thread_id}");
+            let payload = match answer {
+                Some(answer) => format!("{owner} {thread_id} {answer}"),
+                None => format!("{owner} {thread_id}"),
+            };
             self.sql(&client)
                 .execute(
                     "SELECT pg_notify($1, $2)",

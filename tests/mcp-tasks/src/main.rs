@@ -20,6 +20,7 @@
 //! On start it prints `listening on http://ADDR` (the bound address) on one
 //! line; it stops on SIGTERM or SIGINT.
 
+mod ask_tools;
 mod auth;
 mod board;
 mod front;

@@ -94,7 +94,7 @@ impl TaskServer {
             store,
             log,
             delay,
-            tool_router: Self::tool_router() + Self::widget_tool_router(),
+            tool_router: Self::tool_router() + Self::widget_tool_router() + Self::ask_tool_router(),
         }
     }
 

@@ -170,6 +170,7 @@ async fn tools_list_shows_every_tool_with_schemas() {
             "draft_report",
             "highlight_task",
             "list_tasks",
+            "order_pizza",
             "show_task",
             "slow_echo",
             "update_task"

@@ -274,6 +274,9 @@ pub fn prompt_token_estimate(messages: &[Value]) -> u64 {
 }
 
 /// `compact({"title": title})`.
+/// The questions of `ask me` (an extension: chatkit-rs's `ask_user` tool).
+pub const ASK_ME_ARGUMENTS: &str = r#"{"questions":[{"id":"color","question":"Which color?","options":["Red","Blue"]},{"id":"notes","question":"Anything else?","description":"optional"}]}"#;
+
 fn title_arguments(title: &str) -> String {
     compact_text(&json!({ "title": title }))
 }
@@ -356,6 +359,12 @@ pub fn plan_for_user_text(
             ToolCall::new("add_task", title_arguments("b")),
         ]));
     }
+    if pytext::match_keyword(user_text, "ask me") && offered("ask_user") {
+        return Ok(tool_reply(vec![ToolCall::new(
+            "ask_user",
+            ASK_ME_ARGUMENTS.into(),
+        )]));
+    }
     if pytext::match_keyword(user_text, "midfail") {
         return Ok(Reply {
             kind: ReplyKind::Midfail(Text::Tokens(MIDFAIL_TOKENS)),
@@ -420,6 +429,30 @@ mod tests {
         let obj = v.as_object().unwrap();
         let messages = obj.get("messages").unwrap().as_array().unwrap();
         plan_reply(obj, messages, &Config::default())
+    }
+
+    #[test]
+    fn ask_me_calls_ask_user_when_it_is_offered() {
+        let body = |tools: &str| {
+            format!(
+                r#"{{"messages": [{{"role": "user", "content": "Ask me"}}], "tools": {tools}}}"#
+            )
+        };
+        match plan(&body(r#"[{"function": {"name": "ask_user"}}]"#))
+            .unwrap()
+            .kind
+        {
+            ReplyKind::ToolCalls(calls) => {
+                assert_eq!(calls.len(), 1);
+                assert_eq!(calls[0].name, "ask_user");
+                assert_eq!(calls[0].arguments, ASK_ME_ARGUMENTS);
+            }
+            _ => panic!("not a tool call"),
+        }
+        assert!(matches!(
+            plan(&body("[]")).unwrap().kind,
+            ReplyKind::Text(_)
+        ));
     }
 
     #[test]

@@ -12,9 +12,10 @@ use super::messages::{
     YieldToOtherInstance,
 };
 use super::plan::{action_sender, refuse_inactive};
+use super::questions::ForwardedAnswer;
 use super::{ThreadActor, ThreadState};
 use crate::actors::env::Lease;
-use crate::actors::turn::{run_sync_action, TurnStart};
+use crate::actors::turn::{run_sync_action, SkipReason, TurnStart};
 use crate::error::EngineError;
 use crate::protocol::{ThreadItem, ThreadMeta};
 use crate::store::cluster::LeaseState;
@@ -29,9 +30,18 @@ impl Handler<StartTurn> for ThreadActor {
         // The lease is taken in the request's span (`with_lease` instruments its wait).
         let request = msg.trace.span().clone();
         let _in_request = request.enter();
-        self.with_lease(
+        // An answer goes along to the instance whose turn waits on its question.
+        let answer = match &msg.input {
+            TurnInput::StructuredInput {
+                item_id,
+                submission,
+            } => ForwardedAnswer::payload(item_id, submission),
+            _ => None,
+        };
+        self.with_lease_answering(
             &user_id,
             msg.deadline,
+            answer,
             move |act, ctx, lease| act.turn_with_lease(msg, lease, ctx),
             ctx,
         )
@@ -47,6 +57,18 @@ impl ThreadActor {
         lease: Lease,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<TurnStart, EngineError>> {
+        match &msg.input {
+            TurnInput::StructuredInput { .. } => {
+                let forwarded = std::mem::take(&mut self.answer_forwarded);
+                return self.answer_question(msg, forwarded);
+            }
+            TurnInput::UserMessage(_) | TurnInput::RetryAfter(_)
+                if self.busy && self.questions.pending().is_some() =>
+            {
+                return self.supersede_question(msg, lease)
+            }
+            _ => {}
+        }
         let limit = self.env.settings.history_limit as usize;
         let busy = self.busy;
         let older_target = match (&msg.input, self.live_for(&msg.user_id)) {
@@ -218,6 +240,10 @@ impl Handler<Passivate> for ThreadActor {
     type Result = ();
 
     fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
+        // A turn waiting for an answer gives its question up and retires when it ended.
+        if self.busy && self.questions.skip(SkipReason::Retiring) {
+            self.retire_after_turn = true;
+        }
         if !self.busy {
             tracing::debug!(thread_id = %self.thread_id, "least recently used thread actor retires");
             self.retire(ctx);
@@ -228,8 +254,15 @@ impl Handler<Passivate> for ThreadActor {
 impl Handler<YieldToOtherInstance> for ThreadActor {
     type Result = ();
 
-    fn handle(&mut self, _: YieldToOtherInstance, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: YieldToOtherInstance, ctx: &mut Context<Self>) {
         if self.busy {
+            // The turn goes on with an answer sent along; else it gives its question up.
+            let answered = msg
+                .answer
+                .is_some_and(|answer| self.take_forwarded_answer(answer));
+            if !answered {
+                self.questions.skip(SkipReason::Retiring);
+            }
             self.retire_after_turn = true;
         } else {
             tracing::debug!(thread_id = %self.thread_id, "handing the thread over to another instance");
@@ -246,6 +279,7 @@ impl Handler<RetireForShutdown> for ThreadActor {
             self.retire(ctx);
             return Box::pin(async {});
         }
+        self.questions.skip(SkipReason::Retiring);
         let (retired, wait) = oneshot::channel();
         self.on_retired.push(retired);
         self.retire_after_turn = true;

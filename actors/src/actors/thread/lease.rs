@@ -50,6 +50,25 @@ impl ThreadActor {
             + 'static,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<R, EngineError>> {
+        self.with_lease_answering(user_id, deadline, None, then, ctx)
+    }
+
+    /// As [`Self::with_lease`]; an `answer` (to the question a turn elsewhere waits on) is
+    /// sent to the instance holding the thread, which goes on with it before handing over
+    /// (`answer_forwarded` tells `then` it was).
+    pub(super) fn with_lease_answering<R: 'static>(
+        &mut self,
+        user_id: &UserId,
+        deadline: Deadline,
+        answer: Option<String>,
+        then: impl FnOnce(
+                &mut Self,
+                &mut Context<Self>,
+                Lease,
+            ) -> ResponseActFuture<Self, Result<R, EngineError>>
+            + 'static,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<R, EngineError>> {
         // A request that waited in the mailbox past its deadline was answered already.
         if deadline.passed() {
             let passed = DeadlinePassed("waiting for the thread");
@@ -71,11 +90,12 @@ impl ThreadActor {
         let thread_id = self.thread_id.clone();
         let user_id = user_id.clone();
         let acquire = async move {
-            let fencing = acquire(&env, &thread_id, &user_id).await?;
+            let (fencing, forwarded) =
+                acquire(&env, &thread_id, &user_id, answer.as_deref()).await?;
             let thread = LoadedThread::load(&env, &thread_id)
                 .await?
                 .ok_or(EngineError::ThreadNotFound)?;
-            Ok::<_, EngineError>((fencing, thread))
+            Ok::<_, EngineError>((fencing, thread, forwarded))
         };
         let acquire = deadline
             .bound("taking the thread's lease", acquire)
@@ -83,10 +103,12 @@ impl ThreadActor {
         Box::pin(acquire.into_actor(self).then(move |acquired, act, ctx| {
             act.busy = false;
             match acquired {
-                Ok((fencing, thread)) => {
+                Ok((fencing, thread, forwarded)) => {
+                    act.answer_forwarded = forwarded;
                     act.lease = Some(fencing);
                     act.state = ThreadState::Ready(Box::new(thread));
                     let lease = act.lease_with(fencing);
+                    act.skip_orphaned_questions(&lease);
                     then(act, ctx, lease)
                 }
                 Err(e) => {
@@ -104,12 +126,14 @@ impl ThreadActor {
 
 /// Takes the thread's lease, asking its current owner (once) to hand it over and waiting up
 /// to `cluster.handover_timeout`. A thread streaming elsewhere is busy (409), as it would be
-/// here.
+/// here — unless it was sent `answer`: then it streams the answered turn, and is waited for.
+/// Also answers whether the answer was sent.
 async fn acquire(
     env: &EngineEnv,
     thread_id: &ThreadId,
     user_id: &UserId,
-) -> Result<FencingToken, EngineError> {
+    answer: Option<&str>,
+) -> Result<(FencingToken, bool), EngineError> {
     let cluster = &env.settings.cluster;
     let thread_id = thread_id.as_str();
     let deadline = Instant::now() + cluster.handover_timeout;
@@ -128,12 +152,12 @@ async fn acquire(
             )
             .await?;
         match attempt {
-            LeaseAttempt::Acquired(fencing) => return Ok(fencing),
+            LeaseAttempt::Acquired(fencing) => return Ok((fencing, asked && answer.is_some())),
             LeaseAttempt::NoSuchThread => return Err(EngineError::ThreadNotFound),
             LeaseAttempt::Held {
                 state: LeaseState::Streaming,
                 ..
-            } => {
+            } if !(asked && answer.is_some()) => {
                 if busy_checks >= BUSY_CHECKS {
                     return Err(EngineError::ThreadBusy);
                 }
@@ -144,7 +168,9 @@ async fn acquire(
                 if !asked {
                     tracing::debug!(%thread_id, %owner, "asking for a hand-over");
                     handover = Some(trace::handover_span(thread_id, &owner));
-                    env.store.request_handover(thread_id, &owner).await?;
+                    env.store
+                        .request_handover(thread_id, &owner, answer)
+                        .await?;
                     asked = true;
                 }
                 if Instant::now() >= deadline {

@@ -10,7 +10,7 @@ use crate::deadline::Deadline;
 use crate::error::EngineError;
 use crate::ids::{BearerToken, ItemId, UserId};
 use crate::protocol::requests::UserMessageInput;
-use crate::protocol::{Attachment, ThreadItem, ThreadMeta};
+use crate::protocol::{Attachment, StructuredInputSubmission, ThreadItem, ThreadMeta};
 use crate::trace::TraceContext;
 
 /// A new user message: what the client sent, and the attachments it names, checked and
@@ -31,6 +31,11 @@ pub(crate) enum TurnInput {
     RetryAfter(ItemId),
     /// Protocol §3.5: a widget's action, run by its tool (`specs/widgets.md`).
     Action(Box<WidgetAction>),
+    /// Protocol §3.7: the answers to a pending question (`questions.rs`).
+    StructuredInput {
+        item_id: ItemId,
+        submission: StructuredInputSubmission,
+    },
 }
 
 /// Protocol §3.6: run a widget action's tool and answer with the replaced item, if any.
@@ -84,7 +89,11 @@ pub(crate) struct Delete {
 /// Another instance wants this thread: retire (releasing the lease) now, or after the turn.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct YieldToOtherInstance;
+pub(crate) struct YieldToOtherInstance {
+    /// The answer to the question the running turn waits on, sent along by the instance
+    /// that received it: the turn goes on with it here, then the thread is handed over.
+    pub answer: Option<super::questions::ForwardedAnswer>,
+}
 
 /// Retire now unless a turn is running (the registry keeps at most `max_live` actors).
 #[derive(Message)]

@@ -6,12 +6,14 @@
 //! - `plan.rs` — the pure decision of what a turn writes, announces and sends the model.
 //! - `history.rs` — the thread as held in memory, and loading it.
 //! - `lease.rs` — the lease that lets it write (hand-over between instances).
+//! - `questions.rs` — answers to the question a turn waits on; superseding and skipping it.
 
 mod handlers;
 mod history;
 mod lease;
 mod messages;
 mod plan;
+mod questions;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use tracing::Instrument;
 
 use super::persistence::Persist;
 use super::routing::{ReapIfCommittedLate, RegistryLink, Retired, Unacknowledged};
-use super::turn::{run_turn, AfterTurn, TurnEnd, TurnJob, TurnOutcome, TurnStart};
+use super::turn::{run_turn, AfterTurn, QuestionDesk, TurnEnd, TurnJob, TurnOutcome, TurnStart};
 use crate::actors::env::EngineEnv;
 use crate::error::EngineError;
 use crate::ids::{ItemId, ThreadId, UserId};
@@ -39,6 +41,7 @@ pub(crate) use messages::{
     WidgetAction, YieldToOtherInstance,
 };
 use plan::{plan_turn, PlanSettings};
+pub(crate) use questions::ForwardedAnswer;
 
 /// Capacity of a thread actor's mailbox.
 const MAILBOX_CAPACITY: usize = 64;
@@ -73,6 +76,12 @@ pub(crate) struct ThreadActor {
     retire_after_turn: bool,
     /// Answered when the actor retires (shutdown waits for them).
     on_retired: Vec<oneshot::Sender<()>>,
+    /// The question the running turn waits on, if any (shared with it).
+    questions: QuestionDesk,
+    /// Answered when the running turn ended (a message that superseded its question).
+    on_turn_end: Vec<oneshot::Sender<()>>,
+    /// The lease was just taken from an instance that was sent the request's answer.
+    answer_forwarded: bool,
 }
 
 impl ThreadActor {
@@ -99,6 +108,9 @@ impl ThreadActor {
             lease: None,
             retire_after_turn: false,
             on_retired: Vec::new(),
+            questions: QuestionDesk::default(),
+            on_turn_end: Vec::new(),
+            answer_forwarded: false,
         }
     }
 
@@ -249,10 +261,13 @@ impl ThreadActor {
                 .take()
                 .unwrap_or_else(|| McpSessions::new(self.env.tool_catalog.clone())),
             lease: self.lease_with(fencing),
+            questions: self.questions.clone(),
         };
         self.busy = true;
         let thread_id = self.thread_id.clone();
         let span = crate::trace::turn_span(&msg.trace, &self.thread_id);
+        // Weak: a turn that waits for an answer ends its stream by dropping its sender.
+        let tx = tx.downgrade();
         let guarded = AssertUnwindSafe(run_turn(job).instrument(span)).catch_unwind();
         ctx.spawn(
             guarded
@@ -261,7 +276,9 @@ impl ThreadActor {
                     Ok(outcome) => act.finish_turn(outcome, ctx),
                     Err(_panic) => {
                         tracing::error!(%thread_id, "turn panicked; restarting the thread actor");
-                        let _ = tx.try_send(ThreadStreamEvent::stream_error(true).to_sse());
+                        if let Some(tx) = tx.upgrade() {
+                            let _ = tx.try_send(ThreadStreamEvent::stream_error(true).to_sse());
+                        }
                         act.busy = false;
                         act.state = ThreadState::Unloaded;
                         ctx.stop();
@@ -276,6 +293,9 @@ impl ThreadActor {
 
     fn finish_turn(&mut self, outcome: TurnOutcome, ctx: &mut Context<Self>) {
         self.busy = false;
+        for waiter in self.on_turn_end.drain(..) {
+            let _ = waiter.send(());
+        }
         self.mcp = Some(outcome.mcp);
         self.last_activity = Instant::now();
         let (mut changes, after) = match outcome.end {

@@ -85,6 +85,13 @@ pub(crate) fn plan_turn(
         TurnInput::RetryAfter(item_id) => {
             plan_retry(thread, &item_id, &mut plan, &mut model_items)?
         }
+        // Answers go to the turn that waits on their question (`questions.rs`).
+        TurnInput::StructuredInput { item_id, .. } => {
+            return Err(super::questions::unheld_answer_error(
+                &thread.history,
+                &item_id,
+            ))
+        }
         TurnInput::Action(action) => {
             refuse_inactive(&thread.meta.status)?;
             let sender = action_sender(thread, &action)?;

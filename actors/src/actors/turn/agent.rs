@@ -62,6 +62,7 @@ impl TurnRun<'_> {
             &agent.client_tools,
             &self.thread_id,
         );
+        let specs = super::ask_user::with_ask_user(specs, agent.ask_user);
         let first = self.model.stream(input, &specs, forced.as_deref()).await;
         Ok(HeadStart {
             tools,
@@ -136,6 +137,11 @@ impl TurnRun<'_> {
                 return Some(ended);
             }
         }
+        // Questions to the user first: the turn may wait for their answers.
+        let asked = match self.ask_user_calls(&calls, workflow).await {
+            Ok(asked) => asked,
+            Err(ended) => return Some(ended),
+        };
         let client_tools = &self.env.settings.agent.client_tools;
         if let Some(call) = calls
             .iter()
@@ -155,10 +161,20 @@ impl TurnRun<'_> {
                 return Some(ended);
             }
         }
-        let outputs = match self.run_server_tools(&calls, tools, workflow).await {
+        let outputs = match self
+            .run_server_tools_besides(&calls, asked, tools, workflow)
+            .await
+        {
             Ok(outputs) => outputs,
             Err(ended) => return Some(ended),
         };
+        if self.question_skipped {
+            // Nobody listens any more: the model reads the skipped question next turn.
+            return Some(match self.close_workflow(workflow).await {
+                Ok(()) => Ended::Answered,
+                Err(ended) => ended,
+            });
+        }
         input.extend(reasoning_items.into_iter().map(ChatMessage::ProviderItem));
         input.push(ChatMessage::Assistant {
             content: (!text.is_empty()).then_some(text),

@@ -155,25 +155,28 @@ impl WorkflowInProgress {
 }
 
 /// Sends events while the client listens; remembers when it left, and whether its leaving
-/// cancels the turn (`stream.on_disconnect`, and the engine stopping).
+/// cancels the turn (`stream.on_disconnect`, and the engine stopping). A turn that waits for
+/// the user's answer ends its stream (`detach`) and goes on in the answer's (`attach`).
 pub(super) struct EventWriter<'a> {
-    tx: &'a mpsc::Sender<Bytes>,
+    tx: Option<mpsc::Sender<Bytes>>,
     open: bool,
     on_disconnect: OnDisconnect,
     stopping: watch::Receiver<bool>,
+    _turn: std::marker::PhantomData<&'a ()>,
 }
 
-impl<'a> EventWriter<'a> {
+impl EventWriter<'_> {
     pub fn new(
-        tx: &'a mpsc::Sender<Bytes>,
+        tx: mpsc::Sender<Bytes>,
         on_disconnect: OnDisconnect,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         EventWriter {
-            tx,
+            tx: Some(tx),
             open: true,
             on_disconnect,
             stopping,
+            _turn: std::marker::PhantomData,
         }
     }
 
@@ -184,22 +187,38 @@ impl<'a> EventWriter<'a> {
 
     /// Resolves when the client leaves if that cancels the turn (to notice the leaving
     /// while waiting on something else); with `finish`, when the client left and the engine
-    /// stops.
+    /// stops. While detached there is no client: at once.
     pub async fn cancellation(&self) {
+        let Some(tx) = self.tx.clone() else { return };
         match self.on_disconnect {
-            OnDisconnect::Cancel => self.tx.closed().await,
+            OnDisconnect::Cancel => tx.closed().await,
             OnDisconnect::Finish => {
                 let mut stopping = self.stopping.clone();
                 // A dropped sender: the engine is gone, which stops the turn too.
                 let _ = stopping.wait_for(|stopping| *stopping).await;
-                self.tx.closed().await;
+                tx.closed().await;
             }
         }
     }
 
+    /// Ends the stream: the client reads to its end.
+    pub fn detach(&mut self) {
+        self.tx = None;
+        self.open = false;
+    }
+
+    /// Goes on in another request's stream.
+    pub fn attach(&mut self, tx: mpsc::Sender<Bytes>) {
+        self.tx = Some(tx);
+        self.open = true;
+    }
+
     /// Sends `event` while the client listens; nothing once it left.
     pub async fn send(&mut self, event: &ThreadStreamEvent) {
-        if self.open && self.tx.send(event.to_sse()).await.is_err() {
+        let Some(tx) = self.tx.as_ref().filter(|_| self.open) else {
+            return;
+        };
+        if tx.send(event.to_sse()).await.is_err() {
             self.open = false;
         }
     }

@@ -14,7 +14,10 @@
 
 mod action;
 mod agent;
+mod ask;
+mod ask_user;
 mod choice;
+mod elicit;
 mod events;
 mod hosted;
 mod hosted_tasks;
@@ -51,6 +54,7 @@ use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
 
 pub(crate) use action::run_sync_action;
+pub(crate) use ask::{AnswerDelivery, QuestionDesk, Resume, SkipReason};
 use choice::TurnToolChoice;
 use events::{AnswerInProgress, EventWriter};
 pub(crate) use plan::{put_or_append, PlannedAction, TurnPlan, WidgetAction};
@@ -89,6 +93,8 @@ pub(crate) struct TurnJob {
     pub mcp: McpSessions,
     /// The thread's lease: every write of the turn is fenced with it.
     pub lease: Lease,
+    /// Shared with the thread actor: the question the turn waits on, if any.
+    pub questions: QuestionDesk,
 }
 
 /// How a turn ended, for its thread actor to apply.
@@ -146,12 +152,13 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         links,
         mcp,
         lease,
+        questions,
     } = job;
     let (model, tool_choice) = model_and_tool_choice(&env, &plan.inference);
     let mut run = TurnRun {
         env: env.clone(),
         thread_id,
-        writer: EventWriter::new(&tx, env.settings.on_disconnect, env.stopping.clone()),
+        writer: EventWriter::new(tx, env.settings.on_disconnect, env.stopping.clone()),
         floor: plan.last_created_at,
         committed: Vec::new(),
         mcp,
@@ -163,6 +170,8 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         tool_choice,
         links,
         owner: plan.owner.clone(),
+        questions,
+        question_skipped: false,
     };
     let title_from = plan.title_from;
     let mut changes = TurnChanges::default();

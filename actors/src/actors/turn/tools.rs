@@ -6,6 +6,7 @@
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::ask::asker;
 use super::events::{WorkflowInProgress, WorkflowTask};
 use super::invoke::{call_tool, forget_broken, model_arguments, open_session, Caller, ToolTarget};
 use super::round::RequestedCall;
@@ -24,6 +25,8 @@ const MAX_TASK_CONTENT_CHARS: usize = 500;
 /// Widget states of one running tool held while the client catches up (older ones are
 /// dropped: each state is whole).
 pub(super) const PROGRESS_BUFFER: usize = 8;
+/// Questions of a round's tools waiting to be asked (one is asked at a time).
+const ASKS_BUFFER: usize = 4;
 
 /// One call's answer: the server it went to (none for a tool nobody offered) and its result.
 type CallAnswer<'a> = (Option<ToolTarget<'a>>, Result<ToolResult, McpError>);
@@ -174,11 +177,20 @@ impl TurnRun<'_> {
             },
         ));
         let mut streamed: Vec<Option<StreamedWidget>> = vec![None; calls.len()];
+        // A tool may ask the user meanwhile (MCP elicitation, `elicit.rs`).
+        let (ask_tx, mut asks) = mpsc::channel(ASKS_BUFFER);
+        let _route = mcp.route_questions(ask_tx);
         let joined = futures::future::join_all(runs);
         tokio::pin!(joined);
         let answers = loop {
             tokio::select! {
                 answers = &mut joined => break answers,
+                Some(asked) = asks.recv() => {
+                    if asker!(self).ask_for_tool(asked).await.is_err() {
+                        // A commit failed: the tool is told cancel (its reply dropped).
+                        self.question_skipped = true;
+                    }
+                }
                 Some((index, meta)) = updates.next() => {
                     if let Some(state) = progress_widget(&meta) {
                         let (writer, floor) = (&mut self.writer, &mut self.floor);

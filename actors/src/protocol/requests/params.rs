@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::super::items::{InferenceOptions, UserMessageContent};
 use super::super::page::Order;
+use super::super::structured_input::StructuredInputSubmission;
 use super::page_size;
 use crate::ids::{ItemId, ThreadId};
 
@@ -102,7 +103,7 @@ pub struct CustomActionParams {
 pub struct AddStructuredInputParams {
     pub thread_id: ThreadId,
     pub item_id: ItemId,
-    pub input: Value,
+    pub input: StructuredInputSubmission,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

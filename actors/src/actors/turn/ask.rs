@@ -1,0 +1,309 @@
+//! Questions to the user (protocol §3.7, §8.12), from the model's `ask_user` tool or an MCP
+//! tool's elicitation. The turn commits a pending `structured_input` item, ends its stream
+//! and waits — the tool call staying open — until the thread actor hands it the answer with
+//! the answering request's stream, or skips the question (expired after
+//! `agent.ask_timeout_secs`, superseded by a new message, or the actor retiring). A skipped
+//! question is stored skipped and ends the turn after its tool step: the model reads it in
+//! the history of the next turn (`structured_input::model_text`).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::events::EventWriter;
+use super::run::{Ended, TurnRun};
+use crate::actors::env::{EngineEnv, Lease};
+use crate::deadline::Deadline;
+use crate::error::EngineError;
+use crate::ids::{prefix, ItemId, ThreadId};
+use crate::protocol::structured_input::skip_all;
+use crate::protocol::{
+    ItemBody, StreamOptions, StructuredInput, StructuredInputItem, StructuredInputStatus,
+    ThreadItem, ThreadStreamEvent, Timestamp,
+};
+use crate::store::cluster::LeaseState;
+use crate::store::WriteOp;
+
+/// What the waiting turn is woken with.
+pub(crate) enum Resume {
+    Answered(Box<AnswerDelivery>),
+    Skipped(SkipReason),
+}
+
+/// The answer, recorded on the item (checked by the thread actor), and the answering
+/// request: its stream, and whether the answer committed (before any frame of it).
+pub(crate) struct AnswerDelivery {
+    pub item: ThreadItem,
+    pub frames: mpsc::Sender<Bytes>,
+    pub accepted: oneshot::Sender<Result<(), EngineError>>,
+    pub deadline: Deadline,
+}
+
+/// Why a question was skipped (for the log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SkipReason {
+    Expired,
+    Superseded,
+    Retiring,
+}
+
+struct PendingQuestion {
+    item: ThreadItem,
+    resume: mpsc::Sender<Resume>,
+}
+
+/// The question the running turn waits on, shared by the thread actor and its turn.
+#[derive(Clone, Default)]
+pub(crate) struct QuestionDesk(Arc<Mutex<Option<PendingQuestion>>>);
+
+impl QuestionDesk {
+    fn post(&self, item: ThreadItem, resume: mpsc::Sender<Resume>) {
+        *self.lock() = Some(PendingQuestion { item, resume });
+    }
+
+    fn withdraw(&self, item_id: &ItemId) {
+        let mut slot = self.lock();
+        if slot.as_ref().is_some_and(|q| q.item.id == *item_id) {
+            *slot = None;
+        }
+    }
+
+    /// The item of the question waiting for its answer, if any.
+    pub fn pending(&self) -> Option<ThreadItem> {
+        self.lock().as_ref().map(|q| q.item.clone())
+    }
+
+    /// Wakes the waiting turn with `resume` if it waits on `item_id` (the question is taken:
+    /// a second answer finds none). False when no turn waits on it.
+    pub fn resume(&self, item_id: &ItemId, resume: Resume) -> bool {
+        let mut slot = self.lock();
+        match slot.take() {
+            Some(q) if q.item.id == *item_id => q.resume.try_send(resume).is_ok(),
+            other => {
+                *slot = other;
+                false
+            }
+        }
+    }
+
+    /// Skips the pending question, if any; true if there was one.
+    pub fn skip(&self, reason: SkipReason) -> bool {
+        match self.lock().take() {
+            Some(q) => q.resume.try_send(Resume::Skipped(reason)).is_ok(),
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<PendingQuestion>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What asking needs of a running turn: disjoint borrows, so a question can be asked while
+/// the turn's tool calls (which borrow its MCP sessions) run.
+pub(super) struct Asker<'r, 'w> {
+    pub writer: &'r mut EventWriter<'w>,
+    pub env: &'r Arc<EngineEnv>,
+    pub lease: &'r Lease,
+    pub thread_id: &'r ThreadId,
+    pub floor: &'r mut Option<Timestamp>,
+    pub committed: &'r mut Vec<ThreadItem>,
+    pub desk: &'r QuestionDesk,
+    /// Set when a question was skipped: the turn ends after its tool step.
+    pub skipped: &'r mut bool,
+}
+
+/// An [`Asker`] of a running turn `$run`, borrowing only the fields it needs (usable while
+/// other fields, such as the MCP sessions, are borrowed).
+macro_rules! asker {
+    ($run:expr) => {
+        $crate::actors::turn::ask::Asker {
+            writer: &mut $run.writer,
+            env: &$run.env,
+            lease: &$run.lease,
+            thread_id: &$run.thread_id,
+            floor: &mut $run.floor,
+            committed: &mut $run.committed,
+            desk: &$run.questions,
+            skipped: &mut $run.question_skipped,
+        }
+    };
+}
+pub(super) use asker;
+
+impl<'w> TurnRun<'w> {
+    pub(super) fn asker(&mut self) -> Asker<'_, 'w> {
+        asker!(self)
+    }
+}
+
+impl Asker<'_, '_> {
+    /// Asks `inputs` (with `notice` shown first, when asking again) and waits for the answer:
+    /// the item answered, or skipped. `Err` when a commit failed.
+    pub async fn ask(
+        &mut self,
+        inputs: Vec<StructuredInput>,
+        notice: Option<String>,
+    ) -> Result<StructuredInputItem, Ended> {
+        if let Some(message) = notice {
+            let event = ThreadStreamEvent::Notice {
+                level: crate::protocol::events::NoticeLevel::Warning,
+                message,
+                title: None,
+            };
+            self.writer.send(&event).await;
+        }
+        let created_at = Timestamp::now_after(*self.floor);
+        *self.floor = Some(created_at);
+        let item = ThreadItem {
+            id: ItemId::generate(prefix::MESSAGE),
+            thread_id: self.thread_id.clone(),
+            created_at,
+            body: ItemBody::StructuredInput(StructuredInputItem {
+                status: StructuredInputStatus::Pending,
+                inputs,
+            }),
+        };
+        // The thread waits for the user, not for a stream: idle in the cluster view.
+        self.commit(&item, LeaseState::Idle).await?;
+        self.writer
+            .send(&ThreadStreamEvent::ItemDone { item: item.clone() })
+            .await;
+        let (resume_tx, mut resume_rx) = mpsc::channel(1);
+        self.desk.post(item.clone(), resume_tx);
+        self.writer.detach();
+        let waited =
+            tokio::time::timeout(self.env.settings.agent.ask_timeout, resume_rx.recv()).await;
+        self.desk.withdraw(&item.id);
+        let reason = match outcome(waited.ok()) {
+            Ok(answer) => return self.answered(*answer).await,
+            Err(reason) => reason,
+        };
+        tracing::debug!(thread_id = %self.thread_id, ?reason, "question skipped");
+        *self.skipped = true;
+        let ItemBody::StructuredInput(asked) = &item.body else {
+            unreachable!("built above")
+        };
+        let skipped = ThreadItem {
+            body: ItemBody::StructuredInput(skip_all(asked)),
+            ..item
+        };
+        self.commit(&skipped, LeaseState::Idle).await?;
+        Ok(body_of(skipped))
+    }
+
+    /// The answer committed (the request told), then the turn goes on in its stream.
+    async fn answered(&mut self, answer: AnswerDelivery) -> Result<StructuredInputItem, Ended> {
+        let AnswerDelivery {
+            item,
+            frames,
+            accepted,
+            deadline,
+        } = answer;
+        let commit = self.env.persist_as(
+            self.lease,
+            LeaseState::Streaming,
+            vec![WriteOp::put_item(&item)],
+        );
+        if let Err(error) = deadline.bound("committing the answer", commit).await {
+            tracing::warn!(thread_id = %self.thread_id, %error, "could not commit an answer");
+            let _ = accepted.send(Err(error));
+            return Err(Ended::CommitFailed);
+        }
+        let _ = accepted.send(Ok(()));
+        self.committed.push(item.clone());
+        self.writer.attach(frames);
+        let stream_options = StreamOptions {
+            allow_cancel: self.env.settings.allow_cancel,
+        };
+        self.writer
+            .send(&ThreadStreamEvent::StreamOptions { stream_options })
+            .await;
+        self.writer
+            .send(&ThreadStreamEvent::ItemReplaced { item: item.clone() })
+            .await;
+        Ok(body_of(item))
+    }
+
+    async fn commit(&mut self, item: &ThreadItem, state: LeaseState) -> Result<(), Ended> {
+        let ops = vec![WriteOp::put_item(item)];
+        match self.env.persist_as(self.lease, state, ops).await {
+            Ok(()) => {
+                self.committed.push(item.clone());
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(thread_id = %self.thread_id, %error, "could not commit a question");
+                Err(Ended::CommitFailed)
+            }
+        }
+    }
+}
+
+/// What the wait for an answer came to: `None` when `agent.ask_timeout_secs` passed (the
+/// question expired), `Some(None)` when nobody can answer any more (the actor went away).
+fn outcome(waited: Option<Option<Resume>>) -> Result<Box<AnswerDelivery>, SkipReason> {
+    match waited {
+        Some(Some(Resume::Answered(answer))) => Ok(answer),
+        Some(Some(Resume::Skipped(reason))) => Err(reason),
+        Some(None) => Err(SkipReason::Retiring),
+        None => Err(SkipReason::Expired),
+    }
+}
+
+fn body_of(item: ThreadItem) -> StructuredInputItem {
+    match item.body {
+        ItemBody::StructuredInput(body) => body,
+        _ => unreachable!("a question's item"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(id: &str) -> ThreadItem {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "thread_id": "thr_1", "created_at": "2025-01-01T00:00:00",
+            "type": "structured_input", "inputs": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_wait_ends_answered_or_skipped_for_a_reason() {
+        assert_eq!(outcome(None).err(), Some(SkipReason::Expired));
+        assert_eq!(outcome(Some(None)).err(), Some(SkipReason::Retiring));
+        let superseded = Some(Some(Resume::Skipped(SkipReason::Superseded)));
+        assert_eq!(outcome(superseded).err(), Some(SkipReason::Superseded));
+        let (frames, _rx) = mpsc::channel(1);
+        let (accepted, _) = oneshot::channel();
+        let delivery = AnswerDelivery {
+            item: question("msg_1"),
+            frames,
+            accepted,
+            deadline: Deadline::after(std::time::Duration::from_secs(1)),
+        };
+        let answered = Some(Some(Resume::Answered(Box::new(delivery))));
+        assert!(outcome(answered).is_ok());
+    }
+
+    #[test]
+    fn the_desk_wakes_only_the_turn_waiting_on_that_question_once() {
+        let desk = QuestionDesk::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        desk.post(question("msg_1"), tx);
+        let other = ItemId::parse("msg_2").unwrap();
+        assert!(!desk.resume(&other, Resume::Skipped(SkipReason::Expired)));
+        assert!(desk.pending().is_some());
+        let asked = ItemId::parse("msg_1").unwrap();
+        assert!(desk.resume(&asked, Resume::Skipped(SkipReason::Superseded)));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Resume::Skipped(SkipReason::Superseded))
+        ));
+        assert!(!desk.resume(&asked, Resume::Skipped(SkipReason::Expired)));
+        assert!(!desk.skip(SkipReason::Retiring));
+    }
+}
