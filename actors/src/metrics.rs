@@ -146,8 +146,7 @@ pub struct EngineMetrics {
     pub hosted_tool_calls: IntCounterVec,
 }
 
-pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| {
-    EngineMetrics {
+pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| EngineMetrics {
     live_thread_actors: register_int_gauge!(
         "chatkit_live_thread_actors",
         "Thread actors in memory"
@@ -262,7 +261,7 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| {
     .expect("metric registers"),
     hosted_tool_calls: register_int_counter_vec!(
         "chatkit_hosted_tool_calls_total",
-        "Calls of the model provider's hosted tools by type and outcome (completed, failed, cancelled)",
+        "Calls of the model provider's hosted tools by type and outcome",
         &["type", "outcome"]
     )
     .expect("metric registers"),
@@ -272,7 +271,6 @@ pub static METRICS: LazyLock<EngineMetrics> = LazyLock::new(|| {
         &["outcome"]
     )
     .expect("metric registers"),
-}
 });
 
 impl EngineMetrics {
