@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::items::{Annotation, AssistantMessageContent, ThreadItem};
+use super::items::{Annotation, AssistantMessageContent, GeneratedImage, ThreadItem};
 use super::thread::Thread;
 use crate::ids::ItemId;
 
@@ -158,10 +158,4 @@ pub enum ThreadItemUpdate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         progress: Option<f64>,
     },
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GeneratedImage {
-    pub id: String,
-    pub url: String,
 }

@@ -227,7 +227,7 @@ pub struct WidgetItem {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct GeneratedImageItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<super::events::GeneratedImage>,
+    pub image: Option<GeneratedImage>,
 }
 
 /// protocol §6.7. Tasks and summaries are kept as JSON (they are built by the tools issue).
@@ -279,3 +279,11 @@ pub struct SdkHiddenContext {
 /// The exact sentence stored when the user cancels a stream (protocol §8.8).
 pub const CANCELLED_STREAM_CONTEXT: &str =
     "The user cancelled the stream. Stop responding to the prior request.";
+
+/// A generated image: its id and where it is (a URL of this server once stored; a data URL
+/// while partial).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeneratedImage {
+    pub id: String,
+    pub url: String,
+}

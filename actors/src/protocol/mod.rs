@@ -12,7 +12,7 @@ pub mod thread;
 pub mod time;
 
 pub use attachment::{Attachment, AttachmentKind, UploadDescriptor};
-pub use events::{ErrorCode, GeneratedImage, StreamOptions, ThreadItemUpdate, ThreadStreamEvent};
+pub use events::{ErrorCode, StreamOptions, ThreadItemUpdate, ThreadStreamEvent};
 pub use items::*;
 pub use page::{Order, Page};
 pub use requests::{ChatKitRequest, Operation, RequestError};

@@ -7,12 +7,12 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::history::window_ending_at;
+use super::messages::ForwardedAnswer;
 use super::messages::{
     Delete, Passivate, Rename, RetireForShutdown, StartTurn, SyncAction, TurnInput,
     YieldToOtherInstance,
 };
 use super::plan::{action_sender, refuse_inactive};
-use super::questions::ForwardedAnswer;
 use super::{ThreadActor, ThreadState};
 use crate::actors::env::Lease;
 use crate::actors::turn::{run_sync_action, SkipReason, TurnStart};

@@ -92,7 +92,7 @@ pub(crate) struct Delete {
 pub(crate) struct YieldToOtherInstance {
     /// The answer to the question the running turn waits on, sent along by the instance
     /// that received it: the turn goes on with it here, then the thread is handed over.
-    pub answer: Option<super::questions::ForwardedAnswer>,
+    pub answer: Option<ForwardedAnswer>,
 }
 
 /// Retire now unless a turn is running (the registry keeps at most `max_live` actors).
@@ -104,3 +104,29 @@ pub(crate) struct Passivate;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct RetireForShutdown;
+
+/// An answer sent along to the instance holding its question (`lease.rs`): the question's id
+/// and the submission, as the hand-over notification carries them (`<item id> <json>`).
+pub(crate) struct ForwardedAnswer {
+    pub item_id: ItemId,
+    pub submission: StructuredInputSubmission,
+}
+
+/// Notifications carry less than 8000 bytes; a longer answer is not sent along.
+pub(super) const MAX_FORWARDED_BYTES: usize = 6000;
+
+impl ForwardedAnswer {
+    pub fn payload(item_id: &ItemId, submission: &StructuredInputSubmission) -> Option<String> {
+        let json = serde_json::to_string(submission).ok()?;
+        let payload = format!("{item_id} {json}");
+        (payload.len() <= MAX_FORWARDED_BYTES).then_some(payload)
+    }
+
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        let (item_id, json) = payload.split_once(' ')?;
+        Some(ForwardedAnswer {
+            item_id: ItemId::parse(item_id).ok()?,
+            submission: serde_json::from_str(json).ok()?,
+        })
+    }
+}

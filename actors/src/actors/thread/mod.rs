@@ -36,12 +36,12 @@ use crate::store::cluster::{FencingToken, LeaseState};
 use crate::store::WriteOp;
 
 use history::{newest_items, LoadedThread};
+pub(crate) use messages::ForwardedAnswer;
 pub(crate) use messages::{
     Delete, NewMessage, Passivate, Rename, RetireForShutdown, StartTurn, SyncAction, TurnInput,
     WidgetAction, YieldToOtherInstance,
 };
 use plan::{plan_turn, PlanSettings};
-pub(crate) use questions::ForwardedAnswer;
 
 /// Capacity of a thread actor's mailbox.
 const MAILBOX_CAPACITY: usize = 64;

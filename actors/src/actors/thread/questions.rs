@@ -7,7 +7,7 @@
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
-use super::messages::{StartTurn, TurnInput};
+use super::messages::{ForwardedAnswer, StartTurn, TurnInput};
 use super::ThreadActor;
 use crate::actors::env::Lease;
 use crate::actors::persistence::Persist;
@@ -150,32 +150,6 @@ impl ThreadActor {
     }
 }
 
-/// An answer sent along to the instance holding its question (`lease.rs`): the question's id
-/// and the submission, as the hand-over notification carries them (`<item id> <json>`).
-pub(crate) struct ForwardedAnswer {
-    pub item_id: ItemId,
-    pub submission: StructuredInputSubmission,
-}
-
-/// Notifications carry less than 8000 bytes; a longer answer is not sent along.
-const MAX_FORWARDED_BYTES: usize = 6000;
-
-impl ForwardedAnswer {
-    pub fn payload(item_id: &ItemId, submission: &StructuredInputSubmission) -> Option<String> {
-        let json = serde_json::to_string(submission).ok()?;
-        let payload = format!("{item_id} {json}");
-        (payload.len() <= MAX_FORWARDED_BYTES).then_some(payload)
-    }
-
-    pub fn from_payload(payload: &str) -> Option<Self> {
-        let (item_id, json) = payload.split_once(' ')?;
-        Some(ForwardedAnswer {
-            item_id: ItemId::parse(item_id).ok()?,
-            submission: serde_json::from_str(json).ok()?,
-        })
-    }
-}
-
 /// What the turn that took a forwarded answer stored, as the answer's stream: `stream_options`,
 /// the answered question replaced, then every item after it. `None` unless it was answered.
 pub(super) fn relayed_answer(
@@ -270,6 +244,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::actors::thread::messages::MAX_FORWARDED_BYTES;
 
     fn item(id: &str, body: serde_json::Value) -> ThreadItem {
         let mut item = json!({"id": id, "thread_id": "thr_1", "created_at": "2025-01-01T00:00:00"});

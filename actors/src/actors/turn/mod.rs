@@ -23,6 +23,7 @@ mod hosted;
 mod hosted_tasks;
 mod invoke;
 mod plan;
+mod question_desk;
 mod round;
 mod run;
 mod titles;
@@ -54,10 +55,10 @@ use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
 
 pub(crate) use action::run_sync_action;
-pub(crate) use ask::{AnswerDelivery, QuestionDesk, Resume, SkipReason};
 use choice::TurnToolChoice;
 use events::{AnswerInProgress, EventWriter};
 pub(crate) use plan::{put_or_append, PlannedAction, TurnPlan, WidgetAction};
+pub(crate) use question_desk::{AnswerDelivery, QuestionDesk, Resume, SkipReason};
 use run::{Ended, TurnRun};
 use titles::save_title;
 

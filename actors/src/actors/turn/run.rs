@@ -64,7 +64,7 @@ pub(super) struct TurnRun<'a> {
     /// The thread's owner: the files the model makes are theirs.
     pub owner: UserId,
     /// Where a question to the user waits for its answer (`ask.rs`).
-    pub questions: super::ask::QuestionDesk,
+    pub questions: super::question_desk::QuestionDesk,
     /// A question was skipped: the turn ends after its tool step.
     pub question_skipped: bool,
 }
