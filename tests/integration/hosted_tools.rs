@@ -50,13 +50,7 @@ fn hosted_calls(metrics: &str, kind: &str, outcome: &str) -> Option<u64> {
 async fn an_image_turn_streams_partials_then_a_stored_image_this_server_serves() {
     let server = hosted_server("");
     let alice = token("alice");
-    let stream = server
-        .stream(
-            &alice,
-            "threads.create",
-            json!({ "input": input("image a cat") }),
-        )
-        .await;
+    let stream = create_thread(&server, &alice, "image a cat").await;
     stream.assert_answered();
     // The hosted tools follow ours, as configured.
     let request = request_for("image a cat");
@@ -150,21 +144,11 @@ async fn an_image_turn_streams_partials_then_a_stored_image_this_server_serves()
     assert_eq!(hosted_calls(&metrics, "web_search", "failed"), Some(0));
 }
 
-fn input(text: &str) -> Value {
-    json!({ "content": [{ "type": "input_text", "text": text }], "attachments": [], "inference_options": {} })
-}
-
 #[tokio::test]
 async fn a_failed_image_is_withdrawn_and_the_reason_told_in_band() {
     let server = hosted_server("");
     let alice = token("alice");
-    let stream = server
-        .stream(
-            &alice,
-            "threads.create",
-            json!({ "input": input("image fail") }),
-        )
-        .await;
+    let stream = create_thread(&server, &alice, "image fail").await;
     stream.assert_answered();
     let added = stream
         .events
@@ -209,7 +193,7 @@ async fn cancelling_mid_image_stores_only_the_cancellation_marker() {
     let mut live = server
         .open_stream(
             &alice,
-            &json!({ "type": "threads.create", "params": { "input": input("image slow") } }),
+            &json!({ "type": "threads.create", "params": { "input": text_input("image slow") } }),
         )
         .await;
     let mut seen = 0;
@@ -260,13 +244,7 @@ async fn cancelling_mid_image_stores_only_the_cancellation_marker() {
 async fn web_and_file_searches_are_workflow_tasks_with_their_sources() {
     let server = hosted_server("");
     let alice = token("alice");
-    let stream = server
-        .stream(
-            &alice,
-            "threads.create",
-            json!({ "input": input("search tide times") }),
-        )
-        .await;
+    let stream = create_thread(&server, &alice, "search tide times").await;
     stream.assert_answered();
     let workflow = stream
         .done_items()
@@ -352,13 +330,7 @@ async fn a_search_joins_the_open_reasoning_workflow_between_thoughts() {
         &[("CHATKIT__TITLES__ENABLED", "false")],
     );
     let alice = token("alice");
-    let stream = server
-        .stream(
-            &alice,
-            "threads.create",
-            json!({ "input": input("search tide times") }),
-        )
-        .await;
+    let stream = create_thread(&server, &alice, "search tide times").await;
     stream.assert_answered();
     let workflows: Vec<Value> = stream
         .done_items()
@@ -395,13 +367,7 @@ async fn a_search_joins_the_open_reasoning_workflow_between_thoughts() {
 async fn code_interpreter_shows_its_code_and_serves_the_files_it_made() {
     let server = hosted_server("");
     let alice = token("alice");
-    let stream = server
-        .stream(
-            &alice,
-            "threads.create",
-            json!({ "input": input("code print(6 * 7)") }),
-        )
-        .await;
+    let stream = create_thread(&server, &alice, "code print(6 * 7)").await;
     stream.assert_answered();
     let workflow = stream
         .done_items()
@@ -521,7 +487,8 @@ async fn an_image_made_on_one_instance_is_read_through_the_other_behind_nginx() 
     let nginx = crate::cluster_nginx::start_nginx(&nodes.iter().collect::<Vec<_>>()).await;
     let http = reqwest::Client::new();
     let alice = token("alice");
-    let body = json!({ "type": "threads.create", "params": { "input": input("image a harbour") } });
+    let body =
+        json!({ "type": "threads.create", "params": { "input": text_input("image a harbour") } });
     let stream = post_stream(&http, &nginx.url, &alice, &body)
         .await
         .expect("answered through nginx");

@@ -187,15 +187,8 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
+    use crate::actors::turn::question_desk::tests::question;
     use crate::deadline::Deadline;
-
-    fn question(id: &str) -> ThreadItem {
-        serde_json::from_value(serde_json::json!({
-            "id": id, "thread_id": "thr_1", "created_at": "2025-01-01T00:00:00",
-            "type": "structured_input", "inputs": []
-        }))
-        .unwrap()
-    }
 
     #[test]
     fn a_wait_ends_answered_or_skipped_for_a_reason() {

@@ -88,10 +88,11 @@ impl QuestionDesk {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn question(id: &str) -> ThreadItem {
+    /// A pending question with no inputs (for the desk's and the asking turn's tests).
+    pub(in crate::actors::turn) fn question(id: &str) -> ThreadItem {
         serde_json::from_value(serde_json::json!({
             "id": id, "thread_id": "thr_1", "created_at": "2025-01-01T00:00:00",
             "type": "structured_input", "inputs": []
