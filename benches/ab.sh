@@ -50,14 +50,24 @@ start_mock "$TOKENS" 0 1
 start_pg
 [[ $MCP -eq 0 ]] || attach_test_mcp_server
 
+# The server's context switches so far (voluntary and not, all its threads): a cross-thread
+# wake-up costs one, so switches per turn count the hops a turn makes between threads.
+context_switches() { # context_switches PID
+  cat /proc/"$1"/task/*/status 2>/dev/null |
+    awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 run_side() { # run_side NAME BIN [VAR=VALUE...]
   local name="$1" bin="$2"
   shift 2
   CK_BIN="$bin" start_chatkit "$name" "$@"
+  local switches_before
+  switches_before="$(context_switches "$CK_PID")"
   "$BIN/chatkit-load" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
     --new-thread-ratio "$NEW_RATIO" --timeout 60 --label "$name" --json "$RUNS/$name.json" \
     --server-pid "$CK_PID" --url "$CK_URL/chatkit" --jwt-secret "$JWT_SECRET" \
     --pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID" >&2
+  echo $(($(context_switches "$CK_PID") - switches_before)) >"$RUNS/$name.switches"
   stop_pid "$CK_PID" 20; forget_pid "$CK_PID"
 }
 
@@ -66,20 +76,24 @@ for ((r = 1; r <= ROUNDS; r++)); do
   run_side "b$r" "$BIN/chatkit-rs" ${B_ENV[@]+"${B_ENV[@]}"}
 done
 
-summary() { # summary FILE: turns/s, ttft p50, ttft p99, turn p50, turn p99, server cpu ms/turn
-  jq -r '[.turns.per_sec, .ttft_ms.p50, .ttft_ms.p99, .turn_ms.p50, .turn_ms.p99,
-          .processes.server.cpu_ms_per_turn] | @tsv' "$1"
+summary() { # summary NAME: turns/s, ttft p50, ttft p99, turn p50, turn p99, server cpu ms/turn,
+  #                server context switches per turn (warm-up and window)
+  jq -r --argjson sw "$(cat "$RUNS/$1.switches")" \
+    '[.turns.per_sec, .ttft_ms.p50, .ttft_ms.p99, .turn_ms.p50, .turn_ms.p99,
+      .processes.server.cpu_ms_per_turn,
+      ($sw / ([.turns.completed + .turns.warmup_completed, 1] | max) * 100 | round / 100)] | @tsv' \
+    "$RUNS/$1.json"
 }
 {
   echo "# A/B: baseline vs this tree ($(date -u +%Y-%m-%dT%H:%M:%SZ), $(cd "$REPO_DIR" && git rev-parse --short HEAD))"
   echo
   echo "A = \`$BASELINE\`${A_ENV[*]+ with ${A_ENV[*]}}, B = this tree${B_ENV[*]+ with ${B_ENV[*]}}. chatkit-load --concurrency $CONCURRENCY --duration $DURATION --warmup $WARMUP --new-thread-ratio $NEW_RATIO; mock $TOKENS tokens; Postgres as compare.sh."
   echo
-  echo "| run | turns/s | first delta p50 ms | p99 ms | whole turn p50 ms | p99 ms | server CPU ms/turn |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| run | turns/s | first delta p50 ms | p99 ms | whole turn p50 ms | p99 ms | server CPU ms/turn | server context switches/turn |"
+  echo "|---|---|---|---|---|---|---|---|"
   for ((r = 1; r <= ROUNDS; r++)); do
     for side in a b; do
-      printf '| %s%s | %s |\n' "$side" "$r" "$(summary "$RUNS/$side$r.json" | sed 's/\t/ | /g')"
+      printf '| %s%s | %s |\n' "$side" "$r" "$(summary "$side$r" | sed 's/\t/ | /g')"
     done
   done
   for side in a b; do

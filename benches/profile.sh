@@ -78,4 +78,6 @@ flat_report "$BENCH_TMP/db.data" 60 --no-children -g none >"$OUT/profile-db$TAG.
 if [[ $CALLERS -eq 1 ]]; then
   flat_report "$BENCH_TMP/server.data" 1500 --children -g none >"$OUT/profile-server-callers$TAG.txt"
 fi
-log "wrote $OUT/profile-server.txt and $OUT/profile-db.txt"
+# PROFILE_KEEP=DIR keeps the recordings, for `perf report -i DIR/server.data -S SYMBOL -g caller`.
+[[ -z "${PROFILE_KEEP:-}" ]] || { mkdir -p "$PROFILE_KEEP" && cp "$BENCH_TMP"/*.data "$PROFILE_KEEP"/; }
+log "wrote $OUT/profile-server$TAG.txt and $OUT/profile-db$TAG.txt"

@@ -1,12 +1,14 @@
-//! The model client: OpenAI-compatible Chat Completions streaming through async-openai, with
-//! our own lenient chunk types (the `byot` API), because compatible providers send values the
-//! strict types reject (e.g. `finish_reason: ""`).
+//! The model client: OpenAI-compatible Chat Completions and Responses streaming, with our own
+//! lenient chunk types, because compatible providers send values the strict types reject (e.g.
+//! `finish_reason: ""`). Requests go through async-openai's transport (its URLs, headers and
+//! retries); the event stream is read by `sse.rs`.
 
 mod history;
 mod hosted_events;
 mod pick;
 mod responses;
 mod responses_request;
+mod sse;
 mod traced;
 mod transcription;
 mod transport;
@@ -45,6 +47,12 @@ pub enum ModelError {
     Timeout(Duration),
     #[error("model sent something unexpected: {0}")]
     Protocol(String),
+}
+
+impl From<OpenAIError> for ModelError {
+    fn from(error: OpenAIError) -> Self {
+        map_error(error)
+    }
 }
 
 /// One step of a model response.
@@ -132,6 +140,8 @@ impl ModelCatalog {
 #[derive(Clone)]
 pub struct ModelClient {
     client: Client<OpenAIConfig>,
+    /// Streamed answers (`None` when the base URL is no URL: every stream fails then).
+    streams: Option<transport::StreamRequests>,
     settings: std::sync::Arc<ModelSettings>,
 }
 
@@ -155,6 +165,7 @@ impl ModelClient {
         // would panic in the same case.
         let http = http.build().expect("the HTTP client for the model starts");
         ModelClient {
+            streams: transport::StreamRequests::new(http.clone(), &config),
             // `build` reuses our HTTP client for building requests (no second client, with
             // its TLS set-up, made only to be replaced); the service executes them.
             client: Client::build(http.clone(), config)
@@ -224,9 +235,12 @@ impl ModelClient {
         if self.settings.api == ModelApi::Responses {
             let request =
                 responses_request::request(&self.settings, messages, tools, hosted, forced);
-            let responses = self.client.responses();
-            let started = responses.create_stream_byot::<_, responses::StreamEvent>(request);
-            return Ok(events_of(within(timeout, started).await?, timeout));
+            let started = self.post_stream(transport::StreamApi::Responses, &request);
+            let response = within(timeout, started).await?;
+            return Ok(events_of(
+                sse::chunks::<responses::StreamEvent>(response),
+                timeout,
+            ));
         }
         let request = wire::ChatRequest {
             model: &self.settings.name,
@@ -238,21 +252,37 @@ impl ModelClient {
             ),
             reasoning_effort: self.settings.reasoning_effort,
         };
-        let chat = self.client.chat();
-        let started = chat.create_stream_byot::<_, wire::Chunk>(request);
-        Ok(events_of(within(timeout, started).await?, timeout))
+        let started = self.post_stream(transport::StreamApi::ChatCompletions, &request);
+        let response = within(timeout, started).await?;
+        Ok(events_of(sse::chunks::<wire::Chunk>(response), timeout))
+    }
+
+    async fn post_stream(
+        &self,
+        api: transport::StreamApi,
+        request: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, ModelError> {
+        let Some(streams) = &self.streams else {
+            return Err(ModelError::Unreachable(format!(
+                "{} is not a URL",
+                self.settings.base_url
+            )));
+        };
+        let body = serde_json::to_vec(request)
+            .map_err(|e| ModelError::Protocol(format!("cannot encode the request: {e}")))?;
+        streams.post(api, body.into()).await
     }
 }
 
 /// A started response within `timeout` (the wait for its headers).
-async fn within<T>(
+async fn within<T, E: Into<ModelError>>(
     timeout: Duration,
-    started: impl std::future::Future<Output = Result<T, OpenAIError>>,
+    started: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, ModelError> {
     tokio::time::timeout(timeout, started)
         .await
         .map_err(|_| ModelError::Timeout(timeout))?
-        .map_err(map_error)
+        .map_err(Into::into)
 }
 
 /// A streamed response's pieces (Chat Completions chunks, Responses events) as events.
@@ -263,7 +293,7 @@ pub(crate) trait IntoEvents {
 /// The events of a started response: each wait bounded by `timeout`; after the finish, the
 /// rest of the body is read (briefly) rather than dropped.
 fn events_of<C: IntoEvents + Send + 'static>(
-    started: Pin<Box<dyn Stream<Item = Result<C, OpenAIError>> + Send>>,
+    started: sse::ChunkStream<C>,
     timeout: Duration,
 ) -> ModelStream {
     let events = futures::stream::unfold(
@@ -305,7 +335,7 @@ fn events_of<C: IntoEvents + Send + 'static>(
                     Ok(Some(Err(_))) if state.finished => return None,
                     Ok(Some(Err(e))) => {
                         state.failed = true;
-                        return Some((Err(map_stream_error(e)), state));
+                        return Some((Err(e), state));
                     }
                     Ok(Some(Ok(chunk))) => {
                         // Chunks after the finish reason (usage, say) carry no events.
@@ -324,7 +354,7 @@ fn events_of<C: IntoEvents + Send + 'static>(
 const DRAIN_AFTER_FINISH: Duration = Duration::from_secs(1);
 
 struct StreamState<C> {
-    inner: Pin<Box<dyn Stream<Item = Result<C, OpenAIError>> + Send>>,
+    inner: sse::ChunkStream<C>,
     queued: std::collections::VecDeque<ModelEvent>,
     failed: bool,
     finished: bool,
@@ -367,13 +397,5 @@ fn map_error(error: OpenAIError) -> ModelError {
         OpenAIError::StreamError(e) => ModelError::Interrupted(e.to_string()),
         OpenAIError::JSONDeserialize(e, _) => ModelError::Protocol(e.to_string()),
         other => ModelError::Protocol(other.to_string()),
-    }
-}
-
-/// A failure once the stream runs: a broken connection is an interruption.
-fn map_stream_error(error: OpenAIError) -> ModelError {
-    match error {
-        OpenAIError::Reqwest(e) => ModelError::Interrupted(e.to_string()),
-        other => map_error(other),
     }
 }

@@ -10,6 +10,10 @@
 //! dropped earlier (a cancelled turn) is still aborted at once.
 //!
 //! With traces on, each request carries the `traceparent` of the model call's span.
+//!
+//! Streamed answers are asked for here ([`StreamRequests`]) and read by `sse.rs`; other calls
+//! (files, containers, transcriptions) go through async-openai's client over the same
+//! transport.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -31,10 +35,82 @@ pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("
 
 /// async-openai's default transport (`ReqwestService` under `OpenAIRetryLayer::default()`),
 /// with [`FinishOnDrop`] bodies.
-pub(super) fn transport(
-    client: reqwest::Client,
-) -> async_openai::middleware::retry::OpenAIRetry<FinishingService> {
+pub(super) type Transport = async_openai::middleware::retry::OpenAIRetry<FinishingService>;
+
+pub(super) fn transport(client: reqwest::Client) -> Transport {
     OpenAIRetryLayer::default().layer(FinishingService { client })
+}
+
+/// Which streaming API a request is for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum StreamApi {
+    ChatCompletions,
+    Responses,
+}
+
+/// Asks for streamed answers: async-openai's URLs and headers (`OpenAIConfig`: base URL,
+/// key) and its retries (429 and 5xx before the answer starts), over [`Transport`].
+#[derive(Clone)]
+pub(super) struct StreamRequests {
+    http: reqwest::Client,
+    transport: Transport,
+    chat_url: reqwest::Url,
+    responses_url: reqwest::Url,
+    headers: http::HeaderMap,
+}
+
+impl StreamRequests {
+    /// `None` when the configured base URL does not make a URL.
+    pub fn new(
+        http: reqwest::Client,
+        config: &async_openai::config::OpenAIConfig,
+    ) -> Option<StreamRequests> {
+        use async_openai::config::Config;
+        let mut headers = config.headers();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Some(StreamRequests {
+            transport: transport(http.clone()),
+            http,
+            chat_url: reqwest::Url::parse(&config.url("/chat/completions")).ok()?,
+            responses_url: reqwest::Url::parse(&config.url("/responses")).ok()?,
+            headers,
+        })
+    }
+
+    /// POSTs `body` (JSON) to `api`; the response once its status says success, else the
+    /// failure (a refusal by its status).
+    pub async fn post(
+        &self,
+        api: StreamApi,
+        body: Bytes,
+    ) -> Result<reqwest::Response, super::ModelError> {
+        let url = match api {
+            StreamApi::ChatCompletions => self.chat_url.clone(),
+            StreamApi::Responses => self.responses_url.clone(),
+        };
+        let (http, headers) = (self.http.clone(), self.headers.clone());
+        let request = HttpRequestFactory::new(move || {
+            let request = http
+                .post(url.clone())
+                .headers(headers.clone())
+                .body(body.clone())
+                .build()
+                .map_err(OpenAIError::Reqwest);
+            std::future::ready(request)
+        });
+        let mut transport = self.transport.clone();
+        std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut transport, cx)).await?;
+        let response = tower_service::Service::call(&mut transport, request).await?;
+        match response.status() {
+            status if status.is_success() => Ok(response),
+            status => Err(super::ModelError::Http {
+                status: status.as_u16(),
+            }),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
