@@ -105,17 +105,23 @@ fn generated_image(item: &GeneratedImageItem) -> Option<ChatMessage> {
 
 /// The model input for a thread: the instructions, then the items in order. Pending client
 /// tool calls are skipped; completed ones become a call + output pair (protocol §6.3).
-pub fn history_messages(instructions: &str, items: &[ThreadItem]) -> Vec<ChatMessage> {
-    let mut messages = Vec::with_capacity(items.len() + 1);
+pub fn history_messages<'a, I>(instructions: &str, items: I) -> Vec<ChatMessage>
+where
+    I: IntoIterator<Item = &'a ThreadItem>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let items = items.into_iter();
+    let count = items.len();
+    let mut messages = Vec::with_capacity(count + 1);
     if !instructions.is_empty() {
         messages.push(ChatMessage::System {
             content: instructions.to_string(),
         });
     }
-    for (index, item) in items.iter().enumerate() {
+    for (index, item) in items.enumerate() {
         match &item.body {
             ItemBody::UserMessage(m) => {
-                let is_last = index + 1 == items.len();
+                let is_last = index + 1 == count;
                 messages.extend(user_message(m, is_last));
             }
             ItemBody::AssistantMessage(m) => messages.push(ChatMessage::Assistant {

@@ -2,6 +2,8 @@
 //! what to write before anything streams, what to announce once it committed, and what the
 //! model sees. A pure function: the actor runs the plan, tests read it.
 
+use std::borrow::Cow;
+
 use crate::error::{EngineError, InactiveStatus};
 use crate::ids::{prefix, ItemId};
 use crate::model::history_messages;
@@ -69,7 +71,10 @@ pub(crate) fn plan_turn(
         action: None,
         creates_thread: false,
     };
-    let mut model_items: Vec<ThreadItem> = thread.history.clone();
+    // Borrowed from the thread's history (a turn's new or changed items owned): the model's
+    // input is built from them without copying the history first.
+    let mut model_items: Vec<Cow<'_, ThreadItem>> =
+        thread.history.iter().map(Cow::Borrowed).collect();
     match input {
         TurnInput::UserMessage(NewMessage { input, attachments })
             if is_resend_of_unanswered(thread, &input, &attachments) =>
@@ -98,7 +103,7 @@ pub(crate) fn plan_turn(
             plan.action = Some(PlannedAction {
                 sender,
                 action: *action,
-                history: model_items.clone(),
+                history: model_items.iter().map(|i| i.clone().into_owned()).collect(),
                 history_limit: settings.history_limit,
             });
         }
@@ -130,7 +135,7 @@ fn plan_message(
     NewMessage { input, attachments }: NewMessage,
     settings: &PlanSettings,
     plan: &mut TurnPlan,
-    model_items: &mut Vec<ThreadItem>,
+    model_items: &mut Vec<Cow<'_, ThreadItem>>,
 ) -> Result<(), EngineError> {
     refuse_inactive(&thread.meta.status)?;
     let attachments: Vec<Attachment> = attachments
@@ -174,7 +179,7 @@ fn plan_message(
         .push(ThreadStreamEvent::ItemDone { item: item.clone() });
     plan.title_from = title_from(thread, &item, settings);
     plan.last_created_at = Some(item.created_at);
-    model_items.push(item.clone());
+    model_items.push(Cow::Owned(item.clone()));
     plan.prelude_items.push(item);
     Ok(())
 }
@@ -185,7 +190,7 @@ fn plan_tool_output(
     thread: &LoadedThread,
     result: serde_json::Value,
     plan: &mut TurnPlan,
-    model_items: &mut Vec<ThreadItem>,
+    model_items: &mut Vec<Cow<'_, ThreadItem>>,
 ) -> Result<(), EngineError> {
     refuse_inactive(&thread.meta.status)?;
     let position = awaiting_client_tool_output(&thread.history).ok_or_else(|| {
@@ -212,7 +217,7 @@ fn plan_tool_output(
         });
     }
     if let Some(call) = model_items.iter_mut().find(|i| i.id == completed.id) {
-        *call = completed.clone();
+        *call = Cow::Owned(completed.clone());
     }
     model_items.retain(|i| !stale.contains(&i.id));
     plan.removed_ids = stale;
@@ -245,7 +250,7 @@ fn plan_retry(
     thread: &LoadedThread,
     item_id: &crate::ids::ItemId,
     plan: &mut TurnPlan,
-    model_items: &mut Vec<ThreadItem>,
+    model_items: &mut Vec<Cow<'_, ThreadItem>>,
 ) -> Result<(), EngineError> {
     let position = thread
         .history
@@ -273,9 +278,14 @@ fn plan_retry(
 
 /// The model's input (the newest `history_limit` items) and the inference options of the
 /// newest user message among them.
-fn plan_model_input(plan: &mut TurnPlan, model_items: &[ThreadItem], settings: &PlanSettings) {
+fn plan_model_input(
+    plan: &mut TurnPlan,
+    model_items: &[Cow<'_, ThreadItem>],
+    settings: &PlanSettings,
+) {
     let skip = model_items.len().saturating_sub(settings.history_limit);
-    plan.model_input = history_messages(settings.instructions, &model_items[skip..]);
+    let newest = model_items[skip..].iter().map(|item| &**item);
+    plan.model_input = history_messages(settings.instructions, newest);
     plan.inference = model_items
         .iter()
         .rev()
