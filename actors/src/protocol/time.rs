@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, NaiveDateTime, SubsecRound, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, SubsecRound, Timelike, Utc};
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 /// A point in time with microsecond precision, serialized offset-less (protocol §1.5).
@@ -70,7 +70,23 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S"))?;
+        let (date, time) = (self.0.date(), self.0.time());
+        // Written field by field: `format("%Y-…")` parses its pattern on every call (a turn
+        // writes a dozen timestamps). Years beyond four digits keep chrono's signed form.
+        if (0..=9999).contains(&date.year()) {
+            write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                date.year(),
+                date.month(),
+                date.day(),
+                time.hour(),
+                time.minute(),
+                time.second()
+            )?;
+        } else {
+            write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S"))?;
+        }
         let micros = self.0.nanosecond() / 1_000;
         if micros != 0 {
             write!(f, ".{micros:06}")?;
@@ -113,6 +129,25 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_each_field_as_chrono_formats_it() {
+        let seconds = [
+            -62_135_596_800.0, // 0001-01-01
+            -62_167_219_200.0, // 0000-01-01
+            -1.5,
+            0.0,
+            951_782_400.000_001, // 2000-02-29
+            1_767_225_599.999_999,
+            253_402_300_799.0, // 9999-12-31T23:59:59
+            253_402_300_800.0, // 10000-01-01
+        ];
+        for s in seconds {
+            let t = Timestamp::from_unix_seconds(s).unwrap();
+            let chrono = t.0.format("%Y-%m-%dT%H:%M:%S").to_string();
+            assert!(t.to_string().starts_with(&chrono), "{t} vs {chrono}");
+        }
+    }
 
     #[test]
     fn formats_like_pydantic() {
