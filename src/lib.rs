@@ -11,6 +11,7 @@
 //!
 //! The engine (actors, store, protocol) lives in the `chatkit-actors` crate.
 
+pub mod allocator;
 pub mod auth;
 pub mod cli;
 pub mod embedded_pg;
