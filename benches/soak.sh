@@ -51,12 +51,17 @@ CHATKIT_ARGS="--config $BENCH_TMP/soak.toml" start_chatkit soak \
   CHATKIT__LIMITS__MAX_OPEN_STREAMS=100000
 
 SAMPLES="$OUT/soak-samples.tsv"
-echo -e "secs\trss_kib\tfds" >"$SAMPLES"
+echo -e "secs\trss_kib\tfds\tlive_actors" >"$SAMPLES"
+METRICS_URL="$(sed -n 's/^metrics on //p' "$BENCH_TMP/logs/chatkit-soak.out" | head -1)"
+live_actors() { # the server's live thread actors (its metrics), or ? when unreadable
+  { curl -s --max-time 2 "$METRICS_URL" 2>/dev/null || true; } |
+    awk '/^chatkit_live_thread_actors / {n = $2} END {print (n == "" ? "?" : n)}'
+}
 T0=$(date +%s)
 ( while kill -0 "$CK_PID" 2>/dev/null; do
-    printf '%s\t%s\t%s\n' "$(($(date +%s) - T0))" \
+    printf '%s\t%s\t%s\t%s\n' "$(($(date +%s) - T0))" \
       "$(awk '/VmRSS/ {print $2}' "/proc/$CK_PID/status" 2>/dev/null || echo 0)" \
-      "$(ls "/proc/$CK_PID/fd" 2>/dev/null | wc -l)" >>"$SAMPLES"
+      "$(ls "/proc/$CK_PID/fd" 2>/dev/null | wc -l)" "$(live_actors)" >>"$SAMPLES"
     sleep 10
   done ) &
 SAMPLER=$!
@@ -77,8 +82,8 @@ server_alive soak "$CK_PID" "$BENCH_TMP/logs/chatkit-soak.err" || die "chatkit-r
   echo
   echo "$MINUTES minutes at $RATE turns/s offered (Poisson, $USERS users): new threads $NEW_RATIO, tool turns $TOOL_RATIO (tests/mcp-tasks over MCP), cancellations $CANCEL_RATIO (client leaves after the first delta), idle actors retire after 30 s; Postgres $(pg_durability). Graph: soak-latest.svg."
   echo
-  echo "| minute | completed turns/s | cancelled | errors | first delta p50 / p99 ms | whole turn p50 / p99 ms | RSS at end MiB | open fds at end | CPU stolen by the host % |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| minute | completed turns/s | cancelled | errors | first delta p50 / p99 ms | whole turn p50 / p99 ms | RSS at end MiB | open fds at end | live thread actors at end | CPU stolen by the host % |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   for ((m = 1; m <= MINUTES; m++)); do
     f="$RUNS/minute-$m.json"
     [[ -s "$f" ]] || { echo "| $m | – | – | – | – | – | – | – | – |"; continue; }
@@ -86,8 +91,9 @@ server_alive soak "$CK_PID" "$BENCH_TMP/logs/chatkit-soak.err" || die "chatkit-r
     sample="$(awk -F'\t' -v s="$secs" 'NR > 1 && $1 <= s + 5 {last = $0} END {print last}' "$SAMPLES")"
     rss="$(echo "$sample" | awk -F'\t' '{printf "%.1f", $2 / 1024}')"
     fds="$(echo "$sample" | awk -F'\t' '{print $3}')"
-    jq -r --arg m "$m" --arg rss "$rss" --arg fds "$fds" '
-      "| \($m) | \(.turns.per_sec) | \(.turns.cancelled // 0) | \(.turns.errors) | \(.ttft_ms.p50) / \(.ttft_ms.p99) | \(.turn_ms.p50) / \(.turn_ms.p99) | \($rss) | \($fds) | \(.machine_cpu_steal_pct // "?") |"' "$f"
+    live="$(echo "$sample" | awk -F'\t' '{print $4}')"
+    jq -r --arg m "$m" --arg rss "$rss" --arg fds "$fds" --arg live "$live" '
+      "| \($m) | \(.turns.per_sec) | \(.turns.cancelled // 0) | \(.turns.errors) | \(.ttft_ms.p50) / \(.ttft_ms.p99) | \(.turn_ms.p50) / \(.turn_ms.p99) | \($rss) | \($fds) | \($live) | \(.machine_cpu_steal_pct // "?") |"' "$f"
   done
   echo
   echo "Errors by kind over the whole soak (chatkit-load's kinds: \`http:<status>:<code>\`, \`inband:<code>\`, \`transport:…\`), with one sample each:"

@@ -12,7 +12,7 @@ def load(samples_path, runs_dir, minutes):
     with open(samples_path) as f:
         next(f)
         for line in f:
-            secs, rss, fds = line.split("\t")
+            secs, rss, fds = line.split("\t")[:3]
             samples.append((int(secs) / 60.0, int(rss) / 1024.0, int(fds)))
     minutes_rows = []
     for m in range(1, minutes + 1):
