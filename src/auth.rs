@@ -1,6 +1,7 @@
 //! Bearer JWT verification. The algorithm is pinned by configuration (the token's header is
 //! never trusted to choose it), `exp` and `sub` are required, `aud`/`iss` are checked when
-//! configured. The user id is `sub`; nothing else identifies a caller.
+//! configured. The user id is `sub`; nothing else identifies a caller. A token verified a moment
+//! ago is not verified again (`verified_tokens.rs`).
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use serde::Deserialize;
 
 use crate::jwks::JwksCache;
 use crate::settings::AuthSettings;
+use crate::verified_tokens::{Verified, VerifiedTokens};
 
 /// The authenticated caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +58,7 @@ pub struct Authenticator {
     settings: AuthSettings,
     validation: Validation,
     keys: KeySource,
+    verified: Arc<VerifiedTokens>,
 }
 
 impl Authenticator {
@@ -82,6 +85,7 @@ impl Authenticator {
             (None, None) => unreachable!("settings validation requires a key or a JWKS URL"),
         };
         Authenticator {
+            verified: Arc::new(VerifiedTokens::new(settings.leeway_secs)),
             settings,
             validation,
             keys,
@@ -110,6 +114,19 @@ impl Authenticator {
         if token.is_empty() {
             return Err(AuthError::Invalid);
         }
+        let verified = match self.verified.get(token) {
+            Some(verified) => verified,
+            None => self.verify(token).await?,
+        };
+        Ok(Caller {
+            user_id: verified.user_id,
+            is_admin: verified.is_admin,
+            token: BearerToken::new(token),
+        })
+    }
+
+    /// The full check of `token`: its key, signature and claims; kept when it passes.
+    async fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let key = match &self.keys {
             KeySource::Static(key) => key.clone(),
             KeySource::Jwks(cache) => {
@@ -131,12 +148,22 @@ impl Authenticator {
                 .any(|v| v.as_str() == Some(self.settings.admin_value.as_str())),
             _ => false,
         };
-        Ok(Caller {
-            user_id,
-            is_admin,
-            token: BearerToken::new(token),
-        })
+        let verified = Verified { user_id, is_admin };
+        // `exp` is required and checked above; a fraction counts down, never up.
+        if let Some(expires) = data.claims.other.get("exp").and_then(unix_seconds) {
+            self.verified.put(token, verified.clone(), expires);
+        }
+        Ok(verified)
     }
+}
+
+fn unix_seconds(value: &serde_json::Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| *f >= 0.0)
+            .map(|f| f.floor() as u64)
+    })
 }
 
 /// Mints an HS token for local development (`POST /dev/token`).

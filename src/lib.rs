@@ -20,3 +20,4 @@ pub mod jwks;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;
+pub mod verified_tokens;

@@ -402,7 +402,53 @@ async function questions({ page, shot }) {
   await shot("questions-3-after-reload");
 }
 
-const scenarios = { basics, attachments, reasoning, widgets, hosted, questions };
+// With `stream.on_disconnect = "finish"`: a reload in the middle of an answer loses nothing.
+async function reload({ page, shot }) {
+  step("open");
+  await signIn(page, "reload-user");
+
+  step("a slow answer streams");
+  await page.getByTestId("message").fill("slow 40");
+  await page.getByTestId("send").click();
+  await page.waitForFunction(() => {
+    const el = document.querySelector('[data-testid="assistant_message"]');
+    return el && el.textContent.includes("tok2") && !el.textContent.includes("tok39");
+  });
+  await shot("reload-1-streaming");
+
+  step("reload mid-answer; the turn runs on without the page");
+  await page.reload();
+  await openFirstThread(page);
+  await page.locator('[data-testid="user_message"]', { hasText: "slow 40" }).waitFor();
+  const partial = await page.locator('[data-testid="assistant_message"]').count();
+  await shot("reload-2-reopened");
+
+  step("the whole answer is there once the turn ends");
+  for (let tries = 0; ; tries++) {
+    const whole = page.locator('[data-testid="assistant_message"]', { hasText: "tok39" });
+    if (await whole.count()) break;
+    if (tries >= 100) throw new Error("the answer never completed after the reload");
+    await page.waitForTimeout(100);
+    await openFirstThread(page);
+  }
+  const text = await page.locator('[data-testid="assistant_message"]').first().textContent();
+  if (!text.startsWith("tok0 tok1") || !text.endsWith("tok39")) throw new Error("the answer: " + text);
+  const answers = await page.locator('[data-testid="assistant_message"]').count();
+  if (answers !== 1) throw new Error(answers + " answers shown (the reopened page had " + partial + ")");
+  await shot("reload-3-whole-answer");
+
+  step("the thread goes on");
+  await page.getByTestId("message").fill("thanks");
+  await page.getByTestId("send").click();
+  await page.waitForFunction(() => {
+    const answers = document.querySelectorAll('[data-testid="assistant_message"]');
+    return answers.length === 2 && answers[1].textContent === "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7"
+      && !document.getElementById("send").disabled;
+  });
+  await shot("reload-4-next-turn");
+}
+
+const scenarios = { basics, attachments, reasoning, widgets, hosted, questions, reload };
 if (!scenarios[scenarioName]) throw new Error("unknown scenario " + scenarioName);
 
 const browser = await chromium.launch({

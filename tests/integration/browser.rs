@@ -125,6 +125,27 @@ fn playground_answers_the_models_questions_in_a_form() {
     );
 }
 
+/// Issue 26: with `stream.on_disconnect = "finish"` a reload in the middle of an answer finds
+/// the whole answer once the turn ends, and the thread goes on.
+#[test]
+fn playground_reloaded_mid_answer_finds_the_whole_answer() {
+    let server = TestServer::start_with(&[
+        ("CHATKIT__SERVER__MODE", "development"),
+        ("CHATKIT__TITLES__ENABLED", "false"),
+        ("CHATKIT__STREAM__ON_DISCONNECT", "finish"),
+    ]);
+    run_playground_on(
+        &server,
+        "reload",
+        &[
+            "reload-1-streaming",
+            "reload-2-reopened",
+            "reload-3-whole-answer",
+            "reload-4-next-turn",
+        ],
+    );
+}
+
 /// The model picker's choices (issue 16).
 const TWO_MODELS: &str = r#"
 [[models]]

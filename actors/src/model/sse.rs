@@ -6,13 +6,13 @@
 //! for an 8-token reply, `benches/results/profile-server-s9.txt`); this reads the same events
 //! on the turn's own task. Lines end in LF, CRLF or CR; `data` lines of one event are joined
 //! with LF; comments, `id`, `retry` and `event: keepalive` events are skipped; `[DONE]` ends the
-//! events, the body is then read to its end (so an HTTP/2 stream is not reset, see
-//! `transport.rs`).
+//! events, and the end of the body is taken if it is already there (else `transport.rs` reads
+//! it in the background, so an HTTP/2 stream is not reset).
 
 use std::pin::Pin;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 
 use super::ModelError;
@@ -46,7 +46,18 @@ pub(super) fn chunks<C: DeserializeOwned + Send + 'static>(
             if state.ended {
                 return None;
             }
-            match state.body.next().await {
+            let next = if state.done {
+                // After `[DONE]` only the end of the body is left: taken when it is already
+                // here, else left to `transport::FinishOnDrop` (a provider that keeps the
+                // body open must not hold the turn).
+                match state.body.next().now_or_never() {
+                    Some(next) => next,
+                    None => return None,
+                }
+            } else {
+                state.body.next().await
+            };
+            match next {
                 Some(Ok(bytes)) if !state.done => state.decoder.push(&bytes),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
@@ -176,6 +187,52 @@ impl SseDecoder {
 #[cfg(test)]
 mod tests {
     use super::SseDecoder;
+    use futures::StreamExt;
+
+    /// A response whose body is `parts`, then (`open`) never ends.
+    fn response(parts: &[&'static str], open: bool) -> reqwest::Response {
+        let parts: Vec<reqwest::Result<bytes::Bytes>> = parts
+            .iter()
+            .map(|p| Ok(bytes::Bytes::from_static(p.as_bytes())))
+            .collect();
+        let body = futures::stream::iter(parts);
+        let body = if open {
+            reqwest::Body::wrap_stream(body.chain(futures::stream::pending()))
+        } else {
+            reqwest::Body::wrap_stream(body)
+        };
+        http::Response::new(body).into()
+    }
+
+    async fn read_all(response: reqwest::Response) -> Vec<Result<serde_json::Value, String>> {
+        let stream = super::chunks::<serde_json::Value>(response);
+        let all = stream
+            .map(|c| c.map_err(|e| e.to_string()))
+            .collect::<Vec<_>>();
+        tokio::time::timeout(std::time::Duration::from_secs(5), all)
+            .await
+            .expect("the events end")
+    }
+
+    #[tokio::test]
+    async fn done_ends_the_chunks_even_when_the_body_stays_open() {
+        let parts = ["data: {\"a\":1}\n\nda", "ta: [DONE]\n\n"];
+        let chunks = read_all(response(&parts, true)).await;
+        assert_eq!(chunks, [Ok(serde_json::json!({"a": 1}))]);
+        let chunks = read_all(response(&parts, false)).await;
+        assert_eq!(chunks, [Ok(serde_json::json!({"a": 1}))]);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_ends_without_done_ends_the_chunks_and_bad_json_is_an_error() {
+        let chunks = read_all(response(&["data: {\"a\":1}\n\ndata: {\"b\""], false)).await;
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[0], Ok(serde_json::json!({"a": 1})));
+        assert!(
+            chunks[1].as_ref().unwrap_err().contains("unexpected"),
+            "{chunks:?}"
+        );
+    }
 
     fn events(pushes: &[&[u8]], end: bool) -> Vec<String> {
         let mut decoder = SseDecoder::default();
