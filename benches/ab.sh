@@ -13,7 +13,8 @@
 #   --a-env VAR=VALUE, --b-env VAR=VALUE (repeatable)
 #               environment of one side only: one build under two settings, e.g. trace export
 #               off (B) against on or to a dead collector (A, --baseline the same binary)
-# Prints each run and the mean of each side; writes results/ab-latest.md.
+# Prints each run (turns/s, first-delta and turn latency, the server's CPU and context switches
+# per turn) and the mean of each side; writes results/ab-latest.md.
 # Example baseline: git worktree add /var/tmp/ck-base <rev> && (cd /var/tmp/ck-base &&
 #   cargo build --release --bin chatkit-rs) && cp $CARGO_TARGET_DIR/release/chatkit-rs /var/tmp/ck-base.bin
 set -euo pipefail
@@ -37,7 +38,7 @@ while [[ $# -gt 0 ]]; do
     --mcp) MCP=1; shift ;;
     --a-env) A_ENV+=("$2"); shift 2 ;;
     --b-env) B_ENV+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
