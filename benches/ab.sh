@@ -38,7 +38,7 @@ while [[ $# -gt 0 ]]; do
     --mcp) MCP=1; shift ;;
     --a-env) A_ENV+=("$2"); shift 2 ;;
     --b-env) B_ENV+=("$2"); shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
