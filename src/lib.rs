@@ -11,7 +11,6 @@
 //!
 //! The engine (actors, store, protocol) lives in the `chatkit-actors` crate.
 
-pub mod allocator;
 pub mod auth;
 pub mod cli;
 pub mod embedded_pg;

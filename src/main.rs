@@ -14,7 +14,6 @@ use chatkit_server::{auth, startup, telemetry};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    chatkit_server::allocator::tune();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
