@@ -41,6 +41,12 @@ const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR
 
 const step = (name) => console.log("step: " + name);
 
+// Types `text` into the composer and sends it.
+async function send(page, text) {
+  await page.getByTestId("message").fill(text);
+  await page.getByTestId("send").click();
+}
+
 async function signIn(page, sub) {
   await page.goto(base + "/");
   await page.getByTestId("dev-sub").fill(sub);
@@ -67,8 +73,7 @@ async function basics({ browser, page, shot }) {
   await signIn(page, "browser-user");
 
   step("send a message and watch it stream");
-  await page.getByTestId("message").fill("Hello from the browser");
-  await page.getByTestId("send").click();
+  await send(page, "Hello from the browser");
   const answer = page.locator('[data-testid="assistant_message"]');
   // Deltas arrive one by one: the text grows before it is complete.
   await answer.first().waitFor();
@@ -148,8 +153,7 @@ async function attachments({ page, shot }) {
   await shot("attachments-2-chips");
 
   step("send them and see them in the transcript");
-  await page.getByTestId("message").fill("What is in this picture?");
-  await page.getByTestId("send").click();
+  await send(page, "What is in this picture?");
   await chips.first().waitFor({ state: "detached" });
   await page.locator('[data-testid="assistant_message"]', { hasText: "tok7" }).waitFor();
   const sentImage = '[data-testid="user_message"] [data-testid="message-attachment-image"]';
@@ -204,8 +208,7 @@ async function reasoning({ page, shot }) {
 
   step("send with Deep and watch the thoughts stream");
   const sent = page.waitForRequest((r) => r.url().endsWith("/chatkit") && (r.postData() || "").includes("think about cats"));
-  await page.getByTestId("message").fill("think about cats");
-  await page.getByTestId("send").click();
+  await send(page, "think about cats");
   const options = JSON.parse((await sent).postData()).params.input.inference_options;
   if (JSON.stringify(options) !== JSON.stringify({ model: "deep" })) throw new Error("inference_options: " + JSON.stringify(options));
   await page.locator('[data-testid="reasoning"][data-state="streaming"]').waitFor();
@@ -278,8 +281,7 @@ async function widgets({ page, shot }) {
   await signIn(page, "widget-user");
 
   step("add a task (the model calls add_task) and read its id from the answer");
-  await page.getByTestId("message").fill("add task Water the plants");
-  await page.getByTestId("send").click();
+  await send(page, "add task Water the plants");
   await replyOver(page, 1);
   const added = await page.locator('[data-testid="assistant_message"]').first().textContent();
   const taskId = (/"id"\s*:\s*"([^"]+)"/.exec(added) || [])[1];
@@ -287,8 +289,7 @@ async function widgets({ page, shot }) {
 
   step("show the task's card");
   const before = await page.locator('[data-testid="widget"]').count();
-  await page.getByTestId("message").fill(`call show_task {"task_id":"${taskId}"}`);
-  await page.getByTestId("send").click();
+  await send(page, `call show_task {"task_id":"${taskId}"}`);
   await page.waitForFunction((n) => document.querySelectorAll('[data-testid="widget"]').length > n, before);
   const itemId = await page.locator('[data-testid="widget"]').nth(before).getAttribute("data-item-id");
   if (!itemId) throw new Error("the widget has no data-item-id");
@@ -332,8 +333,7 @@ async function hosted({ page, shot }) {
   await signIn(page, "hosted-user");
 
   step("an image: a partial image first, then the final one from this server");
-  await page.getByTestId("message").fill("image a lighthouse");
-  await page.getByTestId("send").click();
+  await send(page, "image a lighthouse");
   await imageLoaded(page, '[data-testid="generated_image"][data-state="partial"] img');
   const partial = await page.locator('[data-testid="generated_image"] img').getAttribute("src");
   if (!partial.startsWith("data:image/png;base64,")) throw new Error("partial image: " + partial.slice(0, 40));
@@ -346,13 +346,11 @@ async function hosted({ page, shot }) {
 
   step("a web search and a file search: their steps, sources and citations");
   await page.waitForFunction(() => !document.getElementById("send").disabled);
-  await page.getByTestId("message").fill("search tide times");
-  await page.getByTestId("send").click();
+  await send(page, "search tide times");
   await stepShown(page, "web_search", "Searched the web: tide times ✓", "https://example.com/source");
   await page.locator('[data-testid="citation"]', { hasText: "Example source" }).waitFor();
   await page.waitForFunction(() => !document.getElementById("send").disabled);
-  await page.getByTestId("message").fill("files tide tables");
-  await page.getByTestId("send").click();
+  await send(page, "files tide tables");
   await stepShown(page, "file", "Searched files: tide tables ✓", "tides.pdf");
   await page.locator('[data-testid="citation"]', { hasText: "tides.pdf" }).waitFor();
   await shot("hosted-3-searches");
@@ -373,8 +371,7 @@ async function questions({ page, shot }) {
   await signIn(page, "question-user");
 
   step("the model asks: a form with choices and free text");
-  await page.getByTestId("message").fill("ask me");
-  await page.getByTestId("send").click();
+  await send(page, "ask me");
   const form = page.locator('[data-testid="structured_input"]');
   await form.getByTestId("questions-send").waitFor();
   await page.waitForFunction(() => !document.getElementById("send").disabled);
@@ -408,8 +405,7 @@ async function reload({ page, shot }) {
   await signIn(page, "reload-user");
 
   step("a slow answer streams");
-  await page.getByTestId("message").fill("slow 40");
-  await page.getByTestId("send").click();
+  await send(page, "slow 40");
   await page.waitForFunction(() => {
     const el = document.querySelector('[data-testid="assistant_message"]');
     return el && el.textContent.includes("tok2") && !el.textContent.includes("tok39");
@@ -438,8 +434,7 @@ async function reload({ page, shot }) {
   await shot("reload-3-whole-answer");
 
   step("the thread goes on");
-  await page.getByTestId("message").fill("thanks");
-  await page.getByTestId("send").click();
+  await send(page, "thanks");
   await page.waitForFunction(() => {
     const answers = document.querySelectorAll('[data-testid="assistant_message"]');
     return answers.length === 2 && answers[1].textContent === "tok0 tok1 tok2 tok3 tok4 tok5 tok6 tok7"
