@@ -72,6 +72,8 @@ pub struct ToolCatalog {
     entries: Mutex<Entries>,
     /// Random per process, so fingerprints mean nothing outside it.
     hasher: RandomState,
+    /// The offer built from the lists last offered, shared by every thread.
+    pub offers: super::OfferMemo,
 }
 
 #[derive(Default)]

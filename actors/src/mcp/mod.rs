@@ -36,8 +36,7 @@ use catalog::ToolList;
 pub use elicitation::{ElicitAnswer, Elicitation, QuestionRoute, RouteGuard};
 pub use form::{content_from_answers, form_from_schema};
 pub use health::ServerHealth;
-use offer::build_offer;
-pub use offer::{OfferedTool, OfferedTools};
+pub use offer::{OfferMemo, OfferedTool, OfferedTools};
 use progress::call_with_progress;
 use session_events::SessionEvents;
 use traced_client::TracedClient;
@@ -177,7 +176,7 @@ impl McpSessions {
                 offered.clone()
             }
             _ => {
-                let offered = build_offer(&answered, &lists);
+                let offered = self.catalog.offers.offer(&answered, &lists);
                 self.offered = Some((lists, offered.clone()));
                 offered
             }
