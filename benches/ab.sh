@@ -13,8 +13,8 @@
 #   --a-env VAR=VALUE, --b-env VAR=VALUE (repeatable)
 #               environment of one side only: one build under two settings, e.g. trace export
 #               off (B) against on or to a dead collector (A, --baseline the same binary)
-# Prints each run (turns/s, first-delta and turn latency, the server's CPU and context switches
-# per turn) and the mean of each side; writes results/ab-latest.md.
+# Prints each run (turns/s, first-delta and turn latency, the server's CPU, context switches
+# and read/write system calls per turn) and the mean of each side; writes results/ab-latest.md.
 # Example baseline: git worktree add /var/tmp/ck-base <rev> && (cd /var/tmp/ck-base &&
 #   cargo build --release --bin chatkit-rs) && cp $CARGO_TARGET_DIR/release/chatkit-rs /var/tmp/ck-base.bin
 set -euo pipefail
@@ -58,17 +58,25 @@ context_switches() { # context_switches PID
     awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
 }
 
+# The server's read and write system calls so far (/proc/PID/io: read/readv/write/writev…,
+# sockets included): fewer per turn means frames and requests written in fewer pieces.
+read_write_calls() { # read_write_calls PID
+  awk '/^sysc[rw]:/ { n += $2 } END { print n + 0 }' /proc/"$1"/io 2>/dev/null || echo 0
+}
+
 run_side() { # run_side NAME BIN [VAR=VALUE...]
   local name="$1" bin="$2"
   shift 2
   CK_BIN="$bin" start_chatkit "$name" "$@"
-  local switches_before
+  local switches_before calls_before
   switches_before="$(context_switches "$CK_PID")"
+  calls_before="$(read_write_calls "$CK_PID")"
   "$BIN/chatkit-load" --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP" \
     --new-thread-ratio "$NEW_RATIO" --timeout 60 --label "$name" --json "$RUNS/$name.json" \
     --server-pid "$CK_PID" --url "$CK_URL/chatkit" --jwt-secret "$JWT_SECRET" \
     --pid "db=$PG_POSTMASTER" --pid "mock=$MOCK_PID" >&2
   echo $(($(context_switches "$CK_PID") - switches_before)) >"$RUNS/$name.switches"
+  echo $(($(read_write_calls "$CK_PID") - calls_before)) >"$RUNS/$name.calls"
   stop_pid "$CK_PID" 20; forget_pid "$CK_PID"
 }
 
@@ -78,11 +86,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 summary() { # summary NAME: turns/s, ttft p50, ttft p99, turn p50, turn p99, server cpu ms/turn,
-  #                server context switches per turn (warm-up and window)
-  jq -r --argjson sw "$(cat "$RUNS/$1.switches")" \
-    '[.turns.per_sec, .ttft_ms.p50, .ttft_ms.p99, .turn_ms.p50, .turn_ms.p99,
+  #                server context switches and read/write calls per turn (warm-up and window)
+  jq -r --argjson sw "$(cat "$RUNS/$1.switches")" --argjson rw "$(cat "$RUNS/$1.calls")" \
+    '([.turns.completed + .turns.warmup_completed, 1] | max) as $turns
+     | [.turns.per_sec, .ttft_ms.p50, .ttft_ms.p99, .turn_ms.p50, .turn_ms.p99,
       .processes.server.cpu_ms_per_turn,
-      ($sw / ([.turns.completed + .turns.warmup_completed, 1] | max) * 100 | round / 100)] | @tsv' \
+      ($sw / $turns * 100 | round / 100), ($rw / $turns * 100 | round / 100)] | @tsv' \
     "$RUNS/$1.json"
 }
 {
@@ -90,8 +99,8 @@ summary() { # summary NAME: turns/s, ttft p50, ttft p99, turn p50, turn p99, ser
   echo
   echo "A = \`$BASELINE\`${A_ENV[*]+ with ${A_ENV[*]}}, B = this tree${B_ENV[*]+ with ${B_ENV[*]}}. chatkit-load --concurrency $CONCURRENCY --duration $DURATION --warmup $WARMUP --new-thread-ratio $NEW_RATIO; mock $TOKENS tokens; Postgres as compare.sh."
   echo
-  echo "| run | turns/s | first delta p50 ms | p99 ms | whole turn p50 ms | p99 ms | server CPU ms/turn | server context switches/turn |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| run | turns/s | first delta p50 ms | p99 ms | whole turn p50 ms | p99 ms | server CPU ms/turn | server context switches/turn | server read+write calls/turn |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   for ((r = 1; r <= ROUNDS; r++)); do
     for side in a b; do
       printf '| %s%s | %s |\n' "$side" "$r" "$(summary "$side$r" | sed 's/\t/ | /g')"

@@ -2,8 +2,15 @@
 //! recently used are found without looking at every actor. (Beyond `max_live`, each new actor
 //! used to collect and partly sort all of them: about a fifth of the server's CPU when every
 //! turn started a thread, `benches/results/profile-server-new-threads.txt`.)
+//!
+//! The registry also publishes them in a [`LiveDirectory`] any thread can read, so a message
+//! for a live thread goes straight to its actor instead of through the registry (two fewer
+//! cross-thread hops per follow-up). A message sent that way counts as a use: the actor is
+//! given a second chance before it is chosen to retire.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use crate::ids::ThreadId;
 
@@ -19,6 +26,8 @@ pub(crate) struct LiveActors<A> {
     /// Thread of each `last_used` stamp, oldest first.
     by_use: BTreeMap<u64, ThreadId>,
     clock: u64,
+    /// The same actors, for readers on other threads.
+    published: LiveDirectory<A>,
 }
 
 impl<A> Default for LiveActors<A> {
@@ -27,11 +36,25 @@ impl<A> Default for LiveActors<A> {
             by_thread: HashMap::new(),
             by_use: BTreeMap::new(),
             clock: 0,
+            published: LiveDirectory::default(),
         }
     }
 }
 
-impl<A> LiveActors<A> {
+impl<A: Clone> LiveActors<A> {
+    /// Publishing every actor in `directory` too.
+    pub fn publishing_to(directory: LiveDirectory<A>) -> Self {
+        LiveActors {
+            published: directory,
+            ..LiveActors::default()
+        }
+    }
+
+    #[cfg(test)]
+    fn directory(&self) -> LiveDirectory<A> {
+        self.published.clone()
+    }
+
     pub fn len(&self) -> usize {
         self.by_thread.len()
     }
@@ -45,6 +68,8 @@ impl<A> LiveActors<A> {
             actor_id,
             last_used,
         };
+        self.published
+            .publish(&thread_id, actor.addr.clone(), actor.actor_id);
         if let Some(earlier) = self.by_thread.insert(thread_id, actor) {
             self.by_use.remove(&earlier.last_used);
         }
@@ -70,6 +95,7 @@ impl<A> LiveActors<A> {
             Some(actor) if actor.actor_id == actor_id => {
                 self.by_use.remove(&actor.last_used);
                 self.by_thread.remove(thread_id);
+                self.published.withdraw(thread_id);
                 true
             }
             _ => false,
@@ -80,17 +106,99 @@ impl<A> LiveActors<A> {
         self.by_thread.values()
     }
 
-    /// The `n` least recently used actors, oldest first.
-    pub fn least_recently_used(&self, n: usize) -> impl Iterator<Item = &LiveActor<A>> {
-        self.by_use
-            .values()
-            .take(n)
+    /// The `n` least recently used actors, oldest first. An actor reached through the
+    /// directory since the registry last looked counts as used now (second chance).
+    pub fn least_recently_used(&mut self, n: usize) -> Vec<&LiveActor<A>> {
+        let mut chosen = Vec::with_capacity(n);
+        // Bounded: a second chance clears the mark, so twice round is enough even while
+        // readers mark actors meanwhile.
+        let mut looked = 0;
+        while chosen.len() < n && looked < 2 * self.by_use.len() {
+            let Some((&stamp, thread_id)) = self.by_use.iter().nth(chosen.len()) else {
+                break;
+            };
+            looked += 1;
+            if self.published.take_use(thread_id) {
+                let thread_id = self.by_use.remove(&stamp).expect("just seen");
+                let now = self.tick();
+                self.by_use.insert(now, thread_id.clone());
+                if let Some(actor) = self.by_thread.get_mut(&thread_id) {
+                    actor.last_used = now;
+                }
+            } else {
+                chosen.push(thread_id.clone());
+            }
+        }
+        chosen
+            .iter()
             .filter_map(|thread_id| self.by_thread.get(thread_id))
+            .collect()
     }
 
     fn tick(&mut self) -> u64 {
         self.clock += 1;
         self.clock
+    }
+}
+
+/// The live actors by thread, readable from any thread; written by the registry only.
+pub(crate) struct LiveDirectory<A> {
+    actors: Arc<RwLock<HashMap<ThreadId, Published<A>>>>,
+}
+
+struct Published<A> {
+    addr: A,
+    actor_id: u64,
+    /// Reached through the directory since the registry last looked.
+    used: AtomicBool,
+}
+
+impl<A> Clone for LiveDirectory<A> {
+    fn clone(&self) -> Self {
+        LiveDirectory {
+            actors: self.actors.clone(),
+        }
+    }
+}
+
+impl<A> Default for LiveDirectory<A> {
+    fn default() -> Self {
+        LiveDirectory {
+            actors: Arc::default(),
+        }
+    }
+}
+
+impl<A: Clone> LiveDirectory<A> {
+    /// The live actor of `thread_id` and its id, marked as used.
+    pub fn lookup(&self, thread_id: &ThreadId) -> Option<(A, u64)> {
+        let actors = self.actors.read().unwrap_or_else(|e| e.into_inner());
+        let published = actors.get(thread_id)?;
+        published.used.store(true, Ordering::Relaxed);
+        Some((published.addr.clone(), published.actor_id))
+    }
+
+    fn publish(&self, thread_id: &ThreadId, addr: A, actor_id: u64) {
+        let published = Published {
+            addr,
+            actor_id,
+            used: AtomicBool::new(false),
+        };
+        let mut actors = self.actors.write().unwrap_or_else(|e| e.into_inner());
+        actors.insert(thread_id.clone(), published);
+    }
+
+    fn withdraw(&self, thread_id: &ThreadId) {
+        let mut actors = self.actors.write().unwrap_or_else(|e| e.into_inner());
+        actors.remove(thread_id);
+    }
+
+    /// Whether `thread_id`'s actor was reached through the directory since the last call.
+    fn take_use(&self, thread_id: &ThreadId) -> bool {
+        let actors = self.actors.read().unwrap_or_else(|e| e.into_inner());
+        actors
+            .get(thread_id)
+            .is_some_and(|p| p.used.swap(false, Ordering::Relaxed))
     }
 }
 
@@ -102,8 +210,11 @@ mod tests {
         ThreadId::parse(format!("thr_{n:08}")).unwrap()
     }
 
-    fn oldest(live: &LiveActors<u32>, n: usize) -> Vec<u32> {
-        live.least_recently_used(n).map(|a| a.addr).collect()
+    fn oldest(live: &mut LiveActors<u32>, n: usize) -> Vec<u32> {
+        live.least_recently_used(n)
+            .into_iter()
+            .map(|a| a.addr)
+            .collect()
     }
 
     #[test]
@@ -112,10 +223,10 @@ mod tests {
         for n in 1..=4 {
             live.insert(id(n), n, u64::from(n));
         }
-        assert_eq!(oldest(&live, 2), [1, 2]);
+        assert_eq!(oldest(&mut live, 2), [1, 2]);
         assert_eq!(live.touch(&id(1)).map(|a| a.addr), Some(1));
-        assert_eq!(oldest(&live, 2), [2, 3]);
-        assert_eq!(oldest(&live, 9), [2, 3, 4, 1]);
+        assert_eq!(oldest(&mut live, 2), [2, 3]);
+        assert_eq!(oldest(&mut live, 9), [2, 3, 4, 1]);
         assert!(live.touch(&id(9)).is_none());
     }
 
@@ -127,11 +238,36 @@ mod tests {
         // `Retired`) must not forget the new one.
         live.insert(id(1), 11, 2);
         assert_eq!(live.len(), 1);
-        assert_eq!(oldest(&live, 5), [11]);
+        assert_eq!(oldest(&mut live, 5), [11]);
         assert!(!live.remove(&id(1), 1));
         assert_eq!(live.get(&id(1)).map(|a| a.addr), Some(11));
         assert!(live.remove(&id(1), 2));
         assert_eq!(live.len(), 0);
-        assert!(oldest(&live, 5).is_empty());
+        assert!(oldest(&mut live, 5).is_empty());
+    }
+
+    #[test]
+    fn the_directory_shows_the_registered_actors_and_a_use_through_it_is_a_second_chance() {
+        let mut live = LiveActors::default();
+        let directory = live.directory();
+        for n in 1..=4 {
+            live.insert(id(n), n, u64::from(n));
+        }
+        assert_eq!(directory.lookup(&id(2)), Some((2, 2)));
+        assert_eq!(directory.lookup(&id(9)), None);
+        // 2 was reached through the directory: 1 and 3 are the oldest now, 2 the newest.
+        assert_eq!(oldest(&mut live, 2), [1, 3]);
+        assert_eq!(oldest(&mut live, 4), [1, 3, 4, 2]);
+        // Used by everyone: each gets its second chance once, then the order stands.
+        for n in 1..=4 {
+            directory.lookup(&id(n));
+        }
+        assert_eq!(oldest(&mut live, 1), [1]);
+        live.insert(id(1), 11, 5);
+        assert_eq!(directory.lookup(&id(1)), Some((11, 5)), "the later actor");
+        assert!(!live.remove(&id(1), 1));
+        assert!(live.remove(&id(1), 5));
+        assert_eq!(directory.lookup(&id(1)), None, "withdrawn with the actor");
+        assert_eq!(oldest(&mut live, 9), [3, 4, 2]);
     }
 }

@@ -2,7 +2,7 @@
 //! that routes to them, and the persistence writer they all commit through.
 
 pub(crate) mod env;
-mod live_actors;
+pub(crate) mod live_actors;
 pub(crate) mod persistence;
 mod reaper;
 pub(crate) mod registry;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::env::EngineEnv;
-use super::live_actors::LiveActors;
+use super::live_actors::{LiveActors, LiveDirectory};
 use super::reaper::reap;
 use super::routing::{ReapIfCommittedLate, RegistryLink, Retired, ToThread};
 use super::thread::{
@@ -44,7 +44,12 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub fn new(env: Arc<EngineEnv>, arbiters: Vec<ArbiterHandle>) -> Self {
+    /// `directory`: where the live actors are published for senders on other threads.
+    pub fn new(
+        env: Arc<EngineEnv>,
+        arbiters: Vec<ArbiterHandle>,
+        directory: LiveDirectory<Addr<ThreadActor>>,
+    ) -> Self {
         assert!(
             !arbiters.is_empty(),
             "the registry needs at least one arbiter"
@@ -54,7 +59,7 @@ impl Registry {
             arbiters,
             next_arbiter: 0,
             next_actor_id: 0,
-            live: LiveActors::default(),
+            live: LiveActors::publishing_to(directory),
         }
     }
 

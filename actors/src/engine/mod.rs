@@ -18,6 +18,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::watch;
 
+use crate::actors::live_actors::LiveDirectory;
 use crate::actors::persistence::{FlushNow, PersistenceActor};
 use crate::actors::registry::{Registry, RetireAll};
 use crate::actors::routing::ToThread;
@@ -54,6 +55,9 @@ pub struct ComposerOptions {
 pub struct Engine {
     env: Arc<EngineEnv>,
     registry: Addr<Registry>,
+    /// The live thread actors (the registry publishes them): a message for one goes straight
+    /// to it.
+    directory: LiveDirectory<Addr<ThreadActor>>,
     /// The thread actors' arbiters, then the one of the registry and persistence actors.
     arbiters: Arc<Vec<Arbiter>>,
     stop_listener: Arc<watch::Sender<bool>>,
@@ -105,8 +109,10 @@ impl Engine {
         });
         env.mcp_health.probe_all(&env.settings.agent.mcp_servers);
         let registry_env = env.clone();
+        let directory = LiveDirectory::default();
+        let published = directory.clone();
         let registry = Registry::start_in_arbiter(&core_arbiter.handle(), move |_| {
-            Registry::new(registry_env, handles)
+            Registry::new(registry_env, handles, published)
         });
         let (stop_listener, stopped) = watch::channel(false);
         core_arbiter.spawn(handover_listener::run(
@@ -122,6 +128,7 @@ impl Engine {
         Engine {
             env,
             registry,
+            directory,
             arbiters: Arc::new(arbiters),
             stop_listener: Arc::new(stop_listener),
             stopping: Arc::new(stopping),
@@ -196,19 +203,37 @@ impl Engine {
         self.answer_by(who, "deleting the thread", delete).await
     }
 
-    /// Sends `message` to the actor of `thread_id` through the registry (one message: it
-    /// routes, starts the actor if needed, and routes again past an actor that retired).
+    /// Sends `message` to the actor of `thread_id`: straight to it when it is live here,
+    /// else (or when it has just retired) through the registry, which starts it if needed
+    /// and routes again past an actor that retired.
     async fn to_thread<M, T>(&self, thread_id: &ThreadId, message: M) -> Result<T, EngineError>
     where
         M: Message<Result = Result<T, EngineError>> + Clone + Send + 'static,
         T: Send + 'static,
         ThreadActor: Handler<M>,
     {
-        match self
-            .registry
-            .send(ToThread::existing(thread_id, message))
+        if let Some((actor, _)) = self.directory.lookup(thread_id) {
+            match actor.send(message.clone()).await {
+                Ok(Err(EngineError::Retired)) | Err(MailboxError::Closed) => {}
+                Ok(answer) => return answer,
+                Err(MailboxError::Timeout) => {
+                    return Err(EngineError::Unavailable("thread actor timed out".into()))
+                }
+            }
+        }
+        self.through_registry(ToThread::existing(thread_id, message))
             .await
-        {
+    }
+
+    /// Sends `message` through the registry (one message: it routes, starts the actor if
+    /// needed, and routes again past an actor that retired).
+    async fn through_registry<M, T>(&self, message: ToThread<M>) -> Result<T, EngineError>
+    where
+        M: Message<Result = Result<T, EngineError>> + Clone + Send + 'static,
+        T: Send + 'static,
+        ThreadActor: Handler<M>,
+    {
+        match self.registry.send(message).await {
             Ok(answer) => answer,
             Err(_) => Err(EngineError::Unavailable("the registry stopped".into())),
         }

@@ -126,17 +126,16 @@ impl Engine {
                 input,
                 links: self.content_links(origin().ok()),
             };
-            let to_thread = match thread {
-                TurnThread::New(thread_id, meta) => ToThread {
-                    thread_id,
-                    new_thread: Some(*meta),
-                    message: start,
-                },
-                TurnThread::Existing(thread_id) => ToThread::existing(&thread_id, start),
-            };
-            let TurnStart { accepted, frames } = match self.registry.send(to_thread).await {
-                Ok(answer) => answer?,
-                Err(_) => return Err(EngineError::Unavailable("the registry stopped".into())),
+            let TurnStart { accepted, frames } = match thread {
+                TurnThread::New(thread_id, meta) => {
+                    let to_thread = ToThread {
+                        thread_id,
+                        new_thread: Some(*meta),
+                        message: start,
+                    };
+                    self.through_registry(to_thread).await?
+                }
+                TurnThread::Existing(thread_id) => self.to_thread(&thread_id, start).await?,
             };
             match accepted.await {
                 Ok(Ok(())) => Ok(frames),
