@@ -136,6 +136,24 @@ impl ModelCatalog {
     }
 }
 
+/// An HTTP client for the model of `settings`.
+fn http_client(settings: &ModelSettings) -> reqwest::Client {
+    let mut http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        // A dead model server is noticed on idle pooled connections too.
+        .tcp_keepalive(Duration::from_secs(30));
+    if settings.http2_prior_knowledge {
+        http = http
+            .http2_prior_knowledge()
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .http2_keep_alive_while_idle(true)
+            .http2_keep_alive_timeout(settings.timeout);
+    }
+    // Building fails only when the TLS backend cannot start; async-openai's own default
+    // would panic in the same case.
+    http.build().expect("the HTTP client for the model starts")
+}
+
 /// A cheaply cloneable client for one configured model.
 #[derive(Clone)]
 pub struct ModelClient {
@@ -150,26 +168,18 @@ impl ModelClient {
         let config = OpenAIConfig::new()
             .with_api_base(settings.base_url.trim_end_matches('/'))
             .with_api_key(settings.api_key.clone().unwrap_or_default());
-        let mut http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            // A dead model server is noticed on idle pooled connections too.
-            .tcp_keepalive(Duration::from_secs(30));
-        if settings.http2_prior_knowledge {
-            http = http
-                .http2_prior_knowledge()
-                .http2_keep_alive_interval(Duration::from_secs(20))
-                .http2_keep_alive_while_idle(true)
-                .http2_keep_alive_timeout(settings.timeout);
-        }
-        // Building fails only when the TLS backend cannot start; async-openai's own default
-        // would panic in the same case.
-        let http = http.build().expect("the HTTP client for the model starts");
+        let make = {
+            let settings = settings.clone();
+            move || http_client(&settings)
+        };
+        let clients = transport::ThreadClients::new(make);
         ModelClient {
-            streams: transport::StreamRequests::new(http.clone(), &config),
-            // `build` reuses our HTTP client for building requests (no second client, with
-            // its TLS set-up, made only to be replaced); the service executes them.
-            client: Client::build(http.clone(), config)
-                .with_http_service(transport::transport(http)),
+            streams: transport::StreamRequests::new(clients.clone(), &config),
+            // `build` reuses this thread's HTTP client for building requests (no second
+            // client, with its TLS set-up, made only to be replaced); the service executes
+            // them on the calling thread's.
+            client: Client::build(clients.current(), config)
+                .with_http_service(transport::transport(clients)),
             settings: std::sync::Arc::new(settings),
         }
     }

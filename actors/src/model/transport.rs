@@ -11,11 +11,18 @@
 //!
 //! With traces on, each request carries the `traceparent` of the model call's span.
 //!
+//! Each thread asks through its own HTTP client ([`ThreadClients`]): a pooled connection's
+//! I/O runs on the thread that opened it, so a request from another arbiter over a shared
+//! pool would cross threads (a wake-up) for its request and every chunk of its answer.
+//!
 //! Streamed answers are asked for here ([`StreamRequests`]) and read by `sse.rs`; other calls
 //! (files, containers, transcriptions) go through async-openai's client over the same
 //! transport.
 
+use std::cell::RefCell;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,8 +44,43 @@ pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("
 /// with [`FinishOnDrop`] bodies.
 pub(super) type Transport = async_openai::middleware::retry::OpenAIRetry<FinishingService>;
 
-pub(super) fn transport(client: reqwest::Client) -> Transport {
-    OpenAIRetryLayer::default().layer(FinishingService { client })
+pub(super) fn transport(clients: ThreadClients) -> Transport {
+    OpenAIRetryLayer::default().layer(FinishingService { clients })
+}
+
+/// One model's HTTP client per thread that uses it, made on first use by `make`.
+#[derive(Clone)]
+pub(super) struct ThreadClients {
+    id: u64,
+    make: Arc<dyn Fn() -> reqwest::Client + Send + Sync>,
+}
+
+thread_local! {
+    /// This thread's clients, by [`ThreadClients::id`] (one per configured model).
+    static CLIENTS: RefCell<Vec<(u64, reqwest::Client)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl ThreadClients {
+    pub fn new(make: impl Fn() -> reqwest::Client + Send + Sync + 'static) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        ThreadClients {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            make: Arc::new(make),
+        }
+    }
+
+    /// The calling thread's client.
+    pub fn current(&self) -> reqwest::Client {
+        CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            if let Some((_, client)) = clients.iter().find(|(id, _)| *id == self.id) {
+                return client.clone();
+            }
+            let client = (self.make)();
+            clients.push((self.id, client.clone()));
+            client
+        })
+    }
 }
 
 /// Which streaming API a request is for.
@@ -52,7 +94,6 @@ pub(super) enum StreamApi {
 /// key) and its retries (429 and 5xx before the answer starts), over [`Transport`].
 #[derive(Clone)]
 pub(super) struct StreamRequests {
-    http: reqwest::Client,
     transport: Transport,
     chat_url: reqwest::Url,
     responses_url: reqwest::Url,
@@ -62,7 +103,7 @@ pub(super) struct StreamRequests {
 impl StreamRequests {
     /// `None` when the configured base URL does not make a URL.
     pub fn new(
-        http: reqwest::Client,
+        clients: ThreadClients,
         config: &async_openai::config::OpenAIConfig,
     ) -> Option<StreamRequests> {
         use async_openai::config::Config;
@@ -72,8 +113,7 @@ impl StreamRequests {
             http::HeaderValue::from_static("application/json"),
         );
         Some(StreamRequests {
-            transport: transport(http.clone()),
-            http,
+            transport: transport(clients),
             chat_url: reqwest::Url::parse(&config.url("/chat/completions")).ok()?,
             responses_url: reqwest::Url::parse(&config.url("/responses")).ok()?,
             headers,
@@ -91,15 +131,12 @@ impl StreamRequests {
             StreamApi::ChatCompletions => self.chat_url.clone(),
             StreamApi::Responses => self.responses_url.clone(),
         };
-        let (http, headers) = (self.http.clone(), self.headers.clone());
+        let headers = self.headers.clone();
         let request = HttpRequestFactory::new(move || {
-            let request = http
-                .post(url.clone())
-                .headers(headers.clone())
-                .body(body.clone())
-                .build()
-                .map_err(OpenAIError::Reqwest);
-            std::future::ready(request)
+            let mut request = reqwest::Request::new(reqwest::Method::POST, url.clone());
+            *request.headers_mut() = headers.clone();
+            *request.body_mut() = Some(body.clone().into());
+            std::future::ready(Ok(request))
         });
         let mut transport = self.transport.clone();
         std::future::poll_fn(|cx| tower_service::Service::poll_ready(&mut transport, cx)).await?;
@@ -113,9 +150,9 @@ impl StreamRequests {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(super) struct FinishingService {
-    client: reqwest::Client,
+    clients: ThreadClients,
 }
 
 impl tower_service::Service<HttpRequestFactory> for FinishingService {
@@ -128,7 +165,7 @@ impl tower_service::Service<HttpRequestFactory> for FinishingService {
     }
 
     fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
-        let client = self.client.clone();
+        let client = self.clients.current();
         // Called while the model call's span is current (`traced.rs`): the provider's own
         // spans can join the turn's trace.
         let traceparent = crate::trace::traceparent(&tracing::Span::current())
