@@ -161,6 +161,24 @@ pub struct ModelClient {
     /// Streamed answers (`None` when the base URL is no URL: every stream fails then).
     streams: Option<transport::StreamRequests>,
     settings: std::sync::Arc<ModelSettings>,
+    body_size: std::sync::Arc<BodySize>,
+}
+
+/// The size of the last request body, to size the next one's buffer.
+#[derive(Default)]
+struct BodySize(std::sync::atomic::AtomicUsize);
+
+impl BodySize {
+    /// The last size and a quarter more (a thread's next request is a little longer), at least
+    /// 1 KiB, at most 1 MiB (a rare huge request does not make every later one reserve that).
+    fn hint(&self) -> usize {
+        let last = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (last + last / 4).clamp(1024, 1 << 20)
+    }
+
+    fn saw(&self, size: usize) {
+        self.0.store(size, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl ModelClient {
@@ -181,6 +199,7 @@ impl ModelClient {
             client: Client::build(clients.current(), config)
                 .with_http_service(transport::transport(clients)),
             settings: std::sync::Arc::new(settings),
+            body_size: std::sync::Arc::default(),
         }
     }
 
@@ -278,8 +297,12 @@ impl ModelClient {
                 self.settings.base_url
             )));
         };
-        let body = serde_json::to_vec(request)
+        // Sized like the last request (bodies carry the history and the tools: several KiB,
+        // grown from serde_json's 128 bytes by five or more copies otherwise).
+        let mut body = Vec::with_capacity(self.body_size.hint());
+        serde_json::to_writer(&mut body, request)
             .map_err(|e| ModelError::Protocol(format!("cannot encode the request: {e}")))?;
+        self.body_size.saw(body.len());
         streams.post(api, body.into()).await
     }
 }

@@ -79,9 +79,22 @@ impl ThreadStreamEvent {
         }
     }
 
+    /// The SSE frame of `thread.item.done` for an item whose wire JSON is `item_json` (as its
+    /// stored row holds it): the same bytes as [`ThreadStreamEvent::ItemDone`]'s frame,
+    /// without serializing the item a second time.
+    pub fn item_done_frame(item_json: &str) -> bytes::Bytes {
+        const HEAD: &[u8] = b"data: {\"type\":\"thread.item.done\",\"item\":";
+        let mut buf = Vec::with_capacity(HEAD.len() + item_json.len() + 3);
+        buf.extend_from_slice(HEAD);
+        buf.extend_from_slice(item_json.as_bytes());
+        buf.extend_from_slice(b"}\n\n");
+        bytes::Bytes::from(buf)
+    }
+
     /// The SSE frame of this event: `data: <compact json>\n\n`.
     pub fn to_sse(&self) -> bytes::Bytes {
-        let mut buf = Vec::with_capacity(128);
+        // A text delta's frame is ≈ 170 bytes: room for it without growing the buffer.
+        let mut buf = Vec::with_capacity(256);
         buf.extend_from_slice(b"data: ");
         serde_json::to_writer(&mut buf, self).expect("events always serialize");
         buf.extend_from_slice(b"\n\n");
@@ -158,4 +171,26 @@ pub enum ThreadItemUpdate {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         progress: Option<f64>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_done_frame_built_from_an_items_json_is_the_events_own_frame() {
+        let fixtures = include_str!("../../../tests/fixtures/items.jsonl");
+        let mut seen = 0;
+        for line in fixtures.lines().filter(|l| !l.trim().is_empty()) {
+            let item: ThreadItem = serde_json::from_str(line).expect("an item fixture");
+            let json = serde_json::to_string(&item).unwrap();
+            assert_eq!(
+                ThreadStreamEvent::item_done_frame(&json),
+                ThreadStreamEvent::ItemDone { item }.to_sse(),
+                "{line}"
+            );
+            seen += 1;
+        }
+        assert!(seen > 10, "every item type: {seen} fixtures");
+    }
 }

@@ -29,7 +29,7 @@ pub use error::StoreError;
 pub(crate) use generated::GeneratedFile;
 pub use schema::SchemaName;
 use sql::Sql;
-pub(crate) use write_op::WriteOp;
+pub(crate) use write_op::{ItemRecord, WriteOp};
 
 use crate::protocol::ThreadItem;
 

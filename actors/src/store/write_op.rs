@@ -75,15 +75,22 @@ pub struct ItemRecord {
     pub body: String,
 }
 
-impl WriteOp {
-    pub fn put_item(item: &ThreadItem) -> Self {
-        WriteOp::PutItem(ItemRecord {
+impl ItemRecord {
+    /// The row of `item`; its body is the item's exact wire JSON.
+    pub fn of(item: &ThreadItem) -> Self {
+        ItemRecord {
             thread_id: item.thread_id.clone(),
             id: item.id.clone(),
             created_at: item.created_at,
             kind: item.kind(),
             body: serde_json::to_string(item).expect("items always serialize"),
-        })
+        }
+    }
+}
+
+impl WriteOp {
+    pub fn put_item(item: &ThreadItem) -> Self {
+        WriteOp::PutItem(ItemRecord::of(item))
     }
 
     /// The thread this op writes.

@@ -18,7 +18,7 @@ use crate::protocol::{
     ThreadStreamEvent, ToolCallStatus, WorkflowKind,
 };
 use crate::store::cluster::LeaseState;
-use crate::store::WriteOp;
+use crate::store::{ItemRecord, WriteOp};
 
 /// What the turn starts while its input commits: the tools offered and the first model call.
 pub(super) struct HeadStart {
@@ -217,15 +217,16 @@ impl TurnRun<'_> {
         item: ThreadItem,
         state: LeaseState,
     ) -> Result<(), Ended> {
+        let row = ItemRecord::of(&item);
+        // The row's body is the item's wire JSON: the event embeds it as it is.
+        let done = ThreadStreamEvent::item_done_frame(&row.body);
         match self
             .env
-            .persist_as(&self.lease, state, vec![WriteOp::put_item(&item)])
+            .persist_as(&self.lease, state, vec![WriteOp::PutItem(row)])
             .await
         {
             Ok(()) => {
-                self.writer
-                    .send(&ThreadStreamEvent::ItemDone { item: item.clone() })
-                    .await;
+                self.writer.send_frame(done).await;
                 self.committed.push(item);
                 Ok(())
             }

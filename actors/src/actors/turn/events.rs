@@ -215,10 +215,17 @@ impl EventWriter<'_> {
 
     /// Sends `event` while the client listens; nothing once it left.
     pub async fn send(&mut self, event: &ThreadStreamEvent) {
+        if self.tx.is_some() && self.open {
+            self.send_frame(event.to_sse()).await;
+        }
+    }
+
+    /// Sends an event's SSE frame while the client listens; nothing once it left.
+    pub async fn send_frame(&mut self, frame: Bytes) {
         let Some(tx) = self.tx.as_ref().filter(|_| self.open) else {
             return;
         };
-        if tx.send(event.to_sse()).await.is_err() {
+        if tx.send(frame).await.is_err() {
             self.open = false;
         }
     }
