@@ -32,6 +32,7 @@ impl Database {
         };
         let pool = PoolSettings {
             max_size: settings.database.pool_size,
+            writers: settings.engine.batch.max_in_flight,
             connect_timeout: settings.database.connect_timeout,
             wait_timeout: settings.database.connect_timeout,
             operation_timeout: settings.database.operation_timeout,

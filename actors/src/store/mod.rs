@@ -60,7 +60,10 @@ impl StoredItem {
 /// Pool settings.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
+    /// Connections for reads and everything but the group commit (`database.pool_size`).
     pub max_size: usize,
+    /// Connections of the group commit's own pool (`persistence.max_in_flight`).
+    pub writers: usize,
     pub connect_timeout: Duration,
     pub wait_timeout: Duration,
     /// The longest any database operation may take, from waiting for a connection to the
@@ -86,6 +89,11 @@ pub(super) enum ReadFrom {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// The group commit's connections ([`Store::apply`] only): opened by the persistence
+    /// actor's first batches, so their I/O runs on its thread. A connection opened by another
+    /// thread (a read on an HTTP worker, a load on an arbiter) would make every commit over it
+    /// cross threads twice.
+    writes: Pool,
     schema: SchemaName,
     /// For the dedicated `LISTEN` connection (not pooled).
     pg_config: tokio_postgres::Config,
@@ -144,7 +152,12 @@ impl Store {
     ) -> Result<Self, StoreError> {
         pg_config.options(format!("-c search_path={schema}"));
         let listen_config = listen.unwrap_or_else(|| pg_config.clone());
-        let pool = build_pool(pg_config, settings)?;
+        let pool = build_pool(pg_config.clone(), settings)?;
+        let writer_settings = PoolSettings {
+            max_size: settings.writers.max(1),
+            ..settings.clone()
+        };
+        let writes = build_pool(pg_config, &writer_settings)?;
         let replica_pools = replicas
             .into_iter()
             .map(|mut config| {
@@ -161,6 +174,7 @@ impl Store {
         });
         Ok(Store {
             pool,
+            writes,
             schema,
             pg_config: listen_config,
             operation_timeout: settings.operation_timeout,
@@ -251,10 +265,10 @@ impl Store {
         }
     }
 
-    /// Runs one batch of writes in one transaction.
+    /// Runs one batch of writes in one transaction, on the group commit's own connections.
     pub(crate) async fn apply(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         self.timed("apply", async move {
-            let client = self.pool.get().await?;
+            let client = self.writes.get().await?;
             writes::apply_batch(&client, ops, self.prepared_statements).await
         })
         .await
