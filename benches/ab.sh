@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ab.sh — two builds of chatkit-rs side by side in one run: the same mock model, the same
-# PostgreSQL (settings as compare.sh), the same load (chatkit-load), alternating A B A B … so
+# PostgreSQL (settings as compare.sh), the same load (chatkit-load), alternating A B B A A B … so
 # that drift of the machine hits both alike. For "did this change cost anything": build the
 # baseline from an older commit into its own directory and pass its binary.
 #
@@ -80,9 +80,16 @@ run_side() { # run_side NAME BIN [VAR=VALUE...]
   stop_pid "$CK_PID" 20; forget_pid "$CK_PID"
 }
 
+# A B, then B A, and so on: a machine slowing down (or speeding up) over the run hits both
+# sides alike instead of always the side that runs second.
 for ((r = 1; r <= ROUNDS; r++)); do
-  run_side "a$r" "$BASELINE" ${A_ENV[@]+"${A_ENV[@]}"}
-  run_side "b$r" "$BIN/chatkit-rs" ${B_ENV[@]+"${B_ENV[@]}"}
+  if ((r % 2)); then
+    run_side "a$r" "$BASELINE" ${A_ENV[@]+"${A_ENV[@]}"}
+    run_side "b$r" "$BIN/chatkit-rs" ${B_ENV[@]+"${B_ENV[@]}"}
+  else
+    run_side "b$r" "$BIN/chatkit-rs" ${B_ENV[@]+"${B_ENV[@]}"}
+    run_side "a$r" "$BASELINE" ${A_ENV[@]+"${A_ENV[@]}"}
+  fi
 done
 
 summary() { # summary NAME: turns/s, ttft p50, ttft p99, turn p50, turn p99, server cpu ms/turn,
