@@ -27,8 +27,10 @@ pub(super) struct StreamEvent {
     item: Option<Value>,
     #[serde(default)]
     annotation: Option<Value>,
+    /// The whole response so far (`response.created`, `.in_progress`, `.completed`, …): kept
+    /// as its bytes, read only by the events that end the response.
     #[serde(default)]
-    response: Option<Value>,
+    response: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     message: Option<String>,
     #[serde(default)]
@@ -123,15 +125,20 @@ impl StreamEvent {
 
     /// How the response ended, if this event says it (other kinds are ignored).
     fn push_ending(self, out: &mut VecDeque<ModelEvent>) {
+        let response = || {
+            self.response
+                .as_ref()
+                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        };
         match self.kind.as_str() {
-            "response.completed" => completed(self.response.as_ref(), out),
+            "response.completed" => completed(response().as_ref(), out),
             "response.incomplete" => out.push_back(ModelEvent::Finished {
                 reason: "length".into(),
-                model: response_model(self.response.as_ref()),
+                model: response_model(response().as_ref()),
             }),
             "response.failed" => {
-                let message = self
-                    .response
+                let response = response();
+                let message = response
                     .as_ref()
                     .and_then(|r| r["error"]["message"].as_str())
                     .unwrap_or("the response failed");
