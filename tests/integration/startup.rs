@@ -232,7 +232,7 @@ fn migrations_are_recorded_and_idempotent() {
     ));
     assert_eq!(
         applied,
-        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness\n4|0004_items_fenced_not_keyed\n5|0005_drop_threads_version\n6|0006_attachments\n7|0007_lease_checks_fail_in_the_server\n8|0008_attachments_join_one_thread"
+        "1|0001_threads_and_items\n2|0002_cluster\n3|0003_lease_liveness\n4|0004_items_fenced_not_keyed\n5|0005_drop_threads_version\n6|0006_attachments\n7|0007_lease_checks_fail_in_the_server\n8|0008_attachments_join_one_thread\n9|0009_threads_seq_not_unique"
     );
 }
 

@@ -73,13 +73,94 @@ impl Lease {
     }
 
     /// `ops` with the lease check right after the thread and lease creation they may start
-    /// with (the check needs the lease row to exist).
+    /// with (the check needs the lease row to exist). A lease these ops create needs no
+    /// check: its insert fails, and the transaction with it, if the thread has one already.
+    /// It is created in `state` instead (a check would update the row just inserted, and
+    /// make Postgres check the lease's foreign key a second time).
     pub fn fence(&self, state: LeaseState, mut ops: Vec<WriteOp>) -> Vec<WriteOp> {
+        let created = ops.iter_mut().find_map(|op| match op {
+            WriteOp::InsertLease {
+                thread_id,
+                state: created,
+                ..
+            } if *thread_id == self.thread_id => Some(created),
+            _ => None,
+        });
+        if let Some(created) = created {
+            *created = state;
+            return ops;
+        }
         let at = ops
             .iter()
             .position(|op| !matches!(op, WriteOp::InsertThread(_) | WriteOp::InsertLease { .. }))
             .unwrap_or(ops.len());
         ops.insert(at, self.check(state));
         ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease() -> Lease {
+        Lease {
+            thread_id: "thr_a".into(),
+            instance_id: "i1".into(),
+            fencing: FencingToken::FIRST,
+        }
+    }
+
+    fn insert_lease(thread: &str) -> WriteOp {
+        WriteOp::InsertLease {
+            thread_id: thread.into(),
+            instance_id: "i1".into(),
+            state: LeaseState::Streaming,
+        }
+    }
+
+    fn delete(thread: &str) -> WriteOp {
+        WriteOp::DeleteItems {
+            thread_id: thread.into(),
+            item_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn a_lease_the_ops_create_is_created_in_the_state_and_not_checked() {
+        let ops = lease().fence(
+            LeaseState::Idle,
+            vec![insert_lease("thr_a"), delete("thr_a")],
+        );
+        assert!(!ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::LeaseCheck { .. })));
+        assert!(matches!(
+            ops[0],
+            WriteOp::InsertLease {
+                state: LeaseState::Idle,
+                ..
+            }
+        ));
+        assert_eq!(ops.len(), 2);
+    }
+
+    #[test]
+    fn an_existing_lease_is_checked_before_the_first_write() {
+        let ops = lease().fence(LeaseState::Idle, vec![delete("thr_a")]);
+        assert!(matches!(
+            ops[0],
+            WriteOp::LeaseCheck {
+                state: LeaseState::Idle,
+                ..
+            }
+        ));
+        // Another thread's lease created in the same ops does not stand for this one's.
+        let ops = lease().fence(
+            LeaseState::Streaming,
+            vec![insert_lease("thr_b"), delete("thr_a")],
+        );
+        assert!(matches!(ops[1], WriteOp::LeaseCheck { .. }));
+        assert_eq!(ops.len(), 3);
     }
 }

@@ -18,6 +18,7 @@ pub(super) enum Step<'a> {
     InsertLeases {
         thread_ids: Vec<&'a str>,
         instance_ids: Vec<&'a str>,
+        states: Vec<&'a str>,
     },
     LeaseChecks {
         thread_ids: Vec<&'a str>,
@@ -93,6 +94,7 @@ struct Round<'a> {
     threads: ThreadRows<'a>,
     lease_threads: Vec<&'a str>,
     lease_instances: Vec<&'a str>,
+    lease_states: Vec<&'a str>,
     check_threads: Vec<&'a str>,
     check_instances: Vec<&'a str>,
     fencings: Vec<i64>,
@@ -125,9 +127,11 @@ impl<'a> Round<'a> {
             WriteOp::InsertLease {
                 thread_id,
                 instance_id,
+                state,
             } => {
                 self.lease_threads.push(thread_id.as_str());
                 self.lease_instances.push(instance_id.as_str());
+                self.lease_states.push(state.as_str());
             }
             WriteOp::LeaseCheck {
                 thread_id,
@@ -179,6 +183,7 @@ impl<'a> Round<'a> {
             steps.push(Step::InsertLeases {
                 thread_ids: self.lease_threads,
                 instance_ids: self.lease_instances,
+                states: self.lease_states,
             });
         }
         if !self.check_threads.is_empty() {

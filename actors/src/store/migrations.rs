@@ -35,6 +35,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_attachments"),
     migration!(7, "0007_lease_checks_fail_in_the_server"),
     migration!(8, "0008_attachments_join_one_thread"),
+    migration!(9, "0009_threads_seq_not_unique"),
 ];
 
 /// Arbitrary constant key for `pg_advisory_xact_lock`, shared by every instance.

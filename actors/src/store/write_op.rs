@@ -28,10 +28,11 @@ pub enum WriteOp {
         fencing: FencingToken,
         state: LeaseState,
     },
-    /// The lease of a thread created now (right after its `InsertThread`).
+    /// The lease of a thread created now (right after its `InsertThread`), in `state`.
     InsertLease {
         thread_id: ThreadId,
         instance_id: String,
+        state: LeaseState,
     },
     /// Gives a retiring actor's lease up, if it is still that lease (fencing): batched like
     /// every write, so a retirement costs no transaction and no WAL flush of its own.

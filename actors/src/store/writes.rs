@@ -116,8 +116,8 @@ const LEASE_CHECKS: Text = (
 
 const INSERT_LEASES: Text = (
     "INSERT INTO thread_leases (thread_id, instance_id, state)
-     SELECT t, i, 'streaming' FROM unnest($1::text[], $2::text[]) AS v(t, i)",
-    &[Type::TEXT_ARRAY, Type::TEXT_ARRAY],
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
+    &[Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::TEXT_ARRAY],
 );
 
 // Only leases still held with the token the retiring actor had: one taken over since (by
@@ -261,8 +261,9 @@ async fn execute(sql: &Sql<'_>, s: &Statements, step: &Step<'_>) -> Result<(), S
         Step::InsertLeases {
             thread_ids,
             instance_ids,
+            states,
         } => {
-            sql.execute_ready(&s.insert_leases, &[thread_ids, instance_ids])
+            sql.execute_ready(&s.insert_leases, &[thread_ids, instance_ids, states])
                 .await?;
         }
         Step::LeaseChecks {

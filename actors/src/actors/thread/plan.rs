@@ -11,6 +11,7 @@ use crate::protocol::{
     Attachment, InferenceOptions, ItemBody, Page, ThreadItem, ThreadMeta, ThreadStatus,
     ThreadStreamEvent, Timestamp, ToolCallStatus, UserMessage,
 };
+use crate::store::cluster::LeaseState;
 use crate::store::WriteOp;
 
 use super::history::LoadedThread;
@@ -168,6 +169,8 @@ fn plan_message(
         plan.prelude_ops.push(WriteOp::InsertLease {
             thread_id: thread.meta.id.clone(),
             instance_id: settings.instance_id.to_string(),
+            // The state the prelude commits with (`Lease::fence` sets it).
+            state: LeaseState::Streaming,
         });
         plan.prelude_events.push(ThreadStreamEvent::ThreadCreated {
             thread: thread.meta.to_wire(Page::empty()),
