@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::hosted_events::{container_file, hosted_event, HostedEvent};
@@ -23,14 +24,16 @@ pub(super) struct StreamEvent {
     output_index: Option<u32>,
     #[serde(default)]
     summary_index: Option<u32>,
+    /// The output item of `response.output_item.*`: kept as its bytes, parsed by [`Self::item`]
+    /// unless it is the answer's message (its text came as deltas).
     #[serde(default)]
-    item: Option<Value>,
+    item: Option<Box<RawValue>>,
     #[serde(default)]
     annotation: Option<Value>,
     /// The whole response so far (`response.created`, `.in_progress`, `.completed`, …): kept
     /// as its bytes, read only by the events that end the response.
     #[serde(default)]
-    response: Option<Box<serde_json::value::RawValue>>,
+    response: Option<Box<RawValue>>,
     #[serde(default)]
     message: Option<String>,
     #[serde(default)]
@@ -43,7 +46,8 @@ pub(super) struct StreamEvent {
 
 impl IntoEvents for StreamEvent {
     fn into_events(self, out: &mut VecDeque<ModelEvent>) {
-        if self.push_hosted(out) {
+        let item = self.item();
+        if self.push_hosted(item.as_ref(), out) {
             return;
         }
         let index = self.output_index.unwrap_or(0);
@@ -63,10 +67,7 @@ impl IntoEvents for StreamEvent {
                 }
             }
             "response.output_item.added" => {
-                if let Some(call) = self
-                    .item
-                    .as_ref()
-                    .and_then(|item| call_started(item, index))
+                if let Some(call) = item.as_ref().and_then(|item| call_started(item, index))
                 {
                     out.push_back(call);
                 }
@@ -89,7 +90,7 @@ impl IntoEvents for StreamEvent {
                 }
             }
             "response.output_item.done" => {
-                let Some(item) = self.item else { return };
+                let Some(item) = item else { return };
                 if item["type"] == "reasoning" && item.get("encrypted_content").is_some() {
                     out.push_back(ModelEvent::ReasoningItem(handback(item)));
                 }
@@ -100,14 +101,30 @@ impl IntoEvents for StreamEvent {
 }
 
 impl StreamEvent {
+    /// The event's output item, unless there is none or it is an assistant message (whose
+    /// text and annotations came as their own events: nothing of it is read).
+    fn item(&self) -> Option<Value> {
+        #[derive(Deserialize)]
+        struct Head<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        let raw = self.item.as_deref()?.get();
+        let head: Head = serde_json::from_str(raw).ok()?;
+        if head.kind.as_deref() == Some("message") {
+            return None;
+        }
+        serde_json::from_str(raw).ok()
+    }
+
     /// An event of a hosted tool's call, if this is one (then nothing else is).
-    fn push_hosted(&self, out: &mut VecDeque<ModelEvent>) -> bool {
+    fn push_hosted(&self, item: Option<&Value>, out: &mut VecDeque<ModelEvent>) -> bool {
         let partial = self
             .partial_image_index
             .zip(self.partial_image_b64.as_deref());
         let Some(hosted) = hosted_event(
             &self.kind,
-            self.item.as_ref(),
+            item,
             self.item_id.as_deref(),
             self.delta.as_deref(),
             partial,
