@@ -8,6 +8,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use tokio::time::Instant;
 
 /// When a request must have been answered.
@@ -41,21 +43,26 @@ impl Deadline {
     }
 
     /// Runs `work` with this deadline in force for the database operations it makes.
-    pub async fn scope<F: Future>(self, work: F) -> F::Output {
-        IN_FORCE.scope(self, work).await
+    ///
+    /// Not an `async fn`, nor is [`Self::bound`]: an `async fn` keeps its future argument in
+    /// its own state and then moves it into the future it awaits, so each such wrapper
+    /// doubled the size of a request's future (a turn's start was 35 KB) and copied it on
+    /// its first poll.
+    pub fn scope<F: Future>(self, work: F) -> impl Future<Output = F::Output> {
+        IN_FORCE.scope(self, work)
     }
 
     /// Runs `work` with this deadline in force, and gives up on it when the deadline passes
     /// (`what` says what was being waited for).
-    pub(crate) async fn bound<T, E: From<DeadlinePassed>>(
+    pub(crate) fn bound<T, E: From<DeadlinePassed>>(
         self,
         what: &'static str,
         work: impl Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
-        match tokio::time::timeout_at(self.0, self.scope(work)).await {
+    ) -> impl Future<Output = Result<T, E>> {
+        tokio::time::timeout_at(self.0, self.scope(work)).map(move |timed| match timed {
             Ok(result) => result,
             Err(_) => Err(DeadlinePassed(what).into()),
-        }
+        })
     }
 
     /// How long an operation allowed `limit` may take now: the lesser of `limit` and what

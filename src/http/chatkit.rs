@@ -255,3 +255,18 @@ mod fault_injection {
         }
     }
 }
+
+#[cfg(test)]
+mod future_size {
+    fn of<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// actix-web boxes each request's handler future: all of it is copied per request (it
+    /// was 36 KB before the deadline's wrappers stopped doubling what they wrap).
+    #[test]
+    fn the_handlers_future_stays_small() {
+        let size = of(super::chatkit);
+        assert!(size < 8 * 1024, "the handler's future is {size} bytes");
+    }
+}

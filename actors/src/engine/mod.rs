@@ -241,14 +241,15 @@ impl Engine {
 
     /// Runs a request's `work` with its deadline in force, answering at the latest shortly
     /// after it (the thread's actor bounds its own waits by the deadline and answers first).
-    async fn answer_by<T>(
+    /// Not an `async fn`, for the reason given at [`Deadline::scope`].
+    fn answer_by<T>(
         &self,
         who: &Requester,
         what: &'static str,
         work: impl std::future::Future<Output = Result<T, EngineError>>,
-    ) -> Result<T, EngineError> {
+    ) -> impl std::future::Future<Output = Result<T, EngineError>> {
         let answer_by = Deadline::from_instant(who.deadline.instant() + turns::ANSWER_GRACE);
-        answer_by.bound(what, who.deadline.scope(work)).await
+        answer_by.bound(what, who.deadline.scope(work))
     }
 
     /// A request arriving now: its deadline is `database.operation_timeout_secs` from now.

@@ -227,3 +227,20 @@ impl Engine {
         Ok(NewMessage { input, attachments })
     }
 }
+
+#[cfg(test)]
+mod future_size {
+    use super::*;
+
+    fn of<A, B, C, D, Fut, F: FnOnce(A, B, C, D) -> Fut>(_: F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// A future that takes a future as an `async fn` argument keeps it twice (the deadline's
+    /// wrappers made a turn's start 35 KB, copied on every request).
+    #[test]
+    fn a_turns_start_stays_small() {
+        let size = of(Engine::start_turn);
+        assert!(size < 6 * 1024, "start_turn's future is {size} bytes");
+    }
+}

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::Client;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tracing::Instrument;
 
 pub use crate::config::{ModelApi, ModelSettings};
@@ -307,15 +307,17 @@ impl ModelClient {
     }
 }
 
-/// A started response within `timeout` (the wait for its headers).
-async fn within<T, E: Into<ModelError>>(
+/// A started response within `timeout` (the wait for its headers). Not an `async fn` (see
+/// `Deadline::scope`).
+fn within<T, E: Into<ModelError>>(
     timeout: Duration,
     started: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, ModelError> {
-    tokio::time::timeout(timeout, started)
-        .await
-        .map_err(|_| ModelError::Timeout(timeout))?
-        .map_err(Into::into)
+) -> impl std::future::Future<Output = Result<T, ModelError>> {
+    tokio::time::timeout(timeout, started).map(move |timed| {
+        timed
+            .map_err(|_| ModelError::Timeout(timeout))?
+            .map_err(Into::into)
+    })
 }
 
 /// A streamed response's pieces (Chat Completions chunks, Responses events) as events.

@@ -67,8 +67,7 @@ impl IntoEvents for StreamEvent {
                 }
             }
             "response.output_item.added" => {
-                if let Some(call) = item.as_ref().and_then(|item| call_started(item, index))
-                {
+                if let Some(call) = item.as_ref().and_then(|item| call_started(item, index)) {
                     out.push_back(call);
                 }
             }

@@ -21,6 +21,7 @@ mod writes;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::FutureExt;
 use serde_json::value::RawValue;
 use tokio_postgres::NoTls;
 
@@ -210,14 +211,16 @@ impl Store {
     /// a request in flight answers again once the database does, so the pool heals by itself.
     /// A write that timed out here may still commit: it was never acknowledged (see
     /// specs/persistence.md, "A database that stalls").
-    async fn timed<T>(
+    fn timed<T>(
         &self,
         what: &'static str,
         operation: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> {
+        // Not an `async fn` (see `Deadline::scope`): called where it is awaited, so the
+        // deadline in force is the caller's.
         crate::metrics::labels::check_database_operation(what);
         let limit = crate::deadline::Deadline::cap(self.operation_timeout);
-        match tokio::time::timeout(limit, operation).await {
+        tokio::time::timeout(limit, operation).map(move |timed| match timed {
             Ok(result) => result,
             Err(_) => {
                 crate::metrics::METRICS
@@ -228,7 +231,7 @@ impl Store {
                     "{what} took longer than {limit:?}"
                 )))
             }
-        }
+        })
     }
 
     /// The longest a database operation may take (`database.operation_timeout_secs`); also

@@ -268,7 +268,10 @@ impl ThreadActor {
         let span = crate::trace::turn_span(&msg.trace, &self.thread_id);
         // Weak: a turn that waits for an answer ends its stream by dropping its sender.
         let tx = tx.downgrade();
-        let guarded = AssertUnwindSafe(run_turn(job).instrument(span)).catch_unwind();
+        // Boxed at once: the turn's future is large (≈ 25 KB), and each wrapper below would
+        // otherwise move (copy) all of it.
+        let turn = Box::pin(run_turn(job));
+        let guarded = AssertUnwindSafe(turn.instrument(span)).catch_unwind();
         ctx.spawn(
             guarded
                 .into_actor(self)
