@@ -23,7 +23,7 @@ pub(crate) struct LiveActor<A> {
 
 pub(crate) struct LiveActors<A> {
     by_thread: HashMap<ThreadId, LiveActor<A>>,
-    /// Thread of each `last_used` stamp, oldest first.
+    /// Thread of each `last_used` stamp, oldest first: the actors not yet told to retire.
     by_use: BTreeMap<u64, ThreadId>,
     clock: u64,
     /// The same actors, for readers on other threads.
@@ -59,6 +59,11 @@ impl<A: Clone> LiveActors<A> {
         self.by_thread.len()
     }
 
+    /// The actors not yet told to retire.
+    pub fn staying(&self) -> usize {
+        self.by_use.len()
+    }
+
     /// Registers `thread_id`'s actor as the most recently used, replacing any earlier one.
     pub fn insert(&mut self, thread_id: ThreadId, addr: A, actor_id: u64) {
         let last_used = self.tick();
@@ -75,11 +80,13 @@ impl<A: Clone> LiveActors<A> {
         }
     }
 
-    /// `thread_id`'s actor, marked as used now.
+    /// `thread_id`'s actor, marked as used now (one told to retire stays so).
     pub fn touch(&mut self, thread_id: &ThreadId) -> Option<&LiveActor<A>> {
         let now = self.tick();
         let actor = self.by_thread.get_mut(thread_id)?;
-        self.by_use.remove(&actor.last_used);
+        if self.by_use.remove(&actor.last_used).is_none() {
+            return Some(actor);
+        }
         self.by_use.insert(now, thread_id.clone());
         actor.last_used = now;
         Some(actor)
@@ -106,33 +113,31 @@ impl<A: Clone> LiveActors<A> {
         self.by_thread.values()
     }
 
-    /// The `n` least recently used actors, oldest first. An actor reached through the
-    /// directory since the registry last looked counts as used now (second chance).
-    pub fn least_recently_used(&mut self, n: usize) -> Vec<&LiveActor<A>> {
+    /// The `n` least recently used actors, oldest first, told to retire: they stay routable
+    /// until they are removed, but are not chosen again (an actor asked once retires, if
+    /// busy when its turn ends). An actor reached through the directory since the registry
+    /// last looked counts as used now (second chance).
+    pub fn retire_least_recently_used(&mut self, n: usize) -> Vec<A> {
         let mut chosen = Vec::with_capacity(n);
         // Bounded: a second chance clears the mark, so twice round is enough even while
         // readers mark actors meanwhile.
         let mut looked = 0;
         while chosen.len() < n && looked < 2 * self.by_use.len() {
-            let Some((&stamp, thread_id)) = self.by_use.iter().nth(chosen.len()) else {
+            let Some((_, thread_id)) = self.by_use.pop_first() else {
                 break;
             };
             looked += 1;
-            if self.published.take_use(thread_id) {
-                let thread_id = self.by_use.remove(&stamp).expect("just seen");
+            if self.published.take_use(&thread_id) {
                 let now = self.tick();
                 self.by_use.insert(now, thread_id.clone());
                 if let Some(actor) = self.by_thread.get_mut(&thread_id) {
                     actor.last_used = now;
                 }
-            } else {
-                chosen.push(thread_id.clone());
+            } else if let Some(actor) = self.by_thread.get(&thread_id) {
+                chosen.push(actor.addr.clone());
             }
         }
         chosen
-            .iter()
-            .filter_map(|thread_id| self.by_thread.get(thread_id))
-            .collect()
     }
 
     fn tick(&mut self) -> u64 {
@@ -210,23 +215,22 @@ mod tests {
         ThreadId::parse(format!("thr_{n:08}")).unwrap()
     }
 
-    fn oldest(live: &mut LiveActors<u32>, n: usize) -> Vec<u32> {
-        live.least_recently_used(n)
-            .into_iter()
-            .map(|a| a.addr)
-            .collect()
-    }
-
     #[test]
-    fn the_least_recently_used_come_first_and_use_moves_an_actor_to_the_end() {
+    fn the_least_recently_used_are_told_to_retire_once_and_use_moves_an_actor_to_the_end() {
         let mut live = LiveActors::default();
         for n in 1..=4 {
             live.insert(id(n), n, u64::from(n));
         }
-        assert_eq!(oldest(&mut live, 2), [1, 2]);
         assert_eq!(live.touch(&id(1)).map(|a| a.addr), Some(1));
-        assert_eq!(oldest(&mut live, 2), [2, 3]);
-        assert_eq!(oldest(&mut live, 9), [2, 3, 4, 1]);
+        assert_eq!(live.retire_least_recently_used(2), [2, 3]);
+        // Told once: the next ones are chosen, not the same again.
+        assert_eq!(live.retire_least_recently_used(2), [4, 1]);
+        assert_eq!((live.len(), live.staying()), (4, 0));
+        // Still routable until removed, and a use does not bring it back.
+        assert_eq!(live.touch(&id(2)).map(|a| a.addr), Some(2));
+        assert!(live.retire_least_recently_used(9).is_empty());
+        assert!(live.remove(&id(2), 2));
+        assert_eq!(live.len(), 3);
         assert!(live.touch(&id(9)).is_none());
     }
 
@@ -235,15 +239,16 @@ mod tests {
         let mut live = LiveActors::default();
         live.insert(id(1), 10, 1);
         // The thread's actor retired and a new one started: the old one's retirement (a late
-        // `Retired`) must not forget the new one.
+        // `Retired`) must not forget the new one, which may be chosen in its turn.
+        assert_eq!(live.retire_least_recently_used(1), [10]);
         live.insert(id(1), 11, 2);
-        assert_eq!(live.len(), 1);
-        assert_eq!(oldest(&mut live, 5), [11]);
+        assert_eq!((live.len(), live.staying()), (1, 1));
         assert!(!live.remove(&id(1), 1));
         assert_eq!(live.get(&id(1)).map(|a| a.addr), Some(11));
+        assert_eq!(live.retire_least_recently_used(5), [11]);
         assert!(live.remove(&id(1), 2));
         assert_eq!(live.len(), 0);
-        assert!(oldest(&mut live, 5).is_empty());
+        assert!(live.retire_least_recently_used(5).is_empty());
     }
 
     #[test]
@@ -256,18 +261,16 @@ mod tests {
         assert_eq!(directory.lookup(&id(2)), Some((2, 2)));
         assert_eq!(directory.lookup(&id(9)), None);
         // 2 was reached through the directory: 1 and 3 are the oldest now, 2 the newest.
-        assert_eq!(oldest(&mut live, 2), [1, 3]);
-        assert_eq!(oldest(&mut live, 4), [1, 3, 4, 2]);
-        // Used by everyone: each gets its second chance once, then the order stands.
-        for n in 1..=4 {
-            directory.lookup(&id(n));
-        }
-        assert_eq!(oldest(&mut live, 1), [1]);
+        assert_eq!(live.retire_least_recently_used(2), [1, 3]);
+        // Both left used: each gets its second chance once, then the order stands.
+        directory.lookup(&id(2));
+        directory.lookup(&id(4));
+        assert_eq!(live.retire_least_recently_used(1), [4]);
         live.insert(id(1), 11, 5);
         assert_eq!(directory.lookup(&id(1)), Some((11, 5)), "the later actor");
         assert!(!live.remove(&id(1), 1));
         assert!(live.remove(&id(1), 5));
         assert_eq!(directory.lookup(&id(1)), None, "withdrawn with the actor");
-        assert_eq!(oldest(&mut live, 9), [3, 4, 2]);
+        assert_eq!(live.retire_least_recently_used(9), [2]);
     }
 }

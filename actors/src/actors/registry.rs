@@ -163,12 +163,14 @@ impl Registry {
     /// are asked again when the next actor starts.
     fn enforce_max_live(&mut self) {
         let max = self.env.settings.actors.max_live.max(1);
-        if self.live.len() <= max {
+        // Actors already told to retire are not counted nor told again (each new thread
+        // told the same dozens of retiring actors once more while they stopped).
+        let staying = self.live.staying();
+        if staying <= max {
             return;
         }
-        let excess = self.live.len() - max;
-        for live in self.live.least_recently_used(excess) {
-            live.addr.do_send(Passivate);
+        for addr in self.live.retire_least_recently_used(staying - max) {
+            addr.do_send(Passivate);
         }
     }
 }

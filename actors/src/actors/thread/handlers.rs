@@ -240,11 +240,12 @@ impl Handler<Passivate> for ThreadActor {
     type Result = ();
 
     fn handle(&mut self, _: Passivate, ctx: &mut Context<Self>) {
-        // A turn waiting for an answer gives its question up and retires when it ended.
-        if self.busy && self.questions.skip(SkipReason::Retiring) {
+        // The registry asks once: a busy actor retires when its turn ended (a turn waiting
+        // for an answer gives its question up now).
+        if self.busy {
+            self.questions.skip(SkipReason::Retiring);
             self.retire_after_turn = true;
-        }
-        if !self.busy {
+        } else {
             tracing::debug!(thread_id = %self.thread_id, "least recently used thread actor retires");
             self.retire(ctx);
         }

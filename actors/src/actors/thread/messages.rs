@@ -95,7 +95,8 @@ pub(crate) struct YieldToOtherInstance {
     pub answer: Option<ForwardedAnswer>,
 }
 
-/// Retire now unless a turn is running (the registry keeps at most `max_live` actors).
+/// Retire now, or when the running turn ended (the registry keeps at most `max_live` actors
+/// and asks each once).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Passivate;
