@@ -180,8 +180,7 @@ pub(crate) async fn run_turn(job: TurnJob) -> TurnOutcome {
         // Nothing is written before the tool answers (protocol §3.5: stream_options first).
         let _ = accepted.send(Ok(()));
         run.send_stream_options().await;
-        // Boxed: the rarer path's future is the largest (≈ 20 KB), and every turn's future
-        // would otherwise be as large.
+        // Boxed: this rarer path's future (≈ 20 KB) would otherwise size every turn's.
         Box::pin(run.widget_action(action, &env.settings.model.instructions)).await
     } else {
         let input = TurnInputParts {
@@ -444,18 +443,4 @@ impl Drop for InFlight {
 }
 
 #[cfg(test)]
-mod future_size {
-    /// The size of the future `f` returns, without calling it.
-    fn of<A, Fut, F: FnOnce(A) -> Fut>(_: F) -> usize {
-        std::mem::size_of::<Fut>()
-    }
-
-    /// Every move of a future copies all of it, and a turn's is moved into its box and on
-    /// through wrappers: its rarer, larger paths are boxed (it was 25 KB with the widget
-    /// action's inline).
-    #[test]
-    fn a_turns_future_stays_small() {
-        let size = of(super::run_turn);
-        assert!(size < 16 * 1024, "run_turn's future is {size} bytes");
-    }
-}
+mod future_size_tests;
