@@ -1,7 +1,7 @@
 //! The model client: OpenAI-compatible Chat Completions and Responses streaming, with our own
 //! lenient chunk types, because compatible providers send values the strict types reject (e.g.
 //! `finish_reason: ""`). Requests go through async-openai's transport (its URLs, headers and
-//! retries); the event stream is read by `sse.rs`.
+//! retries); the event stream is read by `sse/`.
 
 mod history;
 mod hosted_events;
@@ -266,10 +266,7 @@ impl ModelClient {
                 responses_request::request(&self.settings, messages, tools, hosted, forced);
             let started = self.post_stream(transport::StreamApi::Responses, &request);
             let response = within(timeout, started).await?;
-            return Ok(events_of(
-                sse::chunks::<responses::StreamEvent>(response),
-                timeout,
-            ));
+            return Ok(sse::events(response, responses::parse_event, timeout));
         }
         let request = wire::ChatRequest {
             model: &self.settings.name,
@@ -283,7 +280,7 @@ impl ModelClient {
         };
         let started = self.post_stream(transport::StreamApi::ChatCompletions, &request);
         let response = within(timeout, started).await?;
-        Ok(events_of(sse::chunks::<wire::Chunk>(response), timeout))
+        Ok(sse::events(response, wire::parse_chunk, timeout))
     }
 
     async fn post_stream(
@@ -318,81 +315,6 @@ fn within<T, E: Into<ModelError>>(
             .map_err(|_| ModelError::Timeout(timeout))?
             .map_err(Into::into)
     })
-}
-
-/// A streamed response's pieces (Chat Completions chunks, Responses events) as events.
-pub(crate) trait IntoEvents {
-    fn into_events(self, out: &mut std::collections::VecDeque<ModelEvent>);
-}
-
-/// The events of a started response: each wait bounded by `timeout`; after the finish, the
-/// rest of the body is read (briefly) rather than dropped.
-fn events_of<C: IntoEvents + Send + 'static>(
-    started: sse::ChunkStream<C>,
-    timeout: Duration,
-) -> ModelStream {
-    let events = futures::stream::unfold(
-        StreamState {
-            inner: started,
-            queued: std::collections::VecDeque::new(),
-            failed: false,
-            finished: false,
-        },
-        move |mut state| async move {
-            loop {
-                if let Some(event) = state.queued.pop_front() {
-                    state.finished |= matches!(event, ModelEvent::Finished { .. });
-                    if let ModelEvent::Failed(message) = event {
-                        state.failed = true;
-                        return Some((Err(ModelError::Protocol(message)), state));
-                    }
-                    return Some((Ok(event), state));
-                }
-                if state.failed {
-                    return None;
-                }
-                // After the finish reason only `[DONE]` and the end of the body are left.
-                // Read up to them rather than drop the response early: an HTTP/2 stream
-                // dropped early is reset, and a peer that sees many resets closes the
-                // connection every other stream shares.
-                let wait = if state.finished {
-                    DRAIN_AFTER_FINISH
-                } else {
-                    timeout
-                };
-                match tokio::time::timeout(wait, state.inner.next()).await {
-                    Err(_) if state.finished => return None,
-                    Err(_) => {
-                        state.failed = true;
-                        return Some((Err(ModelError::Timeout(timeout)), state));
-                    }
-                    Ok(None) => return None,
-                    Ok(Some(Err(_))) if state.finished => return None,
-                    Ok(Some(Err(e))) => {
-                        state.failed = true;
-                        return Some((Err(e), state));
-                    }
-                    Ok(Some(Ok(chunk))) => {
-                        // Chunks after the finish reason (usage, say) carry no events.
-                        if !state.finished {
-                            chunk.into_events(&mut state.queued);
-                        }
-                    }
-                }
-            }
-        },
-    );
-    Box::pin(events)
-}
-
-/// How long a stream waits for the end of the body once the model sent its finish reason.
-const DRAIN_AFTER_FINISH: Duration = Duration::from_secs(1);
-
-struct StreamState<C> {
-    inner: sse::ChunkStream<C>,
-    queued: std::collections::VecDeque<ModelEvent>,
-    failed: bool,
-    finished: bool,
 }
 
 impl ModelClient {

@@ -3,6 +3,7 @@
 //! turned into the same [`ModelEvent`]s as Chat Completions chunks, plus reasoning
 //! summaries and citations (protocol §8.3, §8.5).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use serde::Deserialize;
@@ -10,51 +11,55 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::hosted_events::{container_file, hosted_event, HostedEvent};
-use super::{IntoEvents, ModelEvent};
+use super::ModelEvent;
 use crate::protocol::{Annotation, AnnotationTag};
 
-/// One streamed event, as lenient as the chunks: only what we read.
+/// One streamed event turned into events (the parse `sse::events` is given).
+pub(super) fn parse_event(data: &[u8], out: &mut VecDeque<ModelEvent>) -> serde_json::Result<()> {
+    let event: StreamEvent = serde_json::from_slice(data)?;
+    event.push_events(out);
+    Ok(())
+}
+
+/// One streamed event, as lenient as the chunks: only what we read, read where it lies in the
+/// event's bytes (an event's type, its item's id, the payloads we pass on or skip).
 #[derive(Deserialize)]
-pub(super) struct StreamEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    delta: Option<String>,
-    #[serde(default)]
+struct StreamEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
     output_index: Option<u32>,
-    #[serde(default)]
     summary_index: Option<u32>,
-    /// The output item of `response.output_item.*`: kept as its bytes, parsed by [`Self::item`]
-    /// unless it is the answer's message (its text came as deltas).
-    #[serde(default)]
-    item: Option<Box<RawValue>>,
-    #[serde(default)]
+    /// The output item of `response.output_item.*`: parsed by [`Self::item`] unless it is the
+    /// answer's message (its text came as deltas).
+    #[serde(borrow)]
+    item: Option<&'a RawValue>,
     annotation: Option<Value>,
-    /// The whole response so far (`response.created`, `.in_progress`, `.completed`, …): kept
-    /// as its bytes, read only by the events that end the response.
-    #[serde(default)]
-    response: Option<Box<RawValue>>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    item_id: Option<String>,
-    #[serde(default)]
-    partial_image_b64: Option<String>,
-    #[serde(default)]
+    /// The whole response so far (`response.created`, `.in_progress`, `.completed`, …): read
+    /// only by the events that end the response.
+    #[serde(borrow)]
+    response: Option<&'a RawValue>,
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    item_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    partial_image_b64: Option<Cow<'a, str>>,
     partial_image_index: Option<u32>,
 }
 
-impl IntoEvents for StreamEvent {
-    fn into_events(self, out: &mut VecDeque<ModelEvent>) {
+impl StreamEvent<'_> {
+    fn push_events(self, out: &mut VecDeque<ModelEvent>) {
         let item = self.item();
         if self.push_hosted(item.as_ref(), out) {
             return;
         }
         let index = self.output_index.unwrap_or(0);
-        match self.kind.as_str() {
+        match &*self.kind {
             "response.output_text.delta" => {
                 if let Some(delta) = self.delta.filter(|d| !d.is_empty()) {
-                    out.push_back(ModelEvent::TextDelta(delta));
+                    out.push_back(ModelEvent::TextDelta(delta.into_owned()));
                 }
             }
             // Each summary part is a thought: parts after the first start a new paragraph.
@@ -63,7 +68,7 @@ impl IntoEvents for StreamEvent {
             }
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
                 if let Some(delta) = self.delta.filter(|d| !d.is_empty()) {
-                    out.push_back(ModelEvent::ReasoningDelta(delta));
+                    out.push_back(ModelEvent::ReasoningDelta(delta.into_owned()));
                 }
             }
             "response.output_item.added" => {
@@ -77,7 +82,7 @@ impl IntoEvents for StreamEvent {
                         index,
                         id: None,
                         name: None,
-                        arguments: delta,
+                        arguments: delta.into_owned(),
                     });
                 }
             }
@@ -99,7 +104,7 @@ impl IntoEvents for StreamEvent {
     }
 }
 
-impl StreamEvent {
+impl StreamEvent<'_> {
     /// The event's output item, unless there is none or it is an assistant message (whose
     /// text and annotations came as their own events: nothing of it is read).
     fn item(&self) -> Option<Value> {
@@ -108,7 +113,7 @@ impl StreamEvent {
             #[serde(rename = "type", borrow)]
             kind: Option<std::borrow::Cow<'a, str>>,
         }
-        let raw = self.item.as_deref()?.get();
+        let raw = self.item?.get();
         let head: Head = serde_json::from_str(raw).ok()?;
         if head.kind.as_deref() == Some("message") {
             return None;
@@ -143,28 +148,82 @@ impl StreamEvent {
     fn push_ending(self, out: &mut VecDeque<ModelEvent>) {
         let response = || {
             self.response
-                .as_ref()
-                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+                .and_then(|raw| serde_json::from_str::<Ending>(raw.get()).ok())
+                .unwrap_or_default()
         };
-        match self.kind.as_str() {
-            "response.completed" => completed(response().as_ref(), out),
+        match &*self.kind {
+            "response.completed" => completed(response(), out),
             "response.incomplete" => out.push_back(ModelEvent::Finished {
                 reason: "length".into(),
-                model: response_model(response().as_ref()),
+                model: response().model(),
             }),
             "response.failed" => {
-                let response = response();
-                let message = response
-                    .as_ref()
-                    .and_then(|r| r["error"]["message"].as_str())
-                    .unwrap_or("the response failed");
-                out.push_back(ModelEvent::Failed(message.to_string()));
+                let message = response().error_message();
+                out.push_back(ModelEvent::Failed(
+                    message.unwrap_or_else(|| "the response failed".into()),
+                ));
             }
             "error" => out.push_back(ModelEvent::Failed(
-                self.message.unwrap_or_else(|| "error event".into()),
+                self.message
+                    .map_or_else(|| "error event".into(), Cow::into_owned),
             )),
             _ => {}
         }
+    }
+}
+
+/// What the events that end a response read of it, each part on its own (one that is not
+/// what we expect is left out, not the rest with it); the output's content is skipped unread.
+#[derive(Default, Deserialize)]
+struct Ending<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow)]
+    output: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+}
+
+impl<'a> Ending<'a> {
+    fn part<T: Deserialize<'a>>(part: Option<&'a RawValue>) -> Option<T> {
+        serde_json::from_str(part?.get()).ok()
+    }
+
+    fn model(&self) -> Option<String> {
+        Self::part::<Cow<str>>(self.model).map(Cow::into_owned)
+    }
+
+    fn usage(&self) -> Option<(u64, u64)> {
+        #[derive(Deserialize)]
+        struct Usage {
+            input_tokens: u64,
+            output_tokens: u64,
+        }
+        Self::part::<Usage>(self.usage).map(|u| (u.input_tokens, u.output_tokens))
+    }
+
+    /// The output has a function call.
+    fn called(&self) -> bool {
+        #[derive(Deserialize)]
+        struct OutputKind<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<Cow<'a, str>>,
+        }
+        Self::part::<Vec<OutputKind>>(self.output)
+            .is_some_and(|o| o.iter().any(|i| i.kind.as_deref() == Some("function_call")))
+    }
+
+    fn error_message(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        struct ErrorBody<'a> {
+            #[serde(borrow)]
+            message: Option<Cow<'a, str>>,
+        }
+        Self::part::<ErrorBody>(self.error)?
+            .message
+            .map(Cow::into_owned)
     }
 }
 
@@ -179,29 +238,19 @@ fn call_started(item: &Value, index: u32) -> Option<ModelEvent> {
 }
 
 /// The response completed: its usage, and why it finished (tool calls or text).
-fn completed(response: Option<&Value>, out: &mut VecDeque<ModelEvent>) {
-    if let Some(usage) = response.map(|r| &r["usage"]) {
-        if let (Some(input), Some(output)) = (
-            usage["input_tokens"].as_u64(),
-            usage["output_tokens"].as_u64(),
-        ) {
-            out.push_back(ModelEvent::Usage { input, output });
-        }
+fn completed(response: Ending, out: &mut VecDeque<ModelEvent>) {
+    if let Some((input, output)) = response.usage() {
+        out.push_back(ModelEvent::Usage { input, output });
     }
-    let called = response
-        .and_then(|r| r["output"].as_array())
-        .is_some_and(|o| o.iter().any(|i| i["type"] == "function_call"));
     out.push_back(ModelEvent::Finished {
-        reason: if called { "tool_calls" } else { "stop" }.into(),
-        model: response_model(response),
+        reason: if response.called() {
+            "tool_calls"
+        } else {
+            "stop"
+        }
+        .into(),
+        model: response.model(),
     });
-}
-
-/// The model a response names.
-fn response_model(response: Option<&Value>) -> Option<String> {
-    response
-        .and_then(|r| r["model"].as_str())
-        .map(str::to_string)
 }
 
 /// A reasoning item as the next request takes it back (without its status).
@@ -248,9 +297,7 @@ mod tests {
     fn events(lines: &[Value]) -> Vec<ModelEvent> {
         let mut out = VecDeque::new();
         for line in lines {
-            serde_json::from_value::<StreamEvent>(line.clone())
-                .unwrap()
-                .into_events(&mut out);
+            parse_event(&serde_json::to_vec(line).unwrap(), &mut out).unwrap();
         }
         out.into_iter().collect()
     }

@@ -15,7 +15,7 @@
 //! I/O runs on the thread that opened it, so a request from another arbiter over a shared
 //! pool would cross threads (a wake-up) for its request and every chunk of its answer.
 //!
-//! Streamed answers are asked for here ([`StreamRequests`]) and read by `sse.rs`; other calls
+//! Streamed answers are asked for here ([`StreamRequests`]) and read by `sse/`; other calls
 //! (files, containers, transcriptions) go through async-openai's client over the same
 //! transport.
 

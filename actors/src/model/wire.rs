@@ -1,5 +1,6 @@
 //! Request and chunk shapes of the Chat Completions API, as lenient as providers need.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 pub use crate::tool_schema::ToolSchema;
@@ -149,83 +150,117 @@ fn chat_messages<S: serde::Serializer>(messages: &&[ChatMessage], s: S) -> Resul
     )
 }
 
-#[derive(Deserialize)]
-pub(super) struct Chunk {
-    #[serde(default)]
-    choices: Vec<ChoiceChunk>,
-    #[serde(default)]
-    model: Option<String>,
+/// One event's chunk turned into events (the parse `sse::events` is given): its strings are
+/// read where they lie in the event's bytes, only the deltas are copied out.
+pub(super) fn parse_chunk(data: &[u8], out: &mut VecDeque<ModelEvent>) -> serde_json::Result<()> {
+    let chunk: Chunk = serde_json::from_slice(data)?;
+    chunk.push_events(out);
+    Ok(())
 }
 
 #[derive(Deserialize)]
-struct ChoiceChunk {
-    #[serde(default)]
-    delta: Option<Delta>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+struct Chunk<'a> {
+    #[serde(borrow)]
+    choices: Option<FirstChoice<'a>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize, Default)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
+#[derive(Deserialize)]
+struct ChoiceChunk<'a> {
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
     /// The reasoning extension of vLLM, DeepSeek, llama.cpp (`reasoning` on some others).
-    #[serde(default)]
-    reasoning_content: Option<String>,
-    #[serde(default)]
-    reasoning: Option<String>,
-    #[serde(default)]
-    tool_calls: Option<Vec<ToolCallChunk>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<ToolCallChunk<'a>>>,
 }
 
 #[derive(Deserialize)]
-struct ToolCallChunk {
+struct ToolCallChunk<'a> {
     #[serde(default)]
     index: u32,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    function: Option<FunctionChunk>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    function: Option<FunctionChunk<'a>>,
 }
 
 #[derive(Deserialize)]
-struct FunctionChunk {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    arguments: Option<String>,
+struct FunctionChunk<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
 }
 
-impl super::IntoEvents for Chunk {
-    /// Turns one chunk into events (only the first choice counts: we never ask for `n > 1`).
-    fn into_events(self, out: &mut VecDeque<ModelEvent>) {
-        let Chunk { choices, model } = self;
-        let Some(choice) = choices.into_iter().next() else {
+/// A chunk's `choices`: the first one (we never ask for `n > 1`), the others skipped unread.
+struct FirstChoice<'a>(Option<ChoiceChunk<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct First<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for First<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element::<ChoiceChunk<'a>>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(FirstChoice(first))
+            }
+        }
+        deserializer.deserialize_seq(First(std::marker::PhantomData))
+    }
+}
+
+impl Chunk<'_> {
+    fn push_events(self, out: &mut VecDeque<ModelEvent>) {
+        let Some(choice) = self.choices.and_then(|c| c.0) else {
             return;
         };
+        let owned = |text: Option<Cow<str>>| text.map(Cow::into_owned);
         if let Some(delta) = choice.delta {
             let reasoning = delta.reasoning_content.or(delta.reasoning);
             if let Some(thought) = reasoning.filter(|t| !t.is_empty()) {
-                out.push_back(ModelEvent::ReasoningDelta(thought));
+                out.push_back(ModelEvent::ReasoningDelta(thought.into_owned()));
             }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
-                out.push_back(ModelEvent::TextDelta(text));
+                out.push_back(ModelEvent::TextDelta(text.into_owned()));
             }
             for call in delta.tool_calls.into_iter().flatten() {
                 let (name, arguments) = match call.function {
-                    Some(f) => (f.name, f.arguments.unwrap_or_default()),
+                    Some(f) => (owned(f.name), owned(f.arguments).unwrap_or_default()),
                     None => (None, String::new()),
                 };
                 out.push_back(ModelEvent::ToolCallDelta {
                     index: call.index,
-                    id: call.id,
+                    id: owned(call.id),
                     name,
                     arguments,
                 });
             }
         }
         if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
-            out.push_back(ModelEvent::Finished { reason, model });
+            out.push_back(ModelEvent::Finished {
+                reason: reason.into_owned(),
+                model: owned(self.model),
+            });
         }
     }
 }
@@ -277,18 +312,54 @@ mod tests {
         );
     }
 
+    fn parsed(chunk: &str) -> Vec<ModelEvent> {
+        let mut out = VecDeque::new();
+        parse_chunk(chunk.as_bytes(), &mut out).unwrap();
+        out.into_iter().collect()
+    }
+
     #[test]
     fn lenient_chunks() {
-        use crate::model::IntoEvents;
-        let chunk: Chunk = serde_json::from_str(
-            r#"{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi","refusal":null},"finish_reason":""}]}"#,
-        )
-        .unwrap();
-        let mut out = VecDeque::new();
-        chunk.into_events(&mut out);
         assert_eq!(
-            out.into_iter().collect::<Vec<_>>(),
+            parsed(
+                r#"{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi","refusal":null},"finish_reason":""}]}"#
+            ),
             vec![ModelEvent::TextDelta("Hi".into())]
+        );
+        // No choices, null ones, or a usage chunk: no events.
+        for empty in [
+            r#"{"choices":[]}"#,
+            r#"{"choices":null}"#,
+            r#"{"usage":{"total_tokens":3}}"#,
+        ] {
+            assert_eq!(parsed(empty), vec![], "{empty}");
+        }
+    }
+
+    #[test]
+    fn the_first_choice_counts_and_escaped_strings_come_out_unescaped() {
+        let chunk = r#"{"model":"m\u00e9","choices":[{"delta":{"content":"a\"b\n","reasoning":"t\u00e9","tool_calls":[{"index":1,"id":"c\/1","function":{"name":"add","arguments":"{\"x\":1}"}}]},"finish_reason":"stop"},{"delta":{"content":"ignored"},"finish_reason":"length"}]}"#;
+        assert_eq!(
+            parsed(chunk),
+            vec![
+                ModelEvent::ReasoningDelta("t\u{e9}".into()),
+                ModelEvent::TextDelta("a\"b\n".into()),
+                ModelEvent::ToolCallDelta {
+                    index: 1,
+                    id: Some("c/1".into()),
+                    name: Some("add".into()),
+                    arguments: "{\"x\":1}".into()
+                },
+                ModelEvent::Finished {
+                    reason: "stop".into(),
+                    model: Some("m\u{e9}".into())
+                },
+            ]
+        );
+        let mut out = VecDeque::new();
+        assert!(
+            parse_chunk(br#"{"choices":{"a":1}}"#, &mut out).is_err(),
+            "not a list"
         );
     }
 }
