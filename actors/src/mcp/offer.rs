@@ -99,14 +99,11 @@ fn build_offer(servers: &[&McpServerConfig], lists: &[ToolList]) -> OfferedTools
                     name.clone()
                 };
                 let server = server.name.clone();
-                let spec = ToolSpec {
-                    kind: "function",
-                    function: FunctionSpec {
-                        name: exposed_name.clone(),
-                        description: tool.description.clone(),
-                        parameters: tool.parameters.clone(),
-                    },
-                };
+                let spec = ToolSpec::new(FunctionSpec {
+                    name: exposed_name.clone(),
+                    description: tool.description.clone(),
+                    parameters: tool.parameters.clone(),
+                });
                 OfferedTool {
                     exposed_name,
                     server,
@@ -170,6 +167,6 @@ mod tests {
         assert_eq!(renamed.tools[2].exposed_name, "c__add");
         let one = memo.offer(&[&a], &[tasks]);
         assert_eq!(one.tools.len(), 2);
-        assert_eq!(one.specs[0].function.name, "add", "no collision left");
+        assert_eq!(one.specs[0].function().name, "add", "no collision left");
     }
 }

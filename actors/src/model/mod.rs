@@ -254,7 +254,7 @@ impl ModelClient {
     ) -> Result<ModelStream, ModelError> {
         let timeout = self.settings.timeout;
         let forced = forced.filter(|name| {
-            let offered = tools.iter().any(|t| t.function.name == *name)
+            let offered = tools.iter().any(|t| t.function().name == *name)
                 || hosted.iter().any(|t| t.kind == *name);
             if !offered {
                 tracing::warn!(tool = %name, model = %self.settings.name, "the forced tool is not offered to this model; the model chooses");

@@ -154,9 +154,9 @@ pub(super) fn request<'a>(
             .map(|t| {
                 Tool::Function(FunctionTool {
                     kind: "function",
-                    name: &t.function.name,
-                    description: t.function.description.as_deref(),
-                    parameters: &t.function.parameters,
+                    name: &t.function().name,
+                    description: t.function().description.as_deref(),
+                    parameters: &t.function().parameters,
                 })
             })
             .chain(hosted.iter().map(|t| Tool::Hosted(&t.spec)))
@@ -294,14 +294,11 @@ mod tests {
                 content: "ok".into(),
             },
         ];
-        let tools = vec![ToolSpec {
-            kind: "function",
-            function: crate::model::FunctionSpec {
-                name: "add".into(),
-                description: None,
-                parameters: ToolSchema::new(&json!({"type": "object"})),
-            },
-        }];
+        let tools = vec![ToolSpec::new(crate::model::FunctionSpec {
+            name: "add".into(),
+            description: None,
+            parameters: ToolSchema::new(&json!({"type": "object"})),
+        })];
         let sent = serde_json::to_string(&request(&settings, &messages, &tools, &[], Some("add")))
             .unwrap();
         assert_eq!(

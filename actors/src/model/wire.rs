@@ -2,9 +2,11 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
 
 pub use crate::tool_schema::ToolSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::ModelEvent;
 use crate::config::ReasoningEffort;
@@ -110,12 +112,54 @@ impl ToolCallRequest {
     }
 }
 
-/// A function tool offered to the model.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A function tool offered to the model. Its JSON is written by the first request that
+/// offers it and copied by the others: an offer is shared by the turns of every thread that
+/// sees the same tools, which would escape every name, description and schema again for each
+/// request otherwise.
+#[derive(Clone, Debug)]
 pub struct ToolSpec {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: FunctionSpec,
+    /// Private: the JSON written from it is kept.
+    function: FunctionSpec,
+    json: Arc<OnceLock<Box<RawValue>>>,
+}
+
+impl ToolSpec {
+    /// A function tool (`"type": "function"`, the only kind Chat Completions takes).
+    pub fn new(function: FunctionSpec) -> Self {
+        ToolSpec {
+            function,
+            json: Arc::default(),
+        }
+    }
+
+    pub fn function(&self) -> &FunctionSpec {
+        &self.function
+    }
+}
+
+impl PartialEq for ToolSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.function == other.function
+    }
+}
+
+impl Serialize for ToolSpec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Written<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            function: &'a FunctionSpec,
+        }
+        let json = self.json.get_or_init(|| {
+            let written = Written {
+                kind: "function",
+                function: &self.function,
+            };
+            serde_json::value::to_raw_value(&written).expect("a tool's spec serializes")
+        });
+        json.serialize(serializer)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -309,6 +353,32 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&request(None)).unwrap(),
             r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#
+        );
+    }
+
+    #[test]
+    fn a_tool_spec_is_written_once_as_chat_completions_takes_it() {
+        let spec = ToolSpec::new(FunctionSpec {
+            name: "add".into(),
+            description: Some("Add \"it\"".into()),
+            parameters: ToolSchema::new(&serde_json::json!({"type": "object"})),
+        });
+        let expected = r#"{"type":"function","function":{"name":"add","description":"Add \"it\"","parameters":{"type":"object"}}}"#;
+        assert_eq!(serde_json::to_string(&spec).unwrap(), expected);
+        let copy = spec.clone();
+        assert!(copy.json.get().is_some(), "a copy shares the JSON written");
+        assert_eq!(
+            serde_json::to_string(&[copy]).unwrap(),
+            format!("[{expected}]")
+        );
+        let bare = ToolSpec::new(FunctionSpec {
+            name: "x".into(),
+            description: None,
+            parameters: ToolSchema::new(&serde_json::json!({})),
+        });
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            r#"{"type":"function","function":{"name":"x","parameters":{}}}"#
         );
     }
 

@@ -23,9 +23,8 @@ const MAX_QUESTIONS: usize = 10;
 const MAX_OPTIONS: usize = 20;
 const MAX_TEXT_CHARS: usize = 2000;
 
-static SPEC: LazyLock<ToolSpec> = LazyLock::new(|| ToolSpec {
-    kind: "function",
-    function: FunctionSpec {
+static SPEC: LazyLock<ToolSpec> = LazyLock::new(|| {
+    ToolSpec::new(FunctionSpec {
         name: ASK_USER_TOOL.to_string(),
         description: Some(
             "Ask the user one or more questions and wait for the answers. Use it when you \
@@ -55,7 +54,7 @@ static SPEC: LazyLock<ToolSpec> = LazyLock::new(|| ToolSpec {
             },
             "required": ["questions"]
         })),
-    },
+    })
 });
 
 /// The tools offered, with `ask_user` when `agent.ask_user` is on.

@@ -60,13 +60,12 @@ pub(super) fn offer(
         client_tools.retain(|c| allowed.contains(&c.name));
     }
     let mut specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
-    specs.extend(client_tools.iter().map(|c| ToolSpec {
-        kind: "function",
-        function: FunctionSpec {
+    specs.extend(client_tools.iter().map(|c| {
+        ToolSpec::new(FunctionSpec {
             name: c.name.clone(),
             description: c.description.clone(),
             parameters: c.parameters.clone(),
-        },
+        })
     }));
     let forced = match menu {
         // A name without a server is a hosted tool's type (the configuration checked it):
@@ -144,14 +143,11 @@ mod tests {
             exposed_name: exposed.into(),
             server: server.into(),
             tool_name: name.into(),
-            spec: ToolSpec {
-                kind: "function",
-                function: FunctionSpec {
-                    name: exposed.into(),
-                    description: None,
-                    parameters: ToolSchema::new(&serde_json::json!({})),
-                },
-            },
+            spec: ToolSpec::new(FunctionSpec {
+                name: exposed.into(),
+                description: None,
+                parameters: ToolSchema::new(&serde_json::json!({})),
+            }),
         }
     }
 
