@@ -31,7 +31,7 @@ impl SseDecoder {
     /// Reads the whole lines of `buf`; how many bytes they took.
     fn lines(&mut self, buf: &[u8], on_data: &mut impl FnMut(&[u8])) -> usize {
         let mut start = 0;
-        while let Some(offset) = buf[start..].iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(offset) = memchr::memchr2(b'\n', b'\r', &buf[start..]) {
             let end = start + offset;
             let next = match buf[end] {
                 b'\r' if end + 1 == buf.len() => break, // a CR LF may be split between pushes
@@ -62,7 +62,7 @@ impl SseDecoder {
         if line[0] == b':' {
             return; // a comment
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(colon) => {
                 let value = &line[colon + 1..];
                 (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
