@@ -1,5 +1,7 @@
 //! The event-stream format's decoding (the WHATWG `text/event-stream` rules we need): bytes in,
-//! each dispatched event's data out.
+//! each dispatched event's data out. Lines end in LF, CRLF or CR (a CR LF split between reads
+//! is one end); `data` lines of one event are joined with LF; comments, `id`, `retry` and
+//! `event: keepalive` events are skipped.
 
 /// Incremental event-stream decoder: bytes in, each dispatched event's data out.
 #[derive(Default)]

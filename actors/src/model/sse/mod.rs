@@ -5,11 +5,9 @@
 //! unbounded channel and parsed lines with nom into owned strings (≈ 5% of the server's CPU
 //! for an 8-token reply, `benches/results/profile-server-s9.txt`); this reads the same events
 //! on the turn's own task, and each event's fields (its type, ids, the model's name) are read
-//! from the body's bytes rather than copied out first. Lines end in LF, CRLF or CR; `data`
-//! lines of one event are joined with LF; comments, `id`, `retry` and `event: keepalive`
-//! events are skipped; `[DONE]` ends the events, and the end of the body is taken if it is
-//! already there (else `transport.rs` reads it in the background, so an HTTP/2 stream is not
-//! reset).
+//! from the body's bytes rather than copied out first. `decoder.rs` splits the bytes into
+//! events; here `[DONE]` ends the events, and the end of the body is taken if it is already
+//! there (else `transport.rs` reads it in the background, so an HTTP/2 stream is not reset).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -100,7 +98,7 @@ struct Reading {
     failure: Option<ModelError>,
     /// The model sent its finish reason: later events are not parsed.
     finished: bool,
-    /// `[DONE]` came (or the stream failed): the rest of the body is read, not decoded.
+    /// `[DONE]` came: the rest of the body is read, not decoded.
     done: bool,
     /// Nothing is read any more.
     ended: bool,
