@@ -31,6 +31,7 @@ pub mod config;
 pub mod deadline;
 pub mod engine;
 pub mod error;
+mod frames;
 pub mod ids;
 mod mcp;
 pub mod metrics;

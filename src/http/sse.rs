@@ -1,6 +1,9 @@
-//! Relays a turn's event channel as an SSE body (protocol §1.3): each frame is already
-//! `data: <json>\n\n`; the body ends when the turn ends. Dropping the body (the client left)
+//! Relays a turn's frames as an SSE body (protocol §1.3): each frame is already
+//! `data: <json>\n\n`, a burst of them one chunk; the body ends when the turn ends. Dropping the body (the client left)
 //! drops the receiver, which the turn notices as a cancellation (protocol §8.8).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use actix_web::http::header;
 use actix_web::HttpResponse;
@@ -12,11 +15,24 @@ use super::limits::StreamPermit;
 /// The turn's frames as an event stream. The permit lives in the body's state: released
 /// when the body ends or the client leaves.
 pub fn respond(frames: TurnStream, permit: StreamPermit) -> HttpResponse {
-    let body = futures::stream::unfold((frames, permit), |(mut frames, permit)| async move {
-        let bytes = frames.recv().await?;
-        Some((Ok::<Bytes, actix_web::Error>(bytes), (frames, permit)))
-    });
-    event_stream_response().streaming(body)
+    event_stream_response().streaming(Relay {
+        frames,
+        _permit: permit,
+    })
+}
+
+/// The body: each poll takes every frame the turn wrote since the last one, as one chunk.
+struct Relay {
+    frames: TurnStream,
+    _permit: StreamPermit,
+}
+
+impl futures::Stream for Relay {
+    type Item = Result<Bytes, actix_web::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.frames.poll_recv(cx).map(|chunk| chunk.map(Ok))
+    }
 }
 
 /// An empty stream (e.g. retry of an unknown item, protocol §3.4).

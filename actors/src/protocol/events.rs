@@ -79,26 +79,41 @@ impl ThreadStreamEvent {
         }
     }
 
-    /// The SSE frame of `thread.item.done` for an item whose wire JSON is `item_json` (as its
-    /// stored row holds it): the same bytes as [`ThreadStreamEvent::ItemDone`]'s frame,
-    /// without serializing the item a second time.
-    pub fn item_done_frame(item_json: &str) -> bytes::Bytes {
-        const HEAD: &[u8] = b"data: {\"type\":\"thread.item.done\",\"item\":";
-        let mut buf = Vec::with_capacity(HEAD.len() + item_json.len() + 3);
-        buf.extend_from_slice(HEAD);
-        buf.extend_from_slice(item_json.as_bytes());
-        buf.extend_from_slice(b"}\n\n");
-        bytes::Bytes::from(buf)
+    /// Appends the SSE frame of `thread.item.done` for an item whose wire JSON is
+    /// `item_json` (as its stored row holds it): the same bytes as
+    /// [`ThreadStreamEvent::ItemDone`]'s frame, without serializing the item a second time.
+    pub fn write_item_done_sse(item_json: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: {\"type\":\"thread.item.done\",\"item\":");
+        out.extend_from_slice(item_json.as_bytes());
+        out.extend_from_slice(b"}\n\n");
     }
 
-    /// The SSE frame of this event: `data: <compact json>\n\n`.
-    pub fn to_sse(&self) -> bytes::Bytes {
-        // A text delta's frame is ≈ 170 bytes: room for it without growing the buffer.
-        let mut buf = Vec::with_capacity(256);
-        buf.extend_from_slice(b"data: ");
-        serde_json::to_writer(&mut buf, self).expect("events always serialize");
-        buf.extend_from_slice(b"\n\n");
-        bytes::Bytes::from(buf)
+    /// Appends the SSE frame of this event: `data: <compact json>\n\n`.
+    pub fn write_sse(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut *out, self).expect("events always serialize");
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// Appends the SSE frame of a `text_delta` update of message `item_id` (content part
+    /// 0): the same bytes as the [`ThreadStreamEvent::ItemUpdated`] event's frame, written
+    /// from borrowed parts (a turn sends one per piece of its answer).
+    pub fn write_text_delta_sse(item_id: &ItemId, delta: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"data: {\"type\":\"thread.item.updated\",\"item_id\":");
+        serde_json::to_writer(&mut *out, item_id).expect("ids serialize");
+        out.extend_from_slice(
+            b",\"update\":{\"type\":\"assistant_message.content_part.text_delta\",\
+              \"content_index\":0,\"delta\":",
+        );
+        serde_json::to_writer(&mut *out, delta).expect("strings serialize");
+        out.extend_from_slice(b"}}\n\n");
+    }
+
+    /// The SSE frame of this event, on its own.
+    pub fn to_sse(&self) -> Vec<u8> {
+        let mut frame = Vec::new();
+        self.write_sse(&mut frame);
+        frame
     }
 }
 
@@ -178,15 +193,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_text_delta_frame_written_from_parts_is_the_events_own_frame() {
+        let id = ItemId::generate(crate::ids::prefix::MESSAGE);
+        for delta in [
+            "",
+            "Hello",
+            " wörld\n\"quoted\" \\ \u{0} \u{1F600}",
+            "\u{2028}</script>",
+        ] {
+            let mut built = Vec::new();
+            ThreadStreamEvent::write_text_delta_sse(&id, delta, &mut built);
+            let own = ThreadStreamEvent::ItemUpdated {
+                item_id: id.clone(),
+                update: ThreadItemUpdate::TextDelta {
+                    content_index: 0,
+                    delta: delta.to_string(),
+                },
+            }
+            .to_sse();
+            assert_eq!(
+                String::from_utf8(built).unwrap(),
+                String::from_utf8(own).unwrap()
+            );
+        }
+    }
+
+    #[test]
     fn the_done_frame_built_from_an_items_json_is_the_events_own_frame() {
         let fixtures = include_str!("../../../tests/fixtures/items.jsonl");
         let mut seen = 0;
         for line in fixtures.lines().filter(|l| !l.trim().is_empty()) {
             let item: ThreadItem = serde_json::from_str(line).expect("an item fixture");
             let json = serde_json::to_string(&item).unwrap();
+            let mut built = b"data: {}\n\n".to_vec();
+            ThreadStreamEvent::write_item_done_sse(&json, &mut built);
+            let mut own = b"data: {}\n\n".to_vec();
+            ThreadStreamEvent::ItemDone { item }.write_sse(&mut own);
             assert_eq!(
-                ThreadStreamEvent::item_done_frame(&json),
-                ThreadStreamEvent::ItemDone { item }.to_sse(),
+                String::from_utf8(built).unwrap(),
+                String::from_utf8(own).unwrap(),
                 "{line}"
             );
             seen += 1;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use super::persistence::Persist;
@@ -245,7 +245,7 @@ impl ThreadActor {
                 instructions: &settings.model.instructions,
             },
         )?;
-        let (tx, rx) = mpsc::channel(settings.actors.stream_buffer);
+        let (tx, rx) = crate::frames::channel(settings.actors.stream_buffer);
         let (accepted, accepted_rx) = oneshot::channel();
         let job = TurnJob {
             env: self.env.clone(),
@@ -280,7 +280,7 @@ impl ThreadActor {
                     Err(_panic) => {
                         tracing::error!(%thread_id, "turn panicked; restarting the thread actor");
                         if let Some(tx) = tx.upgrade() {
-                            let _ = tx.try_send(ThreadStreamEvent::stream_error(true).to_sse());
+                            let _ = tx.try_send(&ThreadStreamEvent::stream_error(true).to_sse());
                         }
                         act.busy = false;
                         act.state = ThreadState::Unloaded;

@@ -5,7 +5,7 @@
 //! from another instance) is stored skipped when the thread loads.
 
 use actix::prelude::*;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::messages::{ForwardedAnswer, StartTurn, TurnInput};
 use super::ThreadActor;
@@ -53,7 +53,7 @@ impl ThreadActor {
             None => Err(unheld_answer_error(&live.history, &item_id)),
         });
         let started = answered.and_then(|item| {
-            let (frames, rx) = mpsc::channel(stream_buffer);
+            let (frames, rx) = crate::frames::channel(stream_buffer);
             let (accepted, accepted_rx) = oneshot::channel();
             let delivery = AnswerDelivery {
                 item,
@@ -114,7 +114,7 @@ impl ThreadActor {
         let Ok(item) = answer_for(&question, &answer.submission) else {
             return false;
         };
-        let (frames, mut nobody) = mpsc::channel(self.env.settings.actors.stream_buffer);
+        let (frames, mut nobody) = crate::frames::channel(self.env.settings.actors.stream_buffer);
         // Read and dropped: the turn must not take the missing reader for a client gone.
         actix::spawn(async move { while nobody.recv().await.is_some() {} });
         let (accepted, _) = oneshot::channel();
@@ -182,9 +182,9 @@ pub(super) fn relayed_answer(
 
 /// A turn already over, as a started one: its input committed, its events in the stream.
 fn started_with(events: Vec<ThreadStreamEvent>) -> TurnStart {
-    let (frames, rx) = mpsc::channel(events.len().max(1));
+    let (frames, rx) = crate::frames::channel(events.len().max(1));
     for event in &events {
-        let _ = frames.try_send(event.to_sse());
+        let _ = frames.try_send(&event.to_sse());
     }
     let (accepted, accepted_rx) = oneshot::channel();
     let _ = accepted.send(Ok(()));

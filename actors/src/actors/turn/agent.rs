@@ -219,14 +219,15 @@ impl TurnRun<'_> {
     ) -> Result<(), Ended> {
         let row = ItemRecord::of(&item);
         // The row's body is the item's wire JSON: the event embeds it as it is.
-        let done = ThreadStreamEvent::item_done_frame(&row.body);
+        let mut done = Vec::with_capacity(row.body.len() + 48);
+        ThreadStreamEvent::write_item_done_sse(&row.body, &mut done);
         match self
             .env
             .persist_as(&self.lease, state, vec![WriteOp::PutItem(row)])
             .await
         {
             Ok(()) => {
-                self.writer.send_frame(done).await;
+                self.writer.send_frame(&done).await;
                 self.committed.push(item);
                 Ok(())
             }

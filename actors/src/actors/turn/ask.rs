@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(outcome(Some(None)).err(), Some(SkipReason::Retiring));
         let superseded = Some(Some(Resume::Skipped(SkipReason::Superseded)));
         assert_eq!(outcome(superseded).err(), Some(SkipReason::Superseded));
-        let (frames, _rx) = mpsc::channel(1);
+        let (frames, _rx) = crate::frames::channel(1);
         let (accepted, _) = oneshot::channel();
         let delivery = AnswerDelivery {
             item: question("msg_1"),

@@ -3,12 +3,12 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::config::OnDisconnect;
+use crate::frames::FrameSender;
 use crate::ids::{prefix, ItemId, ThreadId};
 use crate::protocol::{
     AssistantMessage, AssistantMessageContent, ItemBody, ThreadItem, ThreadItemUpdate,
@@ -158,8 +158,10 @@ impl WorkflowInProgress {
 /// cancels the turn (`stream.on_disconnect`, and the engine stopping). A turn that waits for
 /// the user's answer ends its stream (`detach`) and goes on in the answer's (`attach`).
 pub(super) struct EventWriter<'a> {
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: Option<FrameSender>,
     open: bool,
+    /// Where each frame is written before it is sent (reused: no allocation per frame).
+    frame: Vec<u8>,
     on_disconnect: OnDisconnect,
     stopping: watch::Receiver<bool>,
     _turn: std::marker::PhantomData<&'a ()>,
@@ -167,13 +169,14 @@ pub(super) struct EventWriter<'a> {
 
 impl EventWriter<'_> {
     pub fn new(
-        tx: mpsc::Sender<Bytes>,
+        tx: FrameSender,
         on_disconnect: OnDisconnect,
         stopping: watch::Receiver<bool>,
     ) -> Self {
         EventWriter {
             tx: Some(tx),
             open: true,
+            frame: Vec::with_capacity(FRAME_CAPACITY),
             on_disconnect,
             stopping,
             _turn: std::marker::PhantomData,
@@ -208,28 +211,42 @@ impl EventWriter<'_> {
     }
 
     /// Goes on in another request's stream.
-    pub fn attach(&mut self, tx: mpsc::Sender<Bytes>) {
+    pub fn attach(&mut self, tx: FrameSender) {
         self.tx = Some(tx);
         self.open = true;
     }
 
     /// Sends `event` while the client listens; nothing once it left.
     pub async fn send(&mut self, event: &ThreadStreamEvent) {
-        if self.tx.is_some() && self.open {
-            self.send_frame(event.to_sse()).await;
-        }
+        self.send_with(|frame| event.write_sse(frame)).await;
     }
 
-    /// Sends an event's SSE frame while the client listens; nothing once it left.
-    pub async fn send_frame(&mut self, frame: Bytes) {
+    /// Sends a piece of the answer `item_id` while the client listens.
+    pub async fn send_text_delta(&mut self, item_id: &ItemId, delta: &str) {
+        self.send_with(|frame| ThreadStreamEvent::write_text_delta_sse(item_id, delta, frame))
+            .await;
+    }
+
+    /// Sends a frame built beforehand while the client listens; nothing once it left.
+    pub async fn send_frame(&mut self, frame: &[u8]) {
+        self.send_with(|buf| buf.extend_from_slice(frame)).await;
+    }
+
+    /// Sends the frame `write` writes while the client listens; nothing once it left.
+    async fn send_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let Some(tx) = self.tx.as_ref().filter(|_| self.open) else {
             return;
         };
-        if tx.send(frame).await.is_err() {
+        self.frame.clear();
+        write(&mut self.frame);
+        if tx.send(&self.frame).await.is_err() {
             self.open = false;
         }
     }
 }
+
+/// Room for a text delta's frame (about 170 bytes) before the frame buffer grows.
+const FRAME_CAPACITY: usize = 256;
 
 /// The assistant message being streamed.
 pub(super) struct AnswerInProgress {

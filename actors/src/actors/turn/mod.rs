@@ -34,8 +34,7 @@ mod workflow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::actors::env::{EngineEnv, Lease};
 use crate::attachments::generated::ContentLinks;
@@ -66,7 +65,7 @@ use titles::save_title;
 pub(crate) const ACTION_FAILED: &str = "The action could not be completed.";
 
 /// What the HTTP layer relays: the turn's SSE frames, once its input has committed.
-pub type TurnStream = mpsc::Receiver<Bytes>;
+pub type TurnStream = crate::frames::FrameReceiver;
 
 /// A turn that started: whether its input committed (answered once, before any frame is
 /// worth relaying: an error there means nothing was acknowledged), and its frames.
@@ -81,7 +80,7 @@ pub(crate) struct TurnJob {
     pub thread_id: ThreadId,
     /// What to write, announce and send the model (`thread/plan.rs`).
     pub plan: TurnPlan,
-    pub events: mpsc::Sender<Bytes>,
+    pub events: crate::frames::FrameSender,
     /// Told once whether the input committed (before the first frame).
     pub accepted: oneshot::Sender<Result<(), EngineError>>,
     /// The request's deadline: the input's commit is waited for until then.

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::deadline::Deadline;
@@ -22,7 +21,7 @@ pub(crate) enum Resume {
 /// request: its stream, and whether the answer committed (before any frame of it).
 pub(crate) struct AnswerDelivery {
     pub item: ThreadItem,
-    pub frames: mpsc::Sender<Bytes>,
+    pub frames: crate::frames::FrameSender,
     pub accepted: oneshot::Sender<Result<(), EngineError>>,
     pub deadline: Deadline,
 }

@@ -203,14 +203,7 @@ impl TurnRun<'_> {
                 .observe(self.started.elapsed().as_secs_f64());
         }
         round.answer.text.push_str(&delta);
-        let event = ThreadStreamEvent::ItemUpdated {
-            item_id: round.answer.id.clone(),
-            update: ThreadItemUpdate::TextDelta {
-                content_index: 0,
-                delta,
-            },
-        };
-        self.writer.send(&event).await;
+        self.writer.send_text_delta(&round.answer.id, &delta).await;
         Ok(())
     }
 
