@@ -267,7 +267,9 @@ impl Drop for FinishOnDrop {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    // memmem, not a window compared at every offset: this runs over every byte of every
+    // answer (the naive search was ≈ 6% of the server's instructions per turn).
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]
