@@ -16,7 +16,7 @@ use crate::protocol::{Annotation, AnnotationTag};
 
 /// One streamed event turned into events (the parse `sse::events` is given).
 pub(super) fn parse_event(data: &[u8], out: &mut VecDeque<ModelEvent>) -> serde_json::Result<()> {
-    let event: StreamEvent = serde_json::from_slice(data)?;
+    let event: StreamEvent = super::sse::json(data)?;
     event.push_events(out);
     Ok(())
 }

@@ -197,7 +197,7 @@ fn chat_messages<S: serde::Serializer>(messages: &&[ChatMessage], s: S) -> Resul
 /// One event's chunk turned into events (the parse `sse::events` is given): its strings are
 /// read where they lie in the event's bytes, only the deltas are copied out.
 pub(super) fn parse_chunk(data: &[u8], out: &mut VecDeque<ModelEvent>) -> serde_json::Result<()> {
-    let chunk: Chunk = serde_json::from_slice(data)?;
+    let chunk: Chunk = super::sse::json(data)?;
     chunk.push_events(out);
     Ok(())
 }
