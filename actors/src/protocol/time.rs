@@ -68,25 +68,53 @@ impl Timestamp {
     }
 }
 
+/// The longest text [`Timestamp::write_iso`] writes: `YYYY-MM-DDTHH:MM:SS.ffffff`.
+const ISO_LEN: usize = 26;
+
+impl Timestamp {
+    /// The timestamp's text written digit by digit into `buf` (a turn writes a dozen of them;
+    /// the formatting machinery cost ≈ 1,500 instructions each); `None` for a year beyond four
+    /// digits, which `Display` writes in chrono's signed form.
+    fn write_iso(&self, buf: &mut [u8; ISO_LEN]) -> Option<usize> {
+        let (date, time) = (self.0.date(), self.0.time());
+        let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+        let mut put = |at: usize, value: u32, digits: usize| {
+            let mut value = value;
+            for i in (0..digits).rev() {
+                buf[at + i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, date.month(), 2);
+        put(8, date.day(), 2);
+        put(11, time.hour(), 2);
+        put(14, time.minute(), 2);
+        put(17, time.second(), 2);
+        let micros = self.0.nanosecond() / 1_000;
+        if micros != 0 {
+            put(20, micros, 6);
+        }
+        buf[4] = b'-';
+        buf[7] = b'-';
+        buf[10] = b'T';
+        buf[13] = b':';
+        buf[16] = b':';
+        if micros == 0 {
+            return Some(19);
+        }
+        buf[19] = b'.';
+        Some(ISO_LEN)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (date, time) = (self.0.date(), self.0.time());
-        // Written field by field: `format("%Y-…")` parses its pattern on every call (a turn
-        // writes a dozen timestamps). Years beyond four digits keep chrono's signed form.
-        if (0..=9999).contains(&date.year()) {
-            write!(
-                f,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-                date.year(),
-                date.month(),
-                date.day(),
-                time.hour(),
-                time.minute(),
-                time.second()
-            )?;
-        } else {
-            write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S"))?;
+        let mut buf = [0u8; ISO_LEN];
+        if let Some(len) = self.write_iso(&mut buf) {
+            return f.write_str(std::str::from_utf8(&buf[..len]).expect("ASCII digits"));
         }
+        write!(f, "{}", self.0.format("%Y-%m-%dT%H:%M:%S"))?;
         let micros = self.0.nanosecond() / 1_000;
         if micros != 0 {
             write!(f, ".{micros:06}")?;
@@ -97,7 +125,11 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let mut buf = [0u8; ISO_LEN];
+        match self.write_iso(&mut buf) {
+            Some(len) => serializer.serialize_str(std::str::from_utf8(&buf[..len]).expect("ASCII")),
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -146,6 +178,21 @@ mod tests {
             let t = Timestamp::from_unix_seconds(s).unwrap();
             let chrono = t.0.format("%Y-%m-%dT%H:%M:%S").to_string();
             assert!(t.to_string().starts_with(&chrono), "{t} vs {chrono}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Digit by digit, as chrono writes it: serialized and displayed alike, microseconds
+        /// only when not zero, years beyond four digits in chrono's signed form.
+        #[test]
+        fn written_digit_by_digit_as_chrono_formats(micros in -70_000_000_000_000_000i64..300_000_000_000_000_000) {
+            let t = Timestamp(DateTime::<Utc>::from_timestamp_micros(micros).unwrap().naive_utc());
+            let mut expected = t.0.format("%Y-%m-%dT%H:%M:%S").to_string();
+            if micros.rem_euclid(1_000_000) != 0 {
+                expected.push_str(&t.0.format("%.6f").to_string());
+            }
+            proptest::prop_assert_eq!(t.to_string(), expected.clone());
+            proptest::prop_assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{expected}\""));
         }
     }
 
