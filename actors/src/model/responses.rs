@@ -16,9 +16,40 @@ use crate::protocol::{Annotation, AnnotationTag};
 
 /// One streamed event turned into events (the parse `sse::events` is given).
 pub(super) fn parse_event(data: &[u8], out: &mut VecDeque<ModelEvent>) -> serde_json::Result<()> {
+    if is_unread(data) {
+        return Ok(());
+    }
     let event: StreamEvent = super::sse::json(data)?;
     event.push_events(out);
     Ok(())
+}
+
+/// Events that carry nothing we read (their text or item also comes in the events we do
+/// read). `response.created` and `.in_progress` repeat the whole request's instructions and
+/// tools; together these were a third of a Responses turn's parsing.
+const UNREAD_EVENTS: [&str; 9] = [
+    "response.created",
+    "response.in_progress",
+    "response.queued",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.output_text.done",
+    "response.reasoning_summary_text.done",
+    "response.reasoning_summary_part.done",
+    "response.function_call_arguments.done",
+];
+
+/// An event of [`UNREAD_EVENTS`], told by its leading `{"type":"…"` (OpenAI writes `type`
+/// first) and left unparsed; an event written otherwise is parsed, and its type then ignored.
+fn is_unread(data: &[u8]) -> bool {
+    let Some(rest) = data.strip_prefix(br#"{"type":""#) else {
+        return false;
+    };
+    let Some(end) = memchr::memchr(b'"', rest) else {
+        return false;
+    };
+    let kind = &rest[..end];
+    UNREAD_EVENTS.iter().any(|unread| unread.as_bytes() == kind)
 }
 
 /// One streamed event, as lenient as the chunks: only what we read, read where it lies in the
@@ -293,6 +324,29 @@ fn citation(annotation: &Value) -> Option<Annotation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unread_events_are_told_by_their_leading_type_and_would_give_nothing_parsed() {
+        for kind in UNREAD_EVENTS {
+            let data = format!(
+                r#"{{"type":"{kind}","sequence_number":1,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"x","text":"Hi","part":{{"type":"output_text","text":""}},"response":{{"id":"resp_1","status":"in_progress","instructions":"Be brief.","tools":[]}}}}"#
+            );
+            assert!(is_unread(data.as_bytes()), "{kind}");
+            let mut parsed = VecDeque::new();
+            let event: StreamEvent = super::super::sse::json(data.as_bytes()).unwrap();
+            event.push_events(&mut parsed);
+            assert!(parsed.is_empty(), "{kind} parsed gives {parsed:?}");
+        }
+        for read in [
+            r#"{"type":"response.output_text.delta","delta":"x"}"#,
+            r#"{"type":"response.completed","response":{}}"#,
+            r#"{"type":"response.created.extra"}"#,
+            r#"{"sequence_number":0,"type":"response.created"}"#,
+            r#"{"type":"response.created"#,
+        ] {
+            assert!(!is_unread(read.as_bytes()), "{read}");
+        }
+    }
 
     fn events(lines: &[Value]) -> Vec<ModelEvent> {
         let mut out = VecDeque::new();
