@@ -1,6 +1,7 @@
 //! Relays a turn's frames as an SSE body (protocol §1.3): each frame is already
-//! `data: <json>\n\n`, a burst of them one chunk; the body ends when the turn ends. Dropping the body (the client left)
-//! drops the receiver, which the turn notices as a cancellation (protocol §8.8).
+//! `data: <json>\n\n`, a burst of them one chunk; the body ends when the turn ends. Dropping
+//! the body (the client left) drops the receiver, which the turn notices as a cancellation
+//! (protocol §8.8).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

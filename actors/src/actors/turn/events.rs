@@ -229,19 +229,25 @@ impl EventWriter<'_> {
 
     /// Sends a frame built beforehand while the client listens; nothing once it left.
     pub async fn send_frame(&mut self, frame: &[u8]) {
-        self.send_with(|buf| buf.extend_from_slice(frame)).await;
-    }
-
-    /// Sends the frame `write` writes while the client listens; nothing once it left.
-    async fn send_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
         let Some(tx) = self.tx.as_ref().filter(|_| self.open) else {
             return;
         };
-        self.frame.clear();
-        write(&mut self.frame);
-        if tx.send(&self.frame).await.is_err() {
+        if tx.send(frame).await.is_err() {
             self.open = false;
         }
+    }
+
+    /// Sends the frame `write` writes (into the reused buffer) while the client listens;
+    /// nothing, not even the writing, once it left.
+    async fn send_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.tx.is_none() || !self.open {
+            return;
+        }
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        write(&mut frame);
+        self.send_frame(&frame).await;
+        self.frame = frame;
     }
 }
 
